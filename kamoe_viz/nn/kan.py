@@ -1,0 +1,219 @@
+"""KANLinear: a Kolmogorov-Arnold layer with B-spline edges, in the style of efficient-kan.
+
+Each edge i -> j computes phi_ij(x_i) = w_base[j, i] * base(x_i) + sum_k c[j, i, k] * B_k(x_i) and output j is
+sum_i phi_ij(x_i) (+ bias_j). With the reference settings (grid 3, order 3, no bias) an edge holds 1 + 6 = 7
+trainable numbers, as in keras-efficient-kan, which the original KAMoE code uses.
+
+Speed: when every input's grid is uniform (the default, and what :meth:`update_grid` produces) the basis is
+evaluated in closed form (cardinal B-spline as a sum of truncated powers) instead of the Cox-de Boor recursion,
+and the base and spline terms go through one matmul.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kamoe_viz.errors import GridUpdateError
+
+_BASE_ACTIVATIONS = {
+    "silu": F.silu,
+    "relu": F.relu,
+    "elu": F.elu,
+    "identity": lambda x: x,
+}
+
+
+def base_activation(name: str):
+    """The base function b(x) of a KAN edge, by name (silu, relu, elu, identity)."""
+    try:
+        return _BASE_ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"base activation must be one of {', '.join(_BASE_ACTIVATIONS)}, got {name!r}") from None
+
+
+def uniform_knots(low: float, high: float, grid_size: int, spline_order: int) -> torch.Tensor:
+    """grid_size + 2*order + 1 equally spaced knots covering [low, high] with ``order`` extra on each side."""
+    h = (high - low) / grid_size
+    steps = torch.arange(-spline_order, grid_size + spline_order + 1, dtype=torch.float32)
+    return low + steps * h
+
+
+def bspline_basis_recursive(x: torch.Tensor, knots: torch.Tensor, spline_order: int) -> torch.Tensor:
+    """Cox-de Boor recursion for any (also non-uniform) knots.
+
+    x: (N, in); knots: (in, G + 2k + 1) -> (N, in, G + k). The straightforward reference computation.
+    """
+    x = x.unsqueeze(-1)
+    bases = ((x >= knots[:, :-1]) & (x < knots[:, 1:])).to(x.dtype)
+    for k in range(1, spline_order + 1):
+        left = (x - knots[:, : -(k + 1)]) / (knots[:, k:-1] - knots[:, : -(k + 1)])
+        right = (knots[:, k + 1 :] - x) / (knots[:, k + 1 :] - knots[:, 1:(-k)])
+        bases = left * bases[..., :-1] + right * bases[..., 1:]
+    return bases
+
+
+def bspline_basis_uniform(x: torch.Tensor, first_knot: torch.Tensor, step: torch.Tensor, n_basis: int,
+                          spline_order: int) -> torch.Tensor:
+    """Closed-form basis for uniform knots t_m = first_knot + m * step (per input).
+
+    B_j(x) = N_k((x - t_j) / step) with N_k the cardinal B-spline of degree k on [0, k+1], evaluated through its
+    symmetry N_k(s) = N_k(k+1-s) on the half [0, (k+1)/2] as (1/k!) sum_m (-1)^m C(k+1, m) (s - m)_+^k, which keeps
+    the terms small (no cancellation of large powers). Returns (N, in, n_basis).
+    """
+    k = spline_order
+    t = (x - first_knot) / step  # (N, in) position in knot units
+    offsets = torch.arange(n_basis, dtype=x.dtype, device=x.device)
+    s = t.unsqueeze(-1) - offsets  # (N, in, n_basis)
+    half = (k + 1) / 2
+    s = half - (s - half).abs()  # fold onto [.., half]; values < 0 are outside the support
+    s = s.clamp(min=0.0)
+    result = torch.zeros_like(s)
+    for m in range(0, int(math.ceil(half)) + 1):
+        if m > half:
+            break
+        term = (s - m).clamp(min=0.0).pow(k)
+        result = result + ((-1) ** m) * math.comb(k + 1, m) * term
+    return result / math.factorial(k)
+
+
+@dataclass
+class EdgeCurves:
+    """Every edge's function on an x grid: tensors of shape (G, out, in); total = base + spline."""
+
+    x: torch.Tensor  # (G, in)
+    base: torch.Tensor
+    spline: torch.Tensor
+
+    @property
+    def total(self) -> torch.Tensor:
+        return self.base + self.spline
+
+
+class KANLinear(nn.Module):
+    """B-spline KAN layer mapping (..., in_features) -> (..., out_features)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        grid_size: int = 3,
+        spline_order: int = 3,
+        grid_range: tuple[float, float] = (-1.0, 1.0),
+        base_activation: str = "silu",
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.grid_size = grid_size
+        self.spline_order = spline_order
+        self.grid_range = (float(grid_range[0]), float(grid_range[1]))
+        self.base_activation_name = base_activation
+        self._base = globals()["base_activation"](base_activation)
+        knots = uniform_knots(*self.grid_range, grid_size, spline_order)
+        self.register_buffer("grid", knots.expand(in_features, -1).contiguous())
+        self.register_buffer("grid_is_uniform", torch.tensor(True))
+        n_basis = grid_size + spline_order
+        self.base_weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.spline_weight = nn.Parameter(torch.empty(out_features, in_features, n_basis))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.reset_parameters()
+
+    @property
+    def n_basis(self) -> int:
+        return self.grid_size + self.spline_order
+
+    def reset_parameters(self) -> None:
+        """Glorot-uniform on both weights, as keras-efficient-kan initialises them."""
+        limit = math.sqrt(6.0 / (self.in_features + self.out_features))
+        nn.init.uniform_(self.base_weight, -limit, limit)
+        spline_limit = math.sqrt(6.0 / (self.in_features * self.n_basis + self.out_features))
+        nn.init.uniform_(self.spline_weight, -spline_limit, spline_limit)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in={self.in_features}, out={self.out_features}, grid={self.grid_size}, order={self.spline_order}, "
+            f"range={self.grid_range}, base={self.base_activation_name}, bias={self.bias is not None}"
+        )
+
+    # ----- basis --------------------------------------------------------------------------------------------------
+    def b_splines(self, x: torch.Tensor) -> torch.Tensor:
+        """B-spline basis of a 2-D input (N, in) -> (N, in, n_basis)."""
+        if bool(self.grid_is_uniform):
+            step = self.grid[:, 1] - self.grid[:, 0]
+            return bspline_basis_uniform(x, self.grid[:, 0], step, self.n_basis, self.spline_order)
+        return bspline_basis_recursive(x, self.grid, self.spline_order)
+
+    # ----- forward ------------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, self.in_features)
+        features = torch.cat([self._base(flat), self.b_splines(flat).flatten(1)], dim=1)
+        weight = torch.cat([self.base_weight, self.spline_weight.flatten(1)], dim=1)
+        out = F.linear(features, weight, self.bias)
+        return out.reshape(*shape[:-1], self.out_features)
+
+    # ----- inspection ---------------------------------------------------------------------------------------------
+    def knots(self) -> torch.Tensor:
+        """Knot positions per input, (in, grid_size + 2*order + 1)."""
+        return self.grid.detach().clone()
+
+    @torch.no_grad()
+    def edge_functions(self, x: torch.Tensor) -> EdgeCurves:
+        """phi_ij on given points x (G, in): base and spline parts, each (G, out, in).
+
+        Summing ``total`` over inputs (dim 2) and adding the bias gives exactly the layer's output for x.
+        """
+        x = x.reshape(-1, self.in_features).to(self.base_weight.dtype)
+        base = self._base(x).unsqueeze(1) * self.base_weight.unsqueeze(0)
+        spline = torch.einsum("gik,oik->goi", self.b_splines(x), self.spline_weight)
+        return EdgeCurves(x=x, base=base, spline=spline)
+
+    # ----- grid update --------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor, margin: float = 0.01) -> None:
+        """Move each input's uniform grid to cover the samples x (N, in), refitting the spline coefficients by least
+        squares so the learned function is kept on the data. Raises :class:`GridUpdateError` when it cannot."""
+        x = x.reshape(-1, self.in_features).to(self.grid.dtype)
+        if x.shape[0] < self.n_basis:
+            raise GridUpdateError(
+                f"grid update needs at least {self.n_basis} samples (grid size + spline order), got {x.shape[0]}"
+            )
+        if not torch.isfinite(x).all():
+            raise GridUpdateError("grid update samples contain NaN or inf; check the input data")
+        old_values = torch.einsum("nik,oik->ino", self.b_splines(x), self.spline_weight)  # (in, N, out)
+        low = x.min(dim=0).values
+        high = x.max(dim=0).values
+        span = (high - low).clamp(min=1e-3)
+        low, high = low - margin * span, high + margin * span
+        step = (high - low) / self.grid_size
+        steps = torch.arange(-self.spline_order, self.grid_size + self.spline_order + 1, dtype=x.dtype,
+                             device=x.device)
+        new_grid = low.unsqueeze(1) + steps.unsqueeze(0) * step.unsqueeze(1)
+        old_grid = self.grid.clone()
+        self.grid.copy_(new_grid)
+        self.grid_is_uniform.fill_(True)
+        basis = self.b_splines(x).permute(1, 0, 2)  # (in, N, n_basis)
+        try:
+            solution = torch.linalg.lstsq(basis.cpu(), old_values.cpu(), driver="gelsd").solution
+        except RuntimeError as error:  # pragma: no cover - depends on LAPACK failure modes
+            self.grid.copy_(old_grid)
+            raise GridUpdateError(f"least-squares refit of the spline coefficients failed: {error}") from error
+        if not torch.isfinite(solution).all():
+            self.grid.copy_(old_grid)
+            raise GridUpdateError("least-squares refit gave non-finite coefficients; the grid was left unchanged")
+        self.spline_weight.copy_(solution.to(self.spline_weight.device).permute(2, 0, 1))
+
+    def grid_coverage(self, x: torch.Tensor) -> torch.Tensor:
+        """Fraction of samples inside the active grid range [knot_k, knot_-k-1], per input (in,)."""
+        x = x.reshape(-1, self.in_features)
+        low = self.grid[:, self.spline_order]
+        high = self.grid[:, -self.spline_order - 1]
+        inside = (x >= low) & (x <= high)
+        return inside.float().mean(dim=0)

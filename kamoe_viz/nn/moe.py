@@ -1,0 +1,163 @@
+"""KAMoE: input scaling, gate, experts, weighted sum, shared head; and the plain single-expert baseline.
+
+    x~ = W * x                                  (W learnable, initialised to ones)
+    h  = ReLU(Dense(x~))                        (last time step for recurrent experts, unless return_sequences)
+    w  = gate(h)                                (B, E) or (B, T, E)
+    z_e = expert_e(x~)                          (B, H) each
+    y  = head(sum_e w_e z_e)                    (the reference: MoE layer then Dense(n_outputs))
+
+Since the head is linear, y = sum_e w_e * P z_e + b with P the head's weight: ``expert_outputs`` holds each
+expert's prediction through the shared head, P z_e + b, and prediction = sum_e w_e (expert_outputs_e - b) + b.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kamoe_viz.config import SEQUENTIAL_EXPERTS, ModelConfig
+from kamoe_viz.errors import ValidationError
+from kamoe_viz.nn.experts import build_experts
+from kamoe_viz.nn.gates import Gate, build_gate, glorot_linear
+from kamoe_viz.nn.kan import KANLinear
+
+
+class MoEOutput(NamedTuple):
+    prediction: torch.Tensor  # (B, O) or (B, T, O); logits for classification
+    gate_weights: torch.Tensor  # (B, E) or (B, T, E)
+    expert_outputs: torch.Tensor  # (B, O, E) or (B, T, O, E): each expert through the shared head
+    expert_hidden: torch.Tensor  # (B, E, H) or (B, T, E, H): what the experts hand to the mixture
+
+
+class KanLayerRef(NamedTuple):
+    name: str  # e.g. "gate.kan1", "experts.layer1 (all experts)"
+    layer: KANLinear
+    expert: int | None  # the expert a per-expert layer belongs to; None for gate layers and the fused first layer
+    group_size: int  # for the fused first expert layer: outputs per expert (H); else the layer's out_features
+
+
+class KAMoE(nn.Module):
+    """Mixture of experts with a linear, GRN or GRKAN gate; ``kind='standard'`` is one expert and no gate."""
+
+    def __init__(self, config: ModelConfig, n_features: int, n_outputs: int, seq_len: int | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.n_features = n_features
+        self.n_outputs = n_outputs
+        self.seq_len = seq_len
+        self.is_sequence = seq_len is not None
+        self.is_standard = config.kind == "standard"
+        self.n_experts = 1 if self.is_standard else config.n_experts
+        recurrent = config.expert in SEQUENTIAL_EXPERTS
+        if recurrent and not self.is_sequence:
+            raise ValidationError("model.expert", config.expert, "LSTM/GRU experts need a sequential dataset; "
+                                  "choose mlp or kan for tabular data")
+        if config.return_sequences and not recurrent:
+            raise ValidationError("model.return_sequences", True, "needs LSTM or GRU experts")
+        # Non-recurrent experts on windows see the flattened window, as the reference does.
+        self.flatten_input = self.is_sequence and not recurrent
+        expert_in = n_features * seq_len if self.flatten_input else n_features
+        kan_options = dict(grid_size=config.kan_grid, spline_order=config.kan_order, grid_range=config.kan_range,
+                           base_activation=config.kan_base)
+        self.input_scale = nn.Parameter(torch.ones(n_features)) if (config.input_scaling and not self.is_standard) \
+            else None
+        self.experts = build_experts(config.expert, expert_in, self.n_experts, config.expert_hidden,
+                                     return_sequences=config.return_sequences, **kan_options)
+        width = self.experts.out_features
+        self.gate_input: nn.Linear | None = None
+        self.gate: Gate | None = None
+        if not self.is_standard:
+            u = config.gate_hidden or width
+            self.gate_input = glorot_linear(expert_in, u)
+            self.gate = build_gate(
+                config.gate, u, self.n_experts, activation=config.gate_activation, top_k=config.top_k,
+                dropout=config.dropout, grid_size=config.kan_grid, spline_order=config.kan_order,
+                grid_range=config.kan_range, second_base=config.grkan_second_base,
+            )
+        self.head = glorot_linear(width, n_outputs)
+
+    # ----- forward ------------------------------------------------------------------------------------------------
+    def scaled_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x~ = W * x, flattened for non-recurrent experts on windows."""
+        if self.input_scale is not None:
+            x = x * self.input_scale
+        if self.flatten_input:
+            x = x.flatten(1)
+        return x
+
+    def gate_hidden(self, x_scaled: torch.Tensor) -> torch.Tensor:
+        """h = ReLU(Dense(x~)); the last step for recurrent experts unless they return sequences."""
+        if self.is_sequence and not self.flatten_input and not self.config.return_sequences:
+            x_scaled = x_scaled[:, -1]
+        return F.relu(self.gate_input(x_scaled))
+
+    def gate_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Only the gate's weights (B, E); cheaper than forward for plots and attribution."""
+        if self.gate is None:
+            return torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
+        return self.gate(self.gate_hidden(self.scaled_input(x)))
+
+    def forward(self, x: torch.Tensor) -> MoEOutput:
+        x_scaled = self.scaled_input(x)
+        hidden = self.experts(x_scaled)  # (B, E, H) or (B, T, E, H)
+        if self.gate is None:
+            weights = hidden.new_ones(hidden.shape[:-1])
+        else:
+            weights = self.gate(self.gate_hidden(x_scaled))
+        projected = F.linear(hidden, self.head.weight)  # (..., E, O)
+        prediction = (weights.unsqueeze(-1) * projected).sum(dim=-2) + self.head.bias
+        expert_outputs = (projected + self.head.bias).transpose(-1, -2)
+        return MoEOutput(prediction, weights, expert_outputs, hidden)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x).prediction
+
+    # ----- inspection ---------------------------------------------------------------------------------------------
+    def kan_layers(self) -> list[KanLayerRef]:
+        """Every KAN layer of the model, gate first."""
+        refs: list[KanLayerRef] = []
+        if self.gate is not None and self.config.gate == "grkan":
+            refs.append(KanLayerRef("gate.kan1", self.gate.kan1, None, self.gate.kan1.out_features))
+            refs.append(KanLayerRef("gate.kan2", self.gate.kan2, None, self.gate.kan2.out_features))
+        if self.config.expert == "kan":
+            for name, layer, expert in self.experts.kan_layers():
+                group = self.experts.hidden[0] if expert is None else layer.out_features
+                refs.append(KanLayerRef(name, layer, expert, group))
+        return refs
+
+    @torch.no_grad()
+    def kan_layer_inputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The input each KAN layer sees for x, by layer name (2-D: rows x in_features)."""
+        inputs: dict[str, torch.Tensor] = {}
+        x_scaled = self.scaled_input(x)
+        if self.gate is not None and self.config.gate == "grkan":
+            h = self.gate_hidden(x_scaled)
+            inputs["gate.kan1"] = h.reshape(-1, h.shape[-1])
+            mid = self.gate.kan1(h)
+            inputs["gate.kan2"] = mid.reshape(-1, mid.shape[-1])
+        if self.config.expert == "kan":
+            inputs["experts.layer1 (all experts)"] = x_scaled.reshape(-1, x_scaled.shape[-1])
+            batch = x_scaled.shape[0]
+            z = self.experts.first(x_scaled).view(batch, self.n_experts, self.experts.hidden[0])
+            for e, stack in enumerate(self.experts.deeper):
+                ze = z[:, e]
+                for depth, layer in enumerate(stack, start=2):
+                    inputs[f"expert{e}.layer{depth}"] = ze
+                    ze = layer(ze)
+        return inputs
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def gate_parameter_count(self) -> int:
+        if self.gate is None:
+            return 0
+        return sum(p.numel() for p in self.gate.parameters() if p.requires_grad)
+
+
+def build_model(config: ModelConfig, dataset) -> KAMoE:
+    """The model for a dataset (anything with n_features, n_outputs, seq_len: a data.Dataset)."""
+    config.validate()
+    return KAMoE(config, dataset.n_features, dataset.n_outputs, dataset.seq_len)
