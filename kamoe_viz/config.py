@@ -173,6 +173,7 @@ class TrainConfig:
         return self
 
 
+_NOT_IN_LINKS = ("csv_path",)
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 
@@ -225,15 +226,21 @@ class RunConfig:
 
     # ----- flat string parameters (URL query) -------------------------------------------------------------------
     def to_query_params(self) -> dict[str, str]:
-        """Flat ``section.field`` -> string; only values that differ from the defaults, so links stay short."""
+        """Flat ``section.field`` -> string; only values that differ from the defaults, so links stay short.
+
+        File paths (``csv_path``) never go into a link: a link must not make the server read one of its files.
+        """
         default = RunConfig().to_dict()
         current = self.to_dict()
         params: dict[str, str] = {}
         for section, values in current.items():
             for key, value in values.items():
+                if key in _NOT_IN_LINKS:
+                    continue
                 if key == "options":
                     for opt, opt_value in sorted(value.items()):
-                        params[f"{section}.options.{opt}"] = _encode(opt_value)
+                        if opt not in _NOT_IN_LINKS:
+                            params[f"{section}.options.{opt}"] = _encode(opt_value)
                 elif value != default[section][key]:
                     params[f"{section}.{key}"] = _encode(value)
         return params
@@ -248,6 +255,9 @@ class RunConfig:
             if len(parts) < 2 or parts[0] not in _SECTIONS:
                 raise ValidationError(f"link parameter {key}", text, "is not a known setting")
             section = parts[0]
+            if parts[-1] in _NOT_IN_LINKS:
+                raise ValidationError(f"link parameter {key}", text, "file paths are not accepted in links",
+                                      "Upload the CSV on the Train page instead.")
             if parts[1] == "options" and section == "data" and len(parts) == 3:
                 raw["data"].setdefault("options", {})[parts[2]] = _decode_scalar(str(text))
                 continue
