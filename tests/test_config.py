@@ -70,6 +70,12 @@ def test_validation_messages_name_field_value_and_allowed(raw, field, fragment):
     assert fragment in message, message
 
 
+def test_links_never_carry_file_paths():
+    config = RunConfig(data=DataConfig(name="csv", csv_path="/home/me/data.csv", target="y",
+                                       options={"csv_path": "/x.csv"})).validate()
+    assert not any("csv_path" in key for key in config.to_query_params())
+
+
 @pytest.mark.parametrize(
     "params, fragment",
     [
@@ -82,12 +88,6 @@ def test_validation_messages_name_field_value_and_allowed(raw, field, fragment):
         ({"data.options.csv_path": "/etc/passwd"}, "file paths are not accepted in links"),
     ],
 )
-def test_links_never_carry_file_paths():
-    config = RunConfig(data=DataConfig(name="csv", csv_path="/home/me/data.csv", target="y",
-                                       options={"csv_path": "/x.csv"})).validate()
-    assert not any("csv_path" in key for key in config.to_query_params())
-
-
 def test_bad_link_parameters_are_refused_by_name(params, fragment):
     with pytest.raises(ValidationError) as info:
         RunConfig.from_query_params(params)
