@@ -68,8 +68,9 @@ class Gate(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         logits = self.logits(h)
         if self.top_k and self.top_k < self.n_experts:
-            threshold = logits.topk(self.top_k, dim=-1).values[..., -1:]
-            keep = logits >= threshold
+            # exactly k per row, also when logits tie (a >= threshold test would keep every tied expert)
+            kept = logits.topk(self.top_k, dim=-1).indices
+            keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, kept, True)
             if self.activation == "softmax":
                 return torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
             return torch.sigmoid(logits) * keep

@@ -35,11 +35,13 @@ def base_activation(name: str):
         raise ValueError(f"base activation must be one of {', '.join(_BASE_ACTIVATIONS)}, got {name!r}") from None
 
 
-def uniform_knots(low: float, high: float, grid_size: int, spline_order: int) -> torch.Tensor:
-    """grid_size + 2*order + 1 equally spaced knots covering [low, high] with ``order`` extra on each side."""
+def uniform_knots(low: float, high: float, grid_size: int, spline_order: int,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """grid_size + 2*order + 1 equally spaced knots covering [low, high] with ``order`` extra on each side
+    (computed in float64, then rounded once to ``dtype``)."""
     h = (high - low) / grid_size
-    steps = torch.arange(-spline_order, grid_size + spline_order + 1, dtype=torch.float32)
-    return low + steps * h
+    steps = torch.arange(-spline_order, grid_size + spline_order + 1, dtype=torch.float64)
+    return (low + steps * h).to(dtype)
 
 
 def bspline_basis_recursive(x: torch.Tensor, knots: torch.Tensor, spline_order: int) -> torch.Tensor:
@@ -180,6 +182,11 @@ class KANLinear(nn.Module):
     def update_grid(self, x: torch.Tensor, margin: float = 0.01) -> None:
         """Move each input's uniform grid to cover the samples x (N, in), refitting the spline coefficients by least
         squares so the learned function is kept on the data. Raises :class:`GridUpdateError` when it cannot."""
+        if x.shape[-1] != self.in_features:
+            raise GridUpdateError(
+                f"grid update samples must have {self.in_features} input features (last dimension), "
+                f"got shape {tuple(x.shape)}"
+            )
         x = x.reshape(-1, self.in_features).to(self.grid.dtype)
         if x.shape[0] < self.n_basis:
             raise GridUpdateError(
