@@ -1,0 +1,27 @@
+"""KAMoE Explorer: Streamlit entry point (page setup, navigation and the sidebar only).
+
+Start with ``bash scripts/app.sh`` or ``streamlit run app.py`` (binds to 127.0.0.1, see .streamlit/config.toml).
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from pages._state import render_sidebar
+
+st.set_page_config(page_title="KAMoE Explorer", page_icon=":material/hub:", layout="wide",
+                   menu_items={"About": "KAMoE Explorer: train small mixtures of experts (linear, GRN, GRKAN "
+                                        "gates) and see their gating. Paper: arXiv 2409.15161."})
+
+PAGES = [
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
+    st.Page("pages/splines.py", title="Splines", icon=":material/show_chart:"),
+    st.Page("pages/gates.py", title="Gates", icon=":material/alt_route:"),
+    st.Page("pages/experts.py", title="Experts", icon=":material/groups:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/attribution.py", title="Attribution", icon=":material/insights:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
+]
+
+page = st.navigation(PAGES)
+render_sidebar()
+page.run()

@@ -1,0 +1,209 @@
+"""The Train page's data choice: a built-in dataset with its options, or an uploaded CSV; and the dataset card."""
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import streamlit as st
+
+from kamoe_viz import charts_training as ct
+from kamoe_viz.config import DataConfig, RunConfig
+from kamoe_viz.errors import KamoeError
+from pages._config_state import seed
+
+UPLOAD_NAME = "csv"  # DataConfig.name of a run on an uploaded CSV (the file itself never goes into a link)
+SOURCE_BUILTIN = "Built-in dataset"
+SOURCE_UPLOAD = "Upload a CSV"
+
+
+@st.cache_data(show_spinner=False)
+def dataset_infos() -> list[Any]:
+    from kamoe_viz.data import list_datasets
+
+    return list(list_datasets())
+
+
+@st.cache_data(max_entries=12, show_spinner="Loading the dataset…")
+def load_builtin(data_json: str) -> Any:
+    """Load a built-in dataset once per distinct data settings (shared by sessions: data only, never models)."""
+    import json
+
+    from kamoe_viz.data import load_dataset
+
+    return load_dataset(DataConfig(**_data_kwargs(json.loads(data_json))).validate())
+
+
+def _data_kwargs(raw: dict[str, Any]) -> dict[str, Any]:
+    kwargs = dict(raw)
+    if isinstance(kwargs.get("features"), list):
+        kwargs["features"] = tuple(kwargs["features"])
+    return kwargs
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading the CSV…")
+def read_upload(data: bytes, max_bytes: int) -> Any:
+    from kamoe_viz.data import read_csv_table
+
+    return read_csv_table(data, max_bytes=max_bytes)
+
+
+@st.cache_data(max_entries=8, show_spinner="Preparing the dataset…")
+def dataset_from_upload(digest: str, _frame: Any, target: str, features: tuple[str, ...], name: str, seed_: int,
+                        test_fraction: float, val_fraction: float, task: str | None) -> Any:
+    from kamoe_viz.data import dataset_from_frame
+
+    return dataset_from_frame(_frame, target, list(features), name=name, seed=seed_, test_fraction=test_fraction,
+                              val_fraction=val_fraction, task=task)
+
+
+def _spec(spec: Any, *names: str, default: Any = None) -> Any:
+    for name in names:
+        if isinstance(spec, dict) and name in spec:
+            return spec[name]
+        if hasattr(spec, name):
+            return getattr(spec, name)
+    return default
+
+
+def _option_widget(dataset: str, name: str, spec: Any, current: Any, disabled: bool) -> Any:
+    default = _spec(spec, "default", default=spec if not isinstance(spec, dict) else None)
+    value = current if current is not None else default
+    label = _spec(spec, "label", "title", default=name.replace("_", " "))
+    help_text = _spec(spec, "help", "description")
+    choices = _spec(spec, "choices", "options")
+    key = seed(f"data.options.{dataset}.{name}", value)
+    if choices:
+        choices = list(choices)
+        if st.session_state[key] not in choices:
+            st.session_state[key] = default if default in choices else choices[0]
+        return st.selectbox(label, choices, key=key, help=help_text, disabled=disabled)
+    if isinstance(default, bool):
+        return st.checkbox(label, key=key, help=help_text, disabled=disabled)
+    low = _spec(spec, "min", "low", "min_value")
+    high = _spec(spec, "max", "high", "max_value")
+    if isinstance(default, int):
+        st.session_state[key] = int(st.session_state[key]) if isinstance(st.session_state[key], (int, float)) \
+            else default
+        return st.number_input(label, None if low is None else int(low), None if high is None else int(high),
+                               step=_spec(spec, "step", default=1), key=key, help=help_text, disabled=disabled)
+    if isinstance(default, float):
+        st.session_state[key] = float(st.session_state[key]) if isinstance(st.session_state[key], (int, float)) \
+            else default
+        return st.number_input(label, None if low is None else float(low), None if high is None else float(high),
+                               step=float(_spec(spec, "step", default=0.05)), format="%g", key=key,
+                               help=help_text, disabled=disabled)
+    return st.text_input(label, key=key, help=help_text, disabled=disabled)
+
+
+def builtin_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], Any, str | None]:
+    """Dataset selectbox + its options. Returns (data section, Dataset or None, error message or None)."""
+    infos = {info.name: info for info in dataset_infos()}
+    names = list(infos)
+    name = base.data.name if base.data.name in infos else (names[0] if names else base.data.name)
+    name = st.selectbox("Dataset", names, key=seed("data.name", name), disabled=disabled,
+                        format_func=lambda n: f"{getattr(infos[n], 'title', n)}  ({n})")
+    info = infos[name]
+    st.caption(getattr(info, "description", ""))
+    if getattr(info, "needs_download", False):
+        st.caption(":material/cloud_download: Downloaded once on first use, then cached (or read from a local CSV "
+                   "named by env KAMOE_CALIFORNIA_CSV).")
+    spec = _spec(info, "options", default={}) or {}
+    chosen = base.data.options if base.data.name == name else {}
+    options: dict[str, Any] = {}
+    if spec:
+        with st.expander("Dataset options", expanded=False):
+            for opt, opt_spec in dict(spec).items():
+                if opt == "csv_path":
+                    continue
+                options[opt] = _option_widget(name, opt, opt_spec, chosen.get(opt), disabled)
+    data = RunConfig(data=base.data).to_dict()["data"]
+    data.update(name=name, options=options, csv_path=None, target=None, features=None)
+    try:
+        return data, load_builtin(_json(data)), None
+    except KamoeError as err:
+        return data, None, str(err)
+    except Exception as err:  # a loader problem must not take the page down
+        return data, None, f"data.name: {name!r} could not be loaded ({type(err).__name__}: {err})."
+
+
+def _json(data: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(data, sort_keys=True, default=list)
+
+
+def upload_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], Any, str | None]:
+    """CSV upload, target and feature choice. Returns (data section, Dataset or None, error message or None)."""
+    limit_mb = int(st.get_option("server.maxUploadSize"))
+    data = RunConfig().to_dict()["data"]
+    data.update(name=UPLOAD_NAME, seed=base.data.seed, test_fraction=base.data.test_fraction,
+                val_fraction=base.data.val_fraction)
+    upload = st.file_uploader(f"CSV file (up to {limit_mb} MB)", type=["csv", "txt"], key="upload_csv",
+                              disabled=disabled,
+                              help="One row per example, a header row with column names; numeric features. "
+                                   "Nothing is trained until the file passes the checks.")
+    if upload is None:
+        return data, None, "Upload a CSV file to train on your own data."
+    raw = upload.getvalue()
+    try:
+        frame = read_upload(raw, limit_mb * 1024 * 1024)
+    except KamoeError as err:
+        return data, None, str(err)
+    except Exception as err:
+        return data, None, f"upload: {upload.name!r} could not be read as CSV ({type(err).__name__}: {err})."
+    columns = [str(c) for c in frame.columns]
+    target = st.selectbox("Target column", columns, index=len(columns) - 1, key=f"upload_target_{upload.file_id}",
+                          disabled=disabled)
+    others = [c for c in columns if c != target]
+    features = st.multiselect("Feature columns", others, default=others, key=f"upload_features_{upload.file_id}",
+                              disabled=disabled)
+    task = st.segmented_control("Task", ["auto", "regression", "classification"], default="auto",
+                                key=f"upload_task_{upload.file_id}", disabled=disabled) or "auto"
+    data.update(target=target, features=list(features))
+    digest = hashlib.sha1(raw).hexdigest()
+    try:
+        dataset = dataset_from_upload(digest, frame, target, tuple(features), _safe_name(upload.name),
+                                      int(base.data.seed), float(base.data.test_fraction),
+                                      float(base.data.val_fraction), None if task == "auto" else task)
+    except KamoeError as err:
+        return data, None, str(err)
+    except Exception as err:
+        return data, None, f"upload: the CSV could not be turned into a dataset ({type(err).__name__}: {err})."
+    return data, dataset, None
+
+
+def _safe_name(filename: str) -> str:
+    stem = filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1].rsplit(".", 1)[0]
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)[:40].strip("_")
+    return cleaned or "upload"
+
+
+def dataset_card(dataset: Any) -> None:
+    """Size, task, source, and a preview table or (2-D inputs) a scatter of the training inputs."""
+    sizes = dataset.sizes()
+    cols = st.columns(4)
+    cols[0].metric("Training rows", f"{sizes['train']:,}")
+    cols[1].metric("Validation / test", f"{sizes['val']:,} / {sizes['test']:,}")
+    cols[2].metric("Features", f"{dataset.n_features}" + (f" × {dataset.seq_len} steps" if dataset.is_sequence
+                                                          else ""))
+    task = dataset.task + (f" ({len(dataset.class_names)} classes)" if dataset.class_names else "")
+    cols[3].metric("Task", task)
+    X = dataset.unscale_X(dataset.X_train[:600])
+    y = dataset.unscale_y(dataset.y_train[:600])
+    frame = ct.preview_frame(X, y, dataset.feature_names, dataset.target_name, dataset.class_names,
+                             dataset.regimes_train[:600] if dataset.regimes_train is not None else None,
+                             dataset.regime_names, limit=600)
+    if dataset.is_2d:
+        a, b = dataset.feature_names
+        nominal = dataset.class_names is not None
+        color = dataset.target_name if (nominal or "regime" not in frame) else "regime"
+        if "regime" in frame and not nominal:
+            color = "regime"
+            nominal = True
+        tab_plot, tab_table = st.tabs(["Scatter", "Table"])
+        tab_plot.altair_chart(ct.scatter_2d_chart(frame, a, b, color, nominal), width="stretch")
+        tab_table.dataframe(frame.head(200), height=280, width="stretch")
+    else:
+        st.dataframe(frame.head(200), height=280, width="stretch")
+    if getattr(dataset, "source", ""):
+        st.caption(f"Source: {dataset.source}")

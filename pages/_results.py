@@ -1,0 +1,118 @@
+"""The Train page's lower half: the shareable link, messages of the last training, and the current run's results."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from kamoe_viz import charts_training as ct
+from kamoe_viz.config import RunConfig
+from pages import _config_state as cfg
+from pages import _state
+from pages import _train_live as live
+
+METRIC_LABELS = {"r2": "R²", "rmse": "RMSE", "mae": "MAE", "accuracy": "accuracy", "log_loss": "log loss"}
+HIGHER_IS_BETTER = {"r2", "accuracy"}
+
+
+def share_link(config: RunConfig) -> None:
+    """A copyable link (the code block has a copy button) that restores these settings."""
+    query = cfg.link_query(config)
+    base_url = None
+    try:
+        base_url = st.context.url
+    except Exception:  # no browser context (tests, scripts)
+        base_url = None
+    with st.popover("Copy link", icon=":material/link:"):
+        st.caption("Opening this link restores every setting on this page (the data itself is not in the link "
+                   "for uploaded CSVs).")
+        if base_url:
+            st.code(f"{base_url}?{query}" if query else base_url, language=None, wrap_lines=True)
+        else:
+            st.code(f"?{query}" if query else "(default settings: the app's plain address)", language=None,
+                    wrap_lines=True)
+            st.caption("Append this to the app's address.")
+
+
+def last_job_messages(job: live.Job | None) -> None:
+    if job is None or job.active:
+        return
+    if job.error:
+        st.error(job.error, icon=":material/error:")
+    for note in job.notes:
+        if note.startswith("Traceback"):
+            with st.expander("Details for a bug report"):
+                st.code(note, language=None)
+        else:
+            st.warning(note)
+
+
+def _metrics_table(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> pd.DataFrame:
+    rows = []
+    for key, label in METRIC_LABELS.items():
+        value = metrics.get(key)
+        if not isinstance(value, (int, float)):
+            continue
+        row = {"metric (test set)": label, "mixture": value}
+        if baseline is not None and isinstance(baseline.get(key), (int, float)):
+            row["plain baseline"] = baseline[key]
+            better = value > baseline[key] if key in HIGHER_IS_BETTER else value < baseline[key]
+            row["mixture better?"] = "yes" if better else "no"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _val_gate_weights(run: Any):
+    from kamoe_viz.training import predict
+
+    X = run.dataset.X_val[:512]
+    return predict(run.model, X)["gate_weights"]
+
+
+def current_run_results() -> None:
+    """Metrics next to the baseline, loss history, gate weights and load of the current run."""
+    run = _state.current_run()
+    if run is None:
+        return
+    result = run.result
+    info = _state.describe_run(run)
+    st.divider()
+    st.subheader("Current run")
+    st.caption(f"{info['dataset']} · gate {info['gate']} · {info['experts']} · {info['device']} · "
+               f"epochs {info['epochs']} · {result.seconds:.1f} s"
+               + (f" · saved as `{run.run_id}`" if getattr(run, "run_id", None) else ""))
+    if getattr(result, "message", None):
+        st.warning(result.message, icon=":material/warning:")
+    baseline = live.baseline_metrics(run)
+    st.dataframe(_metrics_table(result.metrics, baseline), hide_index=True, width="content")
+    if baseline is None and run.config.model.kind != "standard":
+        if st.button("Train the plain baseline now", icon=":material/compare_arrows:",
+                     help="The standard single-expert model with the same settings, for comparison."):
+            message = live.start_baseline(run)
+            if message:
+                st.error(message)
+            else:
+                st.rerun()
+    left, right = st.columns(2)
+    history = ct.history_frame(result.history)
+    left.altair_chart(ct.loss_chart(history, best_epoch=result.best_epoch), width="stretch")
+    if run.config.model.kind != "standard":
+        weights = _state.run_cached(run, "val_gate_weights", lambda: _val_gate_weights(run))
+        right.altair_chart(ct.gate_distribution_chart(ct.gate_weight_frame(weights)), width="stretch")
+        loads = _state.run_cached(run, live.LOAD_HISTORY, lambda: pd.DataFrame(columns=["epoch", "expert", "load"]))
+        if len(loads):
+            left.altair_chart(ct.load_chart(loads, height=160), width="stretch")
+        right.caption(ct.LOAD_DEFINITIONS[run.config.model.gate_activation]
+                      + (" " + ct.TOP_K_NOTE if run.config.model.top_k else ""))
+    st.markdown("**Explore this model:**")
+    cols = st.columns(5)
+    for col, (page, label, icon) in zip(cols, [
+        ("pages/splines.py", "Splines", ":material/show_chart:"), ("pages/gates.py", "Gates", ":material/alt_route:"),
+        ("pages/experts.py", "Experts", ":material/groups:"), ("pages/attribution.py", "Attribution",
+                                                              ":material/insights:"),
+        ("pages/compare.py", "Compare gates", ":material/compare_arrows:")]):
+        col.page_link(page, label=label, icon=icon)
+    if st.button("Load this run's settings into the form", icon=":material/settings_backup_restore:"):
+        cfg.set_master(run.config, reseed=True)
+        st.rerun()

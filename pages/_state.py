@@ -1,0 +1,184 @@
+"""Per-session state shared by the pages: the current run, recent runs, the run store, and the sidebar.
+
+Trained models live only in ``st.session_state`` (one browser session = its own models); nothing trained is ever
+put in a global cache. Memory is bounded: the current run plus at most ``MAX_RECENT - 1`` earlier ones are kept,
+older ones are released (they stay on disk in the run store).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import streamlit as st
+
+CURRENT = "current_run"
+RECENT = "recent_runs"
+RUN_CACHE = "_run_cache"
+RUNS_DIR = "runs_dir"
+MAX_RECENT = 3
+TRAIN_PAGE = "pages/train.py"
+
+
+# ----- current run -----------------------------------------------------------------------------------------------
+def current_run() -> Any | None:
+    """The session's current :class:`kamoe_viz.training.TrainedRun`, or None."""
+    return st.session_state.get(CURRENT)
+
+
+def run_key(run: Any) -> str:
+    """A key that identifies a run in this session: its run id once saved, else a session-local token."""
+    run_id = getattr(run, "run_id", None)
+    if run_id:
+        return str(run_id)
+    token = getattr(run, "_session_token", None)
+    if token is None:
+        token = f"unsaved-{id(run):x}"
+        try:
+            run._session_token = token
+        except AttributeError:
+            pass
+    return token
+
+
+def set_current_run(run: Any | None) -> None:
+    """Make ``run`` the current run; keep it and at most MAX_RECENT - 1 earlier runs, release the rest."""
+    st.session_state[CURRENT] = run
+    if run is None:
+        return
+    key = run_key(run)
+    recent = [r for r in st.session_state.get(RECENT, []) if run_key(r) != key]
+    recent.insert(0, run)
+    dropped = recent[MAX_RECENT:]
+    st.session_state[RECENT] = recent[:MAX_RECENT]
+    cache = st.session_state.get(RUN_CACHE, {})
+    for old in dropped:  # interpretation results of released runs go with them
+        cache.pop(run_key(old), None)
+
+
+def recent_runs() -> list[Any]:
+    return list(st.session_state.get(RECENT, []))
+
+
+def forget_run(run_id: str) -> None:
+    """Drop a run (e.g. deleted from the store) from this session's memory."""
+    st.session_state[RECENT] = [r for r in recent_runs() if run_key(r) != run_id]
+    current = current_run()
+    if current is not None and run_key(current) == run_id:
+        st.session_state[CURRENT] = None
+    st.session_state.get(RUN_CACHE, {}).pop(run_id, None)
+
+
+def require_run() -> Any | None:
+    """The current run, or None after showing an info box with a link to the Train page."""
+    run = current_run()
+    if run is None:
+        st.info("No model trained yet. Train one on the Train page (a click trains the default dataset in a few "
+                "seconds), or reload a saved run on the Runs page; this page then shows it.", icon="ℹ️")
+        cols = st.columns([1, 1, 4])
+        cols[0].page_link(TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
+        cols[1].page_link("pages/runs.py", label="Saved runs", icon=":material/folder_open:")
+    return run
+
+
+def run_cached(run: Any, name: str, compute: Callable[[], Any]) -> Any:
+    """Compute ``compute()`` once per (run, name) in this session; later reruns reuse the result."""
+    cache: dict[str, dict[str, Any]] = st.session_state.setdefault(RUN_CACHE, {})
+    per_run = cache.setdefault(run_key(run), {})
+    if name not in per_run:
+        per_run[name] = compute()
+    return per_run[name]
+
+
+# ----- run store -------------------------------------------------------------------------------------------------
+def runs_dir() -> Path:
+    """This session's runs folder: the sidebar setting, else env KAMOE_RUNS_DIR, else ./runs."""
+    chosen = st.session_state.get(RUNS_DIR)
+    if chosen:
+        return Path(chosen)
+    return Path(os.environ.get("KAMOE_RUNS_DIR") or "runs")
+
+
+def run_store():
+    """A RunStore on this session's runs folder (cheap to create; holds no models)."""
+    from kamoe_viz.runs import RunStore
+
+    return RunStore(runs_dir())
+
+
+# ----- sidebar ---------------------------------------------------------------------------------------------------
+def _metric_text(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    shown = []
+    for key, label, fmt in (("r2", "test R²", "{:.3f}"), ("rmse", "test RMSE", "{:.4g}"),
+                            ("accuracy", "test accuracy", "{:.1%}"), ("log_loss", "test log loss", "{:.3f}")):
+        value = metrics.get(key)
+        if isinstance(value, (int, float)):
+            shown.append((label, fmt.format(value)))
+    return shown
+
+
+def describe_run(run: Any) -> dict[str, str]:
+    """Short labels for a run: dataset, gate, experts, device, epochs."""
+    config = run.config
+    model = config.model
+    dataset = getattr(run, "dataset", None)
+    data_label = getattr(dataset, "name", None) or config.data.name
+    if model.kind == "standard":
+        gate = "none (single expert)"
+        experts = f"1 × {model.expert.upper()} {list(model.expert_hidden)}"
+    else:
+        gate = f"{model.gate.upper() if model.gate != 'linear' else 'linear'} · {model.gate_activation}"
+        if model.top_k:
+            gate += f" · top-{model.top_k}"
+        experts = f"{model.n_experts} × {model.expert.upper()} {list(model.expert_hidden)}"
+    result = run.result
+    return {
+        "dataset": str(data_label),
+        "gate": gate,
+        "experts": experts,
+        "device": str(getattr(result, "device", "") or config.train.device),
+        "epochs": f"{result.epochs_run} ({result.stopped_reason.replace('_', ' ')})",
+    }
+
+
+def render_sidebar() -> None:
+    """Always-visible summary of the current run, recent runs of this session, and the runs folder."""
+    with st.sidebar:
+        st.markdown("### Current run")
+        run = current_run()
+        if run is None:
+            st.caption("No model yet: train one on the Train page or reload a saved run.")
+        else:
+            info = describe_run(run)
+            lines = [f"**Dataset** {info['dataset']}", f"**Gate** {info['gate']}",
+                     f"**Experts** {info['experts']}", f"**Device** {info['device']}",
+                     f"**Epochs** {info['epochs']}"]
+            st.markdown("  \n".join(lines))
+            metrics = _metric_text(run.result.metrics)
+            if metrics:
+                cols = st.columns(len(metrics[:2]))
+                for col, (label, value) in zip(cols, metrics[:2]):
+                    col.metric(label, value)
+            st.caption(f"Run id: `{run.run_id}`" if getattr(run, "run_id", None) else "Not saved")
+        others = [r for r in recent_runs() if run is None or run_key(r) != run_key(run)]
+        if others:
+            labels = {run_key(r): f"{describe_run(r)['dataset']} · {describe_run(r)['gate']}" for r in others}
+            choice = st.selectbox("Switch to a recent run", ["—"] + list(labels),
+                                  format_func=lambda k: labels.get(k, "—"), key="_recent_pick")
+            if choice != "—":
+                picked = next(r for r in others if run_key(r) == choice)
+                set_current_run(picked)
+                st.session_state.pop("_recent_pick", None)
+                st.rerun()
+        with st.expander("Runs folder", icon=":material/folder:"):
+            st.caption("Finished runs are saved here (config, weights, metrics, history). "
+                       "Default: env KAMOE_RUNS_DIR or ./runs.")
+            entered = st.text_input("Folder", value=str(runs_dir()), key="_runs_dir_input",
+                                    help="Applies to this browser session.")
+            if entered.strip() and entered.strip() != str(runs_dir()):
+                path = Path(entered.strip()).expanduser()
+                if path.exists() and not path.is_dir():
+                    st.error(f"runs folder: got {str(path)!r}; must be a folder, not a file.")
+                else:
+                    st.session_state[RUNS_DIR] = str(path)
+                    st.rerun()

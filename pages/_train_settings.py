@@ -1,0 +1,161 @@
+"""The Train page's model and training settings (widgets only); each returns the section's values as a dict."""
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from kamoe_viz.charts_training import LOAD_DEFINITIONS, TOP_K_NOTE
+from kamoe_viz.config import (BASE_ACTIVATIONS, EXPERT_TYPES, GATE_ACTIVATIONS, GATE_FAMILIES, MAX_EXPERTS,
+                              SEQUENTIAL_EXPERTS, RunConfig)
+from kamoe_viz.errors import ValidationError
+from pages._config_state import seed
+
+GATE_LABELS = {"linear": "Linear", "grn": "GRN", "grkan": "GRKAN"}
+GATE_HELP = ("**Linear**: one dense layer on h. **GRN**: gated residual network (ELU, GLU, skip, layer norm), "
+             "as in the Temporal Fusion Transformer. **GRKAN**: the GRN with its two dense layers replaced by KAN "
+             "layers (the paper's gate).")
+EXPERT_LABELS = {"mlp": "MLP", "kan": "KAN", "lstm": "LSTM", "gru": "GRU"}
+LR_CHOICES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
+BATCH_CHOICES = [16, 32, 64, 128, 256, 512, 1024, 2048]
+
+
+def parse_widths(text: str, field: str) -> tuple[int, ...]:
+    """'64, 32' -> (64, 32); a clear ValidationError otherwise."""
+    parts = [p.strip() for p in str(text).replace(";", ",").split(",") if p.strip()]
+    try:
+        widths = tuple(int(p) for p in parts)
+    except ValueError:
+        widths = ()
+    if not widths:
+        raise ValidationError(field, text, "must be layer widths separated by commas, e.g. 100 or 64,32")
+    return widths
+
+
+def _nearest(value: float, choices: list) -> Any:
+    return value if value in choices else min(choices, key=lambda c: abs(c - value))
+
+
+def model_settings(base: RunConfig, is_sequence: bool, disabled: bool) -> tuple[dict[str, Any], list[str]]:
+    """Gate, experts, KAN settings. Returns the model section and error messages."""
+    m = base.model
+    errors: list[str] = []
+    values: dict[str, Any] = {}
+    values["gate"] = st.segmented_control(
+        "Gate family", list(GATE_FAMILIES), format_func=GATE_LABELS.get, disabled=disabled,
+        key=seed("model.gate", m.gate), help=GATE_HELP) or m.gate
+    values["gate_activation"] = st.segmented_control(
+        "Gate output activation", list(GATE_ACTIVATIONS), disabled=disabled,
+        key=seed("model.gate_activation", m.gate_activation),
+        help="softmax: weights sum to 1 (experts compete). sigmoid: each weight in (0, 1) on its own "
+             "(the reference).") or m.gate_activation
+    st.caption(LOAD_DEFINITIONS[values["gate_activation"]])
+    c1, c2 = st.columns(2)
+    values["n_experts"] = c1.number_input("Experts", 1, MAX_EXPERTS, step=1, disabled=disabled,
+                                          key=seed("model.n_experts", m.n_experts))
+    top_k = min(m.top_k, int(values["n_experts"]))
+    values["top_k"] = c2.number_input("Top-k (0 = all)", 0, MAX_EXPERTS, step=1, disabled=disabled,
+                                      key=seed("model.top_k", top_k),
+                                      help="Keep only each input's k largest gate weights. " + TOP_K_NOTE)
+    experts = list(EXPERT_TYPES)
+    values["expert"] = st.selectbox(
+        "Expert type", experts, format_func=EXPERT_LABELS.get, disabled=disabled,
+        key=seed("model.expert", m.expert),
+        help="MLP and KAN experts work on every dataset (windows are flattened); LSTM and GRU experts need a "
+             "time-series dataset.")
+    if values["expert"] in SEQUENTIAL_EXPERTS and not is_sequence:
+        errors.append(f"model.expert: got {values['expert']!r}; {EXPERT_LABELS[values['expert']]} experts need a "
+                      "time-series dataset (windows). Choose MLP or KAN for tabular data, or pick a "
+                      "sequential dataset.")
+    c1, c2 = st.columns(2)
+    hidden_text = c1.text_input("Expert hidden sizes", disabled=disabled,
+                                key=seed("model.expert_hidden", ",".join(str(h) for h in m.expert_hidden)),
+                                help="Widths of each expert's layers, comma-separated, e.g. 100 or 64,32.")
+    try:
+        values["expert_hidden"] = parse_widths(hidden_text, "model.expert_hidden")
+    except ValidationError as err:
+        errors.append(str(err))
+        values["expert_hidden"] = m.expert_hidden
+    values["gate_hidden"] = c2.number_input("Gate hidden width (0 = auto)", 0, 1024, step=1, disabled=disabled,
+                                            key=seed("model.gate_hidden", m.gate_hidden),
+                                            help="Width u of h = ReLU(Dense(x)); 0 uses the experts' output width.")
+    uses_kan = values["gate"] == "grkan" or values["expert"] == "kan"
+    if uses_kan:
+        c1, c2 = st.columns(2)
+        values["kan_grid"] = c1.number_input("KAN grid size", 1, 50, step=1, disabled=disabled,
+                                             key=seed("model.kan_grid", m.kan_grid),
+                                             help="Number of spline intervals on the grid range.")
+        values["kan_order"] = c2.number_input("Spline order", 1, 5, step=1, disabled=disabled,
+                                              key=seed("model.kan_order", m.kan_order),
+                                              help="3 = cubic B-splines.")
+    if values["gate"] == "grkan":
+        values["grkan_second_base"] = st.selectbox(
+            "GRKAN second KAN layer base", list(BASE_ACTIVATIONS), disabled=disabled,
+            key=seed("model.grkan_second_base", m.grkan_second_base),
+            help="Base activation of the GRKAN's second KAN layer: the reference code uses relu, the paper "
+                 "describes SiLU.")
+    if values["expert"] in SEQUENTIAL_EXPERTS and is_sequence:
+        values["return_sequences"] = st.checkbox("Gate every time step (return sequences)", disabled=disabled,
+                                                 key=seed("model.return_sequences", m.return_sequences))
+    else:
+        values["return_sequences"] = False
+    with st.expander("More model settings"):
+        if uses_kan:
+            c1, c2 = st.columns(2)
+            low = c1.number_input("KAN grid from", -1000.0, 1000.0, step=0.5, disabled=disabled,
+                                  key=seed("model.kan_range.low", float(m.kan_range[0])))
+            high = c2.number_input("KAN grid to", -1000.0, 1000.0, step=0.5, disabled=disabled,
+                                   key=seed("model.kan_range.high", float(m.kan_range[1])))
+            values["kan_range"] = (low, high)
+            if values["expert"] == "kan":
+                values["kan_base"] = st.selectbox("KAN expert base activation", list(BASE_ACTIVATIONS),
+                                                  disabled=disabled, key=seed("model.kan_base", m.kan_base))
+        values["dropout"] = st.slider("Gate dropout", 0.0, 0.9, step=0.05, disabled=disabled,
+                                      key=seed("model.dropout", float(m.dropout)))
+        values["input_scaling"] = st.checkbox("Learnable input scaling (x~ = W·x)", disabled=disabled,
+                                              key=seed("model.input_scaling", m.input_scaling))
+    return values, errors
+
+
+def training_settings(base: RunConfig, devices: list[str], disabled: bool) -> dict[str, Any]:
+    """Epochs, batch, learning rate, early stopping, seed, device (only devices that exist)."""
+    t = base.train
+    values: dict[str, Any] = {}
+    c1, c2 = st.columns(2)
+    values["epochs"] = c1.number_input("Epochs", 1, 10_000, step=10, disabled=disabled,
+                                       key=seed("train.epochs", t.epochs))
+    values["early_stopping"] = c2.number_input(
+        "Early stopping (0 = off)", 0, 10_000, step=5, disabled=disabled, key=seed("train.early_stopping",
+                                                                                    t.early_stopping),
+        help="Stop after this many epochs without a better validation loss; the best weights are kept.")
+    lr_choices = sorted(set(LR_CHOICES) | {t.lr})
+    values["lr"] = st.select_slider("Learning rate", lr_choices, disabled=disabled, key=seed("train.lr", t.lr),
+                                    format_func=lambda v: f"{v:g}")
+    c1, c2 = st.columns(2)
+    batch_choices = sorted(set(BATCH_CHOICES) | {t.batch_size})
+    values["batch_size"] = c1.selectbox("Batch size", batch_choices, disabled=disabled,
+                                        key=seed("train.batch_size", t.batch_size))
+    values["seed"] = c2.number_input("Seed", 0, 2**31 - 1, step=1, disabled=disabled, key=seed("train.seed", t.seed),
+                                     help="Seeds the weights and the batch order; the same seed gives the same "
+                                          "run.")
+    options = ["auto"] + [d for d in devices if d != "auto"]
+    device = t.device if t.device in options else "auto"
+    values["device"] = st.selectbox("Device", options, disabled=disabled, key=seed("train.device", device),
+                                    help="Only devices present on this machine are offered. auto = the GPU if "
+                                         "there is one, else the CPU.")
+    with st.expander("More training settings"):
+        c1, c2 = st.columns(2)
+        values["weight_decay"] = c1.number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%g",
+                                                 disabled=disabled, key=seed("train.weight_decay", t.weight_decay))
+        values["max_grad_norm"] = c2.number_input("Clip gradient norm (0 = off)", 0.0, 1e6, step=1.0, format="%g",
+                                                  disabled=disabled, key=seed("train.max_grad_norm",
+                                                                              t.max_grad_norm))
+        c1, c2, c3 = st.columns(3)
+        values["lr_patience"] = c1.number_input("LR patience", 0, 10_000, step=1, disabled=disabled,
+                                                key=seed("train.lr_patience", t.lr_patience),
+                                                help="Epochs without improvement before the learning rate drops.")
+        values["lr_factor"] = c2.number_input("LR factor", 0.01, 1.0, step=0.05, disabled=disabled,
+                                              key=seed("train.lr_factor", t.lr_factor))
+        values["min_lr"] = c3.number_input("Min LR", 0.0, 10.0, step=1e-5, format="%g", disabled=disabled,
+                                           key=seed("train.min_lr", t.min_lr))
+    return values

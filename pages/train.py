@@ -1,0 +1,136 @@
+"""Train page: pick data, build a mixture of experts, watch it learn, compare it with a plain baseline."""
+from __future__ import annotations
+
+import streamlit as st
+
+from kamoe_viz.config import RunConfig
+from kamoe_viz.errors import KamoeError
+from pages import _config_state as cfg
+from pages import _data_section as data_ui
+from pages import _results
+from pages import _train_live as live
+from pages._presets import available_presets
+from pages._train_settings import model_settings, training_settings
+
+
+@st.cache_data(show_spinner=False)
+def _devices() -> list[str]:
+    from kamoe_viz.training import available_devices
+
+    return list(available_devices())
+
+
+def _apply_preset(preset_key: str) -> None:
+    preset = next(p for p in available_presets([i.name for i in data_ui.dataset_infos()]) if p.key == preset_key)
+    cfg.set_master(preset.config(), reseed=True)
+    st.session_state[cfg.widget_key("source")] = data_ui.SOURCE_BUILTIN
+
+
+def _preflight(config: RunConfig, dataset) -> tuple[str | None, str | None]:
+    """Build the model once per setting to catch impossible combinations early; (parameter text, error)."""
+    key = (config.to_json(), dataset.n_features, dataset.n_outputs, dataset.seq_len)
+    cached = st.session_state.get("_preflight")
+    if cached and cached[0] == key:
+        return cached[1]
+    from kamoe_viz.nn import build_model
+
+    try:
+        model = build_model(config.model, dataset)
+        outcome = (f"{model.parameter_count():,} parameters, of which the gate has "
+                   f"{model.gate_parameter_count():,}", None)
+    except KamoeError as err:
+        outcome = (None, str(err))
+    except Exception as err:
+        outcome = (None, f"model: these settings cannot be built ({type(err).__name__}: {err}).")
+    st.session_state["_preflight"] = (key, outcome)
+    return outcome
+
+
+st.title("Train a mixture of experts")
+st.caption("Pick data, choose a gate (linear, GRN or the paper's GRKAN) and experts, then press Train and watch the "
+           "gate learn to route. The URL always holds the settings: copy it to share this exact setup.")
+for warning in cfg.pop_link_warnings():
+    st.warning(warning, icon=":material/link_off:")
+
+base = cfg.master()
+job = live.job()
+busy = job is not None and job.active
+
+presets = available_presets([i.name for i in data_ui.dataset_infos()])
+if presets:
+    with st.expander("Presets: known-good starting points", expanded=st.session_state.get("_first_visit", True),
+                     icon=":material/auto_awesome:"):
+        cols = st.columns(len(presets))
+        for col, preset in zip(cols, presets):
+            col.button(preset.title, key=f"preset_{preset.key}", on_click=_apply_preset, args=(preset.key,),
+                       disabled=busy, width="stretch")
+            col.caption(preset.sentence)
+st.session_state["_first_visit"] = False
+
+left, right = st.columns([1, 1.7], gap="large")
+with left:
+    st.subheader("Data")
+    link_upload = base.data.name == data_ui.UPLOAD_NAME
+    source = st.segmented_control(
+        "Source", [data_ui.SOURCE_BUILTIN, data_ui.SOURCE_UPLOAD], disabled=busy, label_visibility="collapsed",
+        key=cfg.seed("source", data_ui.SOURCE_UPLOAD if link_upload else data_ui.SOURCE_BUILTIN),
+    ) or data_ui.SOURCE_BUILTIN
+    if source == data_ui.SOURCE_UPLOAD:
+        if link_upload and base.data.target:
+            st.info(f"These settings were made on an uploaded CSV (target `{base.data.target}`). Upload the same "
+                    "file to train on it.")
+        data, dataset, data_error = data_ui.upload_section(base, busy)
+    else:
+        data, dataset, data_error = data_ui.builtin_section(base, busy)
+    st.subheader("Model")
+    model_values, errors = model_settings(base, bool(dataset is not None and dataset.is_sequence), busy)
+    st.subheader("Training")
+    train_values = training_settings(base, _devices(), busy)
+
+raw = base.to_dict()
+raw["data"] = data
+raw["model"].update(model_values)
+raw["train"].update(train_values)
+config: RunConfig | None = None
+try:
+    config = RunConfig.from_dict(raw)
+except KamoeError as err:
+    errors.insert(0, str(err))
+if config is not None and not busy:
+    cfg.set_master(config)
+    cfg.sync_link(config)
+
+with right:
+    if dataset is not None:
+        data_ui.dataset_card(dataset)
+    elif data_error:
+        (st.info if data_error.startswith("Upload a CSV") else st.error)(data_error)
+    params_text = None
+    if config is not None and dataset is not None and not errors:
+        params_text, build_error = _preflight(config, dataset)
+        if build_error:
+            errors.append(build_error)
+    for message in errors:
+        st.error(message, icon=":material/error:")
+
+    ready = config is not None and dataset is not None and not errors
+    c1, c2, c3 = st.columns([1, 1.4, 2.4], vertical_alignment="center")
+    clicked = c1.button("Train", type="primary", icon=":material/play_arrow:", disabled=busy or not ready,
+                        width="stretch", help=None if ready else "Fix the messages above first.")
+    with_baseline = c2.checkbox("Also train a plain baseline", value=True, key="with_baseline", disabled=busy,
+                                help="After the mixture, train the standard single-expert model with the same "
+                                     "settings and show both test scores side by side.")
+    if params_text:
+        c3.caption(params_text)
+    if clicked and ready:
+        message = live.start(config, dataset, with_baseline)
+        if message:
+            st.error(message, icon=":material/error:")
+        else:
+            st.rerun()
+    if config is not None:
+        _results.share_link(config)
+    live.live_panel()
+    _results.last_job_messages(live.job())
+    if not busy:
+        _results.current_run_results()
