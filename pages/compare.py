@@ -1,10 +1,192 @@
-"""Compare page (first version: the slot in the navigation; the full page replaces it)."""
+"""Compare page: linear, GRN and GRKAN gates (and the plain model) side by side over several seeds.
+
+Widgets and layout only: kamoe_viz.compare trains and tests, kamoe_viz.charts_compare draws. The latest comparison
+of this browser session is kept in ``st.session_state`` (per user), so visiting other pages does not lose it.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
 import streamlit as st
 
-from pages._state import require_run
+from kamoe_viz import charts_compare as cc
+from kamoe_viz.compare import cpu_count, run as run_comparison
+from kamoe_viz.config import EXPERT_TYPES, GATE_FAMILIES, DataConfig, ModelConfig, RunConfig, TrainConfig
+from kamoe_viz.errors import KamoeError, ValidationError
+from pages._config_state import master
+from pages._data_section import dataset_infos
 
-st.title("Compare")
-st.write("This page shows linear, GRN and GRKAN gates trained side by side over several seeds on the same data, with paired statistics.")
-run = require_run()
-if run is not None:
-    st.info("The Compare views for the current run are being built; the current run is shown in the sidebar.")
+RESULT = "compare_result"
+K = "cmp."  # widget key prefix of this page
+GATE_LABELS = {"linear": "Linear", "grn": "GRN", "grkan": "GRKAN"}
+EXPERT_LABELS = {"mlp": "MLP", "kan": "KAN", "lstm": "LSTM", "gru": "GRU"}
+
+
+def _default(key: str, value: Any) -> str:
+    if K + key not in st.session_state:
+        st.session_state[K + key] = value
+    return K + key
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(p) for p in str(text).replace(";", ",").split(",") if p.strip())
+    except ValueError:
+        widths = ()
+    if not widths:
+        raise ValidationError("expert layer widths", text, "must be widths separated by commas, e.g. 16 or 32,16")
+    return widths
+
+
+def settings_form(base: RunConfig) -> dict[str, Any] | None:
+    """The comparison's settings; returns them when the button was pressed."""
+    try:
+        infos = {i.name: i for i in dataset_infos()}
+    except Exception as err:  # a registry problem must not take the page down
+        st.error(f"The dataset list could not be loaded: {err}")
+        infos = {}
+    names = list(infos) or ["regimes"]
+    start = base.data.name if base.data.name in names else ("regimes" if "regimes" in names else names[0])
+    with st.form("cmp.form"):
+        c1, c2, c3 = st.columns([2, 2, 1])
+        dataset = c1.selectbox("Dataset", names, key=_default("dataset", start),
+                               format_func=lambda n: f"{getattr(infos.get(n), 'title', n)} ({n})",
+                               help="The Train page's dataset options are used when it is the same dataset.")
+        gates = c2.multiselect("Gates", list(GATE_FAMILIES), key=_default("gates", list(GATE_FAMILIES)),
+                               format_func=GATE_LABELS.get)
+        standard = c3.checkbox("Plain model too", key=_default("standard", True),
+                               help="A single expert without a gate (the paper's 'standard' network).")
+        c1, c2, c3, c4 = st.columns(4)
+        seeds = c1.number_input("Seeds", 2, 20, key=_default("seeds", 3), step=1,
+                                help="Each seed changes the initialisation and the batch order. More seeds give "
+                                     "the paired test more power.")
+        epochs = c2.number_input("Epochs (at most)", 1, 1000, key=_default("epochs", 15), step=5)
+        expert = c3.selectbox("Experts", list(EXPERT_TYPES), format_func=EXPERT_LABELS.get,
+                              key=_default("expert", base.model.expert if base.model.expert in ("mlp", "kan")
+                                           else "mlp"),
+                              help="LSTM/GRU need a sequence dataset.")
+        n_experts = c4.number_input("Number of experts", 2, 16, key=_default("n_experts", base.model.n_experts),
+                                    step=1)
+        c1, c2, c3, c4 = st.columns(4)
+        hidden = c1.text_input("Expert layer widths", key=_default("hidden", "16"), help="e.g. 16 or 32,16")
+        lr = c2.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], key=_default("lr", 3e-3))
+        patience = c3.number_input("Early stopping (epochs, 0 = off)", 0, 200, key=_default("patience", 5))
+        jobs = c4.number_input("Parallel processes", 1, max(1, cpu_count()), key=_default("jobs", 1),
+                               help="Independent runs in separate processes. 1 = one after the other.")
+        vary = st.checkbox("Also draw a new train/validation/test split for each seed", key=_default("vary", False),
+                           help="Off: every run uses the same split, so only training randomness varies.")
+        pressed = st.form_submit_button("Run comparison", type="primary", icon=":material/play_arrow:",
+                                        key="cmp.run")
+    if not pressed:
+        return None
+    return dict(dataset=dataset, gates=gates, standard=standard, seeds=int(seeds), epochs=int(epochs),
+                expert=expert, n_experts=int(n_experts), hidden=hidden, lr=float(lr), patience=int(patience),
+                jobs=int(jobs), vary=bool(vary))
+
+
+def build_config(base: RunConfig, s: dict[str, Any]) -> RunConfig:
+    options = dict(base.data.options) if base.data.name == s["dataset"] else {}
+    data = DataConfig(name=s["dataset"], options=options, seed=base.data.seed,
+                      test_fraction=base.data.test_fraction, val_fraction=base.data.val_fraction)
+    model = ModelConfig(kind="moe", gate="grkan", gate_activation=base.model.gate_activation,
+                        n_experts=s["n_experts"], expert=s["expert"], expert_hidden=_widths(s["hidden"]))
+    train = TrainConfig(epochs=s["epochs"], batch_size=base.train.batch_size, lr=s["lr"],
+                        early_stopping=s["patience"], seed=0, device="cpu")
+    return RunConfig(data=data, model=model, train=train).validate()
+
+
+def run_now(base: RunConfig, s: dict[str, Any]) -> None:
+    if not s["gates"] and not s["standard"]:
+        st.error("gates: got none; choose at least one gate (or the plain model).")
+        return
+    try:
+        config = build_config(base, s)
+    except KamoeError as err:
+        st.error(str(err))
+        return
+    n_runs = s["seeds"] * (len(s["gates"]) + int(s["standard"]))
+    bar = st.progress(0.0, text=f"Starting {n_runs} runs…")
+    started = time.perf_counter()
+
+    def progress(p: Any) -> None:
+        bar.progress(min(1.0, p.fraction), text=f"Run {min(p.done + 1, p.total)} of {p.total} · {p.message} · "
+                                                f"{time.perf_counter() - started:.0f} s")
+
+    try:
+        result = run_comparison(config, gates=s["gates"], seeds=s["seeds"], include_standard=s["standard"],
+                                jobs=s["jobs"], on_progress=progress, vary_split=s["vary"])
+    except KamoeError as err:
+        bar.empty()
+        st.error(str(err))
+        return
+    except Exception as err:  # never crash the page; the previous result stays
+        bar.empty()
+        st.error(f"The comparison stopped: {type(err).__name__}: {err}")
+        return
+    bar.empty()
+    st.session_state[RESULT] = result
+
+
+def show_result(res: Any) -> None:
+    label = res.metric_label
+    t = res.table
+    split = ("a new split per seed" if res.vary_split
+             else f"the same split for every run (data seed {res.config['data']['seed']})")
+    st.markdown(f"**{res.config['data']['name']}** · {len(t)} runs · seeds {res.seeds} · {split} · "
+                f"{res.wall_seconds:.0f} s with {res.jobs} process(es)")
+    significant = bool(len(res.stats)) and "beats" in res.verdict.split(":")[0]
+    (st.success if significant else st.info)(res.verdict, icon=":material/balance:")
+    for _, row in t[t["diverged"].astype(bool)].iterrows():
+        st.warning(f"{row.variant} seed {row.seed} diverged: {row.message or 'loss became NaN/inf'}")
+    summary = res.summary.merge(res.cost(), on="variant")
+    st.dataframe(summary, hide_index=True, column_config={
+        "mean": st.column_config.NumberColumn(f"mean {label}", format="%.4f"),
+        "std": st.column_config.NumberColumn("std", format="%.4f"),
+        "ci_low": st.column_config.NumberColumn("95% CI low", format="%.4f"),
+        "ci_high": st.column_config.NumberColumn("95% CI high", format="%.4f"),
+        "sem": None, "min": None, "max": None,
+        "params": st.column_config.NumberColumn("parameters", format="%d"),
+        "train_seconds": st.column_config.NumberColumn("s per run", format="%.1f"),
+        "epochs_run": st.column_config.NumberColumn("epochs (mean)", format="%.0f")})
+    left, right = st.columns(2)
+    left.altair_chart(cc.metric_chart(t, res.summary, label), use_container_width=True)
+    log = right.toggle("Log scale", value=True, key="cmp.log")
+    right.altair_chart(cc.loss_curves_chart(res.histories, log_scale=log), use_container_width=True)
+    st.altair_chart(cc.cost_chart(res.cost()))
+    if len(res.gate_samples):
+        st.subheader("Gate weights on the same test rows")
+        seeds = sorted(set(res.gate_samples["seed"]))
+        pick = st.selectbox("Seed", ["all seeds"] + seeds, key="cmp.gate_seed")
+        st.altair_chart(cc.gate_distribution_chart(res.gate_samples, None if pick == "all seeds" else int(pick)))
+        st.caption("Normalised gate entropy per run is in the table below (0 = one expert per input, "
+                   "1 = all experts equally); regime agreement (NMI) appears when the dataset knows its regimes.")
+    if len(res.stats):
+        st.subheader("Paired comparisons")
+        st.caption("Pairs share the seed. Decision by the paired t-test at 5% (its 95% CI excludes 0); the "
+                   "Wilcoxon signed-rank test is shown too (with 5 seeds it cannot go below p = 0.0625).")
+        for line in res.stats["verdict"]:
+            st.markdown(f"- {line}")
+        with st.expander("Statistics table"):
+            st.dataframe(res.stats.drop(columns=["verdict"]), hide_index=True)
+    st.subheader("All runs")
+    st.dataframe(t, hide_index=True)
+    st.download_button("Download runs (CSV)", res.to_csv(), file_name="comparison.csv", mime="text/csv",
+                       icon=":material/download:", key="cmp.download")
+
+
+st.title("Compare gates")
+st.markdown("Does a GRKAN gate beat a GRN or a linear gate **here**? Each gate trains on the same data, split, "
+            "experts and settings, once per seed; the seed changes the initialisation and the batch order "
+            "(the data split stays fixed unless you ask for a new one per seed). Runs are then compared in pairs "
+            "that share a seed. Small defaults finish in well under a minute; the command line "
+            "(`python -m kamoe_viz compare`) runs bigger sweeps.")
+base_config = master()
+chosen = settings_form(base_config)
+if chosen is not None:
+    run_now(base_config, chosen)
+result = st.session_state.get(RESULT)
+if result is not None:
+    show_result(result)
+else:
+    st.caption("No comparison yet in this session: choose settings and press Run comparison.")

@@ -1,0 +1,281 @@
+"""`compare` and `reproduce` subcommands.
+
+    python -m kamoe_viz compare [--dataset NAME | --csv PATH --target COL] --gates linear,grn,grkan --seeds 5
+                                [--out results.csv] [--jobs N] [model/training options as `train`]
+    python -m kamoe_viz reproduce california [--full] [--seeds 5] [--jobs N] [--out-dir DIR]
+    python -m kamoe_viz reproduce sequential [--datasets A,B] [--experts lstm,gru] [--seeds 5] [--jobs N]
+
+Invalid input ends with exit status 2 and a one-line message on stderr naming the problem.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from kamoe_viz.config import (EXPERT_TYPES, GATE_ACTIVATIONS, DataConfig, ModelConfig, RunConfig, TrainConfig)
+from kamoe_viz.errors import KamoeError, ValidationError
+
+COMPARE_DEFAULT_EPOCHS = 30
+
+
+# ----- shared run options (mirrors `train`; see the note in add_commands) --------------------------------------------
+def _int_list(text: str, field: str) -> list[int]:
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        raise ValidationError(field, text, "must be integers separated by commas, e.g. 1,2") from None
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> None:
+    """Dataset, model and training options, named as in `python -m kamoe_viz train`."""
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", default=None, help="built-in dataset name (default: regimes); "
+                                                     "see `python -m kamoe_viz datasets`")
+    data.add_argument("--csv", default=None, metavar="PATH", help="train on your own CSV instead of --dataset")
+    data.add_argument("--target", default=None, metavar="COLUMN", help="target column of --csv")
+    data.add_argument("--features", default=None, metavar="A,B,...", help="feature columns of --csv (default: all)")
+    data.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                      help="dataset option, repeatable (e.g. --option noise=0.2)")
+    data.add_argument("--data-seed", type=int, default=0, help="seed of the train/val/test split (fixed)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--expert", choices=EXPERT_TYPES, default="mlp")
+    model.add_argument("--experts", type=int, default=3, metavar="N", help="number of experts")
+    model.add_argument("--hidden", default="32", metavar="W[,W...]", help="expert layer widths, e.g. 64,32")
+    model.add_argument("--gate-activation", choices=GATE_ACTIVATIONS, default="sigmoid")
+    model.add_argument("--top-k", type=int, default=0, help="keep each input's k largest gate weights (0 = all)")
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=int, default=default_epochs)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0 = off)")
+    train.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps")
+
+
+def _option_value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The base RunConfig of a comparison from the parsed options (validated)."""
+    options: dict[str, Any] = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValidationError("--option", item, "must look like KEY=VALUE")
+        options[key.strip()] = _option_value(value.strip())
+    if args.csv:
+        if not args.target:
+            raise ValidationError("--target", None, "is required with --csv (the column to predict)")
+        if args.dataset:
+            raise ValidationError("--dataset", args.dataset, "cannot be combined with --csv; use one of them")
+        if not Path(args.csv).is_file():
+            raise ValidationError("--csv", args.csv, "must be an existing CSV file")
+        features = tuple(f.strip() for f in args.features.split(",") if f.strip()) if args.features else None
+        data = DataConfig(name="csv", csv_path=str(args.csv), target=args.target, features=features,
+                          seed=args.data_seed, options=options)
+    else:
+        if args.target or args.features:
+            raise ValidationError("--target", args.target or args.features, "only applies together with --csv")
+        data = DataConfig(name=args.dataset or "regimes", options=options, seed=args.data_seed)
+    hidden = tuple(_int_list(args.hidden, "--hidden"))
+    model = ModelConfig(kind="moe", expert=args.expert, n_experts=args.experts, expert_hidden=hidden,
+                        gate_activation=args.gate_activation, top_k=args.top_k)
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, early_stopping=args.patience,
+                        seed=0, device=args.device)
+    return RunConfig(data=data, model=model, train=train).validate()
+
+
+# ----- helpers ----------------------------------------------------------------------------------------------------
+def _seeds(text: str) -> int | list[int]:
+    """'5' -> 5 seeds (0..4); '0,3,7' -> those seeds."""
+    values = _int_list(text, "--seeds")
+    if len(values) == 1 and "," not in str(text):
+        return values[0]
+    return values
+
+
+def _progress_printer(stream=sys.stderr) -> Callable[[Any], None]:
+    start = time.perf_counter()
+    tty = hasattr(stream, "isatty") and stream.isatty()
+
+    def show(p: Any) -> None:
+        elapsed = time.perf_counter() - start
+        if p.row is not None:
+            if tty:
+                stream.write("\r\033[K")
+            stream.write(f"[{p.done:>3}/{p.total}] {p.message}  ({elapsed:.0f} s elapsed)\n")
+        elif tty:
+            stream.write(f"\r\033[K[{p.done:>3}/{p.total}] {p.message}")
+        stream.flush()
+
+    return show
+
+
+def _command_line(argv: list[str] | None) -> str:
+    args = argv if argv is not None else sys.argv[1:]
+    return "python -m kamoe_viz " + " ".join(shlex.quote(a) for a in args)
+
+
+def _fmt_table(frame: pd.DataFrame, floats: str = "{:.4f}") -> str:
+    shown = frame.copy()
+    for col in shown.columns:
+        if pd.api.types.is_float_dtype(shown[col]):
+            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else floats.format(v))
+    return shown.to_string(index=False)
+
+
+def _write_csv(table: pd.DataFrame, path: str) -> None:
+    out = Path(path)
+    if out.exists() and out.is_dir():
+        raise ValidationError("--out", path, "must be a file path, not a folder")
+    if not out.parent.exists():
+        raise ValidationError("--out", path, f"folder {str(out.parent)!r} does not exist")
+    tmp = out.with_name(out.name + ".tmp")
+    table.to_csv(tmp, index=False)
+    tmp.replace(out)
+
+
+# ----- compare -----------------------------------------------------------------------------------------------------
+def cmd_compare(args: argparse.Namespace) -> int:
+    from kamoe_viz import compare
+
+    base = config_from_args(args)
+    result = compare.run(base, gates=args.gates, seeds=_seeds(args.seeds), include_standard=not args.no_standard,
+                         jobs=args.jobs, on_progress=None if args.quiet else _progress_printer(),
+                         vary_split=args.vary_split)
+    if args.out:
+        _write_csv(result.table, args.out)
+    t = result.table
+    split = "a new split per seed" if args.vary_split else f"fixed split (data seed {base.data.seed})"
+    print(f"\n{base.data.name}: {len(t)} runs, {split}, training seeds {result.seeds}, "
+          f"{result.wall_seconds:.1f} s with {result.jobs} job(s)")
+    cols = ["variant", "seed", "test_metric", "epochs_run", "best_epoch", "train_seconds", "params",
+            "stopped_reason", "gate_entropy", "regime_nmi"]
+    print("\nRuns (" + result.metric_label + " on the test split):")
+    print(_fmt_table(t[[c for c in cols if c in t.columns]]))
+    summ = result.summary.merge(result.cost(), on="variant")
+    print("\nPer variant:")
+    print(_fmt_table(summ[["variant", "n", "mean", "std", "ci_low", "ci_high", "params", "train_seconds",
+                           "diverged"]]))
+    if len(result.stats):
+        print("\nPaired comparisons (by seed):")
+        for line in result.stats["verdict"]:
+            print(f"- {line}")
+    for _, row in t[t["diverged"].astype(bool)].iterrows():
+        print(f"! {row.variant} seed {row.seed} diverged: {row.message}")
+    print(f"\nVerdict: {result.verdict}")
+    if args.out:
+        print(f"Wrote {len(t)} rows to {args.out}")
+    return 0
+
+
+# ----- reproduce ---------------------------------------------------------------------------------------------------
+def cmd_reproduce(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    from kamoe_viz.compare import reproduce as rp
+
+    progress = None if args.quiet else _progress_printer()
+    if args.protocol == "california":
+        rep = rp.reproduce_california(
+            full=args.full, seeds=_seeds(args.seeds), jobs=args.jobs, on_progress=progress,
+            experts=[e.strip() for e in args.experts.split(",")] if args.experts else ("mlp", "kan"),
+            layers=_int_list(args.layers, "--layers") if args.layers else None,
+            widths=_int_list(args.widths, "--widths") if args.widths else None, max_epochs=args.max_epochs)
+    else:
+        rep = rp.reproduce_sequential(
+            datasets=[d.strip() for d in args.datasets.split(",")] if args.datasets else None,
+            experts=[e.strip() for e in args.experts.split(",")] if args.experts else ("lstm", "gru"),
+            seeds=_seeds(args.seeds), jobs=args.jobs, hidden=args.hidden, max_epochs=args.max_epochs or 100,
+            on_progress=progress)
+    text = rep.markdown(_command_line(argv))
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rep.table.to_csv(out_dir / f"{rep.name}_runs.csv", index=False)
+    (out_dir / f"{rep.name}.md").write_text(text, encoding="utf-8")
+    print(text)
+    print(f"Wrote {out_dir / (rep.name + '.md')} and {out_dir / (rep.name + '_runs.csv')}")
+    return 0
+
+
+def _guard(handler: Callable[..., int]) -> Callable[..., int]:
+    """Bad input -> exit status 2 with one line on stderr (no traceback)."""
+
+    def run(args: argparse.Namespace, *extra: Any) -> int:
+        try:
+            return handler(args, *extra)
+        except KamoeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    run.__name__ = handler.__name__
+    return run
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `compare` and `reproduce` (each sets ``func``: call ``args.func(args)`` -> exit code).
+
+    The model/training options mirror `train` by name; if the train command exposes a shared option builder, this
+    is the one place to switch to it.
+    """
+    p = subparsers.add_parser(
+        "compare", help="train gates side by side over several seeds and test the differences",
+        description="Train the same data, split, experts and training settings with each gate (and the plain "
+                    "single-expert model) for several training seeds; print the runs, per-gate summary and paired "
+                    "statistics. The data split stays fixed; the seed varies initialisation and shuffling.")
+    p.add_argument("--gates", default="linear,grn,grkan", help="comma-separated gates (default: all three)")
+    p.add_argument("--seeds", default="5", help="number of seeds (N -> 0..N-1) or a list like 0,3,7 (default 5)")
+    p.add_argument("--no-standard", action="store_true", help="leave out the single-expert baseline")
+    p.add_argument("--vary-split", action="store_true", help="also draw a new data split for each seed")
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1)")
+    p.add_argument("--out", default=None, metavar="CSV", help="write one row per gate and seed to this CSV")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_run_options(p, default_epochs=COMPARE_DEFAULT_EPOCHS)
+    p.set_defaults(func=_guard(cmd_compare))
+
+    r = subparsers.add_parser(
+        "reproduce", help="run the paper's experiments (california, sequential) and write a markdown report",
+        description="california: MLP and KAN experts; standard vs MoE (GRN gate) vs KAMoE (GRKAN gate); "
+                    "Adam 1e-3, batch 128, early stopping; 5 seeds; reduced grid by default, the reference's 32 "
+                    "configurations with --full. sequential: LSTM and GRU experts on the sequence datasets.")
+    r.add_argument("protocol", choices=["california", "sequential"])
+    r.add_argument("--full", action="store_true", help="california: all 4 depths x 8 widths (slow: hours)")
+    r.add_argument("--seeds", default="5", help="number of seeds or a list (default 5)")
+    r.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1)")
+    r.add_argument("--out-dir", default="results", help="where to write <protocol>.md and <protocol>_runs.csv")
+    r.add_argument("--experts", default=None, help="california: mlp,kan (default); sequential: lstm,gru (default)")
+    r.add_argument("--layers", default=None, help="california: expert depths, e.g. 1,2")
+    r.add_argument("--widths", default=None, help="california: expert widths, e.g. 10,50")
+    r.add_argument("--max-epochs", type=int, default=None, help="epoch cap (california default 200, full 1000)")
+    r.add_argument("--datasets", default=None, help="sequential: dataset names (default: every sequence dataset)")
+    r.add_argument("--hidden", type=int, default=32, help="sequential: recurrent expert width (default 32)")
+    r.add_argument("--quiet", action="store_true", help="no progress lines")
+    r.set_defaults(func=_guard(cmd_reproduce))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (the package's `python -m kamoe_viz` dispatches to the same handlers)."""
+    parser = argparse.ArgumentParser(prog="python -m kamoe_viz")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_commands(sub)
+    args = parser.parse_args(argv)
+    if args.command == "reproduce":
+        return args.func(args, argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

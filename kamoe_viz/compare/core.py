@@ -1,0 +1,272 @@
+"""Gates side by side: the same data, split, experts and training settings with each gate, over several seeds.
+
+The data split stays fixed (``data.seed``) and the *training* seed varies (initialisation and batch shuffling), so
+the seeds pair up across variants: seed s of GRKAN is compared with seed s of GRN. With ``vary_split=True`` each
+seed also draws its own split (``data.seed = seed``); pairs still share their split.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from kamoe_viz import stats
+from kamoe_viz.compare.worker import (GATE_SAMPLE_ROWS, RunOutcome, RunSpec, cpu_count, data_key,
+                                      execute_all)
+from kamoe_viz.config import GATE_FAMILIES, SEQUENTIAL_EXPERTS, RunConfig
+from kamoe_viz.errors import ValidationError
+
+MAX_SEEDS = 50
+MAX_RUNS = 2000
+VARIANT_ORDER = ("standard", "linear", "grn", "grkan")
+
+TABLE_COLUMNS = ["variant", "kind", "gate", "expert", "n_experts", "seed", "data_seed", "dataset", "metric",
+                 "test_metric", "train_seconds", "params", "epochs_run", "best_epoch", "stopped_reason", "diverged",
+                 "message", "gate_entropy", "regime_nmi", "device"]
+
+
+@dataclass
+class Progress:
+    """What ``on_progress`` receives: runs finished so far, the total, and a fraction including the current run."""
+
+    done: int
+    total: int
+    fraction: float
+    message: str
+    row: dict[str, Any] | None = None  # the finished run's table row, when a run just finished
+
+
+@dataclass
+class ComparisonResult:
+    """Everything a comparison measured. ``table`` has one row per variant and seed (tidy)."""
+
+    table: pd.DataFrame
+    histories: pd.DataFrame  # variant, seed, epoch, train_loss, val_loss, ...
+    gate_samples: pd.DataFrame  # variant, seed, row, expert, weight: gate weights on the same test rows
+    stats: pd.DataFrame  # pairwise paired statistics (see kamoe_viz.stats.pairwise)
+    summary: pd.DataFrame  # per variant: n, mean, std, CI, min, max of the test metric
+    verdict: str  # one plain-words line: best variant vs runner-up
+    metric: str  # "r2" or "accuracy" (higher is better for both)
+    config: dict[str, Any]  # the base RunConfig as a dict
+    seeds: list[int]
+    variants: list[str]
+    vary_split: bool = False
+    jobs: int = 1
+    wall_seconds: float = 0.0
+    started: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metric_label(self) -> str:
+        return {"r2": "R²", "accuracy": "accuracy"}.get(self.metric, self.metric)
+
+    def cost(self) -> pd.DataFrame:
+        """Per variant: parameters, mean training seconds and epochs, runs that diverged."""
+        t = self.table
+        out = t.groupby("variant", sort=False).agg(
+            params=("params", "median"), train_seconds=("train_seconds", "mean"),
+            epochs_run=("epochs_run", "mean"), diverged=("diverged", "sum"), runs=("seed", "count"))
+        return out.reset_index()
+
+    def to_csv(self) -> str:
+        return self.table.to_csv(index=False)
+
+
+def normalise_gates(gates: Iterable[str] | str) -> list[str]:
+    """Accept ``"linear,grn"`` or a sequence; check every name; keep order, drop repeats."""
+    if isinstance(gates, str):
+        gates = [g.strip() for g in gates.split(",") if g.strip()]
+    names = [str(g).strip().lower() for g in gates]
+    for g in names:
+        if g not in GATE_FAMILIES:
+            raise ValidationError("gates", g, f"each gate must be one of {', '.join(GATE_FAMILIES)}")
+    names = list(dict.fromkeys(names))
+    return names
+
+
+def normalise_seeds(seeds: int | Sequence[int], first: int = 0) -> list[int]:
+    """``5`` -> [first, ..., first+4]; a list is checked and kept in order (no repeats)."""
+    if isinstance(seeds, bool):
+        raise ValidationError("seeds", seeds, f"must be a count from 1 to {MAX_SEEDS} or a list of seeds")
+    if isinstance(seeds, (int, np.integer)):
+        if not 1 <= int(seeds) <= MAX_SEEDS:
+            raise ValidationError("seeds", seeds, f"must be a count from 1 to {MAX_SEEDS} or a list of seeds")
+        return list(range(first, first + int(seeds)))
+    values = list(seeds)
+    if not values or len(values) > MAX_SEEDS:
+        raise ValidationError("seeds", values, f"must list 1 to {MAX_SEEDS} seeds")
+    out = []
+    for s in values:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= int(s) < 2**31:
+            raise ValidationError("seeds", s, "each seed must be an integer from 0 to 2147483647")
+        if int(s) in out:
+            raise ValidationError("seeds", s, "each seed may appear only once (pairs are matched by seed)")
+        out.append(int(s))
+    return out
+
+
+def variant_config(base: RunConfig, variant: str, seed: int, vary_split: bool = False) -> RunConfig:
+    """The base config turned into one variant ('standard' or a gate family) with one training seed."""
+    cfg = copy.deepcopy(base)
+    if variant == "standard":
+        cfg.model.kind = "standard"
+    else:
+        cfg.model.kind = "moe"
+        cfg.model.gate = variant
+    cfg.train.seed = int(seed)
+    if vary_split:
+        cfg.data.seed = int(seed)
+    return cfg.validate()
+
+
+def plan(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "grkan"),
+         seeds: int | Sequence[int] = 5, include_standard: bool = True, vary_split: bool = False,
+         labels: dict[str, Any] | None = None, start_index: int = 0) -> list[RunSpec]:
+    """The runs of a comparison, seed-major (all variants of seed 0, then seed 1...) so early stops are balanced."""
+    base = copy.deepcopy(base_config).validate()
+    variants = (["standard"] if include_standard else []) + normalise_gates(gates)
+    if not variants:
+        raise ValidationError("gates", "", "choose at least one gate (linear, grn, grkan) or the standard model")
+    seed_list = normalise_seeds(seeds, first=base.train.seed)
+    specs = []
+    for seed in seed_list:
+        for variant in variants:
+            specs.append(RunSpec(start_index + len(specs), variant, seed,
+                                 variant_config(base, variant, seed, vary_split), dict(labels or {})))
+    if len(specs) > MAX_RUNS:
+        raise ValidationError("runs", len(specs), f"a comparison may have at most {MAX_RUNS} runs")
+    return specs
+
+
+def check_compatible(specs: list[RunSpec], datasets: dict[str, Any]) -> None:
+    """Fail before training anything when a variant cannot be built on its data (e.g. LSTM on a table)."""
+    from kamoe_viz.nn import build_model
+
+    seen = set()
+    for spec in specs:
+        key = (data_key(spec.config), spec.config.model.kind, spec.config.model.gate,
+               spec.config.model.expert, spec.config.model.expert_hidden)
+        if key in seen:
+            continue
+        seen.add(key)
+        ds = datasets[data_key(spec.config)]
+        if spec.config.model.expert in SEQUENTIAL_EXPERTS and not ds.is_sequence:
+            raise ValidationError("model.expert", spec.config.model.expert,
+                                  f"LSTM/GRU experts need a sequential dataset; {ds.name!r} is tabular "
+                                  "(choose mlp or kan, or a series dataset)")
+        build_model(copy.deepcopy(spec.config.model), ds)
+
+
+def load_datasets(specs: list[RunSpec]) -> dict[str, Any]:
+    """Load each distinct data split once (the split is identical for every run that shares it)."""
+    from kamoe_viz.data import load_dataset
+
+    out: dict[str, Any] = {}
+    for spec in specs:
+        key = data_key(spec.config)
+        if key not in out:
+            out[key] = load_dataset(copy.deepcopy(spec.config.data))
+    return out
+
+
+def check_jobs(jobs: int) -> int:
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or not 1 <= int(jobs) <= 64:
+        raise ValidationError("jobs", jobs, f"must be an integer from 1 to 64 (this machine has {cpu_count()} cores)")
+    return int(jobs)
+
+
+def run_specs(specs: list[RunSpec], *, jobs: int = 1, on_progress: Callable[[Progress], None] | None = None,
+              sample_rows: int = GATE_SAMPLE_ROWS, datasets: dict[str, Any] | None = None) -> list[RunOutcome]:
+    """Load data, check every variant builds, then train all specs (in order, or in ``jobs`` processes)."""
+    jobs = check_jobs(jobs)
+    datasets = datasets or load_datasets(specs)
+    check_compatible(specs, datasets)
+    total = len(specs)
+    state = {"done": 0}
+
+    def on_done(out: RunOutcome, done: int, total_: int) -> None:
+        state["done"] = done
+        if on_progress:
+            r = out.row
+            what = f"{r['variant']} seed {r['seed']}"
+            result = "diverged" if r.get("diverged") else f"{r['metric']} {r['test_metric']:.4f}"
+            on_progress(Progress(done, total_, done / total_, f"finished {what}: {result}", dict(r)))
+
+    def on_epoch(spec: RunSpec, info: Any) -> None:
+        if on_progress:
+            epochs = max(1, spec.config.train.epochs)
+            within = min(1.0, getattr(info, "epoch", 0) / epochs)
+            done = state["done"]
+            on_progress(Progress(done, total, (done + within) / total,
+                                 f"{spec.variant} seed {spec.seed}: epoch {getattr(info, 'epoch', '?')}"))
+
+    return execute_all(specs, jobs=jobs, datasets=datasets, on_done=on_done, on_epoch=on_epoch,
+                       sample_rows=sample_rows)
+
+
+def assemble(outcomes: list[RunOutcome]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Tidy table, histories and gate samples from run outcomes."""
+    rows = [o.row for o in outcomes]
+    table = pd.DataFrame(rows)
+    front = [c for c in TABLE_COLUMNS if c in table.columns]
+    label_cols = [c for c in table.columns if c not in front]
+    table = table[front[:4] + [c for c in label_cols if not c.startswith(("test_", "val_"))] + front[4:]
+                  + sorted(c for c in label_cols if c.startswith(("test_", "val_")))]
+    hist = []
+    samples = []
+    for o in outcomes:
+        keys = {k: o.row[k] for k in o.row if k in ("variant", "seed") or k in _label_keys(o)}
+        keys = dict(reversed(list(keys.items())))  # inserted at position 0 one by one: reverse to keep order
+        if o.history is not None and len(o.history):
+            h = o.history.copy()
+            for k, v in keys.items():
+                h.insert(0, k, v)
+            hist.append(h)
+        if o.gate_weights is not None:
+            w = np.asarray(o.gate_weights)
+            n, e = w.shape
+            s = pd.DataFrame({"row": np.repeat(np.arange(n), e), "expert": np.tile(np.arange(e), n),
+                              "weight": w.reshape(-1).astype(float)})
+            for k, v in keys.items():
+                s.insert(0, k, v)
+            samples.append(s)
+    histories = pd.concat(hist, ignore_index=True) if hist else pd.DataFrame(columns=["variant", "seed", "epoch"])
+    gate_samples = (pd.concat(samples, ignore_index=True) if samples
+                    else pd.DataFrame(columns=["variant", "seed", "row", "expert", "weight"]))
+    return table, histories, gate_samples
+
+
+def _label_keys(o: RunOutcome) -> set[str]:
+    return set(o.row) - set(TABLE_COLUMNS) - {k for k in o.row if k.startswith(("test_", "val_"))}
+
+
+def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "grkan"),
+        seeds: int | Sequence[int] = 5, include_standard: bool = True, jobs: int = 1,
+        on_progress: Callable[[Progress], None] | None = None, *, vary_split: bool = False,
+        sample_rows: int = GATE_SAMPLE_ROWS) -> ComparisonResult:
+    """Train every variant with every seed and compare them (see the module docstring for what varies)."""
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    specs = plan(base_config, gates, seeds, include_standard, vary_split)
+    outcomes = run_specs(specs, jobs=jobs, on_progress=on_progress, sample_rows=sample_rows)
+    table, histories, gate_samples = assemble(outcomes)
+    variants = list(dict.fromkeys(s.variant for s in specs))
+    metric = str(table["metric"].iloc[0])
+    label = {"r2": "R²", "accuracy": "accuracy"}.get(metric, metric)
+    pair_stats = stats.pairwise(table, "test_metric", "variant", "seed", order=variants, metric=label)
+    summ = stats.summary(table, "test_metric", "variant", order=variants)
+    line = stats.headline(table, "test_metric", "variant", "seed", metric=label)
+    n_div = int(table["diverged"].sum())
+    if n_div:
+        line += f" {n_div} run(s) diverged (flagged in the table; their best-so-far scores are kept)."
+    return ComparisonResult(
+        table=table, histories=histories, gate_samples=gate_samples, stats=pair_stats, summary=summ,
+        verdict=line, metric=metric, config=copy.deepcopy(base_config).validate().to_dict(),
+        seeds=sorted({s.seed for s in specs}, key=[s.seed for s in specs].index), variants=variants,
+        vary_split=vary_split, jobs=check_jobs(jobs), wall_seconds=time.perf_counter() - t0, started=started,
+    )

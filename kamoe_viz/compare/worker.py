@@ -1,0 +1,221 @@
+"""One run of a comparison, and running many of them in this process or in worker processes.
+
+A :class:`RunSpec` is a fully specified :class:`~kamoe_viz.config.RunConfig` plus the labels that place it in the
+results table (variant, seed, and for reproductions expert/layers/width). :func:`execute` trains it and measures
+what the comparison needs; it returns plain picklable data so that worker processes can send it back.
+
+Parallel runs use processes (``spawn``), never threads: PyTorch on CPU already uses threads inside one run, and two
+runs sharing those threads only fight. Each worker gets ``max(1, cores // jobs)`` torch threads.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from kamoe_viz.config import RunConfig
+from kamoe_viz.errors import KamoeError, TrainingDivergedError
+
+GATE_SAMPLE_ROWS = 256
+
+
+@dataclass
+class RunSpec:
+    """One training run of a comparison."""
+
+    index: int
+    variant: str  # "standard", "linear", "grn" or "grkan" (or a protocol label)
+    seed: int
+    config: RunConfig
+    labels: dict[str, Any] = field(default_factory=dict)  # extra columns, e.g. expert / layers / width
+
+
+@dataclass
+class RunOutcome:
+    """What one run hands back: its table row, its learning curve, and gate weights on the shared sample rows."""
+
+    index: int
+    row: dict[str, Any]
+    history: pd.DataFrame
+    gate_weights: np.ndarray | None  # (rows, E), or None when the run failed before training finished
+
+
+def data_key(config: RunConfig) -> str:
+    """Runs with equal keys see exactly the same data split."""
+    return json.dumps(config.to_dict()["data"], sort_keys=True)
+
+
+def gate_entropy(weights: np.ndarray) -> float:
+    """Mean normalised entropy of the gate weights: 0 = every row uses one expert, 1 = all experts equally.
+
+    Sigmoid gates do not sum to one, so each row is first normalised to a distribution over experts.
+    """
+    w = np.asarray(weights, dtype=float)
+    if w.ndim != 2 or w.shape[1] < 2:
+        return float("nan")
+    p = np.clip(w, 0.0, None)
+    total = p.sum(axis=1, keepdims=True)
+    p = np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / w.shape[1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+    return float(np.mean(h) / math.log(w.shape[1]))
+
+
+def regime_agreement(weights: np.ndarray, regimes: np.ndarray | None) -> float:
+    """Normalised mutual information between the dominant expert of each row and its true regime (0..1)."""
+    if regimes is None or weights is None or np.asarray(weights).ndim != 2 or np.asarray(weights).shape[1] < 2:
+        return float("nan")
+    from sklearn.metrics import normalized_mutual_info_score
+
+    r = np.asarray(regimes).reshape(-1)[: len(weights)]
+    keep = r >= 0
+    if keep.sum() < 2 or len(np.unique(r[keep])) < 2:
+        return float("nan")
+    dominant = np.asarray(weights).argmax(axis=1)
+    return float(normalized_mutual_info_score(r[keep], dominant[keep]))
+
+
+def _primary_metric(task: str) -> str:
+    return "accuracy" if task == "classification" else "r2"
+
+
+def _flat_gate_weights(gw: Any) -> np.ndarray | None:
+    if gw is None:
+        return None
+    w = np.asarray(gw, dtype=np.float32)
+    if w.ndim == 3:  # (B, T, E) for return_sequences: the last step stands for the window
+        w = w[:, -1, :]
+    return w
+
+
+# ----- one run -------------------------------------------------------------------------------------------------------
+_DATASETS: dict[str, Any] = {}  # per-process cache: data key -> Dataset
+
+
+def _dataset_for(config: RunConfig, dataset: Any = None) -> Any:
+    key = data_key(config)
+    if dataset is not None:
+        _DATASETS.setdefault(key, dataset)
+    if key not in _DATASETS:
+        from kamoe_viz.data import load_dataset
+
+        _DATASETS[key] = load_dataset(config.data)
+    return _DATASETS[key]
+
+
+def execute(spec: RunSpec, dataset: Any = None, on_epoch: Callable[[Any], None] | None = None,
+            sample_rows: int = GATE_SAMPLE_ROWS) -> RunOutcome:
+    """Train one spec and measure it. A diverged run comes back flagged, with its message, never dropped."""
+    from kamoe_viz.training import predict, train_run
+
+    ds = _dataset_for(spec.config, dataset)
+    metric = _primary_metric(ds.task)
+    model_cfg = spec.config.model
+    row: dict[str, Any] = {
+        "variant": spec.variant, "kind": model_cfg.kind,
+        "gate": model_cfg.gate if model_cfg.kind == "moe" else "none",
+        "expert": model_cfg.expert, "n_experts": 1 if model_cfg.kind == "standard" else model_cfg.n_experts,
+        **spec.labels, "seed": spec.seed, "data_seed": spec.config.data.seed, "dataset": ds.name,
+        "metric": metric, "test_metric": float("nan"),
+    }
+    started = time.perf_counter()
+    try:
+        trained = train_run(spec.config, dataset=ds, on_epoch=on_epoch)
+    except TrainingDivergedError as exc:  # the trainer may raise instead of returning a 'diverged' result
+        row.update(train_seconds=time.perf_counter() - started, params=float("nan"), epochs_run=float("nan"),
+                   best_epoch=float("nan"), stopped_reason="diverged", diverged=True, message=str(exc),
+                   gate_entropy=float("nan"), regime_nmi=float("nan"), device="")
+        return RunOutcome(spec.index, row, pd.DataFrame(columns=["epoch", "train_loss", "val_loss"]), None)
+    result = trained.result
+    metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
+    row["test_metric"] = metrics.get(metric, float("nan"))
+    for key, value in metrics.items():
+        row[key if key.startswith("val_") else f"test_{key}"] = value
+    X_test = ds.X_test[:sample_rows]
+    weights = None
+    if model_cfg.kind == "moe":
+        weights = _flat_gate_weights(predict(trained.model, X_test).get("gate_weights"))
+    regimes = ds.regimes_test[:sample_rows] if ds.regimes_test is not None else None
+    reason = str(result.stopped_reason)
+    row.update(
+        train_seconds=float(result.seconds), params=int(result.params), epochs_run=int(result.epochs_run),
+        best_epoch=int(result.best_epoch) if result.best_epoch is not None else float("nan"),
+        stopped_reason=reason, diverged=reason == "diverged", message=result.message or "",
+        gate_entropy=gate_entropy(weights) if weights is not None else float("nan"),
+        regime_nmi=regime_agreement(weights, regimes) if weights is not None else float("nan"),
+        device=str(result.device),
+    )
+    history = result.history.copy() if result.history is not None else pd.DataFrame()
+    return RunOutcome(spec.index, row, history, weights)
+
+
+# ----- many runs -----------------------------------------------------------------------------------------------------
+def _init_worker(threads: int, datasets: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _DATASETS.update(datasets)
+
+
+def _execute_in_worker(spec: RunSpec, sample_rows: int) -> RunOutcome:
+    return execute(spec, None, None, sample_rows)
+
+
+def cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def execute_all(specs: list[RunSpec], *, jobs: int = 1, datasets: dict[str, Any] | None = None,
+                on_done: Callable[[RunOutcome, int, int], None] | None = None,
+                on_epoch: Callable[[RunSpec, Any], None] | None = None,
+                sample_rows: int = GATE_SAMPLE_ROWS) -> list[RunOutcome]:
+    """Run every spec; results come back in spec order whatever order they finish in.
+
+    ``jobs == 1`` runs here (with per-epoch callbacks); ``jobs > 1`` uses that many spawned worker processes.
+    ``datasets`` (data key -> Dataset) are loaded once by the caller and shipped to each worker once.
+    """
+    datasets = dict(datasets or {})
+    total = len(specs)
+    outcomes: dict[int, RunOutcome] = {}
+    if jobs <= 1 or total <= 1:
+        for spec in specs:
+            epoch_cb = (lambda info, s=spec: on_epoch(s, info)) if on_epoch else None
+            ds = datasets.get(data_key(spec.config))
+            out = execute(spec, ds, epoch_cb, sample_rows)
+            outcomes[spec.index] = out
+            if on_done:
+                on_done(out, len(outcomes), total)
+        return [outcomes[s.index] for s in specs]
+    threads = max(1, cpu_count() // jobs)
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=ctx, initializer=_init_worker,
+                             initargs=(threads, datasets)) as pool:
+        pending = {pool.submit(_execute_in_worker, spec, sample_rows) for spec in specs}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    out = fut.result()  # re-raises a worker's KamoeError with its message
+                    outcomes[out.index] = out
+                    if on_done:
+                        on_done(out, len(outcomes), total)
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+    return [outcomes[s.index] for s in specs]
+
+
+__all__ = ["GATE_SAMPLE_ROWS", "KamoeError", "RunOutcome", "RunSpec", "cpu_count", "data_key", "execute",
+           "execute_all", "gate_entropy", "regime_agreement"]
