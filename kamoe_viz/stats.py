@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import combinations
 from typing import Iterable, Sequence
 
@@ -56,6 +56,12 @@ class PairedStats:
     def significant(self) -> bool:
         """Paired t-test below 0.05 (equivalently: the 95% CI excludes zero)."""
         return bool(np.isfinite(self.t_p) and self.t_p < ALPHA)
+
+    def flipped(self) -> "PairedStats":
+        """The same comparison seen from b's side (difference = b - a)."""
+        return replace(self, a=self.b, b=self.a, mean_a=self.mean_b, mean_b=self.mean_a, mean_diff=-self.mean_diff,
+                       ci_low=-self.ci_high, ci_high=-self.ci_low, t_stat=-self.t_stat, wins_a=self.wins_b,
+                       wins_b=self.wins_a)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -122,25 +128,28 @@ def _fmt_p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def verdict(s: PairedStats, metric: str = "metric") -> str:
-    """One plain-words line: who is better and whether the difference is significant."""
+def verdict(s: PairedStats, metric: str = "metric", unit: str = "seeds") -> str:
+    """One plain-words line: who is better and whether the difference is significant.
+
+    ``unit`` names what the pairs are ("seeds", or "paired runs" when pairs are configuration + seed). When the
+    second variant wins, the line is written from its side, so the difference shown is always winner - loser.
+    """
     if s.n < 2:
-        return (f"{s.a} vs {s.b}: not enough paired seeds ({s.n}) for a test; run at least 2 seeds "
+        return (f"{s.a} vs {s.b}: not enough paired {unit} ({s.n}) for a test; run at least 2 "
                 f"(5 or more for a useful answer).")
+    if s.significant and (s.mean_diff > 0) != s.higher_is_better:
+        s = s.flipped()
     ci = f"{int(round(s.confidence * 100))}% CI {_fmt(s.ci_low)} to {_fmt(s.ci_high)}"
-    seeds = "seed" if s.n == 1 else "seeds"
-    numbers = (f"mean difference {_fmt(s.mean_diff)} {metric} ({ci}; paired t p = {_fmt_p(s.t_p)}, "
-               f"Wilcoxon p = {_fmt_p(s.wilcoxon_p)}; {s.a} better on {s.wins_a} of {s.n} {seeds})")
+    numbers = (f"difference {_fmt(s.mean_diff)} {metric} ({ci}; paired t p = {_fmt_p(s.t_p)}, "
+               f"Wilcoxon p = {_fmt_p(s.wilcoxon_p)}; better in {s.wins_a} vs {s.wins_b} of {s.n} {unit})")
     if s.significant:
-        a_better = (s.mean_diff > 0) == s.higher_is_better
-        winner, loser = (s.a, s.b) if a_better else (s.b, s.a)
-        line = f"{winner} beats {loser}: {numbers}."
+        line = f"{s.a} beats {s.b}: {numbers}."
         if s.n < 5:
-            line += f" Only {s.n} seeds: treat this as a hint and confirm with more."
+            line += f" Only {s.n} {unit}: treat this as a hint and confirm with more."
         return line
-    line = f"No significant difference between {s.a} and {s.b}: {numbers}."
+    line = f"No significant difference between {s.a} and {s.b} ({s.a} - {s.b}): {numbers}."
     if s.n < 10:
-        line += (f" With only {s.n} seeds the test has little power, so a small real difference could be "
+        line += (f" With only {s.n} {unit} the test has little power, so a small real difference could be "
                  f"missed; add seeds for a firmer answer.")
     return line
 
@@ -159,7 +168,7 @@ def _pairs_frame(table: pd.DataFrame, value: str, by: str, pair_on: str) -> pd.D
 
 def pairwise(table: pd.DataFrame, value: str = "test_metric", by: str = "variant", pair_on: str = "seed",
              order: Iterable[str] | None = None, *, confidence: float = 0.95, higher_is_better: bool = True,
-             metric: str | None = None) -> pd.DataFrame:
+             metric: str | None = None, unit: str = "seeds") -> pd.DataFrame:
     """Paired statistics for every pair of variants in a tidy table (one row per variant and seed).
 
     Rows are ordered as ``order`` (default: order of first appearance) and each pair (a, b) has a before b.
@@ -173,7 +182,7 @@ def pairwise(table: pd.DataFrame, value: str = "test_metric", by: str = "variant
         s = paired_stats(wide[a].to_numpy(float), wide[b].to_numpy(float), a=str(a), b=str(b),
                          confidence=confidence, higher_is_better=higher_is_better)
         row = s.to_dict()
-        row["verdict"] = verdict(s, metric or value)
+        row["verdict"] = verdict(s, metric or value, unit)
         rows.append(row)
     columns = list(PairedStats.__dataclass_fields__) + ["significant", "verdict"]
     return pd.DataFrame(rows, columns=columns)

@@ -68,7 +68,15 @@ def test_not_significant_verdict_is_explicit():
     s = paired_stats(A, B, a="grkan", b="grn")
     line = verdict(s, "R²")
     assert line.startswith("No significant difference between grkan and grn")
-    assert "little power" in line and "4 of 5 seeds" in line
+    assert "little power" in line and "better in 4 vs 1 of 5 seeds" in line and "(grkan - grn)" in line
+
+
+def test_when_b_wins_the_line_is_written_from_its_side():
+    s = paired_stats([1.0, 1.1, 0.9, 1.2, 1.0], [2.0, 2.1, 2.2, 2.05, 2.3], a="linear", b="grkan")
+    line = verdict(s, "R²")
+    assert line.startswith("grkan beats linear: difference +1.") and "better in 5 vs 0 of 5 seeds" in line
+    f = s.flipped()
+    assert (f.ci_low, f.ci_high) == (-s.ci_high, -s.ci_low) and f.flipped() == s
 
 
 def test_lower_is_better_flips_wins_and_winner():

@@ -115,7 +115,7 @@ def summarise(table: pd.DataFrame, group: list[str]) -> tuple[pd.DataFrame, pd.D
         key = key if isinstance(key, tuple) else (key,)
         order = [VARIANT_LABELS[v] for v in ("standard", "linear", "grn", "grkan") if v in set(sub["variant"])]
         sub = sub.assign(label=sub["variant"].map(lambda v: VARIANT_LABELS.get(v, v)))
-        p = stats.pairwise(sub, "test_metric", "label", "pair", order=order, metric="R²")
+        p = stats.pairwise(sub, "test_metric", "label", "pair", order=order, metric="R²", unit="paired runs")
         for g, k in zip(group, key):
             p.insert(0, g, k)
         pair_rows.append(p)
