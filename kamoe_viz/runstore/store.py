@@ -1,0 +1,350 @@
+"""RunStore: saved runs on disk, one folder per run, written atomically, read back without trusting them.
+
+Layout: ``<root>/<run_id>/`` holding the members of :mod:`kamoe_viz.runstore.fileformat`. A save writes every member
+into ``<root>/.tmp-<pid>-<token>/`` (each file fsynced, the manifest last) and renames that folder into place in one
+step, so a crash leaves either the complete run or no run, never half of one; leftover temp folders of dead
+processes are removed when a store is next opened. Deletion renames the folder away before removing it.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from kamoe_viz import __version__
+from kamoe_viz.errors import KamoeError, RunFileError, ValidationError
+from kamoe_viz.runstore import codec
+from kamoe_viz.runstore.fileformat import (ALL_MEMBERS, DEFAULT_MAX_RUN_BYTES, MANIFEST, MAX_NAME_CHARS,
+                                           MAX_NOTES_CHARS, build_manifest, check_manifest, check_run_id,
+                                           clean_text, dump_json, load_json, migrate, new_run_id, read_zip,
+                                           utc_now_text, verify_members, write_zip)
+
+ENV_ROOT = "KAMOE_RUNS_DIR"
+TMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+LIST_COLUMNS = ["run_id", "name", "created", "dataset", "task", "gate", "expert", "n_experts", "metric", "value",
+                "epochs", "params", "device", "stopped_reason", "notes", "error"]
+_MAIN_METRICS = ("r2", "accuracy", "rmse", "log_loss")
+
+# Called with each member's name right after it is written during a save; tests use it to crash a save midway.
+_write_hook: Callable[[str], None] | None = None
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "xb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def display_filename(filename: Any) -> str:
+    """A user's file name, safe to show in a message: base name only, printable, bounded."""
+    text = os.path.basename(str(filename or "upload").replace("\\", "/"))
+    text = re.sub(r"[^\w.\- ()]", "_", text)[:80]
+    return text or "upload"
+
+
+class RunStore:
+    """Saved runs under ``root`` (argument, else env ``KAMOE_RUNS_DIR``, else ``./runs``)."""
+
+    def __init__(self, root: str | os.PathLike | None = None, *, max_run_bytes: int = DEFAULT_MAX_RUN_BYTES,
+                 max_dataset_bytes: int = codec.DEFAULT_MAX_DATASET_BYTES, stale_seconds: float = 24 * 3600) -> None:
+        root = root if root is not None else (os.environ.get(ENV_ROOT) or "runs")
+        self.root = Path(root).expanduser().resolve()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFileError(f"runs folder {self.root} cannot be created ({exc}); set {ENV_ROOT} to a "
+                               "writable folder.") from None
+        self.max_run_bytes = int(max_run_bytes)
+        self.max_dataset_bytes = int(max_dataset_bytes)
+        self.stale_seconds = stale_seconds
+        self.cleanup()
+
+    # ----- paths ----------------------------------------------------------------------------------------------------
+    def _run_dir(self, run_id: Any) -> Path:
+        run_id = check_run_id(run_id)
+        path = (self.root / run_id).resolve()
+        if path.parent != self.root:
+            raise ValidationError("run_id", run_id, "must name a folder directly inside the runs folder")
+        return path
+
+    def _existing(self, run_id: Any) -> Path:
+        path = self._run_dir(run_id)
+        if not path.is_dir():
+            raise RunFileError(f"run {run_id!r} does not exist in {self.root}.")
+        return path
+
+    def run_ids(self) -> list[str]:
+        return sorted((p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                       and re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$", p.name)), reverse=True)
+
+    def __contains__(self, run_id: object) -> bool:
+        try:
+            return self._run_dir(run_id).is_dir()
+        except ValidationError:
+            return False
+
+    def cleanup(self) -> list[str]:
+        """Remove temp folders of dead (or long-gone) saves and leftovers of interrupted deletes."""
+        removed = []
+        now = time.time()
+        for entry in self.root.iterdir():
+            name = entry.name
+            if name.startswith(TRASH_PREFIX):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(name)
+            elif name.startswith(TMP_PREFIX):
+                match = re.match(r"^\.tmp-(\d+)-", name)
+                try:
+                    old = now - entry.stat().st_mtime > self.stale_seconds
+                except OSError:
+                    continue
+                if old or not match or not _pid_alive(int(match.group(1))):
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(name)
+        return removed
+
+    # ----- writing --------------------------------------------------------------------------------------------------
+    def _commit(self, members: dict[str, bytes], manifest_fields: dict[str, Any], run_id: str | None) -> str:
+        """Write members to a temp folder, then rename it to a fresh run id (retrying on a clash)."""
+        tmp = self.root / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        tmp.mkdir()
+        try:
+            for member in ALL_MEMBERS:
+                if member in members:
+                    _write_file(tmp / member, members[member])
+                    if _write_hook is not None:
+                        _write_hook(member)
+            for attempt in range(20):
+                candidate = run_id if (run_id and attempt == 0) else new_run_id()
+                target = self._run_dir(candidate)
+                if target.exists():
+                    continue
+                manifest = build_manifest(members, run_id=candidate, library_version=__version__, **manifest_fields)
+                manifest_path = tmp / MANIFEST
+                if manifest_path.exists():
+                    manifest_path.unlink()
+                _write_file(manifest_path, dump_json(manifest))
+                if _write_hook is not None:
+                    _write_hook(MANIFEST)
+                _fsync_dir(tmp)
+                try:
+                    os.rename(tmp, target)  # atomic; fails if another save took the id meanwhile
+                except OSError:
+                    if target.exists():
+                        continue
+                    raise
+                _fsync_dir(self.root)
+                return candidate
+            raise RunFileError(f"could not find a free run id in {self.root}.")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def save(self, run: Any, name: str | None = None, notes: str | None = None, csv: bytes | None = None) -> str:
+        """Store a TrainedRun; returns its new run id (also set on ``run.run_id`` when that was None).
+
+        ``csv``: the raw CSV of an uploaded dataset, kept in the run so it reloads without the upload. When not
+        given and the run's config points at a CSV file (``data.csv_path``), that file is copied.
+        """
+        name = clean_text("run name", name, MAX_NAME_CHARS, single_line=True)
+        notes = clean_text("run notes", notes, MAX_NOTES_CHARS, single_line=False)
+        if csv is None:
+            csv = self._csv_of(run)
+        try:
+            members = codec.encode(run, csv, self.max_dataset_bytes)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ValidationError("run", type(run).__name__, "must be a kamoe_viz.training.TrainedRun with config, "
+                                  f"dataset, model and result ({exc})") from None
+        total = sum(len(v) for v in members.values())
+        if total > self.max_run_bytes:
+            raise RunFileError(f"this run needs {total} bytes, more than the {self.max_run_bytes} allowed per run.")
+        run_id = self._commit(members, {"name": name or self._default_name(run), "notes": notes,
+                                        "created": utc_now_text()}, None)
+        if getattr(run, "run_id", "x") is None:
+            run.run_id = run_id
+        return run_id
+
+    def _csv_of(self, run: Any) -> bytes | None:
+        data = getattr(getattr(run, "config", None), "data", None)
+        candidates = [getattr(data, "csv_path", None), (getattr(data, "options", None) or {}).get("csv_path")]
+        for path in candidates:
+            if isinstance(path, str) and path and os.path.isfile(path):
+                if os.path.getsize(path) > self.max_run_bytes // 2:
+                    return None
+                with open(path, "rb") as handle:
+                    return handle.read()
+        return None
+
+    @staticmethod
+    def _default_name(run: Any) -> str:
+        try:
+            m = run.config.model
+            gate = "standard" if m.kind == "standard" else f"{m.gate} gate"
+            return f"{run.config.data.name}: {gate}, {m.n_experts} {m.expert} experts"[:MAX_NAME_CHARS]
+        except AttributeError:
+            return ""
+
+    def rename(self, run_id: str, name: str | None = None, notes: str | None = None) -> None:
+        """Change a run's name and/or notes (None leaves that field as it is); one atomic replace of the manifest."""
+        path = self._existing(run_id)
+        manifest = self._read_manifest(path)
+        if name is not None:
+            manifest["name"] = clean_text("run name", name, MAX_NAME_CHARS, single_line=True)
+        if notes is not None:
+            manifest["notes"] = clean_text("run notes", notes, MAX_NOTES_CHARS, single_line=False)
+        tmp = path / f"{MANIFEST}.tmp-{secrets.token_hex(4)}"
+        try:
+            _write_file(tmp, dump_json(manifest))
+            os.replace(tmp, path / MANIFEST)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        _fsync_dir(path)
+
+    def delete(self, run_id: str) -> None:
+        path = self._existing(run_id)
+        trash = self.root / f"{TRASH_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        os.rename(path, trash)  # the run disappears from listings in one step
+        _fsync_dir(self.root)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # ----- reading --------------------------------------------------------------------------------------------------
+    def _read_manifest(self, path: Path) -> dict[str, Any]:
+        where = f"run {path.name}"
+        try:
+            data = (path / MANIFEST).read_bytes()
+        except FileNotFoundError:
+            raise RunFileError(f"{where}: {MANIFEST} is missing; the folder is not a complete run.") from None
+        return check_manifest(load_json(MANIFEST, data), where)
+
+    def _read_members(self, path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+        where = f"run {path.name}"
+        manifest = self._read_manifest(path)
+        members: dict[str, bytes] = {}
+        for member in manifest["files"]:
+            file = path / member
+            if not file.is_file():
+                raise RunFileError(f"{where}: member {member} is missing.")
+            if file.stat().st_size > self.max_run_bytes:
+                raise RunFileError(f"{where}: member {member} is larger than the {self.max_run_bytes} bytes allowed.")
+            members[member] = file.read_bytes()
+        verify_members(manifest, members, where)
+        return migrate(manifest, members)
+
+    def info(self, run_id: str) -> dict[str, Any]:
+        """The run's manifest: name, notes, created, versions, member hashes."""
+        return self._read_manifest(self._existing(run_id))
+
+    def load(self, run_id: str) -> Any:
+        """The stored TrainedRun (model on CPU in eval mode) with its history and metrics as a TrainResult."""
+        path = self._existing(run_id)
+        _, members = self._read_members(path)
+        csv_path = path / "data.csv" if "data.csv" in members else None
+        return codec.decode(members, f"run {run_id}", run_id=run_id, csv_path=csv_path)
+
+    def list_runs(self) -> pd.DataFrame:
+        """One row per run, newest first; a damaged run gets a row with its problem in ``error``."""
+        rows = [self._summary(run_id) for run_id in self.run_ids()]
+        frame = pd.DataFrame(rows, columns=LIST_COLUMNS)
+        if len(frame):
+            frame = frame.sort_values(["created", "run_id"], ascending=False, kind="stable").reset_index(drop=True)
+        return frame
+
+    def _summary(self, run_id: str) -> dict[str, Any]:
+        path = self.root / run_id
+        row: dict[str, Any] = {c: None for c in LIST_COLUMNS}
+        row["run_id"] = run_id
+        try:
+            row["created"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(path.stat().st_mtime))
+            manifest = self._read_manifest(path)
+            row.update(name=manifest.get("name", ""), notes=manifest.get("notes", ""),
+                       created=manifest.get("created") or row["created"])
+            small: dict[str, bytes] = {}
+            for member, entry in manifest["files"].items():
+                file = path / member
+                if not file.is_file() or file.stat().st_size != entry["size"]:
+                    raise RunFileError(f"member {member} is missing or has the wrong size")
+                if member.endswith(".json"):
+                    small[member] = file.read_bytes()
+            verify_members({"files": {m: manifest["files"][m] for m in small}}, small, f"run {run_id}")
+            config = codec.decode_config(small, f"run {run_id}")
+            meta = load_json("dataset.json", small["dataset.json"])
+            stored = load_json("metrics.json", small["metrics.json"])
+            metrics = stored.get("metrics") or {} if isinstance(stored, dict) else {}
+            metric = next((m for m in _MAIN_METRICS if m in metrics), None)
+            m = config.model
+            row.update(dataset=config.data.name, task=meta.get("task") if isinstance(meta, dict) else None,
+                       gate="none (standard)" if m.kind == "standard" else m.gate, expert=m.expert,
+                       n_experts=1 if m.kind == "standard" else m.n_experts, metric=metric,
+                       value=metrics.get(metric) if metric else None, epochs=stored.get("epochs_run"),
+                       params=stored.get("params"), device=stored.get("device"),
+                       stopped_reason=stored.get("stopped_reason"))
+        except (KamoeError, OSError, ValueError, TypeError, AttributeError) as exc:
+            row["error"] = str(exc) or type(exc).__name__
+        return row
+
+    # ----- files in and out -----------------------------------------------------------------------------------------
+    def export_bytes(self, run_id: str) -> bytes:
+        """The run as one .zip (members under ``<run_id>/``), after checking it is intact."""
+        path = self._existing(run_id)
+        manifest, members = self._read_members(path)
+        members = dict(members)
+        members[MANIFEST] = dump_json(manifest)
+        return write_zip(path.name, members)
+
+    def export_filename(self, run_id: str) -> str:
+        check_run_id(run_id)
+        return f"kamoe-run-{run_id}.zip"
+
+    def import_bytes(self, data: bytes, filename: str = "upload.zip") -> str:
+        """Check a run file completely, then store it; returns the new run id. Nothing is written on any error."""
+        where = display_filename(filename)
+        members = read_zip(data, where, self.max_run_bytes)
+        manifest = check_manifest(load_json(MANIFEST, members.pop(MANIFEST)), where)
+        verify_members(manifest, members, where)
+        manifest, members = migrate(manifest, members)
+        name = manifest.get("name", "")
+        try:
+            name = clean_text("run name", name, MAX_NAME_CHARS, single_line=True)
+            notes = clean_text("run notes", manifest.get("notes", ""), MAX_NOTES_CHARS, single_line=False)
+        except ValidationError as exc:
+            raise RunFileError(f"{where}: {MANIFEST} {exc}") from None
+        codec.check_importable(members, where)
+        wanted = manifest.get("run_id")
+        try:
+            wanted = check_run_id(wanted)
+        except ValidationError:
+            wanted = None
+        created = manifest.get("created") if isinstance(manifest.get("created"), str) else utc_now_text()
+        return self._commit(members, {"name": name, "notes": notes, "created": created[:40]}, wanted)
