@@ -243,3 +243,31 @@ def test_save_rejects_what_is_not_a_run(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="TrainedRun"):
         store.save(object())
     assert entries(tmp_path) == []
+
+
+def test_disk_full_during_save_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from kamoe_viz.runstore import store as store_module
+
+    store = RunStore(tmp_path)
+    earlier = store.save(make_run())
+    real_write = store_module._write_file
+
+    def full_disk(path: Path, data: bytes) -> None:
+        if path.name == "history.csv":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, data)
+    monkeypatch.setattr(store_module, "_write_file", full_disk)
+    with pytest.raises(RunFileError, match="No space left on device.*no saved run was changed"):
+        store.save(make_run())
+    assert entries(tmp_path) == [earlier]
+    assert store.load(earlier).run_id == earlier
+
+
+def test_runs_folder_removed_while_open(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs")
+    (tmp_path / "runs").rmdir()
+    assert store.list_runs().empty
+    run_id = store.save(make_run())  # recreated on save
+    assert list(store.list_runs()["run_id"]) == [run_id]

@@ -31,6 +31,7 @@ TRASH_PREFIX = ".trash-"
 LIST_COLUMNS = ["run_id", "name", "created", "dataset", "task", "gate", "expert", "n_experts", "metric", "value",
                 "epochs", "params", "device", "stopped_reason", "notes", "error"]
 _MAIN_METRICS = ("r2", "accuracy", "rmse", "log_loss")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 
 # Called with each member's name right after it is written during a save; tests use it to crash a save midway.
 _write_hook: Callable[[str], None] | None = None
@@ -105,8 +106,12 @@ class RunStore:
         return path
 
     def run_ids(self) -> list[str]:
-        return sorted((p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                       and re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$", p.name)), reverse=True)
+        """Folder names that can be runs (temp and trash folders, stray files excluded), newest id first."""
+        try:
+            names = [p.name for p in self.root.iterdir() if p.is_dir()]
+        except FileNotFoundError:  # the folder was removed after the store was opened
+            return []
+        return sorted((n for n in names if _RUN_ID.match(n)), reverse=True)
 
     def __contains__(self, run_id: object) -> bool:
         try:
@@ -116,9 +121,13 @@ class RunStore:
 
     def cleanup(self) -> list[str]:
         """Remove temp folders of dead (or long-gone) saves and leftovers of interrupted deletes."""
-        removed = []
+        removed: list[str] = []
         now = time.time()
-        for entry in self.root.iterdir():
+        try:
+            listing = list(self.root.iterdir())
+        except OSError:
+            return removed
+        for entry in listing:
             name = entry.name
             if name.startswith(TRASH_PREFIX):
                 shutil.rmtree(entry, ignore_errors=True)
@@ -138,7 +147,12 @@ class RunStore:
     def _commit(self, members: dict[str, bytes], manifest_fields: dict[str, Any], run_id: str | None) -> str:
         """Write members to a temp folder, then rename it to a fresh run id (retrying on a clash)."""
         tmp = self.root / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-        tmp.mkdir()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+        except OSError as exc:
+            raise RunFileError(f"the run could not be saved in {self.root} ({exc}); no saved run was changed.") \
+                from None
         try:
             for member in ALL_MEMBERS:
                 if member in members:
@@ -167,6 +181,10 @@ class RunStore:
                 _fsync_dir(self.root)
                 return candidate
             raise RunFileError(f"could not find a free run id in {self.root}.")
+        except OSError as exc:  # disk full, permissions, folder removed: the half-written copy goes, nothing else
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RunFileError(f"the run could not be saved in {self.root} ({exc}); no saved run was changed.") \
+                from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -246,6 +264,8 @@ class RunStore:
             data = (path / MANIFEST).read_bytes()
         except FileNotFoundError:
             raise RunFileError(f"{where}: {MANIFEST} is missing; the folder is not a complete run.") from None
+        except OSError as exc:
+            raise RunFileError(f"{where}: {MANIFEST} cannot be read ({exc}).") from None
         return check_manifest(load_json(MANIFEST, data), where)
 
     def _read_members(self, path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -254,11 +274,15 @@ class RunStore:
         members: dict[str, bytes] = {}
         for member in manifest["files"]:
             file = path / member
-            if not file.is_file():
-                raise RunFileError(f"{where}: member {member} is missing.")
-            if file.stat().st_size > self.max_run_bytes:
-                raise RunFileError(f"{where}: member {member} is larger than the {self.max_run_bytes} bytes allowed.")
-            members[member] = file.read_bytes()
+            try:
+                if not file.is_file():
+                    raise RunFileError(f"{where}: member {member} is missing.")
+                if file.stat().st_size > self.max_run_bytes:
+                    raise RunFileError(f"{where}: member {member} is larger than the {self.max_run_bytes} bytes "
+                                       "allowed.")
+                members[member] = file.read_bytes()
+            except OSError as exc:
+                raise RunFileError(f"{where}: member {member} cannot be read ({exc}).") from None
         verify_members(manifest, members, where)
         return migrate(manifest, members)
 
