@@ -1,0 +1,307 @@
+"""Every KAN edge phi_ij of a model: curves, knots, grid ranges, data distribution, importance, grid coverage.
+
+The reference set is a fixed subsample of the training split (same rows on every call), pushed through the model
+to get the input each KAN layer actually sees (``model.kan_layer_inputs``). Edge importance is
+**mean |phi_ij(x_i)| over that reference set** (the edge's average contribution to output j, in the units of the
+layer's output), as in pykan's edge scores.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kamoe_viz.errors import GridUpdateError, ValidationError
+from kamoe_viz.interpret._common import (DEFAULT_REFERENCE_ROWS, feature_names, forward_numpy, model_loss,
+                                         reference_set, task_metrics, to_tensor)
+
+IMPORTANCE_DEFINITION = ("Edge importance = mean |φ(x)| over the training data (the reference set): how much the "
+                         "edge adds to its output on average, in the units of the layer's output.")
+OUTSIDE_GRID_WARNING = 0.10  # warn when more than this fraction of an input's data lies outside the spline grid
+
+
+def kan_layer_names(model: Any) -> list[str]:
+    return [ref.name for ref in model.kan_layers()]
+
+
+def _ref(model: Any, layer: str):
+    for ref in model.kan_layers():
+        if ref.name == layer:
+            return ref
+    names = kan_layer_names(model)
+    raise ValidationError("layer", layer, f"must be one of the model's KAN layers: {', '.join(names) or 'none'}")
+
+
+def layer_inputs(model: Any, dataset: Any, split: str = "train", max_rows: int | None = DEFAULT_REFERENCE_ROWS,
+                 seed: int = 0) -> dict[str, np.ndarray]:
+    """What each KAN layer sees on the reference set: {layer name: (N, in) array}."""
+    X, _, _, _ = reference_set(dataset, split, max_rows, seed)
+    was_training = model.training
+    model.eval()
+    try:
+        parts: dict[str, list[np.ndarray]] = {}
+        for start in range(0, len(X), 2048):
+            for name, value in model.kan_layer_inputs(to_tensor(model, X[start:start + 2048])).items():
+                parts.setdefault(name, []).append(value.cpu().numpy())
+    finally:
+        model.train(was_training)
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+
+def _names(model: Any, dataset: Any, ref) -> tuple[list[str], list[str]]:
+    """Readable names of a layer's inputs and outputs."""
+    layer = ref.layer
+    if ref.name == "gate.kan1":
+        return [f"h{i}" for i in range(layer.in_features)], [f"kan1·{j}" for j in range(layer.out_features)]
+    if ref.name == "gate.kan2":
+        return [f"kan1·{i}" for i in range(layer.in_features)], [f"kan2·{j}" for j in range(layer.out_features)]
+    if ref.expert is None:  # fused first expert layer: inputs are the (scaled) features
+        feats = feature_names(dataset)
+        if layer.in_features == len(feats):
+            inputs = list(feats)
+        else:  # windows flattened: time-major (t, feature)
+            steps = layer.in_features // max(len(feats), 1)
+            inputs = [f"{feats[i % len(feats)]}[t-{steps - 1 - i // len(feats)}]" for i in range(layer.in_features)]
+        group = max(ref.group_size, 1)
+        outputs = [f"e{j // group}·n{j % group}" for j in range(layer.out_features)]
+        return inputs, outputs
+    prefix = f"e{ref.expert}"
+    return ([f"{prefix}·n{i}" for i in range(layer.in_features)],
+            [f"{prefix}·{ref.name.split('.')[-1]}·n{j}" for j in range(layer.out_features)])
+
+
+def _edge_expert(ref, output: np.ndarray) -> np.ndarray:
+    """The expert each edge belongs to (-1 for gate layers)."""
+    if ref.name.startswith("gate."):
+        return np.full(len(output), -1)
+    if ref.expert is None:
+        return output // max(ref.group_size, 1)
+    return np.full(len(output), ref.expert)
+
+
+def kan_layer_table(model: Any, dataset: Any) -> pd.DataFrame:
+    """One row per KAN layer: where it sits, its shape and spline settings."""
+    rows = []
+    for ref in model.kan_layers():
+        layer = ref.layer
+        part = "gate" if ref.name.startswith("gate.") else "experts"
+        inputs, _ = _names(model, dataset, ref)
+        rows.append({"layer": ref.name, "part": part, "expert": -1 if ref.expert is None else ref.expert,
+                     "inputs": layer.in_features, "outputs": layer.out_features,
+                     "edges": layer.in_features * layer.out_features, "grid_size": layer.grid_size,
+                     "spline_order": layer.spline_order, "base": layer.base_activation_name,
+                     "input_kind": "gate hidden units h = ReLU(Dense(x))" if ref.name == "gate.kan1" else
+                     ("input features (standardised × input scale)" if ref.expert is None and part == "experts"
+                      else "outputs of the previous KAN layer")})
+    return pd.DataFrame(rows, columns=["layer", "part", "expert", "inputs", "outputs", "edges", "grid_size",
+                                       "spline_order", "base", "input_kind"])
+
+
+@torch.no_grad()
+def edge_importance(model: Any, dataset: Any, inputs: dict[str, np.ndarray] | None = None,
+                    max_rows: int | None = DEFAULT_REFERENCE_ROWS, chunk: int = 256) -> pd.DataFrame:
+    """Mean |phi_ij|, mean |base part| and mean |spline part| of every edge of every KAN layer, over the
+    reference set; ``relative`` is importance / the layer's largest importance (1 = the layer's top edge)."""
+    if inputs is None:
+        inputs = layer_inputs(model, dataset, max_rows=max_rows)
+    frames = []
+    for ref in model.kan_layers():
+        layer = ref.layer
+        x = torch.as_tensor(inputs[ref.name], dtype=layer.base_weight.dtype, device=layer.base_weight.device)
+        totals = torch.zeros(layer.out_features, layer.in_features, dtype=torch.float64)
+        bases, splines = totals.clone(), totals.clone()
+        for start in range(0, len(x), chunk):
+            curves = layer.edge_functions(x[start:start + chunk])
+            totals += curves.total.abs().sum(0).double().cpu()
+            bases += curves.base.abs().sum(0).double().cpu()
+            splines += curves.spline.abs().sum(0).double().cpu()
+        n = max(len(x), 1)
+        out_idx, in_idx = np.meshgrid(np.arange(layer.out_features), np.arange(layer.in_features), indexing="ij")
+        in_names, out_names = _names(model, dataset, ref)
+        frame = pd.DataFrame({
+            "layer": ref.name, "input": in_idx.ravel(), "output": out_idx.ravel(),
+            "input_name": np.asarray(in_names, dtype=object)[in_idx.ravel()],
+            "output_name": np.asarray(out_names, dtype=object)[out_idx.ravel()],
+            "expert": _edge_expert(ref, out_idx.ravel()),
+            "importance": (totals / n).numpy().ravel(), "base_importance": (bases / n).numpy().ravel(),
+            "spline_importance": (splines / n).numpy().ravel(),
+        })
+        frame["edge"] = frame["input_name"] + " → " + frame["output_name"]
+        top = frame["importance"].max()
+        frame["relative"] = frame["importance"] / top if top > 0 else 0.0
+        frame["rank"] = frame["importance"].rank(ascending=False, method="first").astype(int)
+        frames.append(frame)
+    columns = ["layer", "edge", "input", "output", "input_name", "output_name", "expert", "importance",
+               "base_importance", "spline_importance", "relative", "rank"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns].sort_values(["layer", "rank"], ignore_index=True)
+
+
+def input_importance(importance: pd.DataFrame) -> pd.DataFrame:
+    """Edge importance summed over outputs, per layer input (for the first expert layer: per feature)."""
+    if importance.empty:
+        return pd.DataFrame(columns=["layer", "input", "input_name", "importance", "share"])
+    grouped = importance.groupby(["layer", "input", "input_name"], as_index=False)["importance"].sum()
+    grouped["share"] = grouped["importance"] / grouped.groupby("layer")["importance"].transform("sum")
+    return grouped.sort_values(["layer", "importance"], ascending=[True, False], ignore_index=True)
+
+
+def _span(values: np.ndarray, grid_low: float, grid_high: float, pad: float = 0.05) -> tuple[float, float]:
+    """Plot range of an input: its data range padded by 5%; the grid range when the data are constant."""
+    if len(values) == 0:
+        return grid_low, grid_high
+    low, high = float(np.min(values)), float(np.max(values))
+    width = high - low
+    if width < 1e-9:
+        half = max((grid_high - grid_low) / 2, 0.5)
+        return low - half, high + half
+    return low - pad * width, high + pad * width
+
+
+def _grid_bounds(layer) -> tuple[np.ndarray, np.ndarray]:
+    knots = layer.knots().cpu().numpy()
+    return knots[:, layer.spline_order], knots[:, -layer.spline_order - 1]
+
+
+@torch.no_grad()
+def edge_curves(model: Any, dataset: Any, layer: str, edges: list[tuple[int, int]] | None = None,
+                inputs: dict[str, np.ndarray] | None = None, n_points: int = 80) -> pd.DataFrame:
+    """phi_ij on ``n_points`` equally spaced x over each input's data range (padded 5%), split into base and
+    spline parts (total = base + spline). ``edges`` as (input, output) pairs; all edges of the layer when None."""
+    ref = _ref(model, layer)
+    kan = ref.layer
+    if inputs is None:
+        inputs = layer_inputs(model, dataset)
+    data = inputs[layer]
+    if edges is None:
+        edges = [(i, j) for j in range(kan.out_features) for i in range(kan.in_features)]
+    edges = [(int(i), int(j)) for i, j in edges]
+    for i, j in edges:
+        if not (0 <= i < kan.in_features and 0 <= j < kan.out_features):
+            raise ValidationError("edge", (i, j), f"must be (input < {kan.in_features}, output < {kan.out_features})")
+    lows, highs = _grid_bounds(kan)
+    used_inputs = sorted({i for i, _ in edges})
+    grid = np.zeros((n_points, kan.in_features))
+    for i in used_inputs:
+        lo, hi = _span(data[:, i], lows[i], highs[i])
+        grid[:, i] = np.linspace(lo, hi, n_points)
+    curves = kan.edge_functions(torch.as_tensor(grid, dtype=kan.base_weight.dtype, device=kan.base_weight.device))
+    base, spline = curves.base.cpu().numpy(), curves.spline.cpu().numpy()
+    in_names, out_names = _names(model, dataset, ref)
+    frames = []
+    for i, j in edges:
+        frames.append(pd.DataFrame({
+            "layer": layer, "edge": f"{in_names[i]} → {out_names[j]}", "input": i, "output": j,
+            "x": grid[:, i], "base": base[:, j, i], "spline": spline[:, j, i],
+        }))
+    columns = ["layer", "edge", "input", "output", "x", "base", "spline", "total"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    frame = pd.concat(frames, ignore_index=True)
+    frame["total"] = frame["base"] + frame["spline"]
+    return frame[columns]
+
+
+def knot_table(model: Any, layer: str, input_indices: list[int] | None = None) -> pd.DataFrame:
+    """Knot positions per input; ``active`` marks the knots bounding the grid range (the others are the
+    order-many extra knots on each side that B-splines need)."""
+    kan = _ref(model, layer).layer
+    knots = kan.knots().cpu().numpy()
+    k = kan.spline_order
+    chosen = range(kan.in_features) if input_indices is None else input_indices
+    rows = [{"layer": layer, "input": i, "knot": m, "position": float(knots[i, m]),
+             "active": bool(k <= m <= knots.shape[1] - k - 1)} for i in chosen for m in range(knots.shape[1])]
+    return pd.DataFrame(rows, columns=["layer", "input", "knot", "position", "active"])
+
+
+@torch.no_grad()
+def grid_coverage_table(model: Any, dataset: Any, inputs: dict[str, np.ndarray] | None = None,
+                        threshold: float = OUTSIDE_GRID_WARNING) -> pd.DataFrame:
+    """Per layer input: grid range, data range and the fraction of reference data outside the grid
+    (where the spline part is 0 and only the base function acts); ``warn`` when above ``threshold``."""
+    if inputs is None:
+        inputs = layer_inputs(model, dataset)
+    frames = []
+    for ref in model.kan_layers():
+        kan = ref.layer
+        data = inputs[ref.name]
+        inside = kan.grid_coverage(torch.as_tensor(data, dtype=kan.grid.dtype, device=kan.grid.device))
+        lows, highs = _grid_bounds(kan)
+        in_names, _ = _names(model, dataset, ref)
+        outside = 1.0 - inside.cpu().numpy().astype(np.float64)
+        frames.append(pd.DataFrame({
+            "layer": ref.name, "input": np.arange(kan.in_features), "input_name": in_names,
+            "grid_low": lows, "grid_high": highs, "data_low": data.min(axis=0), "data_high": data.max(axis=0),
+            "outside_fraction": outside, "warn": outside > threshold,
+        }))
+    columns = ["layer", "input", "input_name", "grid_low", "grid_high", "data_low", "data_high",
+               "outside_fraction", "warn"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def input_histograms(model: Any, dataset: Any, layer: str, input_indices: list[int] | None = None,
+                     inputs: dict[str, np.ndarray] | None = None, bins: int = 30) -> pd.DataFrame:
+    """Histogram of each input's reference data over the same range as :func:`edge_curves` draws."""
+    kan = _ref(model, layer).layer
+    if inputs is None:
+        inputs = layer_inputs(model, dataset)
+    data = inputs[layer]
+    lows, highs = _grid_bounds(kan)
+    rows = []
+    chosen = range(kan.in_features) if input_indices is None else input_indices
+    for i in chosen:
+        lo, hi = _span(data[:, i], lows[i], highs[i])
+        counts, edges_ = np.histogram(data[:, i], bins=bins, range=(lo, hi))
+        total = max(counts.sum(), 1)
+        for c, a, b in zip(counts, edges_[:-1], edges_[1:]):
+            rows.append({"layer": layer, "input": i, "bin_start": float(a), "bin_end": float(b),
+                         "count": int(c), "fraction": c / total})
+    return pd.DataFrame(rows, columns=["layer", "input", "bin_start", "bin_end", "count", "fraction"])
+
+
+def _losses(model: Any, dataset: Any, max_rows: int) -> dict[str, float]:
+    out = {}
+    for split in ("train", "val"):
+        X, y, _, _ = reference_set(dataset, split, max_rows)
+        pred = forward_numpy(model, X).prediction
+        out[f"{split}_loss"] = model_loss(dataset, pred, y)
+        for key, value in task_metrics(dataset, pred, y).items():
+            out[f"{split}_{key}"] = value
+    return out
+
+
+def update_grids(model: Any, dataset: Any, layers: list[str] | None = None, inplace: bool = False,
+                 max_rows: int = 5000, eval_rows: int = 5000) -> tuple[Any, pd.DataFrame]:
+    """Move each KAN layer's grid onto the training data (``KANLinear.update_grid``, which refits the spline
+    coefficients so the functions are kept on the data), gate first; returns (model, report).
+
+    The report has one row per metric with its value before and after (loss = the training loss on scaled
+    targets; train and validation splits). With ``inplace=False`` a copy is updated and the given model is
+    untouched. Raises :class:`GridUpdateError` when the model has no KAN layer or a refit fails.
+    """
+    names = kan_layer_names(model)
+    if not names:
+        raise GridUpdateError("this model has no KAN layers (GRKAN gate or KAN experts), so it has no grid")
+    chosen = names if layers is None else list(layers)
+    for name in chosen:
+        if name not in names:
+            raise ValidationError("layer", name, f"must be one of {', '.join(names)}")
+    target = model if inplace else copy.deepcopy(model)
+    before = _losses(target, dataset, eval_rows)
+    X, _, _, _ = reference_set(dataset, "train", max_rows, seed=1)
+    target.eval()
+    for name in names:  # in model order, so later layers see the already-updated earlier ones
+        if name not in chosen:
+            continue
+        with torch.no_grad():
+            seen = target.kan_layer_inputs(to_tensor(target, X))[name]
+        _ref(target, name).layer.update_grid(seen)
+    after = _losses(target, dataset, eval_rows)
+    report = pd.DataFrame({"metric": list(before), "before": list(before.values()),
+                           "after": [after[k] for k in before]})
+    report["change"] = report["after"] - report["before"]
+    return target, report
