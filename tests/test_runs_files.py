@@ -47,8 +47,11 @@ def rezip(data: bytes, change: Callable[[dict[str, bytes]], None], fix_hashes: b
     prefix = next(iter(members)).split("/")[0]
     plain = {name.split("/", 1)[1]: content for name, content in members.items()}
     change(plain)
-    if fix_hashes and "format.json" in plain:
-        manifest = json.loads(plain["format.json"])
+    try:
+        manifest = json.loads(plain["format.json"]) if fix_hashes else None
+    except (KeyError, ValueError):
+        manifest = None  # no manifest or a forged one that is not JSON: nothing to fix
+    if isinstance(manifest, dict):
         manifest["files"] = {m: {"sha256": sha256(c), "size": len(c)} for m, c in plain.items() if m != "format.json"}
         plain["format.json"] = json.dumps(manifest).encode()
     buffer = io.BytesIO()

@@ -79,7 +79,7 @@ def encode(run: Any, csv: bytes | None = None,
 
 # ----- decode -------------------------------------------------------------------------------------------------------
 def decode_config(members: Mapping[str, bytes], where: str) -> RunConfig:
-    raw = load_json("config.json", members["config.json"])
+    raw = load_json("config.json", members["config.json"], where)
     try:
         return RunConfig.from_dict(raw)
     except KamoeError as exc:
@@ -97,7 +97,7 @@ def _text_list(where: str, key: str, value: Any, *, optional: bool = False) -> l
 
 
 def decode_dataset_meta(members: Mapping[str, bytes], where: str) -> dict[str, Any]:
-    meta = load_json("dataset.json", members["dataset.json"])
+    meta = load_json("dataset.json", members["dataset.json"], where)
     if not isinstance(meta, dict):
         raise RunFileError(f"{where}: dataset.json must be an object.")
     if meta.get("task") not in TASKS:
@@ -216,10 +216,16 @@ def check_weights(model: Any, members: Mapping[str, bytes], where: str) -> dict[
     return tensors
 
 
+_NONE = type(None)
+_RESULT_FIELDS: dict[str, tuple[type, ...]] = {
+    "best_epoch": (int, _NONE), "epochs_run": (int, _NONE), "params": (int, _NONE), "seconds": (int, float, _NONE),
+    "stopped_reason": (str, _NONE), "message": (str, _NONE), "device": (str, _NONE)}
+
+
 def decode_result(members: Mapping[str, bytes], where: str) -> Any:
     from kamoe_viz.training import TrainResult
 
-    stored = load_json("metrics.json", members["metrics.json"])
+    stored = load_json("metrics.json", members["metrics.json"], where)
     if not isinstance(stored, dict) or not isinstance(stored.get("metrics", {}), dict):
         raise RunFileError(f"{where}: metrics.json must be an object with a 'metrics' table.")
     metrics = {}
@@ -236,6 +242,12 @@ def decode_result(members: Mapping[str, bytes], where: str) -> Any:
     bad = [c for c in history.columns if not pd.api.types.is_numeric_dtype(history[c]) and len(history)]
     if bad or (len(history) and "epoch" not in history.columns):
         raise RunFileError(f"{where}: history.csv needs numeric columns including 'epoch' (bad: {bad[:3]}).")
+    for key, value in stored.items():
+        if key == "metrics":
+            continue
+        kinds = _RESULT_FIELDS.get(key, (str, int, float, bool, type(None)))
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise RunFileError(f"{where}: metrics.json field {key!r} has the wrong type ({type(value).__name__}).")
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(TrainResult):
         if f.name == "history":

@@ -14,7 +14,6 @@ import re
 import secrets
 import unicodedata
 import zipfile
-import zlib
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
@@ -93,13 +92,14 @@ def _reject_constant(token: str) -> Any:
     raise ValueError(f"{token} is not valid JSON")
 
 
-def load_json(member: str, data: bytes) -> Any:
+def load_json(member: str, data: bytes, where: str) -> Any:
+    """Parse a JSON member (size-capped; NaN/Infinity refused) or raise RunFileError naming file and member."""
     if len(data) > MAX_JSON_BYTES:
-        raise RunFileError(f"{member}: {len(data)} bytes is larger than the {MAX_JSON_BYTES} bytes allowed.")
+        raise RunFileError(f"{where}: {member} has {len(data)} bytes, more than the {MAX_JSON_BYTES} allowed.")
     try:
         return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise RunFileError(f"{member} is not valid UTF-8 JSON ({exc}).") from None
+        raise RunFileError(f"{where}: {member} is not valid UTF-8 JSON ({exc}).") from None
 
 
 def sha256(data: bytes) -> str:
@@ -234,8 +234,8 @@ def read_zip(data: bytes, where: str, max_bytes: int = DEFAULT_MAX_RUN_BYTES) ->
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-        raise RunFileError(f"{where}: the zip is damaged or truncated ({exc}).") from None
+    except Exception as exc:  # zipfile raises many types on damaged input (NotImplementedError, struct.error...)
+        raise RunFileError(f"{where}: the zip is damaged or truncated ({type(exc).__name__}: {exc}).") from None
     prefixes: set[str] = set()
     chosen: dict[str, zipfile.ZipInfo] = {}
     total = 0
@@ -271,9 +271,9 @@ def read_zip(data: bytes, where: str, max_bytes: int = DEFAULT_MAX_RUN_BYTES) ->
         try:
             with zf.open(info) as handle:
                 content = handle.read(info.file_size + 1)
-        except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, NotImplementedError,
-                RuntimeError) as exc:
-            raise RunFileError(f"{where}: member {member} cannot be read ({exc}); the file is damaged.") from None
+        except Exception as exc:  # bad CRC, zlib errors, unsupported compression, damaged headers
+            raise RunFileError(f"{where}: member {member} cannot be read ({type(exc).__name__}: {exc}); the file "
+                               "is damaged.") from None
         if len(content) != info.file_size:
             raise RunFileError(f"{where}: member {member} does not have its declared size; the file is damaged.")
         members[member] = content

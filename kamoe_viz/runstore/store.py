@@ -266,7 +266,7 @@ class RunStore:
             raise RunFileError(f"{where}: {MANIFEST} is missing; the folder is not a complete run.") from None
         except OSError as exc:
             raise RunFileError(f"{where}: {MANIFEST} cannot be read ({exc}).") from None
-        return check_manifest(load_json(MANIFEST, data), where)
+        return check_manifest(load_json(MANIFEST, data, where), where)
 
     def _read_members(self, path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
         where = f"run {path.name}"
@@ -309,6 +309,7 @@ class RunStore:
         path = self.root / run_id
         row: dict[str, Any] = {c: None for c in LIST_COLUMNS}
         row["run_id"] = run_id
+        where = f"run {run_id}"
         try:
             row["created"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(path.stat().st_mtime))
             manifest = self._read_manifest(path)
@@ -321,10 +322,10 @@ class RunStore:
                     raise RunFileError(f"member {member} is missing or has the wrong size")
                 if member.endswith(".json"):
                     small[member] = file.read_bytes()
-            verify_members({"files": {m: manifest["files"][m] for m in small}}, small, f"run {run_id}")
-            config = codec.decode_config(small, f"run {run_id}")
-            meta = load_json("dataset.json", small["dataset.json"])
-            stored = load_json("metrics.json", small["metrics.json"])
+            verify_members({"files": {m: manifest["files"][m] for m in small}}, small, where)
+            config = codec.decode_config(small, where)
+            meta = load_json("dataset.json", small["dataset.json"], where)
+            stored = load_json("metrics.json", small["metrics.json"], where)
             metrics = stored.get("metrics") or {} if isinstance(stored, dict) else {}
             metric = next((m for m in _MAIN_METRICS if m in metrics), None)
             m = config.model
@@ -355,7 +356,7 @@ class RunStore:
         """Check a run file completely, then store it; returns the new run id. Nothing is written on any error."""
         where = display_filename(filename)
         members = read_zip(data, where, self.max_run_bytes)
-        manifest = check_manifest(load_json(MANIFEST, members.pop(MANIFEST)), where)
+        manifest = check_manifest(load_json(MANIFEST, members.pop(MANIFEST), where), where)
         verify_members(manifest, members, where)
         manifest, members = migrate(manifest, members)
         name = manifest.get("name", "")
