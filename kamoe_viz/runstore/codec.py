@@ -170,18 +170,31 @@ def decode_stored_dataset(members: Mapping[str, bytes], meta: Mapping[str, Any],
     return dataset
 
 
-def rebuild_dataset(config: RunConfig, meta: Mapping[str, Any], csv_path: Path | None, where: str) -> Dataset:
-    """Rebuild with the dataset's loader (the stored CSV copy for uploaded data) and check it is the same data."""
-    from kamoe_viz.data import load_dataset
+def rebuild_dataset(config: RunConfig, meta: Mapping[str, Any], csv: bytes | None, csv_path: Path | None,
+                    where: str) -> Dataset:
+    """Rebuild with the dataset's loader (from the stored CSV copy for uploaded data) and check it is the same data.
 
-    data_config = dataclasses.replace(config.data)
-    if csv_path is not None:
-        data_config.csv_path = str(csv_path)
-        data_config.options = dict(data_config.options)
-        if "csv_path" in data_config.options:
-            data_config.options["csv_path"] = str(csv_path)
+    Used when a run was too large to store its arrays. An uploaded CSV (config has a target but no csv_path) goes
+    through ``dataset_from_frame``; a loader reading a CSV file (``csv_path``) is pointed at the run's copy.
+    """
+    from kamoe_viz import data as data_module
+
+    data_config = dataclasses.replace(config.data, options=dict(config.data.options))
+    from_file = bool(data_config.csv_path or data_config.options.get("csv_path"))
     try:
-        dataset = load_dataset(data_config)
+        if csv is not None and data_config.target and not from_file:
+            frame = data_module.read_csv_table(csv, max_bytes=len(csv) + 1)
+            features = list(data_config.features or meta["feature_names"])
+            dataset = data_module.dataset_from_frame(
+                frame, data_config.target, features, name=meta["name"], seed=data_config.seed,
+                test_fraction=data_config.test_fraction, val_fraction=data_config.val_fraction, task=meta["task"])
+        else:
+            if csv_path is not None and from_file:
+                if data_config.csv_path:
+                    data_config.csv_path = str(csv_path)
+                if "csv_path" in data_config.options:
+                    data_config.options["csv_path"] = str(csv_path)
+            dataset = data_module.load_dataset(data_config)
     except KamoeError as exc:
         raise RunFileError(f"{where}: the dataset {config.data.name!r} could not be rebuilt: {exc}") from exc
     except OSError as exc:
@@ -274,7 +287,7 @@ def decode(members: Mapping[str, bytes], where: str, *, run_id: str | None,
     if "dataset.safetensors" in members:
         dataset = decode_stored_dataset(members, meta, where)
     else:
-        dataset = rebuild_dataset(config, meta, csv_path, where)
+        dataset = rebuild_dataset(config, meta, members.get("data.csv"), csv_path, where)
     try:
         model = build_model(config.model, dataset)
     except KamoeError as exc:
