@@ -271,3 +271,24 @@ def test_runs_folder_removed_while_open(tmp_path: Path) -> None:
     assert store.list_runs().empty
     run_id = store.save(make_run())  # recreated on save
     assert list(store.list_runs()["run_id"]) == [run_id]
+
+
+# ----- with the real trainer -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("lr", [1e-2, 10.0])  # 10.0 diverges at once: an empty history must survive
+def test_really_trained_run_round_trip(tmp_path: Path, lr: float) -> None:
+    from kamoe_viz.training import train_run
+
+    config = RunConfig(DataConfig(name="regimes"), ModelConfig(gate="grkan", expert="kan", expert_hidden=(4,),
+                                                               n_experts=2),
+                       TrainConfig(epochs=4, batch_size=16, lr=lr, device="cpu", max_grad_norm=0.0))
+    run = train_run(config, dataset=make_dataset(n=60))
+    store = RunStore(tmp_path)
+    loaded = store.load(store.save(run))
+    np.testing.assert_array_equal(predictions(loaded), predictions(run))
+    pd.testing.assert_frame_equal(loaded.result.history, run.result.history, check_dtype=False)
+    assert loaded.result.stopped_reason == run.result.stopped_reason
+    assert set(loaded.result.metrics) == set(run.result.metrics)
+    for key, value in run.result.metrics.items():
+        assert loaded.result.metrics[key] == pytest.approx(value, nan_ok=True), key
+    assert (loaded.result.epochs_run, loaded.result.params, loaded.result.message) == (
+        run.result.epochs_run, run.result.params, run.result.message)
