@@ -1,0 +1,201 @@
+"""User CSVs: read safely, then validate once (scikit-learn style) before anything trains.
+
+Every refusal is a :class:`~kamoe_viz.errors.DataError` naming the column (or file), the bad value and what to do.
+"""
+from __future__ import annotations
+
+import csv as csv_module
+import io
+import os
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+from kamoe_viz.data.base import Dataset
+from kamoe_viz.data.splits import build_tabular
+from kamoe_viz.errors import DataError
+
+DEFAULT_MAX_BYTES = int(float(os.environ.get("KAMOE_MAX_UPLOAD_MB", "50")) * 1024 * 1024)
+MAX_READ_COLUMNS = 2000
+MAX_FEATURES = 200
+MIN_ROWS = 20
+MAX_CLASSES = 50
+MAX_ABS_VALUE = 1e30
+_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+
+
+def _read_bytes(source: str | os.PathLike | bytes | IO[Any], max_bytes: int) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        raw, label = bytes(source), "upload"
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise DataError("csv_path", str(source), "must be an existing CSV file")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise DataError(path.name, f"{size:,} bytes", f"must be at most {max_bytes:,} bytes",
+                            "Use a smaller sample of the rows, or raise KAMOE_MAX_UPLOAD_MB.")
+        raw, label = path.read_bytes(), path.name
+    elif hasattr(source, "read"):
+        raw = source.read(max_bytes + 1)
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8")
+        label = str(getattr(source, "name", "upload"))
+    else:
+        raise DataError("csv", type(source).__name__, "must be a file path, bytes or a file-like object")
+    if len(raw) > max_bytes:
+        raise DataError(label, f"{len(raw):,} bytes", f"must be at most {max_bytes:,} bytes",
+                        "Use a smaller sample of the rows, or raise KAMOE_MAX_UPLOAD_MB.")
+    return raw, label
+
+
+def _decode(raw: bytes, label: str) -> str:
+    if b"\x00" in raw[:65536]:
+        raise DataError(label, "binary content", "must be a text CSV file (this looks like a binary file: "
+                        "a spreadsheet, an image or a UTF-16 file?)", "Save it as CSV (UTF-8) and upload again.")
+    for encoding in _ENCODINGS:
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise DataError(label, "undecodable bytes", "must be a text CSV in UTF-8 or Latin-1")  # pragma: no cover
+
+
+def read_csv_table(source: str | os.PathLike | bytes | IO[Any], max_bytes: int = DEFAULT_MAX_BYTES) -> pd.DataFrame:
+    """Read a CSV into a DataFrame: size cap, encoding detection, delimiter sniffing, header checks."""
+    raw, label = _read_bytes(source, max_bytes)
+    text = _decode(raw, label)
+    if not text.strip():
+        raise DataError(label, "an empty file", "must have a header row and at least one data row")
+    sample = text[:65536]
+    try:
+        delimiter = csv_module.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv_module.Error:
+        delimiter = ","
+    try:
+        header = next(csv_module.reader(io.StringIO(sample), delimiter=delimiter))
+    except (csv_module.Error, StopIteration) as error:
+        raise DataError(label, "an unreadable header", f"must start with a header row ({error})") from error
+    header = [h.strip() for h in header]
+    if len(header) > MAX_READ_COLUMNS:
+        raise DataError(label, f"{len(header)} columns", f"must have at most {MAX_READ_COLUMNS} columns")
+    if any(h == "" for h in header):
+        position = header.index("") + 1
+        raise DataError(label, f"column {position} has no name", "every column needs a name in the header row")
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise DataError(f"column {name!r}", "appears twice in the header", "column names must be unique",
+                            "Rename one of them.")
+        seen.add(name)
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, skipinitialspace=True, low_memory=False)
+    except (pd.errors.ParserError, ValueError, csv_module.Error) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(label, "malformed CSV", f"must be a rectangular table ({first_line[:160]})",
+                        "Check quoting and that every row has as many fields as the header.") from error
+    except pd.errors.EmptyDataError as error:
+        raise DataError(label, "no columns", "must have a header row and at least one data row") from error
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if len(frame) == 0:
+        raise DataError(label, "a header without data rows", "must have at least one data row")
+    return frame
+
+
+def _numeric_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+    series = frame[column]
+    if pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=np.float64)
+    converted = pd.to_numeric(series, errors="coerce")
+    bad = converted.isna() & series.notna()
+    if isinstance(series.dtype, pd.StringDtype) or series.dtype == object:
+        bad &= series.astype(str).str.strip().ne("")
+    if bad.any():
+        example = series[bad].iloc[0]
+        raise DataError(f"column {column!r}", example, f"must be numeric ({int(bad.sum())} non-numeric value(s), "
+                        f"first in row {int(np.flatnonzero(bad.to_numpy())[0]) + 1})",
+                        "Remove the column from the features or encode it as numbers.")
+    values = converted.to_numpy(dtype=np.float64)
+    missing = ~np.isfinite(values)
+    if missing.any():
+        raise DataError(f"column {column!r}", f"{int(missing.sum())} empty, NaN or infinite value(s)",
+                        f"must have none (first in row {int(np.flatnonzero(missing)[0]) + 1})",
+                        "Drop or fill those rows before uploading.")
+    if np.abs(values).max() > MAX_ABS_VALUE:
+        raise DataError(f"column {column!r}", float(np.abs(values).max()), f"values must be at most {MAX_ABS_VALUE:g} "
+                        "in absolute value", "Rescale the column (e.g. to thousands or a log scale).")
+    return values
+
+
+def _infer_task(target: pd.Series) -> str:
+    numeric = pd.to_numeric(target, errors="coerce")
+    if numeric.isna().any() and target.notna().all():
+        return "classification"
+    values = numeric.dropna().to_numpy()
+    if len(values) and np.all(np.isfinite(values)) and np.all(values == np.round(values)) \
+            and len(np.unique(values)) <= 20:
+        return "classification"
+    return "regression"
+
+
+def dataset_from_frame(frame: pd.DataFrame, target: str, features: list[str] | tuple[str, ...] | None = None, *,
+                       name: str = "csv", seed: int = 0, test_fraction: float = 0.2, val_fraction: float = 0.2,
+                       task: str | None = None, source: str = "uploaded CSV") -> Dataset:
+    """Validate a table and turn it into a split, scaled :class:`Dataset`."""
+    columns = [str(c) for c in frame.columns]
+    if len(set(columns)) != len(columns):
+        duplicate = next(c for c in columns if columns.count(c) > 1)
+        raise DataError(f"column {duplicate!r}", "appears twice", "column names must be unique")
+    if target not in columns:
+        shown = ", ".join(columns[:12]) + (" ..." if len(columns) > 12 else "")
+        raise DataError("target", target, f"must be one of the columns: {shown}")
+    features = [c for c in columns if c != target] if features is None else [str(f) for f in features]
+    if not features:
+        raise DataError("features", [], "need at least one feature column besides the target")
+    if target in features:
+        raise DataError("features", target, "must not include the target column")
+    for feature in features:
+        if feature not in columns:
+            raise DataError("features", feature, "is not a column of the table")
+    if len(set(features)) != len(features):
+        raise DataError("features", features, "must not list a column twice")
+    if len(features) > MAX_FEATURES:
+        raise DataError("features", f"{len(features)} columns", f"must be at most {MAX_FEATURES}",
+                        "Pick the columns you need.")
+    if len(frame) < MIN_ROWS:
+        raise DataError("rows", len(frame), f"need at least {MIN_ROWS} rows to split into train/validation/test")
+    if task not in (None, "regression", "classification"):
+        raise DataError("task", task, "must be regression, classification or None (infer)")
+    X = np.column_stack([_numeric_column(frame, f) for f in features])
+    for j, feature in enumerate(features):
+        if np.ptp(X[:, j]) == 0:
+            raise DataError(f"column {feature!r}", X[0, j], "is constant (the same value in every row)",
+                            "Remove it from the features: it carries no information.")
+    target_series = frame[target]
+    if target_series.isna().any():
+        raise DataError(f"target column {target!r}", f"{int(target_series.isna().sum())} empty value(s)",
+                        "must have none", "Drop those rows before uploading.")
+    task = task or _infer_task(target_series)
+    class_names = None
+    if task == "classification":
+        labels, uniques = pd.factorize(target_series.astype(str), sort=True)
+        if len(uniques) < 2:
+            raise DataError(f"target column {target!r}", uniques[0] if len(uniques) else None,
+                            "needs at least two classes for classification")
+        if len(uniques) > MAX_CLASSES:
+            raise DataError(f"target column {target!r}", f"{len(uniques)} classes",
+                            f"classification allows at most {MAX_CLASSES}", "Choose regression for a numeric target.")
+        y, class_names = labels, [str(u) for u in uniques]
+    else:
+        y = _numeric_column(frame, target)
+        if np.ptp(y) == 0:
+            raise DataError(f"target column {target!r}", y[0], "is constant; there is nothing to predict")
+    return build_tabular(
+        name=name, task=task, X=X, y=y, feature_names=features, target_name=target, seed=seed,
+        test_fraction=test_fraction, val_fraction=val_fraction,
+        description=f"Your CSV: {len(frame):,} rows, {len(features)} features, target {target!r} ({task}).",
+        source=source, class_names=class_names,
+        regimes=y if task == "classification" else None, regime_names=class_names,
+    )

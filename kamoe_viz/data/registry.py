@@ -1,0 +1,179 @@
+"""The one list of datasets, their options (with defaults and ranges) and ``load_dataset``."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from kamoe_viz.config import DataConfig
+from kamoe_viz.data import csv, sequences, synthetic, tabular
+from kamoe_viz.data.base import Dataset
+from kamoe_viz.errors import DataError, ValidationError
+
+DEFAULT_DATASET = "regimes"
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    type: str  # int | float | choice | str
+    default: Any
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Any, ...] | None = None
+    help: str = ""
+    label: str | None = None
+    step: float | None = None
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    title: str
+    task: str
+    description: str
+    loader: Callable[..., Dataset] = field(repr=False)
+    is_sequence: bool = False
+    has_regimes: bool = False
+    needs_download: bool = False
+    options: dict[str, OptionSpec] = field(default_factory=dict)
+    is_2d: bool = False
+
+
+def _n_samples(default: int = 1000) -> OptionSpec:
+    return OptionSpec("int", default, 100, 50_000, help="Number of rows generated.", step=100)
+
+
+def _noise(default: float, what: str = "Standard deviation of the Gaussian noise.") -> OptionSpec:
+    return OptionSpec("float", default, 0.0, 3.0, help=what, step=0.05)
+
+
+def _window(default: int) -> dict[str, OptionSpec]:
+    return {"window": OptionSpec("int", default, 2, 128, help="Time steps the model sees (T)."),
+            "horizon": OptionSpec("int", 1, 1, 24, help="How many steps after the window the target lies.")}
+
+
+_REGISTRY: dict[str, DatasetInfo] = {
+    info.name: info for info in [
+        DatasetInfo("regimes", "Three regimes (synthetic)", "regression",
+                    "Synthetic regression whose target is produced by distinct regimes (a different function in "
+                    "each sector of the (x0, x1) plane); every row's true regime is known. The default: no download.",
+                    synthetic.regimes, has_regimes=True,
+                    options={"n_samples": _n_samples(3000),
+                             "n_regimes": OptionSpec("int", 3, 2, 6, help="Number of regimes (sectors)."),
+                             "n_features": OptionSpec("int", 4, 4, 10, help="Inputs; those beyond x3 are noise."),
+                             "noise": _noise(0.1)}),
+        DatasetInfo("moons", "Moons (2-D)", "classification", "Two interleaving half-moons.", synthetic.moons,
+                    has_regimes=True, is_2d=True, options={"n_samples": _n_samples(), "noise": _noise(0.2)}),
+        DatasetInfo("xor", "XOR (2-D)", "classification", "XOR of the signs of two inputs; regime = quadrant.",
+                    synthetic.xor, has_regimes=True, is_2d=True,
+                    options={"n_samples": _n_samples(), "noise": _noise(0.1)}),
+        DatasetInfo("spiral", "Spiral (2-D)", "classification", "Interleaved spiral arms; regime = arm.",
+                    synthetic.spiral, has_regimes=True, is_2d=True,
+                    options={"n_samples": _n_samples(), "noise": _noise(0.2, "Angular noise."),
+                             "n_classes": OptionSpec("int", 2, 2, 5, help="Number of arms.")}),
+        DatasetInfo("blobs", "Gaussian blobs (2-D)", "classification", "Gaussian clusters; regime = blob.",
+                    synthetic.blobs, has_regimes=True, is_2d=True,
+                    options={"n_samples": _n_samples(), "noise": _noise(1.0, "Blob standard deviation."),
+                             "centers": OptionSpec("int", 4, 2, 8, help="Number of blobs (classes).")}),
+        DatasetInfo("california", "California Housing", "regression",
+                    "Median house values of 20,640 California block groups (the KAMoE paper's benchmark). "
+                    "Downloaded once by scikit-learn and cached, or read from a CSV (env KAMOE_CALIFORNIA_CSV).",
+                    tabular.california, needs_download=True,
+                    options={"csv_path": OptionSpec("str", None, help="Optional local CSV with scikit-learn's "
+                                                                      "California columns.")}),
+        DatasetInfo("diabetes", "Diabetes", "regression", "Disease progression from 10 clinical measurements.",
+                    tabular.diabetes),
+        DatasetInfo("wine", "Wine", "classification", "Three cultivars from 13 chemical measurements.",
+                    tabular.wine, has_regimes=True),
+        DatasetInfo("breast_cancer", "Breast cancer", "classification", "Malignant vs benign from 30 features.",
+                    tabular.breast_cancer, has_regimes=True),
+        DatasetInfo("regime_series", "Regime-switching series (synthetic)", "regression",
+                    "A series whose dynamics switch between hidden regimes (known), windowed for LSTM/GRU experts.",
+                    sequences.regime_series, is_sequence=True, has_regimes=True,
+                    options={"length": OptionSpec("int", 3000, 300, 50_000, help="Series length.", step=100),
+                             "n_regimes": OptionSpec("int", 3, 2, 4, help="Number of regimes."),
+                             "persistence": OptionSpec("float", 0.97, 0.5, 0.999,
+                                                       help="Probability of staying in a regime.", step=0.01),
+                             "noise": _noise(0.1), **_window(16)}),
+        DatasetInfo("sunspots", "Sunspots (yearly)", "regression",
+                    "Yearly sunspot numbers 1700-2008 (statsmodels, offline), windowed.", sequences.sunspots,
+                    is_sequence=True, options=_window(12)),
+        DatasetInfo("co2", "Mauna Loa CO2 (weekly)", "regression",
+                    "Weekly CO2 1958-2001 (statsmodels, offline), windowed.", sequences.co2, is_sequence=True,
+                    options=_window(52)),
+    ]
+}
+
+
+def list_datasets() -> list[DatasetInfo]:
+    """Every built-in dataset, the default first. (User CSVs load through name ``csv``.)"""
+    return list(_REGISTRY.values())
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValidationError("data.name", name, f"must be one of {', '.join(_REGISTRY)} (or csv with a csv_path "
+                              "and target)") from None
+
+
+def validate_options(info: DatasetInfo, options: dict[str, Any]) -> dict[str, Any]:
+    """Check options against the dataset's spec; returns them with defaults filled in."""
+    if not isinstance(options, dict):
+        raise ValidationError("data.options", options, "must be a mapping of option name to value")
+    clean: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in info.options:
+            allowed = ", ".join(info.options) or "none"
+            raise ValidationError(f"data.options.{key}", value, f"is not an option of {info.name}; allowed: {allowed}")
+        spec = info.options[key]
+        field_name = f"data.options.{key}"
+        if spec.type == "int":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+                raise ValidationError(field_name, value, f"must be an integer from {spec.min:g} to {spec.max:g}")
+            value = int(value)
+        elif spec.type == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValidationError(field_name, value, f"must be a number from {spec.min:g} to {spec.max:g}")
+            value = float(value)
+        elif spec.type == "choice":
+            if value not in spec.choices:
+                raise ValidationError(field_name, value, f"must be one of {', '.join(map(str, spec.choices))}")
+        elif spec.type == "str":
+            if value is not None and not isinstance(value, str):
+                raise ValidationError(field_name, value, "must be text")
+            value = value or None
+        if spec.min is not None and spec.type in ("int", "float") and not spec.min <= value <= spec.max:
+            raise ValidationError(field_name, value, f"must be from {spec.min:g} to {spec.max:g}")
+        clean[key] = value
+    return clean
+
+
+def load_dataset(config: DataConfig) -> Dataset:
+    """Load, split and scale the dataset a :class:`DataConfig` describes."""
+    config.validate()
+    split = dict(seed=config.seed, test_fraction=config.test_fraction, val_fraction=config.val_fraction)
+    if config.name == "csv" or (config.csv_path and config.name not in _REGISTRY):
+        if not config.csv_path or not config.target:
+            raise ValidationError("data.csv_path", config.csv_path, "a CSV dataset needs csv_path and target")
+        frame = csv.read_csv_table(config.csv_path)
+        return dataset_from_frame_config(frame, config)
+    info = dataset_info(config.name)
+    options = validate_options(info, config.options)
+    dataset = info.loader(**split, **options)
+    if dataset.is_sequence and dataset.X_train.shape[0] < 10:
+        raise DataError("data.options", options, "leave too few training windows (fewer than 10)",
+                        "Use a shorter window or horizon, or a longer series.")
+    return dataset
+
+
+def dataset_from_frame_config(frame, config: DataConfig) -> Dataset:
+    from pathlib import Path
+
+    return csv.dataset_from_frame(
+        frame, config.target, list(config.features) if config.features else None,
+        name=Path(config.csv_path).stem if config.csv_path else "csv", seed=config.seed,
+        test_fraction=config.test_fraction, val_fraction=config.val_fraction,
+        source=f"CSV file {config.csv_path}",
+    )
