@@ -1,0 +1,107 @@
+"""Loss, batched inference and scores: shared by the trainer, ``evaluate`` and ``predict``."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kamoe_viz import metrics as M
+from kamoe_viz.errors import ValidationError
+
+EVAL_BATCH = 8192
+SPLITS = ("train", "val", "test")
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def task_loss(task: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE on (scaled) regression targets, cross-entropy on class logits; sequence outputs are flattened."""
+    if task == "classification":
+        return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1))
+    return F.mse_loss(output, target)
+
+
+def target_tensor(task: str, y: np.ndarray, device: torch.device) -> torch.Tensor:
+    dtype = torch.int64 if task == "classification" else torch.float32
+    return torch.as_tensor(np.ascontiguousarray(y), dtype=dtype).to(device)
+
+
+def input_tensor(X: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32).to(device)
+
+
+def check_input(model: Any, X: np.ndarray, field: str = "X") -> None:
+    """The shape a model needs: (n, F) for tabular models, (n, T, F) for sequence models."""
+    X = np.asarray(X)
+    want_ndim = 3 if getattr(model, "is_sequence", False) else 2
+    n_features = getattr(model, "n_features", X.shape[-1] if X.ndim else 0)
+    if X.ndim != want_ndim or X.shape[-1] != n_features:
+        shape = f"(n, {model.seq_len}, {n_features})" if want_ndim == 3 else f"(n, {n_features})"
+        raise ValidationError(field, f"array of shape {X.shape}", f"must have shape {shape} for this model")
+    if want_ndim == 3 and model.seq_len is not None and X.shape[1] != model.seq_len and model.flatten_input:
+        raise ValidationError(field, f"array of shape {X.shape}", f"must have windows of {model.seq_len} steps")
+
+
+@torch.no_grad()
+def batched_outputs(model: torch.nn.Module, X: torch.Tensor, batch_size: int = EVAL_BATCH,
+                    fields: tuple[str, ...] = ("prediction",)) -> dict[str, torch.Tensor]:
+    """Named model outputs for every row of X (already on the model's device), in eval mode, batch by batch."""
+    was_training = model.training
+    model.eval()
+    try:
+        parts: dict[str, list[torch.Tensor]] = {f: [] for f in fields}
+        for start in range(0, X.shape[0], batch_size):
+            out = model(X[start:start + batch_size])
+            for f in fields:
+                parts[f].append(getattr(out, f))
+        if X.shape[0] == 0:
+            return {f: torch.empty(0, device=X.device) for f in fields}
+        return {f: torch.cat(v) for f, v in parts.items()}
+    finally:
+        model.train(was_training)
+
+
+def predict(model: torch.nn.Module, X: np.ndarray, batch_size: int = 4096) -> dict[str, np.ndarray]:
+    """Model outputs as numpy: ``prediction`` (scaled units; logits for classification), ``gate_weights``,
+    ``expert_outputs`` and, for classifiers, ``probabilities``. Runs on the model's device in eval mode."""
+    check_input(model, X)
+    device = model_device(model)
+    x = input_tensor(X, device)
+    fields = ("prediction", "gate_weights", "expert_outputs")
+    out = batched_outputs(model, x, max(1, int(batch_size)), fields)
+    result = {f: out[f].detach().cpu().numpy() for f in fields}
+    if getattr(model, "n_outputs", 1) > 1 and result["prediction"].size:
+        result["probabilities"] = M.softmax(result["prediction"]).astype(np.float32)
+    return result
+
+
+def scores(dataset: Any, output: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Task metrics of a model output against scaled targets (regression scored in original units)."""
+    if dataset.task == "classification":
+        return M.classification_scores(y, output)
+    return M.regression_scores(dataset.unscale_y(np.asarray(y, dtype=np.float64)),
+                               dataset.unscale_y(np.asarray(output, dtype=np.float64)))
+
+
+def evaluate(model: torch.nn.Module, dataset: Any, split: str = "test", batch_size: int = EVAL_BATCH) -> dict[str, float]:
+    """Metrics of ``model`` on one split: ``r2``, ``rmse``, ``mae`` (original units) or ``accuracy``, ``log_loss``;
+    plus ``loss`` (the training loss on that split)."""
+    if split not in SPLITS:
+        raise ValidationError("split", split, f"must be one of {', '.join(SPLITS)}")
+    X, y, _ = dataset.split(split)
+    if len(X) == 0:
+        return {}
+    device = model_device(model)
+    out = batched_outputs(model, input_tensor(X, device), batch_size)["prediction"]
+    target = target_tensor(dataset.task, y, device)
+    same_shape = dataset.task == "classification" or out.shape == target.shape
+    loss = float(task_loss(dataset.task, out, target).item()) if same_shape else float("nan")
+    result = scores(dataset, out.cpu().numpy(), y)
+    result["loss"] = loss
+    return result

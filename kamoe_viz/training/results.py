@@ -1,0 +1,56 @@
+"""What training hands back: one record per epoch, the final result, and a trained run (config + data + model)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "lr", "seconds"]
+STOP_REASONS = ("completed", "early_stopping", "diverged", "stopped")
+
+
+@dataclass
+class EpochInfo:
+    """One finished epoch, as handed to ``on_epoch`` callbacks (progress bars, live charts)."""
+
+    epoch: int  # 1-based
+    train_loss: float  # mean loss over the epoch's batches (train mode)
+    val_loss: float  # loss on the whole validation split (eval mode); what early stopping watches
+    lr: float  # learning rate used during this epoch
+    seconds_elapsed: float  # training time so far
+    eta_seconds: float  # time left if every remaining epoch runs (an upper bound under early stopping)
+    best_epoch: int | None  # epoch with the lowest validation loss so far
+    gate_weights: np.ndarray | None = None  # (n, E) or (n, T, E) on a fixed validation subset (<= 512 rows)
+    epochs_total: int = 0  # train.epochs
+
+
+@dataclass
+class TrainResult:
+    """How a training run went: per-epoch history, test and validation metrics, why it stopped."""
+
+    history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=HISTORY_COLUMNS))
+    metrics: dict[str, float] = field(default_factory=dict)  # r2, rmse | accuracy, log_loss; val_*; params
+    best_epoch: int | None = None
+    epochs_run: int = 0
+    stopped_reason: str = "completed"  # one of STOP_REASONS
+    message: str | None = None  # advice when diverged, else None
+    seconds: float = 0.0  # training time (epochs and final evaluation), not idle time between bursts
+    device: str = "cpu"
+    params: int = 0
+
+    @property
+    def diverged(self) -> bool:
+        return self.stopped_reason == "diverged"
+
+
+@dataclass
+class TrainedRun:
+    """A finished run: its settings, its data, the model (on CPU, eval mode) and how training went."""
+
+    config: Any  # kamoe_viz.config.RunConfig
+    dataset: Any  # kamoe_viz.data.Dataset
+    model: Any  # kamoe_viz.nn.KAMoE
+    result: TrainResult
+    run_id: str | None = None

@@ -1,0 +1,278 @@
+"""The training loop: Adam, early stopping with best-weights restore, plateau LR reduction, divergence guard.
+
+Data stay as tensors on the device; each epoch draws one permutation from a generator seeded by ``train.seed``,
+gathers the split once in that order and slices contiguous batches (no DataLoader, no per-sample Python).
+:class:`Trainer` runs a few epochs at a time so the app can train in short bursts between reruns while the optimiser
+state lives on; :func:`fit` is the plain loop over it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kamoe_viz.config import TrainConfig
+from kamoe_viz.errors import ValidationError
+from kamoe_viz.training.devices import resolve_device
+from kamoe_viz.training.evaluation import (EVAL_BATCH, batched_outputs, check_input, evaluate, input_tensor,
+                                           target_tensor, task_loss)
+from kamoe_viz.training.results import HISTORY_COLUMNS, EpochInfo, TrainResult
+
+GATE_SUBSET_ROWS = 512  # validation rows whose gate weights every EpochInfo carries
+GRAD_NORM_LIMIT = 1e6  # a gradient norm above this (with clipping off) counts as exploding
+PLATEAU_MIN_DELTA = 1e-4  # as Keras' ReduceLROnPlateau: a smaller improvement does not reset its patience
+
+EpochCallback = Callable[[EpochInfo], Any]
+
+
+def _adam(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam; the fused kernel (one op for all parameters) where the device supports it."""
+    try:
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+class Trainer:
+    """Trains ``model`` on ``dataset`` with ``train_config``, a burst of epochs at a time.
+
+    ``run_epochs(n)`` trains up to n more epochs and returns their :class:`EpochInfo`; ``on_epoch`` is called after
+    each and may return False to stop. ``stop()`` ends training after the current epoch; ``done`` says whether
+    training has ended (completed, early stopping, divergence or stop); ``finish()`` restores the best weights,
+    scores them on the validation and test splits and returns the :class:`TrainResult`.
+    """
+
+    def __init__(self, model: torch.nn.Module, dataset: Any, train_config: TrainConfig,
+                 on_epoch: EpochCallback | None = None) -> None:
+        self.config = dataclasses.replace(train_config).validate()
+        self.device = resolve_device(self.config.device)
+        self.dataset = dataset
+        self.task = dataset.task
+        self.on_epoch = on_epoch
+        if len(dataset.X_train) == 0:
+            raise ValidationError("dataset", dataset.name, "has no training rows; it needs at least one")
+        check_input(model, dataset.X_train, "dataset.X_train")
+        self.model = model.to(self.device)
+        self._X = input_tensor(dataset.X_train, self.device)
+        self._y = target_tensor(self.task, dataset.y_train, self.device)
+        if len(dataset.X_val):
+            self._Xv = input_tensor(dataset.X_val, self.device)
+            self._yv = target_tensor(self.task, dataset.y_val, self.device)
+        else:  # no validation split: monitor the training data instead
+            self._Xv, self._yv = self._X, self._y
+        self._check_output_shape()
+        self._params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = _adam(self._params, self.config)
+        self._generator = torch.Generator().manual_seed(self.config.seed)
+        self.epoch = 0
+        self.rows: list[dict[str, float]] = []
+        self.best_epoch: int | None = None
+        self.best_val = math.inf
+        self._best_state = self._snapshot()  # the initial weights until an epoch improves on them
+        self._stop_wait = 0
+        self._plateau_best = math.inf
+        self._plateau_wait = 0
+        self._stop_requested = False
+        self.stopped_reason: str | None = None
+        self.message: str | None = None
+        self.seconds = 0.0
+        self._result: TrainResult | None = None
+
+    # ----- state ----------------------------------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.stopped_reason is not None or self._stop_requested
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def stop(self) -> None:
+        """Finish after the current epoch (or now, between bursts)."""
+        self._stop_requested = True
+
+    def history(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def _check_output_shape(self) -> None:
+        """Catch a model/target mismatch (e.g. sequence targets without return_sequences) before training."""
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            out = self.model(self._X[:2]).prediction
+        self.model.train(was_training)
+        y = self._y[:2]
+        if self.task == "classification":
+            n_classes = self.dataset.n_outputs
+            if out.shape[-1] != n_classes or out.shape[:-1] != y.shape:
+                raise ValidationError("model", f"output of shape {tuple(out.shape)}",
+                                      f"must give {n_classes} class scores per row for labels of shape "
+                                      f"{tuple(y.shape)}")
+            return
+        if out.shape == y.shape:
+            return
+        if y.dim() == 3 and out.dim() == 2:
+            raise ValidationError("model.return_sequences", False, "must be true for this dataset: its targets "
+                                  "are sequences (one value per time step)", "Use LSTM or GRU experts with "
+                                  "return_sequences on.")
+        if y.dim() == 2 and out.dim() == 3:
+            raise ValidationError("model.return_sequences", True, "must be false for this dataset: it has one "
+                                  "target per window")
+        raise ValidationError("model", f"output of shape {tuple(out.shape)}",
+                              f"must match the targets' shape {tuple(y.shape)}")
+
+    # ----- training -------------------------------------------------------------------------------------------------
+    def run_epochs(self, n: int = 1) -> list[EpochInfo]:
+        """Train up to ``n`` more epochs (fewer if training ends); their records, oldest first."""
+        infos: list[EpochInfo] = []
+        for _ in range(max(0, int(n))):
+            if self.done:
+                break
+            info = self._epoch()
+            if info is None:
+                break
+            infos.append(info)
+            if self.on_epoch is not None and self.on_epoch(info) is False:
+                self.stop()
+        return infos
+
+    def _epoch(self) -> EpochInfo | None:
+        started = time.perf_counter()
+        cfg, model, opt = self.config, self.model, self.optimizer
+        lr = self.lr
+        n = self._X.shape[0]
+        order = torch.randperm(n, generator=self._generator).to(self.device)
+        X, y = self._X.index_select(0, order), self._y.index_select(0, order)
+        clip = cfg.max_grad_norm
+        total = torch.zeros((), device=self.device)
+        model.train()
+        for start in range(0, n, cfg.batch_size):
+            xb, yb = X[start:start + cfg.batch_size], y[start:start + cfg.batch_size]
+            loss = task_loss(self.task, model(xb).prediction, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self._params if p.grad is not None])
+            ok = torch.isfinite(loss) & torch.isfinite(norm)
+            if clip <= 0:
+                ok = ok & (norm <= GRAD_NORM_LIMIT)
+            if not bool(ok):  # do not take the step: the weights stay finite
+                self._diverge(self.epoch + 1, float(loss.detach()), float(norm))
+                self.seconds += time.perf_counter() - started
+                return None
+            if clip > 0:
+                torch.nn.utils.clip_grads_with_norm_(self._params, clip, norm)
+            opt.step()
+            total += loss.detach() * xb.shape[0]
+        train_loss = float(total) / n
+        val_loss, gate_weights = self._validate()
+        if not math.isfinite(val_loss):
+            self._diverge(self.epoch + 1, val_loss, None, what="validation loss")
+            self.seconds += time.perf_counter() - started
+            return None
+        self.epoch += 1
+        self._after_epoch(val_loss)
+        self.seconds += time.perf_counter() - started
+        self.rows.append({"epoch": self.epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
+                          "seconds": self.seconds})
+        left = 0 if self.done else cfg.epochs - self.epoch
+        return EpochInfo(epoch=self.epoch, train_loss=train_loss, val_loss=val_loss, lr=lr,
+                         seconds_elapsed=self.seconds, eta_seconds=self.seconds / self.epoch * left,
+                         best_epoch=self.best_epoch,
+                         gate_weights=gate_weights, epochs_total=cfg.epochs)
+
+    def _validate(self) -> tuple[float, np.ndarray]:
+        """Validation loss (eval mode, whole split) and the gate weights of its first rows, from one pass."""
+        out = batched_outputs(self.model, self._Xv, EVAL_BATCH, ("prediction", "gate_weights"))
+        val_loss = float(task_loss(self.task, out["prediction"], self._yv))
+        return val_loss, out["gate_weights"][:GATE_SUBSET_ROWS].detach().cpu().numpy()
+
+    def _after_epoch(self, val_loss: float) -> None:
+        """Best weights, early stopping and plateau LR reduction (Keras semantics), in that order."""
+        cfg = self.config
+        if val_loss < self.best_val:
+            self.best_val, self.best_epoch = val_loss, self.epoch
+            self._best_state = self._snapshot()
+            self._stop_wait = 0
+        else:
+            self._stop_wait += 1
+        if cfg.lr_patience > 0:
+            if val_loss < self._plateau_best - PLATEAU_MIN_DELTA:
+                self._plateau_best, self._plateau_wait = val_loss, 0
+            else:
+                self._plateau_wait += 1
+                if self._plateau_wait >= cfg.lr_patience and self.lr > cfg.min_lr:
+                    new_lr = max(self.lr * cfg.lr_factor, cfg.min_lr)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = new_lr
+                    self._plateau_wait = 0
+        if cfg.early_stopping > 0 and self._stop_wait >= cfg.early_stopping:
+            self.stopped_reason = "early_stopping"
+        elif self.epoch >= cfg.epochs:
+            self.stopped_reason = "completed"
+
+    def _diverge(self, epoch: int, loss: float, norm: float | None, what: str | None = None) -> None:
+        if what is None:
+            if not math.isfinite(loss):
+                what = f"training loss became {loss}"
+            elif norm is not None and not math.isfinite(norm):
+                what = f"gradient norm became {norm}"
+            else:
+                what = f"gradient norm exploded to {norm:.3g} (limit {GRAD_NORM_LIMIT:g})"
+        else:
+            what = f"{what} became {loss}"
+        kept = (f"the weights of epoch {self.best_epoch} (validation loss {self.best_val:.4g})"
+                if self.best_epoch is not None else "the initial weights (no epoch had finished)")
+        clip = self.config.max_grad_norm
+        clipping = ("enable gradient clipping (train.max_grad_norm, e.g. 1.0)" if clip <= 0 else
+                    f"clip gradients harder (train.max_grad_norm, currently {clip:g})")
+        self.message = (f"Training diverged in epoch {epoch}: the {what}. Kept {kept}. Lower the learning rate "
+                        f"(currently {self.lr:g}), scale the inputs, or {clipping}.")
+        self.stopped_reason = "diverged"
+
+    # ----- result ---------------------------------------------------------------------------------------------------
+    def finish(self) -> TrainResult:
+        """Restore the best weights, score them, and return the result (the same object on later calls)."""
+        if self._result is not None:
+            return self._result
+        started = time.perf_counter()
+        if self.stopped_reason is None:
+            self.stopped_reason = "completed" if self.epoch >= self.config.epochs and not self._stop_requested \
+                else "stopped"
+        self.model.load_state_dict(self._best_state)
+        self.model.eval()
+        test = evaluate(self.model, self.dataset, "test")
+        val = evaluate(self.model, self.dataset, "val")
+        test.pop("loss", None)
+        params = int(sum(p.numel() for p in self._params))
+        metrics = {**test, **{f"val_{k}": v for k, v in val.items()}, "params": params}
+        self.seconds += time.perf_counter() - started
+        self._result = TrainResult(history=self.history(), metrics=metrics, best_epoch=self.best_epoch,
+                                   epochs_run=self.epoch, stopped_reason=self.stopped_reason, message=self.message,
+                                   seconds=self.seconds, device=str(self.device), params=params)
+        self._X = self._y = self._Xv = self._yv = None  # release the device copies of the data
+        self._best_state = {}
+        return self._result
+
+
+def fit(model: torch.nn.Module, dataset: Any, train_config: TrainConfig, on_epoch: EpochCallback | None = None,
+        should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train to the end (epochs, early stopping, divergence, or ``should_stop()`` / ``on_epoch`` returning False).
+
+    A diverged run is returned, not raised: ``stopped_reason == 'diverged'``, ``message`` holds the advice and the
+    model holds the best weights found before the divergence.
+    """
+    trainer = Trainer(model, dataset, train_config, on_epoch)
+    while not trainer.done:
+        trainer.run_epochs(1)
+        if should_stop is not None and should_stop():
+            trainer.stop()
+    return trainer.finish()
+
