@@ -8,9 +8,9 @@ import torch
 
 torch.set_num_threads(1)  # 2 shared CPU cores: one thread per test process is much faster than fighting over two
 
-from kamoe_viz.config import ModelConfig
+from kamoe_viz.config import ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.data.base import Dataset
-from kamoe_viz.nn.moe import build_model
+from kamoe_viz.training import train_run
 
 
 def toy_regimes(n: int = 600, seed: int = 0, task: str = "regression") -> Dataset:
@@ -59,32 +59,22 @@ def toy_sequences(n: int = 300, steps: int = 6, seed: int = 0) -> Dataset:
                    x_mean=np.zeros(2, np.float32), x_std=np.ones(2, np.float32))
 
 
-def fit_tiny(model, dataset: Dataset, steps: int = 150, lr: float = 0.02, seed: int = 0):
-    """A few full-batch Adam steps: enough for the gate to specialise a little, fast enough for tests."""
-    torch.manual_seed(seed)
-    X = torch.as_tensor(dataset.X_train)
-    y = torch.as_tensor(dataset.y_train)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        pred = model(X).prediction
-        if dataset.task == "classification":
-            loss = torch.nn.functional.cross_entropy(pred, y)
-        else:
-            loss = torch.nn.functional.mse_loss(pred, y)
-        loss.backward()
-        opt.step()
-    model.eval()
-    return model
-
-
 @functools.lru_cache(maxsize=None)
-def tiny_model(gate: str = "grkan", expert: str = "mlp", activation: str = "sigmoid", task: str = "regression",
-               sequence: bool = False, steps: int = 150):
-    """(model, dataset) trained in well under a second; cached per argument set for the whole test session."""
-    torch.manual_seed(0)
+def tiny_run(gate: str = "grkan", expert: str = "mlp", activation: str = "sigmoid", task: str = "regression",
+             sequence: bool = False, epochs: int = 40):
+    """A real TrainedRun (kamoe_viz.training.train_run) of a tiny model on a toy dataset, trained in about a
+    second; cached per argument set for the whole test session (treat it as read-only)."""
     dataset = toy_sequences() if sequence else toy_regimes(task=task)
-    config = ModelConfig(gate=gate, expert=expert, gate_activation=activation, n_experts=3,
-                         expert_hidden=(8,), gate_hidden=6)
-    model = build_model(config, dataset)
-    return fit_tiny(model, dataset, steps=steps), dataset
+    config = RunConfig(
+        model=ModelConfig(gate=gate, expert=expert, gate_activation=activation, n_experts=3, expert_hidden=(8,),
+                          gate_hidden=6),
+        train=TrainConfig(epochs=epochs, batch_size=64, lr=0.01, early_stopping=0, seed=0, device="cpu"))
+    config.data.name = dataset.name
+    return train_run(config, dataset=dataset)
+
+
+def tiny_model(gate: str = "grkan", expert: str = "mlp", activation: str = "sigmoid", task: str = "regression",
+               sequence: bool = False):
+    """(model, dataset) of :func:`tiny_run`."""
+    run = tiny_run(gate, expert, activation, task, sequence)
+    return run.model, run.dataset
