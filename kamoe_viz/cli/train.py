@@ -1,0 +1,249 @@
+"""`train`: train one model from the command line, print its test metrics (and one JSON line with ``--json``).
+
+    python -m kamoe_viz train --dataset california --gate grkan --expert mlp --experts 3 --epochs 200 --seed 0 --json
+    python -m kamoe_viz train --csv data.csv --target price --features area,rooms --epochs 50
+
+Exit status: 0 trained, 2 invalid input (one line on stderr), 3 training diverged (results are still printed),
+130 interrupted before the first epoch finished (an interrupt later stops training and reports the best epoch).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from kamoe_viz.config import (DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, GATE_FAMILIES, MODEL_KINDS, DataConfig,
+                              ModelConfig, RunConfig, TrainConfig)
+from kamoe_viz.errors import ValidationError
+
+EXIT_DIVERGED = 3
+# config field -> the flag that sets it, so a validation message names what the user typed
+FLAGS = {"data.name": "--dataset", "data.options": "--option", "data.seed": "--data-seed", "data.csv_path": "--csv",
+         "data.target": "--target", "data.features": "--features", "model.kind": "--kind", "model.gate": "--gate",
+         "model.gate_activation": "--gate-activation", "model.top_k": "--top-k", "model.n_experts": "--experts",
+         "model.expert": "--expert", "model.expert_hidden": "--hidden", "model.return_sequences":
+         "--return-sequences", "train.epochs": "--epochs", "train.batch_size": "--batch-size", "train.lr": "--lr",
+         "train.weight_decay": "--weight-decay", "train.early_stopping": "--patience",
+         "train.max_grad_norm": "--max-grad-norm", "train.seed": "--seed", "train.device": "--device"}
+
+
+def _defaults() -> tuple[ModelConfig, TrainConfig]:
+    return ModelConfig(), TrainConfig()
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    model, train = _defaults()
+    p = subparsers.add_parser(
+        "train", help="train one model and print its test metrics",
+        description="Train a mixture of experts (or the plain single-expert network with --kind standard) on a "
+                    "built-in dataset or your CSV, and print its test metrics.",
+        epilog="Exit status: 0 trained; 2 invalid input; 3 training diverged (metrics of the best weights before "
+               "the divergence are still printed).")
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", default=None, metavar="NAME",
+                      help="built-in dataset (default: regimes); see `python -m kamoe_viz datasets`")
+    data.add_argument("--csv", default=None, metavar="PATH", help="train on your own CSV instead of --dataset")
+    data.add_argument("--target", default=None, metavar="COLUMN", help="the column of --csv to predict")
+    data.add_argument("--features", default=None, metavar="A,B,...", help="feature columns of --csv (default: all "
+                                                                        "other numeric columns)")
+    data.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                      help="dataset option, repeatable (e.g. --option noise=0.2)")
+    data.add_argument("--data-seed", type=int, default=0, metavar="N", help="seed of the train/val/test split")
+    m = p.add_argument_group("model")
+    m.add_argument("--kind", choices=MODEL_KINDS, default=model.kind, help="moe (default) or standard (one expert, "
+                                                                          "no gate)")
+    m.add_argument("--gate", choices=GATE_FAMILIES, default=model.gate)
+    m.add_argument("--gate-activation", choices=GATE_ACTIVATIONS, default=model.gate_activation)
+    m.add_argument("--top-k", type=int, default=model.top_k, metavar="K", help="keep each row's K largest gate "
+                                                                               "weights (0 = all)")
+    m.add_argument("--expert", choices=EXPERT_TYPES, default=model.expert)
+    m.add_argument("--experts", type=int, default=model.n_experts, metavar="N", help="number of experts")
+    m.add_argument("--hidden", default=",".join(map(str, model.expert_hidden)), metavar="W[,W...]",
+                   help="expert layer widths (default %(default)s)")
+    m.add_argument("--return-sequences", action="store_true", help="LSTM/GRU experts predict every time step")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=train.epochs, metavar="N")
+    t.add_argument("--batch-size", type=int, default=train.batch_size, metavar="N")
+    t.add_argument("--lr", type=float, default=train.lr, metavar="X", help="learning rate (default %(default)g)")
+    t.add_argument("--weight-decay", type=float, default=train.weight_decay, metavar="X")
+    t.add_argument("--patience", type=int, default=train.early_stopping, metavar="N",
+                   help="early-stopping patience in epochs, 0 = off (default %(default)s)")
+    t.add_argument("--max-grad-norm", type=float, default=train.max_grad_norm, metavar="X",
+                   help="clip the gradient norm to X (0 = off)")
+    t.add_argument("--seed", type=int, default=train.seed, metavar="N", help="seed of initialisation and shuffling")
+    t.add_argument("--device", choices=DEVICES, default=train.device)
+    t.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: torch's "
+                                                                         "choice; 1 is often fastest on busy machines)")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", action="store_true", help="end with one JSON line of metrics and run facts")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--save", action="store_true", help="store the run (see the Runs page) and print its id")
+    o.add_argument("--runs-dir", default=None, metavar="DIR", help="where --save stores runs (default: env "
+                                                                  "KAMOE_RUNS_DIR or ./runs)")
+    p.set_defaults(func=cmd_train)
+    return p
+
+
+# ----- arguments -> config ---------------------------------------------------------------------------------------------
+def _option_value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValidationError("--hidden", text, "must be layer widths separated by commas, e.g. 100 or 64,32") from None
+    return values
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The validated RunConfig the arguments describe."""
+    options: dict[str, Any] = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValidationError("--option", item, "must look like KEY=VALUE, e.g. noise=0.2")
+        options[key.strip()] = _option_value(value.strip())
+    if args.csv is not None:
+        if args.dataset:
+            raise ValidationError("--dataset", args.dataset, "cannot be combined with --csv; use one of them")
+        if not args.target:
+            raise ValidationError("--target", None, "is required with --csv (the column to predict)")
+        if not Path(args.csv).is_file():
+            raise ValidationError("--csv", args.csv, "must be an existing CSV file")
+        features = tuple(f.strip() for f in args.features.split(",") if f.strip()) if args.features else None
+        data = DataConfig(name="csv", csv_path=str(args.csv), target=args.target, features=features,
+                          seed=args.data_seed, options=options)
+    else:
+        if args.target or args.features:
+            raise ValidationError("--target" if args.target else "--features", args.target or args.features,
+                                  "only applies together with --csv")
+        data = DataConfig(name=args.dataset or "regimes", options=options, seed=args.data_seed)
+    model = ModelConfig(kind=args.kind, gate=args.gate, gate_activation=args.gate_activation, top_k=args.top_k,
+                        n_experts=args.experts, expert=args.expert, expert_hidden=_hidden(args.hidden),
+                        return_sequences=args.return_sequences)
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                        early_stopping=args.patience, max_grad_norm=args.max_grad_norm, seed=args.seed,
+                        device=args.device)
+    return RunConfig(data=data, model=model, train=train).validate()
+
+
+# ----- progress ----------------------------------------------------------------------------------------------------------
+class ProgressBar:
+    """A one-line text bar on a terminal; on a pipe or log file, a plain line every tenth of the run."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr, width: int = 28) -> None:
+        self.total, self.stream, self.width = max(1, total), stream, width
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.every = max(1, self.total // 10)
+
+    def __call__(self, info: Any) -> None:
+        filled = int(self.width * min(1.0, info.epoch / self.total))
+        bar = "#" * filled + "." * (self.width - filled)
+        text = (f"[{bar}] epoch {info.epoch}/{self.total}  train {info.train_loss:.4f}  val {info.val_loss:.4f}  "
+                f"best {info.best_epoch}  lr {info.lr:.2g}  {info.seconds_elapsed:.0f}s, <= {info.eta_seconds:.0f}s left")
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+        elif info.epoch % self.every == 0 or info.epoch == 1:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# ----- the command -------------------------------------------------------------------------------------------------------
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _save(run: Any, runs_dir: str | None) -> str:
+    try:
+        from kamoe_viz.runs import RunStore
+    except ImportError:
+        raise ValidationError("--save", True, "is not available: this installation has no run store") from None
+    return RunStore(runs_dir).save(run)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from kamoe_viz.data import load_dataset
+    from kamoe_viz.nn import build_model
+    from kamoe_viz.training import Trainer, TrainedRun, resolve_device
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValidationError("--threads", args.threads, "must be at least 1")
+        torch.set_num_threads(args.threads)
+    config = config_from_args(args)
+    resolve_device(config.train.device)
+    started = time.perf_counter()
+    dataset = load_dataset(config.data)
+    torch.manual_seed(config.train.seed)
+    model = build_model(config.model, dataset)
+    bar = None if args.quiet else ProgressBar(config.train.epochs)
+    trainer = Trainer(model, dataset, config.train, on_epoch=bar)
+    interrupted = False
+    try:
+        while not trainer.done:
+            trainer.run_epochs(1)
+    except KeyboardInterrupt:
+        interrupted = True
+        if trainer.epoch == 0:
+            raise
+        trainer.stop()
+    finally:
+        if bar is not None:
+            bar.close()
+    result = trainer.finish()
+    model.cpu().eval()
+    run = TrainedRun(config=config, dataset=dataset, model=model, result=result)
+    if args.save:
+        run.run_id = _save(run, args.runs_dir)
+    total = time.perf_counter() - started
+    _report(run, total, interrupted, args.json)
+    return EXIT_DIVERGED if result.stopped_reason == "diverged" else 0
+
+
+def _report(run: Any, total_seconds: float, interrupted: bool, as_json: bool) -> None:
+    result, config, ds = run.result, run.config, run.dataset
+    m = result.metrics
+    what = "standard network" if config.model.kind == "standard" else \
+        f"{config.model.n_experts} {config.model.expert} experts, {config.model.gate} gate"
+    main = ["r2", "rmse", "mae"] if ds.task == "regression" else ["accuracy", "log_loss"]
+    sizes = ds.sizes()
+    print(f"{ds.name}: {ds.task}, {sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test rows; "
+          f"{what}; {result.params:,} parameters; device {result.device}")
+    print(f"stopped: {result.stopped_reason}{' (interrupted)' if interrupted else ''} after {result.epochs_run} "
+          f"epochs, best epoch {result.best_epoch}, {result.seconds:.1f} s training")
+    print("test:       " + "  ".join(f"{k} {m[k]:.4f}" for k in main if k in m))
+    print("validation: " + "  ".join(f"{k} {m['val_' + k]:.4f}" for k in main if "val_" + k in m))
+    if result.message:
+        print(f"warning: {result.message}", file=sys.stderr)
+    if run.run_id:
+        print(f"saved as run {run.run_id}")
+    if as_json:
+        record = {k: _json_value(v) for k, v in m.items()}
+        record.update(params=result.params, epochs=result.epochs_run, best_epoch=result.best_epoch,
+                      stopped_reason=result.stopped_reason, seconds=round(result.seconds, 3),
+                      total_seconds=round(total_seconds, 3), device=result.device, dataset=ds.name, task=ds.task,
+                      kind=config.model.kind, gate=config.model.gate if config.model.kind == "moe" else None,
+                      expert=config.model.expert, n_experts=config.model.n_experts, seed=config.train.seed,
+                      message=result.message, run_id=run.run_id)
+        print(json.dumps(record))
