@@ -18,7 +18,7 @@ from kamoe_viz.runs import RunStore
 from test_runs import entries, make_run, predictions
 from test_runs_files import rezip
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
