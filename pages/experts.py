@@ -1,10 +1,92 @@
-"""Experts page (first version: the slot in the navigation; the full page replaces it)."""
+"""Experts page: which rows each expert wins, agreement with true regimes, per-expert error, ablation."""
+from __future__ import annotations
+
 import streamlit as st
 
+from kamoe_viz import charts as ch
+from kamoe_viz.interpret import experts as ex
+from pages._interpret_ui import cached, guarded, show_chart, show_table
 from pages._state import require_run
 
 st.title("Experts")
-st.write("This page shows what each expert specialised in: its share of each regime or class, its own error, and what happens to the prediction when one expert is switched off.")
+st.caption("Which rows each expert wins (the expert with the largest gate weight), how that matches the true "
+           "regimes or classes, how good each expert is on its own rows, and what removing an expert costs.")
 run = require_run()
-if run is not None:
-    st.info("The Experts views for the current run are being built; the current run is shown in the sidebar.")
+if run is None:
+    st.stop()
+
+model, data = run.model, run.dataset
+if run.config.model.kind == "standard" or model.n_experts < 2:
+    st.info("This run is a single expert without a gate, so there is no specialisation to show. Train a mixture "
+            "(2 or more experts) on the Train page.", icon="ℹ️")
+    st.stop()
+
+split = st.segmented_control("Rows", ["test", "val", "train"], default="test", key="experts_split",
+                             help="Which split to evaluate (every row of it)") or "test"
+table = cached(run, f"experts_table:{split}", lambda: ex.routing_table(model, data, split))
+kind = table.attrs.get("truth_kind", "")
+
+# ----- agreement --------------------------------------------------------------------------------------------------
+st.subheader("Specialisation")
+if kind:
+    truth_title = "true regime" if kind == "regime" else "true class"
+    score = cached(run, f"experts_agreement:{split}", lambda: ex.agreement(table))
+    cols = st.columns(4)
+    cols[0].metric("NMI", f"{score['nmi']:.2f}", help="Normalised mutual information between the winning expert "
+                   f"and the {truth_title}: 0 = unrelated, 1 = the same grouping up to renaming.")
+    cols[1].metric("ARI", f"{score['ari']:.2f}", help="Adjusted Rand index: 0 = chance level, 1 = identical "
+                   "groupings.")
+    cols[2].metric("Matched accuracy", f"{score['matched_accuracy']:.0%}",
+                   help=f"Share of rows whose winning expert is the one paired with their {truth_title} by the "
+                        "best one-to-one matching (Hungarian method).")
+    cols[3].metric("Rows", f"{score['rows']:,}")
+    level = "strong" if score["nmi"] >= 0.7 else "partial" if score["nmi"] >= 0.3 else "little"
+    st.markdown(f"**{level.capitalize()} agreement** between the gate's routing and the {truth_title}s "
+                f"(NMI {score['nmi']:.2f}). In the table, one dark cell per row means each {truth_title} has its "
+                "own expert.")
+    cont = cached(run, f"experts_contingency:{split}", lambda: ex.contingency(table))
+    left, right = st.columns([3, 2])
+    with left, guarded("Contingency"):
+        show_chart(ch.contingency_chart(cont, truth_title), f"contingency_{split}")
+    with right:
+        show_table(cont, f"contingency_{split}")
+else:
+    st.info("This dataset has no known regimes or classes, so routing cannot be scored against a ground truth; "
+            "the winners per row are in the table below.", icon="ℹ️")
+
+# ----- per expert error -------------------------------------------------------------------------------------------
+st.subheader("Each expert's error")
+unit = "log loss of the true class" if data.task == "classification" else f"RMSE in {data.target_name} units"
+st.caption(f"{unit.capitalize()} of each expert's own prediction (its output through the shared head) on the rows "
+           "it wins, on all rows, and of the whole model on the expert's rows. A specialist is good on its own "
+           "rows and poor elsewhere.")
+errors = cached(run, f"experts_errors:{split}", lambda: ex.expert_errors(data, table))
+left, right = st.columns([3, 2])
+with left, guarded("Expert errors"):
+    show_chart(ch.expert_error_chart(errors), f"expert_errors_{split}")
+with right:
+    show_table(errors, f"expert_errors_{split}")
+
+st.subheader("Each expert's output against the target")
+st.caption("Coloured: rows the expert wins; grey: the other rows." +
+           (" Dashed: perfect prediction." if data.task != "classification" else ""))
+with guarded("Output vs target"):
+    scatter = cached(run, f"experts_scatter:{split}", lambda: ex.expert_vs_target(table, max_points=1500))
+    show_chart(ch.expert_vs_target_chart(scatter, data.task), f"expert_vs_target_{split}")
+
+# ----- ablation ---------------------------------------------------------------------------------------------------
+st.subheader("Ablation: remove one expert")
+activation = run.config.model.gate_activation
+st.caption("Metrics with one expert taken out of the mixture. **zeroed**: " + ex.ABLATION_MODES["zeroed"] + "."
+           + (" **renormalised**: " + ex.ABLATION_MODES["renormalised"] + "." if activation == "softmax" else
+              " This gate uses sigmoid weights, which do not sum to 1, so only zeroing is shown."))
+with guarded("Ablation"):
+    abl = cached(run, f"experts_ablation:{split}", lambda: ex.ablation(model, data, split))
+    left, right = st.columns([3, 2])
+    with left:
+        show_chart(ch.ablation_chart(abl), f"ablation_{split}")
+    with right:
+        show_table(abl, f"ablation_{split}")
+
+with st.expander("Winning expert of every row", icon=":material/table_rows:"):
+    show_table(table, f"routing_{split}", height=300)

@@ -1,10 +1,153 @@
-"""Splines page (first version: the slot in the navigation; the full page replaces it)."""
+"""Splines page: every learned KAN edge φ(x) of the GRKAN gate and of KAN experts."""
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
-from pages._state import require_run
+from kamoe_viz import charts as ch
+from kamoe_viz.errors import KamoeError
+from kamoe_viz.interpret import splines as sp
+from kamoe_viz.interpret import symbolic as sym
+from pages._config_state import set_master
+from pages._interpret_ui import (REFERENCE_ROWS, cached, gate_label, guarded, replace_model, show_chart,
+                                 show_table)
+from pages._state import TRAIN_PAGE, require_run, set_current_run
 
 st.title("Splines")
-st.write("This page shows every learned KAN edge function φ(x) of the GRKAN gate and of KAN experts, split into its base and spline parts, with each edge's importance and a symbolic fit.")
+st.caption("Every learned KAN edge φ(x) of the GRKAN gate and of KAN experts, drawn over the range of the data it "
+           "sees (the training split), split into its base and spline parts on demand.")
 run = require_run()
-if run is not None:
-    st.info("The Splines views for the current run are being built; the current run is shown in the sidebar.")
+if run is None:
+    st.stop()
+
+model, data = run.model, run.dataset
+inputs = cached(run, "spline_inputs", lambda: sp.layer_inputs(model, data, max_rows=REFERENCE_ROWS))
+layers = cached(run, "spline_layers", lambda: sp.kan_layer_table(model, data))
+
+if layers.empty:
+    gate = gate_label(run)
+    st.warning(f"This model's gate is **{gate}** and its experts are **{run.config.model.expert.upper()}**: it has "
+               "no splines. Only the GRKAN gate and KAN experts learn edge functions φ(x).", icon="⚠️")
+    st.write("Train the same setup with a GRKAN gate to see its splines.")
+    if st.button("Switch the gate to GRKAN on the Train page", type="primary", icon=":material/swap_horiz:"):
+        wanted = run.config.to_dict()  # a copy: the trained run keeps its own settings
+        wanted["model"].update(gate="grkan", kind="moe")
+        set_master(wanted, reseed=True)
+        st.switch_page(TRAIN_PAGE)
+    st.stop()
+
+if not (layers["part"] == "gate").any():
+    st.info(f"The **{gate_label(run)}** gate has no splines; showing the KAN experts' edges.", icon="ℹ️")
+
+importance = cached(run, "spline_importance", lambda: sp.edge_importance(model, data, inputs))
+coverage = cached(run, "spline_coverage", lambda: sp.grid_coverage_table(model, data, inputs))
+
+# ----- layer choice and grid coverage ----------------------------------------------------------------------------
+with st.expander("KAN layers of this model", icon=":material/layers:"):
+    show_table(layers, "kan_layers")
+labels = {row.layer: f"{row.layer} · {row.inputs}→{row.outputs} ({row.edges} edges)" for row in layers.itertuples()}
+layer = st.selectbox("Layer", list(labels), format_func=labels.get, key="spl_layer",
+                     help="gate.kan1 reads the gate's hidden units h = ReLU(Dense(x)); gate.kan2 reads kan1's "
+                          "outputs; experts.layer1 reads the (standardised, input-scaled) features.")
+row = layers.set_index("layer").loc[layer]
+st.caption(f"Inputs of this layer: {row.input_kind}. Grid size {row.grid_size}, spline order {row.spline_order}, "
+           f"base function {row.base}.")
+layer_imp = importance[importance["layer"] == layer]
+layer_cov = coverage[coverage["layer"] == layer]
+
+outside = coverage[coverage["warn"]]
+if len(outside):
+    worst = outside.sort_values("outside_fraction", ascending=False).head(5)
+    listing = ", ".join(f"{r.layer}/{r.input_name} ({r.outside_fraction:.0%})" for r in worst.itertuples())
+    st.warning(f"{len(outside)} layer input(s) have more than {sp.OUTSIDE_GRID_WARNING:.0%} of the training data "
+               f"outside the spline grid, where only the base function acts: {listing}. A grid update moves each "
+               "grid onto the data and refits the spline coefficients to keep the learned functions.", icon="⚠️")
+    if st.button("Update grid (on a copy of the model)", icon=":material/grid_on:", key="spl_update"):
+        try:
+            new_model, report = sp.update_grids(model, data)
+            st.session_state["_spl_grid_update"] = (id(run), new_model, report)
+        except KamoeError as err:
+            st.error(f"Grid update: {err}")
+pending = st.session_state.get("_spl_grid_update")
+if pending and pending[0] == id(run):
+    _, new_model, report = pending
+    st.markdown("**Grid update result** (loss = training loss on scaled targets; before = current model)")
+    show_table(report, "grid_update_report")
+    keep, drop = st.columns(2)
+    if keep.button("Use the updated model", type="primary", key="spl_keep"):
+        st.session_state.pop("_spl_grid_update", None)
+        set_current_run(replace_model(run, new_model))
+        st.rerun()
+    if drop.button("Discard", key="spl_drop"):
+        st.session_state.pop("_spl_grid_update", None)
+        st.rerun()
+with st.expander("Grid coverage per input", icon=":material/fit_screen:"):
+    with guarded("Grid coverage"):
+        show_chart(ch.coverage_chart(layer_cov, sp.OUTSIDE_GRID_WARNING), f"grid_coverage_{layer}")
+        show_table(layer_cov, f"grid_coverage_{layer}")
+
+# ----- importance and small multiples ----------------------------------------------------------------------------
+st.subheader("Edges ranked by importance")
+st.caption(sp.IMPORTANCE_DEFINITION + " Panels are faded by importance relative to the layer's top edge.")
+c1, c2, c3 = st.columns([2, 1, 2])
+threshold = c1.slider("Show edges with relative importance ≥", 0.0, 1.0, 0.1, 0.05, key="spl_threshold")
+max_panels = c2.number_input("At most", 1, 48, 12, key="spl_max", help="panels shown, most important first")
+parts_choice = c3.segmented_control("Parts", ["total", "base + spline"], default="total", key="spl_parts",
+                                    help="φ(x) = base part w_b·b(x) + spline part Σ c_k B_k(x)")
+parts = ("total", "base", "spline") if parts_choice == "base + spline" else ("total",)
+shown = layer_imp[layer_imp["relative"] >= threshold].nsmallest(int(max_panels), "rank")
+st.caption(f"{len(shown)} of {len(layer_imp)} edges shown (above the threshold, at most {int(max_panels)}).")
+
+edges = tuple(zip(shown["input"].astype(int), shown["output"].astype(int)))
+used = sorted({i for i, _ in edges})
+with guarded("Edge curves"):
+    left, right = st.columns([3, 2])
+    with right:
+        show_chart(ch.importance_bars(layer_imp, threshold), f"edge_importance_{layer}")
+        show_table(layer_imp.drop(columns=["layer"]), f"edge_importance_{layer}", height=240)
+    if edges:
+        curves = cached(run, f"spline_curves:{layer}:{edges}", lambda: sp.edge_curves(model, data, layer, list(edges),
+                                                                                       inputs))
+        knots = cached(run, f"spline_knots:{layer}", lambda: sp.knot_table(model, layer))
+        hist = cached(run, f"spline_hist:{layer}", lambda: sp.input_histograms(model, data, layer, None, inputs))
+        frame = ch.edge_frame(curves, layer_imp, knots[knots["input"].isin(used)], layer_cov,
+                              hist[hist["input"].isin(used)], parts=parts)
+        with left:
+            show_chart(ch.edge_grid_chart(frame, columns=3), f"edges_{layer}")
+            st.caption("Grey bars: where the training data lie. Blue band: the spline grid range (outside it the "
+                       "spline part is 0). Dashed rules: knots.")
+    else:
+        left.info("No edge reaches this threshold; lower it to see edges.")
+
+# ----- one edge large, symbolic fit ------------------------------------------------------------------------------
+st.subheader("One edge")
+ranked = layer_imp.sort_values("rank")
+options = list(zip(ranked["input"].astype(int), ranked["output"].astype(int)))[:200]
+names = dict(zip(options, ranked["edge"].head(200)))
+pick = st.selectbox("Edge", options, format_func=lambda e: f"#{options.index(e) + 1} {names[e]}", key="spl_edge",
+                    help="Edges in order of importance (the 200 most important)")
+if pick is not None:
+    with guarded("Edge detail"):
+        one = cached(run, f"spline_curve1:{layer}:{pick}",
+                     lambda: sp.edge_curves(model, data, layer, [pick], inputs, n_points=200))
+        knots = cached(run, f"spline_knots:{layer}", lambda: sp.knot_table(model, layer))
+        hist = cached(run, f"spline_hist:{layer}", lambda: sp.input_histograms(model, data, layer, None, inputs))
+        fit_curve = None
+        with st.expander("Symbolic fit: a·f(b·x + c) + d", icon=":material/function:"):
+            st.caption("Least-squares fit of this edge's curve over the plotted range against a fixed library: "
+                       + ", ".join(sym.CANDIDATES) + ". R² per candidate; the best one is drawn dashed.")
+            fit_part = st.radio("Fit", ["total", "spline", "base"], horizontal=True, key="spl_fit_part")
+            if st.toggle("Fit a formula", key="spl_fit_on"):
+                fits = cached(run, f"spline_fit:{layer}:{pick}:{fit_part}",
+                              lambda: sym.edge_symbolic_fit(one, fit_part), spinner="Fitting…")
+                best = fits.iloc[0]
+                st.markdown(f"Best: **{best['candidate']}**, R² = {best['r2']:.4f}  \n"
+                            f"φ(x) ≈ `{best['formula']}`")
+                show_chart(ch.symbolic_fit_chart(fits), f"symbolic_fit_{layer}_{pick}")
+                show_table(fits, f"symbolic_fit_{layer}_{pick}")
+                if fit_part == "total":
+                    fit_curve = pd.DataFrame({"x": one["x"], "y": sym.evaluate_fit(best, one["x"].to_numpy())})
+        big = ch.edge_frame(one, layer_imp, knots[knots["input"] == pick[0]], layer_cov,
+                            hist[hist["input"] == pick[0]], parts=parts, fit=fit_curve)
+        show_chart(ch.edge_detail_chart(big, title=names[pick]), f"edge_{layer}_{pick[0]}_{pick[1]}")
+        show_table(one, f"edge_curve_{layer}_{pick[0]}_{pick[1]}", height=200)

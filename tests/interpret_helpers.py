@@ -78,3 +78,32 @@ def tiny_model(gate: str = "grkan", expert: str = "mlp", activation: str = "sigm
     """(model, dataset) of :func:`tiny_run`."""
     run = tiny_run(gate, expert, activation, task, sequence)
     return run.model, run.dataset
+
+
+# ----- AppTest --------------------------------------------------------------------------------------------------
+def open_page(page: str, run=None, timeout: float = 120):
+    """An AppTest of the whole app (app.py + navigation) showing ``page``, with ``run`` as the current run."""
+    from streamlit.testing.v1 import AppTest
+
+    import _app_support  # noqa: F401 - makes AppTest run app.py around every page, as the real server does
+
+    at = AppTest.from_file(_app_support.APP, default_timeout=timeout)
+    if run is not None:
+        at.session_state["current_run"] = run
+    return at.switch_page(page).run()
+
+
+def rendered_charts(at) -> list:
+    return list(at.get("vega_lite_chart")) + list(at.get("arrow_vega_lite_chart"))
+
+
+def assert_clean(at, where: str = "") -> None:
+    assert not at.exception, f"{where}: {[e.value for e in at.exception]}"
+    assert not at.error, f"{where}: {[e.value for e in at.error]}"
+
+
+def run_cache(at, run) -> dict:
+    """This session's cached interpretation results of ``run``."""
+    from pages._state import RUN_CACHE, run_key
+
+    return at.session_state[RUN_CACHE][run_key(run)] if RUN_CACHE in at.session_state else {}

@@ -1,0 +1,94 @@
+"""Shared widgets of the interpretation pages: cached results per run, charts with PNG/SVG downloads, tables with
+CSV downloads, and error boxes. Layout only; every number comes from kamoe_viz.interpret."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+from typing import Any, Callable, Iterator
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from kamoe_viz.charts import chart_bytes
+from kamoe_viz.errors import KamoeError
+from pages._state import RUN_CACHE, run_cached, run_key
+
+REFERENCE_ROWS = 2000  # rows of the training split used as the reference set for curves and statistics
+
+
+def cached(run: Any, name: str, compute: Callable[[], Any], spinner: str = "Computing…") -> Any:
+    """``compute()`` once per (run, name) in this session; a spinner on the first call only."""
+    per_run = st.session_state.get(RUN_CACHE, {}).get(run_key(run), {})
+    if name in per_run:
+        return per_run[name]
+    with st.spinner(spinner):
+        return run_cached(run, name, compute)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:80] or "chart"
+
+
+def show_chart(chart: alt.TopLevelMixin, name: str, where: Any = None, stretch: bool = False) -> None:
+    """The chart, and below it PNG and SVG download buttons (rendered only when clicked)."""
+    where = where or st
+    where.altair_chart(chart, width="stretch" if stretch else "content")
+    slug = _slug(name)
+    cols = where.columns([1, 1, 6])
+    cols[0].download_button("PNG", data=lambda: chart_bytes(chart, "png"), file_name=f"{slug}.png",
+                            mime="image/png", key=f"png_{slug}", icon=":material/image:", on_click="ignore",
+                            help="Save this chart as a PNG image (2× resolution)")
+    cols[1].download_button("SVG", data=lambda: chart_bytes(chart, "svg"), file_name=f"{slug}.svg",
+                            mime="image/svg+xml", key=f"svg_{slug}", icon=":material/draw:", on_click="ignore",
+                            help="Save this chart as an SVG vector image")
+
+
+def show_table(frame: pd.DataFrame, name: str, where: Any = None, height: int | str = "auto",
+               column_config: dict | None = None) -> None:
+    """The table and a CSV download button."""
+    where = where or st
+    where.dataframe(frame, hide_index=True, width="stretch", height=height, column_config=column_config)
+    csv_download(frame, name, where)
+
+
+def csv_download(frame: pd.DataFrame, name: str, where: Any = None, label: str = "CSV") -> None:
+    where = where or st
+    slug = _slug(name)
+    where.download_button(label, data=lambda: frame.to_csv(index=False).encode("utf-8"), file_name=f"{slug}.csv",
+                          mime="text/csv", key=f"csv_{slug}", icon=":material/download:", on_click="ignore",
+                          help="Download this table as CSV")
+
+
+@contextlib.contextmanager
+def guarded(what: str) -> Iterator[None]:
+    """Show a clear message instead of a traceback when one view of a page fails."""
+    try:
+        yield
+    except KamoeError as err:
+        st.error(f"{what}: {err}")
+    except Exception as err:  # noqa: BLE001 - one broken view must not take the page down
+        st.error(f"{what} could not be shown ({type(err).__name__}: {err}).")
+
+
+def replace_model(run: Any, model: Any) -> Any:
+    """A copy of the run with another model (e.g. after a grid update); it gets a new identity (unsaved)."""
+    if dataclasses.is_dataclass(run):
+        fields = {f.name for f in dataclasses.fields(run)}
+        changes = {"model": model}
+        if "run_id" in fields:
+            changes["run_id"] = None
+        return dataclasses.replace(run, **changes)
+    clone = type(run).__new__(type(run))
+    clone.__dict__.update({k: v for k, v in vars(run).items() if k != "_session_token"})
+    clone.model = model
+    clone.run_id = None
+    return clone
+
+
+def gate_label(run: Any) -> str:
+    model = run.config.model
+    if model.kind == "standard":
+        return "no gate (single expert)"
+    return {"linear": "linear", "grn": "GRN", "grkan": "GRKAN"}.get(model.gate, model.gate)

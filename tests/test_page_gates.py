@@ -1,0 +1,40 @@
+"""AppTest: the Gates page without a run and for each gate family, 2-D maps and sequences."""
+from __future__ import annotations
+
+import pytest
+
+from interpret_helpers import assert_clean, open_page, rendered_charts, run_cache, tiny_run
+
+PAGE = "pages/gates.py"
+
+
+def test_without_a_run_it_says_how_to_get_one():
+    at = open_page(PAGE)
+    assert_clean(at)
+    assert any("No model trained yet" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("gate,activation", [("linear", "softmax"), ("grn", "sigmoid"), ("grkan", "sigmoid")])
+def test_each_gate_family(gate, activation):
+    run = tiny_run(gate, "mlp", activation)
+    at = open_page(PAGE, run)
+    assert_clean(at, gate)
+    # load, histogram, winner map, per-expert maps, partial dependence
+    assert len(rendered_charts(at)) >= 5
+    labels = [m.label for m in at.metric]
+    assert "Mean routing entropy" in labels and "Load balance" in labels
+    text = " ".join(c.value for c in at.caption)
+    assert ("mean weight is its share" in text) if activation == "softmax" else ("top-1 share" in text)
+    cached = run_cache(at, run)["gates_region:(0, 1)"]
+    at.segmented_control(key="gates_style").set_value("violin").run()
+    assert_clean(at, "violin")
+    assert run_cache(at, run)["gates_region:(0, 1)"] is cached
+
+
+def test_sequences_show_gates_over_time():
+    run = tiny_run("grn", "kan", "sigmoid", "regression", True)
+    at = open_page(PAGE, run)
+    assert_clean(at)
+    assert any(s.value == "Gate weights over time" for s in at.subheader)
+    assert not any(s.value == "Where each expert wins" for s in at.subheader)
+    assert len(rendered_charts(at)) >= 4
