@@ -37,7 +37,10 @@ def _read_bytes(source: str | os.PathLike | bytes | IO[Any], max_bytes: int) -> 
         if size > max_bytes:
             raise DataError(path.name, f"{size:,} bytes", f"must be at most {max_bytes:,} bytes",
                             "Use a smaller sample of the rows, or raise KAMOE_MAX_UPLOAD_MB.")
-        raw, label = path.read_bytes(), path.name
+        try:
+            raw, label = path.read_bytes(), path.name
+        except OSError as error:
+            raise DataError("csv_path", str(source), f"could not be read ({type(error).__name__}: {error})") from error
     elif hasattr(source, "read"):
         raw = source.read(max_bytes + 1)
         if isinstance(raw, str):
@@ -75,7 +78,7 @@ def read_csv_table(source: str | os.PathLike | bytes | IO[Any], max_bytes: int =
     except csv_module.Error:
         delimiter = ","
     try:
-        header = next(csv_module.reader(io.StringIO(sample), delimiter=delimiter))
+        header = next(csv_module.reader(io.StringIO(sample, newline=""), delimiter=delimiter))
     except (csv_module.Error, StopIteration) as error:
         raise DataError(label, "an unreadable header", f"must start with a header row ({error})") from error
     header = [h.strip() for h in header]
@@ -171,7 +174,7 @@ def dataset_from_frame(frame: pd.DataFrame, target: str, features: list[str] | t
     X = np.column_stack([_numeric_column(frame, f) for f in features])
     for j, feature in enumerate(features):
         if np.ptp(X[:, j]) == 0:
-            raise DataError(f"column {feature!r}", X[0, j], "is constant (the same value in every row)",
+            raise DataError(f"column {feature!r}", float(X[0, j]), "is constant (the same value in every row)",
                             "Remove it from the features: it carries no information.")
     target_series = frame[target]
     if target_series.isna().any():
@@ -191,7 +194,7 @@ def dataset_from_frame(frame: pd.DataFrame, target: str, features: list[str] | t
     else:
         y = _numeric_column(frame, target)
         if np.ptp(y) == 0:
-            raise DataError(f"target column {target!r}", y[0], "is constant; there is nothing to predict")
+            raise DataError(f"target column {target!r}", float(y[0]), "is constant; there is nothing to predict")
     return build_tabular(
         name=name, task=task, X=X, y=y, feature_names=features, target_name=target, seed=seed,
         test_fraction=test_fraction, val_fraction=val_fraction,

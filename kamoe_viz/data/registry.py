@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -118,6 +119,27 @@ def dataset_info(name: str) -> DatasetInfo:
                               "and target)") from None
 
 
+def _is_finite(value: numbers.Real) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _is_whole(value: numbers.Real) -> bool:
+    """True for ints (Python or numpy) and for finite floats without a fractional part."""
+    if isinstance(value, numbers.Integral):
+        return True
+    return _is_finite(value) and float(value).is_integer()
+
+
+def _same(value: Any, choice: Any) -> bool:
+    try:
+        return type(value) is type(choice) and bool(value == choice)
+    except (TypeError, ValueError):  # arrays and other odd values compare oddly
+        return False
+
+
 def validate_options(info: DatasetInfo, options: dict[str, Any]) -> dict[str, Any]:
     """Check options against the dataset's spec; returns them with defaults filled in."""
     if not isinstance(options, dict):
@@ -130,29 +152,41 @@ def validate_options(info: DatasetInfo, options: dict[str, Any]) -> dict[str, An
         spec = info.options[key]
         field_name = f"data.options.{key}"
         if spec.type == "int":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _is_whole(value):
                 raise ValidationError(field_name, value, f"must be an integer from {spec.min:g} to {spec.max:g}")
             value = int(value)
         elif spec.type == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _is_finite(value):
                 raise ValidationError(field_name, value, f"must be a number from {spec.min:g} to {spec.max:g}")
             value = float(value)
         elif spec.type == "choice":
-            if value not in spec.choices:
+            if not any(_same(value, choice) for choice in spec.choices):
                 raise ValidationError(field_name, value, f"must be one of {', '.join(map(str, spec.choices))}")
         elif spec.type == "str":
             if value is not None and not isinstance(value, str):
                 raise ValidationError(field_name, value, "must be text")
             value = value or None
         if spec.min is not None and spec.type in ("int", "float") and not spec.min <= value <= spec.max:
-            raise ValidationError(field_name, value, f"must be from {spec.min:g} to {spec.max:g}")
+            kind = "an integer" if spec.type == "int" else "a number"
+            raise ValidationError(field_name, value, f"must be {kind} from {spec.min:g} to {spec.max:g}")
         clean[key] = value
     return clean
 
 
+def _validate_config(config: DataConfig) -> None:
+    try:
+        config.validate()
+    except OverflowError:  # an int too large for a float where a fraction belongs
+        for name in ("test_fraction", "val_fraction"):
+            value = getattr(config, name)
+            if isinstance(value, numbers.Real) and not _is_finite(value):
+                raise ValidationError(f"data.{name}", value, "must be a number >= 0.05 and <= 0.5") from None
+        raise
+
+
 def load_dataset(config: DataConfig) -> Dataset:
     """Load, split and scale the dataset a :class:`DataConfig` describes."""
-    config.validate()
+    _validate_config(config)
     split = dict(seed=config.seed, test_fraction=config.test_fraction, val_fraction=config.val_fraction)
     if config.name == "csv" or (config.csv_path and config.name not in _REGISTRY):
         if not config.csv_path or not config.target:

@@ -23,7 +23,10 @@ def _california_frame(csv_path: str | None) -> tuple[pd.DataFrame, str]:
     if path:
         from kamoe_viz.data.csv import read_csv_table
 
-        file = Path(path).expanduser()
+        try:
+            file = Path(path).expanduser()
+        except RuntimeError:  # "~someone" without such a home directory
+            file = Path(path)
         if not file.is_file():
             raise DataError("data.options.csv_path" if csv_path else CALIFORNIA_ENV, str(path),
                             "must be the path of an existing CSV file with scikit-learn's California columns")
