@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv as csv_module
 import io
 import os
+import re
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,8 +67,31 @@ def _decode(raw: bytes, label: str) -> str:
     raise DataError(label, "undecodable bytes", "must be a text CSV in UTF-8 or Latin-1")  # pragma: no cover
 
 
+_DECIMAL_COMMA = re.compile(r"(?:^|;)\s*-?\d+,\d+\s*(?:;|$)", re.MULTILINE)
+
+
+def _parse(text: str, delimiter: str, decimal: str, label: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(io.StringIO(text), sep=delimiter, skipinitialspace=True, low_memory=False,
+                           decimal=decimal)
+    except pd.errors.EmptyDataError as error:  # before ValueError: it is one
+        raise DataError(label, "no columns", "must have a header row and at least one data row") from error
+    except (pd.errors.ParserError, ValueError, csv_module.Error) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(label, "malformed CSV", f"must be a rectangular table ({first_line[:160]})",
+                        "Check quoting and that every row has as many fields as the header.") from error
+
+
+def _n_numeric(frame: pd.DataFrame) -> int:
+    return sum(pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes)
+
+
 def read_csv_table(source: str | os.PathLike | bytes | IO[Any], max_bytes: int = DEFAULT_MAX_BYTES) -> pd.DataFrame:
-    """Read a CSV into a DataFrame: size cap, encoding detection, delimiter sniffing, header checks."""
+    """Read a CSV into a DataFrame: size cap, encoding detection, delimiter sniffing, header checks.
+
+    Accepts what spreadsheets write: a UTF-8 BOM, Windows-1252/Latin-1 text, ``;`` or tab delimiters, decimal
+    commas in ``;`` files, CR line endings and trailing delimiters (an unnamed, empty last column is dropped).
+    """
     raw, label = _read_bytes(source, max_bytes)
     text = _decode(raw, label)
     if not text.strip():
@@ -78,30 +102,45 @@ def read_csv_table(source: str | os.PathLike | bytes | IO[Any], max_bytes: int =
     except csv_module.Error:
         delimiter = ","
     try:
-        header = next(csv_module.reader(io.StringIO(sample, newline=""), delimiter=delimiter))
+        header = next(csv_module.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except (csv_module.Error, StopIteration) as error:
         raise DataError(label, "an unreadable header", f"must start with a header row ({error})") from error
     header = [h.strip() for h in header]
     if len(header) > MAX_READ_COLUMNS:
-        raise DataError(label, f"{len(header)} columns", f"must have at most {MAX_READ_COLUMNS} columns")
-    if any(h == "" for h in header):
-        position = header.index("") + 1
-        raise DataError(label, f"column {position} has no name", "every column needs a name in the header row")
+        raise DataError(label, f"{len(header)} columns", f"must have at most {MAX_READ_COLUMNS} columns",
+                        "Keep the columns you need.")
     seen: set[str] = set()
     for name in header:
-        if name in seen:
+        if name and name in seen:
             raise DataError(f"column {name!r}", "appears twice in the header", "column names must be unique",
                             "Rename one of them.")
         seen.add(name)
-    try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, skipinitialspace=True, low_memory=False)
-    except (pd.errors.ParserError, ValueError, csv_module.Error) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(label, "malformed CSV", f"must be a rectangular table ({first_line[:160]})",
-                        "Check quoting and that every row has as many fields as the header.") from error
-    except pd.errors.EmptyDataError as error:
-        raise DataError(label, "no columns", "must have a header row and at least one data row") from error
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame = _parse(text, delimiter, ".", label)
+    if delimiter == ";" and _DECIMAL_COMMA.search(sample):
+        try:
+            european = _parse(text, delimiter, ",", label)
+        except DataError:
+            european = None
+        if european is not None and _n_numeric(european) > _n_numeric(frame):
+            frame = european
+    index = frame.index
+    if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
+        raise DataError(label, f"rows with {len(header) + 1} fields under a header of {len(header)}",
+                        "must be a rectangular table (every row as many fields as the header)",
+                        "Check for a missing column name or a delimiter inside unquoted values.")
+    if frame.shape[1] != len(header):
+        raise DataError(label, f"{frame.shape[1]} columns but {len(header)} names in the header",
+                        "must be a rectangular table", "Check the quoting of the header row.")
+    keep = []
+    for position, name in enumerate(header):
+        if name:
+            keep.append(position)
+        elif not frame.iloc[:, position].isna().all():
+            raise DataError(label, f"column {position + 1} has no name", "every column needs a name in the header row")
+    if not keep:
+        raise DataError(label, "no named columns", "must have a header row naming the columns")
+    frame = frame.iloc[:, keep]
+    frame.columns = [header[i] for i in keep]
     if len(frame) == 0:
         raise DataError(label, "a header without data rows", "must have at least one data row")
     return frame
@@ -141,6 +180,16 @@ def _infer_task(target: pd.Series) -> str:
             and len(np.unique(values)) <= 20:
         return "classification"
     return "regression"
+
+
+def _class_labels(target: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Class indices and names; numeric labels in numeric order (2 before 10), text labels alphabetically."""
+    numeric = pd.to_numeric(target, errors="coerce")
+    if not pd.api.types.is_bool_dtype(target) and numeric.notna().all() and np.isfinite(numeric.to_numpy(float)).all():
+        labels, uniques = pd.factorize(numeric.astype(np.float64), sort=True)
+        return labels, [str(int(u)) if float(u).is_integer() and abs(u) < 1e15 else repr(float(u)) for u in uniques]
+    labels, uniques = pd.factorize(target.astype(str).str.strip(), sort=True)
+    return labels, [str(u) for u in uniques]
 
 
 def dataset_from_frame(frame: pd.DataFrame, target: str, features: list[str] | tuple[str, ...] | None = None, *,
@@ -183,7 +232,7 @@ def dataset_from_frame(frame: pd.DataFrame, target: str, features: list[str] | t
     task = task or _infer_task(target_series)
     class_names = None
     if task == "classification":
-        labels, uniques = pd.factorize(target_series.astype(str), sort=True)
+        labels, uniques = _class_labels(target_series)
         if len(uniques) < 2:
             raise DataError(f"target column {target!r}", uniques[0] if len(uniques) else None,
                             "needs at least two classes for classification")
