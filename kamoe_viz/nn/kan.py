@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kamoe_viz.errors import GridUpdateError
+from kamoe_viz.nn.spline_ops import UniformKANFunction, dense_basis
 
 _BASE_ACTIVATIONS = {
     "silu": F.silu,
@@ -60,26 +61,12 @@ def bspline_basis_recursive(x: torch.Tensor, knots: torch.Tensor, spline_order: 
 
 def bspline_basis_uniform(x: torch.Tensor, first_knot: torch.Tensor, step: torch.Tensor, n_basis: int,
                           spline_order: int) -> torch.Tensor:
-    """Closed-form basis for uniform knots t_m = first_knot + m * step (per input).
+    """Closed-form basis for uniform knots t_m = first_knot + m * step (per input): (N, in) -> (N, in, n_basis).
 
-    B_j(x) = N_k((x - t_j) / step) with N_k the cardinal B-spline of degree k on [0, k+1], evaluated through its
-    symmetry N_k(s) = N_k(k+1-s) on the half [0, (k+1)/2] as (1/k!) sum_m (-1)^m C(k+1, m) (s - m)_+^k, which keeps
-    the terms small (no cancellation of large powers). Returns (N, in, n_basis).
+    Only the k+1 nonzero functions per input are evaluated, from the polynomial pieces of the cardinal B-spline
+    (see :mod:`kamoe_viz.nn.spline_ops`); equal to :func:`bspline_basis_recursive` to float rounding.
     """
-    k = spline_order
-    t = (x - first_knot) / step  # (N, in) position in knot units
-    offsets = torch.arange(n_basis, dtype=x.dtype, device=x.device)
-    s = t.unsqueeze(-1) - offsets  # (N, in, n_basis)
-    half = (k + 1) / 2
-    s = half - (s - half).abs()  # fold onto [.., half]; values < 0 are outside the support
-    s = s.clamp(min=0.0)
-    result = torch.zeros_like(s)
-    for m in range(0, int(math.ceil(half)) + 1):
-        if m > half:
-            break
-        term = (s - m).clamp(min=0.0).pow(k)
-        result = result + ((-1) ** m) * math.comb(k + 1, m) * term
-    return result / math.factorial(k)
+    return dense_basis(x, first_knot, step, n_basis, spline_order)
 
 
 @dataclass
@@ -145,20 +132,38 @@ class KANLinear(nn.Module):
         )
 
     # ----- basis --------------------------------------------------------------------------------------------------
+    def _uniform_knots(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(first knot, 1/step) per input when the grid is uniform, else None. Cached until the grid buffers change
+        (update_grid, load_state_dict, .to()), so the hot path neither recomputes them nor syncs a GPU on the flag."""
+        grid, flag = self.grid, self.grid_is_uniform
+        cached = self.__dict__.get("_knot_cache")
+        if (cached is None or cached[0] is not grid or cached[1] != grid._version or cached[2] is not flag
+                or cached[3] != flag._version):
+            uniform = bool(flag)
+            value = (grid[:, 0].contiguous(), 1.0 / (grid[:, 1] - grid[:, 0])) if uniform else None
+            cached = (grid, grid._version, flag, flag._version, value)
+            self.__dict__["_knot_cache"] = cached
+        return cached[4]
+
     def b_splines(self, x: torch.Tensor) -> torch.Tensor:
         """B-spline basis of a 2-D input (N, in) -> (N, in, n_basis)."""
-        if bool(self.grid_is_uniform):
-            step = self.grid[:, 1] - self.grid[:, 0]
-            return bspline_basis_uniform(x, self.grid[:, 0], step, self.n_basis, self.spline_order)
+        knots = self._uniform_knots()
+        if knots is not None:
+            return dense_basis(x, knots[0], 1.0 / knots[1], self.n_basis, self.spline_order)
         return bspline_basis_recursive(x, self.grid, self.spline_order)
 
     # ----- forward ------------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(-1, self.in_features)
-        features = torch.cat([self._base(flat), self.b_splines(flat).flatten(1)], dim=1)
-        weight = torch.cat([self.base_weight, self.spline_weight.flatten(1)], dim=1)
-        out = F.linear(features, weight, self.bias)
+        knots = self._uniform_knots()
+        if knots is not None:
+            out = UniformKANFunction.apply(flat, self.base_weight, self.spline_weight, self.bias, knots[0], knots[1],
+                                           self.spline_order, self.base_activation_name)
+        else:
+            features = torch.cat([self._base(flat), self.b_splines(flat).flatten(1)], dim=1)
+            weight = torch.cat([self.base_weight, self.spline_weight.flatten(1)], dim=1)
+            out = F.linear(features, weight, self.bias)
         return out.reshape(*shape[:-1], self.out_features)
 
     # ----- inspection ---------------------------------------------------------------------------------------------
