@@ -55,16 +55,42 @@ def _read_bytes(source: str | os.PathLike | bytes | IO[Any], max_bytes: int) -> 
     return raw, label
 
 
+_UNICODE_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"),
+                 (b"\xfe\xff", "utf-16"))
+_CONTROL = frozenset(chr(c) for c in [*range(0, 9), 11, 12, *range(14, 32), *range(0x7F, 0xA0)])
+
+
+def _binary(label: str) -> DataError:
+    return DataError(label, "binary content", "must be a text CSV file (this looks like a binary file: "
+                     "a spreadsheet, an image or a zip?)", "Save it as CSV (UTF-8) and upload again.")
+
+
 def _decode(raw: bytes, label: str) -> str:
-    if b"\x00" in raw[:65536]:
-        raise DataError(label, "binary content", "must be a text CSV file (this looks like a binary file: "
-                        "a spreadsheet, an image or a UTF-16 file?)", "Save it as CSV (UTF-8) and upload again.")
-    for encoding in _ENCODINGS:
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise DataError(label, "undecodable bytes", "must be a text CSV in UTF-8 or Latin-1")  # pragma: no cover
+    """Text of the file: UTF-16/32 with a byte-order mark (spreadsheets' "Unicode text"), else UTF-8, Windows-1252
+    or Latin-1. Random or binary bytes (NUL bytes, or many control characters once decoded) are refused."""
+    text = None
+    for bom, encoding in _UNICODE_BOMS:
+        if raw.startswith(bom):
+            try:
+                text = raw.decode(encoding)
+            except UnicodeDecodeError:
+                raise _binary(label) from None
+            break
+    if text is None:
+        if b"\x00" in raw[:65536]:
+            raise _binary(label)
+        for encoding in _ENCODINGS:
+            try:
+                text = raw.decode(encoding)
+                break
+            except UnicodeDecodeError:
+                continue
+        else:  # pragma: no cover - latin-1 decodes any bytes
+            raise DataError(label, "undecodable bytes", "must be a text CSV in UTF-8 or Latin-1")
+    sample = text[:65536]
+    if sum(ch in _CONTROL for ch in sample) > 0.01 * len(sample):
+        raise _binary(label)
+    return text.lstrip("\ufeff")
 
 
 _DECIMAL_COMMA = re.compile(r"(?:^|;)\s*-?\d+,\d+\s*(?:;|$)", re.MULTILINE)
@@ -146,7 +172,8 @@ def read_csv_table(source: str | os.PathLike | bytes | IO[Any], max_bytes: int =
     return frame
 
 
-def _numeric_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+def numeric_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """The column as finite float64 values, or a DataError naming it, an example bad value and its row."""
     series = frame[column]
     if pd.api.types.is_bool_dtype(series):
         return series.to_numpy(dtype=np.float64)
@@ -196,7 +223,12 @@ def dataset_from_frame(frame: pd.DataFrame, target: str, features: list[str] | t
                        name: str = "csv", seed: int = 0, test_fraction: float = 0.2, val_fraction: float = 0.2,
                        task: str | None = None, source: str = "uploaded CSV") -> Dataset:
     """Validate a table and turn it into a split, scaled :class:`Dataset`."""
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError("table", type(frame).__name__, "must be a pandas DataFrame (read a CSV with read_csv_table)")
+    if isinstance(features, str):  # one column name, not a sequence of one-letter names
+        features = [features]
     columns = [str(c) for c in frame.columns]
+    frame = frame.set_axis(columns, axis=1)  # labels such as 0, 1, 2 are addressed by their text from here on
     if len(set(columns)) != len(columns):
         duplicate = next(c for c in columns if columns.count(c) > 1)
         raise DataError(f"column {duplicate!r}", "appears twice", "column names must be unique")
@@ -220,7 +252,7 @@ def dataset_from_frame(frame: pd.DataFrame, target: str, features: list[str] | t
         raise DataError("rows", len(frame), f"need at least {MIN_ROWS} rows to split into train/validation/test")
     if task not in (None, "regression", "classification"):
         raise DataError("task", task, "must be regression, classification or None (infer)")
-    X = np.column_stack([_numeric_column(frame, f) for f in features])
+    X = np.column_stack([numeric_column(frame, f) for f in features])
     for j, feature in enumerate(features):
         if np.ptp(X[:, j]) == 0:
             raise DataError(f"column {feature!r}", float(X[0, j]), "is constant (the same value in every row)",
@@ -241,7 +273,7 @@ def dataset_from_frame(frame: pd.DataFrame, target: str, features: list[str] | t
                             f"classification allows at most {MAX_CLASSES}", "Choose regression for a numeric target.")
         y, class_names = labels, [str(u) for u in uniques]
     else:
-        y = _numeric_column(frame, target)
+        y = numeric_column(frame, target)
         if np.ptp(y) == 0:
             raise DataError(f"target column {target!r}", float(y[0]), "is constant; there is nothing to predict")
     return build_tabular(

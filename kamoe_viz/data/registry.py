@@ -189,8 +189,10 @@ def load_dataset(config: DataConfig) -> Dataset:
     _validate_config(config)
     split = dict(seed=config.seed, test_fraction=config.test_fraction, val_fraction=config.val_fraction)
     if config.name == "csv" or (config.csv_path and config.name not in _REGISTRY):
-        if not config.csv_path or not config.target:
+        if not config.csv_path:
             raise ValidationError("data.csv_path", config.csv_path, "a CSV dataset needs csv_path and target")
+        if not config.target:
+            raise ValidationError("data.target", config.target, "a CSV dataset needs a target column")
         frame = csv.read_csv_table(config.csv_path)
         return dataset_from_frame_config(frame, config)
     info = dataset_info(config.name)

@@ -53,11 +53,10 @@ def _california_frame(csv_path: str | None) -> tuple[pd.DataFrame, str]:
 def california(*, seed: int, test_fraction: float, val_fraction: float, csv_path: str | None = None,
                **_: object) -> Dataset:
     frame, source = _california_frame(csv_path)
-    X = frame[CALIFORNIA_FEATURES].to_numpy(dtype=np.float64)
-    y = frame[CALIFORNIA_TARGET].to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(X).all(axis=1) | ~np.isfinite(y)
-    if bad.any():
-        raise DataError("California CSV", f"{int(bad.sum())} rows with NaN/inf", "must have no missing values")
+    from kamoe_viz.data.csv import numeric_column  # names the column, an example bad value and the row
+
+    X = np.column_stack([numeric_column(frame, column) for column in CALIFORNIA_FEATURES])
+    y = numeric_column(frame, CALIFORNIA_TARGET)
     return build_tabular(
         name="california", task="regression", X=X, y=y, feature_names=CALIFORNIA_FEATURES,
         target_name=CALIFORNIA_TARGET, seed=seed, test_fraction=test_fraction, val_fraction=val_fraction,
