@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from kamoe_viz.config import DataConfig
 from kamoe_viz.data import csv, sequences, synthetic, tabular
 from kamoe_viz.data.base import Dataset
+from kamoe_viz.data.descriptions import DESCRIPTIONS
 from kamoe_viz.errors import DataError, ValidationError
 
 DEFAULT_DATASET = "regimes"
@@ -24,6 +25,7 @@ class OptionSpec:
     help: str = ""
     label: str | None = None
     step: float | None = None
+    name: str = ""  # filled in from the key of DatasetInfo.options
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,15 @@ class DatasetInfo:
     needs_download: bool = False
     options: dict[str, OptionSpec] = field(default_factory=dict)
     is_2d: bool = False
+
+    def __post_init__(self) -> None:
+        named = {key: spec if spec.name == key else replace(spec, name=key) for key, spec in self.options.items()}
+        object.__setattr__(self, "options", named)
+
+    @property
+    def option_specs(self) -> list[OptionSpec]:
+        """The options as a list, each knowing its name (``options`` maps name -> spec)."""
+        return list(self.options.values())
 
 
 def _n_samples(default: int = 1000) -> OptionSpec:
@@ -55,41 +66,39 @@ def _window(default: int) -> dict[str, OptionSpec]:
 
 _REGISTRY: dict[str, DatasetInfo] = {
     info.name: info for info in [
-        DatasetInfo("regimes", "Three regimes (synthetic)", "regression",
-                    "Synthetic regression whose target is produced by distinct regimes (a different function in "
-                    "each sector of the (x0, x1) plane); every row's true regime is known. The default: no download.",
+        DatasetInfo("regimes", "Regimes (synthetic, default)", "regression",
+                    DESCRIPTIONS["regimes"],
                     synthetic.regimes, has_regimes=True,
                     options={"n_samples": _n_samples(3000),
                              "n_regimes": OptionSpec("int", 3, 2, 6, help="Number of regimes (sectors)."),
                              "n_features": OptionSpec("int", 4, 4, 10, help="Inputs; those beyond x3 are noise."),
                              "noise": _noise(0.1)}),
-        DatasetInfo("moons", "Moons (2-D)", "classification", "Two interleaving half-moons.", synthetic.moons,
+        DatasetInfo("moons", "Moons (2-D)", "classification", DESCRIPTIONS["moons"], synthetic.moons,
                     has_regimes=True, is_2d=True, options={"n_samples": _n_samples(), "noise": _noise(0.2)}),
-        DatasetInfo("xor", "XOR (2-D)", "classification", "XOR of the signs of two inputs; regime = quadrant.",
+        DatasetInfo("xor", "XOR (2-D)", "classification", DESCRIPTIONS["xor"],
                     synthetic.xor, has_regimes=True, is_2d=True,
                     options={"n_samples": _n_samples(), "noise": _noise(0.1)}),
-        DatasetInfo("spiral", "Spiral (2-D)", "classification", "Interleaved spiral arms; regime = arm.",
+        DatasetInfo("spiral", "Spiral (2-D)", "classification", DESCRIPTIONS["spiral"],
                     synthetic.spiral, has_regimes=True, is_2d=True,
                     options={"n_samples": _n_samples(), "noise": _noise(0.2, "Angular noise."),
                              "n_classes": OptionSpec("int", 2, 2, 5, help="Number of arms.")}),
-        DatasetInfo("blobs", "Gaussian blobs (2-D)", "classification", "Gaussian clusters; regime = blob.",
+        DatasetInfo("blobs", "Gaussian blobs (2-D)", "classification", DESCRIPTIONS["blobs"],
                     synthetic.blobs, has_regimes=True, is_2d=True,
                     options={"n_samples": _n_samples(), "noise": _noise(1.0, "Blob standard deviation."),
                              "centers": OptionSpec("int", 4, 2, 8, help="Number of blobs (classes).")}),
         DatasetInfo("california", "California Housing", "regression",
-                    "Median house values of 20,640 California block groups (the KAMoE paper's benchmark). "
-                    "Downloaded once by scikit-learn and cached, or read from a CSV (env KAMOE_CALIFORNIA_CSV).",
+                    DESCRIPTIONS["california"],
                     tabular.california, needs_download=True,
                     options={"csv_path": OptionSpec("str", None, help="Optional local CSV with scikit-learn's "
                                                                       "California columns.")}),
-        DatasetInfo("diabetes", "Diabetes", "regression", "Disease progression from 10 clinical measurements.",
+        DatasetInfo("diabetes", "Diabetes", "regression", DESCRIPTIONS["diabetes"],
                     tabular.diabetes),
-        DatasetInfo("wine", "Wine", "classification", "Three cultivars from 13 chemical measurements.",
+        DatasetInfo("wine", "Wine", "classification", DESCRIPTIONS["wine"],
                     tabular.wine, has_regimes=True),
-        DatasetInfo("breast_cancer", "Breast cancer", "classification", "Malignant vs benign from 30 features.",
+        DatasetInfo("breast_cancer", "Breast cancer", "classification", DESCRIPTIONS["breast_cancer"],
                     tabular.breast_cancer, has_regimes=True),
         DatasetInfo("regime_series", "Regime-switching series (synthetic)", "regression",
-                    "A series whose dynamics switch between hidden regimes (known), windowed for LSTM/GRU experts.",
+                    DESCRIPTIONS["regime_series"],
                     sequences.regime_series, is_sequence=True, has_regimes=True,
                     options={"length": OptionSpec("int", 3000, 300, 50_000, help="Series length.", step=100),
                              "n_regimes": OptionSpec("int", 3, 2, 4, help="Number of regimes."),
@@ -97,10 +106,10 @@ _REGISTRY: dict[str, DatasetInfo] = {
                                                        help="Probability of staying in a regime.", step=0.01),
                              "noise": _noise(0.1), **_window(16)}),
         DatasetInfo("sunspots", "Sunspots (yearly)", "regression",
-                    "Yearly sunspot numbers 1700-2008 (statsmodels, offline), windowed.", sequences.sunspots,
+                    DESCRIPTIONS["sunspots"], sequences.sunspots,
                     is_sequence=True, options=_window(12)),
         DatasetInfo("co2", "Mauna Loa CO2 (weekly)", "regression",
-                    "Weekly CO2 1958-2001 (statsmodels, offline), windowed.", sequences.co2, is_sequence=True,
+                    DESCRIPTIONS["co2"], sequences.co2, is_sequence=True,
                     options=_window(52)),
     ]
 }
