@@ -43,10 +43,19 @@ def _read_bytes(source: str | os.PathLike | bytes | IO[Any], max_bytes: int) -> 
         except OSError as error:
             raise DataError("csv_path", str(source), f"could not be read ({type(error).__name__}: {error})") from error
     elif hasattr(source, "read"):
-        raw = source.read(max_bytes + 1)
+        label = Path(str(getattr(source, "name", "") or "upload")).name or "upload"
+        try:
+            raw = source.read(max_bytes + 1)  # never more than the cap (+1 to notice a bigger file)
+        except (OSError, ValueError) as error:  # closed or unreadable stream
+            raise DataError(label, "an unreadable file", f"could not be read ({type(error).__name__}: {error})") \
+                from error
         if isinstance(raw, str):
             raw = raw.encode("utf-8")
-        label = str(getattr(source, "name", "upload"))
+        if not isinstance(raw, (bytes, bytearray)):
+            raise DataError(label, type(raw).__name__, "reading the file must give bytes or text")
+        if len(raw) > max_bytes:
+            raise DataError(label, f"more than {max_bytes:,} bytes", f"must be at most {max_bytes:,} bytes",
+                            "Use a smaller sample of the rows, or raise KAMOE_MAX_UPLOAD_MB.")
     else:
         raise DataError("csv", type(source).__name__, "must be a file path, bytes or a file-like object")
     if len(raw) > max_bytes:
