@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import re
+from collections import OrderedDict
 from typing import Any, Callable, Iterator
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from kamoe_viz.charts import chart_bytes
+from kamoe_viz.charts import chart_bytes, chart_spec
 from kamoe_viz.errors import KamoeError
 from pages._state import RUN_CACHE, run_cached, run_key
 
 REFERENCE_ROWS = 2000  # rows of the training split used as the reference set for curves and statistics
+MAX_CHARTS_PER_RUN = 64  # chart specs kept per run (least recently shown dropped first)
 
 
 def cached(run: Any, name: str, compute: Callable[[], Any], spinner: str = "Computing…") -> Any:
@@ -28,20 +31,49 @@ def cached(run: Any, name: str, compute: Callable[[], Any], spinner: str = "Comp
 
 
 def _slug(name: str) -> str:
+    """A file name from a view key."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:80] or "chart"
 
 
-def show_chart(chart: alt.TopLevelMixin, name: str, where: Any = None, stretch: bool = False) -> None:
-    """The chart, and below it PNG and SVG download buttons (rendered only when clicked)."""
+def _token(name: str) -> str:
+    """A short, unique widget key from a (possibly long) view key."""
+    return hashlib.sha1(name.encode("utf-8")).hexdigest()[:12]
+
+
+def _chart_specs(run: Any) -> OrderedDict:
+    per_run = st.session_state.setdefault(RUN_CACHE, {}).setdefault(run_key(run), {})
+    return per_run.setdefault("_chart_specs", OrderedDict())
+
+
+def show_chart(run: Any, key: str, build: Callable[[], alt.TopLevelMixin], where: Any = None,
+               stretch: bool = False) -> None:
+    """A chart, built and validated once per (run, key) and then served from the session's cache (a rerun costs
+    only the transfer), with PNG and SVG download buttons (rendered only when clicked).
+
+    ``key`` must name everything the chart depends on (layer, split, options...).
+    """
     where = where or st
-    where.altair_chart(chart, width="stretch" if stretch else "content")
-    slug = _slug(name)
+    specs = _chart_specs(run)
+    if key in specs:
+        specs.move_to_end(key)
+    else:
+        spec = chart_spec(build())
+        # Streamlit turns each inline dataset into Arrow on every rerun; frames make that cheap.
+        shown = {**spec, "datasets": {name: pd.DataFrame(rows) for name, rows in spec.get("datasets", {}).items()}}
+        specs[key] = (spec, shown)
+        while len(specs) > MAX_CHARTS_PER_RUN:
+            specs.popitem(last=False)
+    spec, shown = specs[key]
+    is_composite = any(k in spec for k in ("facet", "hconcat", "concat", "vconcat")) or \
+        "column" in spec.get("encoding", {})
+    where.vega_lite_chart(shown, width="stretch" if (stretch and not is_composite) else "content")
+    slug, token = _slug(key), _token(key)
     cols = where.columns([1, 1, 6])
-    cols[0].download_button("PNG", data=lambda: chart_bytes(chart, "png"), file_name=f"{slug}.png",
-                            mime="image/png", key=f"png_{slug}", icon=":material/image:", on_click="ignore",
+    cols[0].download_button("PNG", data=lambda: chart_bytes(spec, "png"), file_name=f"{slug}.png",
+                            mime="image/png", key=f"png_{token}", icon=":material/image:", on_click="ignore",
                             help="Save this chart as a PNG image (2× resolution)")
-    cols[1].download_button("SVG", data=lambda: chart_bytes(chart, "svg"), file_name=f"{slug}.svg",
-                            mime="image/svg+xml", key=f"svg_{slug}", icon=":material/draw:", on_click="ignore",
+    cols[1].download_button("SVG", data=lambda: chart_bytes(spec, "svg"), file_name=f"{slug}.svg",
+                            mime="image/svg+xml", key=f"svg_{token}", icon=":material/draw:", on_click="ignore",
                             help="Save this chart as an SVG vector image")
 
 
@@ -55,10 +87,9 @@ def show_table(frame: pd.DataFrame, name: str, where: Any = None, height: int | 
 
 def csv_download(frame: pd.DataFrame, name: str, where: Any = None, label: str = "CSV") -> None:
     where = where or st
-    slug = _slug(name)
-    where.download_button(label, data=lambda: frame.to_csv(index=False).encode("utf-8"), file_name=f"{slug}.csv",
-                          mime="text/csv", key=f"csv_{slug}", icon=":material/download:", on_click="ignore",
-                          help="Download this table as CSV")
+    where.download_button(label, data=lambda: frame.to_csv(index=False).encode("utf-8"),
+                          file_name=f"{_slug(name)}.csv", mime="text/csv", key=f"csv_{_token(name)}",
+                          icon=":material/download:", on_click="ignore", help="Download this table as CSV")
 
 
 @contextlib.contextmanager

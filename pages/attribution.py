@@ -57,7 +57,8 @@ if not layers.empty:
                          help="Sum over each input's edges of mean |φ(x)| (Splines page). For experts.layer1 the "
                               "inputs are the features; for the gate's KAN layers they are hidden units.")
 with guarded("Attribution chart"):
-    show_chart(ch.side_by_side_chart(attributions, spline_inputs, target, layer), f"attribution_{target}_{baseline}")
+    show_chart(run, f"attribution_{target}_{baseline}_{layer}",
+               lambda: ch.side_by_side_chart(attributions, spline_inputs, target, layer))
 if layers.empty:
     st.caption("This model has no KAN layers (no GRKAN gate, no KAN experts), so there are no spline importances "
                "to compare with.")
@@ -84,5 +85,6 @@ with guarded("Row attribution"):
     delta = sel["delta"].dropna()
     st.markdown(f"Output **{first['f_x']:.4g}**, at the baseline **{first['f_baseline']:.4g}**; Integrated "
                 f"Gradients convergence delta {float(delta.iloc[0]) if len(delta) else float('nan'):.2e}.")
-    show_chart(ch.row_attribution_chart(sel, title=f"{target}, test row {row}"), f"row_{row}_{target}_{baseline}")
+    show_chart(run, f"row_{row}_{target}_{baseline}",
+               lambda: ch.row_attribution_chart(sel, title=f"{target}, test row {row}"))
     show_table(sel, f"row_{row}_attributions_{baseline}", height=200)

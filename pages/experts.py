@@ -47,7 +47,7 @@ if kind:
     cont = cached(run, f"experts_contingency:{split}", lambda: ex.contingency(table))
     left, right = st.columns([3, 2])
     with left, guarded("Contingency"):
-        show_chart(ch.contingency_chart(cont, truth_title), f"contingency_{split}")
+        show_chart(run, f"contingency_{split}", lambda: ch.contingency_chart(cont, truth_title))
     with right:
         show_table(cont, f"contingency_{split}")
 else:
@@ -63,7 +63,7 @@ st.caption(f"{unit.capitalize()} of each expert's own prediction (its output thr
 errors = cached(run, f"experts_errors:{split}", lambda: ex.expert_errors(data, table))
 left, right = st.columns([3, 2])
 with left, guarded("Expert errors"):
-    show_chart(ch.expert_error_chart(errors), f"expert_errors_{split}")
+    show_chart(run, f"expert_errors_{split}", lambda: ch.expert_error_chart(errors))
 with right:
     show_table(errors, f"expert_errors_{split}")
 
@@ -72,7 +72,7 @@ st.caption("Coloured: rows the expert wins; grey: the other rows." +
            (" Dashed: perfect prediction." if data.task != "classification" else ""))
 with guarded("Output vs target"):
     scatter = cached(run, f"experts_scatter:{split}", lambda: ex.expert_vs_target(table, max_points=1500))
-    show_chart(ch.expert_vs_target_chart(scatter, data.task), f"expert_vs_target_{split}")
+    show_chart(run, f"expert_vs_target_{split}", lambda: ch.expert_vs_target_chart(scatter, data.task))
 
 # ----- ablation ---------------------------------------------------------------------------------------------------
 st.subheader("Ablation: remove one expert")
@@ -84,7 +84,7 @@ with guarded("Ablation"):
     abl = cached(run, f"experts_ablation:{split}", lambda: ex.ablation(model, data, split))
     left, right = st.columns([3, 2])
     with left:
-        show_chart(ch.ablation_chart(abl), f"ablation_{split}")
+        show_chart(run, f"ablation_{split}", lambda: ch.ablation_chart(abl))
     with right:
         show_table(abl, f"ablation_{split}")
 

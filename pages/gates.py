@@ -52,16 +52,15 @@ st.subheader("Load and utilisation")
 st.caption(summary["load_definition"])
 left, right = st.columns([3, 2])
 with left, guarded("Load chart"):
-    show_chart(ch.load_chart(loads), f"gate_load_{split}")
+    show_chart(run, f"gate_load_{split}", lambda: ch.load_chart(loads))
 with right:
     show_table(loads, f"gate_load_{split}")
 
 st.subheader("Gate weight distribution")
 style = st.segmented_control("Show as", ["histogram", "violin"], default="histogram", key="gates_style")
 with guarded("Weight distribution"):
-    long = gt.weights_long(wide)
-    chart = ch.weight_violin_chart(long) if style == "violin" else ch.weight_histogram_chart(long)
-    show_chart(chart, f"gate_weights_{style}_{split}")
+    build = ch.weight_violin_chart if style == "violin" else ch.weight_histogram_chart
+    show_chart(run, f"gate_weights_{style}_{split}", lambda: build(gt.weights_long(wide)))
     show_table(wide, f"gate_weights_{split}", height=200)
 
 # ----- where each expert wins ------------------------------------------------------------------------------------
@@ -72,7 +71,7 @@ if data.is_sequence:
                "true regime where the dataset has one.")
     with guarded("Gates over time"):
         over = cached(run, "gates_time", lambda: gt.gates_over_time(model, data, "test"))
-        show_chart(ch.gates_over_time_chart(over), "gates_over_time", stretch=False)
+        show_chart(run, "gates_over_time", lambda: ch.gates_over_time_chart(over))
         show_table(over, "gates_over_time", height=200)
 elif data.n_features >= 2:
     st.subheader("Where each expert wins")
@@ -94,8 +93,10 @@ elif data.n_features >= 2:
             grid = cached(run, f"gates_region:{pair}", lambda: gt.region_map(model, data, pair, resolution=60))
             points = cached(run, f"gates_points:{pair}", lambda: gt.region_points(model, data, pair, max_rows=800))
             x_name, y_name = feats[pair[0]], feats[pair[1]]
-            show_chart(ch.region_winner_chart(grid, points, x_name, y_name), f"region_winner_{x_name}_{y_name}")
-            show_chart(ch.region_weight_charts(grid, points, x_name, y_name), f"region_weights_{x_name}_{y_name}")
+            show_chart(run, f"region_winner_{x_name}_{y_name}",
+                       lambda: ch.region_winner_chart(grid, points, x_name, y_name))
+            show_chart(run, f"region_weights_{x_name}_{y_name}",
+                       lambda: ch.region_weight_charts(grid, points, x_name, y_name))
             show_table(grid, f"region_map_{x_name}_{y_name}", height=160)
 
 st.subheader("Partial dependence of each gate weight on each feature")
@@ -103,5 +104,5 @@ st.caption("Each feature in turn is set to values across its training range (2nd
            "sample of 300 training rows, the other features as they are; lines show the mean gate weight.")
 with guarded("Partial dependence"):
     pdp = cached(run, "gates_pdp", lambda: gt.partial_dependence(model, data, n_values=20, max_rows=300))
-    show_chart(ch.partial_dependence_chart(pdp, columns=4), "gate_partial_dependence")
+    show_chart(run, "gate_partial_dependence", lambda: ch.partial_dependence_chart(pdp, columns=4))
     show_table(pdp, "gate_partial_dependence", height=160)

@@ -83,7 +83,7 @@ if pending and pending[0] == id(run):
         st.rerun()
 with st.expander("Grid coverage per input", icon=":material/fit_screen:"):
     with guarded("Grid coverage"):
-        show_chart(ch.coverage_chart(layer_cov, sp.OUTSIDE_GRID_WARNING), f"grid_coverage_{layer}")
+        show_chart(run, f"grid_coverage_{layer}", lambda: ch.coverage_chart(layer_cov, sp.OUTSIDE_GRID_WARNING))
         show_table(layer_cov, f"grid_coverage_{layer}")
 
 # ----- importance and small multiples ----------------------------------------------------------------------------
@@ -103,17 +103,17 @@ used = sorted({i for i, _ in edges})
 with guarded("Edge curves"):
     left, right = st.columns([3, 2])
     with right:
-        show_chart(ch.importance_bars(layer_imp, threshold), f"edge_importance_{layer}")
+        show_chart(run, f"edge_importance_{layer}_{threshold:.2f}", lambda: ch.importance_bars(layer_imp, threshold))
         show_table(layer_imp.drop(columns=["layer"]), f"edge_importance_{layer}", height=240)
     if edges:
         curves = cached(run, f"spline_curves:{layer}:{edges}", lambda: sp.edge_curves(model, data, layer, list(edges),
                                                                                        inputs))
         knots = cached(run, f"spline_knots:{layer}", lambda: sp.knot_table(model, layer))
         hist = cached(run, f"spline_hist:{layer}", lambda: sp.input_histograms(model, data, layer, None, inputs))
-        frame = ch.edge_frame(curves, layer_imp, knots[knots["input"].isin(used)], layer_cov,
-                              hist[hist["input"].isin(used)], parts=parts)
         with left:
-            show_chart(ch.edge_grid_chart(frame, columns=3), f"edges_{layer}")
+            show_chart(run, f"edges_{layer}_{'_'.join(parts)}_{edges}", lambda: ch.edge_grid_chart(ch.edge_frame(
+                curves, layer_imp, knots[knots["input"].isin(used)], layer_cov, hist[hist["input"].isin(used)],
+                parts=parts), columns=3))
             st.caption("Grey bars: where the training data lie. Blue band: the spline grid range (outside it the "
                        "spline part is 0). Dashed rules: knots.")
     else:
@@ -143,11 +143,13 @@ if pick is not None:
                 best = fits.iloc[0]
                 st.markdown(f"Best: **{best['candidate']}**, R² = {best['r2']:.4f}  \n"
                             f"φ(x) ≈ `{best['formula']}`")
-                show_chart(ch.symbolic_fit_chart(fits), f"symbolic_fit_{layer}_{pick}")
+                show_chart(run, f"symbolic_fit_{layer}_{pick}_{fit_part}", lambda: ch.symbolic_fit_chart(fits))
                 show_table(fits, f"symbolic_fit_{layer}_{pick}")
                 if fit_part == "total":
                     fit_curve = pd.DataFrame({"x": one["x"], "y": sym.evaluate_fit(best, one["x"].to_numpy())})
-        big = ch.edge_frame(one, layer_imp, knots[knots["input"] == pick[0]], layer_cov,
-                            hist[hist["input"] == pick[0]], parts=parts, fit=fit_curve)
-        show_chart(ch.edge_detail_chart(big, title=names[pick]), f"edge_{layer}_{pick[0]}_{pick[1]}")
+        fit_key = "fit" if fit_curve is not None else "nofit"
+        show_chart(run, f"edge_{layer}_{pick[0]}_{pick[1]}_{'_'.join(parts)}_{fit_key}",
+                   lambda: ch.edge_detail_chart(ch.edge_frame(one, layer_imp, knots[knots["input"] == pick[0]],
+                                                              layer_cov, hist[hist["input"] == pick[0]],
+                                                              parts=parts, fit=fit_curve), title=names[pick]))
         show_table(one, f"edge_curve_{layer}_{pick[0]}_{pick[1]}", height=200)

@@ -103,8 +103,10 @@ def test_expert_and_sequence_charts():
     spec = _spec(ch.gates_over_time_chart(over))
     assert len(spec["vconcat"]) == 2 and "regime" in _fields(spec)
     table = experts.routing_table(model, data)
-    for chart in (ch.contingency_chart(experts.contingency(table)), ch.expert_error_chart(experts.expert_errors(data, table)),
-                  ch.expert_vs_target_chart(experts.expert_vs_target(table, 60)), ch.ablation_chart(experts.ablation(model, data))):
+    for chart in (ch.contingency_chart(experts.contingency(table)),
+                  ch.expert_error_chart(experts.expert_errors(data, table)),
+                  ch.expert_vs_target_chart(experts.expert_vs_target(table, 60)),
+                  ch.ablation_chart(experts.ablation(model, data))):
         assert _has_tooltips(_spec(chart))
     assert {"share_of_truth", "count"} <= _fields(_spec(ch.contingency_chart(experts.contingency(table))))
     assert "harm" in _fields(_spec(ch.ablation_chart(experts.ablation(model, data))))
@@ -121,6 +123,14 @@ def test_classification_output_chart_and_attributions(kan_model):
     assert len(_spec(ch.side_by_side_chart(attr, None, "prediction"))["hconcat"]) == 1
     row = attribution.row_attributions(model, data, 0, n_steps=8)
     assert "attribution" in _fields(_spec(ch.row_attribution_chart(row[row["target"] == "prediction"])))
+
+
+def test_large_region_maps_convert_without_the_row_limit(kan_model):
+    model, data, _ = kan_model
+    grid = gates.region_map(model, data, resolution=60)  # 60 × 60 cells × 3 experts > Altair's 5000-row guard
+    spec = ch.chart_spec(ch.region_weight_charts(grid, None, "x0", "x1"))
+    assert sum(len(rows) for rows in spec["datasets"].values()) >= 60 * 60 * 3
+    assert ch.chart_bytes(spec, "svg").startswith(b"<svg")
 
 
 def test_export_png_and_svg():

@@ -1,5 +1,7 @@
-"""Save a chart as PNG or SVG bytes (vl-convert, offline), for download buttons and reports."""
+"""A chart as a Vega-Lite dict (validated once, data inline), and as PNG or SVG bytes (vl-convert, offline)."""
 from __future__ import annotations
+
+from typing import Any
 
 import altair as alt
 import vl_convert as vlc
@@ -7,11 +9,22 @@ import vl_convert as vlc
 FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
 
 
-def chart_bytes(chart: alt.TopLevelMixin, fmt: str = "png", scale: float = 2.0) -> bytes:
-    """The chart rendered to PNG (``scale`` × its size) or SVG. Raises ValueError for other formats."""
+def chart_spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
+    """The chart's Vega-Lite spec with its data inline, validated against the schema.
+
+    Altair's 5000-row guard is lifted here because the builders already cap their data (region maps have up to
+    400 cells per axis per expert). Pages keep this dict so a rerun does not rebuild or revalidate the chart.
+    """
+    with alt.data_transformers.disable_max_rows():
+        return chart.to_dict(validate=True)
+
+
+def chart_bytes(chart: alt.TopLevelMixin | dict[str, Any], fmt: str = "png", scale: float = 2.0) -> bytes:
+    """The chart (an Altair chart or a spec from :func:`chart_spec`) rendered to PNG (``scale`` × its size) or
+    SVG. Raises ValueError for other formats."""
     if fmt not in FORMATS:
         raise ValueError(f"chart format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    spec = chart.to_json()
+    spec = chart if isinstance(chart, dict) else chart_spec(chart)
     if fmt == "png":
         return vlc.vegalite_to_png(spec, scale=scale)
     return vlc.vegalite_to_svg(spec).encode("utf-8")
