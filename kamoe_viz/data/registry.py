@@ -42,7 +42,9 @@ class DatasetInfo:
     is_2d: bool = False
 
     def __post_init__(self) -> None:
-        named = {key: spec if spec.name == key else replace(spec, name=key) for key, spec in self.options.items()}
+        named = {key: spec if spec.name == key and spec.label else
+                 replace(spec, name=key, label=spec.label or key.replace("_", " ").capitalize())
+                 for key, spec in self.options.items()}
         object.__setattr__(self, "options", named)
 
     @property
