@@ -111,3 +111,29 @@ def test_single_expert_models_have_no_ablation():
     model1 = type(model)(model.config.__class__(kind="standard", expert_hidden=(4,)), 2, 1)
     with pytest.raises(ValidationError, match="at least 2 experts"):
         ex.ablation(model1, data)
+
+
+def test_default_regimes_dataset_contingency_from_real_gate_weights():
+    """The default dataset ('regimes', GRKAN gate, 3 experts): the contingency table counts true regime against the
+    expert with the largest real gate weight, row by row."""
+    from kamoe_viz.config import RunConfig
+    from kamoe_viz.data import load_dataset
+    from kamoe_viz.training import train_run
+
+    config = RunConfig()
+    assert config.data.name == "regimes" and config.model.gate == "grkan"
+    config.model.expert_hidden = (16,)
+    config.train.epochs = 3
+    config.train.device = "cpu"
+    dataset = load_dataset(config.data)
+    run = train_run(config, dataset=dataset)
+    table = ex.routing_table(run.model, dataset, "test")
+    cont = ex.contingency(table)
+    with torch.no_grad():
+        winners = run.model.gate_weights(torch.as_tensor(dataset.X_test)).numpy().argmax(1)
+    expected = pd.crosstab(dataset.regimes_test, winners).reindex(columns=range(3), fill_value=0)
+    got = cont.pivot(index="truth", columns="winner", values="count")
+    assert np.array_equal(got.to_numpy(), expected.to_numpy())
+    assert list(cont["truth_name"].unique()) == list(dataset.regime_names)
+    score = ex.agreement(table)
+    assert score["rows"] == len(dataset.X_test) and 0 <= score["nmi"] <= 1
