@@ -53,7 +53,7 @@ def same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-# ----- determinism -----------------------------------------------------------------------------------------------------
+# ----- determinism ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("gate,expert", [("grkan", "mlp"), ("linear", "kan")])
 def test_same_seed_same_result_bitwise(gate: str, expert: str) -> None:
     ds = tiny_dataset()
@@ -117,7 +117,7 @@ def test_classification_uses_cross_entropy_and_scores() -> None:
     assert m["accuracy"] > 0.6  # three balanced classes: chance is 1/3
 
 
-# ----- early stopping, best weights, plateau ---------------------------------------------------------------------------
+# ----- early stopping, best weights, plateau --------------------------------------------------------------------------
 class ScriptedTrainer(Trainer):
     """A Trainer whose validation losses follow a script, so stopping and LR decisions can be checked exactly."""
 
@@ -172,7 +172,8 @@ def test_plateau_reduces_lr_down_to_the_floor() -> None:
 
 def test_real_plateau_with_tiny_learning_rate() -> None:
     """lr 1e-12 leaves the loss unchanged: early stopping and the schedule act on a real flat validation loss."""
-    run = train_run(tiny_config(epochs=20, lr=1e-12, early_stopping=3, lr_patience=1, lr_factor=0.5, min_lr=0.0), tiny_dataset())
+    cfg = tiny_config(epochs=20, lr=1e-12, early_stopping=3, lr_patience=1, lr_factor=0.5, min_lr=0.0)
+    run = train_run(cfg, tiny_dataset())
     r = run.result
     assert r.stopped_reason == "early_stopping" and r.best_epoch == 1 and r.epochs_run == 4
     assert r.history["lr"].tolist() == pytest.approx([1e-12, 1e-12, 5e-13, 2.5e-13])

@@ -1,4 +1,4 @@
-"""Divergence guard: NaN/inf losses and exploding gradients stop training cleanly, keep the best weights, give advice."""
+"""Divergence guard: NaN/inf losses and exploding gradients stop training cleanly, keep the best weights, advise."""
 from __future__ import annotations
 
 import math

@@ -71,7 +71,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             for key, o in info.options.items():
                 bounds = f" {o.min:g}..{o.max:g}" if o.min is not None and o.max is not None else ""
                 print(f"{'':<{width}}    --option {key}=  default {o.default!r}{bounds}  {o.help}")
-    print(f"\nAlso: --csv PATH --target COLUMN [--features A,B] trains on your own CSV.")
+    print("\nAlso: --csv PATH --target COLUMN [--features A,B] trains on your own CSV.")
     return 0
 
 

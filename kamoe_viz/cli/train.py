@@ -88,7 +88,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
     return p
 
 
-# ----- arguments -> config ---------------------------------------------------------------------------------------------
+# ----- arguments -> config --------------------------------------------------------------------------------------------
 def _option_value(text: str) -> Any:
     for kind in (int, float):
         try:
@@ -103,7 +103,8 @@ def _hidden(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(p) for p in parts)
     except ValueError:
-        raise ValidationError("--hidden", text, "must be layer widths separated by commas, e.g. 100 or 64,32") from None
+        raise ValidationError("--hidden", text,
+                              "must be layer widths separated by commas, e.g. 100 or 64,32") from None
     return values
 
 
@@ -139,7 +140,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(data=data, model=model, train=train).validate()
 
 
-# ----- progress ----------------------------------------------------------------------------------------------------------
+def _secs(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+
+
+# ----- progress -------------------------------------------------------------------------------------------------------
 class ProgressBar:
     """A one-line text bar on a terminal; on a pipe or log file, a plain line every tenth of the run."""
 
@@ -152,7 +157,8 @@ class ProgressBar:
         filled = int(self.width * min(1.0, info.epoch / self.total))
         bar = "#" * filled + "." * (self.width - filled)
         text = (f"[{bar}] epoch {info.epoch}/{self.total}  train {info.train_loss:.4f}  val {info.val_loss:.4f}  "
-                f"best {info.best_epoch}  lr {info.lr:.2g}  {info.seconds_elapsed:.0f}s, <= {info.eta_seconds:.0f}s left")
+                f"best {info.best_epoch}  lr {info.lr:.2g}  {_secs(info.seconds_elapsed)}, "
+                f"<= {_secs(info.eta_seconds)} left")
         if self.tty:
             self.stream.write("\r\033[K" + text)
         elif info.epoch % self.every == 0 or info.epoch == 1:
@@ -165,7 +171,7 @@ class ProgressBar:
             self.stream.flush()
 
 
-# ----- the command -------------------------------------------------------------------------------------------------------
+# ----- the command ----------------------------------------------------------------------------------------------------
 def _json_value(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -181,6 +187,9 @@ def _save(run: Any, runs_dir: str | None) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise ValidationError("--threads", args.threads, "must be at least 1")
+    config = config_from_args(args)  # bad input is reported before torch is even loaded
     import torch
 
     from kamoe_viz.data import load_dataset
@@ -188,10 +197,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from kamoe_viz.training import Trainer, TrainedRun, resolve_device
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValidationError("--threads", args.threads, "must be at least 1")
         torch.set_num_threads(args.threads)
-    config = config_from_args(args)
     resolve_device(config.train.device)
     started = time.perf_counter()
     dataset = load_dataset(config.data)

@@ -89,7 +89,8 @@ def scores(dataset: Any, output: np.ndarray, y: np.ndarray) -> dict[str, float]:
                                dataset.unscale_y(np.asarray(output, dtype=np.float64)))
 
 
-def evaluate(model: torch.nn.Module, dataset: Any, split: str = "test", batch_size: int = EVAL_BATCH) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, dataset: Any, split: str = "test",
+             batch_size: int = EVAL_BATCH) -> dict[str, float]:
     """Metrics of ``model`` on one split: ``r2``, ``rmse``, ``mae`` (original units) or ``accuracy``, ``log_loss``;
     plus ``loss`` (the training loss on that split)."""
     if split not in SPLITS:
