@@ -36,7 +36,8 @@ def _write_counts():
     target = os.environ.get("KAMOE_HOSTILE_COUNTS")
     if target:
         with open(target, "w", encoding="utf-8") as handle:
-            json.dump(dict(COUNTS, total=sum(COUNTS.values())), handle)
+            tried = sum(n for kind, n in COUNTS.items() if not kind.endswith("_accepted") and ":" not in kind)
+            json.dump(dict(COUNTS, total_tried=tried), handle)
 
 
 # ---------------------------------------------------------------- CSV text pieces
