@@ -59,7 +59,7 @@ def test_gate_entropy_and_regime_agreement():
     (["compare", "--seeds", "two"], "--seeds: got 'two'"),
     (["compare", "--csv", "/no/such.csv", "--target", "y"], "--csv: got '/no/such.csv'"),
     (["compare", "--csv", __file__], "--target"),
-    (["compare", "--epochs", "0"], "train.epochs: got 0"),
+    (["compare", "--epochs", "0"], "--epochs (train.epochs): got 0"),
     (["compare", "--jobs", "0", "--epochs", "1"], "jobs: got 0"),
     (["reproduce", "california", "--widths", "0"], "widths: got 0"),
     (["reproduce", "california", "--experts", "lstm"], "experts: got 'lstm'"),

@@ -18,13 +18,13 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from kamoe_viz.config import (EXPERT_TYPES, GATE_ACTIVATIONS, DataConfig, ModelConfig, RunConfig, TrainConfig)
-from kamoe_viz.errors import KamoeError, ValidationError
+from kamoe_viz.config import DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, ModelConfig, RunConfig, TrainConfig
+from kamoe_viz.errors import ValidationError
 
 COMPARE_DEFAULT_EPOCHS = 30
 
 
-# ----- shared run options (mirrors `train`; see the note in add_commands) --------------------------------------------
+# ----- run options: the same names as `train`, parsed by train's own config_from_args ---------------------------------
 def _int_list(text: str, field: str) -> list[int]:
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     try:
@@ -34,67 +34,50 @@ def _int_list(text: str, field: str) -> list[int]:
 
 
 def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> None:
-    """Dataset, model and training options, named as in `python -m kamoe_viz train`."""
+    """Dataset, model and training options with the names and meaning of `python -m kamoe_viz train`.
+
+    The gate and the model kind are what a comparison varies, so `--gate`/`--kind` are not offered; `--seed` is the
+    first training seed. Parsing goes through :func:`kamoe_viz.cli.train.config_from_args`, so both commands read
+    their options the same way.
+    """
+    model, train = ModelConfig(), TrainConfig()
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", default=None, help="built-in dataset name (default: regimes); "
-                                                     "see `python -m kamoe_viz datasets`")
+    data.add_argument("--dataset", default=None, metavar="NAME", help="built-in dataset (default: regimes); "
+                                                                     "see `python -m kamoe_viz datasets`")
     data.add_argument("--csv", default=None, metavar="PATH", help="train on your own CSV instead of --dataset")
-    data.add_argument("--target", default=None, metavar="COLUMN", help="target column of --csv")
+    data.add_argument("--target", default=None, metavar="COLUMN", help="the column of --csv to predict")
     data.add_argument("--features", default=None, metavar="A,B,...", help="feature columns of --csv (default: all)")
     data.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                       help="dataset option, repeatable (e.g. --option noise=0.2)")
-    data.add_argument("--data-seed", type=int, default=0, help="seed of the train/val/test split (fixed)")
-    model = parser.add_argument_group("model")
-    model.add_argument("--expert", choices=EXPERT_TYPES, default="mlp")
-    model.add_argument("--experts", type=int, default=3, metavar="N", help="number of experts")
-    model.add_argument("--hidden", default="32", metavar="W[,W...]", help="expert layer widths, e.g. 64,32")
-    model.add_argument("--gate-activation", choices=GATE_ACTIVATIONS, default="sigmoid")
-    model.add_argument("--top-k", type=int, default=0, help="keep each input's k largest gate weights (0 = all)")
-    train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=int, default=default_epochs)
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0 = off)")
-    train.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps")
-
-
-def _option_value(text: str) -> Any:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
+    data.add_argument("--data-seed", type=int, default=0, metavar="N",
+                      help="seed of the train/val/test split (the same for every run unless --vary-split)")
+    m = parser.add_argument_group("model")
+    m.add_argument("--expert", choices=EXPERT_TYPES, default=model.expert)
+    m.add_argument("--experts", type=int, default=model.n_experts, metavar="N", help="number of experts")
+    m.add_argument("--hidden", default="32", metavar="W[,W...]", help="expert layer widths (default %(default)s)")
+    m.add_argument("--gate-activation", choices=GATE_ACTIVATIONS, default=model.gate_activation)
+    m.add_argument("--top-k", type=int, default=model.top_k, metavar="K",
+                   help="keep each row's K largest gate weights (0 = all)")
+    m.add_argument("--return-sequences", action="store_true", help="LSTM/GRU experts predict every time step")
+    t = parser.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=default_epochs, metavar="N", help="at most N epochs per run "
+                                                                                  "(default %(default)s)")
+    t.add_argument("--batch-size", type=int, default=train.batch_size, metavar="N")
+    t.add_argument("--lr", type=float, default=train.lr, metavar="X", help="learning rate (default %(default)g)")
+    t.add_argument("--weight-decay", type=float, default=train.weight_decay, metavar="X")
+    t.add_argument("--patience", type=int, default=10, metavar="N",
+                   help="early-stopping patience in epochs, 0 = off (default %(default)s)")
+    t.add_argument("--max-grad-norm", type=float, default=train.max_grad_norm, metavar="X")
+    t.add_argument("--seed", type=int, default=0, metavar="N", help="first training seed (default 0)")
+    t.add_argument("--device", choices=DEVICES, default="cpu", help="default cpu (runs are small and parallel)")
+    parser.set_defaults(kind="moe", gate="grkan")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The base RunConfig of a comparison from the parsed options (validated)."""
-    options: dict[str, Any] = {}
-    for item in args.option:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValidationError("--option", item, "must look like KEY=VALUE")
-        options[key.strip()] = _option_value(value.strip())
-    if args.csv:
-        if not args.target:
-            raise ValidationError("--target", None, "is required with --csv (the column to predict)")
-        if args.dataset:
-            raise ValidationError("--dataset", args.dataset, "cannot be combined with --csv; use one of them")
-        if not Path(args.csv).is_file():
-            raise ValidationError("--csv", args.csv, "must be an existing CSV file")
-        features = tuple(f.strip() for f in args.features.split(",") if f.strip()) if args.features else None
-        data = DataConfig(name="csv", csv_path=str(args.csv), target=args.target, features=features,
-                          seed=args.data_seed, options=options)
-    else:
-        if args.target or args.features:
-            raise ValidationError("--target", args.target or args.features, "only applies together with --csv")
-        data = DataConfig(name=args.dataset or "regimes", options=options, seed=args.data_seed)
-    hidden = tuple(_int_list(args.hidden, "--hidden"))
-    model = ModelConfig(kind="moe", expert=args.expert, n_experts=args.experts, expert_hidden=hidden,
-                        gate_activation=args.gate_activation, top_k=args.top_k)
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, early_stopping=args.patience,
-                        seed=0, device=args.device)
-    return RunConfig(data=data, model=model, train=train).validate()
+    """The base RunConfig of a comparison (validated), read exactly as `train` reads it."""
+    from kamoe_viz.cli.train import config_from_args as train_config
+
+    return train_config(args)
 
 
 # ----- helpers ----------------------------------------------------------------------------------------------------
@@ -208,29 +191,8 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str] | None = None) -> in
     return 0
 
 
-def _guard(handler: Callable[..., int]) -> Callable[..., int]:
-    """Bad input -> exit status 2 with one line on stderr (no traceback)."""
-
-    def run(args: argparse.Namespace, *extra: Any) -> int:
-        try:
-            return handler(args, *extra)
-        except KamoeError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-
-    run.__name__ = handler.__name__
-    return run
-
-
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register `compare` and `reproduce` (each sets ``func``: call ``args.func(args)`` -> exit code).
-
-    The model/training options mirror `train` by name; if the train command exposes a shared option builder, this
-    is the one place to switch to it.
-    """
+    """Register `compare` and `reproduce` (each sets ``func``; `reproduce` takes ``(args, argv)``)."""
     p = subparsers.add_parser(
         "compare", help="train gates side by side over several seeds and test the differences",
         description="Train the same data, split, experts and training settings with each gate (and the plain "
@@ -244,7 +206,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, metavar="CSV", help="write one row per gate and seed to this CSV")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_run_options(p, default_epochs=COMPARE_DEFAULT_EPOCHS)
-    p.set_defaults(func=_guard(cmd_compare))
+    p.set_defaults(func=cmd_compare)
 
     r = subparsers.add_parser(
         "reproduce", help="run the paper's experiments (california, sequential) and write a markdown report",
@@ -263,18 +225,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--datasets", default=None, help="sequential: dataset names (default: every sequence dataset)")
     r.add_argument("--hidden", type=int, default=32, help="sequential: recurrent expert width (default 32)")
     r.add_argument("--quiet", action="store_true", help="no progress lines")
-    r.set_defaults(func=_guard(cmd_reproduce))
+    r.set_defaults(func=cmd_reproduce)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (the package's `python -m kamoe_viz` dispatches to the same handlers)."""
-    parser = argparse.ArgumentParser(prog="python -m kamoe_viz")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_commands(sub)
-    args = parser.parse_args(argv)
-    if args.command == "reproduce":
-        return args.func(args, argv)
-    return args.func(args)
+    """Same as ``python -m kamoe_viz`` (the package's dispatcher reports errors in one line, exit status 2)."""
+    from kamoe_viz.cli import main as package_main
+
+    return package_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
