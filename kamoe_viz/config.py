@@ -41,9 +41,14 @@ def _check_int(section: str, name: str, value: Any, low: int, high: int) -> int:
 
 def _check_float(section: str, name: str, value: Any, low: float, high: float, *, open_low: bool = False) -> float:
     allowed = f"must be a number {'>' if open_low else '>='} {low:g} and <= {high:g}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(f"{section}.{name}", value, allowed)
-    value = float(value)
+    try:
+        value = float(value)  # a huge int (10**400) overflows here
+    except OverflowError:
+        raise ValidationError(f"{section}.{name}", value, allowed) from None
+    if not math.isfinite(value):
+        raise ValidationError(f"{section}.{name}", value, allowed)
     if value > high or value < low or (open_low and value == low):
         raise ValidationError(f"{section}.{name}", value, allowed)
     return value

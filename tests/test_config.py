@@ -60,6 +60,8 @@ def test_query_params_round_trip_and_only_non_defaults():
         ({"train": {"batchsize": 3}}, "train.batchsize", "unknown field"),
         ({"extra": {}}, "config", "unknown section"),
         ({"data": {"test_fraction": 0.9}}, "data.test_fraction", "<= 0.5"),
+        ({"train": {"lr": 10**400}}, "train.lr", "number"),
+        ({"train": {"epochs": 10**400}}, "train.epochs", "integer"),
     ],
 )
 def test_validation_messages_name_field_value_and_allowed(raw, field, fragment):
@@ -95,7 +97,7 @@ def test_bad_link_parameters_are_refused_by_name(params, fragment):
 
 
 _text = st.text(max_size=12)
-_scalar = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True), _text, st.none(),
+_scalar = st.one_of(st.integers(-10**6, 10**6), st.integers(min_value=10**300), st.floats(allow_nan=True, allow_infinity=True), _text, st.none(),
                     st.booleans(), st.lists(st.integers(-5, 2000), max_size=8))
 _sections = st.fixed_dictionaries({}, optional={
     "data": st.dictionaries(st.sampled_from(["name", "seed", "test_fraction", "val_fraction", "options", "junk"]),
