@@ -4,9 +4,16 @@ Start with ``bash scripts/app.sh`` or ``streamlit run app.py`` (binds to 127.0.0
 """
 from __future__ import annotations
 
-import streamlit as st
+import os
 
-from pages._state import render_sidebar
+# Idle OpenMP threads sleep instead of spinning: with several sessions training at once (or a busy machine),
+# spinning torch threads fight over the cores and small-batch training gets many times slower. Set before torch
+# is first imported (by a page); an explicit OMP_WAIT_POLICY in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import streamlit as st  # noqa: E402
+
+from pages._state import render_sidebar  # noqa: E402
 
 st.set_page_config(page_title="KAMoE Explorer", page_icon=":material/hub:", layout="wide",
                    menu_items={"About": "KAMoE Explorer: train small mixtures of experts (linear, GRN, GRKAN "

@@ -13,10 +13,10 @@ from pages._config_state import seed
 
 UPLOAD_NAME = "csv"  # DataConfig.name of a run on an uploaded CSV (the file itself never goes into a link)
 SOURCE_BUILTIN = "Built-in dataset"
+UPLOAD_BYTES = "_upload_bytes"  # raw bytes of the CSV behind the current upload dataset
 SOURCE_UPLOAD = "Upload a CSV"
 
 
-@st.cache_data(show_spinner=False)
 def dataset_infos() -> list[Any]:
     from kamoe_viz.data import list_datasets
 
@@ -56,43 +56,32 @@ def dataset_from_upload(digest: str, _frame: Any, target: str, features: tuple[s
                               val_fraction=val_fraction, task=task)
 
 
-def _spec(spec: Any, *names: str, default: Any = None) -> Any:
-    for name in names:
-        if isinstance(spec, dict) and name in spec:
-            return spec[name]
-        if hasattr(spec, name):
-            return getattr(spec, name)
-    return default
-
-
-def _option_widget(dataset: str, name: str, spec: Any, current: Any, disabled: bool) -> Any:
-    default = _spec(spec, "default", default=spec if not isinstance(spec, dict) else None)
-    value = current if current is not None else default
-    label = _spec(spec, "label", "title", default=name.replace("_", " "))
-    help_text = _spec(spec, "help", "description")
-    choices = _spec(spec, "choices", "options")
-    key = seed(f"data.options.{dataset}.{name}", value)
-    if choices:
-        choices = list(choices)
+def _option_widget(dataset: str, spec: Any, current: Any, disabled: bool) -> Any:
+    """One widget for a dataset option (kamoe_viz.data.OptionSpec: type int|float|choice|str, bounds, help)."""
+    value = current if current is not None else spec.default
+    key = seed(f"data.options.{dataset}.{spec.name}", value)
+    label = spec.label or spec.name
+    if spec.type == "choice":
+        choices = list(spec.choices or [])
         if st.session_state[key] not in choices:
-            st.session_state[key] = default if default in choices else choices[0]
-        return st.selectbox(label, choices, key=key, help=help_text, disabled=disabled)
-    if isinstance(default, bool):
-        return st.checkbox(label, key=key, help=help_text, disabled=disabled)
-    low = _spec(spec, "min", "low", "min_value")
-    high = _spec(spec, "max", "high", "max_value")
-    if isinstance(default, int):
-        st.session_state[key] = int(st.session_state[key]) if isinstance(st.session_state[key], (int, float)) \
-            else default
-        return st.number_input(label, None if low is None else int(low), None if high is None else int(high),
-                               step=_spec(spec, "step", default=1), key=key, help=help_text, disabled=disabled)
-    if isinstance(default, float):
-        st.session_state[key] = float(st.session_state[key]) if isinstance(st.session_state[key], (int, float)) \
-            else default
-        return st.number_input(label, None if low is None else float(low), None if high is None else float(high),
-                               step=float(_spec(spec, "step", default=0.05)), format="%g", key=key,
-                               help=help_text, disabled=disabled)
-    return st.text_input(label, key=key, help=help_text, disabled=disabled)
+            st.session_state[key] = spec.default if spec.default in choices else choices[0]
+        return st.selectbox(label, choices, key=key, help=spec.help or None, disabled=disabled)
+    if spec.type in ("int", "float"):
+        cast = int if spec.type == "int" else float
+        try:
+            number = cast(st.session_state[key])
+        except (TypeError, ValueError):
+            number = cast(spec.default)
+        low = None if spec.min is None else cast(spec.min)
+        high = None if spec.max is None else cast(spec.max)
+        if low is not None and high is not None:
+            number = min(max(number, low), high)
+        st.session_state[key] = number
+        step = cast(spec.step) if spec.step else (1 if spec.type == "int" else 0.05)
+        return st.number_input(label, low, high, step=step, key=key, help=spec.help or None, disabled=disabled,
+                               **({} if spec.type == "int" else {"format": "%g"}))
+    text = st.text_input(label, key=key, help=spec.help or None, disabled=disabled)
+    return text or None
 
 
 def builtin_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], Any, str | None]:
@@ -107,15 +96,13 @@ def builtin_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], An
     if getattr(info, "needs_download", False):
         st.caption(":material/cloud_download: Downloaded once on first use, then cached (or read from a local CSV "
                    "named by env KAMOE_CALIFORNIA_CSV).")
-    spec = _spec(info, "options", default={}) or {}
+    specs = [o for o in info.option_specs if o.name != "csv_path"]  # server paths never come from the page
     chosen = base.data.options if base.data.name == name else {}
     options: dict[str, Any] = {}
-    if spec:
+    if specs:
         with st.expander("Dataset options", expanded=False):
-            for opt, opt_spec in dict(spec).items():
-                if opt == "csv_path":
-                    continue
-                options[opt] = _option_widget(name, opt, opt_spec, chosen.get(opt), disabled)
+            for spec in specs:
+                options[spec.name] = _option_widget(name, spec, chosen.get(spec.name), disabled)
     data = RunConfig(data=base.data).to_dict()["data"]
     data.update(name=name, options=options, csv_path=None, target=None, features=None)
     try:
@@ -169,6 +156,7 @@ def upload_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], Any
         return data, None, str(err)
     except Exception as err:
         return data, None, f"upload: the CSV could not be turned into a dataset ({type(err).__name__}: {err})."
+    st.session_state[UPLOAD_BYTES] = raw
     return data, dataset, None
 
 
@@ -181,13 +169,16 @@ def _safe_name(filename: str) -> str:
 def dataset_card(dataset: Any) -> None:
     """Size, task, source, and a preview table or (2-D inputs) a scatter of the training inputs."""
     sizes = dataset.sizes()
-    cols = st.columns(4)
+    cols = st.columns(3)
     cols[0].metric("Training rows", f"{sizes['train']:,}")
     cols[1].metric("Validation / test", f"{sizes['val']:,} / {sizes['test']:,}")
     cols[2].metric("Features", f"{dataset.n_features}" + (f" × {dataset.seq_len} steps" if dataset.is_sequence
                                                           else ""))
-    task = dataset.task + (f" ({len(dataset.class_names)} classes)" if dataset.class_names else "")
-    cols[3].metric("Task", task)
+    task = dataset.task + (f" with {len(dataset.class_names)} classes" if dataset.class_names else "")
+    target = f"target `{dataset.target_name}`"
+    regimes = f", {len(dataset.regime_names)} known regimes" if dataset.regime_names else ""
+    st.caption(f"{task.capitalize()}, {target}{regimes}. Inputs are standardised on the training split; the "
+               "preview shows original units.")
     X = dataset.unscale_X(dataset.X_train[:600])
     y = dataset.unscale_y(dataset.y_train[:600])
     frame = ct.preview_frame(X, y, dataset.feature_names, dataset.target_name, dataset.class_names,

@@ -35,17 +35,17 @@ def share_link(config: RunConfig) -> None:
             st.caption("Append this to the app's address.")
 
 
-def last_job_messages(job: live.Job | None) -> None:
+def last_job_messages(job: Any) -> None:
+    """What went wrong in the last training (library message; details for a bug report) and saving notes."""
     if job is None or job.active:
         return
     if job.error:
         st.error(job.error, icon=":material/error:")
-    for note in job.notes:
-        if note.startswith("Traceback"):
+        if job.details:
             with st.expander("Details for a bug report"):
-                st.code(note, language=None)
-        else:
-            st.warning(note)
+                st.code(job.details, language=None)
+    for note in st.session_state.get(live.NOTES, []):
+        st.warning(note, icon=":material/warning:")
 
 
 def _metrics_table(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> pd.DataFrame:
@@ -77,8 +77,7 @@ def current_run_results() -> None:
         return
     result = run.result
     info = _state.describe_run(run)
-    st.divider()
-    st.subheader("Current run")
+    st.subheader("Results")
     st.caption(f"{info['dataset']} · gate {info['gate']} · {info['experts']} · {info['device']} · "
                f"epochs {info['epochs']} · {result.seconds:.1f} s"
                + (f" · saved as `{run.run_id}`" if getattr(run, "run_id", None) else ""))

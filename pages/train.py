@@ -7,7 +7,7 @@ from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError
 from pages import _config_state as cfg
 from pages import _data_section as data_ui
-from pages import _results
+from pages import _results, _state
 from pages import _train_live as live
 from pages._presets import available_presets
 from pages._train_settings import model_settings, training_settings
@@ -49,10 +49,9 @@ def _preflight(config: RunConfig, dataset) -> tuple[str | None, str | None]:
 st.title("Train a mixture of experts")
 st.caption("Pick data, choose a gate (linear, GRN or the paper's GRKAN) and experts, then press Train and watch the "
            "gate learn to route. The URL always holds the settings: copy it to share this exact setup.")
+base = cfg.master()  # on the session's first visit: the link's settings
 for warning in cfg.pop_link_warnings():
     st.warning(warning, icon=":material/link_off:")
-
-base = cfg.master()
 job = live.job()
 busy = job is not None and job.active
 
@@ -101,36 +100,43 @@ if config is not None and not busy:
     cfg.sync_link(config)
 
 with right:
-    if dataset is not None:
-        data_ui.dataset_card(dataset)
-    elif data_error:
-        (st.info if data_error.startswith("Upload a CSV") else st.error)(data_error)
     params_text = None
     if config is not None and dataset is not None and not errors:
         params_text, build_error = _preflight(config, dataset)
         if build_error:
             errors.append(build_error)
+    if dataset is None and data_error:
+        (st.info if data_error.startswith("Upload a CSV") else st.error)(data_error)
     for message in errors:
         st.error(message, icon=":material/error:")
 
     ready = config is not None and dataset is not None and not errors
-    c1, c2, c3 = st.columns([1, 1.4, 2.4], vertical_alignment="center")
+    c1, c2, c3 = st.columns([1, 1.5, 1], vertical_alignment="center")
     clicked = c1.button("Train", type="primary", icon=":material/play_arrow:", disabled=busy or not ready,
                         width="stretch", help=None if ready else "Fix the messages above first.")
     with_baseline = c2.checkbox("Also train a plain baseline", value=True, key="with_baseline", disabled=busy,
                                 help="After the mixture, train the standard single-expert model with the same "
                                      "settings and show both test scores side by side.")
+    with c3:
+        if config is not None:
+            _results.share_link(config)
     if params_text:
-        c3.caption(params_text)
+        st.caption(f"Model: {params_text}.")
     if clicked and ready:
-        message = live.start(config, dataset, with_baseline)
+        csv = st.session_state.get(data_ui.UPLOAD_BYTES) if source == data_ui.SOURCE_UPLOAD else None
+        message = live.start(config, dataset, with_baseline, csv=csv)
         if message:
             st.error(message, icon=":material/error:")
         else:
             st.rerun()
-    if config is not None:
-        _results.share_link(config)
     live.live_panel()
     _results.last_job_messages(live.job())
-    if not busy:
+    has_results = not busy and _state.current_run() is not None
+    if has_results:
         _results.current_run_results()
+    if dataset is not None:
+        if busy or has_results:
+            with st.expander(f"Dataset: {dataset.name}", icon=":material/table_view:"):
+                data_ui.dataset_card(dataset)
+        else:
+            data_ui.dataset_card(dataset)

@@ -1,0 +1,147 @@
+"""Runs page: the saved runs of the runs folder; open one in the explorer, download, delete, or upload a run file."""
+from __future__ import annotations
+
+import streamlit as st
+
+from kamoe_viz.errors import KamoeError
+from pages import _state
+
+CONFIRM = "_confirm_delete"
+METRIC_LABELS = {"r2": "R²", "rmse": "RMSE", "accuracy": "accuracy", "log_loss": "log loss"}
+TABLE_COLUMNS = ["name", "created", "dataset", "gate", "expert", "n_experts", "metric", "value", "epochs", "device",
+                 "stopped_reason", "notes", "error", "run_id"]
+IMPORTED = "_imported_files"  # upload file ids already imported in this session (no double import on rerun)
+
+
+
+def _label(row: dict) -> str:
+    """'name · R² 0.912 · 2025-01-31 14:25' (or the problem of a damaged run) for the run picker."""
+    def present(value) -> bool:
+        return value is not None and value == value and value != ""
+
+    parts = [str(row.get("name") or row.get("run_id"))]
+    if present(row.get("error")):
+        parts.append(f"damaged: {str(row['error'])[:60]}")
+    elif present(row.get("metric")) and present(row.get("value")):
+        parts.append(f"{METRIC_LABELS.get(row['metric'], row['metric'])} {float(row['value']):.3f}")
+    if present(row.get("created")):
+        parts.append(str(row["created"])[:16].replace("T", " "))
+    return " · ".join(parts)
+
+
+def _text(value) -> str:
+    return "" if value is None or value != value else str(value)
+
+
+st.title("Saved runs")
+folder = _state.runs_dir()
+st.caption(f"Every finished training is saved in `{folder.resolve()}` (settings, weights as safetensors, metrics, "
+           "loss history). Open one to explore it on the other pages, download it as a single .zip file, or "
+           "upload a file someone shared. Change the folder in the sidebar.")
+
+try:
+    store = _state.run_store()
+except KamoeError as err:
+    st.error(str(err), icon=":material/error:")
+    st.stop()
+except OSError as err:
+    st.error(f"runs folder: {str(folder)!r} cannot be used ({err}). Choose another folder in the sidebar.")
+    st.stop()
+
+with st.expander("Upload a run file", icon=":material/upload:"):
+    limit_mb = int(st.get_option("server.maxUploadSize"))
+    upload = st.file_uploader(f"Run file (.zip exported from KAMoE Explorer, up to {limit_mb} MB)", type=["zip"],
+                              key="run_upload")
+    if upload is not None:
+        done = st.session_state.setdefault(IMPORTED, {})
+        if upload.file_id not in done:
+            try:
+                run_id = store.import_bytes(upload.getvalue(), upload.name)
+                done[upload.file_id] = ("ok", f"Imported {upload.name!r} as run `{run_id}`.")
+            except KamoeError as err:
+                done[upload.file_id] = ("error", f"{upload.name!r} was not imported; nothing was changed. {err}")
+            except Exception as err:  # anything unforeseen in a hostile file: refuse it, keep the store as it is
+                done[upload.file_id] = ("error", f"{upload.name!r} was not imported; nothing was changed. "
+                                                 f"({type(err).__name__}: {err})")
+        kind, message = done[upload.file_id]
+        (st.success if kind == "ok" else st.error)(message)
+
+try:
+    table = store.list_runs()
+except KamoeError as err:
+    st.error(str(err), icon=":material/error:")
+    st.stop()
+
+if table is None or len(table) == 0:
+    st.info("No saved runs yet. Train a model on the Train page; it is saved here when it finishes.", icon="ℹ️")
+    st.page_link(_state.TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+current = _state.current_run()
+current_id = getattr(current, "run_id", None) if current is not None else None
+st.markdown(f"**{len(table)} saved run{'s' if len(table) != 1 else ''}**")
+shown = table[[c for c in TABLE_COLUMNS if c in table.columns]]
+shown = shown.drop(columns=[c for c in ("notes", "error") if c in shown and shown[c].isna().all()])
+st.dataframe(shown, hide_index=True, width="stretch", key="runs_table",
+             column_config={"value": st.column_config.NumberColumn("test score", format="%.4f"),
+                            "metric": "metric", "n_experts": "experts"})
+ids = [str(r) for r in table["run_id"]]
+labels = {rid: _label(row) for rid, row in zip(ids, table.to_dict("records"))}
+run_id = st.selectbox("Run", ids, index=ids.index(current_id) if current_id in ids else 0,
+                      format_func=lambda rid: labels.get(rid, rid), key="runs_pick")
+row = table[table["run_id"].astype(str) == run_id].iloc[0].to_dict()
+damaged = _text(row.get("error"))
+st.subheader(f"Run `{run_id}`" + ("  (open now)" if run_id == current_id else ""))
+c1, c2, c3 = st.columns(3)
+if damaged:
+    st.error(f"This run cannot be opened: {damaged}. Delete it, or replace it with a good copy.")
+if c1.button("Open in the explorer", type="primary", icon=":material/open_in_browser:", width="stretch",
+             disabled=bool(damaged)):
+    try:
+        with st.spinner("Loading the run…"):
+            run = store.load(run_id)
+        _state.set_current_run(run)
+        st.toast(f"Run {run_id} is now the current run.")
+        st.rerun()
+    except KamoeError as err:
+        st.error(f"Run `{run_id}` could not be opened; nothing was changed. {err}")
+
+try:
+    payload = store.export_bytes(run_id)
+    c2.download_button("Download as file", payload, file_name=store.export_filename(run_id), mime="application/zip",
+                       icon=":material/download:", width="stretch")
+except KamoeError as err:
+    c2.error(f"Cannot export: {err}")
+
+if st.session_state.get(CONFIRM) != run_id:
+    if c3.button("Delete…", icon=":material/delete:", width="stretch"):
+        st.session_state[CONFIRM] = run_id
+        st.rerun()
+else:
+    st.warning(f"Delete run `{run_id}` from `{folder}` for good? Download it first if you may want it again.")
+    d1, d2, _ = st.columns([1, 1, 3])
+    if d1.button("Yes, delete it", type="primary", icon=":material/delete_forever:"):
+        try:
+            store.delete(run_id)
+            _state.forget_run(run_id)
+            st.session_state.pop(CONFIRM, None)
+            st.toast(f"Deleted run {run_id}.")
+            st.rerun()
+        except KamoeError as err:
+            st.error(str(err))
+    if d2.button("Cancel"):
+        st.session_state.pop(CONFIRM, None)
+        st.rerun()
+
+with st.expander("Name and notes", icon=":material/edit_note:"):
+    with st.form(f"rename_{run_id}", border=False):
+        name = st.text_input("Name", value=_text(row.get("name")), max_chars=120)
+        notes = st.text_area("Notes", value=_text(row.get("notes")), max_chars=10_000,
+                             help="What you tried and what you saw; kept with the run and in its exported file.")
+        if st.form_submit_button("Save name and notes"):
+            try:
+                store.rename(run_id, name=name, notes=notes)
+                st.toast("Saved.")
+                st.rerun()
+            except KamoeError as err:
+                st.error(str(err))

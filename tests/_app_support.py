@@ -1,0 +1,74 @@
+"""Shared helpers for the AppTest tests of the Streamlit app (not a test module itself)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+# AppTest resets PagesManager.uses_pages_directory before every run, and because a pages/ folder exists next to
+# app.py it then treats the app as an old-style (v1) multipage app: after switch_page() it runs the page file alone,
+# without app.py (no sidebar, no navigation). The real server runs app.py every time once st.navigation has been
+# called (navigation sets the flag to False for good), so make AppTest do the same.
+_original_init = PagesManager.__init__
+
+
+def _v2_pages_init(self, *args, **kwargs):
+    _original_init(self, *args, **kwargs)
+    PagesManager.uses_pages_directory = False
+
+
+PagesManager.__init__ = _v2_pages_init
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+PAGES = ["pages/train.py", "pages/splines.py", "pages/gates.py", "pages/experts.py", "pages/compare.py",
+         "pages/attribution.py", "pages/runs.py"]
+# Tiny, quick settings for the default dataset, given the way a shared link gives them.
+TINY = {"model.expert_hidden": "8", "model.n_experts": "2", "train.epochs": "4", "train.early_stopping": "0",
+        "train.batch_size": "256"}
+JOB = "_train_job"
+
+
+def new_app(query: dict[str, str] | None = None, timeout: float = 120) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    if query:
+        at.query_params.update(query)
+    return at.run()
+
+
+def button(at: AppTest, label: str):
+    found = [b for b in at.button if b.label == label]
+    assert found, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
+    return found[0]
+
+
+def no_exception(at: AppTest, where: str = "") -> None:
+    assert not at.exception, f"{where}: {[e.value for e in at.exception]}"
+
+
+def job(at: AppTest) -> Any:
+    return at.session_state[JOB] if JOB in at.session_state else None
+
+
+def train_until_done(at: AppTest, max_reruns: int = 400) -> AppTest:
+    """Click Train, then rerun (as the live fragment's timer does in a browser) until the job has finished."""
+    button(at, "Train").click().run()
+    no_exception(at, "after Train")
+    for _ in range(max_reruns):
+        current = job(at)
+        if current is None or current.finished:
+            break
+        at.run()
+        no_exception(at, "while training")
+    assert job(at) is not None and job(at).finished, "training did not finish"
+    return at
+
+
+def charts(at: AppTest) -> list:
+    return list(at.get("vega_lite_chart")) + list(at.get("arrow_vega_lite_chart"))
+
+
+def errors_text(at: AppTest) -> str:
+    return "\n".join(e.value for e in at.error)

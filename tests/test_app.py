@@ -1,0 +1,98 @@
+"""AppTest: the shell renders every page with no run; shareable links restore settings or warn by name."""
+from __future__ import annotations
+
+import pytest
+
+from _app_support import PAGES, TINY, new_app, no_exception
+from kamoe_viz.config import RunConfig
+
+
+@pytest.fixture(autouse=True)
+def _runs_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("KAMOE_RUNS_DIR", str(tmp_path / "runs"))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_a_run(page):
+    at = new_app()
+    at.switch_page(page).run()
+    no_exception(at, page)
+    assert at.title, f"{page} has no title"
+    sidebar = " ".join(m.value for m in at.sidebar.markdown) + " ".join(c.value for c in at.sidebar.caption)
+    assert "Current run" in sidebar and "No model yet" in sidebar
+    if page not in ("pages/train.py", "pages/runs.py", "pages/compare.py"):
+        assert any("No model trained yet" in i.value for i in at.info), f"{page} does not say what to do first"
+
+
+def test_train_page_opens_on_the_default_dataset_with_the_reference_settings():
+    at = new_app()
+    no_exception(at)
+    assert at.selectbox(key="w.data.name").value == "regimes"
+    assert at.segmented_control(key="w.model.gate").value == "grkan"
+    assert at.text_input(key="w.model.expert_hidden").value == "100"
+    train = [b for b in at.button if b.label == "Train"][0]
+    assert not train.disabled
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_a_link_restores_the_configuration():
+    query = {"model.gate": "grn", "model.gate_activation": "softmax", "model.n_experts": "4", "model.top_k": "2",
+             "model.expert_hidden": "32,16", "train.lr": "0.01", "train.epochs": "12", "train.seed": "7"}
+    at = new_app(query)
+    no_exception(at)
+    assert not at.warning, [w.value for w in at.warning]
+    assert at.segmented_control(key="w.model.gate").value == "grn"
+    assert at.segmented_control(key="w.model.gate_activation").value == "softmax"
+    assert at.number_input(key="w.model.n_experts").value == 4
+    assert at.number_input(key="w.model.top_k").value == 2
+    assert at.text_input(key="w.model.expert_hidden").value == "32,16"
+    assert at.select_slider(key="w.train.lr").value == 0.01
+    assert at.number_input(key="w.train.epochs").value == 12
+    assert at.number_input(key="w.train.seed").value == 7
+    # the URL keeps holding the whole configuration, so it can be copied on
+    linked, asked = RunConfig.from_query_params(at.query_params), RunConfig.from_query_params(query)
+    assert (linked.model, linked.train, linked.data.name) == (asked.model, asked.train, asked.data.name)
+
+
+def test_editing_a_setting_updates_the_link():
+    at = new_app()
+    at.number_input(key="w.model.n_experts").set_value(5).run()
+    no_exception(at)
+    assert at.query_params.get("model.n_experts") == "5"
+    at.text_input(key="w.model.expert_hidden").set_value("64,32").run()
+    assert at.query_params.get("model.expert_hidden") == "64,32"
+    assert RunConfig.from_query_params(at.query_params).model.expert_hidden == (64, 32)
+
+
+def test_bad_link_parameters_warn_by_name_and_keep_the_rest():
+    at = new_app({"model.n_experts": "zero", "model.gate": "grn", "train.colour": "red"})
+    no_exception(at)
+    warnings = "\n".join(w.value for w in at.warning)
+    assert "model.n_experts" in warnings and "zero" in warnings
+    assert "train.colour" in warnings
+    assert at.segmented_control(key="w.model.gate").value == "grn"  # the good parameter is kept
+    assert at.number_input(key="w.model.n_experts").value == 3  # the bad one falls back to the default
+
+
+def test_bad_setting_shows_a_message_and_disables_training():
+    at = new_app()
+    at.text_input(key="w.model.expert_hidden").set_value("ten").run()
+    no_exception(at)
+    assert any("model.expert_hidden" in e.value and "ten" in e.value for e in at.error)
+    assert [b for b in at.button if b.label == "Train"][0].disabled
+
+
+def test_sequential_experts_on_tabular_data_are_refused_with_a_message():
+    at = new_app(TINY)
+    at.selectbox(key="w.model.expert").set_value("lstm").run()
+    no_exception(at)
+    assert any("model.expert" in e.value and "time-series" in e.value for e in at.error)
+    assert [b for b in at.button if b.label == "Train"][0].disabled
+
+
+def test_top_k_above_the_number_of_experts_is_refused():
+    at = new_app()
+    at.number_input(key="w.model.top_k").set_value(3).run()
+    at.number_input(key="w.model.n_experts").set_value(2).run()
+    no_exception(at)
+    assert any("model.top_k" in e.value for e in at.error)

@@ -1,0 +1,128 @@
+"""AppTest: train a tiny model live, stop one mid-way, switch pages, refuse a bad CSV, keep sessions apart."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from _app_support import TINY, button, charts, errors_text, job, new_app, no_exception, train_until_done
+
+
+@pytest.fixture(autouse=True)
+def _runs_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("KAMOE_RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def test_train_a_tiny_model_shows_metrics_charts_and_saves_the_run(_runs_dir):
+    at = new_app(TINY)
+    train_until_done(at)
+    no_exception(at)
+    run = at.session_state["current_run"]
+    assert run is not None and run.result.epochs_run == 4
+    assert run.config.model.n_experts == 2 and run.config.model.expert_hidden == (8,)
+    assert run.run_id and (_runs_dir / run.run_id).exists(), "the finished run was not saved"
+    table = [d.value for d in at.dataframe if "mixture" in d.value.columns]
+    assert table, "no metrics table"
+    metrics = table[0]
+    assert set(metrics["metric (test set)"]) >= {"R²", "RMSE"}
+    assert "plain baseline" in metrics.columns  # the single-expert baseline was trained with the same settings
+    assert len(charts(at)) >= 3  # data scatter/preview, loss curves, gate weights
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "regimes" in sidebar and "2 × MLP" in sidebar and "GRKAN" in sidebar
+
+
+def test_live_view_updates_during_training_and_stop_keeps_the_model():
+    at = new_app(dict(TINY, **{"train.epochs": "400"}))
+    button(at, "Train").click().run()
+    for _ in range(3):  # a few bursts, as the fragment timer would run them
+        at.run()
+    no_exception(at)
+    current = job(at)
+    assert current is not None and current.active
+    done_so_far = len(current.stage.epochs)
+    assert 0 < done_so_far < 400
+    assert at.progress and "epoch" in at.progress[0].proto.text
+    assert len(charts(at)) >= 2  # live loss curve and gate-weight distribution
+    at.button(key="stop_training").click().run()
+    no_exception(at)
+    run = at.session_state["current_run"]
+    assert run is not None, "Stop lost the model"
+    assert run.result.stopped_reason == "stopped"
+    assert done_so_far <= run.result.epochs_run < 400
+    assert job(at).finished and len(job(at).stages) == 1  # Stop during the mixture skips the baseline
+    assert not any(b.label == "Stop" for b in at.button)
+
+
+def test_switching_pages_keeps_the_run_and_the_settings():
+    at = new_app(TINY)
+    train_until_done(at)
+    run = at.session_state["current_run"]
+    for page in ("pages/gates.py", "pages/runs.py", "pages/splines.py"):
+        at.switch_page(page).run()
+        no_exception(at, page)
+        assert at.session_state["current_run"] is run
+        assert "regimes" in " ".join(m.value for m in at.sidebar.markdown)
+    at.switch_page("pages/train.py").run()
+    no_exception(at)
+    assert at.text_input(key="w.model.expert_hidden").value == "8"
+    assert at.number_input(key="w.model.n_experts").value == 2
+
+
+def test_bad_csv_shows_its_message_and_nothing_trains():
+    at = new_app(TINY)
+    at.segmented_control(key="w.source").set_value("Upload a CSV").run()
+    no_exception(at)
+    at.file_uploader(key="upload_csv").set_value(("bad.csv", b"a,b,c\n1,2,3\n", "text/csv")).run()
+    no_exception(at)
+    message = errors_text(at)
+    assert message, "a one-row CSV must be refused with a message"
+    assert button(at, "Train").disabled
+    at.file_uploader(key="upload_csv").set_value(("worse.csv", b"\x00\xff\xfe garbage \x00" * 50, "text/csv")).run()
+    no_exception(at)
+    assert errors_text(at)
+    assert button(at, "Train").disabled
+    assert at.session_state["current_run"] is None if "current_run" in at.session_state else True
+
+
+def test_a_good_csv_trains(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=300), rng.normal(size=300)
+    y = np.where(x1 > 0, 2 * x2, -x2) + 0.1 * rng.normal(size=300)
+    csv = "x1,x2,y\n" + "\n".join(f"{a:.4f},{b:.4f},{c:.4f}" for a, b, c in zip(x1, x2, y))
+    at = new_app(TINY)
+    at.segmented_control(key="w.source").set_value("Upload a CSV").run()
+    at.file_uploader(key="upload_csv").set_value(("mine.csv", csv.encode(), "text/csv")).run()
+    no_exception(at)
+    assert not errors_text(at), errors_text(at)
+    train_until_done(at)
+    run = at.session_state["current_run"]
+    assert run.dataset.feature_names == ["x1", "x2"] and run.config.data.target == "y"
+
+
+def test_two_sessions_training_at_once_stay_independent():
+    """Issue 7: two sessions whose trainings interleave (as the server interleaves their bursts) keep separate
+    models, results and settings. (AppTest is not thread-safe; the browser test measures real parallel sessions.)"""
+    apps = {n: new_app(dict(TINY, **{"model.n_experts": str(n), "train.epochs": "6"})) for n in (2, 4)}
+    for at in apps.values():
+        button(at, "Train").click().run()
+    t0 = time.perf_counter()
+    for _ in range(200):
+        pending = [at for at in apps.values() if not job(at).finished]
+        if not pending:
+            break
+        for at in pending:
+            at.run()
+            no_exception(at, "interleaved training")
+    both = time.perf_counter() - t0
+    runs = {n: at.session_state["current_run"] for n, at in apps.items()}
+    assert runs[2].model is not runs[4].model
+    assert runs[2].config.model.n_experts == 2 and runs[4].config.model.n_experts == 4
+    assert runs[2].model.n_experts == 2 and runs[4].model.n_experts == 4
+    assert runs[2].run_id != runs[4].run_id
+    for n, at in apps.items():
+        assert f"{n} × MLP" in " ".join(m.value for m in at.sidebar.markdown)
+        assert at.number_input(key="w.model.n_experts").value == n
+    print(f"\n[sessions] two interleaved sessions trained 6 epochs each (+ baselines) in {both:.2f} s")
