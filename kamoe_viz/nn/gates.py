@@ -44,8 +44,7 @@ class GLU(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        value, gate = self.proj(x).split(self.out_features, dim=-1)
-        return value * torch.sigmoid(gate)
+        return F.glu(F.linear(x, self.proj.weight, self.proj.bias), dim=-1)  # value * sigmoid(gate), one op
 
 
 class Gate(nn.Module):
@@ -88,7 +87,7 @@ class LinearGate(Gate):
         self.dense = glorot_linear(in_features, n_experts)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        return self.dense(h)
+        return F.linear(h, self.dense.weight, self.dense.bias)
 
 
 class _GatedResidual(Gate):
@@ -102,8 +101,11 @@ class _GatedResidual(Gate):
         self.norm = nn.LayerNorm(n_experts, eps=1e-3)  # Keras LayerNormalization epsilon
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        eta = self.dropout(self.hidden_layers(h))
-        return self.norm(self.skip(h) + self.glu(eta))
+        eta = self.hidden_layers(h)
+        if self.dropout.p > 0 and self.training:
+            eta = self.dropout(eta)
+        z = F.linear(h, self.skip.weight, self.skip.bias) + self.glu(eta)
+        return F.layer_norm(z, self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
 
 
 class GRNGate(_GatedResidual):
@@ -116,7 +118,8 @@ class GRNGate(_GatedResidual):
         self.dense2 = glorot_linear(n_experts, n_experts)
 
     def hidden_layers(self, h: torch.Tensor) -> torch.Tensor:
-        return self.dense2(F.elu(self.dense1(h)))
+        return F.linear(F.elu(F.linear(h, self.dense1.weight, self.dense1.bias)), self.dense2.weight,
+                        self.dense2.bias)
 
 
 class GRKANGate(_GatedResidual):

@@ -132,15 +132,18 @@ class KANLinear(nn.Module):
         )
 
     # ----- basis --------------------------------------------------------------------------------------------------
-    def _uniform_knots(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(first knot, 1/step) per input when the grid is uniform, else None. Cached until the grid buffers change
+    def _uniform_knots(self) -> tuple[torch.Tensor, ...] | None:
+        """(shift, 1/step, first knot, step) per input when the grid is uniform, else None. Cached until the grid buffers change
         (update_grid, load_state_dict, .to()), so the hot path neither recomputes them nor syncs a GPU on the flag."""
         grid, flag = self.grid, self.grid_is_uniform
         cached = self.__dict__.get("_knot_cache")
         if (cached is None or cached[0] is not grid or cached[1] != grid._version or cached[2] is not flag
                 or cached[3] != flag._version):
-            uniform = bool(flag)
-            value = (grid[:, 0].contiguous(), 1.0 / (grid[:, 1] - grid[:, 0])) if uniform else None
+            value = None
+            if bool(flag):
+                step = grid[:, 1] - grid[:, 0]
+                inv_step = 1.0 / step
+                value = (-grid[:, 0] * inv_step, inv_step, grid[:, 0].contiguous(), step)  # t = shift + x * inv
             cached = (grid, grid._version, flag, flag._version, value)
             self.__dict__["_knot_cache"] = cached
         return cached[4]
@@ -149,7 +152,7 @@ class KANLinear(nn.Module):
         """B-spline basis of a 2-D input (N, in) -> (N, in, n_basis)."""
         knots = self._uniform_knots()
         if knots is not None:
-            return dense_basis(x, knots[0], 1.0 / knots[1], self.n_basis, self.spline_order)
+            return dense_basis(x, knots[2], knots[3], self.n_basis, self.spline_order)
         return bspline_basis_recursive(x, self.grid, self.spline_order)
 
     # ----- forward ------------------------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ class KAMoE(nn.Module):
         """h = ReLU(Dense(x~)); the last step for recurrent experts unless they return sequences."""
         if self.is_sequence and not self.flatten_input and not self.config.return_sequences:
             x_scaled = x_scaled[:, -1]
-        return F.relu(self.gate_input(x_scaled))
+        return torch.relu_(F.linear(x_scaled, self.gate_input.weight, self.gate_input.bias))
 
     def gate_weights(self, x: torch.Tensor) -> torch.Tensor:
         """Only the gate's weights (B, E); cheaper than forward for plots and attribution."""

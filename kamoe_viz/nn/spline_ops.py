@@ -55,17 +55,20 @@ class _Layout:
         self._row_offsets: dict[tuple[int, int], torch.Tensor] = {}
 
     def offsets(self, n: int, row_width: int, first_column: int) -> torch.Tensor:
-        """(n, in) int64: flat position of slot ``k+1`` (B_0) of each input's block in an (n, row_width) matrix
-        whose basis blocks start at column ``first_column``. Cached per batch size (few distinct ones)."""
+        """(k+1, n, in) int64: flat position, in an (n, row_width) matrix whose basis blocks start at column
+        ``first_column``, of the slot that piece r of input i of row n fills when floor(t) = 0; adding floor(t)
+        gives the slot. Cached per batch size (a training run sees one or two)."""
         key = (n, row_width, first_column)
         found = self._row_offsets.get(key)
         if found is None:
-            if len(self._row_offsets) > 8:
+            if len(self._row_offsets) > 4:
                 self._row_offsets.clear()
             device = self.shifts.device
             rows = torch.arange(n, device=device).view(-1, 1) * row_width
             cols = first_column + torch.arange(self.in_features, device=device) * self.block + self.pad
-            found = self._row_offsets[key] = rows + cols
+            found = (rows + cols).unsqueeze(0) - self.shifts
+            if found.numel() <= 4_000_000:  # ~32 MB at most; larger (evaluation) batches are rare, not cached
+                self._row_offsets[key] = found
         return found
 
 
@@ -80,7 +83,7 @@ def layout(order: int, in_features: int, n_basis: int, like: torch.Tensor) -> _L
     return found
 
 
-def local_basis(x: torch.Tensor, first_knot: torch.Tensor, inv_step: torch.Tensor, lay: _Layout,
+def local_basis(x: torch.Tensor, shift: torch.Tensor, inv_step: torch.Tensor, lay: _Layout,
                 row_width: int, first_column: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The k+1 nonzero basis values per input of a 2-D x (N, in), piece-major (k+1, N, in) so that every op runs
     on long contiguous rows (PyTorch's CPU kernels are slow on a trailing dimension of size k+1).
@@ -91,7 +94,7 @@ def local_basis(x: torch.Tensor, first_knot: torch.Tensor, inv_step: torch.Tenso
     """
     n = x.shape[0]
     k = lay.order
-    t = ((x - first_knot) * inv_step).clamp_(-1.0, lay.t_max).nan_to_num_(-1.0)
+    t = torch.addcmul(shift, x, inv_step).clamp_(-1.0, lay.t_max).nan_to_num_(-1.0)  # (x - t_0) / h
     floor = torch.floor(t)
     u = t - floor
     columns = [torch.ones_like(u), u]
@@ -99,7 +102,7 @@ def local_basis(x: torch.Tensor, first_knot: torch.Tensor, inv_step: torch.Tenso
         columns.append(columns[-1] * u)
     powers = torch.stack(columns[: k + 1])  # (k+1, N, in)
     values = torch.mm(lay.values, powers.view(k + 1, -1)).view_as(powers)
-    index = (floor.to(torch.int64) + lay.offsets(n, row_width, first_column)) - lay.shifts
+    index = torch.add(floor.to(torch.int64).unsqueeze(0), lay.offsets(n, row_width, first_column))
     return index, values, powers
 
 
@@ -109,7 +112,8 @@ def dense_basis(x: torch.Tensor, first_knot: torch.Tensor, step: torch.Tensor, n
     n, in_features = x.shape
     lay = layout(order, in_features, n_basis, x)
     width = in_features * lay.block
-    index, values, _ = local_basis(x, first_knot, 1.0 / step, lay, width, 0)
+    inv_step = 1.0 / step
+    index, values, _ = local_basis(x, -first_knot * inv_step, inv_step, lay, width, 0)
     padded = x.new_zeros(n, in_features, lay.block)
     padded.view(-1).put_(index, values)
     return padded[:, :, lay.pad:lay.pad + n_basis].contiguous()
@@ -135,19 +139,21 @@ class UniformKANFunction(torch.autograd.Function):
     """out = [base(x), B(x)] @ [base_weight, spline_weight]^T (+ bias) for x (N, in) on a uniform grid."""
 
     @staticmethod
-    def forward(ctx, x, base_weight, spline_weight, bias, first_knot, inv_step, order: int, base: str):
+    def forward(ctx, x, base_weight, spline_weight, bias, shift, inv_step, order: int, base: str):
         n, in_features = x.shape
         out_features, _, n_basis = spline_weight.shape
         lay = layout(order, in_features, n_basis, x)
         width = in_features * (1 + lay.block)
-        index, values, powers = local_basis(x, first_knot, inv_step, lay, width, in_features)
+        index, values, powers = local_basis(x, shift, inv_step, lay, width, in_features)
         need_x = ctx.needs_input_grad[0]
         base_value, base_derivative = _base_and_derivative(base, x, need_x)
         features = x.new_zeros(n, width)
         features[:, :in_features] = base_value
         features.view(-1).put_(index, values)
-        padded = F.pad(spline_weight, (lay.pad, lay.pad)).view(out_features, -1)
-        weight = torch.cat([base_weight, padded], dim=1)
+        weight = base_weight.new_zeros(out_features, width)  # [base | zero-padded spline blocks]
+        weight[:, :in_features].copy_(base_weight)
+        weight[:, in_features:].view(out_features, in_features, lay.block)[:, :, lay.pad:lay.pad + n_basis].copy_(
+            spline_weight)
         out = torch.mm(features, weight.t()) if bias is None else torch.addmm(bias, features, weight.t())
         if need_x:
             ctx.save_for_backward(features, weight, index, powers, base_derivative, inv_step)
