@@ -30,12 +30,27 @@ PLATEAU_MIN_DELTA = 1e-4  # as Keras' ReduceLROnPlateau: a smaller improvement d
 EpochCallback = Callable[[EpochInfo], Any]
 
 
-def _adam(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam; the fused kernel (one op for all parameters) where the device supports it."""
+def _adam(params: list[torch.nn.Parameter], config: TrainConfig) -> Any:
+    """Adam: ``kamoe_viz.nn.optim.FastAdam`` (torch's fused Adam update, bit for bit, with little Python per step and
+    no torch._dynamo import on first use) where present, else ``torch.optim.Adam``, fused where the device allows."""
+    try:
+        from kamoe_viz.nn.optim import FastAdam
+    except ImportError:
+        FastAdam = None
+    if FastAdam is not None:
+        return FastAdam(params, lr=config.lr, weight_decay=config.weight_decay)
     try:
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
     except (RuntimeError, ValueError, TypeError):
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _grad_norm(params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """Global L2 norm of the gradients, as a tensor (no host sync)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 class Trainer:
@@ -152,6 +167,7 @@ class Trainer:
         order = torch.randperm(n, generator=self._generator).to(self.device)
         X, y = self._X.index_select(0, order), self._y.index_select(0, order)
         clip = cfg.max_grad_norm
+        limit = GRAD_NORM_LIMIT if clip <= 0 else math.inf  # with clipping on, only non-finite norms diverge
         total = torch.zeros((), device=self.device)
         model.train()
         for start in range(0, n, cfg.batch_size):
@@ -159,11 +175,9 @@ class Trainer:
             loss = task_loss(self.task, model(xb).prediction, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            norm = torch.nn.utils.get_total_norm([p.grad for p in self._params if p.grad is not None])
-            ok = torch.isfinite(loss) & torch.isfinite(norm)
-            if clip <= 0:
-                ok = ok & (norm <= GRAD_NORM_LIMIT)
-            if not bool(ok):  # do not take the step: the weights stay finite
+            norm = _grad_norm(self._params)
+            # one host sync per batch; NaN compares False, so this also catches NaN and inf gradients
+            if not bool(torch.isfinite(loss) & (norm < limit)):  # do not take the step: the weights stay finite
                 self._diverge(self.epoch + 1, float(loss.detach()), float(norm))
                 self.seconds += time.perf_counter() - started
                 return None
