@@ -9,4 +9,5 @@ if [[ ! -x /usr/bin/chromium ]]; then
   echo "Installing Debian chromium for the browser test..."
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 exec .venv/bin/python -m pytest "$@"
