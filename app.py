@@ -14,6 +14,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import streamlit as st  # noqa: E402
 
 from pages._state import render_sidebar  # noqa: E402
+from pages._train_live import drain  # noqa: E402
 
 st.set_page_config(page_title="KAMoE Explorer", page_icon=":material/hub:", layout="wide",
                    menu_items={"About": "KAMoE Explorer: train small mixtures of experts (linear, GRN, GRKAN "
@@ -30,5 +31,6 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+drain()  # a training that finished in the background becomes the current run, whichever page is open
 render_sidebar()
 page.run()

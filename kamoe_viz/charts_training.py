@@ -108,7 +108,7 @@ def loss_chart(history: pd.DataFrame, best_epoch: int | None = None, log_scale: 
                height: int = 240) -> alt.Chart:
     """Train and validation loss per epoch (long frame from :func:`history_frame`); a rule marks the best epoch."""
     positive = bool(len(history)) and bool((history["loss"] > 0).all())
-    y_scale = alt.Scale(type="log") if (log_scale and positive) else alt.Scale(zero=False)
+    y_scale = alt.Scale(type="log", nice=False, padding=8) if (log_scale and positive) else alt.Scale(zero=False)
     color = alt.Color("split:N", title=None,
                       scale=alt.Scale(domain=list(SPLIT_COLORS), range=list(SPLIT_COLORS.values())),
                       legend=alt.Legend(orient="top"))
@@ -126,6 +126,13 @@ def loss_chart(history: pd.DataFrame, best_epoch: int | None = None, log_scale: 
     return chart.properties(height=height, title="Loss")
 
 
+def chart_height(kind: str, n_experts: int = 1) -> int:
+    """Total pixel height to give a chart from this module when it is embedded (title, legend and axes included)."""
+    if kind == "gates":
+        return 90 + 95 * max(1, n_experts)
+    return {"loss": 320, "load": 300, "scatter": 380}.get(kind, 300)
+
+
 def gate_distribution_chart(frame: pd.DataFrame, height: int = 240, bins: int = 20) -> alt.Chart:
     """Histogram of gate weights per expert (tidy frame from :func:`gate_weight_frame`), weights on [0, 1]."""
     n_experts = int(frame["expert"].nunique()) if len(frame) else 1
@@ -136,7 +143,7 @@ def gate_distribution_chart(frame: pd.DataFrame, height: int = 240, bins: int = 
         color=alt.Color("expert:N", scale=alt.Scale(scheme=_EXPERT_SCHEME), legend=None),
         row=alt.Row("expert:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")),
         tooltip=["expert:N", alt.Tooltip("count():Q", title="inputs")],
-    ).properties(height=max(30, height // max(1, n_experts)), width=260,
+    ).properties(height=max(30, height // max(1, n_experts)), width=220,
                  title="Gate weights on validation inputs")
 
 

@@ -1,13 +1,17 @@
 """Live training for interactive front ends: a job of stages (the mixture, then its plain baseline) advanced in
 short, time-boxed bursts, so a UI can redraw between bursts and stop at any moment.
 
-A front end keeps one :class:`LiveJob` per user session, calls :meth:`LiveJob.advance` from its refresh loop and
-reacts to the returned events ("main" finished: save and show the run; "baseline" finished: show its scores).
+A front end keeps one :class:`LiveJob` per user session and either calls :meth:`LiveJob.advance` from its refresh
+loop, or lets :meth:`LiveJob.start_background` train in a thread while it only polls :meth:`LiveJob.pop_events`
+and redraws ("main" finished: show the run, already saved when a store was given; "baseline" finished: show its
+scores). A background job that nobody polls for ``idle_timeout`` seconds (its browser tab was closed) stops itself,
+keeping what it learned, so abandoned sessions do not hold a core.
 Models are built exactly as :func:`kamoe_viz.training.train_run` builds them (seeded by ``train.seed``), so a run
 trained here matches the same settings trained from the command line.
 """
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -55,15 +59,26 @@ class LiveJob:
     error: str | None = None
     details: str | None = None  # traceback of an unexpected failure, for a bug report
     finished: bool = False
+    store: Any = None  # a RunStore: the main run is saved as soon as it finishes
+    csv: bytes | None = None  # the uploaded CSV behind the dataset, saved with the run
+    notes: list[str] = field(default_factory=list)  # e.g. the run could not be saved
+    stopped_idle: bool = False
+    idle_timeout: float = 600.0
+    _events: list[str] = field(default_factory=list, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stop_requested: bool = False
+    _heartbeat: float = field(default_factory=time.monotonic, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, config: RunConfig, dataset: Any, with_baseline: bool = True) -> "LiveJob":
+    def start(cls, config: RunConfig, dataset: Any, with_baseline: bool = True, store: Any = None,
+              csv: bytes | None = None) -> "LiveJob":
         from kamoe_viz.training import baseline_config
 
         stages = [make_stage(MAIN, config, dataset)]
         if with_baseline and config.model.kind != "standard":
             stages.append(make_stage(BASELINE, baseline_config(config), dataset))
-        return cls(dataset=dataset, stages=stages)
+        return cls(dataset=dataset, stages=stages, store=store, csv=csv)
 
     @classmethod
     def baseline_for(cls, run: Any) -> "LiveJob":
@@ -80,6 +95,11 @@ class LiveJob:
     @property
     def active(self) -> bool:
         return not self.finished and self.stage is not None
+
+    @property
+    def running(self) -> bool:
+        """True while training goes on: stages left, or the background thread has not ended yet."""
+        return self.active or (self._thread is not None and self._thread.is_alive())
 
     def advance(self, budget: float = 0.35) -> list[str]:
         """Train the current stage for about ``budget`` seconds (at least one epoch); the stages that finished."""
@@ -114,6 +134,50 @@ class LiveJob:
             self._fail(f"Stopping failed: {type(err).__name__}: {err}", traceback.format_exc(limit=6))
             return []
 
+    # ----- background training ------------------------------------------------------------------------------------
+    def start_background(self, budget: float = 0.5) -> None:
+        """Train in a daemon thread, ``budget`` seconds between checks for a stop request or an idle front end."""
+        if self._thread is not None:
+            return
+        self.touch()
+        self._thread = threading.Thread(target=self._loop, args=(budget,), name="kamoe-live-training", daemon=True)
+        self._thread.start()
+
+    def _loop(self, budget: float) -> None:
+        while self.active:
+            if self._stop_requested or time.monotonic() - self._heartbeat > self.idle_timeout:
+                self.stopped_idle = not self._stop_requested
+                self._push(self.stop())
+                break
+            self._push(self.advance(budget))
+
+    def _push(self, events: list[str]) -> None:
+        with self._lock:
+            self._events.extend(events)
+
+    def request_stop(self) -> None:
+        """Ask the background thread to stop after the epoch it is in (the best weights are kept)."""
+        self._stop_requested = True
+        if self._thread is None:
+            self._push(self.stop())
+
+    def touch(self) -> None:
+        """The front end is still watching (resets the idle timer)."""
+        self._heartbeat = time.monotonic()
+
+    def pop_events(self) -> list[str]:
+        """Stages finished since the last call ("main", "baseline"), oldest first."""
+        with self._lock:
+            events, self._events = self._events, []
+        return events
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the background thread has ended; True when it has."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return self.finished
+
     def _finish_stage(self, stage: Stage) -> str:
         from kamoe_viz.training import TrainedRun
 
@@ -121,6 +185,12 @@ class LiveJob:
         if stage.kind == MAIN:
             stage.model.cpu().eval()
             self.run = TrainedRun(config=stage.config, dataset=self.dataset, model=stage.model, result=result)
+            if self.store is not None:
+                try:
+                    self.store.save(self.run, csv=self.csv)
+                except (KamoeError, OSError) as err:
+                    self.notes.append(f"The run could not be saved to {getattr(self.store, 'root', 'the runs folder')}:"
+                                      f" {err} It stays open in this session.")
             if result.stopped_reason in ("stopped", "diverged"):
                 self.stages = self.stages[: self.index + 1]  # no baseline after a stop or a divergence
         else:

@@ -37,14 +37,16 @@ def share_link(config: RunConfig) -> None:
 
 def last_job_messages(job: Any) -> None:
     """What went wrong in the last training (library message; details for a bug report) and saving notes."""
-    if job is None or job.active:
+    if job is None or job.running:
         return
     if job.error:
         st.error(job.error, icon=":material/error:")
         if job.details:
             with st.expander("Details for a bug report"):
                 st.code(job.details, language=None)
-    for note in st.session_state.get(live.NOTES, []):
+    if job.stopped_idle:
+        st.info("Training stopped by itself because nobody watched it for a while; the model so far was kept.")
+    for note in job.notes:
         st.warning(note, icon=":material/warning:")
 
 
@@ -95,23 +97,25 @@ def current_run_results() -> None:
                 st.rerun()
     left, right = st.columns(2)
     history = ct.history_frame(result.history)
-    left.altair_chart(ct.loss_chart(history, best_epoch=result.best_epoch), width="stretch")
+    left.altair_chart(ct.loss_chart(history, best_epoch=result.best_epoch), width="stretch",
+                     height=ct.chart_height("loss"))
     if run.config.model.kind != "standard":
         weights = _state.run_cached(run, "val_gate_weights", lambda: _val_gate_weights(run))
         right.altair_chart(ct.gate_distribution_chart(ct.gate_weight_frame(weights)), width="stretch")
         loads = _state.run_cached(run, live.LOAD_HISTORY, lambda: pd.DataFrame(columns=["epoch", "expert", "load"]))
         if len(loads):
-            left.altair_chart(ct.load_chart(loads, height=160), width="stretch")
+            left.altair_chart(ct.load_chart(loads, height=160), width="stretch", height=ct.chart_height("load"))
         right.caption(ct.LOAD_DEFINITIONS[run.config.model.gate_activation]
                       + (" " + ct.TOP_K_NOTE if run.config.model.top_k else ""))
     st.markdown("**Explore this model:**")
-    cols = st.columns(5)
-    for col, (page, label, icon) in zip(cols, [
+    cols = st.columns(3)
+    for i, (page, label, icon) in enumerate([
         ("pages/splines.py", "Splines", ":material/show_chart:"), ("pages/gates.py", "Gates", ":material/alt_route:"),
         ("pages/experts.py", "Experts", ":material/groups:"), ("pages/attribution.py", "Attribution",
                                                               ":material/insights:"),
-        ("pages/compare.py", "Compare gates", ":material/compare_arrows:")]):
-        col.page_link(page, label=label, icon=icon)
+        ("pages/compare.py", "Compare gates", ":material/compare_arrows:"), ("pages/runs.py", "Saved runs",
+                                                                         ":material/folder_open:")]):
+        cols[i % 3].page_link(page, label=label, icon=icon)
     if st.button("Load this run's settings into the form", icon=":material/settings_backup_restore:"):
         cfg.set_master(run.config, reseed=True)
         st.rerun()

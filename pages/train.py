@@ -52,8 +52,7 @@ st.caption("Pick data, choose a gate (linear, GRN or the paper's GRKAN) and expe
 base = cfg.master()  # on the session's first visit: the link's settings
 for warning in cfg.pop_link_warnings():
     st.warning(warning, icon=":material/link_off:")
-job = live.job()
-busy = job is not None and job.active
+busy = live.busy()
 
 presets = available_presets([i.name for i in data_ui.dataset_infos()])
 if presets:

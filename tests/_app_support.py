@@ -1,6 +1,7 @@
 """Shared helpers for the AppTest tests of the Streamlit app (not a test module itself)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +53,18 @@ def job(at: AppTest) -> Any:
     return at.session_state[JOB] if JOB in at.session_state else None
 
 
-def train_until_done(at: AppTest, max_reruns: int = 400) -> AppTest:
-    """Click Train, then rerun (as the live fragment's timer does in a browser) until the job has finished."""
+def train_until_done(at: AppTest, timeout: float = 240) -> AppTest:
+    """Click Train, then rerun (as the live fragment's timer does in a browser) until the background job ends."""
     button(at, "Train").click().run()
     no_exception(at, "after Train")
-    for _ in range(max_reruns):
-        current = job(at)
-        if current is None or current.finished:
-            break
+    deadline = time.monotonic() + timeout
+    while job(at) is not None and job(at).running:
+        assert time.monotonic() < deadline, "training did not finish"
+        time.sleep(0.2)
         at.run()
         no_exception(at, "while training")
+    at.run()  # the rerun a browser makes when the job has ended
+    no_exception(at, "after training")
     assert job(at) is not None and job(at).finished, "training did not finish"
     return at
 

@@ -1,0 +1,204 @@
+"""The real app in headless Chromium: start the server, train on the default dataset, visit every page.
+
+Needs Debian's chromium at /usr/bin/chromium (scripts/test.sh installs it) and the `playwright` package; it is
+skipped, with the reason, when either is missing. Screenshots go to test-artifacts/ (gitignored).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+# A small, quick configuration of the default dataset, given as a link (this also checks that links restore it).
+QUICK = "model.expert_hidden=16&train.epochs=60&train.early_stopping=0"
+# Pages after Train, in navigation order: (page title, least number of Vega charts it shows once a model exists).
+PAGES_AFTER_TRAINING = {"Splines": ("Splines", 1), "Gates": ("Gates", 1), "Experts": ("Experts", 1),
+                        "Compare": ("Compare gates", 0), "Attribution": ("Attribution", 0),
+                        "Runs": ("Saved runs", 0)}
+EXCEPTION = '[data-testid="stException"]'
+CHART = ".vega-embed canvas, .vega-embed svg"
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium; scripts/test.sh does)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    port = _free_port()
+    env = dict(os.environ, KAMOE_RUNS_DIR=str(runs), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    log = (tmp_path_factory.mktemp("log") / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}; see {log.name}")
+    else:
+        proc.terminate()
+        raise RuntimeError("streamlit did not become healthy in 90 s")
+    yield {"url": url, "runs": runs, "log": log.name}
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _new_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1500, "height": 1800})
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_role("button", name="Train", exact=True).wait_for(timeout=60_000)
+    return page
+
+
+def _wait_idle(page, timeout: float = 60) -> None:
+    """Wait until the app is not running a script (the status widget disappears)."""
+    page.wait_for_timeout(300)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout * 1000)
+
+
+def _saved(server) -> int:
+    return sum(1 for p in Path(server["runs"]).iterdir() if not p.name.startswith("."))
+
+
+def _wait_saved(server, count: int, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while _saved(server) < count:
+        assert time.time() < deadline, f"no new saved run after {timeout} s"
+        time.sleep(0.2)
+
+
+def _train(page, server, timeout: float = 180) -> float:
+    """Click Train and wait until the run is saved and its results are shown; returns the seconds it took."""
+    before = _saved(server)
+    t0 = time.perf_counter()
+    page.get_by_role("button", name="Train", exact=True).click()
+    _wait_saved(server, before + 1, timeout)
+    page.get_by_role("heading", name="Results", exact=True).wait_for(timeout=timeout * 1000)
+    _wait_idle(page)
+    return time.perf_counter() - t0
+
+
+def _stop(page):
+    """The live panel's Stop button (not the toolbar's "Stop" of a running script)."""
+    return page.locator(".st-key-stop_training button:visible").first
+
+
+def _no_exception(page, where: str) -> None:
+    errors = page.locator(EXCEPTION)
+    assert errors.count() == 0, f"{where}: Streamlit exception shown: {errors.first.inner_text()[:500]}"
+
+
+def test_train_page_trains_live_and_every_page_renders(server, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = _new_page(browser, f"{server['url']}/?{QUICK}")
+    _no_exception(page, "Train page on load")
+    assert page.get_by_label("Expert hidden sizes", exact=True).input_value() == "16"  # the link restored the setting
+    page.screenshot(path=str(ARTIFACTS / "train_before.png"), full_page=True)
+
+    page.get_by_role("button", name="Train", exact=True).click()
+    stop = _stop(page)
+    stop.wait_for(timeout=30_000)  # training is live: Stop shown, progress bar and charts update
+    page.locator('[data-testid="stProgress"]').first.wait_for(timeout=30_000)
+    page.wait_for_selector(CHART, timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "train_live.png"), full_page=True)
+    _wait_saved(server, 1)
+    page.get_by_role("heading", name="Results", exact=True).wait_for(timeout=60_000)
+    _wait_idle(page)
+    _no_exception(page, "Train page after training")
+    charts = page.locator(CHART).count()
+    assert charts >= 3, f"expected loss, gate and data charts, found {charts}"
+    assert page.get_by_text("Loss").count() >= 1
+    sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+    assert "regimes" in sidebar.lower() and "GRKAN" in sidebar
+    page.screenshot(path=str(ARTIFACTS / "train_done.png"), full_page=True)
+
+    for name, (title, min_charts) in PAGES_AFTER_TRAINING.items():
+        page.locator('[data-testid="stSidebarNav"] a').filter(has_text=name).first.click()
+        page.wait_for_url(f"**/{name.lower()}*", timeout=30_000)
+        page.locator('[data-testid="stMain"] h1').filter(has_text=title).first.wait_for(timeout=120_000)
+        if min_charts:
+            page.locator(f'[data-testid="stMain"] :is({CHART})').nth(min_charts - 1).wait_for(timeout=120_000)
+        _wait_idle(page, timeout=120)
+        _no_exception(page, f"{name} page")
+        found = page.locator(f'[data-testid="stMain"] :is({CHART})').count()
+        assert found >= min_charts, f"{name}: expected at least {min_charts} charts, found {found}"
+        page.screenshot(path=str(ARTIFACTS / f"page_{name.lower()}.png"), full_page=True)
+    page.close()
+
+
+def test_two_sessions_train_at_once_and_stay_independent(server, browser):
+    """Issue 7: two browser sessions training together keep their own models; neither freezes the other."""
+    a = _new_page(browser, f"{server['url']}/?{QUICK}&model.n_experts=2")
+    b = _new_page(browser, f"{server['url']}/?{QUICK}&model.n_experts=4")
+    alone = _train(a, server)
+    before = _saved(server)
+    a.get_by_role("button", name="Train", exact=True).click()
+    t0 = time.perf_counter()
+    both = _train(b, server)
+    _wait_saved(server, before + 2)
+    a.get_by_role("heading", name="Results", exact=True).wait_for(timeout=60_000)
+    _wait_idle(a)
+    side_a = a.locator('[data-testid="stSidebar"]').inner_text()
+    side_b = b.locator('[data-testid="stSidebar"]').inner_text()
+    assert "2 × MLP" in side_a and "4 × MLP" in side_b, (side_a, side_b)
+    print(f"\n[concurrency] one session alone: {alone:.1f} s; second session while the first trained: {both:.1f} s")
+    assert both < 6 * alone + 10  # shares the CPU, does not wait for the other session to finish
+
+    # A long run in A must not freeze B: B switches pages and gets its answer quickly while A trains.
+    a.goto(f"{server['url']}/?{QUICK}&model.n_experts=2&train.epochs=2000", wait_until="domcontentloaded")
+    a.get_by_role("button", name="Train", exact=True).click()
+    _stop(a).wait_for(timeout=30_000)
+    latencies = []
+    for name in ("Runs", "Train", "Runs"):
+        t0 = time.perf_counter()
+        b.locator('[data-testid="stSidebarNav"] a').filter(has_text=name).first.click()
+        b.wait_for_url(f"**/{'' if name == 'Train' else name.lower()}*", timeout=30_000)
+        _wait_idle(b, timeout=60)
+        latencies.append(time.perf_counter() - t0)
+    assert _stop(a).is_visible(), "A's training ended early"
+    _stop(a).click()
+    a.get_by_role("heading", name="Results", exact=True).wait_for(timeout=60_000)
+    sidebar = a.locator('[data-testid="stSidebar"]').inner_text()
+    assert "stopped" in sidebar
+    print(f"[concurrency] page switches in B while A trains: {', '.join(f'{x:.2f} s' for x in latencies)}")
+    assert max(latencies) < 15, latencies
+    a.close()
+    b.close()
