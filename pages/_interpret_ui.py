@@ -46,11 +46,12 @@ def _chart_specs(run: Any) -> OrderedDict:
 
 
 def show_chart(run: Any, key: str, build: Callable[[], alt.TopLevelMixin], where: Any = None,
-               stretch: bool = False) -> None:
+               stretch: bool = False, select: str | None = None, widget_key: str | None = None) -> Any:
     """A chart, built and validated once per (run, key) and then served from the session's cache (a rerun costs
     only the transfer), with PNG and SVG download buttons (rendered only when clicked).
 
-    ``key`` must name everything the chart depends on (layer, split, options...).
+    ``key`` must name everything the chart depends on (layer, split, options...). With ``select`` (the name of
+    a selection parameter of the chart) clicks rerun the page and the selection event is returned.
     """
     where = where or st
     specs = _chart_specs(run)
@@ -66,15 +67,21 @@ def show_chart(run: Any, key: str, build: Callable[[], alt.TopLevelMixin], where
     spec, shown = specs[key]
     is_composite = any(k in spec for k in ("facet", "hconcat", "concat", "vconcat")) or \
         "column" in spec.get("encoding", {})
-    where.vega_lite_chart(shown, width="stretch" if (stretch and not is_composite) else "content")
+    width = "stretch" if (stretch and not is_composite) else "content"
+    if select:
+        event = where.vega_lite_chart(shown, width=width, on_select="rerun", selection_mode=select,
+                                      key=widget_key or f"sel_{_token(key)}")
+    else:
+        event = where.vega_lite_chart(shown, width=width)
     slug, token = _slug(key), _token(key)
-    cols = where.columns([1, 1, 6])
-    cols[0].download_button("PNG", data=lambda: chart_bytes(spec, "png"), file_name=f"{slug}.png",
+    row = where.container(horizontal=True, gap="small")
+    row.download_button("PNG", data=lambda: chart_bytes(spec, "png"), file_name=f"{slug}.png",
                             mime="image/png", key=f"png_{token}", icon=":material/image:", on_click="ignore",
                             help="Save this chart as a PNG image (2× resolution)")
-    cols[1].download_button("SVG", data=lambda: chart_bytes(spec, "svg"), file_name=f"{slug}.svg",
+    row.download_button("SVG", data=lambda: chart_bytes(spec, "svg"), file_name=f"{slug}.svg",
                             mime="image/svg+xml", key=f"svg_{token}", icon=":material/draw:", on_click="ignore",
                             help="Save this chart as an SVG vector image")
+    return event
 
 
 def show_table(frame: pd.DataFrame, name: str, where: Any = None, height: int | str = "auto",

@@ -56,8 +56,8 @@ else:
 
 # ----- per expert error -------------------------------------------------------------------------------------------
 st.subheader("Each expert's error")
-unit = "log loss of the true class" if data.task == "classification" else f"RMSE in {data.target_name} units"
-st.caption(f"{unit.capitalize()} of each expert's own prediction (its output through the shared head) on the rows "
+unit = "Log loss of the true class" if data.task == "classification" else f"RMSE in {data.target_name} units"
+st.caption(f"{unit} of each expert's own prediction (its output through the shared head) on the rows "
            "it wins, on all rows, and of the whole model on the expert's rows. A specialist is good on its own "
            "rows and poor elsewhere.")
 errors = cached(run, f"experts_errors:{split}", lambda: ex.expert_errors(data, table))

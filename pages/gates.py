@@ -32,7 +32,9 @@ loads = cached(run, f"gates_load:{split}", lambda: gt.load_table(wide[expert_col
 
 # ----- headline ---------------------------------------------------------------------------------------------------
 cols = st.columns(4)
-cols[0].metric("Gate", f"{gate_label(run)} · {summary['activation']}")
+cols[0].metric(f"Gate ({summary['activation']})", gate_label(run),
+               help="Gate family and its output activation (softmax: a row's weights sum to 1; sigmoid: they "
+                    "need not).")
 cols[1].metric("Mean routing entropy", f"{summary['mean_routing_entropy']:.2f}",
                help=summary["entropy_definition"])
 cols[2].metric("Load balance", f"{summary['load_balance_entropy']:.2f}",

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from kamoe_viz import charts as ch
+from kamoe_viz.charts.splines import EDGE_PICK
 from kamoe_viz.errors import KamoeError
 from kamoe_viz.interpret import splines as sp
 from kamoe_viz.interpret import symbolic as sym
@@ -12,6 +13,16 @@ from pages._config_state import set_master
 from pages._interpret_ui import (REFERENCE_ROWS, cached, gate_label, guarded, replace_model, show_chart,
                                  show_table)
 from pages._state import TRAIN_PAGE, require_run, set_current_run
+
+
+def _picked_edge(event) -> tuple[int, int] | None:
+    """(input, output) of the panel clicked in the small multiples, if any."""
+    try:
+        points = event.selection[EDGE_PICK]
+        return (int(points[0]["input"]), int(points[0]["output"])) if points else None
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return None
+
 
 st.title("Splines")
 st.caption("Every learned KAN edge φ(x) of the GRKAN gate and of KAN experts, drawn over the range of the data it "
@@ -101,29 +112,38 @@ st.caption(f"{len(shown)} of {len(layer_imp)} edges shown (above the threshold, 
 edges = tuple(zip(shown["input"].astype(int), shown["output"].astype(int)))
 used = sorted({i for i, _ in edges})
 with guarded("Edge curves"):
-    left, right = st.columns([3, 2])
-    with right:
-        show_chart(run, f"edge_importance_{layer}_{threshold:.2f}", lambda: ch.importance_bars(layer_imp, threshold))
-        show_table(layer_imp.drop(columns=["layer"]), f"edge_importance_{layer}", height=240)
     if edges:
         curves = cached(run, f"spline_curves:{layer}:{edges}", lambda: sp.edge_curves(model, data, layer, list(edges),
                                                                                        inputs))
         knots = cached(run, f"spline_knots:{layer}", lambda: sp.knot_table(model, layer))
         hist = cached(run, f"spline_hist:{layer}", lambda: sp.input_histograms(model, data, layer, None, inputs))
-        with left:
-            show_chart(run, f"edges_{layer}_{'_'.join(parts)}_{edges}", lambda: ch.edge_grid_chart(ch.edge_frame(
-                curves, layer_imp, knots[knots["input"].isin(used)], layer_cov, hist[hist["input"].isin(used)],
-                parts=parts), columns=3))
-            st.caption("Grey bars: where the training data lie. Blue band: the spline grid range (outside it the "
-                       "spline part is 0). Dashed rules: knots.")
+        event = show_chart(run, f"edges_{layer}_{'_'.join(parts)}_{edges}", lambda: ch.edge_grid_chart(
+            ch.edge_frame(curves, layer_imp, knots[knots["input"].isin(used)], layer_cov,
+                          hist[hist["input"].isin(used)], parts=parts), columns=4, selectable=True),
+            select=EDGE_PICK, widget_key=f"spl_grid_{layer}")
+        st.caption("Click a panel to show that edge large below. Grey bars: where the training data lie. Blue "
+                   "band: the spline grid range (outside it the spline part is 0). Dashed rules: knots.")
+        clicked = _picked_edge(event)
+        if clicked is not None and clicked != st.session_state.get("_spl_last_click"):
+            st.session_state["_spl_last_click"] = clicked
+            st.session_state["spl_edge"] = clicked
     else:
-        left.info("No edge reaches this threshold; lower it to see edges.")
+        st.info("No edge reaches this threshold; lower it to see edges.")
+    with st.expander("Importance of every edge of this layer", icon=":material/bar_chart:"):
+        left, right = st.columns([1, 1])
+        with left:
+            show_chart(run, f"edge_importance_{layer}_{threshold:.2f}", lambda: ch.importance_bars(layer_imp,
+                                                                                                  threshold))
+        with right:
+            show_table(layer_imp.drop(columns=["layer"]), f"edge_importance_{layer}", height=400)
 
 # ----- one edge large, symbolic fit ------------------------------------------------------------------------------
 st.subheader("One edge")
 ranked = layer_imp.sort_values("rank")
 options = list(zip(ranked["input"].astype(int), ranked["output"].astype(int)))[:200]
 names = dict(zip(options, ranked["edge"].head(200)))
+if st.session_state.get("spl_edge") not in options:  # e.g. after switching to another layer
+    st.session_state.pop("spl_edge", None)
 pick = st.selectbox("Edge", options, format_func=lambda e: f"#{options.index(e) + 1} {names[e]}", key="spl_edge",
                     help="Edges in order of importance (the 200 most important)")
 if pick is not None:

@@ -15,6 +15,6 @@ from kamoe_viz.charts.splines import (coverage_chart, edge_detail_chart, edge_fr
 
 __all__ = ["FORMATS", "ablation_chart", "attribution_bars", "chart_bytes", "chart_spec", "contingency_chart",
            "coverage_chart", "edge_detail_chart", "edge_frame", "edge_grid_chart", "expert_error_chart",
-           "expert_vs_target_chart", "gates_over_time_chart", "importance_bars", "load_chart", "partial_dependence_chart",
-           "region_weight_charts", "region_winner_chart", "row_attribution_chart", "side_by_side_chart",
+           "expert_vs_target_chart", "gates_over_time_chart", "importance_bars", "load_chart",
+           "partial_dependence_chart", "region_weight_charts", "region_winner_chart", "row_attribution_chart", "side_by_side_chart",
            "spline_importance_bars", "symbolic_fit_chart", "weight_histogram_chart", "weight_violin_chart"]

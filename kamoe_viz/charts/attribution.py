@@ -49,7 +49,7 @@ def spline_importance_bars(frame: pd.DataFrame, title: str = "", top: int = 20) 
         x=alt.X("importance:Q", title="Σ mean |φ(x)| over the input's edges"),
         tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("input_name:N", title="input"),
                  alt.Tooltip("importance:Q", format=".4g"), alt.Tooltip("share:Q", format=".1%")],
-    ).properties(width=260, height=max(100, 18 * len(data)), title=title)
+    ).properties(width=260, height=max(100, 22 * len(data)), title=title)
 
 
 def side_by_side_chart(attributions: pd.DataFrame, spline_inputs: pd.DataFrame | None, target: str,

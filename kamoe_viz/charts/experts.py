@@ -17,8 +17,8 @@ def contingency_chart(table: pd.DataFrame, truth_title: str = "true regime") -> 
     names = sorted(table["expert"].unique(), key=lambda s: int(s.rsplit(" ", 1)[-1]))
     truths = list(dict.fromkeys(table.sort_values("truth")["truth_name"]))
     base = alt.Chart(table).encode(
-        x=alt.X("expert:N", sort=names, title="winning expert"),
-        y=alt.Y("truth_name:N", sort=truths, title=truth_title))
+        x=alt.X("expert:N", sort=names, title="winning expert", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("truth_name:N", sort=truths, title=truth_title, axis=alt.Axis(labelLimit=260)))
     heat = base.mark_rect().encode(
         color=alt.Color("share_of_truth:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]),
                         title=f"share of {truth_title}", legend=alt.Legend(format="%")),
@@ -45,7 +45,8 @@ def expert_error_chart(errors: pd.DataFrame) -> alt.Chart:
     order = list(renames.values())
     names = list(errors["expert"])
     return alt.Chart(long).mark_bar().encode(
-        x=alt.X("expert:N", sort=names, title=None), xOffset=alt.XOffset("where:N", sort=order),
+        x=alt.X("expert:N", sort=names, title=None, axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("where:N", sort=order),
         y=alt.Y("error:Q", title=name.replace("_", " ").upper() if name == "rmse" else name.replace("_", " ")),
         color=alt.Color("where:N", sort=order, scale=alt.Scale(scheme="set2"),
                         legend=alt.Legend(orient="top", title=None, labelLimit=260)),

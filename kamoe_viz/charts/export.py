@@ -16,7 +16,11 @@ def chart_spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
     400 cells per axis per expert). Pages keep this dict so a rerun does not rebuild or revalidate the chart.
     """
     with alt.data_transformers.disable_max_rows():
-        return chart.to_dict(validate=True)
+        spec = chart.to_dict(validate=True)
+    # Natural size (plot area as designed, axes and legends around it), as vl-convert draws it; Streamlit would
+    # otherwise squeeze single views into their width including long axis labels.
+    spec.setdefault("autosize", {"type": "pad", "contains": "padding"})
+    return spec
 
 
 def chart_bytes(chart: alt.TopLevelMixin | dict[str, Any], fmt: str = "png", scale: float = 2.0) -> bytes:

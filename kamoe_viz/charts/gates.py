@@ -57,7 +57,7 @@ def load_chart(loads: pd.DataFrame) -> alt.LayerChart:
     flags = loads[loads["status"] != "active"].assign(y=1.04)
     text = alt.Chart(flags).mark_text(color="#d62728", fontWeight="bold").encode(
         x=x, y="y:Q", text="status:N", tooltip=[alt.Tooltip("expert:N"), alt.Tooltip("status:N")])
-    return alt.layer(bars, text).properties(width=max(200, 90 * len(names)), height=220)
+    return alt.layer(bars, text).properties(width=max(340, 90 * len(names)), height=220)
 
 
 def _cells(grid: pd.DataFrame) -> pd.DataFrame:

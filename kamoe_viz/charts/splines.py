@@ -16,7 +16,7 @@ HIST_HEIGHT = 0.25  # the data histogram fills at most this share of an edge's y
 def edge_frame(curves: pd.DataFrame, importance: pd.DataFrame, knots: pd.DataFrame, coverage: pd.DataFrame,
                histograms: pd.DataFrame, parts: Sequence[str] = ("total",),
                fit: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One tidy frame for the edge charts, a ``kind`` per layer: curve, hist, grid, knot (and fit).
+    """One tidy frame for the edge charts, a ``kind`` per layer: panel, curve, hist, grid, knot (and fit).
 
     Inputs are the frames of :mod:`kamoe_viz.interpret.splines` for one layer (``fit``: columns x, y for a
     symbolic fit to draw over a single edge). The histogram is scaled into the bottom quarter of each edge's
@@ -42,6 +42,7 @@ def edge_frame(curves: pd.DataFrame, importance: pd.DataFrame, knots: pd.DataFra
             values = np.concatenate([values, fit["y"].to_numpy()[np.isfinite(fit["y"].to_numpy())]])
         ymin, ymax = float(values.min()), float(values.max())
         height = ymax - ymin if ymax > ymin else 1.0
+        frames.append(pd.DataFrame({**common, "kind": "panel", "x": [xmin], "x2": [xmax]}))
         for p in parts:
             frames.append(pd.DataFrame({**common, "kind": "curve", "part": p, "x": x, "y": curve[p].to_numpy()}))
         if fit is not None:
@@ -69,7 +70,11 @@ def edge_frame(curves: pd.DataFrame, importance: pd.DataFrame, knots: pd.DataFra
     return pd.concat(frames, ignore_index=True).reindex(columns=columns)
 
 
-def _edge_layers(frame: pd.DataFrame, faded: bool, x_title: str, y_title: str) -> alt.LayerChart:
+EDGE_PICK = "edge_pick"  # name of the click selection of the small multiples (fields: input, output)
+
+
+def _edge_layers(frame: pd.DataFrame, faded: bool, x_title: str, y_title: str,
+                 selectable: bool = False) -> alt.LayerChart:
     parts = [p for p in frame["part"].dropna().unique()]
     base = alt.Chart(frame)
     x = alt.X("x:Q", title=x_title, scale=alt.Scale(zero=False, nice=False))
@@ -96,6 +101,11 @@ def _edge_layers(frame: pd.DataFrame, faded: bool, x_title: str, y_title: str) -
         x=x, y=alt.Y("y:Q", title=y_title, scale=alt.Scale(zero=False)), color=part_color(parts),
         opacity=opacity, detail="part:N", tooltip=tooltip)
     layers = [grid, hist, knots, lines]
+    if selectable:  # an invisible panel-sized target: a click anywhere in a panel picks its edge
+        pick = alt.selection_point(name=EDGE_PICK, fields=["input", "output"], on="click", clear="dblclick")
+        target = base.transform_filter(alt.datum.kind == "panel").mark_rect(color="white", opacity=0.01).encode(
+            x=x, x2="x2:Q", tooltip=[alt.Tooltip("edge:N", title="click to show large")]).add_params(pick)
+        layers.insert(0, target)
     if (frame["kind"] == "fit").any():
         layers.append(base.transform_filter(alt.datum.kind == "fit").mark_line(strokeDash=[6, 3], strokeWidth=2,
                                                                                color=PART_COLORS["symbolic fit"])
@@ -105,11 +115,12 @@ def _edge_layers(frame: pd.DataFrame, faded: bool, x_title: str, y_title: str) -
 
 
 def edge_grid_chart(frame: pd.DataFrame, columns: int = 4, width: int = SMALL, height: int = 110,
-                    x_title: str = "input x", y_title: str = "φ(x)") -> alt.FacetChart:
+                    x_title: str = "input x", y_title: str = "φ(x)", selectable: bool = False) -> alt.FacetChart:
     """Small multiples, one panel per edge, ordered by importance rank, faded by relative importance; grey bars
-    at the bottom = where the training data lie, blue band = the spline grid range, dashed rules = knots."""
-    layers = _edge_layers(frame, faded=True, x_title=x_title, y_title=y_title).properties(width=width,
-                                                                                         height=height)
+    at the bottom = where the training data lie, blue band = the spline grid range, dashed rules = knots.
+    ``selectable`` adds a click selection named :data:`EDGE_PICK` (fields input, output)."""
+    layers = _edge_layers(frame, faded=True, x_title=x_title, y_title=y_title, selectable=selectable).properties(
+        width=width, height=height)
     return layers.facet(
         facet=alt.Facet("edge:N", title=None, sort=alt.EncodingSortField(field="rank", op="min"),
                         header=alt.Header(labelFontSize=11, labelLimit=width)),
