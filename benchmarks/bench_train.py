@@ -61,9 +61,12 @@ def california_npz(csv: Path) -> Path:
     return out
 
 
-def run_side(side: str, python: Path, data: Path, batch: int, epochs: int, seed: int, device: str) -> dict:
+def run_side(side: str, python: Path, data: Path, batch: int, epochs: int, seed: int, device: str,
+             threads: int = 0) -> dict:
     script = HERE / ("_ours_train.py" if side == "ours" else "_reference_train.py")
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    if side == "ours" and threads > 0:
+        env["OMP_NUM_THREADS"] = str(threads)
     args = [str(python), str(script), str(data), str(batch), str(epochs), str(seed)]
     if side == "ours":
         args.append(device)
@@ -102,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, default=Path(os.environ.get("KAMOE_CALIFORNIA_CSV", DEFAULT_CSV)),
                         help="California Housing CSV with sklearn's column names")
     parser.add_argument("--sides", default="ours,reference", help="which sides to run (default both)")
+    parser.add_argument("--ours-threads", type=int, default=0,
+                        help="OMP_NUM_THREADS for our side (default 0: leave torch's own setting)")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.reps, args.batch_sizes = 3, 1, "128"
@@ -119,13 +124,15 @@ def main(argv: list[str] | None = None) -> int:
         pythons["reference"] = ensure_env("reference")
     data = california_npz(args.csv)
     print(f"# bench_train  {time.strftime('%Y-%m-%d %H:%M')}  cpus={os.cpu_count()}  epochs={args.epochs}  "
-          f"reps={args.reps}  batches={batches}  device={args.device}", flush=True)
+          f"reps={args.reps}  batches={batches}  device={args.device}  "
+          f"ours_threads={args.ours_threads or 'torch default'}  load={os.getloadavg()[0]:.1f}", flush=True)
     runs: dict[tuple[str, int], list[dict]] = {}
     for rep in range(args.reps):
         for i, batch in enumerate(batches):
             order = sides if (rep + i) % 2 == 0 else sides[::-1]
             for side in order:
-                result = run_side(side, pythons[side], data, batch, args.epochs, args.seed + rep, args.device)
+                result = run_side(side, pythons[side], data, batch, args.epochs, args.seed + rep, args.device,
+                                  args.ours_threads)
                 runs.setdefault((side, batch), []).append(result)
                 epochs_txt = " ".join(f"{s:.3f}" for s in result["epoch_seconds"])
                 print(f"rep {rep + 1} batch {batch:5d} {side:9s} epochs [{epochs_txt}] s  first-epoch-end "

@@ -143,7 +143,8 @@ class KANLinear(nn.Module):
             if bool(flag):
                 step = grid[:, 1] - grid[:, 0]
                 inv_step = 1.0 / step
-                value = (-grid[:, 0] * inv_step, inv_step, grid[:, 0].contiguous(), step)  # t = shift + x * inv
+                # s = t + 1 = shift + x * inv_step with t = (x - t_0) / h, as spline_ops.local_basis wants it
+                value = (1.0 - grid[:, 0] * inv_step, inv_step, grid[:, 0].contiguous(), step)
             cached = (grid, grid._version, flag, flag._version, value)
             self.__dict__["_knot_cache"] = cached
         return cached[4]
@@ -158,7 +159,7 @@ class KANLinear(nn.Module):
     # ----- forward ------------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        flat = x.reshape(-1, self.in_features)
+        flat = x if x.dim() == 2 else x.reshape(-1, self.in_features)
         knots = self._uniform_knots()
         if knots is not None:
             out = UniformKANFunction.apply(flat, self.base_weight, self.spline_weight, self.bias, knots[0], knots[1],
@@ -167,7 +168,7 @@ class KANLinear(nn.Module):
             features = torch.cat([self._base(flat), self.b_splines(flat).flatten(1)], dim=1)
             weight = torch.cat([self.base_weight, self.spline_weight.flatten(1)], dim=1)
             out = F.linear(features, weight, self.bias)
-        return out.reshape(*shape[:-1], self.out_features)
+        return out if x.dim() == 2 else out.reshape(*shape[:-1], self.out_features)
 
     # ----- inspection ---------------------------------------------------------------------------------------------
     def knots(self) -> torch.Tensor:

@@ -6,8 +6,9 @@
     z_e = expert_e(x~)                          (B, H) each
     y  = head(sum_e w_e z_e)                    (the reference: MoE layer then Dense(n_outputs))
 
-Since the head is linear, y = sum_e w_e * P z_e + b with P the head's weight: ``expert_outputs`` holds each
-expert's prediction through the shared head, P z_e + b, and prediction = sum_e w_e (expert_outputs_e - b) + b.
+Since the head is linear, y = P (sum_e w_e z_e) + b = sum_e w_e * P z_e + b with P the head's weight:
+``expert_outputs`` holds each expert's prediction through the shared head, P z_e + b, and
+prediction = sum_e w_e (expert_outputs_e - b) + b.
 """
 from __future__ import annotations
 
@@ -106,9 +107,11 @@ class KAMoE(nn.Module):
             weights = hidden.new_ones(hidden.shape[:-1])
         else:
             weights = self.gate(self.gate_hidden(x_scaled))
-        projected = F.linear(hidden, self.head.weight)  # (..., E, O)
-        prediction = (weights.unsqueeze(-1) * projected).sum(dim=-2) + self.head.bias
-        expert_outputs = (projected + self.head.bias).transpose(-1, -2)
+        # The head is linear, so mixing the hidden outputs first and projecting once is the same as mixing the
+        # projected expert outputs, with fewer ops to differentiate. expert_outputs are not needed for the loss.
+        mixed = (weights.unsqueeze(-1) * hidden).sum(dim=-2)  # (..., H)
+        prediction = F.linear(mixed, self.head.weight, self.head.bias)
+        expert_outputs = F.linear(hidden, self.head.weight, self.head.bias).transpose(-1, -2)  # (..., O, E)
         return MoEOutput(prediction, weights, expert_outputs, hidden)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,7 @@ class _Layout:
     Basis rows are padded: input i owns a block of ``n_basis + 2(k+1)`` slots whose slot ``j + k + 1`` holds
     B_j, so that pieces of basis functions that do not exist (j < 0 or j >= n_basis, near and beyond the ends of
     the knot span) land in padding slots whose weights are zero. That removes every per-piece validity test.
+    Positions are computed from s = t + 1 clamped to [0, n_basis + k + 1], where truncation is the floor.
     """
 
     def __init__(self, order: int, in_features: int, n_basis: int, dtype: torch.dtype, device: torch.device):
@@ -46,27 +47,31 @@ class _Layout:
         self.order, self.in_features, self.n_basis = k, in_features, n_basis
         self.pad = k + 1
         self.block = n_basis + 2 * self.pad
-        coeffs = torch.tensor(_piece_coefficients(k), dtype=torch.float64)
-        self.values = coeffs.to(dtype=dtype, device=device)  # (k+1 pieces, k+1 powers)
-        derivative = coeffs[:, 1:] * torch.arange(1, k + 1, dtype=torch.float64)  # d/du: (k+1 pieces, k powers)
-        self.derivative_t = derivative.t().contiguous().to(dtype=dtype, device=device)  # (k, k+1)
-        self.shifts = torch.arange(k + 1, device=device).view(-1, 1, 1)
-        self.t_max = float(n_basis + k)  # t at the end of the knot span
-        self._row_offsets: dict[tuple[int, int], torch.Tensor] = {}
+        coeffs = torch.tensor(_piece_coefficients(k), dtype=torch.float64)  # (k+1 pieces, k+1 powers)
+        derivative = torch.zeros_like(coeffs)  # d/du, same powers layout (u^k column is zero)
+        derivative[:, :k] = coeffs[:, 1:] * torch.arange(1, k + 1, dtype=torch.float64)
+        both = torch.cat([coeffs, derivative])  # (2(k+1), k+1): values then derivatives
+        # [P | P'] (2(k+1), M) = constant column + coefficients @ [u, u^2, .., u^k] (k, M)
+        self.constant = both[:, :1].to(dtype=dtype, device=device)
+        self.linear = both[:, 1:].contiguous().to(dtype=dtype, device=device)
+        self.s_max = float(n_basis + k + 1)
+        self._row_offsets: dict[tuple[int, int, int], torch.Tensor] = {}
 
     def offsets(self, n: int, row_width: int, first_column: int) -> torch.Tensor:
         """(k+1, n, in) int64: flat position, in an (n, row_width) matrix whose basis blocks start at column
-        ``first_column``, of the slot that piece r of input i of row n fills when floor(t) = 0; adding floor(t)
+        ``first_column``, of the slot that piece r of input i of row n fills when floor(s) = 0; adding floor(s)
         gives the slot. Cached per batch size (a training run sees one or two)."""
         key = (n, row_width, first_column)
         found = self._row_offsets.get(key)
         if found is None:
             if len(self._row_offsets) > 4:
                 self._row_offsets.clear()
-            device = self.shifts.device
+            device = self.constant.device
             rows = torch.arange(n, device=device).view(-1, 1) * row_width
-            cols = first_column + torch.arange(self.in_features, device=device) * self.block + self.pad
-            found = (rows + cols).unsqueeze(0) - self.shifts
+            # floor(s) = floor(t) + 1 and piece r of B_{floor(t) - r} sits in slot floor(t) - r + pad
+            cols = first_column + torch.arange(self.in_features, device=device) * self.block + self.pad - 1
+            shifts = torch.arange(self.order + 1, device=device).view(-1, 1, 1)
+            found = (rows + cols).unsqueeze(0) - shifts
             if found.numel() <= 4_000_000:  # ~32 MB at most; larger (evaluation) batches are rare, not cached
                 self._row_offsets[key] = found
         return found
@@ -83,27 +88,28 @@ def layout(order: int, in_features: int, n_basis: int, like: torch.Tensor) -> _L
     return found
 
 
-def local_basis(x: torch.Tensor, shift: torch.Tensor, inv_step: torch.Tensor, lay: _Layout,
-                row_width: int, first_column: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def local_basis(x: torch.Tensor, shift: torch.Tensor, inv_step: torch.Tensor, lay: _Layout, row_width: int,
+                first_column: int, with_derivative: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The k+1 nonzero basis values per input of a 2-D x (N, in), piece-major (k+1, N, in) so that every op runs
     on long contiguous rows (PyTorch's CPU kernels are slow on a trailing dimension of size k+1).
 
-    Returns (index, values, powers): flat positions of the values in an (N, row_width) padded basis matrix,
-    the values B_{floor(t)-r}(x), and the power table u^0..u^k (kept for the derivative). x outside the knot span
-    (and NaN) maps entirely into zero-weight padding.
+    ``shift``/``inv_step`` give s = t + 1 = shift + x * inv_step, t = (x - t_0) / h. Returns (index, values,
+    derivative): flat positions in an (N, row_width) padded basis matrix, the values B_{floor(t)-r}(x) and, if
+    asked, their derivatives in u (multiply by inv_step for d/dx). x outside the knot span (and NaN) maps entirely
+    into zero-weight padding.
     """
-    n = x.shape[0]
     k = lay.order
-    t = torch.addcmul(shift, x, inv_step).clamp_(-1.0, lay.t_max).nan_to_num_(-1.0)  # (x - t_0) / h
-    floor = torch.floor(t)
-    u = t - floor
-    columns = [torch.ones_like(u), u]
+    s = torch.addcmul(shift, x, inv_step).clamp_(0.0, lay.s_max).nan_to_num_(0.0)
+    whole = s.to(torch.int64)  # floor, as s >= 0
+    u = s - whole
+    columns = [u]
     for _ in range(2, k + 1):
         columns.append(columns[-1] * u)
-    powers = torch.stack(columns[: k + 1])  # (k+1, N, in)
-    values = torch.mm(lay.values, powers.view(k + 1, -1)).view_as(powers)
-    index = torch.add(floor.to(torch.int64).unsqueeze(0), lay.offsets(n, row_width, first_column))
-    return index, values, powers
+    powers = torch.stack(columns) if k > 1 else u.unsqueeze(0)  # (k, N, in): u^1 .. u^k
+    rows = 2 * (k + 1) if with_derivative else k + 1
+    table = torch.addmm(lay.constant[:rows], lay.linear[:rows], powers.view(k, -1)).view(rows, *u.shape)
+    index = torch.add(lay.offsets(x.shape[0], row_width, first_column), whole)
+    return index, table[: k + 1], (table[k + 1:] if with_derivative else None)
 
 
 def dense_basis(x: torch.Tensor, first_knot: torch.Tensor, step: torch.Tensor, n_basis: int,
@@ -111,28 +117,35 @@ def dense_basis(x: torch.Tensor, first_knot: torch.Tensor, step: torch.Tensor, n
     """Dense basis (N, in, n_basis) of a 2-D x on uniform knots t_m = first_knot + m * step (per input)."""
     n, in_features = x.shape
     lay = layout(order, in_features, n_basis, x)
-    width = in_features * lay.block
     inv_step = 1.0 / step
-    index, values, _ = local_basis(x, -first_knot * inv_step, inv_step, lay, width, 0)
+    index, values, _ = local_basis(x, 1.0 - first_knot * inv_step, inv_step, lay, in_features * lay.block, 0,
+                                   with_derivative=False)
     padded = x.new_zeros(n, in_features, lay.block)
     padded.view(-1).put_(index, values)
     return padded[:, :, lay.pad:lay.pad + n_basis].contiguous()
 
 
-def _base_and_derivative(name: str, x: torch.Tensor, need_derivative: bool):
+def _base(name: str, x: torch.Tensor) -> torch.Tensor:
+    if name == "silu":
+        return F.silu(x)
+    if name == "relu":
+        return torch.relu(x)
+    if name == "elu":
+        return F.elu(x)
+    if name == "identity":
+        return x
+    raise ValueError(f"unknown base activation {name!r}")
+
+
+def _base_derivative(name: str, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     if name == "silu":
         s = torch.sigmoid(x)
-        value = x * s
-        return value, (s * (1 + x * (1 - s)) if need_derivative else None)
+        return s * (1 + x * (1 - s))
     if name == "relu":
-        value = torch.relu(x)
-        return value, ((x > 0).to(x.dtype) if need_derivative else None)
+        return x > 0
     if name == "elu":
-        value = F.elu(x)
-        return value, (torch.where(x > 0, 1.0, value + 1) if need_derivative else None)
-    if name == "identity":
-        return x, (torch.ones_like(x) if need_derivative else None)
-    raise ValueError(f"unknown base activation {name!r}")
+        return torch.where(x > 0, 1.0, value + 1)
+    return torch.ones_like(x)
 
 
 class UniformKANFunction(torch.autograd.Function):
@@ -144,47 +157,43 @@ class UniformKANFunction(torch.autograd.Function):
         out_features, _, n_basis = spline_weight.shape
         lay = layout(order, in_features, n_basis, x)
         width = in_features * (1 + lay.block)
-        index, values, powers = local_basis(x, shift, inv_step, lay, width, in_features)
         need_x = ctx.needs_input_grad[0]
-        base_value, base_derivative = _base_and_derivative(base, x, need_x)
+        index, values, derivative = local_basis(x, shift, inv_step, lay, width, in_features, need_x)
+        base_value = _base(base, x)
         features = x.new_zeros(n, width)
         features[:, :in_features] = base_value
         features.view(-1).put_(index, values)
-        weight = base_weight.new_zeros(out_features, width)  # [base | zero-padded spline blocks]
-        weight[:, :in_features].copy_(base_weight)
-        weight[:, in_features:].view(out_features, in_features, lay.block)[:, :, lay.pad:lay.pad + n_basis].copy_(
-            spline_weight)
-        out = torch.mm(features, weight.t()) if bias is None else torch.addmm(bias, features, weight.t())
+        weight = torch.cat([base_weight, F.pad(spline_weight, (lay.pad, lay.pad)).view(out_features, -1)], dim=1)
+        out = F.linear(features, weight, bias)
         if need_x:
-            ctx.save_for_backward(features, weight, index, powers, base_derivative, inv_step)
+            ctx.save_for_backward(features, weight, index, derivative, inv_step,
+                                  _base_derivative(base, x, base_value))
         else:
             ctx.save_for_backward(features, weight)
         ctx.lay = lay
-        ctx.has_bias = bias is not None
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         lay = ctx.lay
-        features, weight = ctx.saved_tensors[:2]
-        in_features, n_basis, pad = lay.in_features, lay.n_basis, lay.pad
-        out_features = weight.shape[0]
+        saved = ctx.saved_tensors
+        features, weight = saved[0], saved[1]
+        in_features = lay.in_features
         grad_x = grad_base = grad_spline = grad_bias = None
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+        needs = ctx.needs_input_grad
+        if needs[1] or needs[2]:
             grad_weight = torch.mm(grad_out.t(), features)
             grad_base = grad_weight[:, :in_features]
-            grad_spline = grad_weight[:, in_features:].view(out_features, in_features, lay.block)[
-                :, :, pad:pad + n_basis]
-        if ctx.needs_input_grad[0]:
-            _, _, index, powers, base_derivative, inv_step = ctx.saved_tensors
-            k = lay.order
+            grad_spline = grad_weight[:, in_features:].view(weight.shape[0], in_features, lay.block)[
+                :, :, lay.pad:lay.pad + lay.n_basis]
+        if needs[0]:
+            index, derivative, inv_step, base_derivative = saved[2:]
             grad_features = torch.mm(grad_out, weight)
-            gathered = grad_features.view(-1).take(index)  # (k+1, N, in): dL/dB at each nonzero piece
-            # dL/du = sum_r gathered_r * P_r'(u) = sum_p u^p * (D^T gathered)_p
-            mixed = torch.mm(lay.derivative_t, gathered.view(k + 1, -1)).view(k, *gathered.shape[1:])
-            grad_x = (mixed * powers[:k]).sum(0).mul_(inv_step)
+            # dL/dx = inv_step * sum_r dL/dB_r * P_r'(u) + dL/dbase * base'(x)
+            gathered = grad_features.view(-1).take(index)  # (k+1, N, in)
+            grad_x = gathered.mul_(derivative).sum(0).mul_(inv_step)
             grad_x.addcmul_(grad_features[:, :in_features], base_derivative)
-        if ctx.has_bias and ctx.needs_input_grad[3]:
+        if needs[3]:
             grad_bias = grad_out.sum(0)
         return grad_x, grad_base, grad_spline, grad_bias, None, None, None, None
