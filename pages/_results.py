@@ -87,7 +87,9 @@ def current_run_results() -> None:
         st.warning(result.message, icon=":material/warning:")
     baseline = live.baseline_metrics(run)
     st.dataframe(_metrics_table(result.metrics, baseline), hide_index=True, width="content")
-    if baseline is None and run.config.model.kind != "standard":
+    if live.busy():
+        st.caption("The plain baseline is training; its scores appear here when it is done.")
+    elif baseline is None and run.config.model.kind != "standard":
         if st.button("Train the plain baseline now", icon=":material/compare_arrows:",
                      help="The standard single-expert model with the same settings, for comparison."):
             message = live.start_baseline(run)
@@ -116,6 +118,7 @@ def current_run_results() -> None:
         ("pages/compare.py", "Compare gates", ":material/compare_arrows:"), ("pages/runs.py", "Saved runs",
                                                                          ":material/folder_open:")]):
         cols[i % 3].page_link(page, label=label, icon=icon)
-    if st.button("Load this run's settings into the form", icon=":material/settings_backup_restore:"):
+    if st.button("Load this run's settings into the form", icon=":material/settings_backup_restore:",
+                 disabled=live.busy()):
         cfg.set_master(run.config, reseed=True)
         st.rerun()

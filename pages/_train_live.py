@@ -67,7 +67,7 @@ def baseline_metrics(run: Any) -> dict | None:
     return st.session_state.get(BASELINES, {}).get(_state.run_key(run))
 
 
-def drain() -> None:
+def drain() -> list[str]:
     """Take over what the background job finished: the run becomes current; a baseline's scores are kept.
 
     Called on every rerun of every page (from app.py) and by the live fragment, so a run that finishes while the
@@ -75,9 +75,10 @@ def drain() -> None:
     """
     j = job()
     if j is None:
-        return
+        return []
     j.touch()
-    for event in j.pop_events():
+    events = j.pop_events()
+    for event in events:
         if event == MAIN and j.run is not None:
             run = j.run
             _state.set_current_run(run)
@@ -87,6 +88,7 @@ def drain() -> None:
         elif event == BASELINE and j.run is not None and j.baseline is not None:
             st.session_state.setdefault(BASELINES, {})[_state.run_key(j.run)] = dict(
                 j.baseline.metrics, epochs_run=j.baseline.epochs_run)
+    return events
 
 
 def _progress(stage: Stage, epochs: list) -> tuple[float, str]:
@@ -130,9 +132,9 @@ def live_panel() -> None:
         current = job()
         if current is None:
             return
-        drain()
-        if not current.running:
-            st.rerun(scope="app")  # redraw the whole page: results, sidebar, enabled settings
+        events = drain()
+        if MAIN in events or not current.running:
+            st.rerun(scope="app")  # redraw the whole page: results, sidebar (and settings once all is done)
         stage = current.stage or current.stages[-1]
         if st.button("Stop", icon=":material/stop_circle:", key="stop_training",
                      help="Stop after the current epoch and keep the model trained so far (its best weights)."):

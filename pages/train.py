@@ -130,7 +130,9 @@ with right:
             st.rerun()
     live.live_panel()
     _results.last_job_messages(live.job())
-    has_results = not busy and _state.current_run() is not None
+    # results show as soon as the mixture is done, while its baseline may still be training
+    job = live.job()
+    has_results = _state.current_run() is not None and (not busy or job.run is _state.current_run())
     if has_results:
         _results.current_run_results()
     if dataset is not None:

@@ -23,7 +23,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 # A small, quick configuration of the default dataset, given as a link (this also checks that links restore it).
-QUICK = "model.expert_hidden=16&train.epochs=60&train.early_stopping=0"
+QUICK = "model.expert_hidden=16&train.epochs=120&train.early_stopping=0"
 # Pages after Train, in navigation order: (page title, least number of Vega charts it shows once a model exists).
 PAGES_AFTER_TRAINING = {"Splines": ("Splines", 1), "Gates": ("Gates", 1), "Experts": ("Experts", 1),
                         "Compare": ("Compare gates", 0), "Attribution": ("Attribution", 0),
@@ -105,6 +105,16 @@ def _wait_saved(server, count: int, timeout: float = 180) -> None:
         time.sleep(0.2)
 
 
+def _wait_done(page, timeout: float = 180) -> None:
+    """Wait until the whole job (mixture and baseline) is over: Train is enabled again and Stop is gone."""
+    deadline = time.time() + timeout
+    train = page.get_by_role("button", name="Train", exact=True)
+    while not (train.count() and train.first.is_enabled() and _stop(page).count() == 0):
+        assert time.time() < deadline, f"training still running after {timeout} s"
+        page.wait_for_timeout(250)
+    _wait_idle(page)
+
+
 def _train(page, server, timeout: float = 180) -> float:
     """Click Train and wait until the run is saved and its results are shown; returns the seconds it took."""
     before = _saved(server)
@@ -112,7 +122,7 @@ def _train(page, server, timeout: float = 180) -> float:
     page.get_by_role("button", name="Train", exact=True).click()
     _wait_saved(server, before + 1, timeout)
     page.get_by_role("heading", name="Results", exact=True).wait_for(timeout=timeout * 1000)
-    _wait_idle(page)
+    _wait_done(page, timeout)
     return time.perf_counter() - t0
 
 
@@ -137,11 +147,12 @@ def test_train_page_trains_live_and_every_page_renders(server, browser):
     stop = _stop(page)
     stop.wait_for(timeout=30_000)  # training is live: Stop shown, progress bar and charts update
     page.locator('[data-testid="stProgress"]').first.wait_for(timeout=30_000)
-    page.wait_for_selector(CHART, timeout=30_000)
+    page.get_by_text("Mixture: epoch").first.wait_for(timeout=30_000)
+    page.locator(f'[data-testid="stMain"] :is({CHART}):visible').nth(1).wait_for(timeout=30_000)  # loss + gates
     page.screenshot(path=str(ARTIFACTS / "train_live.png"), full_page=True)
     _wait_saved(server, 1)
     page.get_by_role("heading", name="Results", exact=True).wait_for(timeout=60_000)
-    _wait_idle(page)
+    _wait_done(page)
     _no_exception(page, "Train page after training")
     charts = page.locator(CHART).count()
     assert charts >= 3, f"expected loss, gate and data charts, found {charts}"
@@ -155,10 +166,10 @@ def test_train_page_trains_live_and_every_page_renders(server, browser):
         page.wait_for_url(f"**/{name.lower()}*", timeout=30_000)
         page.locator('[data-testid="stMain"] h1').filter(has_text=title).first.wait_for(timeout=120_000)
         if min_charts:
-            page.locator(f'[data-testid="stMain"] :is({CHART})').nth(min_charts - 1).wait_for(timeout=120_000)
+            page.locator(f'[data-testid="stMain"] :is({CHART}):visible').nth(min_charts - 1).wait_for(timeout=120_000)
         _wait_idle(page, timeout=120)
         _no_exception(page, f"{name} page")
-        found = page.locator(f'[data-testid="stMain"] :is({CHART})').count()
+        found = page.locator(f'[data-testid="stMain"] :is({CHART}):visible').count()
         assert found >= min_charts, f"{name}: expected at least {min_charts} charts, found {found}"
         page.screenshot(path=str(ARTIFACTS / f"page_{name.lower()}.png"), full_page=True)
     page.close()
@@ -175,7 +186,7 @@ def test_two_sessions_train_at_once_and_stay_independent(server, browser):
     both = _train(b, server)
     _wait_saved(server, before + 2)
     a.get_by_role("heading", name="Results", exact=True).wait_for(timeout=60_000)
-    _wait_idle(a)
+    _wait_done(a)
     side_a = a.locator('[data-testid="stSidebar"]').inner_text()
     side_b = b.locator('[data-testid="stSidebar"]').inner_text()
     assert "2 × MLP" in side_a and "4 × MLP" in side_b, (side_a, side_b)
@@ -187,15 +198,16 @@ def test_two_sessions_train_at_once_and_stay_independent(server, browser):
     a.get_by_role("button", name="Train", exact=True).click()
     _stop(a).wait_for(timeout=30_000)
     latencies = []
-    for name in ("Runs", "Train", "Runs"):
+    for name, title in (("Runs", "Saved runs"), ("Train", "Train a mixture of experts"), ("Runs", "Saved runs")):
         t0 = time.perf_counter()
         b.locator('[data-testid="stSidebarNav"] a').filter(has_text=name).first.click()
-        b.wait_for_url(f"**/{'' if name == 'Train' else name.lower()}*", timeout=30_000)
-        _wait_idle(b, timeout=60)
+        b.locator('[data-testid="stMain"] h1').filter(has_text=title).first.wait_for(timeout=30_000)
         latencies.append(time.perf_counter() - t0)
+        _wait_idle(b, timeout=60)
     assert _stop(a).is_visible(), "A's training ended early"
     _stop(a).click()
     a.get_by_role("heading", name="Results", exact=True).wait_for(timeout=60_000)
+    _wait_done(a)
     sidebar = a.locator('[data-testid="stSidebar"]').inner_text()
     assert "stopped" in sidebar
     print(f"[concurrency] page switches in B while A trains: {', '.join(f'{x:.2f} s' for x in latencies)}")
