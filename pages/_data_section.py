@@ -99,18 +99,33 @@ def builtin_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], An
     specs = [o for o in info.option_specs if o.name != "csv_path"]  # server paths never come from the page
     chosen = base.data.options if base.data.name == name else {}
     options: dict[str, Any] = {}
-    if specs:
-        with st.expander("Dataset options", expanded=False):
-            for spec in specs:
-                options[spec.name] = _option_widget(name, spec, chosen.get(spec.name), disabled)
+    with st.expander("Dataset options and split", expanded=False):
+        for spec in specs:
+            options[spec.name] = _option_widget(name, spec, chosen.get(spec.name), disabled)
+        split = split_settings(base, disabled)
     data = RunConfig(data=base.data).to_dict()["data"]
-    data.update(name=name, options=options, csv_path=None, target=None, features=None)
+    data.update(name=name, options=options, csv_path=None, target=None, features=None, **split)
     try:
         return data, load_builtin(_json(data)), None
     except KamoeError as err:
         return data, None, str(err)
     except Exception as err:  # a loader problem must not take the page down
         return data, None, f"data.name: {name!r} could not be loaded ({type(err).__name__}: {err})."
+
+
+def split_settings(base: RunConfig, disabled: bool) -> dict[str, Any]:
+    """Data seed (generation and split) and the test / validation fractions."""
+    d = base.data
+    c1, c2, c3 = st.columns(3)
+    return {
+        "seed": c1.number_input("Data seed", 0, 2**31 - 1, step=1, disabled=disabled, key=seed("data.seed", d.seed),
+                                help="Seeds the generated data and the random split (training has its own seed)."),
+        "test_fraction": c2.number_input("Test share", 0.05, 0.5, step=0.05, format="%g", disabled=disabled,
+                                         key=seed("data.test_fraction", float(d.test_fraction))),
+        "val_fraction": c3.number_input("Validation share", 0.05, 0.5, step=0.05, format="%g", disabled=disabled,
+                                        key=seed("data.val_fraction", float(d.val_fraction)),
+                                        help="Share of what remains after the test split."),
+    }
 
 
 def _json(data: dict[str, Any]) -> str:
@@ -123,8 +138,9 @@ def upload_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], Any
     """CSV upload, target and feature choice. Returns (data section, Dataset or None, error message or None)."""
     limit_mb = int(st.get_option("server.maxUploadSize"))
     data = RunConfig().to_dict()["data"]
-    data.update(name=UPLOAD_NAME, seed=base.data.seed, test_fraction=base.data.test_fraction,
-                val_fraction=base.data.val_fraction)
+    with st.expander("Split", expanded=False):
+        split = split_settings(base, disabled)
+    data.update(name=UPLOAD_NAME, **split)
     upload = st.file_uploader(f"CSV file (up to {limit_mb} MB)", type=["csv", "txt"], key="upload_csv",
                               disabled=disabled,
                               help="One row per example, a header row with column names; numeric features. "
@@ -150,8 +166,8 @@ def upload_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], Any
     digest = hashlib.sha1(raw).hexdigest()
     try:
         dataset = dataset_from_upload(digest, frame, target, tuple(features), _safe_name(upload.name),
-                                      int(base.data.seed), float(base.data.test_fraction),
-                                      float(base.data.val_fraction), None if task == "auto" else task)
+                                      int(split["seed"]), float(split["test_fraction"]),
+                                      float(split["val_fraction"]), None if task == "auto" else task)
     except KamoeError as err:
         return data, None, str(err)
     except Exception as err:
@@ -192,7 +208,8 @@ def dataset_card(dataset: Any) -> None:
             color = "regime"
             nominal = True
         tab_plot, tab_table = st.tabs(["Scatter", "Table"])
-        tab_plot.altair_chart(ct.scatter_2d_chart(frame, a, b, color, nominal), width="stretch")
+        tab_plot.altair_chart(ct.scatter_2d_chart(frame, a, b, color, nominal), width="stretch",
+                              height=ct.chart_height("scatter"))
         tab_table.dataframe(frame.head(200), height=280, width="stretch")
     else:
         st.dataframe(frame.head(200), height=280, width="stretch")

@@ -96,3 +96,39 @@ def test_top_k_above_the_number_of_experts_is_refused():
     at.number_input(key="w.model.n_experts").set_value(2).run()
     no_exception(at)
     assert any("model.top_k" in e.value for e in at.error)
+
+
+@pytest.mark.parametrize("preset", ["regimes", "moons", "top1", "series", "california"])
+def test_presets_fill_the_form_and_never_crash(preset, tmp_path, monkeypatch):
+    from pages._presets import PRESETS
+
+    if preset == "california":  # a small CSV with scikit-learn's columns: no download in tests
+        import numpy as np
+
+        columns = ["MedInc", "HouseAge", "AveRooms", "AveBedrms", "Population", "AveOccup", "Latitude",
+                   "Longitude", "MedHouseVal"]
+        values = np.random.default_rng(0).uniform(1, 5, size=(300, len(columns)))
+        csv = tmp_path / "california.csv"
+        csv.write_text(",".join(columns) + "\n" + "\n".join(",".join(f"{v:.4f}" for v in row) for row in values))
+        monkeypatch.setenv("KAMOE_CALIFORNIA_CSV", str(csv))
+    chosen = next(p for p in PRESETS if p.key == preset).config()
+    at = new_app()
+    at.button(key=f"preset_{preset}").click().run()
+    no_exception(at, preset)
+    assert at.selectbox(key="w.data.name").value == chosen.data.name
+    assert at.segmented_control(key="w.model.gate").value == chosen.model.gate
+    assert at.number_input(key="w.model.n_experts").value == chosen.model.n_experts
+    assert at.selectbox(key="w.model.expert").value == chosen.model.expert
+    assert RunConfig.from_query_params(at.query_params).model == chosen.model  # the link follows the preset
+    assert not at.error, [e.value for e in at.error]
+    assert not [b for b in at.button if b.label == "Train"][0].disabled
+
+
+def test_a_2d_dataset_shows_a_scatter_of_its_inputs():
+    at = new_app()
+    at.selectbox(key="w.data.name").set_value("moons").run()
+    no_exception(at)
+    specs = [c.proto.spec for c in at.get("arrow_vega_lite_chart")] + [c.proto.spec for c in
+                                                                        at.get("vega_lite_chart")]
+    assert any('"circle"' in spec for spec in specs), "no scatter of the 2-D inputs"
+    assert at.query_params.get("data.name") == "moons"
