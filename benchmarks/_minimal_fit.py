@@ -1,5 +1,7 @@
-"""Stand-in for kamoe_viz.training.fit while that module does not exist: the same training step (Adam, MSE,
-shuffled mini-batches sliced from tensors, per-epoch validation loss), without the trainer's bookkeeping."""
+"""A minimal training loop of the same shape as kamoe_viz.training.fit (Adam, MSE, shuffled mini-batches sliced
+from tensors, per-epoch validation loss and gate weights), using kamoe_viz.nn.optim.FastAdam with its on-device
+NaN/inf step skipping instead of a per-step gradient-norm check. bench_train.py runs it with ``--ours-path minimal``
+to show what the trainer could gain; it was also the stand-in before kamoe_viz.training existed."""
 from __future__ import annotations
 
 import time
@@ -15,7 +17,9 @@ def fit(model, dataset, train, on_epoch=None):
     y = torch.as_tensor(dataset.y_train)
     Xv = torch.as_tensor(dataset.X_val)
     yv = torch.as_tensor(dataset.y_val)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, fused=True)
+    from kamoe_viz.nn.optim import FastAdam
+
+    optimizer = FastAdam(model.parameters(), lr=train.lr, skip_nonfinite=True)
     start = time.perf_counter()
     for epoch in range(1, train.epochs + 1):
         model.train()
@@ -30,7 +34,9 @@ def fit(model, dataset, train, on_epoch=None):
             total += loss.detach() * idx.shape[0]
         model.eval()
         with torch.no_grad():
-            val = F.mse_loss(model(Xv).prediction, yv)
+            out = model(Xv)
+            val = F.mse_loss(out.prediction, yv)
+            out.gate_weights[:512].numpy()
         if on_epoch is not None:
             on_epoch(SimpleNamespace(epoch=epoch, train_loss=float(total) / X.shape[0], val_loss=float(val),
                                      seconds_elapsed=time.perf_counter() - start))

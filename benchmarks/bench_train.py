@@ -62,11 +62,12 @@ def california_npz(csv: Path) -> Path:
 
 
 def run_side(side: str, python: Path, data: Path, batch: int, epochs: int, seed: int, device: str,
-             threads: int = 0) -> dict:
+             threads: int = 0, path: str = "fit") -> dict:
     script = HERE / ("_ours_train.py" if side == "ours" else "_reference_train.py")
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     if side == "ours" and threads > 0:
         env["OMP_NUM_THREADS"] = str(threads)
+    env["KAMOE_BENCH_PATH"] = path
     args = [str(python), str(script), str(data), str(batch), str(epochs), str(seed)]
     if side == "ours":
         args.append(device)
@@ -105,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, default=Path(os.environ.get("KAMOE_CALIFORNIA_CSV", DEFAULT_CSV)),
                         help="California Housing CSV with sklearn's column names")
     parser.add_argument("--sides", default="ours,reference", help="which sides to run (default both)")
+    parser.add_argument("--ours-path", choices=("fit", "minimal"), default="fit",
+                        help="fit: kamoe_viz.training.fit (default); minimal: benchmarks/_minimal_fit.py (same model, "
+                             "FastAdam, no per-step sync) to show what the loop itself costs")
     parser.add_argument("--ours-threads", type=int, default=0,
                         help="OMP_NUM_THREADS for our side (default 0: leave torch's own setting)")
     args = parser.parse_args(argv)
@@ -125,14 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     data = california_npz(args.csv)
     print(f"# bench_train  {time.strftime('%Y-%m-%d %H:%M')}  cpus={os.cpu_count()}  epochs={args.epochs}  "
           f"reps={args.reps}  batches={batches}  device={args.device}  "
-          f"ours_threads={args.ours_threads or 'torch default'}  load={os.getloadavg()[0]:.1f}", flush=True)
+          f"ours_threads={args.ours_threads or 'torch default'}  ours_path={args.ours_path}  "
+          f"load={os.getloadavg()[0]:.1f}", flush=True)
     runs: dict[tuple[str, int], list[dict]] = {}
     for rep in range(args.reps):
         for i, batch in enumerate(batches):
             order = sides if (rep + i) % 2 == 0 else sides[::-1]
             for side in order:
                 result = run_side(side, pythons[side], data, batch, args.epochs, args.seed + rep, args.device,
-                                  args.ours_threads)
+                                  args.ours_threads, args.ours_path)
                 runs.setdefault((side, batch), []).append(result)
                 epochs_txt = " ".join(f"{s:.3f}" for s in result["epoch_seconds"])
                 print(f"rep {rep + 1} batch {batch:5d} {side:9s} epochs [{epochs_txt}] s  first-epoch-end "
@@ -163,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                                "ratios": {str(k): v for k, v in ratios.items()},
                                "runs": {f"{s}/{b}": r for (s, b), r in runs.items()}}, indent=1))
     print(f"\n(details: {out.relative_to(ROOT)})")
+    print(f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus)")
     if 128 in ratios:
         print(f"batch-128 throughput ratio ours/reference: {ratios[128]['throughput']:.2f}")
     else:

@@ -165,3 +165,42 @@ def test_several_forwards_before_one_backward():
     (autograd_kan(layer, x1).sum() + autograd_kan(layer, x2).square().sum()).backward()
     for a, p in zip(fast, layer.parameters()):
         torch.testing.assert_close(a, p.grad, atol=1e-10, rtol=1e-10)
+
+
+def test_plain_autograd_path_for_other_devices_gives_the_same_layer(monkeypatch):
+    """Devices without the fused kernels (e.g. MPS) take plain autograd over the recursion: same values."""
+    import kamoe_viz.nn.kan as kan_module
+
+    torch.manual_seed(4)
+    layer = exact_layer(4, 3, grid_size=3)
+    x = torch.randn(20, 4, dtype=torch.float64)
+    fused = layer(x)
+    monkeypatch.setattr(kan_module, "_FUSED_DEVICES", ())
+    torch.testing.assert_close(layer(x), fused, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(layer.b_splines(x), bspline_basis_recursive(x, layer.grid, 3))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_fast_adam_skips_non_finite_steps_without_a_sync(fused):
+    torch.manual_seed(5)
+    layer = torch.nn.Linear(3, 2)
+    twin = copy.deepcopy(layer)
+    opt = FastAdam(layer.parameters(), lr=0.1, skip_nonfinite=True, fused=fused)
+    ref = torch.optim.Adam(twin.parameters(), lr=0.1)
+    X = torch.randn(8, 3)
+    for step in range(6):
+        opt.zero_grad()
+        layer(X).square().mean().backward()
+        if step == 2:  # a poisoned step: skipped, weights stay finite and unchanged
+            layer.weight.grad[0, 0] = float("nan")
+            before = [p.detach().clone() for p in layer.parameters()]
+            opt.step()
+            assert all(torch.equal(a, b) for a, b in zip(before, layer.parameters()))
+            continue
+        opt.step()
+        ref.zero_grad()
+        twin(X).square().mean().backward()
+        ref.step()
+    assert float(opt.skipped_steps) == 1 and float(opt.step_count) == 5
+    for a, b in zip(layer.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)

@@ -20,6 +20,9 @@ from torch import nn
 from kamoe_viz.errors import GridUpdateError
 from kamoe_viz.nn.spline_ops import UniformKANFunction, dense_basis
 
+# Devices whose kernels the fused KAN function is tested on (put_/take/addmm); others use plain autograd.
+_FUSED_DEVICES = ("cpu", "cuda")
+
 _BASE_ACTIVATIONS = {
     "silu": F.silu,
     "relu": F.relu,
@@ -152,7 +155,7 @@ class KANLinear(nn.Module):
     def b_splines(self, x: torch.Tensor) -> torch.Tensor:
         """B-spline basis of a 2-D input (N, in) -> (N, in, n_basis)."""
         knots = self._uniform_knots()
-        if knots is not None:
+        if knots is not None and x.device.type in _FUSED_DEVICES:
             return dense_basis(x, knots[2], knots[3], self.n_basis, self.spline_order)
         return bspline_basis_recursive(x, self.grid, self.spline_order)
 
@@ -161,7 +164,7 @@ class KANLinear(nn.Module):
         shape = x.shape
         flat = x if x.dim() == 2 else x.reshape(-1, self.in_features)
         knots = self._uniform_knots()
-        if knots is not None:
+        if knots is not None and flat.device.type in _FUSED_DEVICES:
             out = UniformKANFunction.apply(flat, self.base_weight, self.spline_weight, self.bias, knots[0], knots[1],
                                            self.spline_order, self.base_activation_name)
         else:

@@ -21,7 +21,11 @@ class FastAdam:
     """Adam (Kingma & Ba) with L2 weight decay added to the gradient, as ``torch.optim.Adam``."""
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, fused: bool | None = None) -> None:
+                 eps: float = 1e-8, weight_decay: float = 0.0, fused: bool | None = None,
+                 skip_nonfinite: bool = False) -> None:
+        """``skip_nonfinite``: check every step's gradients for NaN/inf on the device (one op, no host sync) and
+        skip that update; ``skipped_steps`` (a 0-d tensor) counts the skipped steps, for a loop to read once an
+        epoch instead of syncing on every batch."""
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
             raise ValueError("FastAdam got no trainable parameters")
@@ -36,6 +40,10 @@ class FastAdam:
         self._steps = [self.step_count] * len(self.params)
         same_device = all(p.device == device for p in self.params)
         self.fused = same_device and (fused if fused is not None else hasattr(torch, "_fused_adam_"))
+        self.skip_nonfinite = skip_nonfinite
+        self.skipped_steps = torch.zeros((), dtype=torch.float32, device=device)
+        self._found_inf = torch.zeros((), dtype=torch.float32, device=device)
+        self._one = torch.ones((), dtype=torch.float32, device=device)
 
     # ----- the loop's interface -------------------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -63,15 +71,24 @@ class FastAdam:
             exp_avg_sq = [exp_avg_sq[i] for i in keep]
         group = self.param_groups[0]
         lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        self.step_count += 1
+        found_inf = None
+        if self.skip_nonfinite:
+            found_inf = self._found_inf.zero_()
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, self._one)
+            self.skipped_steps += found_inf
+            self.step_count += 1 - found_inf  # a skipped step does not advance Adam's bias correction
+        else:
+            self.step_count += 1
         if self.fused:
             try:
                 torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], self._steps[: len(params)], lr=lr,
                                    beta1=beta1, beta2=beta2, weight_decay=weight_decay, eps=eps, amsgrad=False,
-                                   maximize=False)
+                                   maximize=False, found_inf=found_inf)
                 return loss
             except (RuntimeError, NotImplementedError):  # device without the fused kernel: use the plain one
                 self.fused = False
+        if found_inf is not None and bool(found_inf):
+            return loss
         self._foreach_step(params, grads, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay)
         return loss
 
