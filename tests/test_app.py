@@ -132,3 +132,15 @@ def test_a_2d_dataset_shows_a_scatter_of_its_inputs():
                                                                         at.get("vega_lite_chart")]
     assert any('"circle"' in spec for spec in specs), "no scatter of the 2-D inputs"
     assert at.query_params.get("data.name") == "moons"
+
+
+def test_copy_link_shows_a_link_that_restores_the_settings():
+    at = new_app({"model.n_experts": "5", "model.gate": "linear"})
+    codes = [c.value for c in at.code]
+    link = next(c for c in codes if "model.n_experts=5" in c)
+    from urllib.parse import parse_qsl
+
+    params = dict(parse_qsl(link.split("?", 1)[1]))
+    restored = new_app(params)
+    assert restored.number_input(key="w.model.n_experts").value == 5
+    assert restored.segmented_control(key="w.model.gate").value == "linear"
