@@ -28,10 +28,14 @@ from _envs import ensure_env  # noqa: E402
 from bench_train import DEFAULT_CSV, RESULTS, california_npz  # noqa: E402
 
 
-def run(python: Path, side: str, data: Path, width: int, grid: int, order: int, steps: int, seed: int) -> dict:
+def run(python: Path, side: str, data: Path, width: int, grid: int, order: int, steps: int, seed: int,
+        threads: int) -> dict:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if threads > 0:
+        env["OMP_NUM_THREADS"] = str(threads)
     proc = subprocess.run([str(python), str(HERE / "_kan_worker.py"), side, str(data), str(width), str(grid),
                            str(order), str(steps), str(seed)], capture_output=True, text=True, cwd=ROOT,
-                          timeout=3600)
+                          timeout=3600, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"{side} failed with exit code {proc.returncode}:\n{proc.stderr[-3000:]}")
@@ -46,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=500, help="timed training steps per repetition")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1 repetition, 150 steps")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads on both sides (default 1; 0 = torch's default). On a shared 2-core "
+                             "machine torch's spinning 2-thread pool makes timings meaningless")
     parser.add_argument("--csv", type=Path, default=Path(os.environ.get("KAMOE_CALIFORNIA_CSV", DEFAULT_CSV)))
     args = parser.parse_args(argv)
     if args.quick:
@@ -57,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     pythons = {"ours": Path(sys.executable), "pykan": ensure_env("pykan")}
     data = california_npz(args.csv)
     print(f"# bench_kan  {time.strftime('%Y-%m-%d %H:%M')}  cpus={os.cpu_count()}  widths=[8, {args.width}, 1]  "
-          f"grid={args.grid}  order={args.order}  reps={args.reps}", flush=True)
+          f"grid={args.grid}  order={args.order}  reps={args.reps}  threads={args.threads or 'torch default'}  "
+          f"load={os.getloadavg()[0]:.1f}", flush=True)
     results: dict[str, list[dict]] = {"ours": [], "pykan": []}
     for rep in range(args.reps):
         for side in (("ours", "pykan") if rep % 2 == 0 else ("pykan", "ours")):
-            r = run(pythons[side], side, data, args.width, args.grid, args.order, args.steps, rep)
+            r = run(pythons[side], side, data, args.width, args.grid, args.order, args.steps, rep, args.threads)
             results[side].append(r)
             print(f"rep {rep + 1} {side:6s} train steps/s (batch 32) {r['train_steps_per_second_b32']:8.1f}   "
                   f"fwd+bwd (batch 1024) {r['fwd_bwd_ms_b1024']:7.2f} ms   params {r['params']}", flush=True)
