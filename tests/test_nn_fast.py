@@ -204,3 +204,13 @@ def test_fast_adam_skips_non_finite_steps_without_a_sync(fused):
     assert float(opt.skipped_steps) == 1 and float(opt.step_count) == 5
     for a, b in zip(layer.parameters(), twin.parameters()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_large_inference_batches_are_chunked_with_identical_results():
+    torch.manual_seed(6)
+    layer = KANLinear(5, 4)
+    x = torch.randn(5000, 5)
+    with torch.no_grad():
+        chunked = layer(x)
+    whole = layer(x).detach()  # grad mode: one piece
+    torch.testing.assert_close(chunked, whole, atol=0, rtol=0)

@@ -22,6 +22,7 @@ from kamoe_viz.nn.spline_ops import UniformKANFunction, dense_basis
 
 # Devices whose kernels the fused KAN function is tested on (put_/take/addmm); others use plain autograd.
 _FUSED_DEVICES = ("cpu", "cuda")
+_INFERENCE_CHUNK = 1024  # rows per chunk for large no-grad batches
 
 _BASE_ACTIVATIONS = {
     "silu": F.silu,
@@ -152,6 +153,10 @@ class KANLinear(nn.Module):
             self.__dict__["_knot_cache"] = cached
         return cached[4]
 
+    def _fused(self, flat: torch.Tensor, knots: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return UniformKANFunction.apply(flat, self.base_weight, self.spline_weight, self.bias, knots[0], knots[1],
+                                        self.spline_order, self.base_activation_name)
+
     def b_splines(self, x: torch.Tensor) -> torch.Tensor:
         """B-spline basis of a 2-D input (N, in) -> (N, in, n_basis)."""
         knots = self._uniform_knots()
@@ -165,8 +170,12 @@ class KANLinear(nn.Module):
         flat = x if x.dim() == 2 else x.reshape(-1, self.in_features)
         knots = self._uniform_knots()
         if knots is not None and flat.device.type in _FUSED_DEVICES:
-            out = UniformKANFunction.apply(flat, self.base_weight, self.spline_weight, self.bias, knots[0], knots[1],
-                                           self.spline_order, self.base_activation_name)
+            if not torch.is_grad_enabled() and flat.shape[0] > _INFERENCE_CHUNK:
+                # inference on many rows (evaluation, plots): in chunks, so the padded feature rows of all rows
+                # never exist at once (peak memory); nothing is kept for a backward pass anyway
+                out = torch.cat([self._fused(part, knots) for part in flat.split(_INFERENCE_CHUNK)])
+            else:
+                out = self._fused(flat, knots)
         else:
             features = torch.cat([self._base(flat), self.b_splines(flat).flatten(1)], dim=1)
             weight = torch.cat([self.base_weight, self.spline_weight.flatten(1)], dim=1)

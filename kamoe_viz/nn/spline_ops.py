@@ -72,7 +72,7 @@ class _Layout:
             cols = first_column + torch.arange(self.in_features, device=device) * self.block + self.pad - 1
             shifts = torch.arange(self.order + 1, device=device).view(-1, 1, 1)
             found = (rows + cols).unsqueeze(0) - shifts
-            if found.numel() <= 4_000_000:  # ~32 MB at most; larger (evaluation) batches are rare, not cached
+            if found.numel() <= 1_000_000:  # 8 MB at most; larger (evaluation) batches are not cached
                 self._row_offsets[key] = found
         return found
 
