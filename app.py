@@ -13,6 +13,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import streamlit as st  # noqa: E402
 
+from kamoe_viz.training import configure_cpu_threads  # noqa: E402
 from pages._state import render_sidebar  # noqa: E402
 from pages._train_live import drain  # noqa: E402
 
@@ -30,6 +31,7 @@ PAGES = [
     st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
 ]
 
+configure_cpu_threads()  # one torch thread per training (KAMOE_THREADS overrides): sessions share the cores
 page = st.navigation(PAGES)
 drain()  # a training that finished in the background becomes the current run, whichever page is open
 render_sidebar()

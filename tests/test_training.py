@@ -304,3 +304,23 @@ def test_baseline_config_is_the_plain_network() -> None:
     assert base.model.expert_hidden == cfg.model.expert_hidden and base.train == cfg.train and base.data == cfg.data
     run = train_run(base, tiny_dataset())
     assert run.model.gate is None and run.result.params < train_run(cfg, tiny_dataset()).result.params
+
+
+def test_cpu_threads_default_to_one_and_honour_the_environment(monkeypatch):
+    from kamoe_viz.training import configure_cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("KAMOE_THREADS", raising=False)
+        assert configure_cpu_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("KAMOE_THREADS", "2")
+        assert configure_cpu_threads() == 2 and torch.get_num_threads() == 2
+        assert configure_cpu_threads(1) == 1  # an explicit count wins over the environment
+        for bad in ("two", "0", "-3"):
+            monkeypatch.setenv("KAMOE_THREADS", bad)
+            with pytest.raises(ValidationError, match="KAMOE_THREADS"):
+                configure_cpu_threads()
+        with pytest.raises(ValidationError, match="whole number"):
+            configure_cpu_threads(0)
+    finally:
+        torch.set_num_threads(before)

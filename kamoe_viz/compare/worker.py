@@ -5,7 +5,8 @@ results table (variant, seed, and for reproductions expert/layers/width). :func:
 what the comparison needs; it returns plain picklable data so that worker processes can send it back.
 
 Parallel runs use processes (``spawn``), never threads: PyTorch on CPU already uses threads inside one run, and two
-runs sharing those threads only fight. Each worker gets ``max(1, cores // jobs)`` torch threads.
+runs sharing those threads only fight. Each worker uses one torch thread (``KAMOE_THREADS`` overrides): these
+small models train fastest that way, see :func:`kamoe_viz.training.configure_cpu_threads`.
 """
 from __future__ import annotations
 
@@ -158,10 +159,10 @@ def execute(spec: RunSpec, dataset: Any = None, on_epoch: Callable[[Any], None] 
 
 
 # ----- many runs -----------------------------------------------------------------------------------------------------
-def _init_worker(threads: int, datasets: dict[str, Any]) -> None:
-    import torch
+def _init_worker(datasets: dict[str, Any]) -> None:
+    from kamoe_viz.training import configure_cpu_threads
 
-    torch.set_num_threads(threads)
+    configure_cpu_threads()
     _DATASETS.update(datasets)
 
 
@@ -197,10 +198,9 @@ def execute_all(specs: list[RunSpec], *, jobs: int = 1, datasets: dict[str, Any]
             if on_done:
                 on_done(out, len(outcomes), total)
         return [outcomes[s.index] for s in specs]
-    threads = max(1, cpu_count() // jobs)
     ctx = get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=ctx, initializer=_init_worker,
-                             initargs=(threads, datasets)) as pool:
+                             initargs=(datasets,)) as pool:
         pending = {pool.submit(_execute_in_worker, spec, sample_rows) for spec in specs}
         try:
             while pending:

@@ -1,5 +1,7 @@
-"""Which torch device a run uses: ``auto`` picks CUDA, then Apple MPS, then the CPU."""
+"""Which torch device a run uses (``auto`` picks CUDA, then Apple MPS, then the CPU) and how many CPU threads."""
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -20,6 +22,33 @@ def _mps_ok() -> bool:
         return bool(backend is not None and backend.is_available())
     except Exception:
         return False
+
+
+THREADS_ENV = "KAMOE_THREADS"
+
+
+def configure_cpu_threads(threads: int | None = None) -> int:
+    """Set torch's CPU thread count for training; returns the count in force.
+
+    ``None`` reads ``KAMOE_THREADS`` and otherwise uses 1: the models here are small, and their many small ops
+    run faster on one thread than split across cores (measured on 2 cores: the default regimes run 5.9 s with 1
+    thread vs 10.6 s with 2; California GRKAN batch 128, 5.7 s vs 8.0 s), and sessions training side by side in
+    the app then do not fight over the cores.
+    """
+    source = "threads"
+    if threads is None:
+        raw = os.environ.get(THREADS_ENV, "").strip()
+        source, threads = THREADS_ENV, 1
+        if raw:
+            try:
+                threads = int(raw)
+            except ValueError:
+                raise ValidationError(THREADS_ENV, raw, "must be a whole number of CPU threads, e.g. 1") from None
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
+        raise ValidationError(source, threads, "must be a whole number from 1 to 1024")
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
 
 
 def available_devices() -> list[str]:
