@@ -14,6 +14,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import streamlit as st  # noqa: E402
 
 from kamoe_viz.training import configure_cpu_threads  # noqa: E402
+from pages import _entry  # noqa: E402
 from pages._state import render_sidebar  # noqa: E402
 from pages._train_live import drain  # noqa: E402
 
@@ -35,4 +36,8 @@ configure_cpu_threads()  # one torch thread per training (KAMOE_THREADS override
 page = st.navigation(PAGES)
 drain()  # a training that finished in the background becomes the current run, whichever page is open
 render_sidebar()
-page.run()
+_entry.mark()  # pages check that they run through this file (see pages/_entry.py)
+try:
+    page.run()
+finally:
+    _entry.mark(False)

@@ -26,6 +26,9 @@ def main() -> None:
     from kamoe_viz.config import ModelConfig, TrainConfig
     from kamoe_viz.data.base import Dataset
     from kamoe_viz.nn import build_model
+    from kamoe_viz.training import configure_cpu_threads
+
+    configure_cpu_threads()  # what the app and the CLI use: KAMOE_THREADS, else 1
     try:
         from kamoe_viz.training import fit
         path = "kamoe_viz.training.fit"

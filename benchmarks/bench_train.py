@@ -66,7 +66,7 @@ def run_side(side: str, python: Path, data: Path, batch: int, epochs: int, seed:
     script = HERE / ("_ours_train.py" if side == "ours" else "_reference_train.py")
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     if side == "ours" and threads > 0:
-        env["OMP_NUM_THREADS"] = str(threads)
+        env["KAMOE_THREADS"] = str(threads)
     env["KAMOE_BENCH_PATH"] = path
     args = [str(python), str(script), str(data), str(batch), str(epochs), str(seed)]
     if side == "ours":
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="fit: kamoe_viz.training.fit (default); minimal: benchmarks/_minimal_fit.py (same model, "
                              "FastAdam, no per-step sync) to show what the loop itself costs")
     parser.add_argument("--ours-threads", type=int, default=0,
-                        help="OMP_NUM_THREADS for our side (default 0: leave torch's own setting)")
+                        help="torch CPU threads for our side (default 0: kamoe_viz's default, KAMOE_THREADS or 1, "
+                             "as the app and CLI use)")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.reps, args.batch_sizes = 3, 1, "128"
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     data = california_npz(args.csv)
     print(f"# bench_train  {time.strftime('%Y-%m-%d %H:%M')}  cpus={os.cpu_count()}  epochs={args.epochs}  "
           f"reps={args.reps}  batches={batches}  device={args.device}  "
-          f"ours_threads={args.ours_threads or 'torch default'}  ours_path={args.ours_path}  "
+          f"ours_threads={args.ours_threads or 'kamoe_viz default'}  ours_path={args.ours_path}  "
           f"load={os.getloadavg()[0]:.1f}", flush=True)
     runs: dict[tuple[str, int], list[dict]] = {}
     for rep in range(args.reps):

@@ -123,9 +123,10 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def _fmt_p(p: float) -> str:
+    """``p = 0.123``, ``p < 0.001`` or ``p n/a``."""
     if not np.isfinite(p):
-        return "n/a"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+        return "p n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def verdict(s: PairedStats, metric: str = "metric", unit: str = "seeds") -> str:
@@ -140,8 +141,8 @@ def verdict(s: PairedStats, metric: str = "metric", unit: str = "seeds") -> str:
     if s.significant and (s.mean_diff > 0) != s.higher_is_better:
         s = s.flipped()
     ci = f"{int(round(s.confidence * 100))}% CI {_fmt(s.ci_low)} to {_fmt(s.ci_high)}"
-    numbers = (f"difference {_fmt(s.mean_diff)} {metric} ({ci}; paired t p = {_fmt_p(s.t_p)}, "
-               f"Wilcoxon p = {_fmt_p(s.wilcoxon_p)}; better in {s.wins_a} vs {s.wins_b} of {s.n} {unit})")
+    numbers = (f"difference {_fmt(s.mean_diff)} {metric} ({ci}; paired t {_fmt_p(s.t_p)}, "
+               f"Wilcoxon {_fmt_p(s.wilcoxon_p)}; better in {s.wins_a} vs {s.wins_b} of {s.n} {unit})")
     if s.significant:
         line = f"{s.a} beats {s.b}: {numbers}."
         if s.n < 5:

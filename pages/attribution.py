@@ -8,6 +8,9 @@ from kamoe_viz.interpret import attribution as at
 from kamoe_viz.interpret import splines as sp
 from pages._interpret_ui import REFERENCE_ROWS, cached, guarded, show_chart, show_table
 from pages._state import require_run
+from pages import _entry
+
+_entry.ensure()  # run through app.py (see pages/_entry.py)
 
 GLOBAL_ROWS = 400
 

@@ -16,6 +16,9 @@ from kamoe_viz.config import EXPERT_TYPES, GATE_FAMILIES, DataConfig, ModelConfi
 from kamoe_viz.errors import KamoeError, ValidationError
 from pages._config_state import master
 from pages._data_section import dataset_infos
+from pages import _entry
+
+_entry.ensure()  # run through app.py (see pages/_entry.py)
 
 RESULT = "compare_result"
 K = "cmp."  # widget key prefix of this page
@@ -150,9 +153,9 @@ def show_result(res: Any) -> None:
         "train_seconds": st.column_config.NumberColumn("s per run", format="%.1f"),
         "epochs_run": st.column_config.NumberColumn("epochs (mean)", format="%.0f")})
     left, right = st.columns(2)
-    left.altair_chart(cc.metric_chart(t, res.summary, label), use_container_width=True)
+    left.altair_chart(cc.metric_chart(t, res.summary, label), width="stretch")
     log = right.toggle("Log scale", value=True, key="cmp.log")
-    right.altair_chart(cc.loss_curves_chart(res.histories, log_scale=log), use_container_width=True)
+    right.altair_chart(cc.loss_curves_chart(res.histories, log_scale=log), width="stretch")
     st.altair_chart(cc.cost_chart(res.cost()))
     if len(res.gate_samples):
         st.subheader("Gate weights on the same test rows")

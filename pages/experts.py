@@ -7,6 +7,9 @@ from kamoe_viz import charts as ch
 from kamoe_viz.interpret import experts as ex
 from pages._interpret_ui import cached, guarded, show_chart, show_table
 from pages._state import require_run
+from pages import _entry
+
+_entry.ensure()  # run through app.py (see pages/_entry.py)
 
 st.title("Experts")
 st.caption("Which rows each expert wins (the expert with the largest gate weight), how that matches the true "

@@ -7,6 +7,9 @@ from kamoe_viz import charts as ch
 from kamoe_viz.interpret import gates as gt
 from pages._interpret_ui import REFERENCE_ROWS, cached, gate_label, guarded, show_chart, show_table
 from pages._state import require_run
+from pages import _entry
+
+_entry.ensure()  # run through app.py (see pages/_entry.py)
 
 st.title("Gates")
 st.caption("How the gate routes inputs: each expert's weight distribution, load and utilisation, routing entropy, "

@@ -4,7 +4,9 @@ from __future__ import annotations
 import streamlit as st
 
 from kamoe_viz.errors import KamoeError
-from pages import _state
+from pages import _entry, _state
+
+_entry.ensure()  # run through app.py (see pages/_entry.py)
 
 CONFIRM = "_confirm_delete"
 METRIC_LABELS = {"r2": "R²", "rmse": "RMSE", "accuracy": "accuracy", "log_loss": "log loss"}

@@ -13,6 +13,9 @@ from pages._config_state import set_master
 from pages._interpret_ui import (REFERENCE_ROWS, cached, gate_label, guarded, replace_model, show_chart,
                                  show_table)
 from pages._state import TRAIN_PAGE, require_run, set_current_run
+from pages import _entry
+
+_entry.ensure()  # run through app.py (see pages/_entry.py)
 
 
 def _picked_edge(event) -> tuple[int, int] | None:

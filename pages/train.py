@@ -11,6 +11,9 @@ from pages import _results, _state
 from pages import _train_live as live
 from pages._presets import available_presets
 from pages._train_settings import model_settings, training_settings
+from pages import _entry
+
+_entry.ensure()  # run through app.py (see pages/_entry.py)
 
 
 @st.cache_data(show_spinner=False)

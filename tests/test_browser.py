@@ -5,6 +5,7 @@ skipped, with the reason, when either is missing. Screenshots go to test-artifac
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -42,35 +43,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
+@contextlib.contextmanager
+def _app_server(runs: Path, log_path: Path):
+    """A real `streamlit run app.py` on a free port, with its own runs folder; yields its URL once healthy."""
     port = _free_port()
     env = dict(os.environ, KAMOE_RUNS_DIR=str(runs), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    log = (tmp_path_factory.mktemp("log") / "server.log").open("w")
+    log = log_path.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}; see {log.name}")
-    else:
-        proc.terminate()
-        raise RuntimeError("streamlit did not become healthy in 90 s")
-    yield {"url": url, "runs": runs, "log": log.name}
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {proc.returncode}; see {log_path}")
+        else:
+            raise RuntimeError("streamlit did not become healthy in 90 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    log = tmp_path_factory.mktemp("log") / "server.log"
+    with _app_server(runs, log) as url:
+        yield {"url": url, "runs": runs, "log": str(log)}
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +234,53 @@ def test_two_sessions_train_at_once_and_stay_independent(server, browser):
     assert max(latencies) < 15, latencies
     a.close()
     b.close()
+
+
+def test_compare_page_runs_a_tiny_comparison(server, browser):
+    """Issue 6: the Compare page in a real browser: set a tiny comparison, run it, see the verdict and its charts."""
+    page = browser.new_page(viewport={"width": 1500, "height": 1800})
+    page.goto(f"{server['url']}/compare?data.options.n_samples=300", wait_until="domcontentloaded")
+    page.locator('[data-testid="stMain"] h1').filter(has_text="Compare gates").first.wait_for(timeout=60_000)
+    _wait_idle(page)
+    for label, value in (("Seeds", "2"), ("Epochs (at most)", "3"), ("Expert layer widths", "4")):
+        field = page.get_by_label(label, exact=True)
+        field.fill(value)
+        field.press("Tab")
+    page.get_by_role("button", name="Run comparison").click()
+    page.get_by_text("Gate weights on the same test rows").first.wait_for(timeout=240_000)
+    _wait_idle(page, timeout=120)
+    _no_exception(page, "Compare page after a comparison")
+    main = page.locator('[data-testid="stMain"]')
+    charts = page.locator(f'[data-testid="stMain"] :is({CHART})')
+    deadline = time.time() + 60
+    while charts.count() < 4 and time.time() < deadline:  # vega-embed draws each chart a moment after the rerun
+        page.wait_for_timeout(250)
+    assert charts.count() >= 4, f"expected metric, curves, cost and gate charts, found {charts.count()}"
+    text = main.inner_text()
+    assert "8 runs" in text, text[:2000]  # 3 gates + the plain model, 2 seeds each
+    for gate in ("linear", "grn", "grkan", "standard"):
+        assert gate in text.lower(), f"{gate} missing from the results"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "compare_done.png"), full_page=True)
+    page.close()
+
+
+def test_a_page_address_on_a_fresh_server_opens_inside_the_app(browser, tmp_path):
+    """A tab left on /compare while the server restarts: the first request of the new server is a page address.
+    The page must come up inside the app (its navigation and sidebar), not alone with every module of pages/
+    listed as a page (Streamlit's older folder mode; see pages/_entry.py)."""
+    with _app_server(tmp_path / "runs", tmp_path / "server.log") as url:
+        page = browser.new_page(viewport={"width": 1500, "height": 1200})
+        page.goto(f"{url}/compare", wait_until="domcontentloaded")
+        page.locator('[data-testid="stMain"] h1').filter(has_text="Compare gates").first.wait_for(timeout=90_000)
+        _wait_idle(page)
+        _no_exception(page, "Compare page opened first")
+        nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+        links = [line.strip().lower() for line in nav.splitlines() if line.strip()]
+        for name in ("train", "splines", "gates", "experts", "compare", "attribution", "runs"):
+            assert name in links, links
+        for module in ("app", "state", "train live", "config state", "data section", "interpret ui"):
+            assert module not in links, f"the private module {module!r} is listed as a page: {links}"
+        sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+        assert "Current run" in sidebar and "No model yet" in sidebar  # app.py's sidebar was drawn
+        page.close()
