@@ -28,7 +28,7 @@ def main() -> None:
     from kamoe_viz.nn import build_model
     from kamoe_viz.training import configure_cpu_threads
 
-    configure_cpu_threads()  # what the app and the CLI use: KAMOE_THREADS, else 1
+    configure_cpu_threads(batch_size=batch_size)  # as the CLI: KAMOE_THREADS, else 1 (more cores from batch 512)
     try:
         from kamoe_viz.training import fit
         path = "kamoe_viz.training.fit"

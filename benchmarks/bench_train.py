@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="fit: kamoe_viz.training.fit (default); minimal: benchmarks/_minimal_fit.py (same model, "
                              "FastAdam, no per-step sync) to show what the loop itself costs")
     parser.add_argument("--ours-threads", type=int, default=0,
-                        help="torch CPU threads for our side (default 0: kamoe_viz's default, KAMOE_THREADS or 1, "
-                             "as the app and CLI use)")
+                        help="torch CPU threads for our side (default 0: what the CLI uses: KAMOE_THREADS, else 1, "
+                             "or up to 4 cores from batch 512 on)")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.reps, args.batch_sizes = 3, 1, "128"

@@ -324,3 +324,19 @@ def test_cpu_threads_default_to_one_and_honour_the_environment(monkeypatch):
             configure_cpu_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_large_batches_get_more_threads_unless_told_otherwise(monkeypatch):
+    from kamoe_viz.training import configure_cpu_threads
+    from kamoe_viz.training.devices import LARGE_BATCH, _usable_cores
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("KAMOE_THREADS", raising=False)
+        assert configure_cpu_threads(batch_size=LARGE_BATCH - 1) == 1
+        assert configure_cpu_threads(batch_size=LARGE_BATCH) == max(1, min(4, _usable_cores()))
+        monkeypatch.setenv("KAMOE_THREADS", "1")
+        assert configure_cpu_threads(batch_size=4096) == 1  # the environment wins
+        assert configure_cpu_threads(3, batch_size=4096) == 3  # and an explicit count over both
+    finally:
+        torch.set_num_threads(before)

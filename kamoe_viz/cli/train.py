@@ -77,7 +77,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
     t.add_argument("--seed", type=int, default=train.seed, metavar="N", help="seed of initialisation and shuffling")
     t.add_argument("--device", choices=DEVICES, default=train.device)
     t.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: "
-                   "$KAMOE_THREADS, else 1: these small models train fastest on one thread)")
+                   "$KAMOE_THREADS, else 1, or up to 4 cores from batch 512 on: small batches train fastest on "
+                   "one thread)")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="end with one JSON line of metrics and run facts")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -196,7 +197,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from kamoe_viz.nn import build_model
     from kamoe_viz.training import Trainer, TrainedRun, configure_cpu_threads, resolve_device
 
-    configure_cpu_threads(args.threads)
+    configure_cpu_threads(args.threads, batch_size=config.train.batch_size)
     resolve_device(config.train.device)
     started = time.perf_counter()
     dataset = load_dataset(config.data)

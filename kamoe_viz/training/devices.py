@@ -27,18 +27,25 @@ def _mps_ok() -> bool:
 THREADS_ENV = "KAMOE_THREADS"
 
 
-def configure_cpu_threads(threads: int | None = None) -> int:
+LARGE_BATCH = 512  # from this batch size on, one training process gains from more threads
+
+
+def configure_cpu_threads(threads: int | None = None, batch_size: int | None = None) -> int:
     """Set torch's CPU thread count for training; returns the count in force.
 
     ``None`` reads ``KAMOE_THREADS`` and otherwise uses 1: the models here are small, and their many small ops
     run faster on one thread than split across cores (measured on 2 cores: the default regimes run 5.9 s with 1
     thread vs 10.6 s with 2; California GRKAN batch 128, 5.7 s vs 8.0 s), and sessions training side by side in
-    the app then do not fight over the cores.
+    the app then do not fight over the cores. A single training process (the CLI) that passes a ``batch_size`` of
+    at least ``LARGE_BATCH`` gets up to 4 of the machine's cores instead: its matmuls are big enough to split
+    (California batch 1024: 0.23 s per epoch with 2 threads vs 0.28 s with 1).
     """
     source = "threads"
     if threads is None:
         raw = os.environ.get(THREADS_ENV, "").strip()
         source, threads = THREADS_ENV, 1
+        if not raw and batch_size is not None and batch_size >= LARGE_BATCH:
+            threads = max(1, min(4, _usable_cores()))
         if raw:
             try:
                 threads = int(raw)
@@ -49,6 +56,13 @@ def configure_cpu_threads(threads: int | None = None) -> int:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def available_devices() -> list[str]:
