@@ -337,3 +337,20 @@ def test_csv_dataset_through_load_dataset(tmp_path: Path) -> None:
     assert sum(ds.sizes().values()) == 60 and str(path) in ds.source
     with pytest.raises(KamoeError, match="'zzz'"):
         load_dataset(DataConfig(name="csv", csv_path=str(path), target="zzz"))
+
+
+def test_co2_predicts_the_weekly_change_by_default_and_the_level_on_request() -> None:
+    change, level = load("co2"), load("co2", options={"target": "level"})
+    assert change.feature_names[0] == "co2_change" and level.feature_names[0] == "co2"
+    total = [len(d.X_train) + len(d.X_val) + len(d.X_test) for d in (change, level)]
+    assert change.options["target"] == "change" and total[0] == total[1] - 1  # differencing drops one week
+    # the level's test targets lie far above its training range (the trend); the change's do not
+    level_test = level.y_test * level.y_std + level.y_mean
+    level_train = level.y_train * level.y_std + level.y_mean
+    assert level_test.min() > level_train.max()
+    change_test = change.y_test * change.y_std + change.y_mean
+    change_train = change.y_train * change.y_std + change.y_mean
+    assert change_train.min() < change_test.mean() < change_train.max()
+    assert abs(float(change_test.mean())) < 0.1  # ppm per week: about 0.03 on average
+    with pytest.raises(ValidationError, match="target"):
+        load("co2", options={"target": "trend"})

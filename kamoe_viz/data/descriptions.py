@@ -42,6 +42,7 @@ DESCRIPTIONS: dict[str, str] = {
     "sunspots": "Yearly sunspot numbers 1700-2008 (309 years; statsmodels, bundled, offline). The ~11-year cycle "
                 "changes amplitude, so the network must read the phase from the window. " + _TIME_SPLIT,
     "co2": "Weekly atmospheric CO2 at Mauna Loa 1958-2001 (2,284 weeks; statsmodels, bundled, offline), gaps "
-           "interpolated, with the season as two extra inputs. The test weeks lie beyond the training range "
-           "because of the trend: a real extrapolation test. " + _TIME_SPLIT,
+           "interpolated, with the season as two extra inputs. By default the model predicts the week-to-week "
+           "change (stationary); the option 'Predict: level' asks for the level itself, whose rising trend puts "
+           "the test weeks beyond the training range: a hard extrapolation test. " + _TIME_SPLIT,
 }

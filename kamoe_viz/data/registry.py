@@ -112,7 +112,10 @@ _REGISTRY: dict[str, DatasetInfo] = {
                     is_sequence=True, options=_window(12)),
         DatasetInfo("co2", "Mauna Loa CO2 (weekly)", "regression",
                     DESCRIPTIONS["co2"], sequences.co2, is_sequence=True,
-                    options=_window(52)),
+                    options={**_window(52), "target": OptionSpec(
+                        "choice", "change", choices=("change", "level"), label="Predict",
+                        help="change: the week-to-week change (stationary; the default). level: the CO2 level "
+                             "itself, whose rising trend puts the test weeks outside the training range.")}),
     ]
 }
 
