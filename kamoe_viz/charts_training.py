@@ -141,9 +141,11 @@ def gate_distribution_chart(frame: pd.DataFrame, height: int = 240, bins: int = 
                 scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("count():Q", title="inputs"),
         color=alt.Color("expert:N", scale=alt.Scale(scheme=_EXPERT_SCHEME), legend=None),
-        row=alt.Row("expert:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")),
+        # expert names above each row (not beside it), so the chart fits a narrow column
+        row=alt.Row("expert:N", title=None, header=alt.Header(labelOrient="top", labelAnchor="start",
+                                                              labelPadding=2)),
         tooltip=["expert:N", alt.Tooltip("count():Q", title="inputs")],
-    ).properties(height=max(30, height // max(1, n_experts)), width=220,
+    ).properties(height=max(30, height // max(1, n_experts)), width=230,
                  title="Gate weights on validation inputs")
 
 
@@ -152,7 +154,8 @@ def load_chart(frame: pd.DataFrame, height: int = 240) -> alt.Chart:
     return alt.Chart(frame).mark_area(opacity=0.85).encode(
         x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("load:Q", title="load (share)", stack="normalize", axis=alt.Axis(format="%")),
-        color=alt.Color("expert:N", scale=alt.Scale(scheme=_EXPERT_SCHEME), legend=alt.Legend(orient="top",
+        # a legend on the right is a column the plot makes room for; on top, several experts overflowed it
+        color=alt.Color("expert:N", scale=alt.Scale(scheme=_EXPERT_SCHEME), legend=alt.Legend(orient="right",
                                                                                               title=None)),
         tooltip=["epoch:Q", "expert:N", alt.Tooltip("load:Q", format=".1%")],
     ).properties(height=height, title="Expert load over training")

@@ -22,6 +22,18 @@ from kamoe_viz.errors import KamoeError
 
 MAIN, BASELINE = "main", "baseline"
 
+# Background jobs of this process that are still training, so that a front end can offer a job whose page was
+# reloaded (its browser session, and with it the reference to the job, is gone) to the new session.
+_BACKGROUND: dict[int, "LiveJob"] = {}
+_BACKGROUND_LOCK = threading.Lock()
+
+
+def background_jobs() -> list["LiveJob"]:
+    """Jobs training in a background thread of this process right now, oldest first."""
+    with _BACKGROUND_LOCK:
+        jobs = list(_BACKGROUND.values())
+    return [j for j in jobs if j.running]
+
 
 @dataclass
 class Stage:
@@ -141,15 +153,33 @@ class LiveJob:
             return
         self.touch()
         self._thread = threading.Thread(target=self._loop, args=(budget,), name="kamoe-live-training", daemon=True)
+        with _BACKGROUND_LOCK:
+            _BACKGROUND[id(self)] = self
         self._thread.start()
 
     def _loop(self, budget: float) -> None:
-        while self.active:
-            if self._stop_requested or time.monotonic() - self._heartbeat > self.idle_timeout:
-                self.stopped_idle = not self._stop_requested
-                self._push(self.stop())
-                break
-            self._push(self.advance(budget))
+        try:
+            while self.active:
+                if self._stop_requested or time.monotonic() - self._heartbeat > self.idle_timeout:
+                    self.stopped_idle = not self._stop_requested
+                    self._push(self.stop())
+                    break
+                self._push(self.advance(budget))
+        finally:
+            with _BACKGROUND_LOCK:
+                _BACKGROUND.pop(id(self), None)
+
+    def describe(self) -> str:
+        """One line for a person: data, gate, experts and progress, e.g. ``regimes · GRKAN gate · 3 × MLP ·
+        mixture epoch 206/400``."""
+        stage = self.stage or self.stages[-1]
+        model = stage.config.model if stage.kind == MAIN else self.stages[0].config.model
+        what = "mixture" if stage.kind == MAIN else "plain baseline"
+        done = stage.epochs[-1].epoch if stage.epochs else 0
+        gate = "no gate" if model.kind == "standard" else \
+            f"{model.gate.upper() if model.gate != 'linear' else 'linear'} gate"
+        return (f"{self.dataset.name} · {gate} · {model.n_experts} × {model.expert.upper()} · {what} epoch "
+                f"{done}/{stage.total_epochs}")
 
     def _push(self, events: list[str]) -> None:
         with self._lock:

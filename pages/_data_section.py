@@ -14,6 +14,7 @@ from pages._config_state import seed
 UPLOAD_NAME = "csv"  # DataConfig.name of a run on an uploaded CSV (the file itself never goes into a link)
 SOURCE_BUILTIN = "Built-in dataset"
 UPLOAD_BYTES = "_upload_bytes"  # raw bytes of the CSV behind the current upload dataset
+UPLOAD_WIDGET = "upload_csv"  # the file uploader's key: its value is the uploaded file, or None
 SOURCE_UPLOAD = "Upload a CSV"
 
 
@@ -141,7 +142,7 @@ def upload_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], Any
     with st.expander("Split", expanded=False):
         split = split_settings(base, disabled)
     data.update(name=UPLOAD_NAME, **split)
-    upload = st.file_uploader(f"CSV file (up to {limit_mb} MB)", type=["csv", "txt"], key="upload_csv",
+    upload = st.file_uploader(f"CSV file (up to {limit_mb} MB)", type=["csv", "txt"], key=UPLOAD_WIDGET,
                               disabled=disabled,
                               help="One row per example, a header row with column names; numeric features. "
                                    "Nothing is trained until the file passes the checks.")

@@ -84,11 +84,25 @@ def show_chart(run: Any, key: str, build: Callable[[], alt.TopLevelMixin], where
     return event
 
 
+# Column headers as people read them; the CSV download keeps the data's own (snake_case) names.
+_HEADERS = {"f_x": "f(x)", "f_baseline": "f(baseline)", "top1_share": "top-1 share", "rmse": "RMSE",
+            "rmse_on_won_rows": "RMSE on rows won", "mae": "MAE", "r2": "R²", "truth_name": "true regime",
+            "nmi": "NMI", "ari": "ARI", "phi_range": "φ range", "mean_abs_phi": "mean |φ|"}
+
+
+def readable_header(column: str) -> str:
+    """``top1_share`` -> ``top-1 share``, ``mean_weight`` -> ``mean weight``."""
+    return _HEADERS.get(column, column.replace("_", " "))
+
+
 def show_table(frame: pd.DataFrame, name: str, where: Any = None, height: int | str = "auto",
                column_config: dict | None = None) -> None:
-    """The table and a CSV download button."""
+    """The table (readable headers) and a CSV download button (the frame as it is)."""
     where = where or st
-    where.dataframe(frame, hide_index=True, width="stretch", height=height, column_config=column_config)
+    config = {str(c): st.column_config.Column(readable_header(str(c))) for c in frame.columns
+              if "_" in str(c) or str(c) in _HEADERS}
+    config.update(column_config or {})
+    where.dataframe(frame, hide_index=True, width="stretch", height=height, column_config=config or None)
     csv_download(frame, name, where)
 
 

@@ -18,6 +18,7 @@ RUN_CACHE = "_run_cache"
 RUNS_DIR = "runs_dir"
 MAX_RECENT = 3
 TRAIN_PAGE = "pages/train.py"
+TRAIN_JOB = "_train_job"  # session key of the Train page's LiveJob (pages/_train_live.py)
 
 
 # ----- current run -----------------------------------------------------------------------------------------------
@@ -72,6 +73,12 @@ def forget_run(run_id: str) -> None:
 def require_run() -> Any | None:
     """The current run, or None after showing an info box with a link to the Train page."""
     run = current_run()
+    training = st.session_state.get(TRAIN_JOB)
+    if run is None and training is not None and getattr(training, "running", False):
+        st.info("A model is training on the Train page right now. It appears here as soon as it has finished "
+                "(click this page again then, or watch it train on the Train page).", icon="⏳")
+        st.page_link(TRAIN_PAGE, label="Watch it train", icon=":material/model_training:")
+        return None
     if run is None:
         st.info("No model trained yet. Train one on the Train page (a click trains the default dataset in a few "
                 "seconds), or reload a saved run on the Runs page; this page then shows it.", icon="ℹ️")

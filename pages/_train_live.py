@@ -13,10 +13,10 @@ import streamlit as st
 from kamoe_viz import charts_training as ct
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError
-from kamoe_viz.live import BASELINE, MAIN, LiveJob, Stage
+from kamoe_viz.live import BASELINE, MAIN, LiveJob, Stage, background_jobs
 from pages import _state
 
-JOB = "_train_job"
+JOB = _state.TRAIN_JOB
 BASELINES = "_baselines"  # run key -> baseline metrics (this session)
 LOAD_HISTORY = "load_history"  # run_cached name: per-epoch expert load recorded while training
 REFRESH_SECONDS = 0.7  # how often the live view redraws
@@ -52,6 +52,23 @@ def start(config: RunConfig, dataset: Any, with_baseline: bool, csv: bytes | Non
         return f"Could not build the model: {type(err).__name__}: {err}"
     _begin(new)
     return None
+
+
+def unwatched_jobs_notice() -> None:
+    """Trainings of this server that no session of this browser watches (e.g. the page was reloaded while it
+    trained: the old session, and its reference to the job, is gone, but the job trains on and will be saved)."""
+    mine = job()
+    others = [j for j in background_jobs() if j is not mine]
+    for index, other in enumerate(others[:3]):
+        box = st.container(border=True)
+        box.markdown(f"**A training is still running on this server** (started in another tab, or before this "
+                     f"page was reloaded): {other.describe()}. When it finishes it is saved to the runs folder "
+                     f"(Runs page).")
+        if box.button("Watch it here", key=f"adopt_{index}", icon=":material/visibility:",
+                      help="Show its live progress on this page and make it the current run when it is done."):
+            st.session_state[JOB] = other
+            other.touch()
+            st.rerun()
 
 
 def start_baseline(run: Any) -> str | None:

@@ -150,7 +150,7 @@ def show_result(res: Any) -> None:
         "ci_high": st.column_config.NumberColumn("95% CI high", format="%.4f"),
         "sem": None, "min": None, "max": None,
         "params": st.column_config.NumberColumn("parameters", format="%d"),
-        "train_seconds": st.column_config.NumberColumn("s per run", format="%.1f"),
+        "train_seconds": st.column_config.NumberColumn("s per run", format="%.2f"),
         "epochs_run": st.column_config.NumberColumn("epochs (mean)", format="%.0f")})
     left, right = st.columns(2)
     left.altair_chart(cc.metric_chart(t, res.summary, label), width="stretch")
@@ -166,8 +166,10 @@ def show_result(res: Any) -> None:
                    "1 = all experts equally); regime agreement (NMI) appears when the dataset knows its regimes.")
     if len(res.stats):
         st.subheader("Paired comparisons")
-        st.caption("Pairs share the seed. Decision by the paired t-test at 5% (its 95% CI excludes 0); the "
-                   "Wilcoxon signed-rank test is shown too (with 5 seeds it cannot go below p = 0.0625).")
+        n_pairs = len(res.seeds)
+        st.caption(f"Pairs share the seed. Decision by the paired t-test at 5% (its 95% CI excludes 0); the "
+                   f"Wilcoxon signed-rank test is shown too (with {n_pairs} seeds it cannot go below "
+                   f"p = {2 / 2 ** n_pairs:.3g}).")
         for line in res.stats["verdict"]:
             st.markdown(f"- {line}")
         with st.expander("Statistics table"):

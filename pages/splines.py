@@ -73,9 +73,13 @@ outside = coverage[coverage["warn"]]
 if len(outside):
     worst = outside.sort_values("outside_fraction", ascending=False).head(5)
     listing = ", ".join(f"{r.layer}/{r.input_name} ({r.outside_fraction:.0%})" for r in worst.itertuples())
-    st.warning(f"{len(outside)} layer input(s) have more than {sp.OUTSIDE_GRID_WARNING:.0%} of the training data "
-               f"outside the spline grid, where only the base function acts: {listing}. A grid update moves each "
-               "grid onto the data and refits the spline coefficients to keep the learned functions.", icon="⚠️")
+    in_layer = int(layer_cov["warn"].sum())
+    here = (f"In the selected layer {layer}: {in_layer} of {len(layer_cov)} input(s)." if in_layer else
+            f"The selected layer {layer} is fine: all its inputs lie mostly inside its grid.")
+    st.warning(f"Across all KAN layers of this model, {len(outside)} layer input(s) have more than "
+               f"{sp.OUTSIDE_GRID_WARNING:.0%} of the training data outside the spline grid, where only the base "
+               f"function acts (layer/input): {listing}. {here} A grid update (all layers) moves each grid onto the "
+               "data and refits the spline coefficients to keep the learned functions.", icon="⚠️")
     if st.button("Update grid (on a copy of the model)", icon=":material/grid_on:", key="spl_update"):
         try:
             new_model, report = sp.update_grids(model, data)

@@ -77,7 +77,7 @@ with left:
         key=cfg.seed("source", data_ui.SOURCE_UPLOAD if link_upload else data_ui.SOURCE_BUILTIN),
     ) or data_ui.SOURCE_BUILTIN
     if source == data_ui.SOURCE_UPLOAD:
-        if link_upload and base.data.target:
+        if link_upload and base.data.target and st.session_state.get(data_ui.UPLOAD_WIDGET) is None:
             st.info(f"These settings were made on an uploaded CSV (target `{base.data.target}`). Upload the same "
                     "file to train on it.")
         data, dataset, data_error = data_ui.upload_section(base, busy)
@@ -131,6 +131,8 @@ with right:
             st.error(message, icon=":material/error:")
         else:
             st.rerun()
+    if not busy:
+        live.unwatched_jobs_notice()
     live.live_panel()
     _results.last_job_messages(live.job())
     # results show as soon as the mixture is done, while its baseline may still be training

@@ -44,6 +44,7 @@ def test_tiny_comparison_end_to_end():
     assert len(charts(at)) >= 4
     assert any(s.value == "Gate weights on the same test rows" for s in at.subheader)
     assert len(at.get("download_button")) == 1
+    assert any("with 2 seeds it cannot go below p = 0.5" in c.value for c in at.caption)  # the Wilcoxon floor
     # the result survives a visit to another page and back (session state, per user)
     at.switch_page("pages/runs.py").run()
     at.switch_page(PAGE).run()

@@ -80,6 +80,12 @@ def test_switching_pages_keeps_the_run_and_the_settings():
     assert at.number_input(key="w.model.n_experts").value == 2
 
 
+def test_a_link_made_on_an_uploaded_csv_asks_for_the_file():
+    at = new_app(dict(TINY, **{"data.name": "csv", "data.target": "y"}))
+    no_exception(at)
+    assert [m.value for m in at.info if "Upload the same file" in m.value]
+
+
 def test_bad_csv_shows_its_message_and_nothing_trains():
     at = new_app(TINY)
     at.segmented_control(key="w.source").set_value("Upload a CSV").run()
@@ -108,6 +114,9 @@ def test_a_good_csv_trains(tmp_path):
     at.file_uploader(key="upload_csv").set_value(("mine.csv", csv.encode(), "text/csv")).run()
     no_exception(at)
     assert not errors_text(at), errors_text(at)
+    at.number_input(key="w.model.top_k").set_value(2).run()  # a rerun with the file still uploaded
+    assert not [m.value for m in at.info if "Upload the same file" in m.value]  # it is uploaded already
+    at.number_input(key="w.model.top_k").set_value(0).run()
     train_until_done(at)
     run = at.session_state["current_run"]
     assert run.dataset.feature_names == ["x1", "x2"] and run.config.data.target == "y"
@@ -147,3 +156,28 @@ def test_two_sessions_training_at_once_stay_independent():
     print(f"\n[sessions] one session alone {alone:.2f} s; two sessions at once {both:.2f} s "
           f"(30 epochs + baseline each)")
     assert both < 3.5 * alone + 5  # they share the cores; neither waits for the other to finish first
+
+
+def test_a_reloaded_page_can_take_over_the_training_it_left_behind():
+    """F5 during training starts a new session; the old job trains on. The new session is told and can watch it."""
+    first = new_app(dict(TINY, **{"train.epochs": "2000", "train.early_stopping": "0"}))
+    button(first, "Train").click().run()
+    left_behind = job(first)
+    assert left_behind.running
+    try:
+        reloaded = new_app(TINY)  # the same browser after a reload: a new session
+        no_exception(reloaded)
+        notes = [m.value for m in reloaded.markdown if "still running on this server" in m.value]
+        assert notes and "epoch" in notes[0], [m.value for m in reloaded.markdown][:5]
+        reloaded.button(key="adopt_0").click().run()
+        no_exception(reloaded)
+        assert job(reloaded) is left_behind
+        assert any(b.key == "stop_training" for b in reloaded.button)  # its live panel, with Stop
+        left_behind.request_stop()
+        assert left_behind.wait(120)
+        reloaded.run()
+        no_exception(reloaded)
+        assert reloaded.session_state["current_run"] is left_behind.run
+    finally:
+        left_behind.request_stop()
+        left_behind.wait(120)
