@@ -284,3 +284,21 @@ def test_a_page_address_on_a_fresh_server_opens_inside_the_app(browser, tmp_path
         sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
         assert "Current run" in sidebar and "No model yet" in sidebar  # app.py's sidebar was drawn
         page.close()
+
+
+def test_reloading_during_training_offers_the_running_training(server, browser):
+    """F5 while training: the new session is told that the training runs on, and can watch it again."""
+    page = _new_page(browser, f"{server['url']}/?{QUICK}&train.epochs=3000")
+    page.get_by_role("button", name="Train", exact=True).click()
+    _stop(page).wait_for(timeout=30_000)
+    page.reload(wait_until="domcontentloaded")
+    page.get_by_text("A training is still running on this server").first.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Watch it here").first.click()
+    _stop(page).wait_for(timeout=30_000)  # its live panel is back, with Stop
+    page.get_by_text("Mixture: epoch").first.wait_for(timeout=30_000)
+    _stop(page).click()
+    page.get_by_role("heading", name="Results", exact=True).wait_for(timeout=60_000)
+    _wait_done(page)
+    _no_exception(page, "after taking over a training")
+    assert "stopped" in page.locator('[data-testid="stSidebar"]').inner_text()
+    page.close()
