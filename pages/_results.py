@@ -28,7 +28,8 @@ def share_link(config: RunConfig) -> None:
         st.caption("Opening this link restores every setting on this page (the data itself is not in the link "
                    "for uploaded CSVs).")
         if base_url:
-            st.code(f"{base_url}?{query}" if query else base_url, language=None, wrap_lines=True)
+            root = base_url.rstrip("/") + "/"
+            st.code(f"{root}?{query}" if query else root, language=None, wrap_lines=True)
         else:
             st.code(f"?{query}" if query else "(default settings: the app's plain address)", language=None,
                     wrap_lines=True)

@@ -10,8 +10,8 @@ _entry.ensure()  # run through app.py (see pages/_entry.py)
 
 CONFIRM = "_confirm_delete"
 METRIC_LABELS = {"r2": "R²", "rmse": "RMSE", "accuracy": "accuracy", "log_loss": "log loss"}
-TABLE_COLUMNS = ["name", "created", "dataset", "gate", "expert", "n_experts", "metric", "value", "epochs", "device",
-                 "stopped_reason", "notes", "error", "run_id"]
+TABLE_COLUMNS = ["name", "run_id", "created", "dataset", "gate", "expert", "n_experts", "metric", "value", "epochs",
+                 "device", "stopped_reason", "notes", "error"]
 IMPORTED = "_imported_files"  # upload file ids already imported in this session (no double import on rerun)
 
 
@@ -28,6 +28,8 @@ def _label(row: dict) -> str:
         parts.append(f"{METRIC_LABELS.get(row['metric'], row['metric'])} {float(row['value']):.3f}")
     if present(row.get("created")):
         parts.append(str(row["created"])[:16].replace("T", " "))
+    if present(row.get("run_id")):
+        parts.append(f"id …{str(row['run_id'])[-6:]}")  # tells an imported copy from its original
     return " · ".join(parts)
 
 
@@ -59,7 +61,8 @@ with st.expander("Upload a run file", icon=":material/upload:"):
         if upload.file_id not in done:
             try:
                 run_id = store.import_bytes(upload.getvalue(), upload.name)
-                done[upload.file_id] = ("ok", f"Imported {upload.name!r} as run `{run_id}`.")
+                done[upload.file_id] = ("ok", f"Imported {upload.name!r} as run `{run_id}`; it is selected below.")
+                st.session_state["runs_pick"] = run_id  # select the new run in the picker
             except KamoeError as err:
                 done[upload.file_id] = ("error", f"{upload.name!r} was not imported; nothing was changed. {err}")
             except Exception as err:  # anything unforeseen in a hostile file: refuse it, keep the store as it is
@@ -86,7 +89,8 @@ shown = table[[c for c in TABLE_COLUMNS if c in table.columns]]
 shown = shown.drop(columns=[c for c in ("notes", "error") if c in shown and shown[c].isna().all()])
 st.dataframe(shown, hide_index=True, width="stretch", key="runs_table",
              column_config={"value": st.column_config.NumberColumn("test score", format="%.4f"),
-                            "metric": "metric", "n_experts": "experts"})
+                            "metric": "metric", "n_experts": "experts", "run_id": "run id",
+                            "stopped_reason": "stopped by"})
 ids = [str(r) for r in table["run_id"]]
 labels = {rid: _label(row) for rid, row in zip(ids, table.to_dict("records"))}
 run_id = st.selectbox("Run", ids, index=ids.index(current_id) if current_id in ids else 0,

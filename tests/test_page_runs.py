@@ -99,7 +99,11 @@ def test_corrupt_and_foreign_files_are_refused_and_change_nothing(runs_dir):
     at.file_uploader(key="run_upload").set_value(("shared.zip", good, "application/zip")).run()
     no_exception(at)
     assert any("Imported" in s.value for s in at.success)
-    assert len(RunStore(root).list_runs()) == 2
+    runs = RunStore(root).list_runs()
+    assert len(runs) == 2
+    copy_id = next(str(r) for r in runs["run_id"] if str(r) != run_id)
+    assert at.selectbox(key="runs_pick").value == copy_id  # the imported copy is the one selected
+    assert copy_id[-6:] in at.selectbox(key="runs_pick").format_func(copy_id)  # and its label tells it apart
 
 
 def test_download_offers_the_run_file(runs_dir):
