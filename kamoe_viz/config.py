@@ -226,6 +226,31 @@ class RunConfig:
             sections[name] = section_cls(**kwargs)
         return cls(**sections).validate()
 
+    @classmethod
+    def problems(cls, raw: Mapping[str, Any], limit: int = 10) -> list[str]:
+        """Every problem of ``raw`` at once (``from_dict`` stops at the first), for a form that shows them all:
+        each bad field is reported, then set to its default to look for the next. Empty when ``raw`` is valid."""
+        import copy
+
+        work = copy.deepcopy(dict(raw)) if isinstance(raw, Mapping) else raw
+        found: list[str] = []
+        for _ in range(limit):
+            try:
+                cls.from_dict(work)
+                return found
+            except ValidationError as err:
+                found.append(str(err))
+                section, _, name = err.field.partition(".")
+                defaults = _SECTIONS.get(section)
+                values = work.get(section) if isinstance(work, dict) else None
+                if defaults is None or not isinstance(values, dict) or name not in values:
+                    return found
+                if name in {f.name for f in dataclasses.fields(defaults)}:
+                    values[name] = getattr(defaults(), name)
+                else:
+                    values.pop(name)
+        return found
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 

@@ -95,8 +95,8 @@ raw["train"].update(train_values)
 config: RunConfig | None = None
 try:
     config = RunConfig.from_dict(raw)
-except KamoeError as err:
-    errors.insert(0, str(err))
+except KamoeError:
+    errors[:0] = RunConfig.problems(raw)  # all of them, not only the first
 if config is not None and not busy:
     cfg.set_master(config)
     cfg.sync_link(config)

@@ -129,3 +129,15 @@ def test_random_link_parameters_raise_only_validation_errors(params):
         RunConfig.from_query_params(params)
     except KamoeError:
         pass
+
+
+def test_problems_lists_every_bad_field_at_once():
+    raw = RunConfig().to_dict()
+    raw["model"].update(top_k=9, expert_hidden=[0], kan_grid=0)
+    raw["train"]["epochs"] = -1
+    found = RunConfig.problems(raw)
+    assert [p.split(":")[0] for p in found] == ["model.top_k", "model.expert_hidden", "model.kan_grid",
+                                                "train.epochs"], found
+    assert RunConfig.problems(RunConfig().to_dict()) == []
+    assert RunConfig.problems({"nonsense": 1}) == ["config: got 'nonsense'; unknown section; allowed: data, model, "
+                                                   "train."]

@@ -181,3 +181,13 @@ def test_a_reloaded_page_can_take_over_the_training_it_left_behind():
     finally:
         left_behind.request_stop()
         left_behind.wait(120)
+
+
+def test_every_settings_problem_is_shown_at_once():
+    at = new_app(TINY)
+    at.number_input(key="w.model.top_k").set_value(9).run()
+    at.text_input(key="w.model.expert_hidden").set_value("0").run()
+    no_exception(at)
+    message = errors_text(at)
+    assert "model.top_k" in message and "model.expert_hidden" in message, message
+    assert button(at, "Train").disabled
