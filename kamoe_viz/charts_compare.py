@@ -29,8 +29,12 @@ def _color(variants: Sequence[str]) -> alt.Scale:
                      range=[VARIANT_COLORS.get(v, "#b279a2") for v in names])
 
 
-def metric_chart(table: pd.DataFrame, summary: pd.DataFrame, metric_label: str = "test metric") -> alt.Chart:
-    """One dot per run (seed) and the mean with its 95% CI, per variant; diverged runs drawn as crosses."""
+def metric_chart(table: pd.DataFrame, summary: pd.DataFrame, metric_label: str = "test metric",
+                 upper_bound: float | None = None) -> alt.Chart:
+    """One dot per run (seed) and the mean with its 95% CI, per variant; diverged runs drawn as crosses.
+
+    ``upper_bound``: the metric's largest possible value (1 for R² and accuracy); the drawn interval stops there
+    (with two or three seeds a t-interval easily reaches past it and squashes the dots)."""
     t = table.copy()
     variants = list(dict.fromkeys(t["variant"]))
     t["variant_label"] = t["variant"].map(_label)
@@ -39,6 +43,8 @@ def metric_chart(table: pd.DataFrame, summary: pd.DataFrame, metric_label: str =
     s = summary.copy()
     s["variant_label"] = s["variant"].map(_label)
     s = s[np.isfinite(s["mean"].astype(float))]
+    if upper_bound is not None and len(s):
+        s["ci_high"] = s["ci_high"].astype(float).clip(upper=upper_bound)
     y = alt.Y("variant_label:N", title=None, sort=_order(variants))
     color = alt.Color("variant_label:N", scale=_color(variants), legend=None)
     dots = alt.Chart(t).mark_point(size=70, filled=True, opacity=0.75).encode(

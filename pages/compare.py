@@ -153,7 +153,9 @@ def show_result(res: Any) -> None:
         "train_seconds": st.column_config.NumberColumn("s per run", format="%.2f"),
         "epochs_run": st.column_config.NumberColumn("epochs (mean)", format="%.0f")})
     left, right = st.columns(2)
-    left.altair_chart(cc.metric_chart(t, res.summary, label), width="stretch")
+    bounded = res.metric in ("r2", "accuracy")  # neither can exceed 1
+    left.altair_chart(cc.metric_chart(t, res.summary, label, upper_bound=1.0 if bounded else None),
+                      width="stretch")
     log = right.toggle("Log scale", value=True, key="cmp.log")
     right.altair_chart(cc.loss_curves_chart(res.histories, log_scale=log), width="stretch")
     st.altair_chart(cc.cost_chart(res.cost()))

@@ -77,3 +77,12 @@ def test_gate_histogram_fractions_sum_to_one(frames):
     spec = chart.to_dict()
     assert spec["encoding"]["column"]["field"] == "variant_label"
     assert "all seeds" in str(spec["title"])
+
+
+def test_metric_chart_stops_intervals_at_the_metrics_bound(frames):
+    table, _, _ = frames
+    wide = summary(table).assign(ci_high=2.5)  # a two-seed t-interval can reach past R² = 1
+    drawn = next(d for d in _data(cc.metric_chart(table, wide, "R²", upper_bound=1.0)) if "ci_high" in d.columns)
+    assert drawn["ci_high"].max() == 1.0
+    unbounded = next(d for d in _data(cc.metric_chart(table, wide, "RMSE")) if "ci_high" in d.columns)
+    assert unbounded["ci_high"].max() == 2.5
