@@ -5,31 +5,23 @@ skipped, with the reason, when either is missing. Screenshots go to test-artifac
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from _browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, app_server
+from _browser_support import no_exception as _no_exception
+from _browser_support import wait_idle as _wait_idle
+
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 # A small, quick configuration of the default dataset, given as a link (this also checks that links restore it).
 QUICK = "model.expert_hidden=16&train.epochs=120&train.early_stopping=0"
 # Pages after Train, in navigation order: (page title, least number of Vega charts it shows once a model exists).
 PAGES_AFTER_TRAINING = {"Splines": ("Splines", 1), "Gates": ("Gates", 1), "Experts": ("Experts", 1),
                         "Compare": ("Compare gates", 0), "Attribution": ("Attribution", 0),
                         "Runs": ("Saved runs", 0)}
-EXCEPTION = '[data-testid="stException"]'
 CHART = ".vega-embed canvas, .vega-embed svg"
 
 if not Path(CHROMIUM).exists():
@@ -37,49 +29,11 @@ if not Path(CHROMIUM).exists():
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _app_server(runs: Path, log_path: Path):
-    """A real `streamlit run app.py` on a free port, with its own runs folder; yields its URL once healthy."""
-    port = _free_port()
-    env = dict(os.environ, KAMOE_RUNS_DIR=str(runs), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {proc.returncode}; see {log_path}")
-        else:
-            raise RuntimeError("streamlit did not become healthy in 90 s")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     log = tmp_path_factory.mktemp("log") / "server.log"
-    with _app_server(runs, log) as url:
+    with app_server(runs, log) as url:
         yield {"url": url, "runs": runs, "log": str(log)}
 
 
@@ -96,12 +50,6 @@ def _new_page(browser, url: str):
     page.goto(url, wait_until="domcontentloaded")
     page.get_by_role("button", name="Train", exact=True).wait_for(timeout=60_000)
     return page
-
-
-def _wait_idle(page, timeout: float = 60) -> None:
-    """Wait until the app is not running a script (the status widget disappears)."""
-    page.wait_for_timeout(300)
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout * 1000)
 
 
 def _saved(server) -> int:
@@ -139,11 +87,6 @@ def _train(page, server, timeout: float = 180) -> float:
 def _stop(page):
     """The live panel's Stop button (not the toolbar's "Stop" of a running script)."""
     return page.locator(".st-key-stop_training button:visible").first
-
-
-def _no_exception(page, where: str) -> None:
-    errors = page.locator(EXCEPTION)
-    assert errors.count() == 0, f"{where}: Streamlit exception shown: {errors.first.inner_text()[:500]}"
 
 
 def test_train_page_trains_live_and_every_page_renders(server, browser):
@@ -269,7 +212,7 @@ def test_a_page_address_on_a_fresh_server_opens_inside_the_app(browser, tmp_path
     """A tab left on /compare while the server restarts: the first request of the new server is a page address.
     The page must come up inside the app (its navigation and sidebar), not alone with every module of pages/
     listed as a page (Streamlit's older folder mode; see pages/_entry.py)."""
-    with _app_server(tmp_path / "runs", tmp_path / "server.log") as url:
+    with app_server(tmp_path / "runs", tmp_path / "server.log") as url:
         page = browser.new_page(viewport={"width": 1500, "height": 1200})
         page.goto(f"{url}/compare", wait_until="domcontentloaded")
         page.locator('[data-testid="stMain"] h1').filter(has_text="Compare gates").first.wait_for(timeout=90_000)

@@ -3,28 +3,20 @@ charts (Vega canvas/SVG in the DOM) without a Streamlit exception, and clicking 
 page shows that edge large. Screenshots go to test-artifacts/ (gitignored)."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from _browser_support import ARTIFACTS, CHROMIUM, app_server, no_exception
+from _browser_support import CHROMIUM_ARGS as ARGS
+
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
 QUICK = "model.expert_hidden=16&train.epochs=20&train.early_stopping=0"
 # least number of rendered Vega views per page for a GRKAN model on the (4-feature) regimes dataset
 PAGES = {"Splines": 2, "Gates": 5, "Experts": 4, "Attribution": 2}
 CHART = ".vega-embed canvas, .vega-embed svg.marks"
-EXCEPTION = '[data-testid="stException"]'
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium)", allow_module_level=True)
@@ -33,34 +25,8 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, KAMOE_RUNS_DIR=str(tmp_path_factory.mktemp("runs")),
-               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    log = (tmp_path_factory.mktemp("log") / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-            assert proc.poll() is None, f"streamlit exited; see {log.name}"
-            assert time.time() < deadline, "streamlit did not become healthy in 90 s"
+    with app_server(tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("log") / "server.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _idle(page, timeout: float = 120) -> None:
@@ -73,9 +39,6 @@ def _visible_charts(page) -> int:
     return sum(1 for i in range(charts.count()) if charts.nth(i).is_visible())
 
 
-def _no_exception(page, where: str) -> None:
-    errors = page.locator(EXCEPTION)
-    assert errors.count() == 0, f"{where}: {errors.first.inner_text()[:500]}"
 
 
 def test_interpretation_pages_render_after_training(app_url):
@@ -96,7 +59,7 @@ def test_interpretation_pages_render_after_training(app_url):
             while (found := _visible_charts(page)) < least and time.time() < deadline:
                 page.wait_for_timeout(500)
             _idle(page)
-            _no_exception(page, name)
+            no_exception(page, name)
             page.screenshot(path=str(ARTIFACTS / f"interpret_{name.lower()}.png"), full_page=True)
             assert found >= least, f"{name}: expected at least {least} charts, found {found}"
 
@@ -119,6 +82,6 @@ def test_interpretation_pages_render_after_training(app_url):
         page.wait_for_timeout(500)
         after = chosen_edge()
         page.screenshot(path=str(ARTIFACTS / "interpret_splines_clicked.png"), full_page=True)
-        _no_exception(page, "Splines after a click")
+        no_exception(page, "Splines after a click")
         assert after.startswith("#2 "), (before, after)
         browser.close()
