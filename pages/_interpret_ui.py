@@ -144,3 +144,19 @@ def gate_label(run: Any) -> str:
     if model.kind == "standard":
         return "no gate (single expert)"
     return {"linear": "linear", "grn": "GRN", "grkan": "GRKAN"}.get(model.gate, model.gate)
+
+
+def page_start(title: str, caption: str, single_expert_note: str | None = None) -> Any:
+    """Title and caption of an interpretation page, then the current run; stops the page (after saying why) when
+    there is no run, or, given ``single_expert_note``, when the run has no gate to look at."""
+    from pages._state import require_run
+
+    st.title(title)
+    st.caption(caption)
+    run = require_run()
+    if run is None:
+        st.stop()
+    if single_expert_note and (run.config.model.kind == "standard" or run.model.n_experts < 2):
+        st.info(single_expert_note, icon="ℹ️")
+        st.stop()
+    return run

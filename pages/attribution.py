@@ -6,20 +6,15 @@ import streamlit as st
 from kamoe_viz import charts as ch
 from kamoe_viz.interpret import attribution as at
 from kamoe_viz.interpret import splines as sp
-from pages._interpret_ui import REFERENCE_ROWS, cached, guarded, show_chart, show_table
-from pages._state import require_run
 from pages import _entry
+from pages._interpret_ui import REFERENCE_ROWS, cached, guarded, page_start, show_chart, show_table
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
 GLOBAL_ROWS = 400
 
-st.title("Attribution")
-st.caption("Which input features drive each expert's gate weight and the model's prediction, with Captum's "
-           "Integrated Gradients and Feature Ablation.")
-run = require_run()
-if run is None:
-    st.stop()
+run = page_start("Attribution", "Which input features drive each expert's gate weight and the model's prediction, "
+                                "with Captum's Integrated Gradients and Feature Ablation.")
 st.info("**These are not the spline importances.** " + at.NOT_SPLINES_NOTE + " Both are shown side by side below.",
         icon="ℹ️")
 

@@ -5,24 +5,18 @@ import streamlit as st
 
 from kamoe_viz import charts as ch
 from kamoe_viz.interpret import experts as ex
-from pages._interpret_ui import cached, guarded, show_chart, show_table
-from pages._state import require_run
 from pages import _entry
+from pages._interpret_ui import cached, guarded, page_start, show_chart, show_table
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
-st.title("Experts")
-st.caption("Which rows each expert wins (the expert with the largest gate weight), how that matches the true "
-           "regimes or classes, how good each expert is on its own rows, and what removing an expert costs.")
-run = require_run()
-if run is None:
-    st.stop()
-
+run = page_start(
+    "Experts",
+    "Which rows each expert wins (the expert with the largest gate weight), how that matches the true regimes or "
+    "classes, how good each expert is on its own rows, and what removing an expert costs.",
+    single_expert_note="This run is a single expert without a gate, so there is no specialisation to show. Train "
+                       "a mixture (2 or more experts) on the Train page.")
 model, data = run.model, run.dataset
-if run.config.model.kind == "standard" or model.n_experts < 2:
-    st.info("This run is a single expert without a gate, so there is no specialisation to show. Train a mixture "
-            "(2 or more experts) on the Train page.", icon="ℹ️")
-    st.stop()
 
 split = st.segmented_control("Rows", ["test", "val", "train"], default="test", key="experts_split",
                              help="Which split to evaluate (every row of it)") or "test"

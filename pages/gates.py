@@ -5,24 +5,18 @@ import streamlit as st
 
 from kamoe_viz import charts as ch
 from kamoe_viz.interpret import gates as gt
-from pages._interpret_ui import REFERENCE_ROWS, cached, gate_label, guarded, show_chart, show_table
-from pages._state import require_run
 from pages import _entry
+from pages._interpret_ui import REFERENCE_ROWS, cached, gate_label, guarded, page_start, show_chart, show_table
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
-st.title("Gates")
-st.caption("How the gate routes inputs: each expert's weight distribution, load and utilisation, routing entropy, "
-           "where in the input space each expert wins, and how each gate weight depends on each feature.")
-run = require_run()
-if run is None:
-    st.stop()
-
+run = page_start(
+    "Gates",
+    "How the gate routes inputs: each expert's weight distribution, load and utilisation, routing entropy, where in "
+    "the input space each expert wins, and how each gate weight depends on each feature.",
+    single_expert_note="This run is a single expert without a gate: every input goes to the one expert (weight "
+                       "1). Train a mixture (2 or more experts) to see routing.")
 model, data = run.model, run.dataset
-if run.config.model.kind == "standard" or model.n_experts < 2:
-    st.info("This run is a single expert without a gate: every input goes to the one expert (weight 1). "
-            "Train a mixture (2 or more experts) to see routing.", icon="ℹ️")
-    st.stop()
 
 split = st.segmented_control("Rows", ["train", "val", "test"], default="train", key="gates_split",
                              help=f"Which split's rows to summarise (at most {REFERENCE_ROWS}, a fixed sample)")
