@@ -14,9 +14,9 @@ from kamoe_viz import charts_compare as cc
 from kamoe_viz.compare import cpu_count, run as run_comparison
 from kamoe_viz.config import EXPERT_TYPES, GATE_FAMILIES, DataConfig, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.errors import KamoeError, ValidationError
+from pages import _entry
 from pages._config_state import master
 from pages._data_section import dataset_infos
-from pages import _entry
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 

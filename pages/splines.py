@@ -9,11 +9,11 @@ from kamoe_viz.charts.splines import EDGE_PICK
 from kamoe_viz.errors import KamoeError
 from kamoe_viz.interpret import splines as sp
 from kamoe_viz.interpret import symbolic as sym
+from pages import _entry
 from pages._config_state import set_master
 from pages._interpret_ui import (REFERENCE_ROWS, cached, gate_label, guarded, replace_model, show_chart,
                                  show_table)
 from pages._state import TRAIN_PAGE, require_run, set_current_run
-from pages import _entry
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 

@@ -5,13 +5,13 @@ import streamlit as st
 
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError
+from pages import _entry
 from pages import _config_state as cfg
 from pages import _data_section as data_ui
 from pages import _results, _state
 from pages import _train_live as live
 from pages._presets import available_presets
 from pages._train_settings import model_settings, training_settings
-from pages import _entry
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
