@@ -74,6 +74,7 @@ def main() -> None:
         "epoch_seconds": [end - start for start, end in zip(starts, epoch_ends)],
         "final_loss": losses[-1],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if str(result.device).startswith("cuda") else None,
     }))
 
 

@@ -49,6 +49,7 @@ def main() -> None:
     print(json.dumps({
         "side": "reference",
         "backend": keras.backend.backend(),
+        "device": str(__import__("jax").devices()[0].platform),
         "versions": {"keras": keras.__version__, "jax": __import__("jax").__version__},
         "batch_size": batch_size,
         "epochs": epochs,

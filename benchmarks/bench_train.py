@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, default=Path(os.environ.get("KAMOE_CALIFORNIA_CSV", DEFAULT_CSV)),
                         help="California Housing CSV with sklearn's column names")
     parser.add_argument("--sides", default="ours,reference", help="which sides to run (default both)")
+    parser.add_argument("--reference-python", type=Path, default=None, metavar="PYTHON",
+                        help="a Python that already has kamoe, keras and jax (e.g. on a machine without internet); "
+                             "default: benchmarks/.envs/reference, made on first use")
     parser.add_argument("--ours-path", choices=("fit", "minimal"), default="fit",
                         help="fit: kamoe_viz.training.fit (default); minimal: benchmarks/_minimal_fit.py (same model, "
                              "FastAdam, no per-step sync) to show what the loop itself costs")
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
     pythons = {"ours": Path(sys.executable)}
     if "reference" in sides:
-        pythons["reference"] = ensure_env("reference")
+        pythons["reference"] = args.reference_python or ensure_env("reference")
     data = california_npz(args.csv)
     print(f"# bench_train  {time.strftime('%Y-%m-%d %H:%M')}  cpus={os.cpu_count()}  epochs={args.epochs}  "
           f"reps={args.reps}  batches={batches}  device={args.device}  "
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                                   args.ours_threads, args.ours_path)
                 runs.setdefault((side, batch), []).append(result)
                 epochs_txt = " ".join(f"{s:.3f}" for s in result["epoch_seconds"])
-                print(f"rep {rep + 1} batch {batch:5d} {side:9s} epochs [{epochs_txt}] s  first-epoch-end "
+                print(f"rep {rep + 1} batch {batch:5d} {side:9s} on {result.get('device', '?')} epochs [{epochs_txt}] s  first-epoch-end "
                       f"{result['first_epoch_end_seconds']:.2f} s  peak {result['peak_rss_mb']:.0f} MB  "
                       f"loss {result['final_loss']:.4f}", flush=True)
     summary = {f"{side}/{batch}": summarise(r) for (side, batch), r in runs.items()}

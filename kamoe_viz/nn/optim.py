@@ -53,9 +53,17 @@ class FastAdam:
             elif p.grad is not None:
                 p.grad.zero_()
 
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Every tensor a step changes in place (moments and counters), e.g. to undo warm-up steps."""
+        return [*self.exp_avg, *self.exp_avg_sq, self.step_count, self.skipped_steps]
+
     @torch.no_grad()
-    def step(self, closure=None) -> None:
-        """One Adam update of every parameter that has a gradient."""
+    def step(self, closure=None, skip: torch.Tensor | None = None) -> None:
+        """One Adam update of every parameter that has a gradient.
+
+        ``skip``: a 0-d float tensor on the device, 1.0 to leave the weights and moments as they are (decided on the
+        device, so a step captured in a CUDA graph can skip itself without a host sync); counted in
+        ``skipped_steps``."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -72,7 +80,13 @@ class FastAdam:
         group = self.param_groups[0]
         lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         found_inf = None
-        if self.skip_nonfinite:
+        if skip is not None:
+            found_inf = self._found_inf.copy_(skip)
+            if self.skip_nonfinite:
+                torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, self._one)
+            self.skipped_steps += found_inf
+            self.step_count += 1 - found_inf
+        elif self.skip_nonfinite:
             found_inf = self._found_inf.zero_()
             torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, self._one)
             self.skipped_steps += found_inf

@@ -18,6 +18,8 @@ import torch
 
 from kamoe_viz.config import TrainConfig
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.nn.optim import FastAdam
+from kamoe_viz.training.cuda_graph import GraphedStep, graphs_enabled
 from kamoe_viz.training.devices import resolve_device
 from kamoe_viz.training.evaluation import (EVAL_BATCH, batched_outputs, check_input, evaluate, input_tensor,
                                            target_tensor, task_loss)
@@ -30,19 +32,10 @@ PLATEAU_MIN_DELTA = 1e-4  # as Keras' ReduceLROnPlateau: a smaller improvement d
 EpochCallback = Callable[[EpochInfo], Any]
 
 
-def _adam(params: list[torch.nn.Parameter], config: TrainConfig) -> Any:
-    """Adam: ``kamoe_viz.nn.optim.FastAdam`` (torch's fused Adam update, bit for bit, with little Python per step and
-    no torch._dynamo import on first use) where present, else ``torch.optim.Adam``, fused where the device allows."""
-    try:
-        from kamoe_viz.nn.optim import FastAdam
-    except ImportError:
-        FastAdam = None
-    if FastAdam is not None:
-        return FastAdam(params, lr=config.lr, weight_decay=config.weight_decay)
-    try:
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    except (RuntimeError, ValueError, TypeError):
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+def _adam(params: list[torch.nn.Parameter], config: TrainConfig) -> FastAdam:
+    """Adam as ``kamoe_viz.nn.optim.FastAdam``: torch's fused Adam update, bit for bit, with little Python per step
+    and no torch._dynamo import on first use."""
+    return FastAdam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _grad_norm(params: list[torch.nn.Parameter]) -> torch.Tensor:
@@ -84,6 +77,9 @@ class Trainer:
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = _adam(self._params, self.config)
         self._generator = torch.Generator().manual_seed(self.config.seed)
+        self._graphed: GraphedStep | None = None
+        self.use_graphs = graphs_enabled(self.device) and self.optimizer.fused
+        self.graph_error: str | None = None  # why CUDA graphs were turned off for this run, if they were
         self.epoch = 0
         self.rows: list[dict[str, float]] = []
         self.best_epoch: int | None = None
@@ -172,6 +168,15 @@ class Trainer:
         model.train()
         for start in range(0, n, cfg.batch_size):
             xb, yb = X[start:start + cfg.batch_size], y[start:start + cfg.batch_size]
+            graphed = self._graphed_step(xb, yb) if self.use_graphs else None
+            if graphed is not None:
+                loss, norm, ok = graphed(xb, yb)
+                if not bool(ok):  # the device skipped this update: the weights stay finite
+                    self._diverge(self.epoch + 1, float(loss), float(norm))
+                    self.seconds += time.perf_counter() - started
+                    return None
+                total += loss * xb.shape[0]
+                continue
             loss = task_loss(self.task, model(xb).prediction, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -201,6 +206,39 @@ class Trainer:
                          seconds_elapsed=self.seconds, eta_seconds=self.seconds / self.epoch * left,
                          best_epoch=self.best_epoch,
                          gate_weights=gate_weights, epochs_total=cfg.epochs)
+
+    def _device_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One training step with no host sync (what a CUDA graph captures): the update is skipped on the device
+        when the loss or gradient norm is not finite, or the norm explodes (clipping off); returns (loss, norm, ok)."""
+        clip = self.config.max_grad_norm
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = task_loss(self.task, self.model(xb).prediction, yb)
+        loss.backward()
+        norm = _grad_norm(self._params)
+        ok = torch.isfinite(loss) & (norm < (GRAD_NORM_LIMIT if clip <= 0 else math.inf))
+        if clip > 0:
+            torch.nn.utils.clip_grads_with_norm_(self._params, clip, norm)
+        self.optimizer.step(skip=ok.logical_not().float())
+        return loss.detach(), norm, ok
+
+    def _graphed_step(self, xb: torch.Tensor, yb: torch.Tensor) -> GraphedStep | None:
+        """The captured step for full batches at the current learning rate (captured on first use); None for a
+        short last batch, or once capturing failed (then every step runs eagerly, as on the CPU)."""
+        tag = self.lr
+        if self._graphed is not None and self._graphed.matches(xb, tag):
+            return self._graphed
+        if xb.shape[0] != self.config.batch_size:
+            return None
+        self._graphed = None  # free the old graph's memory before capturing the new one
+        # what a step changes in place; not the buffers (KAN grids): touching those would drop the layers' caches
+        state = [*self.model.parameters(), *self.optimizer.state_tensors()]
+        try:
+            self._graphed = GraphedStep(self._device_step, xb, yb, state, tag)
+        except Exception as exc:  # an op that cannot be captured: train eagerly instead, nothing is lost
+            self.use_graphs = False
+            self.graph_error = f"{type(exc).__name__}: {exc}"
+            torch.cuda.synchronize(self.device)
+        return self._graphed
 
     def _validate(self) -> tuple[float, np.ndarray]:
         """Validation loss (eval mode, whole split) and the gate weights of its first rows, from one pass."""
