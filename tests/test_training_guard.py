@@ -107,3 +107,15 @@ def test_clipping_advice_when_already_clipping() -> None:
     result = train_run(tiny_config(epochs=3, max_grad_norm=5.0), ds).result
     assert result.stopped_reason == "diverged"
     assert "clip gradients harder (train.max_grad_norm, currently 5)" in result.message
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, False), ("0", False), ("off", False), ("1", True),
+                                                 (" ON ", True), ("yes", True)])
+def test_cuda_graphs_are_opt_in(value: str | None, expected: bool, monkeypatch) -> None:
+    from kamoe_viz.training.cuda_graph import ENV_SWITCH, graphs_enabled
+    if value is None:
+        monkeypatch.delenv(ENV_SWITCH, raising=False)
+    else:
+        monkeypatch.setenv(ENV_SWITCH, value)
+    assert graphs_enabled(torch.device("cuda")) is expected
+    assert graphs_enabled(torch.device("cpu")) is False  # never on the CPU, whatever the switch says

@@ -8,6 +8,10 @@ the update (non-finite loss or gradient, exploding norm) and the loop reads that
 
 The graph reads its inputs from fixed buffers (the batch is copied in) and its hyper-parameters are baked in, so
 only full batches replay it, and a changed learning rate needs a new capture (:meth:`GraphedStep.matches`).
+
+Opt-in (``KAMOE_CUDA_GRAPHS=1``): the eager CUDA path has been run on an H100; this one has tests
+(``tests/test_cuda.py``: graphed training equals eager training, capture failure falls back, divergence is caught)
+that have not yet run on a GPU, so it stays off by default until they have.
 """
 from __future__ import annotations
 
@@ -18,11 +22,11 @@ import torch
 
 StepFunction = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
 WARMUP_STEPS = 2  # eager steps on a side stream before capture (lazy cuBLAS/cuDNN set-up), then undone
-ENV_SWITCH = "KAMOE_CUDA_GRAPHS"  # "0" turns graphs off (eager CUDA steps)
+ENV_SWITCH = "KAMOE_CUDA_GRAPHS"  # "1" turns graphs on (default: eager CUDA steps)
 
 
 def graphs_enabled(device: torch.device) -> bool:
-    return device.type == "cuda" and os.environ.get(ENV_SWITCH, "1").strip() not in ("0", "false", "no", "off")
+    return device.type == "cuda" and os.environ.get(ENV_SWITCH, "0").strip().lower() in ("1", "true", "yes", "on")
 
 
 class GraphedStep:
