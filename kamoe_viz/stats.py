@@ -190,8 +190,12 @@ def pairwise(table: pd.DataFrame, value: str = "test_metric", by: str = "variant
 
 
 def summary(table: pd.DataFrame, value: str = "test_metric", by: str = "variant",
-            order: Iterable[str] | None = None, confidence: float = 0.95) -> pd.DataFrame:
-    """Per variant: n (finite values), mean, std (ddof=1), standard error, t-based CI of the mean, min, max."""
+            order: Iterable[str] | None = None, confidence: float = 0.95,
+            bounds: tuple[float, float] = (-math.inf, math.inf)) -> pd.DataFrame:
+    """Per variant: n (finite values), mean, std (ddof=1), standard error, t-based CI of the mean, min, max.
+
+    ``bounds``: the values the metric can take (R² at most 1, accuracy in [0, 1]); the CI is clipped to them, since
+    a t-interval around a mean near a bound can reach past it."""
     if value not in table.columns or by not in table.columns:
         raise ValidationError("results table", value if value not in table.columns else by, "column is missing")
     names = list(order) if order is not None else list(dict.fromkeys(table[by].tolist()))
@@ -204,8 +208,8 @@ def summary(table: pd.DataFrame, value: str = "test_metric", by: str = "variant"
         std = float(v.std(ddof=1)) if n >= 2 else float("nan")
         sem = std / math.sqrt(n) if n >= 2 else float("nan")
         half = float(sps.t.ppf(0.5 + confidence / 2.0, n - 1)) * sem if n >= 2 else float("nan")
-        rows.append({by: name, "n": n, "mean": mean, "std": std, "sem": sem, "ci_low": mean - half,
-                     "ci_high": mean + half, "min": float(v.min()) if n else float("nan"),
+        rows.append({by: name, "n": n, "mean": mean, "std": std, "sem": sem, "ci_low": max(mean - half, bounds[0]),
+                     "ci_high": min(mean + half, bounds[1]), "min": float(v.min()) if n else float("nan"),
                      "max": float(v.max()) if n else float("nan")})
     return pd.DataFrame(rows, columns=[by, "n", "mean", "std", "sem", "ci_low", "ci_high", "min", "max"])
 

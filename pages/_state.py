@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from kamoe_viz.live import background_jobs
+
 CURRENT = "current_run"
 RECENT = "recent_runs"
 RUN_CACHE = "_run_cache"
@@ -78,6 +80,12 @@ def require_run() -> Any | None:
         st.info("A model is training on the Train page right now. It appears here as soon as it has finished "
                 "(click this page again then, or watch it train on the Train page).", icon="⏳")
         st.page_link(TRAIN_PAGE, label="Watch it train", icon=":material/model_training:")
+        return None
+    if run is None and background_jobs():  # e.g. started in another tab, or before this page was reloaded
+        st.info("No model in this browser session yet, but a model is training in the background (started from "
+                "another tab, or before this page was reloaded). Open the Train page and click **Watch it here** "
+                "to follow it; this page shows it once it has finished there.", icon="⏳")
+        st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
         return None
     if run is None:
         st.info("No model trained yet. Train one on the Train page (a click trains the default dataset in a few "

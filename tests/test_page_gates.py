@@ -14,6 +14,27 @@ def test_without_a_run_it_says_how_to_get_one():
     assert any("No model trained yet" in i.value for i in at.info)
 
 
+def test_a_model_training_in_another_tab_is_pointed_to():
+    from kamoe_viz.config import RunConfig
+    from kamoe_viz.data import load_dataset
+    from kamoe_viz.live import LiveJob
+    config = RunConfig.from_query_params({"model.expert_hidden": "8", "train.epochs": "5000",
+                                          "train.early_stopping": "0", "data.options.n_samples": "600"})
+    elsewhere = LiveJob.start(config, load_dataset(config.data), with_baseline=False)
+    elsewhere.start_background(0.05)  # as another browser session's Train page does
+    try:
+        at = open_page(PAGE)
+        assert_clean(at)
+        text = " ".join(i.value for i in at.info)
+        assert "training in the background" in text and "Watch it here" in text
+        assert "No model trained yet" not in text
+    finally:
+        elsewhere.request_stop()
+        assert elsewhere.wait(60)
+    at = open_page(PAGE)  # once it has stopped, the usual advice again
+    assert any("No model trained yet" in i.value for i in at.info)
+
+
 @pytest.mark.parametrize("gate,activation", [("linear", "softmax"), ("grn", "sigmoid"), ("grkan", "sigmoid")])
 def test_each_gate_family(gate, activation):
     run = tiny_run(gate, "mlp", activation)

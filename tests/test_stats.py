@@ -121,3 +121,13 @@ def test_summary_and_headline():
     line = headline(table, metric="R²")
     assert "x and y" in line and "No significant difference" in line
     assert headline(table[table.variant == "x"]).startswith("Only one variant")
+
+
+def test_summary_clips_the_interval_to_what_the_metric_can_take():
+    near_one = pd.DataFrame({"variant": ["x"] * 3, "test_metric": [0.999, 0.90, 0.998]})
+    lo, hi = sps.t.interval(0.95, 2, loc=near_one.test_metric.mean(), scale=sps.sem(near_one.test_metric))
+    assert hi > 1.0  # the raw t-interval reaches past the best possible R²
+    row = summary(near_one, bounds=(-np.inf, 1.0)).iloc[0]
+    assert row.ci_high == 1.0 and row.ci_low == pytest.approx(lo)
+    row = summary(near_one.assign(test_metric=[0.001, 0.1, 0.002]), bounds=(0.0, 1.0)).iloc[0]
+    assert row.ci_low == 0.0 and row.ci_high < 1.0

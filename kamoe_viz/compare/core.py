@@ -7,6 +7,7 @@ seed also draws its own split (``data.seed = seed``); pairs still share their sp
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -259,7 +260,8 @@ def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "
     metric = str(table["metric"].iloc[0])
     label = {"r2": "R²", "accuracy": "accuracy"}.get(metric, metric)
     pair_stats = stats.pairwise(table, "test_metric", "variant", "seed", order=variants, metric=label)
-    summ = stats.summary(table, "test_metric", "variant", order=variants)
+    bounds = {"r2": (-math.inf, 1.0), "accuracy": (0.0, 1.0)}.get(metric, (-math.inf, math.inf))
+    summ = stats.summary(table, "test_metric", "variant", order=variants, bounds=bounds)
     line = stats.headline(table, "test_metric", "variant", "seed", metric=label)
     n_div = int(table["diverged"].sum())
     if n_div:
