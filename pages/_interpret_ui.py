@@ -90,9 +90,18 @@ _HEADERS = {"f_x": "f(x)", "f_baseline": "f(baseline)", "top1_share": "top-1 sha
             "nmi": "NMI", "ari": "ARI", "phi_range": "φ range", "mean_abs_phi": "mean |φ|"}
 
 
+_WORDS = {"rmse": "RMSE", "mae": "MAE", "r2": "R²", "nmi": "NMI", "ari": "ARI", "top1": "top-1"}
+
+
 def readable_header(column: str) -> str:
-    """``top1_share`` -> ``top-1 share``, ``mean_weight`` -> ``mean weight``."""
-    return _HEADERS.get(column, column.replace("_", " "))
+    """``top1_share`` -> ``top-1 share``, ``rmse_change`` -> ``RMSE change``, ``mean_weight`` -> ``mean weight``."""
+    if column in _HEADERS:
+        return _HEADERS[column]
+    words = [_WORDS.get(word, word) for word in column.split("_")]
+    if "abs" in words[:-1]:  # mean_abs_output_change -> mean |output change|
+        at = words.index("abs")
+        words[at:] = [f"|{' '.join(words[at + 1:])}|"]
+    return " ".join(words)
 
 
 def show_table(frame: pd.DataFrame, name: str, where: Any = None, height: int | str = "auto",

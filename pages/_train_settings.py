@@ -16,6 +16,30 @@ GATE_HELP = ("**Linear**: one dense layer on h. **GRN**: gated residual network 
              "as in the Temporal Fusion Transformer. **GRKAN**: the GRN with its two dense layers replaced by KAN "
              "layers (the paper's gate).")
 EXPERT_LABELS = {"mlp": "MLP", "kan": "KAN", "lstm": "LSTM", "gru": "GRU"}
+# Settings as the widgets name them, so messages from the library ("model.top_k: got 5; ...") read in the page's words.
+FIELD_LABELS = {
+    "data.name": "Dataset", "data.seed": "Data seed", "data.test_fraction": "Test share",
+    "data.val_fraction": "Validation share", "model.gate": "Gate family", "model.gate_activation": "Output activation",
+    "model.n_experts": "Experts", "model.top_k": "Top-k", "model.expert": "Expert type",
+    "model.expert_hidden": "Expert hidden sizes", "model.gate_hidden": "Gate hidden width",
+    "model.kan_grid": "KAN grid size", "model.kan_order": "Spline order",
+    "model.grkan_second_base": "GRKAN second KAN layer base", "model.return_sequences": "Gate every time step",
+    "model.kan_range.low": "KAN grid from", "model.kan_range.high": "KAN grid to", "model.kan_range": "KAN grid range",
+    "model.kan_base": "KAN expert base activation", "model.dropout": "Gate dropout",
+    "model.input_scaling": "Learnable input scaling", "train.epochs": "Epochs",
+    "train.early_stopping": "Early stopping", "train.lr": "Learning rate", "train.batch_size": "Batch size",
+    "train.seed": "Seed", "train.device": "Device", "train.weight_decay": "Weight decay",
+    "train.max_grad_norm": "Clip gradient norm", "train.lr_patience": "LR patience", "train.lr_factor": "LR factor",
+    "train.min_lr": "Min LR"}
+
+
+def in_page_words(message: str) -> str:
+    """``model.top_k: got 5; must be ... model.n_experts (3)`` -> ``Top-k: got 5; must be ... Experts (3)``."""
+    for field in sorted(FIELD_LABELS, key=len, reverse=True):  # model.kan_range.low before model.kan_range
+        message = message.replace(field, f"**{FIELD_LABELS[field]}**")
+    return message
+
+
 LR_CHOICES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 BATCH_CHOICES = [16, 32, 64, 128, 256, 512, 1024, 2048]
 

@@ -63,6 +63,10 @@ with left, guarded("Expert errors"):
     show_chart(run, f"expert_errors_{split}", lambda: ch.expert_error_chart(errors))
 with right:
     show_table(errors, f"expert_errors_{split}")
+    idle = errors.loc[errors["rows_won"] == 0, "expert"].tolist()
+    if idle:
+        st.caption(f"{', '.join(idle)} win{'s' if len(idle) == 1 else ''} no rows here, so the columns for the "
+                   "rows won are empty.")
 
 st.subheader("Each expert's output against the target")
 st.caption("Coloured: rows the expert wins; grey: the other rows." +

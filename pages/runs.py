@@ -28,6 +28,8 @@ def _label(row: dict) -> str:
         parts.append(f"{METRIC_LABELS.get(row['metric'], row['metric'])} {float(row['value']):.3f}")
     if present(row.get("created")):
         parts.append(str(row["created"])[:16].replace("T", " "))
+    if present(row.get("imported")):
+        parts.append(f"imported {str(row['imported'])[:16].replace('T', ' ')}")
     if present(row.get("run_id")):
         parts.append(f"id …{str(row['run_id'])[-6:]}")  # tells an imported copy from its original
     return " · ".join(parts)

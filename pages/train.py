@@ -11,7 +11,7 @@ from pages import _data_section as data_ui
 from pages import _results, _state
 from pages import _train_live as live
 from pages._presets import available_presets
-from pages._train_settings import model_settings, training_settings
+from pages._train_settings import in_page_words, model_settings, training_settings
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
@@ -110,7 +110,7 @@ with right:
     if dataset is None and data_error:
         (st.info if data_error.startswith("Upload a CSV") else st.error)(data_error)
     for message in errors:
-        st.error(message, icon=":material/error:")
+        st.error(in_page_words(message), icon=":material/error:")
 
     ready = config is not None and dataset is not None and not errors
     c1, c2, c3 = st.columns([1, 1.5, 1], vertical_alignment="center")

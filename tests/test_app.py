@@ -95,7 +95,8 @@ def test_top_k_above_the_number_of_experts_is_refused():
     at.number_input(key="w.model.top_k").set_value(3).run()
     at.number_input(key="w.model.n_experts").set_value(2).run()
     no_exception(at)
-    assert any("model.top_k" in e.value for e in at.error)
+    assert any("**Top-k**: got 3" in e.value and "**Experts** (2)" in e.value for e in at.error), \
+        [e.value for e in at.error]
 
 
 @pytest.mark.parametrize("preset", ["regimes", "moons", "top1", "series", "california"])

@@ -36,3 +36,17 @@ def test_classification_run():
     assert_clean(at)
     assert len(rendered_charts(at)) >= 4
     assert any("agreement" in m.value for m in at.markdown)
+
+
+def test_table_headers_read_as_words():
+    import importlib
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pages"))
+    try:
+        header = importlib.import_module("_interpret_ui").readable_header
+    finally:
+        sys.path.pop(0)
+    assert header("rmse_change") == "RMSE change" and header("r2_change") == "R² change"
+    assert header("mean_abs_output_change") == "mean |output change|"
+    assert header("top1_share") == "top-1 share" and header("mean_weight") == "mean weight"

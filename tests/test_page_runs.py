@@ -103,7 +103,9 @@ def test_corrupt_and_foreign_files_are_refused_and_change_nothing(runs_dir):
     assert len(runs) == 2
     copy_id = next(str(r) for r in runs["run_id"] if str(r) != run_id)
     assert at.selectbox(key="runs_pick").value == copy_id  # the imported copy is the one selected
-    assert copy_id[-6:] in at.selectbox(key="runs_pick").format_func(copy_id)  # and its label tells it apart
+    label = at.selectbox(key="runs_pick").format_func(copy_id)
+    assert copy_id[-6:] in label and "imported 20" in label  # and its label tells it apart
+    assert "imported" not in at.selectbox(key="runs_pick").format_func(run_id)
 
 
 def test_download_offers_the_run_file(runs_dir):

@@ -189,5 +189,7 @@ def test_every_settings_problem_is_shown_at_once():
     at.text_input(key="w.model.expert_hidden").set_value("0").run()
     no_exception(at)
     message = errors_text(at)
-    assert "model.top_k" in message and "model.expert_hidden" in message, message
+    # in the page's words (the widgets' labels), not the configuration's field names
+    assert "**Top-k**: got 9" in message and "**Expert hidden sizes**" in message, message
+    assert "model." not in message, message
     assert button(at, "Train").disabled

@@ -94,6 +94,9 @@ def test_export_import_round_trip(exported: tuple[RunStore, str, bytes], target:
     again = target.import_bytes(data, "kamoe-run.zip")  # importing twice keeps both, under a new id
     assert again != new_id and len(target.list_runs()) == 3
     assert target.list_runs()["error"].isna().all()
+    listed = target.list_runs().set_index("run_id")["imported"]  # an imported copy says so, with when
+    assert listed[new_id].startswith("20") and listed[again].startswith("20")
+    assert source.list_runs().set_index("run_id")["imported"].isna().all()  # a run trained here does not
 
 
 def test_export_refuses_a_damaged_run(exported: tuple[RunStore, str, bytes]) -> None:

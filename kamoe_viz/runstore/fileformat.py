@@ -108,7 +108,9 @@ def sha256(data: bytes) -> str:
 
 # ----- manifest -----------------------------------------------------------------------------------------------------
 def build_manifest(members: Mapping[str, bytes], *, run_id: str, name: str, notes: str, created: str,
-                   library_version: str) -> dict[str, Any]:
+                   library_version: str, imported: str = "") -> dict[str, Any]:
+    """``imported``: when this copy was imported from a run file (empty for a run trained here)."""
+    extra = {"imported": imported} if imported else {}
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -117,6 +119,7 @@ def build_manifest(members: Mapping[str, bytes], *, run_id: str, name: str, note
         "run_id": run_id,
         "name": name,
         "notes": notes,
+        **extra,
         "files": {m: {"sha256": sha256(data), "size": len(data)} for m, data in sorted(members.items())},
     }
 
@@ -158,7 +161,7 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
     missing = [m for m in REQUIRED_MEMBERS if m not in files]
     if missing:
         raise RunFileError(f"{where}: {MANIFEST} does not list required member(s) {', '.join(missing)}.")
-    for key in ("name", "notes", "created"):
+    for key in ("name", "notes", "created", "imported"):
         if not isinstance(manifest.get(key, ""), str):
             raise RunFileError(f"{where}: {MANIFEST} field {key!r} must be text.")
     return manifest

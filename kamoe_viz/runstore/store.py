@@ -29,7 +29,7 @@ ENV_ROOT = "KAMOE_RUNS_DIR"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
 LIST_COLUMNS = ["run_id", "name", "created", "dataset", "task", "gate", "expert", "n_experts", "metric", "value",
-                "epochs", "params", "device", "stopped_reason", "notes", "error"]
+                "epochs", "params", "device", "stopped_reason", "notes", "imported", "error"]
 _MAIN_METRICS = ("r2", "accuracy", "rmse", "log_loss")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 
@@ -314,7 +314,7 @@ class RunStore:
             row["created"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(path.stat().st_mtime))
             manifest = self._read_manifest(path)
             row.update(name=manifest.get("name", ""), notes=manifest.get("notes", ""),
-                       created=manifest.get("created") or row["created"])
+                       created=manifest.get("created") or row["created"], imported=manifest.get("imported") or None)
             small: dict[str, bytes] = {}
             for member, entry in manifest["files"].items():
                 file = path / member
@@ -372,4 +372,5 @@ class RunStore:
         except ValidationError:
             wanted = None
         created = manifest.get("created") if isinstance(manifest.get("created"), str) else utc_now_text()
-        return self._commit(members, {"name": name, "notes": notes, "created": created[:40]}, wanted)
+        return self._commit(members, {"name": name, "notes": notes, "created": created[:40],
+                                      "imported": utc_now_text()}, wanted)
