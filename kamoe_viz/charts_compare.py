@@ -4,6 +4,7 @@ Pure functions: tidy DataFrames (from :class:`kamoe_viz.compare.ComparisonResult
 """
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import altair as alt
@@ -15,17 +16,23 @@ VARIANT_LABELS = {"standard": "standard (1 expert)", "linear": "linear gate", "g
 VARIANT_COLORS = {"standard": "#9d9d9d", "linear": "#4c78a8", "grn": "#f58518", "grkan": "#54a24b"}
 
 
-def _label(variant: str) -> str:
+def variant_label(variant: str) -> str:
+    """'grkan' -> 'GRKAN gate', as the charts name variants."""
     return VARIANT_LABELS.get(str(variant), str(variant))
 
 
+def in_variant_labels(text: str) -> str:
+    """Variant names in a sentence (a verdict) as the charts name them: 'grkan beats grn' -> 'GRKAN gate beats ...'."""
+    return re.sub(r"\b(" + "|".join(VARIANT_LABELS) + r")\b", lambda m: VARIANT_LABELS[m.group(1)], text)
+
+
 def _order(variants: Sequence[str]) -> list[str]:
-    return [_label(v) for v in dict.fromkeys(variants)]
+    return [variant_label(v) for v in dict.fromkeys(variants)]
 
 
 def _color(variants: Sequence[str]) -> alt.Scale:
     names = list(dict.fromkeys(variants))
-    return alt.Scale(domain=[_label(v) for v in names],
+    return alt.Scale(domain=[variant_label(v) for v in names],
                      range=[VARIANT_COLORS.get(v, "#b279a2") for v in names])
 
 
@@ -37,11 +44,11 @@ def metric_chart(table: pd.DataFrame, summary: pd.DataFrame, metric_label: str =
     (with two or three seeds a t-interval easily reaches past it and squashes the dots)."""
     t = table.copy()
     variants = list(dict.fromkeys(t["variant"]))
-    t["variant_label"] = t["variant"].map(_label)
+    t["variant_label"] = t["variant"].map(variant_label)
     t["status"] = np.where(t["diverged"].astype(bool), "diverged", "finished")
     t = t[np.isfinite(t["test_metric"].astype(float))]
     s = summary.copy()
-    s["variant_label"] = s["variant"].map(_label)
+    s["variant_label"] = s["variant"].map(variant_label)
     s = s[np.isfinite(s["mean"].astype(float))]
     if upper_bound is not None and len(s):
         s["ci_high"] = s["ci_high"].astype(float).clip(upper=upper_bound)
@@ -74,7 +81,7 @@ def loss_curves_chart(histories: pd.DataFrame, log_scale: bool = True) -> alt.Ch
     if log_scale and len(h) and (h["val_loss"] <= 0).any():
         log_scale = False
     variants = list(dict.fromkeys(histories["variant"])) if "variant" in histories else []
-    h["variant_label"] = h["variant"].map(_label) if len(h) else pd.Series(dtype=str)
+    h["variant_label"] = h["variant"].map(variant_label) if len(h) else pd.Series(dtype=str)
     h["run"] = h["variant"].astype(str) + " / seed " + h["seed"].astype(str) if len(h) else pd.Series(dtype=str)
     return alt.Chart(h).mark_line(opacity=0.7, strokeWidth=1.5).encode(
         x=alt.X("epoch:Q", title="epoch"),
@@ -89,7 +96,7 @@ def cost_chart(cost: pd.DataFrame) -> alt.HConcatChart:
     """Parameters and mean training time per variant, side by side."""
     c = cost.copy()
     variants = list(c["variant"])
-    c["variant_label"] = c["variant"].map(_label)
+    c["variant_label"] = c["variant"].map(variant_label)
     y = alt.Y("variant_label:N", title=None, sort=_order(variants))
     color = alt.Color("variant_label:N", scale=_color(variants), legend=None)
     params = alt.Chart(c).mark_bar().encode(
@@ -124,7 +131,7 @@ def gate_distribution_chart(gate_samples: pd.DataFrame, seed: int | None = None,
     """Each gate's weight distribution per expert, side by side, on the same test rows."""
     frame = gate_histogram_frame(gate_samples, bins=bins, seed=seed)
     variants = list(dict.fromkeys(frame["variant"]))
-    frame["variant_label"] = frame["variant"].map(_label)
+    frame["variant_label"] = frame["variant"].map(variant_label)
     which = f"seed {seed}" if seed is not None else "all seeds"
     return alt.Chart(frame).mark_bar(opacity=0.6, binSpacing=0).encode(
         x=alt.X("bin_start:Q", bin="binned", title="gate weight", scale=alt.Scale(domain=[0, 1])),

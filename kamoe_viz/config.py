@@ -126,7 +126,11 @@ class ModelConfig:
             hidden = (hidden,)
         if not isinstance(hidden, (list, tuple)) or not 1 <= len(hidden) <= MAX_LAYERS:
             raise ValidationError(s + ".expert_hidden", hidden, f"must be 1 to {MAX_LAYERS} layer widths")
-        self.expert_hidden = tuple(_check_int(s, "expert_hidden", h, 1, MAX_WIDTH) for h in hidden)
+        try:
+            self.expert_hidden = tuple(_check_int(s, "expert_hidden", h, 1, MAX_WIDTH) for h in hidden)
+        except ValidationError as err:  # name the list, not one number of it
+            raise ValidationError(s + ".expert_hidden", hidden, f"each width must be an integer from 1 to "
+                                  f"{MAX_WIDTH} (got {err.value!r} among them)") from None
         self.gate_hidden = _check_int(s, "gate_hidden", self.gate_hidden, 0, MAX_WIDTH)
         self.kan_grid = _check_int(s, "kan_grid", self.kan_grid, 1, 50)
         self.kan_order = _check_int(s, "kan_order", self.kan_order, 1, 5)

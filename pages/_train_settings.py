@@ -88,7 +88,7 @@ def model_settings(base: RunConfig, is_sequence: bool, disabled: bool) -> tuple[
         help="MLP and KAN experts work on every dataset (windows are flattened); LSTM and GRU experts need a "
              "time-series dataset.")
     if values["expert"] in SEQUENTIAL_EXPERTS and not is_sequence:
-        errors.append(f"model.expert: got {values['expert']!r}; {EXPERT_LABELS[values['expert']]} experts need a "
+        errors.append(f"model.expert: got {EXPERT_LABELS[values['expert']]}; these experts need a "
                       "time-series dataset (windows). Choose MLP or KAN for tabular data, or pick a "
                       "sequential dataset.")
     c1, c2 = st.columns(2)

@@ -17,6 +17,7 @@ from kamoe_viz.errors import KamoeError, ValidationError
 from pages import _entry
 from pages._config_state import master
 from pages._data_section import dataset_infos
+from pages._interpret_ui import readable_header
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
@@ -137,12 +138,14 @@ def show_result(res: Any) -> None:
     split = ("a new split per seed" if res.vary_split
              else f"the same split for every run (data seed {res.config['data']['seed']})")
     st.markdown(f"**{res.config['data']['name']}** · {len(t)} runs · seeds {res.seeds} · {split} · "
-                f"{res.wall_seconds:.0f} s with {res.jobs} process(es)")
+                f"{res.wall_seconds:.0f} s with {res.jobs} process{'es' if res.jobs != 1 else ''}")
     significant = bool(len(res.stats)) and "beats" in res.verdict.split(":")[0]
-    (st.success if significant else st.info)(res.verdict, icon=":material/balance:")
+    (st.success if significant else st.info)(cc.in_variant_labels(res.verdict), icon=":material/balance:")
     for _, row in t[t["diverged"].astype(bool)].iterrows():
-        st.warning(f"{row.variant} seed {row.seed} diverged: {row.message or 'loss became NaN/inf'}")
+        st.warning(f"{cc.variant_label(row.variant)} seed {row.seed} diverged: "
+                   f"{row.message or 'loss became NaN/inf'}")
     summary = res.summary.merge(res.cost(), on="variant")
+    summary["variant"] = summary["variant"].map(cc.variant_label)
     st.dataframe(summary, hide_index=True, column_config={
         "mean": st.column_config.NumberColumn(f"mean {label}", format="%.4f"),
         "std": st.column_config.NumberColumn("std", format="%.4f"),
@@ -173,11 +176,13 @@ def show_result(res: Any) -> None:
                    f"Wilcoxon signed-rank test is shown too (with {n_pairs} seeds it cannot go below "
                    f"p = {2 / 2 ** n_pairs:.3g}).")
         for line in res.stats["verdict"]:
-            st.markdown(f"- {line}")
+            st.markdown(f"- {cc.in_variant_labels(line)}")
         with st.expander("Statistics table"):
             st.dataframe(res.stats.drop(columns=["verdict"]), hide_index=True)
     st.subheader("All runs")
-    st.dataframe(t, hide_index=True)
+    st.dataframe(t.assign(variant=t["variant"].map(cc.variant_label)), hide_index=True, column_config={
+        **{str(c): st.column_config.Column(readable_header(str(c))) for c in t.columns if "_" in str(c)},
+        "test_metric": st.column_config.NumberColumn(f"test {label}", format="%.4f")})
     st.download_button("Download runs (CSV)", res.to_csv(), file_name="comparison.csv", mime="text/csv",
                        icon=":material/download:", key="cmp.download")
 

@@ -86,7 +86,7 @@ def test_sequential_experts_on_tabular_data_are_refused_with_a_message():
     at = new_app(TINY)
     at.selectbox(key="w.model.expert").set_value("lstm").run()
     no_exception(at)
-    assert any("**Expert type**: got 'lstm'" in e.value and "time-series" in e.value for e in at.error)
+    assert any("**Expert type**: got LSTM;" in e.value and "time-series" in e.value for e in at.error)
     assert [b for b in at.button if b.label == "Train"][0].disabled
 
 

@@ -86,6 +86,9 @@ def expert_vs_target_chart(frame: pd.DataFrame, task: str = "regression", column
     return alt.concat(*charts, columns=columns)
 
 
+METRIC_NAMES = {"rmse": "RMSE", "mae": "MAE", "r2": "R²", "accuracy": "accuracy", "log_loss": "log loss"}
+
+
 def ablation_chart(frame: pd.DataFrame) -> alt.Chart:
     """How much worse the model gets when each expert is removed (bars > 0 = worse), per ablation mode."""
     metric = frame.attrs.get("metric") or next(c for c in ("rmse", "accuracy") if c in frame)
@@ -95,7 +98,7 @@ def ablation_chart(frame: pd.DataFrame) -> alt.Chart:
     modes = list(dict.fromkeys(data["mode"]))
     return alt.Chart(data).mark_bar().encode(
         y=alt.Y("removed:N", title="expert removed"), yOffset=alt.YOffset("mode:N", sort=modes),
-        x=alt.X("harm:Q", title=f"{metric} worse by (0 = no effect)"),
+        x=alt.X("harm:Q", title=f"{METRIC_NAMES.get(metric, metric)} worse by (0 = no effect)"),
         color=alt.Color("mode:N", sort=modes, scale=alt.Scale(scheme="dark2"),
                         legend=alt.Legend(orient="top", title="weights")),
         tooltip=[alt.Tooltip("removed:N"), alt.Tooltip("mode:N", title="weights"),
