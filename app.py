@@ -5,6 +5,7 @@ Start with ``bash scripts/app.sh`` or ``streamlit run app.py`` (binds to 127.0.0
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 # Idle OpenMP threads sleep instead of spinning: with several sessions training at once (or a busy machine),
 # spinning torch threads fight over the cores and small-batch training gets many times slower. Set before torch
@@ -18,7 +19,9 @@ from pages import _entry  # noqa: E402
 from pages._state import render_sidebar  # noqa: E402
 from pages._train_live import drain  # noqa: E402
 
-st.set_page_config(page_title="KAMoE Explorer", page_icon=":material/hub:", layout="wide",
+ICON = Path(__file__).resolve().parent / "data" / "icon.png"  # local: a :material/ icon is fetched from Google
+st.set_page_config(page_title="KAMoE Explorer", page_icon=str(ICON) if ICON.is_file() else ":material/hub:",
+                   layout="wide",
                    menu_items={"About": "KAMoE Explorer: train small mixtures of experts (linear, GRN, GRKAN "
                                         "gates) and see their gating. Paper: arXiv 2409.15161."})
 

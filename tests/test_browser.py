@@ -45,8 +45,12 @@ def browser():
         chromium.close()
 
 
-def _new_page(browser, url: str):
+def _new_page(browser, url: str, outside: list[str] | None = None):
+    """The app at ``url``, once its Train button shows; requests that leave the machine go to ``outside``."""
     page = browser.new_page(viewport={"width": 1500, "height": 1800})
+    if outside is not None:
+        local = ("http://127.0.0.1", "ws://127.0.0.1", "http://localhost", "data:", "blob:", "about:")
+        page.on("request", lambda request: None if request.url.startswith(local) else outside.append(request.url))
     page.goto(url, wait_until="domcontentloaded")
     page.get_by_role("button", name="Train", exact=True).wait_for(timeout=60_000)
     return page
@@ -91,7 +95,8 @@ def _stop(page):
 
 def test_train_page_trains_live_and_every_page_renders(server, browser):
     ARTIFACTS.mkdir(exist_ok=True)
-    page = _new_page(browser, f"{server['url']}/?{QUICK}")
+    outside: list[str] = []
+    page = _new_page(browser, f"{server['url']}/?{QUICK}", outside)
     _no_exception(page, "Train page on load")
     assert page.get_by_label("Expert hidden sizes", exact=True).input_value() == "16"  # the link restored the setting
     page.screenshot(path=str(ARTIFACTS / "train_before.png"), full_page=True)
@@ -126,6 +131,7 @@ def test_train_page_trains_live_and_every_page_renders(server, browser):
         assert found >= min_charts, f"{name}: expected at least {min_charts} charts, found {found}"
         page.screenshot(path=str(ARTIFACTS / f"page_{name.lower()}.png"), full_page=True)
     page.close()
+    assert outside == [], f"the app fetched from outside this machine (breaks offline demos): {outside[:5]}"
 
 
 def test_two_sessions_train_at_once_and_stay_independent(server, browser):
