@@ -13,6 +13,7 @@ import pandas as pd
 
 VARIANT_LABELS = {"standard": "standard (1 expert)", "linear": "linear gate", "grn": "GRN gate",
                   "grkan": "GRKAN gate"}
+SHAPES = {"finished": "circle", "diverged": "cross"}
 VARIANT_COLORS = {"standard": "#9d9d9d", "linear": "#4c78a8", "grn": "#f58518", "grkan": "#54a24b"}
 
 
@@ -47,6 +48,7 @@ def metric_chart(table: pd.DataFrame, summary: pd.DataFrame, metric_label: str =
     t["variant_label"] = t["variant"].map(variant_label)
     t["status"] = np.where(t["diverged"].astype(bool), "diverged", "finished")
     t = t[np.isfinite(t["test_metric"].astype(float))]
+    statuses = [v for v in SHAPES if v in set(t["status"])] or ["finished"]  # a legend only for drawn crosses
     s = summary.copy()
     s["variant_label"] = s["variant"].map(variant_label)
     s = s[np.isfinite(s["mean"].astype(float))]
@@ -57,8 +59,8 @@ def metric_chart(table: pd.DataFrame, summary: pd.DataFrame, metric_label: str =
     dots = alt.Chart(t).mark_point(size=70, filled=True, opacity=0.75).encode(
         x=alt.X("test_metric:Q", title=metric_label, scale=alt.Scale(zero=False)), y=y,
         yOffset=alt.YOffset("jitter:Q"), color=color,
-        shape=alt.Shape("status:N", scale=alt.Scale(domain=["finished", "diverged"], range=["circle", "cross"]),
-                        title="run"),
+        shape=alt.Shape("status:N", scale=alt.Scale(domain=statuses, range=[SHAPES[v] for v in statuses]),
+                        title="run", legend=alt.Legend() if len(statuses) > 1 else None),
         tooltip=["variant", "seed", alt.Tooltip("test_metric:Q", format=".4f", title=metric_label),
                  "epochs_run", alt.Tooltip("train_seconds:Q", format=".1f"), "stopped_reason"],
     ).transform_calculate(jitter="random() * 16 - 8")
@@ -83,8 +85,9 @@ def loss_curves_chart(histories: pd.DataFrame, log_scale: bool = True) -> alt.Ch
     variants = list(dict.fromkeys(histories["variant"])) if "variant" in histories else []
     h["variant_label"] = h["variant"].map(variant_label) if len(h) else pd.Series(dtype=str)
     h["run"] = h["variant"].astype(str) + " / seed " + h["seed"].astype(str) if len(h) else pd.Series(dtype=str)
-    return alt.Chart(h).mark_line(opacity=0.7, strokeWidth=1.5).encode(
-        x=alt.X("epoch:Q", title="epoch"),
+    # points too: a run of one epoch has no line to draw
+    return alt.Chart(h).mark_line(opacity=0.7, strokeWidth=1.5, point=alt.OverlayMarkDef(size=18)).encode(
+        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(format="d", tickMinStep=1)),
         y=alt.Y("val_loss:Q", title="validation loss", scale=alt.Scale(type="log" if log_scale else "linear")),
         color=alt.Color("variant_label:N", scale=_color(variants), title="variant"),
         detail="run:N",

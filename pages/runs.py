@@ -9,9 +9,11 @@ from pages import _entry, _state
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
 CONFIRM = "_confirm_delete"
+VALUE_LABELS = {"grkan": "GRKAN", "grn": "GRN", "linear": "linear", "mlp": "MLP", "kan": "KAN", "lstm": "LSTM",
+                "gru": "GRU"}
 METRIC_LABELS = {"r2": "R²", "rmse": "RMSE", "accuracy": "accuracy", "log_loss": "log loss"}
 TABLE_COLUMNS = ["name", "run_id", "created", "dataset", "gate", "expert", "n_experts", "metric", "value", "epochs",
-                 "device", "stopped_reason", "notes", "error"]
+                 "device", "stopped_reason", "notes", "imported", "error"]
 IMPORTED = "_imported_files"  # upload file ids already imported in this session (no double import on rerun)
 
 
@@ -88,7 +90,10 @@ current = _state.current_run()
 current_id = getattr(current, "run_id", None) if current is not None else None
 st.markdown(f"**{len(table)} saved run{'s' if len(table) != 1 else ''}**")
 shown = table[[c for c in TABLE_COLUMNS if c in table.columns]]
-shown = shown.drop(columns=[c for c in ("notes", "error") if c in shown and shown[c].isna().all()])
+shown = shown.drop(columns=[c for c in ("notes", "imported", "error") if c in shown and shown[c].isna().all()])
+shown = shown.assign(**{column: shown[column].map(lambda v, names=names: names.get(v, v))
+                        for column, names in (("gate", VALUE_LABELS), ("expert", VALUE_LABELS),
+                                              ("metric", METRIC_LABELS)) if column in shown})
 st.dataframe(shown, hide_index=True, width="stretch", key="runs_table",
              column_config={"value": st.column_config.NumberColumn("test score", format="%.4f"),
                             "metric": "metric", "n_experts": "experts", "run_id": "run id",

@@ -45,6 +45,14 @@ def test_metric_chart_has_runs_and_intervals(frames):
     assert set(intervals["variant"]) == set(VARIANTS) and intervals["n"].tolist() == [3, 3, 3, 2]
     assert "R²" in str(chart.to_dict())
 
+    def shapes(chart):
+        (shape,) = [layer["encoding"]["shape"] for layer in chart.to_dict()["layer"] if "shape" in layer["encoding"]]
+        return shape["scale"]["domain"], shape.get("legend", {})
+
+    assert shapes(chart) == (["finished"], None)  # its one diverged run has no score: no cross, no legend
+    scored = table.assign(test_metric=table["test_metric"].fillna(0.5))
+    assert shapes(cc.metric_chart(scored, summary(scored), "R²")) == (["finished", "diverged"], {})
+
 
 def test_loss_curves_one_line_per_run(frames):
     _, hist, _ = frames

@@ -228,8 +228,8 @@ class RunStore:
     def _default_name(run: Any) -> str:
         try:
             m = run.config.model
-            gate = "standard" if m.kind == "standard" else f"{m.gate} gate"
-            return f"{run.config.data.name}: {gate}, {m.n_experts} {m.expert} experts"[:MAX_NAME_CHARS]
+            gate = "standard" if m.kind == "standard" else f"{m.gate.upper() if m.gate != 'linear' else m.gate} gate"
+            return f"{run.config.data.name}: {gate}, {m.n_experts} {m.expert.upper()} experts"[:MAX_NAME_CHARS]
         except AttributeError:
             return ""
 
