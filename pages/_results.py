@@ -8,11 +8,11 @@ import streamlit as st
 
 from kamoe_viz import charts_training as ct
 from kamoe_viz.config import RunConfig
+from kamoe_viz.metrics import METRIC_NAMES
 from pages import _config_state as cfg
 from pages import _state
 from pages import _train_live as live
 
-METRIC_LABELS = {"r2": "R²", "rmse": "RMSE", "mae": "MAE", "accuracy": "accuracy", "log_loss": "log loss"}
 HIGHER_IS_BETTER = {"r2", "accuracy"}
 
 
@@ -53,7 +53,7 @@ def last_job_messages(job: Any) -> None:
 
 def _metrics_table(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> pd.DataFrame:
     rows = []
-    for key, label in METRIC_LABELS.items():
+    for key, label in METRIC_NAMES.items():
         value = metrics.get(key)
         if not isinstance(value, (int, float)):
             continue

@@ -4,14 +4,14 @@ from __future__ import annotations
 import streamlit as st
 
 from kamoe_viz.errors import KamoeError
+from kamoe_viz.metrics import METRIC_NAMES, metric_name
 from pages import _entry, _state
+from pages._train_settings import EXPERT_LABELS, GATE_LABELS
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
 CONFIRM = "_confirm_delete"
-VALUE_LABELS = {"grkan": "GRKAN", "grn": "GRN", "linear": "linear", "mlp": "MLP", "kan": "KAN", "lstm": "LSTM",
-                "gru": "GRU"}
-METRIC_LABELS = {"r2": "R²", "rmse": "RMSE", "accuracy": "accuracy", "log_loss": "log loss"}
+VALUE_LABELS = {**GATE_LABELS, **EXPERT_LABELS}
 TABLE_COLUMNS = ["name", "run_id", "created", "dataset", "gate", "expert", "n_experts", "metric", "value", "epochs",
                  "device", "stopped_reason", "notes", "imported", "error"]
 IMPORTED = "_imported_files"  # upload file ids already imported in this session (no double import on rerun)
@@ -27,7 +27,7 @@ def _label(row: dict) -> str:
     if present(row.get("error")):
         parts.append(f"damaged: {str(row['error'])[:60]}")
     elif present(row.get("metric")) and present(row.get("value")):
-        parts.append(f"{METRIC_LABELS.get(row['metric'], row['metric'])} {float(row['value']):.3f}")
+        parts.append(f"{metric_name(row['metric'])} {float(row['value']):.3f}")
     if present(row.get("created")):
         parts.append(str(row["created"])[:16].replace("T", " "))
     if present(row.get("imported")):
@@ -93,7 +93,7 @@ shown = table[[c for c in TABLE_COLUMNS if c in table.columns]]
 shown = shown.drop(columns=[c for c in ("notes", "imported", "error") if c in shown and shown[c].isna().all()])
 shown = shown.assign(**{column: shown[column].map(lambda v, names=names: names.get(v, v))
                         for column, names in (("gate", VALUE_LABELS), ("expert", VALUE_LABELS),
-                                              ("metric", METRIC_LABELS)) if column in shown})
+                                              ("metric", METRIC_NAMES)) if column in shown})
 st.dataframe(shown, hide_index=True, width="stretch", key="runs_table",
              column_config={"value": st.column_config.NumberColumn("test score", format="%.4f"),
                             "metric": "metric", "n_experts": "experts", "run_id": "run id",

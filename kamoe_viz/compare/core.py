@@ -21,6 +21,7 @@ from kamoe_viz.compare.worker import (GATE_SAMPLE_ROWS, RunOutcome, RunSpec, cpu
                                       execute_all)
 from kamoe_viz.config import GATE_FAMILIES, SEQUENTIAL_EXPERTS, RunConfig
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.metrics import metric_name
 
 MAX_SEEDS = 50
 MAX_RUNS = 2000
@@ -64,7 +65,7 @@ class ComparisonResult:
 
     @property
     def metric_label(self) -> str:
-        return {"r2": "R²", "accuracy": "accuracy"}.get(self.metric, self.metric)
+        return metric_name(self.metric)
 
     def cost(self) -> pd.DataFrame:
         """Per variant: parameters, mean training seconds and epochs, runs that diverged."""
@@ -258,7 +259,7 @@ def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "
     table, histories, gate_samples = assemble(outcomes)
     variants = list(dict.fromkeys(s.variant for s in specs))
     metric = str(table["metric"].iloc[0])
-    label = {"r2": "R²", "accuracy": "accuracy"}.get(metric, metric)
+    label = metric_name(metric)
     pair_stats = stats.pairwise(table, "test_metric", "variant", "seed", order=variants, metric=label)
     bounds = {"r2": (-math.inf, 1.0), "accuracy": (0.0, 1.0)}.get(metric, (-math.inf, math.inf))
     summ = stats.summary(table, "test_metric", "variant", order=variants, bounds=bounds)
