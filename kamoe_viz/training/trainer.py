@@ -157,39 +157,28 @@ class Trainer:
 
     def _epoch(self) -> EpochInfo | None:
         started = time.perf_counter()
-        cfg, model, opt = self.config, self.model, self.optimizer
+        cfg, opt = self.config, self.optimizer
         lr = self.lr
         n = self._X.shape[0]
         order = torch.randperm(n, generator=self._generator).to(self.device)
         X, y = self._X.index_select(0, order), self._y.index_select(0, order)
         clip = cfg.max_grad_norm
-        limit = GRAD_NORM_LIMIT if clip <= 0 else math.inf  # with clipping on, only non-finite norms diverge
         total = torch.zeros((), device=self.device)
-        model.train()
+        self.model.train()
         for start in range(0, n, cfg.batch_size):
             xb, yb = X[start:start + cfg.batch_size], y[start:start + cfg.batch_size]
             graphed = self._graphed_step(xb, yb) if self.use_graphs else None
-            if graphed is not None:
-                loss, norm, ok = graphed(xb, yb)
-                if not bool(ok):  # the device skipped this update: the weights stay finite
-                    self._diverge(self.epoch + 1, float(loss), float(norm))
-                    self.seconds += time.perf_counter() - started
-                    return None
-                total += loss * xb.shape[0]
-                continue
-            loss = task_loss(self.task, model(xb).prediction, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = _grad_norm(self._params)
-            # one host sync per batch; NaN compares False, so this also catches NaN and inf gradients
-            if not bool(torch.isfinite(loss) & (norm < limit)):  # do not take the step: the weights stay finite
-                self._diverge(self.epoch + 1, float(loss.detach()), float(norm))
+            # a graphed step updates the weights itself, skipping the update on the device when it is not ok
+            loss, norm, ok = graphed(xb, yb) if graphed is not None else self._backward(xb, yb)
+            if not bool(ok):  # one host sync per batch; no step taken: the weights stay finite
+                self._diverge(self.epoch + 1, float(loss), float(norm))
                 self.seconds += time.perf_counter() - started
                 return None
-            if clip > 0:
-                torch.nn.utils.clip_grads_with_norm_(self._params, clip, norm)
-            opt.step()
-            total += loss.detach() * xb.shape[0]
+            if graphed is None:
+                if clip > 0:
+                    torch.nn.utils.clip_grads_with_norm_(self._params, clip, norm)
+                opt.step()
+            total += loss * xb.shape[0]
         train_loss = float(total) / n
         val_loss, gate_weights = self._validate()
         if not math.isfinite(val_loss):
@@ -211,15 +200,22 @@ class Trainer:
         """One training step with no host sync (what a CUDA graph captures): the update is skipped on the device
         when the loss or gradient norm is not finite, or the norm explodes (clipping off); returns (loss, norm, ok)."""
         clip = self.config.max_grad_norm
+        loss, norm, ok = self._backward(xb, yb)
+        if clip > 0:
+            torch.nn.utils.clip_grads_with_norm_(self._params, clip, norm)
+        self.optimizer.step(skip=ok.logical_not().float())
+        return loss, norm, ok
+
+    def _backward(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Loss and gradients of one batch; returns (loss, gradient norm, ok) as tensors, without a host sync.
+        ok is False for a non-finite loss or gradient (NaN compares False) or, with clipping off, an exploding
+        norm: then the step must not be taken."""
         self.optimizer.zero_grad(set_to_none=True)
         loss = task_loss(self.task, self.model(xb).prediction, yb)
         loss.backward()
         norm = _grad_norm(self._params)
-        ok = torch.isfinite(loss) & (norm < (GRAD_NORM_LIMIT if clip <= 0 else math.inf))
-        if clip > 0:
-            torch.nn.utils.clip_grads_with_norm_(self._params, clip, norm)
-        self.optimizer.step(skip=ok.logical_not().float())
-        return loss.detach(), norm, ok
+        limit = GRAD_NORM_LIMIT if self.config.max_grad_norm <= 0 else math.inf  # clipping on: only NaN/inf stop
+        return loss.detach(), norm, torch.isfinite(loss) & (norm < limit)
 
     def _graphed_step(self, xb: torch.Tensor, yb: torch.Tensor) -> GraphedStep | None:
         """The captured step for full batches at the current learning rate (captured on first use); None for a
