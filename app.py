@@ -20,8 +20,7 @@ from pages._state import render_sidebar  # noqa: E402
 from pages._train_live import drain  # noqa: E402
 
 ICON = Path(__file__).resolve().parent / "data" / "icon.png"  # local: a :material/ icon is fetched from Google
-st.set_page_config(page_title="KAMoE Explorer", page_icon=str(ICON) if ICON.is_file() else ":material/hub:",
-                   layout="wide",
+st.set_page_config(page_title="KAMoE Explorer", page_icon=str(ICON), layout="wide",
                    menu_items={"About": "KAMoE Explorer: train small mixtures of experts (linear, GRN, GRKAN "
                                         "gates) and see their gating. Paper: arXiv 2409.15161."})
 
