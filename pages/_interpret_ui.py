@@ -104,13 +104,17 @@ def readable_header(column: str) -> str:
     return " ".join(words)
 
 
+def readable_columns(frame: pd.DataFrame) -> dict[str, Any]:
+    """``st.dataframe`` column config that shows the frame's snake_case columns under readable headers."""
+    return {str(c): st.column_config.Column(readable_header(str(c))) for c in frame.columns
+            if "_" in str(c) or str(c) in _HEADERS}
+
+
 def show_table(frame: pd.DataFrame, name: str, where: Any = None, height: int | str = "auto",
                column_config: dict | None = None) -> None:
     """The table (readable headers) and a CSV download button (the frame as it is)."""
     where = where or st
-    config = {str(c): st.column_config.Column(readable_header(str(c))) for c in frame.columns
-              if "_" in str(c) or str(c) in _HEADERS}
-    config.update(column_config or {})
+    config = {**readable_columns(frame), **(column_config or {})}
     where.dataframe(frame, hide_index=True, width="stretch", height=height, column_config=config or None)
     csv_download(frame, name, where)
 

@@ -17,14 +17,13 @@ from kamoe_viz.errors import KamoeError, ValidationError
 from pages import _entry
 from pages._config_state import master
 from pages._data_section import dataset_infos
-from pages._interpret_ui import readable_header
+from pages._interpret_ui import readable_columns
+from pages._train_settings import EXPERT_LABELS, GATE_LABELS
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
 RESULT = "compare_result"
 K = "cmp."  # widget key prefix of this page
-GATE_LABELS = {"linear": "Linear", "grn": "GRN", "grkan": "GRKAN"}
-EXPERT_LABELS = {"mlp": "MLP", "kan": "KAN", "lstm": "LSTM", "gru": "GRU"}
 
 
 def _default(key: str, value: Any) -> str:
@@ -181,7 +180,7 @@ def show_result(res: Any) -> None:
             st.dataframe(res.stats.drop(columns=["verdict"]), hide_index=True)
     st.subheader("All runs")
     st.dataframe(t.assign(variant=t["variant"].map(cc.variant_label)), hide_index=True, column_config={
-        **{str(c): st.column_config.Column(readable_header(str(c))) for c in t.columns if "_" in str(c)},
+        **readable_columns(t),
         "test_metric": st.column_config.NumberColumn(f"test {label}", format="%.4f")})
     st.download_button("Download runs (CSV)", res.to_csv(), file_name="comparison.csv", mime="text/csv",
                        icon=":material/download:", key="cmp.download")
