@@ -4,3 +4,11 @@ set before torch is first imported, which is why it lives here."""
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def pytest_sessionstart(session):
+    """Build (or find) the native KAN kernel before any test trains, so every test in the session takes the same
+    path through the KAN layers (a background build finishing mid-session would otherwise switch paths)."""
+    from kamoe_viz.nn import native
+
+    native.build()

@@ -75,6 +75,15 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_native(args: argparse.Namespace) -> int:
+    """Build the native KAN kernel now (it is optional: without it training uses the PyTorch path)."""
+    from kamoe_viz.nn import native
+
+    result = native.build()
+    print(result)
+    return 0 if result.state in ("ready", "off") or not args.strict else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kamoe_viz.cli import train
 
@@ -86,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="one JSON array with every dataset and its options")
     d.add_argument("-v", "--verbose", action="store_true", help="also list each dataset's options")
     d.set_defaults(func=cmd_datasets)
+    n = sub.add_parser("native", help="build the C kernel that speeds up KAN layers on the CPU (needs a C compiler)")
+    n.add_argument("--strict", action="store_true", help="exit 1 if the kernel cannot be built")
+    n.set_defaults(func=cmd_native)
     try:
         from kamoe_viz.cli import compare
     except ImportError:  # the compare commands are optional

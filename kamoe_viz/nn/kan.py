@@ -5,8 +5,10 @@ sum_i phi_ij(x_i) (+ bias_j). With the reference settings (grid 3, order 3, no b
 trainable numbers, as in keras-efficient-kan, which the original KAMoE code uses.
 
 Speed: when every input's grid is uniform (the default, and what :meth:`update_grid` produces) the basis is
-evaluated in closed form (cardinal B-spline as a sum of truncated powers) instead of the Cox-de Boor recursion,
-and the base and spline terms go through one matmul.
+evaluated in closed form (the pieces of the cardinal B-spline) instead of the Cox-de Boor recursion. On the CPU in
+float32 the whole layer runs in the native C kernel (:mod:`kamoe_viz.nn.native`) once it is built; otherwise, and on
+GPUs, in :class:`~kamoe_viz.nn.spline_ops.UniformKANFunction`, where the base and spline terms go through one
+matmul. Both give the same outputs and gradients to float rounding (tests/test_native_kan.py).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kamoe_viz.errors import GridUpdateError
+from kamoe_viz.nn import native
 from kamoe_viz.nn.spline_ops import UniformKANFunction, dense_basis
 
 # Devices whose kernels the fused KAN function is tested on (put_/take/addmm); others use plain autograd.
@@ -153,6 +156,13 @@ class KANLinear(nn.Module):
             self.__dict__["_knot_cache"] = cached
         return cached[4]
 
+    def _native_kernel(self, flat: torch.Tensor):
+        """The C kernel when it is built and applies to this call (CPU float32), else None."""
+        if not native.supports(flat, self.base_weight, self.spline_weight, self.spline_order,
+                               self.base_activation_name):
+            return None
+        return native.active()
+
     def _fused(self, flat: torch.Tensor, knots: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return UniformKANFunction.apply(flat, self.base_weight, self.spline_weight, self.bias, knots[0], knots[1],
                                         self.spline_order, self.base_activation_name)
@@ -169,7 +179,11 @@ class KANLinear(nn.Module):
         shape = x.shape
         flat = x if x.dim() == 2 else x.reshape(-1, self.in_features)
         knots = self._uniform_knots()
-        if knots is not None and flat.device.type in _FUSED_DEVICES:
+        kernel = self._native_kernel(flat) if knots is not None else None
+        if kernel is not None:  # one pass over the rows, no intermediate matrices: no chunking needed
+            out = native.NativeKANFunction.apply(kernel, flat, self.base_weight, self.spline_weight, self.bias,
+                                                 knots[0], knots[1], self.spline_order, self.base_activation_name)
+        elif knots is not None and flat.device.type in _FUSED_DEVICES:
             if not torch.is_grad_enabled() and flat.shape[0] > _INFERENCE_CHUNK:
                 # inference on many rows (evaluation, plots): in chunks, so the padded feature rows of all rows
                 # never exist at once (peak memory); nothing is kept for a backward pass anyway

@@ -18,6 +18,7 @@ import torch
 
 from kamoe_viz.config import TrainConfig
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.nn import native
 from kamoe_viz.nn.optim import FastAdam
 from kamoe_viz.training.cuda_graph import GraphedStep, graphs_enabled
 from kamoe_viz.training.devices import resolve_device
@@ -66,6 +67,9 @@ class Trainer:
             raise ValidationError("dataset", dataset.name, "has no training rows; it needs at least one")
         check_input(model, dataset.X_train, "dataset.X_train")
         self.model = model.to(self.device)
+        # KAN layers' path for the whole run (the C kernel if built now), so a build finishing mid-run never
+        # changes the run's arithmetic
+        self.native_kernel = native.library() is not None
         self._X = input_tensor(dataset.X_train, self.device)
         self._y = target_tensor(self.task, dataset.y_train, self.device)
         if len(dataset.X_val):
@@ -143,6 +147,10 @@ class Trainer:
     # ----- training -------------------------------------------------------------------------------------------------
     def run_epochs(self, n: int = 1) -> list[EpochInfo]:
         """Train up to ``n`` more epochs (fewer if training ends); their records, oldest first."""
+        with native.use(self.native_kernel):
+            return self._run_epochs(n)
+
+    def _run_epochs(self, n: int) -> list[EpochInfo]:
         infos: list[EpochInfo] = []
         for _ in range(max(0, int(n))):
             if self.done:
@@ -290,6 +298,10 @@ class Trainer:
         """Restore the best weights, score them, and return the result (the same object on later calls)."""
         if self._result is not None:
             return self._result
+        with native.use(self.native_kernel):
+            return self._finish()
+
+    def _finish(self) -> TrainResult:
         started = time.perf_counter()
         if self.stopped_reason is None:
             self.stopped_reason = "completed" if self.epoch >= self.config.epochs and not self._stop_requested \
