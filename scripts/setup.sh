@@ -18,5 +18,7 @@ if [[ ! -f "$stamp" ]]; then
   else
     .venv/bin/python -m pip install --quiet -r requirements.txt
   fi
+  # the optional C kernel for KAN layers (a second or two with gcc; without a compiler the PyTorch path is used)
+  .venv/bin/python -m kamoe_viz native || true
   touch "$stamp"
 fi

@@ -2,12 +2,15 @@
 # Install (first time) what the tests need, including Debian's chromium for the browser test, then run the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh dev
-if [[ ! -x /usr/bin/chromium ]]; then
-  SUDO=""
-  [[ "$(id -u)" != 0 ]] && command -v sudo >/dev/null && SUDO="sudo"
-  echo "Installing Debian chromium for the browser test..."
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+SUDO=""
+[[ "$(id -u)" != 0 ]] && command -v sudo >/dev/null && SUDO="sudo"
+apt_packages=()
+[[ -x /usr/bin/chromium ]] || apt_packages+=(chromium)  # the browser tests
+command -v cc >/dev/null || apt_packages+=(gcc libc6-dev)  # the native KAN kernel's tests
+if (( ${#apt_packages[@]} )); then
+  echo "Installing Debian packages for the tests: ${apt_packages[*]}..."
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
 fi
+bash scripts/setup.sh dev
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 exec .venv/bin/python -m pytest "$@"
