@@ -225,3 +225,39 @@ def test_cli_reports_the_kernel(tmp_path):
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "CC": str(tmp_path / "none"),
                                          "KAMOE_NATIVE_DIR": str(tmp_path / "c")}, timeout=120)
     assert done.returncode == 1 and "unavailable" in done.stdout and "none" in done.stdout
+
+
+@pytest.mark.parametrize("second_base", ["relu", "silu"])
+@pytest.mark.parametrize("shape", [(40, 12), (3, 5, 12)])  # a batch of rows, and every step of a sequence
+def test_fused_grkan_gate_equals_its_modules(kernel, second_base, shape):
+    """The GRKAN gate's logits as one function (native kernel) against the modules one by one (PyTorch path)."""
+    from kamoe_viz.nn.gates import GRKANGate
+
+    torch.manual_seed(11)
+    gate = GRKANGate(12, 4, grid_size=5, second_base=second_base)
+    with torch.no_grad():  # move the LayerNorm and biases off their defaults, so every gradient is exercised
+        for p in (gate.norm.weight, gate.norm.bias, gate.skip.bias, gate.glu.proj.bias):
+            p.normal_()
+    h = torch.relu(torch.randn(*shape) * 1.5)
+    weights = torch.randn(*shape[:-1], 4)
+    results = []
+    for use_kernel in (True, False):
+        gate.zero_grad()
+        hi = h.clone().requires_grad_()
+        with native.use(use_kernel):
+            logits = gate.logits(hi)
+        names = {type(logits.grad_fn).__name__, *(type(f).__name__ for f, _ in logits.grad_fn.next_functions if f)}
+        assert ("GRKANLogitsFunctionBackward" in names) == use_kernel
+        (logits * weights).sum().backward()
+        results.append((logits.detach(), [hi.grad] + [p.grad.clone() for p in gate.parameters()]))
+    assert_same(*results)
+
+
+def test_gate_with_active_dropout_runs_module_by_module(kernel):
+    from kamoe_viz.nn.gates import GRKANGate
+
+    gate = GRKANGate(6, 3, dropout=0.3).train()
+    logits = gate.logits(torch.rand(8, 6, requires_grad=True))
+    assert "GRKANLogits" not in type(logits.grad_fn).__name__
+    gate.eval()  # dropout is off in evaluation: the fused function applies again
+    assert "GRKANLogits" in type(gate.logits(torch.rand(8, 6, requires_grad=True)).grad_fn).__name__

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kamoe_viz.config import GATE_FAMILIES
+from kamoe_viz.nn.fused_gate import grkan_logits
 from kamoe_viz.nn.kan import KANLinear
 
 
@@ -135,6 +136,10 @@ class GRKANGate(_GatedResidual):
 
     def hidden_layers(self, h: torch.Tensor) -> torch.Tensor:
         return self.kan2(self.kan1(h))
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        fused = grkan_logits(self, h)  # one autograd node on the native kernel, where it applies
+        return fused if fused is not None else super().logits(h)
 
 
 GATES: dict[str, type[Gate]] = {"linear": LinearGate, "grn": GRNGate, "grkan": GRKANGate}

@@ -231,22 +231,48 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+def _check(code: int) -> None:
+    if code:
+        raise RuntimeError(f"native KAN kernel failed (code {code}); set {SWITCH_ENV}=0 to use the PyTorch path")
+
+
+def kan_forward(lib, x, base_weight, spline_weight, bias, shift, inv_step, order: int, base: str) -> torch.Tensor:
+    """A KAN layer's output for a contiguous float32 x (N, in), without autograd."""
+    n, in_features = x.shape
+    out_features, _, n_basis = spline_weight.shape
+    coef, dcoef = _tables(order)
+    out = x.new_empty(n, out_features)
+    _check(lib.kan_forward(n, in_features, out_features, n_basis, order, BASES[base], float(n_basis + order + 1),
+                           x.data_ptr(), shift.data_ptr(), inv_step.data_ptr(), base_weight.data_ptr(),
+                           spline_weight.data_ptr(), _ptr(bias), coef.data_ptr(), dcoef.data_ptr(), out.data_ptr()))
+    return out
+
+
+def kan_backward(lib, x, base_weight, spline_weight, shift, inv_step, order: int, base: str, grad_out,
+                 need_x: bool = True, need_weights: bool = True):
+    """(grad_x, grad_base_weight, grad_spline_weight) of a KAN layer for a contiguous grad_out (N, out); the ones
+    not needed are None."""
+    grad_x = torch.empty_like(x) if need_x else None
+    grad_base = torch.empty_like(base_weight) if need_weights else None
+    grad_spline = torch.empty_like(spline_weight) if need_weights else None
+    if need_x or need_weights:
+        n, in_features = x.shape
+        out_features, _, n_basis = spline_weight.shape
+        coef, dcoef = _tables(order)
+        _check(lib.kan_backward(n, in_features, out_features, n_basis, order, BASES[base],
+                                float(n_basis + order + 1), x.data_ptr(), shift.data_ptr(), inv_step.data_ptr(),
+                                base_weight.data_ptr(), spline_weight.data_ptr(), coef.data_ptr(), dcoef.data_ptr(),
+                                grad_out.data_ptr(), _ptr(grad_x), _ptr(grad_base), _ptr(grad_spline)))
+    return grad_x, grad_base, grad_spline
+
+
 class NativeKANFunction(torch.autograd.Function):
     """Same contract as spline_ops.UniformKANFunction, computed by the C kernel (CPU, float32, contiguous)."""
 
     @staticmethod
     def forward(ctx, lib, x, base_weight, spline_weight, bias, shift, inv_step, order: int, base: str):
         x = x.contiguous()
-        n, in_features = x.shape
-        out_features, _, n_basis = spline_weight.shape
-        coef, dcoef = _tables(order)
-        out = x.new_empty(n, out_features)
-        code = lib.kan_forward(n, in_features, out_features, n_basis, order, BASES[base], float(n_basis + order + 1),
-                               x.data_ptr(), shift.data_ptr(), inv_step.data_ptr(), base_weight.data_ptr(),
-                               spline_weight.data_ptr(), _ptr(bias), coef.data_ptr(), dcoef.data_ptr(),
-                               out.data_ptr())
-        if code:
-            raise RuntimeError(f"native KAN kernel failed (code {code}); set {SWITCH_ENV}=0 to use the PyTorch path")
+        out = kan_forward(lib, x, base_weight, spline_weight, bias, shift, inv_step, order, base)
         ctx.save_for_backward(x, base_weight, spline_weight, shift, inv_step)
         ctx.lib, ctx.order, ctx.base = lib, order, base
         return out
@@ -257,20 +283,7 @@ class NativeKANFunction(torch.autograd.Function):
         x, base_weight, spline_weight, shift, inv_step = ctx.saved_tensors
         needs = ctx.needs_input_grad  # (lib, x, base_weight, spline_weight, bias, ...)
         grad_out = grad_out.contiguous()
-        grad_x = torch.empty_like(x) if needs[1] else None
-        grad_base = torch.empty_like(base_weight) if needs[2] else None
-        grad_spline = torch.empty_like(spline_weight) if needs[3] else None
-        if grad_x is not None or grad_base is not None or grad_spline is not None:
-            n, in_features = x.shape
-            out_features, _, n_basis = spline_weight.shape
-            coef, dcoef = _tables(ctx.order)
-            code = ctx.lib.kan_backward(n, in_features, out_features, n_basis, ctx.order, BASES[ctx.base],
-                                        float(n_basis + ctx.order + 1), x.data_ptr(), shift.data_ptr(),
-                                        inv_step.data_ptr(), base_weight.data_ptr(), spline_weight.data_ptr(),
-                                        coef.data_ptr(), dcoef.data_ptr(), grad_out.data_ptr(), _ptr(grad_x),
-                                        _ptr(grad_base), _ptr(grad_spline))
-            if code:
-                raise RuntimeError(f"native KAN kernel failed (code {code}); set {SWITCH_ENV}=0 to use the "
-                                   "PyTorch path")
+        grad_x, grad_base, grad_spline = kan_backward(ctx.lib, x, base_weight, spline_weight, shift, inv_step,
+                                                      ctx.order, ctx.base, grad_out, needs[1], needs[2] or needs[3])
         grad_bias = grad_out.sum(0) if needs[4] else None
         return None, grad_x, grad_base, grad_spline, grad_bias, None, None, None, None
