@@ -26,9 +26,10 @@ def main() -> None:
     from kamoe_viz.config import ModelConfig, TrainConfig
     from kamoe_viz.data.base import Dataset
     from kamoe_viz.nn import build_model
-    from kamoe_viz.training import configure_cpu_threads
+    from kamoe_viz.training import configure_cpu_threads, tune_allocator
 
     configure_cpu_threads(batch_size=batch_size)  # as the CLI: KAMOE_THREADS, else 1 (more cores from batch 512)
+    tune_allocator()  # as the CLI
     try:
         from kamoe_viz.training import fit
         path = "kamoe_viz.training.fit"

@@ -119,3 +119,14 @@ def test_cuda_graphs_are_opt_in(value: str | None, expected: bool, monkeypatch) 
         monkeypatch.setenv(ENV_SWITCH, value)
     assert graphs_enabled(torch.device("cuda")) is expected
     assert graphs_enabled(torch.device("cpu")) is False  # never on the CPU, whatever the switch says
+
+
+def test_allocator_tuning_applies_on_glibc_and_can_be_switched_off(monkeypatch):
+    import sys
+
+    from kamoe_viz.training import tune_allocator
+
+    monkeypatch.setenv("KAMOE_MALLOC_TUNING", "0")
+    assert tune_allocator() is False
+    monkeypatch.delenv("KAMOE_MALLOC_TUNING")
+    assert tune_allocator() is sys.platform.startswith("linux")

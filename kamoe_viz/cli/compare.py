@@ -133,10 +133,11 @@ def _write_csv(table: pd.DataFrame, path: str) -> None:
 # ----- compare -----------------------------------------------------------------------------------------------------
 def cmd_compare(args: argparse.Namespace) -> int:
     from kamoe_viz import compare
-    from kamoe_viz.training import configure_cpu_threads
+    from kamoe_viz.training import configure_cpu_threads, tune_allocator
 
     base = config_from_args(args)
     configure_cpu_threads()  # runs in this process (--jobs 1); workers set their own
+    tune_allocator()
     result = compare.run(base, gates=args.gates, seeds=_seeds(args.seeds), include_standard=not args.no_standard,
                          jobs=args.jobs, on_progress=None if args.quiet else _progress_printer(),
                          vary_split=args.vary_split)
@@ -169,9 +170,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 # ----- reproduce ---------------------------------------------------------------------------------------------------
 def cmd_reproduce(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     from kamoe_viz.compare import reproduce as rp
-    from kamoe_viz.training import configure_cpu_threads
+    from kamoe_viz.training import configure_cpu_threads, tune_allocator
 
     configure_cpu_threads()  # runs in this process (--jobs 1); workers set their own
+    tune_allocator()
     progress = None if args.quiet else _progress_printer()
     if args.protocol == "california":
         rep = rp.reproduce_california(

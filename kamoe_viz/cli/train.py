@@ -195,9 +195,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from kamoe_viz.data import load_dataset
     from kamoe_viz.nn import build_model
-    from kamoe_viz.training import Trainer, TrainedRun, configure_cpu_threads, resolve_device
+    from kamoe_viz.training import Trainer, TrainedRun, configure_cpu_threads, resolve_device, tune_allocator
 
     configure_cpu_threads(args.threads, batch_size=config.train.batch_size)
+    tune_allocator()
     resolve_device(config.train.device)
     started = time.perf_counter()
     dataset = load_dataset(config.data)

@@ -160,9 +160,10 @@ def execute(spec: RunSpec, dataset: Any = None, on_epoch: Callable[[Any], None] 
 
 # ----- many runs -----------------------------------------------------------------------------------------------------
 def _init_worker(datasets: dict[str, Any]) -> None:
-    from kamoe_viz.training import configure_cpu_threads
+    from kamoe_viz.training import configure_cpu_threads, tune_allocator
 
     configure_cpu_threads()
+    tune_allocator()  # a process that only trains
     _DATASETS.update(datasets)
 
 
