@@ -44,6 +44,19 @@ static inline float exp_vec(float x) {
     return y * scale.f;
 }
 
+/* out[i] = table[r][i] for the piece r = w_i - 1 - j of basis function j that is active at input i (0 if none). */
+static inline __attribute__((always_inline)) void select_pieces(const long long I, const long long j,
+                                                                const float *restrict cell,
+                                                                const float *restrict table, float *restrict out,
+                                                                const int K) {
+    for (long long i = 0; i < I; i++) {
+        const float offset = cell[i] - (float)(j + 1);
+        float v = 0.0f;
+        for (int r = 0; r <= K; r++) v = offset == (float)r ? table[r * I + i] : v;
+        out[i] = v;
+    }
+}
+
 /* Basis values f[j * I + i] (and derivatives d, if not NULL) of one row for a compile-time order K, so that the
    loops over pieces unroll and each pass over the inputs keeps its pieces in registers (vectorised selects).
    Every pointer is a restrict parameter: GCC then vectorises without runtime alias checks. */
@@ -72,22 +85,9 @@ static inline __attribute__((always_inline)) void basis_order(
                 dpiece[r * I + i] = acc;
             }
         }
-    for (long long j = 0; j < J; j++) { /* piece r of B_j is active where w == j + 1 + r */
-        float *restrict fj = f + j * I;
-        for (long long i = 0; i < I; i++) {
-            const float offset = cell[i] - (float)(j + 1);
-            float v = 0.0f;
-            for (int r = 0; r <= K; r++) v = offset == (float)r ? piece[r * I + i] : v;
-            fj[i] = v;
-        }
-        if (!d) continue;
-        float *restrict dj = d + j * I;
-        for (long long i = 0; i < I; i++) {
-            const float offset = cell[i] - (float)(j + 1);
-            float v = 0.0f;
-            for (int r = 0; r <= K; r++) v = offset == (float)r ? dpiece[r * I + i] : v;
-            dj[i] = v;
-        }
+    for (long long j = 0; j < J; j++) {
+        select_pieces(I, j, cell, piece, f + j * I, K);
+        if (d) select_pieces(I, j, cell, dpiece, d + j * I, K);
     }
 }
 
