@@ -142,33 +142,22 @@ static void row_features(const Layer *L, const float *restrict x, float *restric
     base_features(L->base, I, x, fb, db);
 }
 
-/* Packs base (O, I) and spline (O, I, J) weights into by-output (O, Q) or by-feature (Q, O) order. */
-static void pack(const Layer *L, const float *base_weight, const float *spline_weight, float *packed) {
+/* Copies base (O, I) and spline (O, I, J) weights into by-output (O, Q) or by-feature (Q, O) packed order
+   (into_packed), or back out of it (skipping a NULL destination). One loop for both directions. */
+static void repack(const Layer *L, float *packed, float *base_weight, float *spline_weight, int into_packed) {
     const long long I = L->n_in, J = L->n_basis, O = L->n_out, Q = (J + 1) * I;
     const int wide = O >= WIDE;
     for (long long o = 0; o < O; o++)
-        for (long long i = 0; i < I; i++) {
-            for (long long j = 0; j < J; j++) {
-                long long q = j * I + i;
-                packed[wide ? q * O + o : o * Q + q] = spline_weight[(o * I + i) * J + j];
+        for (long long i = 0; i < I; i++)
+            for (long long j = 0; j <= J; j++) { /* j == J: the base weight */
+                const long long q = j * I + i;
+                float *slot = packed + (wide ? q * O + o : o * Q + q);
+                float *weight = j < J ? (spline_weight ? spline_weight + (o * I + i) * J + j : NULL)
+                                      : (base_weight ? base_weight + o * I + i : NULL);
+                if (!weight) continue;
+                if (into_packed) *slot = *weight;
+                else *weight = *slot;
             }
-            long long q = J * I + i;
-            packed[wide ? q * O + o : o * Q + q] = base_weight[o * I + i];
-        }
-}
-
-static void unpack(const Layer *L, const float *packed, float *base_weight, float *spline_weight) {
-    const long long I = L->n_in, J = L->n_basis, O = L->n_out, Q = (J + 1) * I;
-    const int wide = O >= WIDE;
-    for (long long o = 0; o < O; o++)
-        for (long long i = 0; i < I; i++) {
-            for (long long j = 0; j < J; j++) {
-                long long q = j * I + i;
-                if (spline_weight) spline_weight[(o * I + i) * J + j] = packed[wide ? q * O + o : o * Q + q];
-            }
-            long long q = J * I + i;
-            if (base_weight) base_weight[o * I + i] = packed[wide ? q * O + o : o * Q + q];
-        }
 }
 
 static int setup(Layer *L, long long N, long long I, long long O, long long J, int k, int base, float s_max,
@@ -189,7 +178,7 @@ int kan_forward(long long N, long long I, long long O, long long J, int k, int b
     float *packed = malloc(sizeof(float) * (Q * O + Q + (2 * MAX_PIECES + 2) * I));
     if (!packed) return 2;
     float *f = packed + Q * O, *scratch = f + Q;
-    pack(&L, base_weight, spline_weight, packed);
+    repack(&L, packed, (float *)base_weight, (float *)spline_weight, 1);
     for (long long n = 0; n < N; n++) {
         float *restrict row = out + n * O;
         row_features(&L, x + n * I, f, NULL, scratch);
@@ -226,7 +215,7 @@ int kan_backward(long long N, long long I, long long O, long long J, int k, int 
     float *packed = malloc(sizeof(float) * (2 * Q * O + 3 * Q + (2 * MAX_PIECES + 2) * I));
     if (!packed) return 2;
     float *grad_packed = packed + Q * O, *f = grad_packed + Q * O, *d = f + Q, *gf = d + Q, *scratch = gf + Q;
-    pack(&L, base_weight, spline_weight, packed);
+    repack(&L, packed, (float *)base_weight, (float *)spline_weight, 1);
     memset(grad_packed, 0, sizeof(float) * Q * O);
     for (long long n = 0; n < N; n++) {
         const float *restrict gr = g + n * O;
@@ -262,7 +251,7 @@ int kan_backward(long long N, long long I, long long O, long long J, int k, int 
                 gx[i] = gx[i] * inv_step[i] + gf[J * I + i] * d[J * I + i];
         }
     }
-    if (need_weights) unpack(&L, grad_packed, grad_base, grad_spline);
+    if (need_weights) repack(&L, grad_packed, grad_base, grad_spline, 0);
     free(packed);
     return 0;
 }
