@@ -10,10 +10,10 @@ the KAN kernel twice. Same values and gradients as the modules (tests/test_nativ
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from kamoe_viz.nn import native
+from kamoe_viz.nn.direct_grad import residual_tail, residual_tail_backward
 
 
 class GRKANLogitsFunction(torch.autograd.Function):
@@ -24,11 +24,9 @@ class GRKANLogitsFunction(torch.autograd.Function):
         h = h.contiguous()
         a = native.kan_forward(lib, h, base1, spline1, None, shift1, inv1, order1, act1)
         eta = native.kan_forward(lib, a, base2, spline2, None, shift2, inv2, order2, act2)
-        projected = torch.addmm(glu_bias, eta, glu_weight.t())
-        z = torch.addmm(skip_bias, h, skip_weight.t()).add_(F.glu(projected, dim=-1))
-        out, mean, rstd = torch.native_layer_norm(z, [z.shape[-1]], norm_weight, norm_bias, eps)
-        ctx.save_for_backward(h, a, eta, projected, z, mean, rstd, base1, spline1, shift1, inv1, base2, spline2,
-                              shift2, inv2, glu_weight, skip_weight, norm_weight, norm_bias)
+        out, tail = residual_tail(h, eta, glu_weight, glu_bias, skip_weight, skip_bias, norm_weight, norm_bias, eps)
+        ctx.save_for_backward(h, a, eta, *tail, base1, spline1, shift1, inv1, base2, spline2, shift2, inv2,
+                              glu_weight, skip_weight, norm_weight, norm_bias)
         ctx.lib, ctx.layers = lib, layers
         return out
 
@@ -38,15 +36,11 @@ class GRKANLogitsFunction(torch.autograd.Function):
         (h, a, eta, projected, z, mean, rstd, base1, spline1, shift1, inv1, base2, spline2, shift2, inv2, glu_weight,
          skip_weight, norm_weight, norm_bias) = ctx.saved_tensors
         (order1, act1), (order2, act2) = ctx.layers
-        grad_z, grad_norm_w, grad_norm_b = torch.ops.aten.native_layer_norm_backward(
-            grad_out.contiguous(), z, [z.shape[-1]], mean, rstd, norm_weight, norm_bias, [True, True, True])
-        grad_skip_w, grad_skip_b = grad_z.t().mm(h), grad_z.sum(0)
-        grad_h = grad_z.mm(skip_weight)
-        grad_projected = torch.ops.aten.glu_backward(grad_z, projected, -1)
-        grad_glu_w, grad_glu_b = grad_projected.t().mm(eta), grad_projected.sum(0)
-        grad_eta = grad_projected.mm(glu_weight)
+        grad_h, grad_eta, (grad_glu_w, grad_glu_b, grad_skip_w, grad_skip_b, grad_norm_w, grad_norm_b) = \
+            residual_tail_backward(grad_out, h, eta, (projected, z, mean, rstd), glu_weight, skip_weight,
+                                   norm_weight, norm_bias)
         grad_a, grad_base2, grad_spline2 = native.kan_backward(ctx.lib, a, base2, spline2, shift2, inv2, order2, act2,
-                                                               grad_eta)
+                                                               grad_eta.contiguous())
         grad_h1, grad_base1, grad_spline1 = native.kan_backward(ctx.lib, h, base1, spline1, shift1, inv1, order1,
                                                                 act1, grad_a)
         grad_h.add_(grad_h1)

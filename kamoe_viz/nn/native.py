@@ -238,6 +238,7 @@ def _check(code: int) -> None:
 
 def kan_forward(lib, x, base_weight, spline_weight, bias, shift, inv_step, order: int, base: str) -> torch.Tensor:
     """A KAN layer's output for a contiguous float32 x (N, in), without autograd."""
+    x = x.contiguous()
     n, in_features = x.shape
     out_features, _, n_basis = spline_weight.shape
     coef, dcoef = _tables(order)
@@ -249,12 +250,17 @@ def kan_forward(lib, x, base_weight, spline_weight, bias, shift, inv_step, order
 
 
 def kan_backward(lib, x, base_weight, spline_weight, shift, inv_step, order: int, base: str, grad_out,
-                 need_x: bool = True, need_weights: bool = True):
+                 need_x: bool = True, need_weights: bool = True, weight_grads: tuple | None = None):
     """(grad_x, grad_base_weight, grad_spline_weight) of a KAN layer for a contiguous grad_out (N, out); the ones
-    not needed are None."""
+    not needed are None. ``weight_grads``: contiguous (grad_base, grad_spline) tensors to overwrite with the weight
+    gradients, e.g. the parameters' ``.grad`` (new tensors otherwise)."""
+    x, grad_out = x.contiguous(), grad_out.contiguous()
     grad_x = torch.empty_like(x) if need_x else None
-    grad_base = torch.empty_like(base_weight) if need_weights else None
-    grad_spline = torch.empty_like(spline_weight) if need_weights else None
+    if need_weights and weight_grads is not None:
+        grad_base, grad_spline = weight_grads
+    else:
+        grad_base = torch.empty_like(base_weight) if need_weights else None
+        grad_spline = torch.empty_like(spline_weight) if need_weights else None
     if need_x or need_weights:
         n, in_features = x.shape
         out_features, _, n_basis = spline_weight.shape

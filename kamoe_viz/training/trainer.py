@@ -19,6 +19,7 @@ import torch
 from kamoe_viz.config import TrainConfig
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.nn import native
+from kamoe_viz.nn.direct_grad import direct_gradients, unsupported_reason
 from kamoe_viz.nn.optim import FastAdam
 from kamoe_viz.training.cuda_graph import GraphedStep, graphs_enabled
 from kamoe_viz.training.devices import resolve_device
@@ -84,7 +85,8 @@ class Trainer:
         self.model = model.to(self.device)
         # KAN layers' path for the whole run (the C kernel if built now), so a build finishing mid-run never
         # changes the run's arithmetic
-        self.native_kernel = native.library() is not None
+        kernel = native.library()
+        self.native_kernel = kernel is not None
         self._X = input_tensor(dataset.X_train, self.device)
         self._y = target_tensor(self.task, dataset.y_train, self.device)
         if len(dataset.X_val):
@@ -97,6 +99,12 @@ class Trainer:
         self.optimizer = _adam(self._params, self.config)
         # CPU only: CUDA steps may be captured in graphs, which keep their own gradient buffers
         self._flat_grad = _flat_gradients(self._params) if self.device.type == "cpu" else None
+        # CPU: gradients in closed form where the model is covered (fewer ops than autograd; same values)
+        self._direct = direct_gradients(self.model, self.task, kernel) if self._flat_grad is not None else None
+        self.gradient_path = "direct" if self._direct is not None else "autograd"
+        self.gradient_path_reason = None if self._direct is not None else (
+            unsupported_reason(self.model, self.task, kernel) if self._flat_grad is not None else
+            f"{self.device.type} device")
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self._graphed: GraphedStep | None = None
         self.use_graphs = graphs_enabled(self.device) and self.optimizer.fused
@@ -235,12 +243,14 @@ class Trainer:
         """Loss and gradients of one batch; returns (loss, gradient norm, ok) as tensors, without a host sync.
         ok is False for a non-finite loss or gradient (NaN compares False) or, with clipping off, an exploding
         norm: then the step must not be taken."""
-        if self._flat_grad is not None:
-            self._flat_grad.zero_()
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-        loss = task_loss(self.task, self.model(xb).prediction, yb)
-        loss.backward()
+        loss = self._direct.step(xb, yb) if self._direct is not None else None  # writes every p.grad
+        if loss is None:
+            if self._flat_grad is not None:
+                self._flat_grad.zero_()
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+            loss = task_loss(self.task, self.model(xb).prediction, yb)
+            loss.backward()
         norm = _grad_norm(self._params) if self._flat_grad is None else torch.linalg.vector_norm(self._flat_grad)
         limit = GRAD_NORM_LIMIT if self.config.max_grad_norm <= 0 else math.inf  # clipping on: only NaN/inf stop
         return loss.detach(), norm, torch.isfinite(loss) & (norm < limit)

@@ -1,0 +1,334 @@
+"""A training step's loss and gradients in closed form, without autograd (CPU, float32).
+
+Why: a small model's step on the CPU costs what its ops cost to dispatch, record and replay, not what they compute.
+The reference configuration at batch 32 is about 1 MFLOP, but eager autograd runs ~45 ops forward and ~60 graph
+nodes backward for it, at several microseconds each. Here the forward pass keeps what the backward pass needs, and
+the backward pass is written out layer by layer: each parameter's gradient goes straight into ``p.grad`` (``out=``
+matmuls), with no graph to build, no AccumulateGrad and no recorded views. The loss is computed by the same op as
+:func:`kamoe_viz.training.evaluation.task_loss`; gradients equal autograd's to float tolerance
+(tests/test_direct_grad.py).
+
+Covered: MLP experts and KAN experts (any depth), the linear, GRN and GRKAN gates, sigmoid and softmax outputs,
+input scaling, the standard single-expert model, tabular inputs and flattened windows, MSE and cross-entropy. KAN
+layers need the native kernel (:mod:`kamoe_viz.nn.native`). Anything else (recurrent experts, top-k routing, active
+dropout, a KAN layer on a non-uniform grid) is left to autograd: :func:`unsupported_reason` says why.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+from kamoe_viz.nn import native
+
+SWITCH_ENV = "KAMOE_DIRECT_GRADIENTS"  # "0": always autograd (to compare, or to rule this path out)
+
+
+# ----- shared pieces (also used by the autograd function of the GRKAN gate) ---------------------------------------
+def _grad(p: torch.Tensor) -> torch.Tensor:
+    """p.grad, created (zeros) if missing; gradients are written into it, not accumulated."""
+    if p.grad is None:
+        p.grad = torch.zeros_like(p)
+    return p.grad
+
+
+def linear_grads(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, grad_weight=None, grad_bias=None,
+                 need_input: bool = True, bias: bool = True):
+    """(dL/dx, dL/dW, dL/db) of y = x W^T + b for 2-D x; the weight gradients are written into ``grad_weight`` and
+    ``grad_bias`` when given. dL/dx may be a transposed view.
+
+    Why two layouts: MKL computes a product whose result has a narrow last dimension several times slower than the
+    transposed product (measured here: (B,300)^T (B,8) 47 us against (B,8)^T (B,300) 12 us at B=128), so for a
+    layer with fewer inputs than outputs (8 features -> 300 expert units) both products run transposed."""
+    out_features, in_features = weight.shape
+    if in_features < out_features:
+        transposed = torch.mm(x.t(), grad_out).t()
+        grad_weight = transposed.contiguous() if grad_weight is None else grad_weight.copy_(transposed)
+        grad_x = torch.mm(weight.t(), grad_out.t()).t() if need_input else None
+    else:
+        grad_weight = torch.mm(grad_out.t(), x, out=grad_weight)
+        grad_x = grad_out.mm(weight) if need_input else None
+    grad_bias = torch.sum(grad_out, 0, out=grad_bias) if bias else None
+    return grad_x, grad_weight, grad_bias
+
+
+def linear_backward(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                    need_input: bool = True) -> torch.Tensor | None:
+    """Writes the parameter gradients of y = x W^T + b into their ``.grad``; returns dL/dx if needed."""
+    return linear_grads(grad_out, x, weight, _grad(weight), None if bias is None else _grad(bias), need_input,
+                        bias is not None)[0]
+
+
+def residual_tail(h, eta, glu_weight, glu_bias, skip_weight, skip_bias, norm_weight, norm_bias, eps: float):
+    """Logits LayerNorm(skip(h) + GLU(eta)) of the gated residual gates, and what their backward pass needs."""
+    projected = torch.addmm(glu_bias, eta, glu_weight.t())
+    z = torch.addmm(skip_bias, h, skip_weight.t()).add_(F.glu(projected, dim=-1))
+    logits, mean, rstd = torch.native_layer_norm(z, [z.shape[-1]], norm_weight, norm_bias, eps)
+    return logits, (projected, z, mean, rstd)
+
+
+def residual_tail_backward(grad_logits, h, eta, saved, glu_weight, skip_weight, norm_weight, norm_bias,
+                           out: tuple | None = None):
+    """(dL/dh through the skip layer, dL/deta, the six weight gradients) of :func:`residual_tail`; with ``out``
+    (glu weight, glu bias, skip weight, skip bias, norm weight, norm bias) the weight gradients are written there."""
+    projected, z, mean, rstd = saved
+    out = out or (None,) * 6
+    grad_z, grad_norm_w, grad_norm_b = torch.ops.aten.native_layer_norm_backward(
+        grad_logits.contiguous(), z, [z.shape[-1]], mean, rstd, norm_weight, norm_bias, [True, True, True])
+    if out[4] is not None:
+        grad_norm_w, grad_norm_b = out[4].copy_(grad_norm_w), out[5].copy_(grad_norm_b)
+    grad_h, grad_skip_w, grad_skip_b = linear_grads(grad_z, h, skip_weight, out[2], out[3])
+    grad_projected = torch.ops.aten.glu_backward(grad_z, projected, -1)
+    grad_eta, grad_glu_w, grad_glu_b = linear_grads(grad_projected, eta, glu_weight, out[0], out[1])
+    return grad_h, grad_eta, (grad_glu_w, grad_glu_b, grad_skip_w, grad_skip_b, grad_norm_w, grad_norm_b)
+
+
+# ----- what the direct path covers ----------------------------------------------------------------------------------
+def unsupported_reason(model, task: str, lib) -> str | None:
+    """Why :class:`DirectGradients` cannot train ``model`` (a KAMoE) on ``task``, or None if it can.
+    ``lib``: the native KAN kernel the run uses (None: no kernel)."""
+    if os.environ.get(SWITCH_ENV, "1").strip() == "0":
+        return f"{SWITCH_ENV}=0"
+    params = list(model.parameters())
+    if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in params):
+        return "the model is not on the CPU in float32"
+    if not all(p.requires_grad for p in params):
+        return "some parameters are frozen"
+    if model.config.expert not in ("mlp", "kan"):
+        return f"{model.config.expert} experts"
+    if task not in ("regression", "classification"):
+        return f"task {task!r}"
+    gate = model.gate
+    if gate is not None:
+        if gate.top_k and gate.top_k < model.n_experts:
+            return "top-k routing"
+        if getattr(gate, "dropout", None) is not None and gate.dropout.p > 0:
+            return "gate dropout"
+        if gate.family not in ("linear", "grn", "grkan"):
+            return f"{gate.family} gate"
+        if gate.family in ("grn", "grkan") and (gate.norm.weight is None or gate.norm.bias is None):
+            return "a LayerNorm without affine weights"
+    for ref in model.kan_layers():
+        layer = ref.layer
+        if lib is None:
+            return "KAN layers without the native kernel"
+        if not native.supports(layer.base_weight, layer.base_weight, layer.spline_weight, layer.spline_order,
+                               layer.base_activation_name):
+            return f"KAN layer {ref.name} (spline order {layer.spline_order}, {layer.base_activation_name} base)"
+    return None
+
+
+class DirectGradients:
+    """``step(x, y)`` computes the loss of a batch and writes every parameter's gradient into ``p.grad``
+    (overwriting it); it returns the loss (0-d tensor), or None without touching anything when this batch must go
+    through autograd (a KAN layer's grid is not uniform, e.g. after a grid update by least squares).
+
+    The model's parameters are looked up once here (module attribute access is slow Python); training updates
+    them in place, so they stay the same tensors."""
+
+    def __init__(self, model, task: str, lib) -> None:
+        reason = unsupported_reason(model, task, lib)
+        if reason is not None:
+            raise ValueError(f"direct gradients do not cover this model: {reason}")
+        self.task, self.lib = task, lib
+        self.kan_layers = [ref.layer for ref in model.kan_layers()]
+        self.scale = model.input_scale
+        self.flatten = model.flatten_input
+        self.need_input_grad = self.scale is not None
+        self.head = (model.head.weight, model.head.bias)
+        experts = model.experts
+        self.expert_kind, self.n_experts, self.width = model.config.expert, experts.n_experts, experts.hidden[0]
+        if self.expert_kind == "kan":
+            self.first_kan, self.deeper_kan = experts.first, [list(stack) for stack in experts.deeper]
+        else:
+            self.first = (experts.first.weight, experts.first.bias)
+            self.deeper = list(zip(experts.weights, experts.biases))
+        gate = model.gate
+        self.gate_family = None if gate is None else gate.family
+        if gate is not None:
+            self.gate_input = (model.gate_input.weight, model.gate_input.bias)
+            self.sigmoid = gate.activation == "sigmoid"
+            if gate.family == "linear":
+                self.dense = (gate.dense.weight, gate.dense.bias)
+            else:
+                glu, skip, norm = gate.glu.proj, gate.skip, gate.norm
+                self.tail = (glu.weight, glu.bias, skip.weight, skip.bias, norm.weight, norm.bias)
+                self.norm_eps = norm.eps
+                if gate.family == "grn":
+                    self.dense1, self.dense2 = (gate.dense1.weight, gate.dense1.bias), (gate.dense2.weight,
+                                                                                        gate.dense2.bias)
+                else:
+                    self.kan1, self.kan2 = gate.kan1, gate.kan2
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        knots = {}
+        for layer in self.kan_layers:
+            layer_knots = layer._uniform_knots()
+            if layer_knots is None:
+                return None
+            knots[layer] = layer_knots
+        scale = self.scale
+        xs = x * scale if scale is not None else x
+        if self.flatten:
+            xs = xs.flatten(1)
+        xs = xs.contiguous()
+        batch = xs.shape[0]
+        hidden, experts_saved = self._experts_forward(xs, knots)  # (B, E, H)
+        if self.gate_family is not None:
+            h = torch.addmm(self.gate_input[1], xs, self.gate_input[0].t()).relu_()
+            logits, gate_saved = self._gate_logits(h, knots)
+            weights = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, -1)
+            mixed = (hidden * weights.unsqueeze(2)).sum(1)  # faster than a bmm of (1, E) rows here
+        else:
+            mixed = hidden.reshape(batch, -1)
+        prediction = torch.addmm(self.head[1], mixed, self.head[0].t())
+        loss, grad_prediction = self._loss(prediction, y)
+
+        grad_mixed = linear_backward(grad_prediction, mixed, *self.head)
+        grad_xs_gate = None
+        if self.gate_family is not None:
+            grad_mixed = grad_mixed.unsqueeze(1)
+            grad_weights = (hidden * grad_mixed).sum(2)
+            grad_hidden = weights.unsqueeze(2) * grad_mixed
+            if self.sigmoid:
+                grad_logits = torch.ops.aten.sigmoid_backward(grad_weights, weights)
+            else:
+                grad_logits = torch._softmax_backward_data(grad_weights, weights, -1, weights.dtype)
+            grad_h = self._gate_backward(grad_logits, h, gate_saved, knots)
+            grad_h = torch.ops.aten.threshold_backward(grad_h, h, 0)
+            grad_xs_gate = linear_backward(grad_h, xs, *self.gate_input, self.need_input_grad)
+        else:
+            grad_hidden = grad_mixed.unsqueeze(1)
+        grad_xs = self._experts_backward(grad_hidden, xs, experts_saved, knots)
+        if scale is not None:  # dL/dW of x~ = W * x: sum over rows (and window steps) of dL/dx~ * x
+            if grad_xs_gate is not None:
+                grad_xs.add_(grad_xs_gate)
+            per_column = grad_xs.mul_(x.reshape(batch, -1))
+            if per_column.shape[1] == scale.shape[0]:
+                torch.sum(per_column, 0, out=_grad(scale))
+            else:
+                _grad(scale).copy_(per_column.sum(0).view(-1, scale.shape[0]).sum(0))
+        return loss
+
+    # ----- loss ---------------------------------------------------------------------------------------------------
+    def _loss(self, prediction: torch.Tensor, y: torch.Tensor):
+        """The loss of :func:`~kamoe_viz.training.evaluation.task_loss` and its gradient w.r.t. the prediction."""
+        if self.task == "classification":
+            logits, labels = prediction.reshape(-1, prediction.shape[-1]), y.reshape(-1)
+            loss = F.cross_entropy(logits, labels)
+            grad = torch.softmax(logits, -1)
+            grad.scatter_add_(1, labels.unsqueeze(1), grad.new_full((labels.shape[0], 1), -1.0))
+            return loss, grad.div_(labels.shape[0]).view_as(prediction)
+        diff = (prediction - y).reshape(-1)
+        loss = torch.dot(diff, diff).div_(diff.shape[0])
+        return loss, diff.mul_(2.0 / diff.shape[0]).view_as(prediction)
+
+    # ----- KAN layers ---------------------------------------------------------------------------------------------
+    def _kan(self, layer, x: torch.Tensor, knots) -> torch.Tensor:
+        shift, inv_step = knots[layer][:2]
+        return native.kan_forward(self.lib, x, layer.base_weight, layer.spline_weight, layer.bias, shift, inv_step,
+                                  layer.spline_order, layer.base_activation_name)
+
+    def _kan_backward(self, layer, x: torch.Tensor, grad_out: torch.Tensor, knots, need_input: bool = True):
+        shift, inv_step = knots[layer][:2]
+        grad_out = grad_out.contiguous()
+        grad_x, _, _ = native.kan_backward(
+            self.lib, x, layer.base_weight, layer.spline_weight, shift, inv_step, layer.spline_order,
+            layer.base_activation_name, grad_out, need_input, True,
+            weight_grads=(_grad(layer.base_weight), _grad(layer.spline_weight)))
+        if layer.bias is not None:
+            torch.sum(grad_out, 0, out=_grad(layer.bias))
+        return grad_x
+
+    # ----- experts ------------------------------------------------------------------------------------------------
+    def _experts_forward(self, xs: torch.Tensor, knots):
+        batch, n_experts, width = xs.shape[0], self.n_experts, self.width
+        if self.expert_kind == "kan":
+            first = self._kan(self.first_kan, xs, knots)
+            if not self.deeper_kan:
+                return first.view(batch, n_experts, width), (first, None)
+            chains, outs = [], []
+            for e, stack in enumerate(self.deeper_kan):
+                z = first.view(batch, n_experts, width)[:, e].contiguous()
+                chain = [z]
+                for layer in stack:
+                    z = self._kan(layer, z, knots)
+                    chain.append(z)
+                chains.append(chain)
+                outs.append(z)
+            return torch.stack(outs, dim=1), (first, chains)
+        first = torch.addmm(self.first[1], xs, self.first[0].t()).relu_()
+        z = first.view(batch, n_experts, width)
+        if not self.deeper:
+            return z, [first]
+        layers = [z.transpose(0, 1)]  # (E, B, H)
+        for weight, bias in self.deeper:
+            layers.append(torch.baddbmm(bias, layers[-1], weight).relu_())
+        return layers[-1].transpose(0, 1), [first, *layers]
+
+    def _experts_backward(self, grad_hidden: torch.Tensor, xs: torch.Tensor, saved, knots) -> torch.Tensor | None:
+        batch, need_input = xs.shape[0], self.need_input_grad
+        if self.expert_kind == "kan":
+            first, chains = saved
+            if chains is None:
+                grad_first = grad_hidden.reshape(batch, -1)
+            else:
+                grad_first = torch.empty_like(first).view(batch, self.n_experts, -1)
+                for e, (stack, chain) in enumerate(zip(self.deeper_kan, chains)):
+                    grad = grad_hidden[:, e]
+                    for depth in range(len(stack) - 1, -1, -1):
+                        grad = self._kan_backward(stack[depth], chain[depth], grad, knots)
+                    grad_first[:, e] = grad
+                grad_first = grad_first.view(batch, -1)
+            return self._kan_backward(self.first_kan, xs, grad_first, knots, need_input)
+        first, layers = saved[0], saved[1:]
+        grad = grad_hidden
+        if layers:
+            grad = grad.transpose(0, 1)  # (E, B, H)
+            for depth in range(len(self.deeper) - 1, -1, -1):
+                weight, bias = self.deeper[depth]
+                grad = torch.ops.aten.threshold_backward(grad, layers[depth + 1], 0)
+                torch.bmm(layers[depth].transpose(1, 2), grad, out=_grad(weight))
+                torch.sum(grad, 1, keepdim=True, out=_grad(bias))
+                grad = torch.bmm(grad, weight.transpose(1, 2))
+            grad = grad.transpose(0, 1)
+        grad = torch.ops.aten.threshold_backward(grad.reshape(batch, -1), first, 0)
+        return linear_backward(grad, xs, *self.first, need_input)
+
+    # ----- gates --------------------------------------------------------------------------------------------------
+    def _gate_logits(self, h: torch.Tensor, knots):
+        if self.gate_family == "linear":
+            return torch.addmm(self.dense[1], h, self.dense[0].t()), None
+        if self.gate_family == "grn":
+            pre = torch.addmm(self.dense1[1], h, self.dense1[0].t())
+            a = F.elu(pre)
+            eta = torch.addmm(self.dense2[1], a, self.dense2[0].t())
+        else:
+            pre = None
+            a = self._kan(self.kan1, h, knots)
+            eta = self._kan(self.kan2, a, knots)
+        logits, tail = residual_tail(h, eta, *self.tail, self.norm_eps)
+        return logits, (pre, a, eta, tail)
+
+    def _gate_backward(self, grad_logits: torch.Tensor, h: torch.Tensor, saved, knots) -> torch.Tensor:
+        if self.gate_family == "linear":
+            return linear_backward(grad_logits, h, *self.dense)
+        pre, a, eta, tail = saved
+        glu_w, _, skip_w, _, norm_w, norm_b = self.tail
+        grad_h, grad_eta, _ = residual_tail_backward(grad_logits, h, eta, tail, glu_w, skip_w, norm_w, norm_b,
+                                                     tuple(_grad(p) for p in self.tail))
+        if self.gate_family == "grn":
+            grad_a = linear_backward(grad_eta, a, *self.dense2)
+            grad_pre = torch.ops.aten.elu_backward(grad_a, 1.0, 1, 1.0, False, pre)
+            return grad_h.add_(linear_backward(grad_pre, h, *self.dense1))
+        grad_a = self._kan_backward(self.kan2, a, grad_eta, knots)
+        return grad_h.add_(self._kan_backward(self.kan1, h, grad_a, knots))
+
+
+def direct_gradients(model, task: str, lib) -> DirectGradients | None:
+    """A :class:`DirectGradients` for the model, or None where autograd must train it."""
+    if unsupported_reason(model, task, lib) is not None:
+        return None
+    return DirectGradients(model, task, lib)

@@ -1,0 +1,182 @@
+"""Direct gradients (kamoe_viz.nn.direct_grad): the same loss and gradients as autograd for every model they cover,
+every parameter's gradient written on every step, autograd for what they do not cover, and the same training."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kamoe_viz.config import ModelConfig, TrainConfig
+from kamoe_viz.data.base import Dataset
+from kamoe_viz.nn import build_model, native
+from kamoe_viz.nn.direct_grad import SWITCH_ENV, DirectGradients, direct_gradients, unsupported_reason
+from kamoe_viz.training import fit
+from kamoe_viz.training.evaluation import task_loss
+from kamoe_viz.training.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    if native._compiler() is None:
+        pytest.skip("no C compiler on this machine: KAN layers are not covered without the kernel")
+    assert native.build().state == "ready"
+    return native.library()
+
+
+def dataset(task: str = "regression", features: int = 4, rows: int = 96, seq_len: int | None = None,
+            classes: int = 3, seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    shape = (rows, features) if seq_len is None else (rows, seq_len, features)
+    X = rng.normal(size=shape).astype(np.float32) * 1.5  # some inputs beyond the KAN grid range
+    if task == "classification":
+        y = rng.integers(0, classes, size=rows).astype(np.int64)
+    else:
+        y = rng.normal(size=(rows, 1)).astype(np.float32)
+    cut = rows * 3 // 4
+    return Dataset(name="t", task=task, feature_names=[f"x{i}" for i in range(features)], target_name="y",
+                   X_train=X[:cut], y_train=y[:cut], X_val=X[cut:], y_val=y[cut:], X_test=X[cut:], y_test=y[cut:],
+                   class_names=[f"c{i}" for i in range(classes)] if task == "classification" else None,
+                   is_sequence=seq_len is not None, x_mean=np.zeros(features), x_std=np.ones(features), y_mean=0.0, y_std=1.0)
+
+
+def autograd_and_direct(model, data: Dataset, lib, rows: int = 24):
+    """(loss, grads) by autograd and by DirectGradients for the first rows of the training split."""
+    x = torch.as_tensor(data.X_train[:rows])
+    y = torch.as_tensor(data.y_train[:rows])
+    model.train()
+    params = list(model.parameters())
+    model.zero_grad()
+    with native.use(lib is not None):
+        loss = task_loss(data.task, model(x).prediction, y)
+    loss.backward()
+    expected = (loss.detach(), [p.grad.clone() for p in params])
+    for p in params:  # garbage in every gradient: the direct step must overwrite each of them
+        p.grad.fill_(float("nan"))
+    direct = DirectGradients(model, data.task, lib)
+    got = direct.step(x, y)
+    assert got is not None
+    return expected, (got, [p.grad.clone() for p in params])
+
+
+def assert_same(expected, got, tol: float = 2e-5):
+    (loss_a, grads_a), (loss_d, grads_d) = expected, got
+    torch.testing.assert_close(loss_d, loss_a, rtol=tol, atol=tol)
+    for a, d in zip(grads_a, grads_d):
+        torch.testing.assert_close(d, a, rtol=tol, atol=tol * max(1.0, a.abs().max().item()))
+
+
+@pytest.mark.parametrize("gate", ["linear", "grn", "grkan"])
+@pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
+@pytest.mark.parametrize("expert,hidden", [("mlp", (6,)), ("mlp", (7, 5, 4)), ("kan", (5,)), ("kan", (4, 3))])
+def test_same_loss_and_gradients_as_autograd(kernel, gate, activation, expert, hidden):
+    data = dataset()
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(gate=gate, gate_activation=activation, expert=expert, expert_hidden=hidden,
+                                    n_experts=3), data)
+    assert_same(*autograd_and_direct(model, data, kernel))
+
+
+@pytest.mark.parametrize("config", [
+    dict(kind="standard"),
+    dict(kind="standard", expert="kan", expert_hidden=(4, 2)),
+    dict(input_scaling=False),
+    dict(input_scaling=False, expert="kan", gate="grn"),
+    dict(gate_hidden=2, n_experts=4),  # a gate input narrower than the gate: the transposed products
+    dict(n_experts=1),
+    dict(gate="grkan", grkan_second_base="silu", kan_grid=5, kan_order=2),
+    dict(expert="kan", kan_base="silu", kan_order=1, kan_range=(-2.0, 3.0)),
+])
+def test_other_model_settings(kernel, config):
+    data = dataset(features=10)
+    torch.manual_seed(2)
+    model = build_model(ModelConfig(**{"expert_hidden": (6,), **config}), data)
+    assert_same(*autograd_and_direct(model, data, kernel))
+
+
+@pytest.mark.parametrize("expert", ["mlp", "kan"])
+def test_classification_and_windows(kernel, expert):
+    torch.manual_seed(3)
+    for data in (dataset("classification", classes=4), dataset(seq_len=5, features=3)):
+        model = build_model(ModelConfig(expert=expert, expert_hidden=(5,)), data)
+        assert_same(*autograd_and_direct(model, data, kernel))
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 40), features=st.integers(1, 12), experts=st.integers(1, 5),
+       width=st.integers(1, 24), gate=st.sampled_from(["linear", "grn", "grkan"]),
+       expert=st.sampled_from(["mlp", "kan"]), seed=st.integers(0, 2**16))
+def test_any_shape(rows, features, experts, width, gate, expert, seed):
+    if native.library() is None:
+        pytest.skip("no native kernel")
+    data = dataset(features=features, rows=64, seed=seed)
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(gate=gate, expert=expert, expert_hidden=(width,), n_experts=experts), data)
+    assert_same(*autograd_and_direct(model, data, native.library(), rows=rows))
+
+
+def test_what_is_left_to_autograd(kernel, monkeypatch):
+    tabular, windows = dataset(), dataset(seq_len=4, features=3)
+    cases = {
+        "lstm experts": (ModelConfig(expert="lstm", expert_hidden=(4,)), windows, kernel),
+        "top-k routing": (ModelConfig(top_k=1, expert_hidden=(4,)), tabular, kernel),
+        "gate dropout": (ModelConfig(dropout=0.2, expert_hidden=(4,)), tabular, kernel),
+        "KAN layers without the native kernel": (ModelConfig(expert_hidden=(4,)), tabular, None),
+    }
+    for reason, (config, data, lib) in cases.items():
+        model = build_model(config, data)
+        assert unsupported_reason(model, data.task, lib) == reason
+        assert direct_gradients(model, data.task, lib) is None
+        with pytest.raises(ValueError, match=reason):
+            DirectGradients(model, data.task, lib)
+    plain = build_model(ModelConfig(gate="grn", expert_hidden=(4,)), tabular)
+    assert unsupported_reason(plain, "regression", None) is None  # no KAN layer: no kernel needed
+    monkeypatch.setenv(SWITCH_ENV, "0")
+    assert unsupported_reason(plain, "regression", None) == f"{SWITCH_ENV}=0"
+
+
+def test_a_non_uniform_grid_goes_through_autograd_for_that_step(kernel):
+    data = dataset()
+    model = build_model(ModelConfig(gate="grkan", expert_hidden=(4,)), data)
+    trainer = Trainer(model, data, TrainConfig(epochs=2, batch_size=16))
+    assert trainer.gradient_path == "direct"
+    layer = model.gate.kan1
+    with torch.no_grad():  # stretch one knot: no longer uniform
+        layer.grid[0, -1] += 0.5
+        layer.grid_is_uniform.fill_(False)
+    x, y = torch.as_tensor(data.X_train[:8]), torch.as_tensor(data.y_train[:8])
+    before = [p.grad.clone() for p in model.parameters()]
+    assert trainer._direct.step(x, y) is None
+    assert all(torch.equal(a, p.grad) for a, p in zip(before, model.parameters()))  # nothing touched
+    trainer.run_epochs(2)  # every step through autograd, and training goes on
+    assert trainer.epoch == 2 and np.isfinite(trainer.history()["train_loss"]).all()
+
+
+@pytest.mark.parametrize("config", [ModelConfig(gate="grkan", expert="mlp", n_experts=3, expert_hidden=(8,)),
+                                    ModelConfig(gate="grn", expert="kan", n_experts=2, expert_hidden=(5,))])
+def test_training_agrees_with_autograd(kernel, monkeypatch, config):
+    """Same seed, either gradient path: the same training to float rounding (no accuracy cost)."""
+    data = dataset(rows=240)
+    histories, paths = [], []
+    for switch in ("1", "0"):
+        monkeypatch.setenv(SWITCH_ENV, switch)
+        torch.manual_seed(0)
+        model = build_model(config, data)
+        trainer = Trainer(model, data, TrainConfig(epochs=4, batch_size=32, seed=0))
+        paths.append(trainer.gradient_path)
+        while not trainer.done:
+            trainer.run_epochs(1)
+        histories.append(trainer.finish().history[["train_loss", "val_loss"]].to_numpy())
+    assert paths == ["direct", "autograd"]
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-4)
+
+
+def test_fit_uses_direct_gradients_where_they_apply(kernel):
+    data = dataset()
+    trainer = Trainer(build_model(ModelConfig(expert_hidden=(4,)), data), data, TrainConfig(epochs=1))
+    assert (trainer.gradient_path, trainer.gradient_path_reason) == ("direct", None)
+    trainer = Trainer(build_model(ModelConfig(expert_hidden=(4,), top_k=2), data), data, TrainConfig(epochs=1))
+    assert (trainer.gradient_path, trainer.gradient_path_reason) == ("autograd", "top-k routing")
+    result = fit(build_model(ModelConfig(expert_hidden=(4,)), data), data, TrainConfig(epochs=2, batch_size=16))
+    assert result.epochs_run == 2 and np.isfinite(result.history["train_loss"]).all()
