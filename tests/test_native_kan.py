@@ -59,7 +59,8 @@ def assert_same(native_result, torch_result, tol=2e-5):
 
 @pytest.mark.parametrize("order", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("base", ["silu", "relu", "elu", "identity"])
-@pytest.mark.parametrize("out_features", [3, 40])  # narrow (dot products) and wide (updates over outputs) layouts
+# narrow (dot products), wide (updates over outputs), and wide in register tiles of 64 outputs plus a remainder
+@pytest.mark.parametrize("out_features", [3, 40, 150])
 def test_kernel_equals_pytorch_path(kernel, order, base, out_features):
     torch.manual_seed(order * 7 + out_features)
     layer = KANLinear(9, out_features, grid_size=4, spline_order=order, grid_range=(-1.5, 2.0),
@@ -78,7 +79,7 @@ def test_kernel_equals_pytorch_path(kernel, order, base, out_features):
 
 @needs_kernel
 @settings(max_examples=25, deadline=None)
-@given(rows=st.integers(1, 70), inputs=st.integers(1, 20), outputs=st.integers(1, 24), grid=st.integers(1, 8),
+@given(rows=st.integers(1, 70), inputs=st.integers(1, 20), outputs=st.integers(1, 140), grid=st.integers(1, 8),
        order=st.integers(1, 5), spread=st.floats(0.1, 5.0), seed=st.integers(0, 2**16))
 def test_kernel_equals_pytorch_path_on_any_shape(rows, inputs, outputs, grid, order, spread, seed):
     native.build()
