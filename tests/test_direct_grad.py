@@ -18,11 +18,19 @@ from kamoe_viz.training.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
-def kernel():
+def built():
     if native._compiler() is None:
-        pytest.skip("no C compiler on this machine: KAN layers are not covered without the kernel")
+        pytest.skip("no C compiler on this machine")
     assert native.build().state == "ready"
     return native.library()
+
+
+@pytest.fixture(params=["kernel", "pytorch"])
+def kernel(request):
+    """KAN layers on the native kernel, then on the PyTorch path (the kernel is None)."""
+    if request.param == "pytorch":
+        return None
+    return request.getfixturevalue("built")
 
 
 def dataset(task: str = "regression", features: int = 4, rows: int = 96, seq_len: int | None = None,
@@ -55,9 +63,16 @@ def autograd_and_direct(model, data: Dataset, lib, rows: int = 24):
     for p in params:  # garbage in every gradient: the direct step must overwrite each of them
         p.grad.fill_(float("nan"))
     direct = DirectGradients(model, data.task, lib)
-    got = direct.step(x, y)
+    with native.use(lib is not None):  # nothing in the step may depend on the switch: it holds its own path
+        got = direct.step(x, y)
     assert got is not None
     return expected, (got, [p.grad.clone() for p in params])
+
+
+def trainer_path(kernel, monkeypatch) -> None:
+    """Trainers built from here on see the kernel the test runs with (none: the PyTorch path)."""
+    if kernel is None:
+        monkeypatch.setattr(native, "library", lambda: None)
 
 
 def assert_same(expected, got, tol: float = 2e-5):
@@ -108,35 +123,34 @@ def test_classification_and_windows(kernel, expert):
        width=st.integers(1, 24), gate=st.sampled_from(["linear", "grn", "grkan"]),
        expert=st.sampled_from(["mlp", "kan"]), seed=st.integers(0, 2**16))
 def test_any_shape(rows, features, experts, width, gate, expert, seed):
-    if native.library() is None:
-        pytest.skip("no native kernel")
     data = dataset(features=features, rows=64, seed=seed)
-    torch.manual_seed(seed)
-    model = build_model(ModelConfig(gate=gate, expert=expert, expert_hidden=(width,), n_experts=experts), data)
-    assert_same(*autograd_and_direct(model, data, native.library(), rows=rows))
+    for lib in {native.library(), None}:
+        torch.manual_seed(seed)
+        model = build_model(ModelConfig(gate=gate, expert=expert, expert_hidden=(width,), n_experts=experts), data)
+        assert_same(*autograd_and_direct(model, data, lib, rows=rows))
 
 
 def test_what_is_left_to_autograd(kernel, monkeypatch):
     tabular, windows = dataset(), dataset(seq_len=4, features=3)
     cases = {
-        "lstm experts": (ModelConfig(expert="lstm", expert_hidden=(4,)), windows, kernel),
-        "top-k routing": (ModelConfig(top_k=1, expert_hidden=(4,)), tabular, kernel),
-        "gate dropout": (ModelConfig(dropout=0.2, expert_hidden=(4,)), tabular, kernel),
-        "KAN layers without the native kernel": (ModelConfig(expert_hidden=(4,)), tabular, None),
+        "lstm experts": (ModelConfig(expert="lstm", expert_hidden=(4,)), windows),
+        "top-k routing": (ModelConfig(top_k=1, expert_hidden=(4,)), tabular),
+        "gate dropout": (ModelConfig(dropout=0.2, expert_hidden=(4,)), tabular),
     }
-    for reason, (config, data, lib) in cases.items():
+    for reason, (config, data) in cases.items():
         model = build_model(config, data)
-        assert unsupported_reason(model, data.task, lib) == reason
-        assert direct_gradients(model, data.task, lib) is None
+        assert unsupported_reason(model, data.task, kernel) == reason
+        assert direct_gradients(model, data.task, kernel) is None
         with pytest.raises(ValueError, match=reason):
-            DirectGradients(model, data.task, lib)
-    plain = build_model(ModelConfig(gate="grn", expert_hidden=(4,)), tabular)
-    assert unsupported_reason(plain, "regression", None) is None  # no KAN layer: no kernel needed
+            DirectGradients(model, data.task, kernel)
+    grkan = build_model(ModelConfig(gate="grkan", expert="kan", expert_hidden=(4,)), tabular)
+    assert unsupported_reason(grkan, "regression", kernel) is None
     monkeypatch.setenv(SWITCH_ENV, "0")
-    assert unsupported_reason(plain, "regression", None) == f"{SWITCH_ENV}=0"
+    assert unsupported_reason(grkan, "regression", kernel) == f"{SWITCH_ENV}=0"
 
 
-def test_a_non_uniform_grid_goes_through_autograd_for_that_step(kernel):
+def test_a_non_uniform_grid_goes_through_autograd_for_that_step(kernel, monkeypatch):
+    trainer_path(kernel, monkeypatch)
     data = dataset()
     model = build_model(ModelConfig(gate="grkan", expert_hidden=(4,)), data)
     trainer = Trainer(model, data, TrainConfig(epochs=2, batch_size=16))
@@ -157,6 +171,7 @@ def test_a_non_uniform_grid_goes_through_autograd_for_that_step(kernel):
                                     ModelConfig(gate="grn", expert="kan", n_experts=2, expert_hidden=(5,))])
 def test_training_agrees_with_autograd(kernel, monkeypatch, config):
     """Same seed, either gradient path: the same training to float rounding (no accuracy cost)."""
+    trainer_path(kernel, monkeypatch)
     data = dataset(rows=240)
     histories, paths = [], []
     for switch in ("1", "0"):
@@ -172,7 +187,8 @@ def test_training_agrees_with_autograd(kernel, monkeypatch, config):
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-4)
 
 
-def test_fit_uses_direct_gradients_where_they_apply(kernel):
+def test_fit_uses_direct_gradients_where_they_apply(kernel, monkeypatch):
+    trainer_path(kernel, monkeypatch)
     data = dataset()
     trainer = Trainer(build_model(ModelConfig(expert_hidden=(4,)), data), data, TrainConfig(epochs=1))
     assert (trainer.gradient_path, trainer.gradient_path_reason) == ("direct", None)

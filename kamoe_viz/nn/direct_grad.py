@@ -4,14 +4,15 @@ Why: a small model's step on the CPU costs what its ops cost to dispatch, record
 The reference configuration at batch 32 is about 1 MFLOP, but eager autograd runs ~45 ops forward and ~60 graph
 nodes backward for it, at several microseconds each. Here the forward pass keeps what the backward pass needs, and
 the backward pass is written out layer by layer: each parameter's gradient goes straight into ``p.grad`` (``out=``
-matmuls), with no graph to build, no AccumulateGrad and no recorded views. The loss is computed by the same op as
-:func:`kamoe_viz.training.evaluation.task_loss`; gradients equal autograd's to float tolerance
-(tests/test_direct_grad.py).
+matmuls), with no graph to build, no AccumulateGrad and no recorded views. The loss and the gradients equal
+:func:`kamoe_viz.training.evaluation.task_loss` and autograd's to float tolerance (tests/test_direct_grad.py).
 
 Covered: MLP experts and KAN experts (any depth), the linear, GRN and GRKAN gates, sigmoid and softmax outputs,
 input scaling, the standard single-expert model, tabular inputs and flattened windows, MSE and cross-entropy. KAN
-layers need the native kernel (:mod:`kamoe_viz.nn.native`). Anything else (recurrent experts, top-k routing, active
-dropout, a KAN layer on a non-uniform grid) is left to autograd: :func:`unsupported_reason` says why.
+layers run on the native kernel (:mod:`kamoe_viz.nn.native`) when the run has it, else on the PyTorch path's
+functions (:mod:`kamoe_viz.nn.spline_ops`), as the modules do. Anything else (recurrent experts, top-k routing,
+active dropout) is left to autograd: :func:`unsupported_reason` says why; so is a batch while a KAN layer's grid is
+not uniform.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from kamoe_viz.nn import native
+from kamoe_viz.nn.spline_ops import uniform_kan_backward, uniform_kan_forward
 
 SWITCH_ENV = "KAMOE_DIRECT_GRADIENTS"  # "0": always autograd (to compare, or to rule this path out)
 
@@ -87,7 +89,7 @@ def residual_tail_backward(grad_logits, h, eta, saved, glu_weight, skip_weight, 
 # ----- what the direct path covers ----------------------------------------------------------------------------------
 def unsupported_reason(model, task: str, lib) -> str | None:
     """Why :class:`DirectGradients` cannot train ``model`` (a KAMoE) on ``task``, or None if it can.
-    ``lib``: the native KAN kernel the run uses (None: no kernel)."""
+    ``lib``: the native KAN kernel the run uses (None: the PyTorch path for KAN layers)."""
     if os.environ.get(SWITCH_ENV, "1").strip() == "0":
         return f"{SWITCH_ENV}=0"
     params = list(model.parameters())
@@ -109,12 +111,10 @@ def unsupported_reason(model, task: str, lib) -> str | None:
             return f"{gate.family} gate"
         if gate.family in ("grn", "grkan") and (gate.norm.weight is None or gate.norm.bias is None):
             return "a LayerNorm without affine weights"
-    for ref in model.kan_layers():
+    for ref in model.kan_layers():  # on the kernel where it applies, else on the PyTorch path's functions
         layer = ref.layer
-        if lib is None:
-            return "KAN layers without the native kernel"
-        if not native.supports(layer.base_weight, layer.base_weight, layer.spline_weight, layer.spline_order,
-                               layer.base_activation_name):
+        if lib is not None and not native.supports(layer.base_weight, layer.base_weight, layer.spline_weight,
+                                                   layer.spline_order, layer.base_activation_name):
             return f"KAN layer {ref.name} (spline order {layer.spline_order}, {layer.base_activation_name} base)"
     return None
 
@@ -225,19 +225,29 @@ class DirectGradients:
         loss = torch.dot(diff, diff).div_(diff.shape[0])
         return loss, diff.mul_(2.0 / diff.shape[0]).view_as(prediction)
 
-    # ----- KAN layers ---------------------------------------------------------------------------------------------
-    def _kan(self, layer, x: torch.Tensor, knots) -> torch.Tensor:
+    # ----- KAN layers: the native kernel, else the PyTorch path's functions ---------------------------------------
+    def _kan(self, layer, x: torch.Tensor, knots, need_input: bool = True):
+        """(output, state for :meth:`_kan_backward`)."""
         shift, inv_step = knots[layer][:2]
-        return native.kan_forward(self.lib, x, layer.base_weight, layer.spline_weight, layer.bias, shift, inv_step,
-                                  layer.spline_order, layer.base_activation_name)
+        if self.lib is None:
+            return uniform_kan_forward(x, layer.base_weight, layer.spline_weight, layer.bias, shift, inv_step,
+                                       layer.spline_order, layer.base_activation_name, need_input)
+        out = native.kan_forward(self.lib, x, layer.base_weight, layer.spline_weight, layer.bias, shift, inv_step,
+                                 layer.spline_order, layer.base_activation_name)
+        return out, x
 
-    def _kan_backward(self, layer, x: torch.Tensor, grad_out: torch.Tensor, knots, need_input: bool = True):
-        shift, inv_step = knots[layer][:2]
-        grad_out = grad_out.contiguous()
-        grad_x, _, _ = native.kan_backward(
-            self.lib, x, layer.base_weight, layer.spline_weight, shift, inv_step, layer.spline_order,
-            layer.base_activation_name, grad_out, need_input, True,
-            weight_grads=(_grad(layer.base_weight), _grad(layer.spline_weight)))
+    def _kan_backward(self, layer, state, grad_out: torch.Tensor, knots, need_input: bool = True):
+        """Writes the layer's parameter gradients; returns dL/dx if needed."""
+        grad_base, grad_spline = _grad(layer.base_weight), _grad(layer.spline_weight)
+        if self.lib is None:
+            grad_x, base, spline, _ = uniform_kan_backward(state, grad_out, need_input)
+            grad_base.copy_(base)
+            grad_spline.copy_(spline)
+        else:
+            shift, inv_step = knots[layer][:2]
+            grad_x, _, _ = native.kan_backward(
+                self.lib, state, layer.base_weight, layer.spline_weight, shift, inv_step, layer.spline_order,
+                layer.base_activation_name, grad_out, need_input, True, weight_grads=(grad_base, grad_spline))
         if layer.bias is not None:
             torch.sum(grad_out, 0, out=_grad(layer.bias))
         return grad_x
@@ -246,19 +256,19 @@ class DirectGradients:
     def _experts_forward(self, xs: torch.Tensor, knots):
         batch, n_experts, width = xs.shape[0], self.n_experts, self.width
         if self.expert_kind == "kan":
-            first = self._kan(self.first_kan, xs, knots)
+            first, first_state = self._kan(self.first_kan, xs, knots, self.need_input_grad)
             if not self.deeper_kan:
-                return first.view(batch, n_experts, width), (first, None)
+                return first.view(batch, n_experts, width), (first, first_state, None)
             chains, outs = [], []
             for e, stack in enumerate(self.deeper_kan):
                 z = first.view(batch, n_experts, width)[:, e].contiguous()
-                chain = [z]
+                chain = []  # each layer's backward state
                 for layer in stack:
-                    z = self._kan(layer, z, knots)
-                    chain.append(z)
+                    z, state = self._kan(layer, z, knots)
+                    chain.append(state)
                 chains.append(chain)
                 outs.append(z)
-            return torch.stack(outs, dim=1), (first, chains)
+            return torch.stack(outs, dim=1), (first, first_state, chains)
         first = torch.addmm(self.first[1], xs, self.first[0].t()).relu_()
         z = first.view(batch, n_experts, width)
         if not self.deeper:
@@ -271,18 +281,18 @@ class DirectGradients:
     def _experts_backward(self, grad_hidden: torch.Tensor, xs: torch.Tensor, saved, knots) -> torch.Tensor | None:
         batch, need_input = xs.shape[0], self.need_input_grad
         if self.expert_kind == "kan":
-            first, chains = saved
+            first, first_state, chains = saved
             if chains is None:
                 grad_first = grad_hidden.reshape(batch, -1)
             else:
                 grad_first = torch.empty_like(first).view(batch, self.n_experts, -1)
                 for e, (stack, chain) in enumerate(zip(self.deeper_kan, chains)):
-                    grad = grad_hidden[:, e]
+                    grad = grad_hidden[:, e].contiguous()
                     for depth in range(len(stack) - 1, -1, -1):
                         grad = self._kan_backward(stack[depth], chain[depth], grad, knots)
                     grad_first[:, e] = grad
                 grad_first = grad_first.view(batch, -1)
-            return self._kan_backward(self.first_kan, xs, grad_first, knots, need_input)
+            return self._kan_backward(self.first_kan, first_state, grad_first.contiguous(), knots, need_input)
         first, layers = saved[0], saved[1:]
         grad = grad_hidden
         if layers:
@@ -306,9 +316,8 @@ class DirectGradients:
             a = F.elu(pre)
             eta = torch.addmm(self.dense2[1], a, self.dense2[0].t())
         else:
-            pre = None
-            a = self._kan(self.kan1, h, knots)
-            eta = self._kan(self.kan2, a, knots)
+            a, pre = self._kan(self.kan1, h, knots)  # pre: the first KAN layer's backward state
+            eta, a = self._kan(self.kan2, a, knots)  # a: the second's (native kernel: its input)
         logits, tail = residual_tail(h, eta, *self.tail, self.norm_eps)
         return logits, (pre, a, eta, tail)
 
@@ -323,8 +332,8 @@ class DirectGradients:
             grad_a = linear_backward(grad_eta, a, *self.dense2)
             grad_pre = torch.ops.aten.elu_backward(grad_a, 1.0, 1, 1.0, False, pre)
             return grad_h.add_(linear_backward(grad_pre, h, *self.dense1))
-        grad_a = self._kan_backward(self.kan2, a, grad_eta, knots)
-        return grad_h.add_(self._kan_backward(self.kan1, h, grad_a, knots))
+        grad_a = self._kan_backward(self.kan2, a, grad_eta.contiguous(), knots)
+        return grad_h.add_(self._kan_backward(self.kan1, pre, grad_a, knots))
 
 
 def direct_gradients(model, task: str, lib) -> DirectGradients | None:

@@ -148,52 +148,66 @@ def _base_derivative(name: str, x: torch.Tensor, value: torch.Tensor) -> torch.T
     return torch.ones_like(x)
 
 
+def uniform_kan_forward(x, base_weight, spline_weight, bias, shift, inv_step, order: int, base: str,
+                        need_x: bool = True):
+    """out = [base(x), B(x)] @ [base_weight, spline_weight]^T (+ bias) for x (N, in) on a uniform grid, and the
+    state :func:`uniform_kan_backward` needs (a tuple of tensors and the layout)."""
+    n, in_features = x.shape
+    out_features, _, n_basis = spline_weight.shape
+    lay = layout(order, in_features, n_basis, x)
+    width = in_features * (1 + lay.block)
+    index, values, derivative = local_basis(x, shift, inv_step, lay, width, in_features, need_x)
+    base_value = _base(base, x)
+    features = x.new_zeros(n, width)
+    features[:, :in_features] = base_value
+    features.view(-1).put_(index, values)
+    weight = torch.cat([base_weight, F.pad(spline_weight, (lay.pad, lay.pad)).view(out_features, -1)], dim=1)
+    out = F.linear(features, weight, bias)
+    if need_x:
+        saved = (features, weight, index, derivative, inv_step, _base_derivative(base, x, base_value))
+    else:
+        saved = (features, weight)
+    return out, (saved, lay)
+
+
+def uniform_kan_backward(state, grad_out, need_x: bool = True, need_weights: bool = True, need_bias: bool = False):
+    """(grad_x, grad_base_weight, grad_spline_weight, grad_bias) of :func:`uniform_kan_forward` (None where not
+    needed; the weight gradients are views into one tensor)."""
+    saved, lay = state
+    features, weight = saved[0], saved[1]
+    in_features = lay.in_features
+    grad_x = grad_base = grad_spline = grad_bias = None
+    if need_weights:
+        grad_weight = torch.mm(grad_out.t(), features)
+        grad_base = grad_weight[:, :in_features]
+        grad_spline = grad_weight[:, in_features:].view(weight.shape[0], in_features, lay.block)[
+            :, :, lay.pad:lay.pad + lay.n_basis]
+    if need_x:
+        index, derivative, inv_step, base_derivative = saved[2:]
+        grad_features = torch.mm(grad_out, weight)
+        # dL/dx = inv_step * sum_r dL/dB_r * P_r'(u) + dL/dbase * base'(x)
+        gathered = grad_features.view(-1).take(index)  # (k+1, N, in)
+        grad_x = gathered.mul_(derivative).sum(0).mul_(inv_step)
+        grad_x.addcmul_(grad_features[:, :in_features], base_derivative)
+    if need_bias:
+        grad_bias = grad_out.sum(0)
+    return grad_x, grad_base, grad_spline, grad_bias
+
+
 class UniformKANFunction(torch.autograd.Function):
-    """out = [base(x), B(x)] @ [base_weight, spline_weight]^T (+ bias) for x (N, in) on a uniform grid."""
+    """:func:`uniform_kan_forward` as one autograd node, with :func:`uniform_kan_backward` as its backward."""
 
     @staticmethod
     def forward(ctx, x, base_weight, spline_weight, bias, shift, inv_step, order: int, base: str):
-        n, in_features = x.shape
-        out_features, _, n_basis = spline_weight.shape
-        lay = layout(order, in_features, n_basis, x)
-        width = in_features * (1 + lay.block)
-        need_x = ctx.needs_input_grad[0]
-        index, values, derivative = local_basis(x, shift, inv_step, lay, width, in_features, need_x)
-        base_value = _base(base, x)
-        features = x.new_zeros(n, width)
-        features[:, :in_features] = base_value
-        features.view(-1).put_(index, values)
-        weight = torch.cat([base_weight, F.pad(spline_weight, (lay.pad, lay.pad)).view(out_features, -1)], dim=1)
-        out = F.linear(features, weight, bias)
-        if need_x:
-            ctx.save_for_backward(features, weight, index, derivative, inv_step,
-                                  _base_derivative(base, x, base_value))
-        else:
-            ctx.save_for_backward(features, weight)
+        out, (saved, lay) = uniform_kan_forward(x, base_weight, spline_weight, bias, shift, inv_step, order, base,
+                                                ctx.needs_input_grad[0])
+        ctx.save_for_backward(*saved)
         ctx.lay = lay
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        lay = ctx.lay
-        saved = ctx.saved_tensors
-        features, weight = saved[0], saved[1]
-        in_features = lay.in_features
-        grad_x = grad_base = grad_spline = grad_bias = None
         needs = ctx.needs_input_grad
-        if needs[1] or needs[2]:
-            grad_weight = torch.mm(grad_out.t(), features)
-            grad_base = grad_weight[:, :in_features]
-            grad_spline = grad_weight[:, in_features:].view(weight.shape[0], in_features, lay.block)[
-                :, :, lay.pad:lay.pad + lay.n_basis]
-        if needs[0]:
-            index, derivative, inv_step, base_derivative = saved[2:]
-            grad_features = torch.mm(grad_out, weight)
-            # dL/dx = inv_step * sum_r dL/dB_r * P_r'(u) + dL/dbase * base'(x)
-            gathered = grad_features.view(-1).take(index)  # (k+1, N, in)
-            grad_x = gathered.mul_(derivative).sum(0).mul_(inv_step)
-            grad_x.addcmul_(grad_features[:, :in_features], base_derivative)
-        if needs[3]:
-            grad_bias = grad_out.sum(0)
-        return grad_x, grad_base, grad_spline, grad_bias, None, None, None, None
+        grads = uniform_kan_backward((ctx.saved_tensors, ctx.lay), grad_out, needs[0], needs[1] or needs[2], needs[3])
+        return (*grads, None, None, None, None)
