@@ -116,6 +116,15 @@ def test_classification_and_windows(kernel, expert):
     for data in (dataset("classification", classes=4), dataset(seq_len=5, features=3)):
         model = build_model(ModelConfig(expert=expert, expert_hidden=(5,)), data)
         assert_same(*autograd_and_direct(model, data, kernel))
+    # experts narrower than the classes (the head's transposed products), standard and mixture
+    for kind in ("standard", "moe"):
+        model = build_model(ModelConfig(kind=kind, expert=expert, expert_hidden=(2,)), dataset("classification",
+                                                                                               classes=6))
+        assert_same(*autograd_and_direct(model, data=dataset("classification", classes=6), lib=kernel))
+    # windows with input scaling, deeper experts and a softmax GRKAN gate
+    windows = dataset(seq_len=4, features=3)
+    model = build_model(ModelConfig(expert=expert, expert_hidden=(5, 3), gate_activation="softmax"), windows)
+    assert_same(*autograd_and_direct(model, windows, kernel))
 
 
 @settings(max_examples=25, deadline=None)
@@ -124,6 +133,7 @@ def test_classification_and_windows(kernel, expert):
        expert=st.sampled_from(["mlp", "kan"]), seed=st.integers(0, 2**16))
 def test_any_shape(rows, features, experts, width, gate, expert, seed):
     data = dataset(features=features, rows=64, seed=seed)
+    native.build()  # loaded here whatever ran before (None without a compiler: then the PyTorch path only)
     for lib in {native.library(), None}:
         torch.manual_seed(seed)
         model = build_model(ModelConfig(gate=gate, expert=expert, expert_hidden=(width,), n_experts=experts), data)
@@ -145,6 +155,11 @@ def test_what_is_left_to_autograd(kernel, monkeypatch):
             DirectGradients(model, data.task, kernel)
     grkan = build_model(ModelConfig(gate="grkan", expert="kan", expert_hidden=(4,)), tabular)
     assert unsupported_reason(grkan, "regression", kernel) is None
+    grkan.head.weight.requires_grad_(False)
+    assert unsupported_reason(grkan, "regression", kernel) == "some parameters are frozen"
+    grkan.head.weight.requires_grad_(True)
+    assert unsupported_reason(grkan.double(), "regression", kernel) == "the model is not on the CPU in float32"
+    grkan.float()
     monkeypatch.setenv(SWITCH_ENV, "0")
     assert unsupported_reason(grkan, "regression", kernel) == f"{SWITCH_ENV}=0"
 
@@ -167,9 +182,14 @@ def test_a_non_uniform_grid_goes_through_autograd_for_that_step(kernel, monkeypa
     assert trainer.epoch == 2 and np.isfinite(trainer.history()["train_loss"]).all()
 
 
-@pytest.mark.parametrize("config", [ModelConfig(gate="grkan", expert="mlp", n_experts=3, expert_hidden=(8,)),
-                                    ModelConfig(gate="grn", expert="kan", n_experts=2, expert_hidden=(5,))])
-def test_training_agrees_with_autograd(kernel, monkeypatch, config):
+@pytest.mark.parametrize("config,train", [
+    (ModelConfig(gate="grkan", expert="mlp", n_experts=3, expert_hidden=(8,)), {}),
+    (ModelConfig(gate="grn", expert="kan", n_experts=2, expert_hidden=(5,)), {}),
+    # clipping, weight decay, and KAN grids moved to the data between bursts (knots change in place)
+    (ModelConfig(gate="grkan", expert="kan", n_experts=2, expert_hidden=(4, 3)),
+     dict(max_grad_norm=0.05, weight_decay=1e-3)),
+])
+def test_training_agrees_with_autograd(kernel, monkeypatch, config, train):
     """Same seed, either gradient path: the same training to float rounding (no accuracy cost)."""
     trainer_path(kernel, monkeypatch)
     data = dataset(rows=240)
@@ -178,13 +198,49 @@ def test_training_agrees_with_autograd(kernel, monkeypatch, config):
         monkeypatch.setenv(SWITCH_ENV, switch)
         torch.manual_seed(0)
         model = build_model(config, data)
-        trainer = Trainer(model, data, TrainConfig(epochs=4, batch_size=32, seed=0))
+        trainer = Trainer(model, data, TrainConfig(epochs=4, batch_size=32, seed=0, **train))
         paths.append(trainer.gradient_path)
         while not trainer.done:
             trainer.run_epochs(1)
+            if train and not trainer.done:
+                with torch.no_grad():
+                    for name, inputs in model.kan_layer_inputs(torch.as_tensor(data.X_train)).items():
+                        dict((ref.name, ref.layer) for ref in model.kan_layers())[name].update_grid(inputs)
         histories.append(trainer.finish().history[["train_loss", "val_loss"]].to_numpy())
     assert paths == ["direct", "autograd"]
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-4)
+
+
+def test_divergence_and_best_weights_as_with_autograd(kernel, monkeypatch):
+    """A run that diverges stops in the same epoch with the same message and keeps the same best weights."""
+    trainer_path(kernel, monkeypatch)
+    outcomes = []
+    for switch in ("1", "0"):
+        data = dataset(rows=240)  # the trainer's tensors share the arrays' memory: fresh data for each run
+        monkeypatch.setenv(SWITCH_ENV, switch)
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(expert_hidden=(6,)), data)
+        trainer = Trainer(model, data, TrainConfig(epochs=6, batch_size=32, seed=0))
+        trainer.run_epochs(3)
+        trainer._X[5, 1] = float("inf")  # one corrupt training value: epoch 4's loss is not finite
+        trainer.run_epochs(3)
+        result = trainer.finish()
+        outcomes.append((result.stopped_reason, result.best_epoch, result.epochs_run,
+                         [p.detach().clone() for p in model.parameters()]))
+    (reason_d, best_d, epochs_d, weights_d), (reason_a, best_a, epochs_a, weights_a) = outcomes
+    assert reason_d == reason_a == "diverged" and (best_d, epochs_d) == (best_a, epochs_a) and epochs_d == 3
+    for a, b in zip(weights_d, weights_a):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_gradients_that_are_not_contiguous_are_replaced(kernel):
+    data = dataset()
+    model = build_model(ModelConfig(expert="kan", expert_hidden=(4,)), data)
+    layer = model.gate.kan1
+    layer.base_weight.grad = torch.zeros(layer.base_weight.shape[::-1]).t()  # a transposed view
+    expected, got = autograd_and_direct(model, data, kernel)
+    assert_same(expected, got)
+    assert layer.base_weight.grad.is_contiguous()
 
 
 def test_fit_uses_direct_gradients_where_they_apply(kernel, monkeypatch):

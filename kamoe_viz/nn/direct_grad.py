@@ -29,10 +29,12 @@ SWITCH_ENV = "KAMOE_DIRECT_GRADIENTS"  # "0": always autograd (to compare, or to
 
 # ----- shared pieces (also used by the autograd function of the GRKAN gate) ---------------------------------------
 def _grad(p: torch.Tensor) -> torch.Tensor:
-    """p.grad, created (zeros) if missing; gradients are written into it, not accumulated."""
-    if p.grad is None:
-        p.grad = torch.zeros_like(p)
-    return p.grad
+    """p.grad, created (zeros) if missing or not contiguous (the kernel writes through raw pointers); gradients
+    are written into it, not accumulated."""
+    grad = p.grad
+    if grad is None or not grad.is_contiguous() or grad.shape != p.shape or grad.dtype != p.dtype:
+        p.grad = grad = torch.zeros_like(p, memory_format=torch.contiguous_format)
+    return grad
 
 
 def linear_grads(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, grad_weight=None, grad_bias=None,
@@ -221,6 +223,9 @@ class DirectGradients:
             grad = torch.softmax(logits, -1)
             grad.scatter_add_(1, labels.unsqueeze(1), grad.new_full((labels.shape[0], 1), -1.0))
             return loss, grad.div_(labels.shape[0]).view_as(prediction)
+        if prediction.shape != y.shape:  # Trainer checks this up front; autograd's loss would broadcast
+            raise ValueError(f"prediction of shape {tuple(prediction.shape)} and targets of shape {tuple(y.shape)} "
+                             "differ")
         diff = (prediction - y).reshape(-1)
         loss = torch.dot(diff, diff).div_(diff.shape[0])
         return loss, diff.mul_(2.0 / diff.shape[0]).view_as(prediction)

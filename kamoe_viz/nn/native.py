@@ -252,12 +252,14 @@ def kan_forward(lib, x, base_weight, spline_weight, bias, shift, inv_step, order
 def kan_backward(lib, x, base_weight, spline_weight, shift, inv_step, order: int, base: str, grad_out,
                  need_x: bool = True, need_weights: bool = True, weight_grads: tuple | None = None):
     """(grad_x, grad_base_weight, grad_spline_weight) of a KAN layer for a contiguous grad_out (N, out); the ones
-    not needed are None. ``weight_grads``: contiguous (grad_base, grad_spline) tensors to overwrite with the weight
-    gradients, e.g. the parameters' ``.grad`` (new tensors otherwise)."""
+    not needed are None. ``weight_grads``: (grad_base, grad_spline) tensors to overwrite with the weight gradients,
+    e.g. the parameters' ``.grad`` (the kernel writes into them directly when they are contiguous float32)."""
     x, grad_out = x.contiguous(), grad_out.contiguous()
     grad_x = torch.empty_like(x) if need_x else None
-    if need_weights and weight_grads is not None:
-        grad_base, grad_spline = weight_grads
+    targets = weight_grads if need_weights else None
+    in_place = targets is not None and all(g.is_contiguous() and g.dtype == torch.float32 for g in targets)
+    if in_place:
+        grad_base, grad_spline = targets
     else:
         grad_base = torch.empty_like(base_weight) if need_weights else None
         grad_spline = torch.empty_like(spline_weight) if need_weights else None
@@ -269,6 +271,8 @@ def kan_backward(lib, x, base_weight, spline_weight, shift, inv_step, order: int
                                 float(n_basis + order + 1), x.data_ptr(), shift.data_ptr(), inv_step.data_ptr(),
                                 base_weight.data_ptr(), spline_weight.data_ptr(), coef.data_ptr(), dcoef.data_ptr(),
                                 grad_out.data_ptr(), _ptr(grad_x), _ptr(grad_base), _ptr(grad_spline)))
+    if targets is not None and not in_place:
+        grad_base, grad_spline = targets[0].copy_(grad_base), targets[1].copy_(grad_spline)
     return grad_x, grad_base, grad_spline
 
 
