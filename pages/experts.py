@@ -18,8 +18,8 @@ run = page_start(
                        "a mixture (2 or more experts) on the Train page.")
 model, data = run.model, run.dataset
 
-split = st.segmented_control("Rows", ["test", "val", "train"], default="test", key="experts_split",
-                             help="Which split to evaluate (every row of it)") or "test"
+split = st.segmented_control("Rows", ["train", "val", "test"], default="test", key="experts_split",
+                             help="Which split to evaluate (every row of it); held-out test rows by default") or "test"
 table = cached(run, f"experts_table:{split}", lambda: ex.routing_table(model, data, split))
 kind = table.attrs.get("truth_kind", "")
 

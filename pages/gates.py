@@ -18,9 +18,10 @@ run = page_start(
                        "1). Train a mixture (2 or more experts) to see routing.")
 model, data = run.model, run.dataset
 
-split = st.segmented_control("Rows", ["train", "val", "test"], default="train", key="gates_split",
-                             help=f"Which split's rows to summarise (at most {REFERENCE_ROWS}, a fixed sample)")
-split = split or "train"
+split = st.segmented_control("Rows", ["train", "val", "test"], default="test", key="gates_split",
+                             help=f"Which split's rows to summarise (at most {REFERENCE_ROWS}, a fixed sample); "
+                                  "held-out test rows by default, as on the Experts and Attribution pages")
+split = split or "test"
 wide = cached(run, f"gates_wide:{split}", lambda: gt.gate_weights_frame(model, data, split, REFERENCE_ROWS))
 summary = cached(run, f"gates_summary:{split}", lambda: gt.gate_summary(model, data, split, REFERENCE_ROWS))
 expert_cols = [c for c in wide.columns if c.startswith("expert ")]

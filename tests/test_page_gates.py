@@ -46,6 +46,9 @@ def test_each_gate_family(gate, activation):
     assert "Mean routing entropy" in labels and "Load balance" in labels
     text = " ".join(c.value for c in at.caption)
     assert ("mean weight is its share" in text) if activation == "softmax" else ("top-1 share" in text)
+    rows = at.segmented_control(key="gates_split")  # held-out rows by default, as on the Experts page
+    assert rows.value == "test" and list(rows.options) == ["train", "val", "test"]
+    assert "gates_summary:test" in run_cache(at, run)
     cached = run_cache(at, run)["gates_region:(0, 1)"]
     at.segmented_control(key="gates_style").set_value("violin").run()
     assert_clean(at, "violin")
