@@ -156,6 +156,31 @@ def describe_run(run: Any) -> dict[str, str]:
     }
 
 
+NO_PICK = "—"
+RECENT_PICK = "_recent_pick"
+
+
+def _recent_label(run: Any) -> str:
+    """Dataset, gate, test score and run id: two runs of the same settings still read differently."""
+    info = describe_run(run)
+    parts = [info["dataset"], info["gate"], *(f"{label} {value}" for label, value in
+                                              _metric_text(run.result.metrics)[:1])]
+    run_id = getattr(run, "run_id", None)
+    parts.append(str(run_id) if run_id else "not saved")
+    return " · ".join(parts)
+
+
+def _switch_to_picked(others: list[Any]) -> None:
+    """The selectbox's change callback: make the picked run current and put the box back on its placeholder. In a
+    callback (before the script reruns) resetting the widget's value is allowed and reaches the browser; resetting
+    it afterwards left the browser's box on the picked run, and every later click switched runs again."""
+    choice = st.session_state.get(RECENT_PICK, NO_PICK)
+    picked = next((r for r in others if run_key(r) == choice), None)
+    if picked is not None:
+        set_current_run(picked)
+    st.session_state[RECENT_PICK] = NO_PICK
+
+
 def render_sidebar() -> None:
     """Always-visible summary of the current run, recent runs of this session, and the runs folder."""
     with st.sidebar:
@@ -177,14 +202,10 @@ def render_sidebar() -> None:
             st.caption(f"Run id: `{run.run_id}`" if getattr(run, "run_id", None) else "Not saved")
         others = [r for r in recent_runs() if run is None or run_key(r) != run_key(run)]
         if others:
-            labels = {run_key(r): f"{describe_run(r)['dataset']} · {describe_run(r)['gate']}" for r in others}
-            choice = st.selectbox("Switch to a recent run", ["—"] + list(labels),
-                                  format_func=lambda k: labels.get(k, "—"), key="_recent_pick")
-            if choice != "—":
-                picked = next(r for r in others if run_key(r) == choice)
-                set_current_run(picked)
-                st.session_state.pop("_recent_pick", None)
-                st.rerun()
+            labels = {run_key(r): _recent_label(r) for r in others}
+            st.selectbox("Switch to a recent run", [NO_PICK] + list(labels),
+                         format_func=lambda k: labels.get(k, NO_PICK), key=RECENT_PICK,
+                         on_change=_switch_to_picked, args=(others,))
         with st.expander("Runs folder", icon=":material/folder:"):
             st.caption("Finished runs are saved here (config, weights, metrics, history). "
                        "Default: env KAMOE_RUNS_DIR or ./runs.")

@@ -145,3 +145,27 @@ def test_copy_link_shows_a_link_that_restores_the_settings():
     restored = new_app(params)
     assert restored.number_input(key="w.model.n_experts").value == 5
     assert restored.segmented_control(key="w.model.gate").value == "linear"
+
+
+def test_switching_to_a_recent_run_happens_once():
+    """Picking a recent run in the sidebar makes it current and puts the box back on its placeholder, so later
+    clicks elsewhere do not switch runs again."""
+    from interpret_helpers import open_page, tiny_run
+
+    first, second = tiny_run("grkan"), tiny_run("grn")
+    at = open_page("pages/gates.py")
+    at.session_state["current_run"] = first
+    at.session_state["recent_runs"] = [first, second]
+    at.run()
+    box = at.sidebar.selectbox(key="_recent_pick")
+    assert box.value == "—" and len(box.options) == 2
+    assert "GRN" in box.options[1] and "test R²" in box.options[1]  # the labels tell runs apart
+    from pages._state import run_key
+    # the raw option (a run key): AppTest cannot map a formatted label back to it
+    at.sidebar.selectbox(key="_recent_pick").set_value(run_key(second)).run()
+    no_exception(at)
+    assert at.session_state["current_run"] is second
+    assert at.sidebar.selectbox(key="_recent_pick").value == "—"
+    at.segmented_control(key="gates_style").set_value("violin").run()  # an unrelated click
+    no_exception(at)
+    assert at.session_state["current_run"] is second

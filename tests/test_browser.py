@@ -251,3 +251,36 @@ def test_reloading_during_training_offers_the_running_training(server, browser):
     _no_exception(page, "after taking over a training")
     assert "stopped" in page.locator('[data-testid="stSidebar"]').inner_text()
     page.close()
+
+
+def _sidebar_run_id(page) -> str:
+    text = page.locator('[data-testid="stSidebar"]').inner_text()
+    return text.split("Run id:", 1)[1].split()[0] if "Run id:" in text else ""
+
+
+def test_switching_to_a_recent_run_happens_once(server, browser):
+    """The sidebar's recent-run box switches once, goes back to its placeholder, and later clicks elsewhere do not
+    switch again (it used to keep the pick in the browser and switch on every click)."""
+    page = _new_page(browser, f"{server['url']}/?{QUICK.replace('120', '5')}")
+    _train(page, server)
+    first = _sidebar_run_id(page)
+    page.get_by_role("button", name="Train", exact=True).click()
+    _wait_saved(server, _saved(server) + 1)
+    _wait_done(page)
+    second = _sidebar_run_id(page)
+    assert first and second and first != second
+    box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
+    box.click()
+    options = page.locator('[role="option"]')
+    assert first in options.nth(1).inner_text()  # the label names the run: same settings still read differently
+    options.nth(1).click()
+    _wait_idle(page)
+    assert _sidebar_run_id(page) == first
+    for width in ("17", "16", "18"):  # unrelated changes, each a rerun: the current run stays
+        field = page.get_by_label("Expert hidden sizes", exact=True)
+        field.fill(width)
+        field.press("Enter")
+        _wait_idle(page)
+        assert _sidebar_run_id(page) == first
+    _no_exception(page, "after switching runs")
+    page.close()
