@@ -111,7 +111,7 @@ def loss_chart(history: pd.DataFrame, best_epoch: int | None = None, log_scale: 
     y_scale = alt.Scale(type="log", nice=False, padding=8) if (log_scale and positive) else alt.Scale(zero=False)
     color = alt.Color("split:N", title=None,
                       scale=alt.Scale(domain=list(SPLIT_COLORS), range=list(SPLIT_COLORS.values())),
-                      legend=alt.Legend(orient="top"))
+                      legend=alt.Legend(orient="top", direction="vertical"))  # one per line: fits a narrow column
     base = alt.Chart(history).encode(
         x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("loss:Q", title="loss" + (" (log scale)" if log_scale and positive else ""), scale=y_scale),
@@ -145,7 +145,7 @@ def gate_distribution_chart(frame: pd.DataFrame, height: int = 240, bins: int = 
         row=alt.Row("expert:N", title=None, header=alt.Header(labelOrient="top", labelAnchor="start",
                                                               labelPadding=2)),
         tooltip=["expert:N", alt.Tooltip("count():Q", title="inputs")],
-    ).properties(height=max(30, height // max(1, n_experts)), width=230,
+    ).properties(height=max(30, height // max(1, n_experts)), width=160,
                  title="Gate weights on validation inputs")
 
 
@@ -154,9 +154,10 @@ def load_chart(frame: pd.DataFrame, height: int = 240) -> alt.Chart:
     return alt.Chart(frame).mark_area(opacity=0.85).encode(
         x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("load:Q", title="load (share)", stack="normalize", axis=alt.Axis(format="%")),
-        # a legend on the right is a column the plot makes room for; on top, several experts overflowed it
-        color=alt.Color("expert:N", scale=alt.Scale(scheme=_EXPERT_SCHEME), legend=alt.Legend(orient="right",
-                                                                                              title=None)),
+        # legend below, one expert per line: beside the plot it ate a narrow column's whole width (the area
+        # vanished at 1000 px), in one row on top several experts overflowed it
+        color=alt.Color("expert:N", scale=alt.Scale(scheme=_EXPERT_SCHEME),
+                        legend=alt.Legend(orient="bottom", columns=1, title=None)),
         tooltip=["epoch:Q", "expert:N", alt.Tooltip("load:Q", format=".1%")],
     ).properties(height=height, title="Expert load over training")
 

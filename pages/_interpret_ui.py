@@ -50,6 +50,9 @@ def show_chart(run: Any, key: str, build: Callable[[], alt.TopLevelMixin], where
     """A chart, built and validated once per (run, key) and then served from the session's cache (a rerun costs
     only the transfer), with PNG and SVG download buttons (rendered only when clicked).
 
+    ``stretch``: a single (or layered) chart takes its container's width; composite charts (facets,
+    concatenations) keep their own size. Charts are not put beside tables: a chart wider than its column would run
+    under the table (its labels and legend hidden).
     ``key`` must name everything the chart depends on (layer, split, options...). With ``select`` (the name of
     a selection parameter of the chart) clicks rerun the page and the selection event is returned.
     """

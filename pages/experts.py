@@ -39,14 +39,12 @@ if kind:
     cols[3].metric("Rows", f"{score['rows']:,}")
     level = "strong" if score["nmi"] >= 0.7 else "partial" if score["nmi"] >= 0.3 else "little"
     st.markdown(f"**{level.capitalize()} agreement** between the gate's routing and the {truth_title}s "
-                f"(NMI {score['nmi']:.2f}). In the table, one dark cell per row means each {truth_title} has its "
+                f"(NMI {score['nmi']:.2f}). In the heatmap, one dark cell per row means each {truth_title} has its "
                 "own expert.")
     cont = cached(run, f"experts_contingency:{split}", lambda: ex.contingency(table))
-    left, right = st.columns([3, 2])
-    with left, guarded("Contingency"):
+    with guarded("Contingency"):
         show_chart(run, f"contingency_{split}", lambda: ch.contingency_chart(cont, truth_title))
-    with right:
-        show_table(cont, f"contingency_{split}")
+    show_table(cont, f"contingency_{split}", height=200)
 else:
     st.info("This dataset has no known regimes or classes, so routing cannot be scored against a ground truth; "
             "the winners per row are in the table below.", icon="ℹ️")
@@ -58,15 +56,13 @@ st.caption(f"{unit} of each expert's own prediction (its output through the shar
            "it wins, on all rows, and of the whole model on the expert's rows. A specialist is good on its own "
            "rows and poor elsewhere.")
 errors = cached(run, f"experts_errors:{split}", lambda: ex.expert_errors(data, table))
-left, right = st.columns([3, 2])
-with left, guarded("Expert errors"):
+with guarded("Expert errors"):
     show_chart(run, f"expert_errors_{split}", lambda: ch.expert_error_chart(errors))
-with right:
-    show_table(errors, f"expert_errors_{split}")
-    idle = errors.loc[errors["rows_won"] == 0, "expert"].tolist()
-    if idle:
-        st.caption(f"{', '.join(idle)} win{'s' if len(idle) == 1 else ''} no rows here, so the columns for the "
-                   "rows won are empty.")
+show_table(errors, f"expert_errors_{split}")
+idle = errors.loc[errors["rows_won"] == 0, "expert"].tolist()
+if idle:
+    st.caption(f"{', '.join(idle)} win{'s' if len(idle) == 1 else ''} no rows here, so the columns for the "
+               "rows won are empty.")
 
 st.subheader("Each expert's output against the target")
 st.caption("Coloured: rows the expert wins; grey: the other rows." +
@@ -83,11 +79,8 @@ st.caption("Metrics with one expert taken out of the mixture. **zeroed**: " + ex
               " This gate uses sigmoid weights, which do not sum to 1, so only zeroing is shown."))
 with guarded("Ablation"):
     abl = cached(run, f"experts_ablation:{split}", lambda: ex.ablation(model, data, split))
-    left, right = st.columns([3, 2])
-    with left:
-        show_chart(run, f"ablation_{split}", lambda: ch.ablation_chart(abl))
-    with right:
-        show_table(abl, f"ablation_{split}")
+    show_chart(run, f"ablation_{split}", lambda: ch.ablation_chart(abl))
+    show_table(abl, f"ablation_{split}")
 
 with st.expander("Winning expert of every row", icon=":material/table_rows:"):
     show_table(table, f"routing_{split}", height=300)

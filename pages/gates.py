@@ -50,11 +50,9 @@ if summary["always_on"]:
 # ----- load and weights -------------------------------------------------------------------------------------------
 st.subheader("Load and utilisation")
 st.caption(summary["load_definition"])
-left, right = st.columns([3, 2])
-with left, guarded("Load chart"):
+with guarded("Load chart"):
     show_chart(run, f"gate_load_{split}", lambda: ch.load_chart(loads))
-with right:
-    show_table(loads, f"gate_load_{split}")
+show_table(loads, f"gate_load_{split}")
 
 st.subheader("Gate weight distribution")
 style = st.segmented_control("Show as", ["histogram", "violin"], default="histogram", key="gates_style")

@@ -93,7 +93,8 @@ def test_gate_charts(kan_model):
         assert _has_tooltips(spec), name
     assert {"weight", "expert"} <= _fields(_spec(charts["hist"]))
     assert {"winner", "winning_weight", "x_lo", "y_hi", "regime"} <= _fields(_spec(charts["winner"]))
-    assert len(_spec(charts["weights"])["hconcat"]) == 3
+    weights = _spec(charts["weights"])
+    assert len(weights["concat"]) == 3 and weights["columns"] == 3  # one panel per expert, three to a row
     assert {"mean weight", "top-1 share"} <= set(charts["load"].layer[0].data["measure"])
 
 

@@ -103,8 +103,9 @@ def region_winner_chart(grid: pd.DataFrame, points: pd.DataFrame | None = None, 
 
 
 def region_weight_charts(grid: pd.DataFrame, points: pd.DataFrame | None = None, x_title: str = "x",
-                         y_title: str = "y", size: int = 230) -> alt.HConcatChart:
-    """One heatmap per expert of its gate weight over the input plane, the data on top."""
+                         y_title: str = "y", size: int = 185, columns: int = 3) -> alt.ConcatChart:
+    """One heatmap per expert of its gate weight over the input plane, the data on top; ``columns`` per row
+    (three of ``size`` px with axes and the legend fit the main column of a 1400 px window)."""
     cells = _cells(grid)
     charts = []
     names = sorted(grid["expert"].unique(), key=lambda s: int(s.rsplit(" ", 1)[-1]))
@@ -119,7 +120,7 @@ def region_weight_charts(grid: pd.DataFrame, points: pd.DataFrame | None = None,
                      alt.Tooltip("y:Q", title=y_title, format=".3g"), alt.Tooltip("weight:Q", format=".3f")])
         layers = [heat] + ([_points_layer(points, x_title, y_title)] if points is not None and len(points) else [])
         charts.append(alt.layer(*layers).properties(width=size, height=size, title=name))
-    return alt.hconcat(*charts)
+    return alt.concat(*charts, columns=columns)
 
 
 def gates_over_time_chart(frame: pd.DataFrame, width: int = WIDE) -> alt.VConcatChart:

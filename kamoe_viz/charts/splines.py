@@ -134,6 +134,10 @@ def edge_detail_chart(frame: pd.DataFrame, title: str = "", x_title: str = "inpu
         width=WIDE, height=TALL, title=title)
 
 
+BAR_STEP = 18  # px per bar of the horizontal bar charts: room for every label
+_EVERY_LABEL = alt.Axis(labelOverlap=False, labelLimit=160)  # never drop a bar's label
+
+
 def importance_bars(importance: pd.DataFrame, threshold: float = 0.0, top: int = 30) -> alt.LayerChart:
     """The layer's most important edges as bars (relative importance), the threshold as a rule; bars below
     the threshold are greyed."""
@@ -141,7 +145,7 @@ def importance_bars(importance: pd.DataFrame, threshold: float = 0.0, top: int =
     data["shown"] = np.where(data["relative"] >= threshold, "shown", "below threshold")
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("relative:Q", title="relative importance (mean |φ| / layer max)", scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y("edge:N", sort=alt.EncodingSortField(field="rank", op="min"), title=None),
+        y=alt.Y("edge:N", sort=alt.EncodingSortField(field="rank", op="min"), title=None, axis=_EVERY_LABEL),
         color=alt.Color("shown:N", scale=alt.Scale(domain=["shown", "below threshold"], range=["#4c78a8", "#cccccc"]),
                         legend=alt.Legend(orient="top", title=None)),
         tooltip=[alt.Tooltip("edge:N"), alt.Tooltip("importance:Q", title="mean |φ(x)|", format=".4g"),
@@ -150,7 +154,7 @@ def importance_bars(importance: pd.DataFrame, threshold: float = 0.0, top: int =
                  alt.Tooltip("relative:Q", format=".2f"), alt.Tooltip("rank:Q")])
     rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color="#e45756", strokeDash=[4, 2]).encode(
         x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", title="threshold", format=".2f")])
-    return alt.layer(bars, rule).properties(width=360, height=max(120, 14 * len(data)))
+    return alt.layer(bars, rule).properties(width=360, height=alt.Step(BAR_STEP))
 
 
 def coverage_chart(coverage: pd.DataFrame, threshold: float = 0.10) -> alt.LayerChart:
@@ -160,7 +164,7 @@ def coverage_chart(coverage: pd.DataFrame, threshold: float = 0.10) -> alt.Layer
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("outside_fraction:Q", title="share of training data outside the grid",
                 scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        y=alt.Y("input_name:N", sort=None, title=None),
+        y=alt.Y("input_name:N", sort=None, title=None, axis=_EVERY_LABEL),
         color=alt.Color("status:N", scale=alt.Scale(domain=["ok", "above warning level"],
                                                     range=["#4c78a8", "#e45756"]), legend=alt.Legend(orient="top",
                                                                                                    title=None)),
@@ -169,7 +173,7 @@ def coverage_chart(coverage: pd.DataFrame, threshold: float = 0.10) -> alt.Layer
                  alt.Tooltip("grid_low:Q", format=".3g"), alt.Tooltip("grid_high:Q", format=".3g"),
                  alt.Tooltip("data_low:Q", format=".3g"), alt.Tooltip("data_high:Q", format=".3g")])
     rule = alt.Chart(pd.DataFrame({"t": [threshold]})).mark_rule(color="#e45756", strokeDash=[4, 2]).encode(x="t:Q")
-    return alt.layer(bars, rule).properties(width=360, height=max(80, 14 * len(data)))
+    return alt.layer(bars, rule).properties(width=360, height=alt.Step(BAR_STEP))
 
 
 def symbolic_fit_chart(fits: pd.DataFrame) -> alt.Chart:
@@ -178,7 +182,7 @@ def symbolic_fit_chart(fits: pd.DataFrame) -> alt.Chart:
     data["r2_shown"] = data["r2"].clip(lower=0)
     return alt.Chart(data).mark_bar(color="#54a24b").encode(
         x=alt.X("r2_shown:Q", title="R² (negative shown as 0)", scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y("candidate:N", sort="-x", title=None),
+        y=alt.Y("candidate:N", sort="-x", title=None, axis=_EVERY_LABEL),
         tooltip=[alt.Tooltip("candidate:N"), alt.Tooltip("r2:Q", title="R²", format=".4f"),
                  alt.Tooltip("rmse:Q", format=".3g"), alt.Tooltip("formula:N")],
-    ).properties(width=320, height=max(100, 18 * len(data)))
+    ).properties(width=320, height=alt.Step(BAR_STEP))
