@@ -56,9 +56,15 @@ if not (layers["part"] == "gate").any():
 importance = cached(run, "spline_importance", lambda: sp.edge_importance(model, data, inputs))
 coverage = cached(run, "spline_coverage", lambda: sp.grid_coverage_table(model, data, inputs))
 
+def _blank_shared(frame):
+    """The expert column with no number where a layer or edge belongs to no single expert (the gate's layers; the
+    library marks them -1)."""
+    return frame.assign(expert=frame["expert"].astype("Int64").mask(frame["expert"] < 0))
+
+
 # ----- layer choice and grid coverage ----------------------------------------------------------------------------
 with st.expander("KAN layers of this model", icon=":material/layers:"):
-    show_table(layers, "kan_layers")
+    show_table(_blank_shared(layers), "kan_layers")
 labels = {row.layer: f"{row.layer} · {row.inputs}→{row.outputs} ({row.edges} edges)" for row in layers.itertuples()}
 layer = st.selectbox("Layer", list(labels), format_func=labels.get, key="spl_layer",
                      help="gate.kan1 reads the gate's hidden units h = ReLU(Dense(x)); gate.kan2 reads kan1's "
@@ -142,7 +148,7 @@ with guarded("Edge curves"):
             show_chart(run, f"edge_importance_{layer}_{threshold:.2f}", lambda: ch.importance_bars(layer_imp,
                                                                                                   threshold))
         with right:
-            show_table(layer_imp.drop(columns=["layer"]), f"edge_importance_{layer}", height=400)
+            show_table(_blank_shared(layer_imp.drop(columns=["layer"])), f"edge_importance_{layer}", height=400)
 
 # ----- one edge large, symbolic fit ------------------------------------------------------------------------------
 st.subheader("One edge")
