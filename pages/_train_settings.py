@@ -182,4 +182,9 @@ def training_settings(base: RunConfig, devices: list[str], disabled: bool) -> di
                                               key=seed("train.lr_factor", t.lr_factor))
         values["min_lr"] = c3.number_input("Min LR", 0.0, 10.0, step=1e-5, format="%g", disabled=disabled,
                                            key=seed("train.min_lr", t.min_lr))
+        lr = values.get("lr", t.lr)
+        if values["lr_patience"] > 0 and values["min_lr"] >= lr:
+            st.warning(f"Min LR ({values['min_lr']:g}) is not below the learning rate ({lr:g}): the learning rate "
+                       "will never be lowered on a plateau. Set Min LR lower, or LR patience to 0 to say so.",
+                       icon="⚠️")
     return values

@@ -193,3 +193,13 @@ def test_every_settings_problem_is_shown_at_once():
     assert "**Top-k**: got 9" in message and "**Expert hidden sizes**" in message, message
     assert "model." not in message, message
     assert button(at, "Train").disabled
+
+
+def test_a_min_lr_not_below_the_learning_rate_is_pointed_out():
+    at = new_app()
+    no_exception(at)
+    assert not any("Min LR" in w.value for w in at.warning)
+    at.number_input(key="w.train.min_lr").set_value(0.01).run()  # above the default 1e-3
+    assert any("will never be lowered" in w.value for w in at.warning)
+    at.number_input(key="w.train.lr_patience").set_value(0).run()  # plateau reduction off: nothing to point out
+    assert not any("Min LR" in w.value for w in at.warning)
