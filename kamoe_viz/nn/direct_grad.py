@@ -292,12 +292,12 @@ class DirectGradients:
             else:
                 grad_first = torch.empty_like(first).view(batch, self.n_experts, -1)
                 for e, (stack, chain) in enumerate(zip(self.deeper_kan, chains)):
-                    grad = grad_hidden[:, e].contiguous()
+                    grad = grad_hidden[:, e]
                     for depth in range(len(stack) - 1, -1, -1):
                         grad = self._kan_backward(stack[depth], chain[depth], grad, knots)
                     grad_first[:, e] = grad
                 grad_first = grad_first.view(batch, -1)
-            return self._kan_backward(self.first_kan, first_state, grad_first.contiguous(), knots, need_input)
+            return self._kan_backward(self.first_kan, first_state, grad_first, knots, need_input)
         first, layers = saved[0], saved[1:]
         grad = grad_hidden
         if layers:
@@ -337,7 +337,7 @@ class DirectGradients:
             grad_a = linear_backward(grad_eta, a, *self.dense2)
             grad_pre = torch.ops.aten.elu_backward(grad_a, 1.0, 1, 1.0, False, pre)
             return grad_h.add_(linear_backward(grad_pre, h, *self.dense1))
-        grad_a = self._kan_backward(self.kan2, a, grad_eta.contiguous(), knots)
+        grad_a = self._kan_backward(self.kan2, a, grad_eta, knots)
         return grad_h.add_(self._kan_backward(self.kan1, pre, grad_a, knots))
 
 

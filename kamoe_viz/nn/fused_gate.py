@@ -40,7 +40,7 @@ class GRKANLogitsFunction(torch.autograd.Function):
             residual_tail_backward(grad_out, h, eta, (projected, z, mean, rstd), glu_weight, skip_weight,
                                    norm_weight, norm_bias)
         grad_a, grad_base2, grad_spline2 = native.kan_backward(ctx.lib, a, base2, spline2, shift2, inv2, order2, act2,
-                                                               grad_eta.contiguous())
+                                                               grad_eta)
         grad_h1, grad_base1, grad_spline1 = native.kan_backward(ctx.lib, h, base1, spline1, shift1, inv1, order1,
                                                                 act1, grad_a)
         grad_h.add_(grad_h1)

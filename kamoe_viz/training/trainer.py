@@ -19,7 +19,7 @@ import torch
 from kamoe_viz.config import TrainConfig
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.nn import native
-from kamoe_viz.nn.direct_grad import direct_gradients, unsupported_reason
+from kamoe_viz.nn.direct_grad import DirectGradients, unsupported_reason
 from kamoe_viz.nn.optim import FastAdam
 from kamoe_viz.training.cuda_graph import GraphedStep, graphs_enabled
 from kamoe_viz.training.devices import resolve_device
@@ -100,11 +100,10 @@ class Trainer:
         # CPU only: CUDA steps may be captured in graphs, which keep their own gradient buffers
         self._flat_grad = _flat_gradients(self._params) if self.device.type == "cpu" else None
         # CPU: gradients in closed form where the model is covered (fewer ops than autograd; same values)
-        self._direct = direct_gradients(self.model, self.task, kernel) if self._flat_grad is not None else None
+        self.gradient_path_reason = unsupported_reason(self.model, self.task, kernel) \
+            if self._flat_grad is not None else f"{self.device.type} device"
+        self._direct = DirectGradients(self.model, self.task, kernel) if self.gradient_path_reason is None else None
         self.gradient_path = "direct" if self._direct is not None else "autograd"
-        self.gradient_path_reason = None if self._direct is not None else (
-            unsupported_reason(self.model, self.task, kernel) if self._flat_grad is not None else
-            f"{self.device.type} device")
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self._graphed: GraphedStep | None = None
         self.use_graphs = graphs_enabled(self.device) and self.optimizer.fused
