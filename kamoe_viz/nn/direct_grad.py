@@ -339,10 +339,3 @@ class DirectGradients:
             return grad_h.add_(linear_backward(grad_pre, h, *self.dense1))
         grad_a = self._kan_backward(self.kan2, a, grad_eta, knots)
         return grad_h.add_(self._kan_backward(self.kan1, pre, grad_a, knots))
-
-
-def direct_gradients(model, task: str, lib) -> DirectGradients | None:
-    """A :class:`DirectGradients` for the model, or None where autograd must train it."""
-    if unsupported_reason(model, task, lib) is not None:
-        return None
-    return DirectGradients(model, task, lib)
