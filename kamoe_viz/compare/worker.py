@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from kamoe_viz.config import RunConfig
+from kamoe_viz import routing_metrics
 from kamoe_viz.errors import KamoeError, TrainingDivergedError
 
 GATE_SAMPLE_ROWS = 256
@@ -55,33 +56,19 @@ def data_key(config: RunConfig) -> str:
 
 
 def gate_entropy(weights: np.ndarray) -> float:
-    """Mean normalised entropy of the gate weights: 0 = every row uses one expert, 1 = all experts equally.
-
-    Sigmoid gates do not sum to one, so each row is first normalised to a distribution over experts.
-    """
-    w = np.asarray(weights, dtype=float)
-    if w.ndim != 2 or w.shape[1] < 2:
-        return float("nan")
-    p = np.clip(w, 0.0, None)
-    total = p.sum(axis=1, keepdims=True)
-    p = np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / w.shape[1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
-    return float(np.mean(h) / math.log(w.shape[1]))
+    """Mean normalised routing entropy (see :mod:`kamoe_viz.routing_metrics`); NaN for a single expert."""
+    return routing_metrics.routing_entropy(weights)
 
 
 def regime_agreement(weights: np.ndarray, regimes: np.ndarray | None) -> float:
-    """Normalised mutual information between the dominant expert of each row and its true regime (0..1)."""
-    if regimes is None or weights is None or np.asarray(weights).ndim != 2 or np.asarray(weights).shape[1] < 2:
+    """NMI between each row's winning expert and its true regime (see :mod:`kamoe_viz.routing_metrics`); the
+    weights are of the first rows of the split, so the regimes are cut to match."""
+    if regimes is None or weights is None:
         return float("nan")
-    from sklearn.metrics import normalized_mutual_info_score
-
-    r = np.asarray(regimes).reshape(-1)[: len(weights)]
-    keep = r >= 0
-    if keep.sum() < 2 or len(np.unique(r[keep])) < 2:
+    w = routing_metrics.flat_weights(weights)
+    if w.shape[1] < 2:
         return float("nan")
-    dominant = np.asarray(weights).argmax(axis=1)
-    return float(normalized_mutual_info_score(r[keep], dominant[keep]))
+    return routing_metrics.regime_nmi(w, np.asarray(regimes).reshape(-1)[: len(w)])
 
 
 def _primary_metric(task: str) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.routing_metrics import row_entropy
 from kamoe_viz.interpret._common import (DEFAULT_REFERENCE_ROWS, expert_names, feature_names, flatten_time,
                                          gate_weights_numpy, raw_to_scaled, reference_set, rows_of)
 
@@ -90,15 +91,8 @@ def load_table(weights: np.ndarray, activation: str) -> pd.DataFrame:
 
 
 def routing_entropy(weights: np.ndarray) -> np.ndarray:
-    """Normalised entropy (0..1) of each row's weights, normalised to sum 1."""
-    w = flatten_time(np.asarray(weights, dtype=np.float64), 1)
-    e = w.shape[1]
-    if e < 2:
-        return np.zeros(len(w))
-    p = w / np.clip(w.sum(axis=1, keepdims=True), 1e-12, None)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ent = -np.nansum(np.where(p > 0, p * np.log(p), 0.0), axis=1)
-    return ent / np.log(e)
+    """Normalised entropy (0..1) of each row's weights, normalised to sum 1 (:mod:`kamoe_viz.routing_metrics`)."""
+    return row_entropy(flatten_time(np.asarray(weights, dtype=np.float64), 1))
 
 
 def gate_summary(model: Any, dataset: Any, split: str = "train",
