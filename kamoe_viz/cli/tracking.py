@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from kamoe_viz.errors import ValidationError
@@ -36,8 +37,9 @@ def _check(args: argparse.Namespace) -> None:
         raise ValidationError("--tensorboard", args.tensorboard, INSTALL_HINT)
     if not str(getattr(args, "mlflow_experiment", EXPERIMENT) or "").strip():
         raise ValidationError("--mlflow-experiment", args.mlflow_experiment, "must be a non-empty name")
-    if getattr(args, "tensorboard", None) is not None and not str(args.tensorboard).strip():
-        raise ValidationError("--tensorboard", args.tensorboard, "must be a folder path")
+    folder = getattr(args, "tensorboard", None)
+    if folder is not None and (not str(folder).strip() or (Path(folder).exists() and not Path(folder).is_dir())):
+        raise ValidationError("--tensorboard", folder, "must be a folder (it is created when missing)")
 
 
 def train_run_name(config: Any) -> str:
@@ -61,9 +63,11 @@ def finish_train(tracker: Any, run: Any) -> None:
     """Final test/validation metrics at the last epoch, then close (FAILED when training diverged)."""
     if tracker is None:
         return
+    from kamoe_viz.tracking.core import EPOCH_KEYS
+
     result = run.result
-    tracker.log_metrics({**result.metrics, "params": result.params, "best_epoch": result.best_epoch or 0},
-                        result.epochs_run)
+    final = {("best_" + k if k in EPOCH_KEYS else k): v for k, v in result.metrics.items()}  # not a 2nd val_loss
+    tracker.log_metrics({**final, "params": result.params, "best_epoch": result.best_epoch or 0}, result.epochs_run)
     tracker.close("FAILED" if result.stopped_reason == "diverged" else "FINISHED")
 
 

@@ -63,8 +63,11 @@ def load_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     return finite_metrics(picked)
 
 
+EPOCH_KEYS = ("train_loss", "val_loss", "lr")  # logged once per epoch
+
+
 def epoch_metrics(info: EpochInfo) -> dict[str, float]:
-    return finite_metrics({"train_loss": info.train_loss, "val_loss": info.val_loss, "lr": info.lr})
+    return finite_metrics({k: getattr(info, k) for k in EPOCH_KEYS})
 
 
 class Tracker:

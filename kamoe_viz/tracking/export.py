@@ -7,9 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kamoe_viz.tracking.core import Tracker, config_params, finite_metrics
-
-HISTORY_METRICS = ("train_loss", "val_loss", "lr")
+from kamoe_viz.tracking.core import EPOCH_KEYS, Tracker, config_params, finite_metrics
 
 
 def _run_keys(histories: pd.DataFrame, table: pd.DataFrame) -> list[str]:
@@ -52,9 +50,10 @@ def log_comparison(result: Any, *, mlflow: bool = False, tensorboard: str | None
             status = "FINISHED"
             try:
                 for _, h in _select(histories, row, keys).iterrows():
-                    child.log_metrics(finite_metrics({k: h[k] for k in HISTORY_METRICS if k in h}), int(h["epoch"]))
+                    child.log_metrics(finite_metrics({k: h[k] for k in EPOCH_KEYS if k in h}), int(h["epoch"]))
                 step = int(row["epochs_run"]) if "epochs_run" in row and pd.notna(row["epochs_run"]) else 0
-                child.log_metrics(finite_metrics({k: row[k] for k in table.columns if k not in keys}), step)
+                final = {("best_" + k if k in EPOCH_KEYS else k): row[k] for k in table.columns if k not in keys}
+                child.log_metrics(finite_metrics(final), step)
                 weights = _select(samples, row, keys)
                 if len(weights):
                     w = weights.pivot_table(index="row", columns="expert", values="weight").to_numpy()
