@@ -22,7 +22,7 @@ from kamoe_viz.errors import KamoeError, RunFileError, ValidationError
 from kamoe_viz.runstore import codec
 from kamoe_viz.runstore.fileformat import (ALL_MEMBERS, DEFAULT_MAX_RUN_BYTES, MANIFEST, MAX_NAME_CHARS,
                                            MAX_NOTES_CHARS, build_manifest, check_manifest, check_run_id,
-                                           clean_text, dump_json, load_json, migrate, new_run_id, read_zip,
+                                           clean_text, dump_json, load_json, migrate, new_run_id, read_zip, sha256,
                                            utc_now_text, verify_members, write_zip)
 
 ENV_ROOT = "KAMOE_RUNS_DIR"
@@ -345,6 +345,9 @@ class RunStore:
         path = self._existing(run_id)
         manifest, members = self._read_members(path)
         members = dict(members)
+        members["config.json"] = codec.without_paths(members["config.json"], f"run {path.name}")
+        manifest = dict(manifest, files={**manifest["files"], "config.json": {
+            "sha256": sha256(members["config.json"]), "size": len(members["config.json"])}})
         members[MANIFEST] = dump_json(manifest)
         return write_zip(path.name, members)
 
@@ -365,6 +368,7 @@ class RunStore:
             notes = clean_text("run notes", manifest.get("notes", ""), MAX_NOTES_CHARS, single_line=False)
         except ValidationError as exc:
             raise RunFileError(f"{where}: {MANIFEST} {exc}") from None
+        codec.check_self_contained(members, where)
         codec.check_importable(members, where)
         wanted = manifest.get("run_id")
         try:
