@@ -32,8 +32,9 @@ def _history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, flo
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
 
 
-def test_library_tracker_logs_what_the_trainer_saw(tmp_path: Path) -> None:
+def test_library_tracker_logs_what_the_trainer_saw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each epoch's routing metrics and load equal routing_summary of the gate weights the trainer handed over."""
+    monkeypatch.chdir(tmp_path)  # MLflow puts artifacts under ./mlruns next to a sqlite store
     import torch
 
     from kamoe_viz.config import DataConfig, ModelConfig, RunConfig, TrainConfig

@@ -57,8 +57,6 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     m.add_argument("--experts", type=int, default=model.n_experts, metavar="N", help="number of experts")
     m.add_argument("--hidden", default="32", metavar="W[,W...]", help="expert layer widths (default %(default)s)")
     m.add_argument("--gate-activation", choices=GATE_ACTIVATIONS, default=model.gate_activation)
-    m.add_argument("--top-k", type=int, default=model.top_k, metavar="K",
-                   help="keep each row's K largest gate weights (0 = all)")
     m.add_argument("--return-sequences", action="store_true", help="LSTM/GRU experts predict every time step")
     t = parser.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=default_epochs, metavar="N", help="at most N epochs per run "
@@ -71,6 +69,9 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     t.add_argument("--max-grad-norm", type=float, default=train.max_grad_norm, metavar="X")
     t.add_argument("--seed", type=int, default=0, metavar="N", help="first training seed (default 0)")
     t.add_argument("--device", choices=DEVICES, default="cpu", help="default cpu (runs are small and parallel)")
+    from kamoe_viz.cli.train import add_routing_arguments
+
+    add_routing_arguments(m, t)
     parser.set_defaults(kind="moe", gate="grkan")
 
 

@@ -17,6 +17,8 @@ def baseline_config(config: RunConfig) -> RunConfig:
     plain = copy.deepcopy(config)
     plain.model.kind = "standard"
     plain.model.top_k = 0
+    plain.model.routing = "dense"
+    plain.model.shared_experts = 0
     return plain.validate()
 
 
