@@ -55,7 +55,10 @@ def make_stage(kind: str, config: RunConfig, dataset: Any) -> Stage:
     from kamoe_viz.nn import build_model
     from kamoe_viz.training import Trainer
 
+    from kamoe_viz.budget import check_training
+
     config = config.validate()
+    check_training(config, dataset)  # parameters and memory of a batch, before anything is built
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, dataset)
     return Stage(kind, config, model, Trainer(model, dataset, config.train))

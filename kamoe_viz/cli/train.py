@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -84,6 +85,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
     t.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: "
                    "$KAMOE_THREADS, else 1, or up to 4 cores from batch 512 on: small batches train fastest on "
                    "one thread)")
+    add_budget_arguments(t)
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="end with one JSON line of metrics and run facts")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -92,6 +94,30 @@ def add_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
                                                                   "KAMOE_RUNS_DIR or ./runs)")
     p.set_defaults(func=cmd_train)
     return p
+
+
+def add_budget_arguments(group: Any) -> None:
+    """--max-params, --max-memory-mb: raise (or lower) the cost budget of one model (kamoe_viz/budget.py)."""
+    from kamoe_viz import budget
+
+    group.add_argument("--max-params", type=int, default=None, metavar="N",
+                       help=f"largest model in parameters (default ${budget.ENV_MAX_PARAMS}, else "
+                            f"{budget.DEFAULT_MAX_PARAMS:,})")
+    group.add_argument("--max-memory-mb", type=int, default=None, metavar="MB",
+                       help=f"largest training-memory estimate (default ${budget.ENV_MAX_MEMORY_MB}, else "
+                            f"{budget.DEFAULT_MAX_MEMORY_MB:,})")
+
+
+def set_budget_limits(args: argparse.Namespace) -> None:
+    """Copy --max-params / --max-memory-mb into the environment, where the library's budget reads them."""
+    from kamoe_viz import budget
+
+    for value, name, flag in ((getattr(args, "max_params", None), budget.ENV_MAX_PARAMS, "--max-params"),
+                              (getattr(args, "max_memory_mb", None), budget.ENV_MAX_MEMORY_MB, "--max-memory-mb")):
+        if value is not None:
+            if value < 1:
+                raise ValidationError(flag, value, "must be a positive whole number")
+            os.environ[name] = str(value)
 
 
 def add_routing_arguments(model_group: Any, train_group: Any) -> None:
@@ -229,8 +255,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValidationError("--threads", args.threads, "must be at least 1")
     config = config_from_args(args)  # bad input is reported before torch is even loaded
+    set_budget_limits(args)
     import torch
 
+    from kamoe_viz.budget import check_training
     from kamoe_viz.data import load_dataset
     from kamoe_viz.nn import build_model
     from kamoe_viz.training import Trainer, TrainedRun, configure_cpu_threads, resolve_device, tune_allocator
@@ -240,6 +268,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     resolve_device(config.train.device)
     started = time.perf_counter()
     dataset = load_dataset(config.data)
+    check_training(config, dataset)  # a model over the budget is refused before anything is built (exit 2)
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, dataset)
     bar = None if args.quiet else ProgressBar(config.train.epochs)
