@@ -37,7 +37,7 @@ MAX_SHARED_EXPERTS = 8
 BIAS_UPDATE_RATE_RANGE = (0.0, 1.0)
 BALANCE_LOSS_RANGE = (0.0, 100.0)
 Z_LOSS_RANGE = (0.0, 100.0)
-GATE_LR_SCALE_RANGE = (0.0, 1000.0)  # open at 0
+GATE_LR_SCALE_RANGE = (0.01, 1000.0)
 
 
 def _check_int(section: str, name: str, value: Any, low: int, high: int) -> int:
@@ -140,9 +140,9 @@ class ModelConfig:
         if self.routing == "dense" and self.top_k > 0:
             self.routing = "topk"  # settings from before routing was its own field: top_k > 0 meant top-k routing
         _check_choice(s, "routing", self.routing, ROUTINGS)
-        if self.routing in TOP_K_ROUTINGS and not 1 <= self.top_k <= self.n_experts:
-            raise ValidationError("model.top_k", self.top_k, f"must be from 1 to model.n_experts ({self.n_experts}) "
-                                  f"for {self.routing} routing")
+        if self.routing in TOP_K_ROUTINGS and self.top_k == 0:  # the router lacks its k (0 is top_k's default)
+            raise ValidationError("model.routing", self.routing, f"needs model.top_k from 1 to model.n_experts "
+                                  f"({self.n_experts}), the experts per row")
         self.capacity_factor = _check_float(s, "capacity_factor", self.capacity_factor, *CAPACITY_FACTOR_RANGE)
         self.shared_experts = _check_int(s, "shared_experts", self.shared_experts, 0, MAX_SHARED_EXPERTS)
         self.bias_update_rate = _check_float(s, "bias_update_rate", self.bias_update_rate, *BIAS_UPDATE_RATE_RANGE)
@@ -211,8 +211,7 @@ class TrainConfig:
         self.balance_loss = _check_float(s, "balance_loss", self.balance_loss, *BALANCE_LOSS_RANGE)
         self.z_loss = _check_float(s, "z_loss", self.z_loss, *Z_LOSS_RANGE)
         _check_choice(s, "objective", self.objective, OBJECTIVES)
-        self.gate_lr_scale = _check_float(s, "gate_lr_scale", self.gate_lr_scale, *GATE_LR_SCALE_RANGE,
-                                          open_low=True)
+        self.gate_lr_scale = _check_float(s, "gate_lr_scale", self.gate_lr_scale, *GATE_LR_SCALE_RANGE)
         return self
 
 

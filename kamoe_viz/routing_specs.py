@@ -46,3 +46,11 @@ ROUTERS: dict[str, RouterSpec] = {spec.name: spec for spec in (
 
 SHARED_EXPERTS_DEFINITION = ("Shared experts (DeepSeekMoE, arXiv 2401.06066): N always-on experts whose outputs are "
                              "added to the routed mixture with weight 1.")
+
+OBJECTIVE_DEFINITIONS = {
+    "mse": "The task loss of the mixed prediction (MSE, or cross-entropy for classes): experts are blended, and "
+           "nothing rewards sending a row to the one expert that predicts it best.",
+    "likelihood": "The mixture likelihood (Jacobs et al. 1991): -log sum_e w_e N(y; y_e, sigma^2) with a learned "
+                  "sigma (classes: -log sum_e w_e p_e(y)); each row pulls the gate towards its best expert, which "
+                  "is what makes experts specialise.",
+}

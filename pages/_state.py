@@ -140,8 +140,10 @@ def describe_run(run: Any) -> dict[str, str]:
         experts = f"1 × {model.expert.upper()} {list(model.expert_hidden)}"
     else:
         gate = f"{model.gate.upper() if model.gate != 'linear' else 'linear'} · {model.gate_activation}"
-        if model.top_k:
-            gate += f" · top-{model.top_k}"
+        if model.routing != "dense":
+            gate += f" · {model.routing}" + (f" (k={model.top_k})" if model.top_k else "")
+        if model.shared_experts:
+            gate += f" · {model.shared_experts} shared"
         experts = f"{model.n_experts} × {model.expert.upper()} {list(model.expert_hidden)}"
     result = run.result
     return {

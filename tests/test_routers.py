@@ -186,7 +186,7 @@ def test_unknown_gate_and_router_options_are_refused():
         build_router("hash", 3)
     with pytest.raises(ValidationError, match="model.routing"):
         ModelConfig(routing="hash").validate()
-    with pytest.raises(ValidationError, match="model.top_k.*sigmoid_bias"):
+    with pytest.raises(ValidationError, match="model.routing: got 'sigmoid_bias'; needs model.top_k"):
         ModelConfig(routing="sigmoid_bias").validate()
     with pytest.raises(ValidationError, match="model.capacity_factor"):
         ModelConfig(routing="switch", capacity_factor=0).validate()

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from kamoe_viz.cli import tracking
 from kamoe_viz.config import (DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, GATE_FAMILIES, MODEL_KINDS, OBJECTIVES,
                               ROUTINGS, DataConfig, ModelConfig, RunConfig, TrainConfig)
 from kamoe_viz.errors import ValidationError
@@ -92,6 +93,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
     o.add_argument("--save", action="store_true", help="store the run (see the Runs page) and print its id")
     o.add_argument("--runs-dir", default=None, metavar="DIR", help="where --save stores runs (default: env "
                                                                   "KAMOE_RUNS_DIR or ./runs)")
+    tracking.add_options(p)
     p.set_defaults(func=cmd_train)
     return p
 
@@ -272,7 +274,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, dataset)
     bar = None if args.quiet else ProgressBar(config.train.epochs)
-    trainer = Trainer(model, dataset, config.train, on_epoch=bar)
+    tracker = tracking.open_for_train(args, config)  # None without --mlflow / --tensorboard
+    on_epoch = bar if tracker is None else tracker.epoch_logger(dataset, config.train.batch_size, then=bar)
+    trainer = Trainer(model, dataset, config.train, on_epoch=on_epoch)
     interrupted = False
     try:
         while not trainer.done:
@@ -288,6 +292,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = trainer.finish()
     model.cpu().eval()
     run = TrainedRun(config=config, dataset=dataset, model=model, result=result)
+    tracking.finish_train(tracker, run)
     if args.save:
         run.run_id = _save(run, args.runs_dir)
     total = time.perf_counter() - started
