@@ -57,7 +57,10 @@ def make_stage(kind: str, config: RunConfig, dataset: Any) -> Stage:
     from kamoe_viz.training import Trainer
     from kamoe_viz.training.timeline import Timeline
 
+    from kamoe_viz.budget import check_training
+
     config = config.validate()
+    check_training(config, dataset)  # parameters and memory of a batch, before anything is built
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, dataset)
     timeline = Timeline.create(model, dataset, config.train.epochs, batch_size=config.train.batch_size) \

@@ -12,6 +12,7 @@ import streamlit as st
 
 from kamoe_viz import charts_compare as cc
 from kamoe_viz.compare import cpu_count, run as run_comparison
+from kamoe_viz.compare.engines import RAY_ADDRESS_ENV, server_ray_address
 from kamoe_viz.config import EXPERT_TYPES, GATE_FAMILIES, DataConfig, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.errors import KamoeError, ValidationError
 from pages import _entry
@@ -40,6 +41,13 @@ def _widths(text: str) -> tuple[int, ...]:
     if not widths:
         raise ValidationError("expert layer widths", text, "must be widths separated by commas, e.g. 16 or 32,16")
     return widths
+
+
+def server_ray_address_text() -> str:
+    try:
+        return server_ray_address() or ""
+    except KamoeError as err:
+        return f"(invalid: {err})"
 
 
 def settings_form(base: RunConfig) -> dict[str, Any] | None:
@@ -77,6 +85,9 @@ def settings_form(base: RunConfig) -> dict[str, Any] | None:
         patience = c3.number_input("Early stopping (epochs, 0 = off)", 0, 200, key=_default("patience", 5))
         jobs = c4.number_input("Parallel processes", 1, max(1, cpu_count()), key=_default("jobs", 1),
                                help="Independent runs in separate processes. 1 = one after the other.")
+        if server_ray_address_text():
+            st.caption(f"Runs go to the Ray cluster at {server_ray_address_text()} (set by the server's "
+                       f"{RAY_ADDRESS_ENV}); the number of processes is then the cluster's.")
         vary = st.checkbox("Also draw a new train/validation/test split for each seed", key=_default("vary", False),
                            help="Off: every run uses the same split, so only training randomness varies.")
         pressed = st.form_submit_button("Run comparison", type="primary", icon=":material/play_arrow:",
@@ -117,8 +128,10 @@ def run_now(base: RunConfig, s: dict[str, Any]) -> None:
                                                 f"{time.perf_counter() - started:.0f} s")
 
     try:
+        address = server_ray_address()  # set by whoever started the server, never by a visitor
         result = run_comparison(config, gates=s["gates"], seeds=s["seeds"], include_standard=s["standard"],
-                                jobs=s["jobs"], on_progress=progress, vary_split=s["vary"])
+                                jobs=s["jobs"], on_progress=progress, vary_split=s["vary"],
+                                engine="ray" if address else "local", address=address)
     except KamoeError as err:
         bar.empty()
         st.error(str(err))
@@ -136,8 +149,12 @@ def show_result(res: Any) -> None:
     t = res.table
     split = ("a new split per seed" if res.vary_split
              else f"the same split for every run (data seed {res.config['data']['seed']})")
+    where = (f"on Ray at {res.extra['address']}" if res.extra.get("engine") == "ray"
+             else f"with {res.jobs} process{'es' if res.jobs != 1 else ''}")
     st.markdown(f"**{res.config['data']['name']}** · {len(t)} runs · seeds {res.seeds} · {split} · "
-                f"{res.wall_seconds:.0f} s with {res.jobs} process{'es' if res.jobs != 1 else ''}")
+                f"{res.wall_seconds:.0f} s {where}")
+    for _, row in t[t["stopped_reason"] == "error"].iterrows():
+        st.error(f"{cc.variant_label(row.variant)} seed {row.seed} failed: {row.message}")
     significant = bool(len(res.stats)) and "beats" in res.verdict.split(":")[0]
     (st.success if significant else st.info)(cc.in_variant_labels(res.verdict), icon=":material/balance:")
     for _, row in t[t["diverged"].astype(bool)].iterrows():

@@ -1,4 +1,4 @@
-"""Command line: ``python -m kamoe_viz train | datasets | compare | reproduce``.
+"""Command line: ``kamoe-viz`` (or ``python -m kamoe_viz``) ``train | datasets | compare | reproduce | app | ...``.
 
 Any invalid input ends with exit status 2 and one line on stderr naming the problem (no traceback). Set
 ``KAMOE_DEBUG=1`` to see the traceback of an unexpected error.
@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
 
 from kamoe_viz.errors import KamoeError, ValidationError
 
@@ -84,10 +83,10 @@ def cmd_native(args: argparse.Namespace) -> int:
     return 0 if result.state in ("ready", "off") or not args.strict else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from kamoe_viz.cli import train
+def build_parser(prog: str = "python -m kamoe_viz") -> argparse.ArgumentParser:
+    from kamoe_viz.cli import app, train
 
-    parser = OneLineParser(prog="python -m kamoe_viz",
+    parser = OneLineParser(prog=prog,
                            description="KAMoE Explorer: train mixtures of experts and look inside their gates.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train.add_command(sub)
@@ -104,12 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
         compare = None
     if compare is not None:
         compare.add_commands(sub)
+    app.add_command(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m kamoe_viz") -> int:
     """Run one command; returns the exit status."""
-    parser = build_parser()
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if args_list[:1] == ["app"]:  # Streamlit's own options (--server.port 8600) pass through unparsed
+        from kamoe_viz.cli.app import run_app
+
+        try:
+            return run_app(args_list[1:])
+        except KamoeError as exc:
+            print(f"error: {_error_line(exc)}", file=sys.stderr)
+            return EXIT_INVALID
+    parser = build_parser(prog)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help or a bad argument (already reported in one line)
@@ -135,5 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _run() -> Any:  # pragma: no cover - console entry
-    sys.exit(main())
+def console_main() -> None:
+    """The ``kamoe-viz`` console script."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as in ``python -m kamoe_viz``
+    sys.exit(main(prog="kamoe-viz"))

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from kamoe_viz.config import DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, ModelConfig, RunConfig, TrainConfig
+from kamoe_viz.cli import tracking
 from kamoe_viz.errors import ValidationError
 
 COMPARE_DEFAULT_EPOCHS = 30
@@ -56,8 +57,6 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     m.add_argument("--experts", type=int, default=model.n_experts, metavar="N", help="number of experts")
     m.add_argument("--hidden", default="32", metavar="W[,W...]", help="expert layer widths (default %(default)s)")
     m.add_argument("--gate-activation", choices=GATE_ACTIVATIONS, default=model.gate_activation)
-    m.add_argument("--top-k", type=int, default=model.top_k, metavar="K",
-                   help="keep each row's K largest gate weights (0 = all)")
     m.add_argument("--return-sequences", action="store_true", help="LSTM/GRU experts predict every time step")
     t = parser.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=default_epochs, metavar="N", help="at most N epochs per run "
@@ -70,6 +69,9 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     t.add_argument("--max-grad-norm", type=float, default=train.max_grad_norm, metavar="X")
     t.add_argument("--seed", type=int, default=0, metavar="N", help="first training seed (default 0)")
     t.add_argument("--device", choices=DEVICES, default="cpu", help="default cpu (runs are small and parallel)")
+    from kamoe_viz.cli.train import add_routing_arguments
+
+    add_routing_arguments(m, t)
     parser.set_defaults(kind="moe", gate="grkan")
 
 
@@ -89,18 +91,27 @@ def _seeds(text: str) -> int | list[int]:
     return values
 
 
+BAR_WIDTH = 20
+
+
+def _bar(fraction: float) -> str:
+    filled = int(round(BAR_WIDTH * min(1.0, max(0.0, fraction))))
+    return "#" * filled + "." * (BAR_WIDTH - filled)
+
+
 def _progress_printer(stream=sys.stderr) -> Callable[[Any], None]:
     start = time.perf_counter()
     tty = hasattr(stream, "isatty") and stream.isatty()
 
     def show(p: Any) -> None:
         elapsed = time.perf_counter() - start
-        if p.row is not None:
+        head = f"[{_bar(p.fraction)}] {p.done:>3}/{p.total}"
+        if p.row is not None or p.milestone:
             if tty:
                 stream.write("\r\033[K")
-            stream.write(f"[{p.done:>3}/{p.total}] {p.message}  ({elapsed:.0f} s elapsed)\n")
+            stream.write(f"{head} {p.message}  ({elapsed:.0f} s elapsed)\n")
         elif tty:
-            stream.write(f"\r\033[K[{p.done:>3}/{p.total}] {p.message}")
+            stream.write(f"\r\033[K{head} {p.message}")
         stream.flush()
 
     return show
@@ -119,34 +130,27 @@ def _fmt_table(frame: pd.DataFrame, floats: str = "{:.4f}") -> str:
     return shown.to_string(index=False)
 
 
-def _write_csv(table: pd.DataFrame, path: str) -> None:
-    out = Path(path)
-    if out.exists() and out.is_dir():
-        raise ValidationError("--out", path, "must be a file path, not a folder")
-    if not out.parent.exists():
-        raise ValidationError("--out", path, f"folder {str(out.parent)!r} does not exist")
-    tmp = out.with_name(out.name + ".tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(out)
-
-
 # ----- compare -----------------------------------------------------------------------------------------------------
 def cmd_compare(args: argparse.Namespace) -> int:
     from kamoe_viz import compare
     from kamoe_viz.training import configure_cpu_threads, tune_allocator
 
     base = config_from_args(args)
+    tracking.check(args)  # a bad --mlflow / --tensorboard fails before any run
     configure_cpu_threads()  # runs in this process (--jobs 1); workers set their own
     tune_allocator()
     result = compare.run(base, gates=args.gates, seeds=_seeds(args.seeds), include_standard=not args.no_standard,
                          jobs=args.jobs, on_progress=None if args.quiet else _progress_printer(),
-                         vary_split=args.vary_split)
-    if args.out:
-        _write_csv(result.table, args.out)
+                         vary_split=args.vary_split, engine=args.engine, address=args.address,
+                         batch=not args.no_batch, results_path=args.out)
+    tracking.log_compare(args, result)
     t = result.table
     split = "a new split per seed" if args.vary_split else f"fixed split (data seed {base.data.seed})"
+    where = (f"Ray ({args.address or 'a private local cluster'})" if args.engine == "ray"
+             else f"{result.jobs} job(s)")
+    resumed = result.extra.get("resumed", 0)
     print(f"\n{base.data.name}: {len(t)} runs, {split}, training seeds {result.seeds}, "
-          f"{result.wall_seconds:.1f} s with {result.jobs} job(s)")
+          f"{result.wall_seconds:.1f} s on {where}" + (f"; {resumed} taken from {args.out}" if resumed else ""))
     cols = ["variant", "seed", "test_metric", "epochs_run", "best_epoch", "train_seconds", "params",
             "stopped_reason", "gate_entropy", "regime_nmi"]
     print("\nRuns (" + result.metric_label + " on the test split):")
@@ -161,6 +165,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"- {line}")
     for _, row in t[t["diverged"].astype(bool)].iterrows():
         print(f"! {row.variant} seed {row.seed} diverged: {row.message}")
+    for _, row in t[t["stopped_reason"] == "error"].iterrows():
+        print(f"! {row.variant} seed {row.seed} failed: {row.message}")
     print(f"\nVerdict: {result.verdict}")
     if args.out:
         print(f"Wrote {len(t)} rows to {args.out}")
@@ -175,9 +181,13 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str] | None = None) -> in
     configure_cpu_threads()  # runs in this process (--jobs 1); workers set their own
     tune_allocator()
     progress = None if args.quiet else _progress_printer()
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sweep = dict(engine=args.engine, address=args.address, batch=not args.no_batch,
+                 results_path=str(out_dir / f"{args.protocol}_runs.csv"))
     if args.protocol == "california":
         rep = rp.reproduce_california(
-            full=args.full, seeds=_seeds(args.seeds), jobs=args.jobs, on_progress=progress,
+            full=args.full, seeds=_seeds(args.seeds), jobs=args.jobs, on_progress=progress, **sweep,
             experts=[e.strip() for e in args.experts.split(",")] if args.experts else ("mlp", "kan"),
             layers=_int_list(args.layers, "--layers") if args.layers else None,
             widths=_int_list(args.widths, "--widths") if args.widths else None, max_epochs=args.max_epochs)
@@ -186,15 +196,25 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str] | None = None) -> in
             datasets=[d.strip() for d in args.datasets.split(",")] if args.datasets else None,
             experts=[e.strip() for e in args.experts.split(",")] if args.experts else ("lstm", "gru"),
             seeds=_seeds(args.seeds), jobs=args.jobs, hidden=args.hidden, max_epochs=args.max_epochs or 100,
-            on_progress=progress)
+            on_progress=progress, **sweep)
     text = rep.markdown(_command_line(argv))
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rep.table.to_csv(out_dir / f"{rep.name}_runs.csv", index=False)
     (out_dir / f"{rep.name}.md").write_text(text, encoding="utf-8")
     print(text)
     print(f"Wrote {out_dir / (rep.name + '.md')} and {out_dir / (rep.name + '_runs.csv')}")
     return 0
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    from kamoe_viz.compare.engines import ENGINES
+
+    parser.add_argument("--engine", choices=ENGINES, default="local",
+                        help="local: this process or --jobs processes; ray: a Ray cluster (default %(default)s)")
+    parser.add_argument("--address", default=None, metavar="HOST:PORT",
+                        help="--engine ray: the head node to join, or 'auto' for the one running here (default: "
+                             "a private cluster of --jobs CPUs, all cores when --jobs is 1, stopped at the end)")
+    parser.add_argument("--no-batch", action="store_true",
+                        help="train every seed on its own (default: the seeds of one configuration together as "
+                             "one batched model where supported)")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -209,9 +229,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-standard", action="store_true", help="leave out the single-expert baseline")
     p.add_argument("--vary-split", action="store_true", help="also draw a new data split for each seed")
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1)")
-    p.add_argument("--out", default=None, metavar="CSV", help="write one row per gate and seed to this CSV")
+    p.add_argument("--out", default=None, metavar="CSV",
+                   help="write one row per gate and seed to this CSV as each run finishes; running the same "
+                        "command again skips the runs already in it (resume)")
+    add_engine_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_run_options(p, default_epochs=COMPARE_DEFAULT_EPOCHS)
+    tracking.add_options(p)
     p.set_defaults(func=cmd_compare)
 
     r = subparsers.add_parser(
@@ -223,7 +247,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--full", action="store_true", help="california: all 4 depths x 8 widths (slow: hours)")
     r.add_argument("--seeds", default="5", help="number of seeds or a list (default 5)")
     r.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1)")
-    r.add_argument("--out-dir", default="results", help="where to write <protocol>.md and <protocol>_runs.csv")
+    r.add_argument("--out-dir", default="results", help="where to write <protocol>.md and <protocol>_runs.csv "
+                   "(rows are written as runs finish; the same command again resumes from that CSV)")
+    add_engine_options(r)
     r.add_argument("--experts", default=None, help="california: mlp,kan (default); sequential: lstm,gru (default)")
     r.add_argument("--layers", default=None, help="california: expert depths, e.g. 1,2")
     r.add_argument("--widths", default=None, help="california: expert widths, e.g. 10,50")

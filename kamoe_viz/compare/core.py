@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from kamoe_viz import stats
-from kamoe_viz.compare.worker import (GATE_SAMPLE_ROWS, RunOutcome, RunSpec, cpu_count, data_key,
-                                      execute_all)
+from kamoe_viz.compare import engines
+from kamoe_viz.compare.results_file import RUN_KEY, ResultsFile, run_key
+from kamoe_viz.compare.worker import GATE_SAMPLE_ROWS, RunOutcome, RunSpec, cpu_count, data_key
 from kamoe_viz.config import GATE_FAMILIES, SEQUENTIAL_EXPERTS, RunConfig
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.metrics import metric_name
@@ -29,7 +30,7 @@ VARIANT_ORDER = ("standard", "linear", "grn", "grkan")
 
 TABLE_COLUMNS = ["variant", "kind", "gate", "expert", "n_experts", "seed", "data_seed", "dataset", "metric",
                  "test_metric", "train_seconds", "params", "epochs_run", "best_epoch", "stopped_reason", "diverged",
-                 "message", "gate_entropy", "regime_nmi", "device"]
+                 "message", "gate_entropy", "regime_nmi", "device", RUN_KEY]
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Progress:
     fraction: float
     message: str
     row: dict[str, Any] | None = None  # the finished run's table row, when a run just finished
+    milestone: bool = False  # a message worth its own line (e.g. runs resumed from the results file)
 
 
 @dataclass
@@ -183,32 +185,68 @@ def check_jobs(jobs: int) -> int:
 
 
 def run_specs(specs: list[RunSpec], *, jobs: int = 1, on_progress: Callable[[Progress], None] | None = None,
-              sample_rows: int = GATE_SAMPLE_ROWS, datasets: dict[str, Any] | None = None) -> list[RunOutcome]:
-    """Load data, check every variant builds, then train all specs (in order, or in ``jobs`` processes)."""
+              sample_rows: int = GATE_SAMPLE_ROWS, datasets: dict[str, Any] | None = None,
+              engine: str = "local", address: str | None = None, batch: bool = True,
+              results: ResultsFile | None = None, seeds_per_task: int | None = None) -> list[RunOutcome]:
+    """Load data, check every variant builds, then train the specs on ``engine`` (see
+    :mod:`kamoe_viz.compare.engines`). With ``results``, runs already in that file are taken from it, not trained
+    again, and each run's row is written to it as soon as it finishes. Outcomes come back in spec order."""
+    engines.check_engine(engine)
     jobs = check_jobs(jobs)
     datasets = datasets or load_datasets(specs)
     check_compatible(specs, datasets)
     total = len(specs)
-    state = {"done": 0}
+    outcomes: dict[int, RunOutcome] = {}
+    prior = results.finished() if results is not None else {}
+    todo = []
+    for spec in specs:
+        row = prior.get(run_key(spec.variant, spec.labels, spec.config.to_dict()))
+        if row is None:
+            todo.append(spec)
+        else:
+            outcomes[spec.index] = RunOutcome(spec.index, dict(row), pd.DataFrame(), None)
+    if results is not None:
+        results.resumed = len(outcomes)
+    if outcomes and on_progress:
+        on_progress(Progress(len(outcomes), total, len(outcomes) / total,
+                             f"{len(outcomes)} run(s) already in {results.path if results else ''}; skipped",
+                             milestone=True))
 
-    def on_done(out: RunOutcome, done: int, total_: int) -> None:
-        state["done"] = done
+    def on_done(out: RunOutcome) -> None:
+        outcomes[out.index] = out
+        if results is not None:
+            results.add(out.row)
         if on_progress:
             r = out.row
             what = f"{r['variant']} seed {r['seed']}"
-            result = "diverged" if r.get("diverged") else f"{r['metric']} {r['test_metric']:.4f}"
-            on_progress(Progress(done, total_, done / total_, f"finished {what}: {result}", dict(r)))
+            if r.get("stopped_reason") == "error":
+                result = f"error: {r.get('message', '')}"
+            else:
+                result = "diverged" if r.get("diverged") else f"{r['metric']} {r['test_metric']:.4f}"
+            done = len(outcomes)
+            on_progress(Progress(done, total, done / total, f"finished {what}: {result}", dict(r)))
 
     def on_epoch(spec: RunSpec, info: Any) -> None:
         if on_progress:
             epochs = max(1, spec.config.train.epochs)
             within = min(1.0, getattr(info, "epoch", 0) / epochs)
-            done = state["done"]
+            done = len(outcomes)
             on_progress(Progress(done, total, (done + within) / total,
                                  f"{spec.variant} seed {spec.seed}: epoch {getattr(info, 'epoch', '?')}"))
 
-    return execute_all(specs, jobs=jobs, datasets=datasets, on_done=on_done, on_epoch=on_epoch,
-                       sample_rows=sample_rows)
+    if todo:
+        per_task = seeds_per_task or (engines.MAX_SEEDS_PER_TASK if batch else 1)
+        tasks = engines.split_tasks(todo, per_task)
+        with engines.engine_context(engine, jobs=jobs if engine == "local" or jobs > 1 else None,
+                                    address=address) as eng:
+            eng.run(tasks, {k: v for k, v in datasets.items()}, on_done, sample_rows=sample_rows, batch=batch,
+                    on_epoch=on_epoch)
+    return [outcomes[s.index] for s in specs]
+
+
+def stats_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows the statistics use: runs that produced a result (not those whose task failed)."""
+    return table[table["stopped_reason"] != "error"] if "stopped_reason" in table.columns else table
 
 
 def assemble(outcomes: list[RunOutcome]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -250,26 +288,41 @@ def _label_keys(o: RunOutcome) -> set[str]:
 def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "grkan"),
         seeds: int | Sequence[int] = 5, include_standard: bool = True, jobs: int = 1,
         on_progress: Callable[[Progress], None] | None = None, *, vary_split: bool = False,
-        sample_rows: int = GATE_SAMPLE_ROWS) -> ComparisonResult:
-    """Train every variant with every seed and compare them (see the module docstring for what varies)."""
+        sample_rows: int = GATE_SAMPLE_ROWS, engine: str = "local", address: str | None = None,
+        batch: bool = True, results_path: str | None = None) -> ComparisonResult:
+    """Train every variant with every seed and compare them (see the module docstring for what varies).
+
+    ``engine``/``address``: where the runs train (:mod:`kamoe_viz.compare.engines`); ``batch``: seeds of one
+    configuration train together as one model where supported; ``results_path``: a CSV that receives each row as
+    its run finishes and lets the same call resume (runs already in it are not trained again)."""
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     specs = plan(base_config, gates, seeds, include_standard, vary_split)
-    outcomes = run_specs(specs, jobs=jobs, on_progress=on_progress, sample_rows=sample_rows)
+    results = ResultsFile(results_path) if results_path else None
+    outcomes = run_specs(specs, jobs=jobs, on_progress=on_progress, sample_rows=sample_rows, engine=engine,
+                         address=address, batch=batch, results=results)
     table, histories, gate_samples = assemble(outcomes)
+    if results is not None:
+        results.write_table(table)
     variants = list(dict.fromkeys(s.variant for s in specs))
     metric = str(table["metric"].iloc[0])
     label = metric_name(metric)
-    pair_stats = stats.pairwise(table, "test_metric", "variant", "seed", order=variants, metric=label)
+    scored = stats_rows(table)
+    pair_stats = stats.pairwise(scored, "test_metric", "variant", "seed", order=variants, metric=label)
     bounds = {"r2": (-math.inf, 1.0), "accuracy": (0.0, 1.0)}.get(metric, (-math.inf, math.inf))
-    summ = stats.summary(table, "test_metric", "variant", order=variants, bounds=bounds)
-    line = stats.headline(table, "test_metric", "variant", "seed", metric=label)
-    n_div = int(table["diverged"].sum())
+    summ = stats.summary(scored, "test_metric", "variant", order=variants, bounds=bounds)
+    line = stats.headline(scored, "test_metric", "variant", "seed", metric=label)
+    n_div = int(table["diverged"].astype(bool).sum())
     if n_div:
         line += f" {n_div} run(s) diverged (flagged in the table; their best-so-far scores are kept)."
+    n_err = len(table) - len(scored)
+    if n_err:
+        line += f" {n_err} run(s) failed (error rows; re-run the same command to retry them)."
     return ComparisonResult(
         table=table, histories=histories, gate_samples=gate_samples, stats=pair_stats, summary=summ,
         verdict=line, metric=metric, config=copy.deepcopy(base_config).validate().to_dict(),
         seeds=sorted({s.seed for s in specs}, key=[s.seed for s in specs].index), variants=variants,
         vary_split=vary_split, jobs=check_jobs(jobs), wall_seconds=time.perf_counter() - t0, started=started,
+        extra={"engine": engine, "address": address, "batch": batch,
+               "resumed": results.resumed if results is not None else 0},
     )

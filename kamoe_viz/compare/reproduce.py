@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from kamoe_viz import stats
-from kamoe_viz.compare.core import Progress, assemble, normalise_seeds, plan, run_specs
+from kamoe_viz.compare.core import Progress, assemble, normalise_seeds, plan, run_specs, stats_rows
+from kamoe_viz.compare.results_file import ResultsFile
 from kamoe_viz.compare.worker import RunSpec, cpu_count
 from kamoe_viz.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.errors import ValidationError
@@ -90,6 +91,18 @@ def _grid_specs(expert_list: Sequence[str], layers: Sequence[int], widths: Seque
     return specs
 
 
+def _sweep(specs: list[RunSpec], jobs: int, on_progress: Callable[[Progress], None] | None, engine: str,
+           address: str | None, batch: bool, results_path: str | None) -> pd.DataFrame:
+    """Train the protocol's runs (resuming from and streaming into ``results_path``) and return their table."""
+    results = ResultsFile(results_path) if results_path else None
+    outcomes = run_specs(specs, jobs=jobs, on_progress=on_progress, sample_rows=64, engine=engine,
+                         address=address, batch=batch, results=results)
+    table, _, _ = assemble(outcomes)
+    if results is not None:
+        results.write_table(table)
+    return stats_rows(table)
+
+
 def _check_grid(name: str, values: Sequence[int] | None, default: Sequence[int], low: int, high: int) -> list[int]:
     values = list(default if values is None else values)
     if not values:
@@ -126,7 +139,9 @@ def summarise(table: pd.DataFrame, group: list[str]) -> tuple[pd.DataFrame, pd.D
 def reproduce_california(*, full: bool = False, seeds: int | Sequence[int] = 5, jobs: int = 1,
                          experts: Sequence[str] = ("mlp", "kan"), layers: Sequence[int] | None = None,
                          widths: Sequence[int] | None = None, max_epochs: int | None = None,
-                         on_progress: Callable[[Progress], None] | None = None) -> Reproduction:
+                         on_progress: Callable[[Progress], None] | None = None, engine: str = "local",
+                         address: str | None = None, batch: bool = True,
+                         results_path: str | None = None) -> Reproduction:
     """Run the California protocol; ``full`` = the reference's 32 configurations per expert type."""
     for e in experts:
         if e not in ("mlp", "kan"):
@@ -139,8 +154,7 @@ def reproduce_california(*, full: bool = False, seeds: int | Sequence[int] = 5, 
     t0 = time.perf_counter()
     specs = _grid_specs(list(experts), layers, widths, seed_list,
                         lambda e, n, w: california_config(e, n, w, max_epochs=epochs))
-    outcomes = run_specs(specs, jobs=jobs, on_progress=on_progress, sample_rows=64)
-    table, _, _ = assemble(outcomes)
+    table = _sweep(specs, jobs, on_progress, engine, address, batch, results_path)
     summ, per_config, pairs = summarise(table, ["expert"])
     ref = reference_table()
     summ["reference_all_32"] = [REFERENCE_MEANS.get((e, v), np.nan) for e, v in zip(summ.expert, summ.variant)]
@@ -177,7 +191,9 @@ def sequential_datasets() -> list[str]:
 
 def reproduce_sequential(*, datasets: Sequence[str] | None = None, experts: Sequence[str] = ("lstm", "gru"),
                          seeds: int | Sequence[int] = 5, jobs: int = 1, hidden: int = 32, max_epochs: int = 100,
-                         on_progress: Callable[[Progress], None] | None = None) -> Reproduction:
+                         on_progress: Callable[[Progress], None] | None = None, engine: str = "local",
+                         address: str | None = None, batch: bool = True,
+                         results_path: str | None = None) -> Reproduction:
     """Standard vs MoE (GRN) vs KAMoE (GRKAN) with LSTM and GRU experts on the sequence datasets."""
     names = list(datasets) if datasets else sequential_datasets()
     if not names:
@@ -197,8 +213,7 @@ def reproduce_sequential(*, datasets: Sequence[str] | None = None, experts: Sequ
                                                lr_patience=5, seed=seed_list[0], device="cpu")).validate()
             specs += plan(base, ("grn", "grkan"), seed_list, include_standard=True, labels={"series": name},
                           start_index=len(specs))
-    outcomes = run_specs(specs, jobs=jobs, on_progress=on_progress, sample_rows=64)
-    table, _, _ = assemble(outcomes)
+    table = _sweep(specs, jobs, on_progress, engine, address, batch, results_path)
     summ, per_config, pairs = summarise(table, ["series", "expert"])
     settings = {"datasets": names, "experts": list(experts), "seeds": seed_list, "hidden": hidden,
                 "max_epochs": max_epochs, "jobs": int(jobs), "runs": len(specs)}

@@ -14,9 +14,7 @@ import json
 import math
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from typing import Any, Callable
 
 import numpy as np
@@ -24,6 +22,7 @@ import pandas as pd
 
 from kamoe_viz.config import RunConfig
 from kamoe_viz import routing_metrics
+from kamoe_viz.compare.results_file import RUN_KEY, run_key
 from kamoe_viz.errors import KamoeError, TrainingDivergedError
 
 GATE_SAMPLE_ROWS = 256
@@ -99,21 +98,37 @@ def _dataset_for(config: RunConfig, dataset: Any = None) -> Any:
     return _DATASETS[key]
 
 
+def base_row(spec: RunSpec, ds: Any) -> dict[str, Any]:
+    """The columns of a run's row that are known before it trains (what it is, not how it did)."""
+    model_cfg = spec.config.model
+    return {
+        "variant": spec.variant, "kind": model_cfg.kind,
+        "gate": model_cfg.gate if model_cfg.kind == "moe" else "none",
+        "expert": model_cfg.expert, "n_experts": 1 if model_cfg.kind == "standard" else model_cfg.n_experts,
+        **spec.labels, "seed": spec.seed, "data_seed": spec.config.data.seed, "dataset": ds.name,
+        "metric": _primary_metric(ds.task), "test_metric": float("nan"),
+        RUN_KEY: run_key(spec.variant, spec.labels, spec.config.to_dict()),
+    }
+
+
+def error_outcome(spec: RunSpec, ds: Any, message: str) -> RunOutcome:
+    """A run that could not finish (a worker died, an unexpected exception): a row saying so, never a crash."""
+    row = base_row(spec, ds)
+    row.update(train_seconds=float("nan"), params=float("nan"), epochs_run=float("nan"), best_epoch=float("nan"),
+               stopped_reason="error", diverged=False, message=message, gate_entropy=float("nan"),
+               regime_nmi=float("nan"), device="")
+    return RunOutcome(spec.index, row, pd.DataFrame(columns=["epoch", "train_loss", "val_loss"]), None)
+
+
 def execute(spec: RunSpec, dataset: Any = None, on_epoch: Callable[[Any], None] | None = None,
             sample_rows: int = GATE_SAMPLE_ROWS) -> RunOutcome:
     """Train one spec and measure it. A diverged run comes back flagged, with its message, never dropped."""
     from kamoe_viz.training import predict, train_run
 
     ds = _dataset_for(spec.config, dataset)
-    metric = _primary_metric(ds.task)
+    row = base_row(spec, ds)
+    metric = row["metric"]
     model_cfg = spec.config.model
-    row: dict[str, Any] = {
-        "variant": spec.variant, "kind": model_cfg.kind,
-        "gate": model_cfg.gate if model_cfg.kind == "moe" else "none",
-        "expert": model_cfg.expert, "n_experts": 1 if model_cfg.kind == "standard" else model_cfg.n_experts,
-        **spec.labels, "seed": spec.seed, "data_seed": spec.config.data.seed, "dataset": ds.name,
-        "metric": metric, "test_metric": float("nan"),
-    }
     started = time.perf_counter()
     try:
         trained = train_run(spec.config, dataset=ds, on_epoch=on_epoch)
@@ -154,10 +169,6 @@ def _init_worker(datasets: dict[str, Any]) -> None:
     _DATASETS.update(datasets)
 
 
-def _execute_in_worker(spec: RunSpec, sample_rows: int) -> RunOutcome:
-    return execute(spec, None, None, sample_rows)
-
-
 def cpu_count() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -165,45 +176,5 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def execute_all(specs: list[RunSpec], *, jobs: int = 1, datasets: dict[str, Any] | None = None,
-                on_done: Callable[[RunOutcome, int, int], None] | None = None,
-                on_epoch: Callable[[RunSpec, Any], None] | None = None,
-                sample_rows: int = GATE_SAMPLE_ROWS) -> list[RunOutcome]:
-    """Run every spec; results come back in spec order whatever order they finish in.
-
-    ``jobs == 1`` runs here (with per-epoch callbacks); ``jobs > 1`` uses that many spawned worker processes.
-    ``datasets`` (data key -> Dataset) are loaded once by the caller and shipped to each worker once.
-    """
-    datasets = dict(datasets or {})
-    total = len(specs)
-    outcomes: dict[int, RunOutcome] = {}
-    if jobs <= 1 or total <= 1:
-        for spec in specs:
-            epoch_cb = (lambda info, s=spec: on_epoch(s, info)) if on_epoch else None
-            ds = datasets.get(data_key(spec.config))
-            out = execute(spec, ds, epoch_cb, sample_rows)
-            outcomes[spec.index] = out
-            if on_done:
-                on_done(out, len(outcomes), total)
-        return [outcomes[s.index] for s in specs]
-    ctx = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=ctx, initializer=_init_worker,
-                             initargs=(datasets,)) as pool:
-        pending = {pool.submit(_execute_in_worker, spec, sample_rows) for spec in specs}
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    out = fut.result()  # re-raises a worker's KamoeError with its message
-                    outcomes[out.index] = out
-                    if on_done:
-                        on_done(out, len(outcomes), total)
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
-    return [outcomes[s.index] for s in specs]
-
-
 __all__ = ["GATE_SAMPLE_ROWS", "KamoeError", "RunOutcome", "RunSpec", "cpu_count", "data_key", "execute",
-           "execute_all", "gate_entropy", "regime_agreement"]
+           "gate_entropy", "regime_agreement"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,6 +23,7 @@ from kamoe_viz.runstore.fileformat import dump_json, load_json, sha256
 
 DEFAULT_MAX_DATASET_BYTES = 256 * 1024**2  # larger datasets are rebuilt from their loader instead of stored
 _ARRAY_DTYPES = (np.float32, np.float64, np.int64, np.int32)
+_log = logging.getLogger(__name__)
 
 
 # ----- encode -------------------------------------------------------------------------------------------------------
@@ -172,6 +174,48 @@ def decode_stored_dataset(members: Mapping[str, bytes], meta: Mapping[str, Any],
     return dataset
 
 
+# ----- a run file is data, never a pointer ---------------------------------------------------------------------------
+def file_paths(config: RunConfig) -> list[str]:
+    """The settings of ``config`` that name a file (``data.csv_path``, a dataset option such as ``csv_path``)."""
+    found = ["data.csv_path"] if config.data.csv_path else []
+    found += [f"data.options.{key}" for key, value in sorted(config.data.options.items())
+              if "path" in str(key).lower() and value]
+    return found
+
+
+def without_paths(config_json: bytes, where: str) -> bytes:
+    """config.json with every file path removed: what an exported run carries (its data travels inside it)."""
+    raw = load_json("config.json", config_json, where)
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(data, dict):
+        return config_json
+    data["csv_path"] = None
+    if isinstance(data.get("options"), dict):
+        data["options"] = {k: v for k, v in data["options"].items() if "path" not in str(k).lower()}
+    return dump_json(raw)
+
+
+def check_self_contained(members: Mapping[str, bytes], where: str) -> None:
+    """An arriving run must carry its dataset (or name a built-in one that regenerates it) and name no file.
+
+    Refused before anything is built, so an uploaded run can never make the server open one of its own files; the
+    message names the setting, never the path or anything read from it.
+    """
+    from kamoe_viz.data import list_datasets
+
+    config = decode_config(members, where)
+    paths = file_paths(config)
+    if paths:
+        raise RunFileError(f"{where}: config.json names a file ({', '.join(paths)}); a run file carries its data "
+                           "and never points at a file on the server. Export the run again from the Runs page "
+                           "(exported runs carry their data and no file paths).")
+    built_in = {info.name for info in list_datasets()}
+    if ("dataset.safetensors" not in members and "data.csv" not in members
+            and config.data.name not in built_in):
+        raise RunFileError(f"{where}: the run carries no dataset (neither dataset.safetensors nor data.csv) and "
+                           f"{config.data.name!r} is not a built-in dataset that could regenerate it.")
+
+
 def rebuild_dataset(config: RunConfig, meta: Mapping[str, Any], csv: bytes | None, csv_path: Path | None,
                     where: str) -> Dataset:
     """Rebuild with the dataset's loader (from the stored CSV copy for uploaded data) and check it is the same data.
@@ -191,12 +235,20 @@ def rebuild_dataset(config: RunConfig, meta: Mapping[str, Any], csv: bytes | Non
                 frame, data_config.target, features, name=meta["name"], seed=data_config.seed,
                 test_fraction=data_config.test_fraction, val_fraction=data_config.val_fraction, task=meta["task"])
         else:
+            if from_file and csv_path is None:  # loading never opens a file outside the run's folder
+                raise RunFileError(f"{where}: the run's dataset was read from a CSV file that is not stored in the "
+                                   "run (data.csv is missing); it cannot be rebuilt from the run alone.")
             if csv_path is not None and from_file:
                 if data_config.csv_path:
                     data_config.csv_path = str(csv_path)
                 if "csv_path" in data_config.options:
                     data_config.options["csv_path"] = str(csv_path)
-            dataset = data_module.load_dataset(data_config)
+            try:
+                dataset = data_module.load_dataset(data_config)
+            except (KamoeError, OSError) as exc:  # may name the server's own files (KAMOE_CALIFORNIA_CSV): log it
+                _log.warning("%s: dataset %r could not be regenerated: %s", where, config.data.name, exc)
+                raise RunFileError(f"{where}: the dataset {config.data.name!r} could not be regenerated on this "
+                                   "server (the server log has the details).") from None
     except KamoeError as exc:
         raise RunFileError(f"{where}: the dataset {config.data.name!r} could not be rebuilt: {exc}") from exc
     except OSError as exc:
