@@ -19,6 +19,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from kamoe_viz.config import DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, ModelConfig, RunConfig, TrainConfig
+from kamoe_viz.cli import tracking
 from kamoe_viz.errors import ValidationError
 
 COMPARE_DEFAULT_EPOCHS = 30
@@ -135,12 +136,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from kamoe_viz.training import configure_cpu_threads, tune_allocator
 
     base = config_from_args(args)
+    tracking.check(args)  # a bad --mlflow / --tensorboard fails before any run
     configure_cpu_threads()  # runs in this process (--jobs 1); workers set their own
     tune_allocator()
     result = compare.run(base, gates=args.gates, seeds=_seeds(args.seeds), include_standard=not args.no_standard,
                          jobs=args.jobs, on_progress=None if args.quiet else _progress_printer(),
                          vary_split=args.vary_split, engine=args.engine, address=args.address,
                          batch=not args.no_batch, results_path=args.out, routings=args.routings)
+    tracking.log_compare(args, result)
     t = result.table
     split = "a new split per seed" if args.vary_split else f"fixed split (data seed {base.data.seed})"
     where = (f"Ray ({args.address or 'a private local cluster'})" if args.engine == "ray"
@@ -235,6 +238,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add_engine_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_run_options(p, default_epochs=COMPARE_DEFAULT_EPOCHS)
+    tracking.add_options(p)
     p.set_defaults(func=cmd_compare)
 
     r = subparsers.add_parser(

@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from kamoe_viz.cli import tracking
 from kamoe_viz.config import (DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, GATE_FAMILIES, MODEL_KINDS, OBJECTIVES,
                               ROUTINGS, DataConfig, ModelConfig, RunConfig, TrainConfig)
 from kamoe_viz.errors import ValidationError
@@ -84,14 +86,43 @@ def add_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
     t.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: "
                    "$KAMOE_THREADS, else 1, or up to 4 cores from batch 512 on: small batches train fastest on "
                    "one thread)")
+    add_budget_arguments(t)
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="end with one JSON line of metrics and run facts")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--snapshot-every", type=int, default=None, metavar="N",
+                   help="record a training timeline (gate weights, routing metrics, region maps) every N epochs, "
+                        "at most 200 snapshots; saved with --save and shown on the Gates, Splines and Experts pages")
     o.add_argument("--save", action="store_true", help="store the run (see the Runs page) and print its id")
     o.add_argument("--runs-dir", default=None, metavar="DIR", help="where --save stores runs (default: env "
                                                                   "KAMOE_RUNS_DIR or ./runs)")
+    tracking.add_options(p)
     p.set_defaults(func=cmd_train)
     return p
+
+
+def add_budget_arguments(group: Any) -> None:
+    """--max-params, --max-memory-mb: raise (or lower) the cost budget of one model (kamoe_viz/budget.py)."""
+    from kamoe_viz import budget
+
+    group.add_argument("--max-params", type=int, default=None, metavar="N",
+                       help=f"largest model in parameters (default ${budget.ENV_MAX_PARAMS}, else "
+                            f"{budget.DEFAULT_MAX_PARAMS:,})")
+    group.add_argument("--max-memory-mb", type=int, default=None, metavar="MB",
+                       help=f"largest training-memory estimate (default ${budget.ENV_MAX_MEMORY_MB}, else "
+                            f"{budget.DEFAULT_MAX_MEMORY_MB:,})")
+
+
+def set_budget_limits(args: argparse.Namespace) -> None:
+    """Copy --max-params / --max-memory-mb into the environment, where the library's budget reads them."""
+    from kamoe_viz import budget
+
+    for value, name, flag in ((getattr(args, "max_params", None), budget.ENV_MAX_PARAMS, "--max-params"),
+                              (getattr(args, "max_memory_mb", None), budget.ENV_MAX_MEMORY_MB, "--max-memory-mb")):
+        if value is not None:
+            if value < 1:
+                raise ValidationError(flag, value, "must be a positive whole number")
+            os.environ[name] = str(value)
 
 
 def add_routing_arguments(model_group: Any, train_group: Any) -> None:
@@ -225,12 +256,38 @@ def _save(run: Any, runs_dir: str | None) -> str:
     return RunStore(runs_dir).save(run)
 
 
+def _timeline(args: argparse.Namespace, model: Any, dataset: Any, config: RunConfig) -> Any:
+    """The training timeline ``--snapshot-every`` asks for (epoch 0 taken now), or None."""
+    if args.snapshot_every is None:
+        return None
+    from kamoe_viz.training.timeline import Timeline
+
+    try:
+        return Timeline.create(model, dataset, config.train.epochs, args.snapshot_every,
+                               batch_size=config.train.batch_size)
+    except ValidationError as err:
+        raise ValidationError("--snapshot-every", args.snapshot_every, err.allowed) from None
+
+
+def _callbacks(bar: Any, timeline: Any, model: Any) -> Any:
+    record = timeline.callback(model) if timeline is not None else None
+    if record is None:
+        return bar
+    def on_epoch(info: Any) -> None:
+        if bar is not None:
+            bar(info)
+        record(info)
+    return on_epoch
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValidationError("--threads", args.threads, "must be at least 1")
     config = config_from_args(args)  # bad input is reported before torch is even loaded
+    set_budget_limits(args)
     import torch
 
+    from kamoe_viz.budget import check_training
     from kamoe_viz.data import load_dataset
     from kamoe_viz.nn import build_model
     from kamoe_viz.training import Trainer, TrainedRun, configure_cpu_threads, resolve_device, tune_allocator
@@ -240,10 +297,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     resolve_device(config.train.device)
     started = time.perf_counter()
     dataset = load_dataset(config.data)
+    check_training(config, dataset)  # a model over the budget is refused before anything is built (exit 2)
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, dataset)
     bar = None if args.quiet else ProgressBar(config.train.epochs)
-    trainer = Trainer(model, dataset, config.train, on_epoch=bar)
+    timeline = _timeline(args, model, dataset, config)
+    tracker = tracking.open_for_train(args, config)  # None without --mlflow / --tensorboard
+    on_epoch = bar if tracker is None else tracker.epoch_logger(dataset, config.train.batch_size, then=bar)
+    trainer = Trainer(model, dataset, config.train, on_epoch=_callbacks(on_epoch, timeline, model))
     interrupted = False
     try:
         while not trainer.done:
@@ -256,9 +317,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if timeline is not None:  # before finish(), which restores the best weights
+        last = trainer.rows[-1] if trainer.rows else {}
+        timeline.finalize(model, trainer.epoch, last.get("train_loss"), last.get("val_loss"))
     result = trainer.finish()
     model.cpu().eval()
-    run = TrainedRun(config=config, dataset=dataset, model=model, result=result)
+    run = TrainedRun(config=config, dataset=dataset, model=model, result=result, timeline=timeline)
+    tracking.finish_train(tracker, run)
     if args.save:
         run.run_id = _save(run, args.runs_dir)
     total = time.perf_counter() - started

@@ -185,6 +185,10 @@ class KAMoE(nn.Module):
 
 
 def build_model(config: ModelConfig, dataset) -> KAMoE:
-    """The model for a dataset (anything with n_features, n_outputs, seq_len: a data.Dataset)."""
+    """The model for a dataset (anything with n_features, n_outputs, seq_len: a data.Dataset). A model over the
+    server's cost budget is refused before anything is allocated (:mod:`kamoe_viz.budget`)."""
+    from kamoe_viz.budget import check_model
+
     config.validate()
+    check_model(config, dataset.n_features, dataset.n_outputs, dataset.seq_len)
     return KAMoE(config, dataset.n_features, dataset.n_outputs, dataset.seq_len)

@@ -144,6 +144,22 @@ class Trainer:
         """Finish after the current epoch (or now, between bursts)."""
         self._stop_requested = True
 
+    def update_settings(self, **changes: Any) -> None:
+        """Change settings that may change between epochs (``lr``, and loss weights such as ``balance_loss``):
+        validated as a TrainConfig; a new learning rate scales every parameter group alike (keeping their
+        ratios) and restarts the plateau patience."""
+        if not changes:
+            return
+        unknown = [k for k in changes if not hasattr(self.config, k)]
+        if unknown:
+            raise ValidationError("train", unknown[0], "is not a training setting")
+        self.config = dataclasses.replace(self.config, **changes).validate()
+        if "lr" in changes and self.config.lr != self.lr:
+            ratio = self.config.lr / self.lr
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["lr"] * ratio
+            self._plateau_wait = 0
+
     def history(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
 
