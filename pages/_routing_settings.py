@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from kamoe_viz.charts_training import LOAD_DEFINITIONS
+from kamoe_viz.charts.training import LOAD_DEFINITIONS
 from kamoe_viz.config import (BALANCE_LOSS_RANGE, BIAS_UPDATE_RATE_RANGE, CAPACITY_FACTOR_RANGE, GATE_ACTIVATIONS,
                               GATE_LR_SCALE_RANGE, MAX_EXPERTS, MAX_SHARED_EXPERTS, OBJECTIVES, Z_LOSS_RANGE, ModelConfig, TrainConfig)
 from kamoe_viz.routing_specs import OBJECTIVE_DEFINITIONS, ROUTERS, SHARED_EXPERTS_DEFINITION

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 import _app_support
 from kamoe_viz import compare
-from kamoe_viz.charts_compare import in_variant_labels, variant_label
+from kamoe_viz.charts.compare import in_variant_labels, variant_label
 from kamoe_viz.compare.core import routing_verdict
 from kamoe_viz.compare.worker import ROUTING_COLUMNS
 from kamoe_viz.config import RunConfig

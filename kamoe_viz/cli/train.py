@@ -250,7 +250,7 @@ def _json_value(value: Any) -> Any:
 
 def _save(run: Any, runs_dir: str | None) -> str:
     try:
-        from kamoe_viz.runs import RunStore
+        from kamoe_viz.runstore import RunStore
     except ImportError:
         raise ValidationError("--save", True, "is not available: this installation has no run store") from None
     return RunStore(runs_dir).save(run)
