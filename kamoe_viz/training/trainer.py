@@ -159,6 +159,13 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = group["lr"] * ratio
             self._plateau_wait = 0
+        if any(name in changes for name in AUX_LOSSES):
+            self.objective.weights = {n: float(getattr(self.config, n)) for n in AUX_LOSSES
+                                      if getattr(self.config, n) > 0}
+            self._graphed = None  # a captured step holds the old weights
+            if self.objective.weights and self._direct is not None:  # closed-form gradients lack aux losses
+                self._direct, self.gradient_path = None, "autograd"
+                self.gradient_path_reason = "balance or z loss"
 
     def history(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
