@@ -5,6 +5,7 @@ Start with ``bash scripts/app.sh`` or ``streamlit run app.py`` (binds to 127.0.0
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 # Idle OpenMP threads sleep instead of spinning: with several sessions training at once (or a busy machine),
@@ -13,6 +14,13 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import streamlit as st  # noqa: E402
+
+from kamoe_viz import serving  # noqa: E402
+
+# Server settings come from whoever starts the server (`streamlit run app.py -- --runs-dir X`), never from a visitor.
+# Under Streamlit sys.argv is this script followed by the arguments after `--`; under a test runner it is not.
+if Path(sys.argv[0]).name == "app.py":
+    serving.apply_args(sys.argv[1:])
 
 from kamoe_viz.training import configure_cpu_threads  # noqa: E402
 from pages import _entry  # noqa: E402

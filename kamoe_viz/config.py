@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.routing_specs import ROUTERS
 
 GATE_FAMILIES = ("linear", "grn", "grkan")
 GATE_ACTIVATIONS = ("sigmoid", "softmax")
@@ -26,6 +27,17 @@ MAX_EXPERTS = 16
 MAX_WIDTH = 1024
 MAX_LAYERS = 6
 MAX_EPOCHS = 10_000
+
+# Routing: each router's definition is in kamoe_viz.routing_specs.ROUTERS
+ROUTINGS = tuple(ROUTERS)
+TOP_K_ROUTINGS = tuple(name for name, spec in ROUTERS.items() if "top_k" in spec.options)
+OBJECTIVES = ("mse", "likelihood")
+CAPACITY_FACTOR_RANGE = (0.1, 16.0)
+MAX_SHARED_EXPERTS = 8
+BIAS_UPDATE_RATE_RANGE = (0.0, 1.0)
+BALANCE_LOSS_RANGE = (0.0, 100.0)
+Z_LOSS_RANGE = (0.0, 100.0)
+GATE_LR_SCALE_RANGE = (0.01, 1000.0)
 
 
 def _check_int(section: str, name: str, value: Any, low: int, high: int) -> int:
@@ -93,7 +105,11 @@ class ModelConfig:
     kind: str = "moe"
     gate: str = "grkan"
     gate_activation: str = "sigmoid"
-    top_k: int = 0  # 0 = dense routing (all experts), k = keep the k largest gate weights
+    top_k: int = 0  # experts per row for the topk, noisy_topk and sigmoid_bias routers
+    routing: str = "dense"  # a key of kamoe_viz.nn.routers.ROUTERS
+    capacity_factor: float = 1.25  # switch, expert_choice: capacity = ceil(capacity_factor * rows / experts)
+    shared_experts: int = 0  # always-on experts beside the routed ones (DeepSeekMoE)
+    bias_update_rate: float = 0.001  # sigmoid_bias: u in b_i += u * sign(mean load - load_i)
     n_experts: int = 3
     expert: str = "mlp"
     expert_hidden: tuple[int, ...] = (100,)
@@ -121,6 +137,15 @@ class ModelConfig:
             raise ValidationError(
                 "model.top_k", self.top_k, f"must be 0 (off) or at most model.n_experts ({self.n_experts})"
             )
+        if self.routing == "dense" and self.top_k > 0:
+            self.routing = "topk"  # settings from before routing was its own field: top_k > 0 meant top-k routing
+        _check_choice(s, "routing", self.routing, ROUTINGS)
+        if self.routing in TOP_K_ROUTINGS and self.top_k == 0:  # the router lacks its k (0 is top_k's default)
+            raise ValidationError("model.routing", self.routing, f"needs model.top_k from 1 to model.n_experts "
+                                  f"({self.n_experts}), the experts per row")
+        self.capacity_factor = _check_float(s, "capacity_factor", self.capacity_factor, *CAPACITY_FACTOR_RANGE)
+        self.shared_experts = _check_int(s, "shared_experts", self.shared_experts, 0, MAX_SHARED_EXPERTS)
+        self.bias_update_rate = _check_float(s, "bias_update_rate", self.bias_update_rate, *BIAS_UPDATE_RATE_RANGE)
         hidden = self.expert_hidden
         if isinstance(hidden, (int, float)) and not isinstance(hidden, bool):
             hidden = (hidden,)
@@ -165,6 +190,10 @@ class TrainConfig:
     max_grad_norm: float = 0.0  # 0 = no clipping
     seed: int = 0
     device: str = "auto"
+    balance_loss: float = 0.0  # weight alpha of the Switch auxiliary loss alpha * E * sum_i f_i * P_i; 0 = off
+    z_loss: float = 0.0  # weight of the router z-loss mean(logsumexp(logits)^2) (ST-MoE); 0 = off
+    objective: str = "mse"  # "likelihood": the mixture likelihood of Jacobs et al. 1991 instead of the task loss
+    gate_lr_scale: float = 1.0  # the gate's (and router's) learning rate is lr * gate_lr_scale
 
     def validate(self) -> "TrainConfig":
         s = "train"
@@ -179,6 +208,10 @@ class TrainConfig:
         self.max_grad_norm = _check_float(s, "max_grad_norm", self.max_grad_norm, 0.0, 1e6)
         self.seed = _check_int(s, "seed", self.seed, 0, 2**31 - 1)
         _check_choice(s, "device", self.device, DEVICES)
+        self.balance_loss = _check_float(s, "balance_loss", self.balance_loss, *BALANCE_LOSS_RANGE)
+        self.z_loss = _check_float(s, "z_loss", self.z_loss, *Z_LOSS_RANGE)
+        _check_choice(s, "objective", self.objective, OBJECTIVES)
+        self.gate_lr_scale = _check_float(s, "gate_lr_scale", self.gate_lr_scale, *GATE_LR_SCALE_RANGE)
         return self
 
 

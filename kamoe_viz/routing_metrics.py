@@ -209,7 +209,22 @@ def routing_summary(weights: Any, regimes: Any = None, batch_size: int | None = 
     return summary
 
 
-__all__ = ["ROUTING_METRIC_DEFINITIONS", "ROUTING_METRIC_LABELS", "dropped_fraction", "expert_load", "flat_weights",
+ROUTING_TABLE_KEYS = ("nmi", "ari", "mutual_information", "load_cv", "max_violation", "max_violation_batch", "gini",
+                      "min_load", "max_load", "routing_entropy", "dropped_fraction")
+
+
+def routing_metrics_table(summary: dict[str, Any]) -> "Any":
+    """One row per scalar metric of a :func:`routing_summary`: label, value, definition (NaN values, e.g. NMI
+    without known regimes, are left out)."""
+    import pandas as pd
+
+    rows = [{"metric": ROUTING_METRIC_LABELS[key], "value": float(summary[key]),
+             "definition": ROUTING_METRIC_DEFINITIONS[key]}
+            for key in ROUTING_TABLE_KEYS if key in summary and math.isfinite(float(summary[key]))]
+    return pd.DataFrame(rows, columns=["metric", "value", "definition"])
+
+
+__all__ = ["ROUTING_METRIC_DEFINITIONS", "ROUTING_METRIC_LABELS", "ROUTING_TABLE_KEYS", "routing_metrics_table", "dropped_fraction", "expert_load", "flat_weights",
            "gini", "load_cv", "max_violation", "max_violation_per_batch", "mean_weight", "regime_ari",
            "regime_mutual_information", "regime_nmi", "routed_rows", "routing_entropy", "routing_summary",
            "row_entropy", "winners"]

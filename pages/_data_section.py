@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from kamoe_viz import charts_training as ct
+from kamoe_viz.charts import training as ct
 from kamoe_viz.config import DataConfig, RunConfig
 from kamoe_viz.errors import KamoeError
 from pages._config_state import seed

@@ -6,18 +6,17 @@ older ones are released (they stay on disk in the run store).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable
 
 import streamlit as st
 
+from kamoe_viz import serving
 from kamoe_viz.live import background_jobs
 
 CURRENT = "current_run"
 RECENT = "recent_runs"
 RUN_CACHE = "_run_cache"
-RUNS_DIR = "runs_dir"
 MAX_RECENT = 3
 TRAIN_PAGE = "pages/train.py"
 TRAIN_JOB = "_train_job"  # session key of the Train page's LiveJob (pages/_train_live.py)
@@ -107,16 +106,14 @@ def run_cached(run: Any, name: str, compute: Callable[[], Any]) -> Any:
 
 # ----- run store -------------------------------------------------------------------------------------------------
 def runs_dir() -> Path:
-    """This session's runs folder: the sidebar setting, else env KAMOE_RUNS_DIR, else ./runs."""
-    chosen = st.session_state.get(RUNS_DIR)
-    if chosen:
-        return Path(chosen)
-    return Path(os.environ.get("KAMOE_RUNS_DIR") or "runs")
+    """The server's runs folder, chosen by whoever started it (--runs-dir, env KAMOE_RUNS_DIR, else ./runs); a
+    visitor cannot change it."""
+    return serving.runs_dir()
 
 
 def run_store():
     """A RunStore on this session's runs folder (cheap to create; holds no models)."""
-    from kamoe_viz.runs import RunStore
+    from kamoe_viz.runstore import RunStore
 
     return RunStore(runs_dir())
 
@@ -143,8 +140,10 @@ def describe_run(run: Any) -> dict[str, str]:
         experts = f"1 × {model.expert.upper()} {list(model.expert_hidden)}"
     else:
         gate = f"{model.gate.upper() if model.gate != 'linear' else 'linear'} · {model.gate_activation}"
-        if model.top_k:
-            gate += f" · top-{model.top_k}"
+        if model.routing != "dense":
+            gate += f" · {model.routing}" + (f" (k={model.top_k})" if model.top_k else "")
+        if model.shared_experts:
+            gate += f" · {model.shared_experts} shared"
         experts = f"{model.n_experts} × {model.expert.upper()} {list(model.expert_hidden)}"
     result = run.result
     return {
@@ -206,15 +205,5 @@ def render_sidebar() -> None:
             st.selectbox("Switch to a recent run", [NO_PICK] + list(labels),
                          format_func=lambda k: labels.get(k, NO_PICK), key=RECENT_PICK,
                          on_change=_switch_to_picked, args=(others,))
-        with st.expander("Runs folder", icon=":material/folder:"):
-            st.caption("Finished runs are saved here (config, weights, metrics, history). "
-                       "Default: env KAMOE_RUNS_DIR or ./runs.")
-            entered = st.text_input("Folder", value=str(runs_dir()), key="_runs_dir_input",
-                                    help="Applies to this browser session.")
-            if entered.strip() and entered.strip() != str(runs_dir()):
-                path = Path(entered.strip()).expanduser()
-                if path.exists() and not path.is_dir():
-                    st.error(f"runs folder: got {str(path)!r}; must be a folder, not a file.")
-                else:
-                    st.session_state[RUNS_DIR] = str(path)
-                    st.rerun()
+        st.caption(f"Finished runs are saved in the server's runs folder `{runs_dir().name}` "
+                   "(chosen when the server starts: --runs-dir or KAMOE_RUNS_DIR).")

@@ -5,11 +5,12 @@ from typing import Any
 
 import streamlit as st
 
-from kamoe_viz.charts_training import LOAD_DEFINITIONS, TOP_K_NOTE
-from kamoe_viz.config import (BASE_ACTIVATIONS, EXPERT_TYPES, GATE_ACTIVATIONS, GATE_FAMILIES, MAX_EXPERTS,
+from kamoe_viz.config import (BASE_ACTIVATIONS, EXPERT_TYPES, GATE_FAMILIES, MAX_EXPERTS,
                               SEQUENTIAL_EXPERTS, RunConfig)
 from kamoe_viz.errors import ValidationError
 from pages._config_state import seed
+from pages._routing_settings import FIELD_LABELS as ROUTING_LABELS
+from pages._routing_settings import routing_settings, routing_training_settings
 
 GATE_LABELS = {"linear": "Linear", "grn": "GRN", "grkan": "GRKAN"}
 GATE_HELP = ("**Linear**: one dense layer on h. **GRN**: gated residual network (ELU, GLU, skip, layer norm), "
@@ -30,7 +31,7 @@ FIELD_LABELS = {
     "train.early_stopping": "Early stopping", "train.lr": "Learning rate", "train.batch_size": "Batch size",
     "train.seed": "Seed", "train.device": "Device", "train.weight_decay": "Weight decay",
     "train.max_grad_norm": "Clip gradient norm", "train.lr_patience": "LR patience", "train.lr_factor": "LR factor",
-    "train.min_lr": "Min LR"}
+    "train.min_lr": "Min LR", **ROUTING_LABELS}
 
 
 def in_page_words(message: str) -> str:
@@ -68,19 +69,9 @@ def model_settings(base: RunConfig, is_sequence: bool, disabled: bool) -> tuple[
     values["gate"] = st.segmented_control(
         "Gate family", list(GATE_FAMILIES), format_func=GATE_LABELS.get, disabled=disabled,
         key=seed("model.gate", m.gate), help=GATE_HELP) or m.gate
-    values["gate_activation"] = st.segmented_control(
-        "Gate output activation", list(GATE_ACTIVATIONS), disabled=disabled,
-        key=seed("model.gate_activation", m.gate_activation),
-        help="softmax: weights sum to 1 (experts compete). sigmoid: each weight in (0, 1) on its own "
-             "(the reference).") or m.gate_activation
-    st.caption(LOAD_DEFINITIONS[values["gate_activation"]])
-    c1, c2 = st.columns(2)
-    values["n_experts"] = c1.number_input("Experts", 1, MAX_EXPERTS, step=1, disabled=disabled,
+    values["n_experts"] = st.number_input("Experts", 1, MAX_EXPERTS, step=1, disabled=disabled,
                                           key=seed("model.n_experts", m.n_experts))
-    top_k = min(m.top_k, int(values["n_experts"]))
-    values["top_k"] = c2.number_input("Top-k (0 = all)", 0, MAX_EXPERTS, step=1, disabled=disabled,
-                                      key=seed("model.top_k", top_k),
-                                      help="Keep only each input's k largest gate weights. " + TOP_K_NOTE)
+    values.update(routing_settings(m, int(values["n_experts"]), disabled))
     experts = list(EXPERT_TYPES)
     values["expert"] = st.selectbox(
         "Expert type", experts, format_func=EXPERT_LABELS.get, disabled=disabled,
@@ -167,6 +158,9 @@ def training_settings(base: RunConfig, devices: list[str], disabled: bool) -> di
     values["device"] = st.selectbox("Device", options, disabled=disabled, key=seed("train.device", device),
                                     help="Only devices present on this machine are offered. auto = the GPU if "
                                          "there is one, else the CPU.")
+    with st.expander("Routing and balance", expanded=t.objective != "mse" or t.balance_loss > 0 or t.z_loss > 0
+                     or t.gate_lr_scale != 1.0):
+        values.update(routing_training_settings(t, disabled))
     with st.expander("More training settings"):
         c1, c2 = st.columns(2)
         values["weight_decay"] = c1.number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%g",

@@ -1,6 +1,6 @@
 """Compare page: linear, GRN and GRKAN gates (and the plain model) side by side over several seeds.
 
-Widgets and layout only: kamoe_viz.compare trains and tests, kamoe_viz.charts_compare draws. The latest comparison
+Widgets and layout only: kamoe_viz.compare trains and tests, kamoe_viz.charts.compare draws. The latest comparison
 of this browser session is kept in ``st.session_state`` (per user), so visiting other pages does not lose it.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from kamoe_viz import charts_compare as cc
+from kamoe_viz.charts import compare as cc
 from kamoe_viz.compare import cpu_count, run as run_comparison
 from kamoe_viz.compare.engines import RAY_ADDRESS_ENV, server_ray_address
 from kamoe_viz.config import EXPERT_TYPES, GATE_FAMILIES, DataConfig, ModelConfig, RunConfig, TrainConfig

@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from kamoe_viz import charts as ch
+from kamoe_viz import routing_metrics as rm
 from kamoe_viz.interpret import gates as gt
 from pages import _entry
 from pages._interpret_ui import REFERENCE_ROWS, cached, gate_label, guarded, page_start, show_chart, show_table
@@ -53,6 +54,14 @@ st.caption(summary["load_definition"])
 with guarded("Load chart"):
     show_chart(run, f"gate_load_{split}", lambda: ch.load_chart(loads))
 show_table(loads, f"gate_load_{split}")
+
+st.subheader("Routing metrics")
+st.caption("The literature's balance and specialisation measures on the same rows; here load is each expert's top-1 "
+           "share (the fraction of routed rows where it has the largest weight, summing to 1).")
+routing = cached(run, f"gates_routing:{split}", lambda: rm.routing_metrics_table(rm.routing_summary(
+    wide[expert_cols].to_numpy(), wide["regime"].to_numpy() if "regime" in wide else None,
+    run.config.train.batch_size)))
+show_table(routing, f"routing_metrics_{split}")
 
 st.subheader("Gate weight distribution")
 style = st.segmented_control("Show as", ["histogram", "violin"], default="histogram", key="gates_style")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from kamoe_viz import serving
 from kamoe_viz.errors import KamoeError
 from kamoe_viz.metrics import METRIC_NAMES, metric_name
 from pages import _entry, _state
@@ -11,6 +12,7 @@ from pages._train_settings import EXPERT_LABELS, GATE_LABELS
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
 CONFIRM = "_confirm_delete"
+PICK = "runs_pick"
 VALUE_LABELS = {**GATE_LABELS, **EXPERT_LABELS}
 TABLE_COLUMNS = ["name", "run_id", "created", "dataset", "gate", "expert", "n_experts", "metric", "value", "epochs",
                  "device", "stopped_reason", "notes", "imported", "error"]
@@ -43,9 +45,10 @@ def _text(value) -> str:
 
 st.title("Saved runs")
 folder = _state.runs_dir()
-st.caption(f"Every finished training is saved in `{folder.resolve()}` (settings, weights as safetensors, metrics, "
-           "loss history). Open one to explore it on the other pages, download it as a single .zip file, or "
-           "upload a file someone shared. Change the folder in the sidebar.")
+st.caption(f"Every finished training is saved in the server's runs folder `{folder.name}` (settings, weights as "
+           "safetensors, metrics, loss history). Open one to explore it on the other pages, download it as a single "
+           ".zip file, or upload a file someone shared. The folder is chosen when the server starts (--runs-dir or "
+           "KAMOE_RUNS_DIR).")
 
 try:
     store = _state.run_store()
@@ -53,7 +56,9 @@ except KamoeError as err:
     st.error(str(err), icon=":material/error:")
     st.stop()
 except OSError as err:
-    st.error(f"runs folder: {str(folder)!r} cannot be used ({err}). Choose another folder in the sidebar.")
+    st.error("The server's runs folder cannot be used; whoever runs the server can choose another one "
+             "(--runs-dir or KAMOE_RUNS_DIR).")
+    serving.log.warning("runs folder %s cannot be used: %s", folder, err)
     st.stop()
 
 with st.expander("Upload a run file", icon=":material/upload:"):
@@ -66,7 +71,7 @@ with st.expander("Upload a run file", icon=":material/upload:"):
             try:
                 run_id = store.import_bytes(upload.getvalue(), upload.name)
                 done[upload.file_id] = ("ok", f"Imported {upload.name!r} as run `{run_id}`; it is selected below.")
-                st.session_state["runs_pick"] = run_id  # select the new run in the picker
+                st.session_state[PICK] = run_id  # select the new run in the picker
             except KamoeError as err:
                 done[upload.file_id] = ("error", f"{upload.name!r} was not imported; nothing was changed. {err}")
             except Exception as err:  # anything unforeseen in a hostile file: refuse it, keep the store as it is
@@ -100,14 +105,15 @@ st.dataframe(shown, hide_index=True, width="stretch", key="runs_table",
                             "stopped_reason": "stopped by"})
 ids = [str(r) for r in table["run_id"]]
 labels = {rid: _label(row) for rid, row in zip(ids, table.to_dict("records"))}
-run_id = st.selectbox("Run", ids, index=ids.index(current_id) if current_id in ids else 0,
-                      format_func=lambda rid: labels.get(rid, rid), key="runs_pick")
+if st.session_state.get(PICK) not in ids:  # first visit, or the picked run is gone: the current run, else the newest
+    st.session_state[PICK] = current_id if current_id in ids else ids[0]
+run_id = st.selectbox("Run", ids, format_func=lambda rid: labels.get(rid, rid), key=PICK)  # no index: state sets it
 row = table[table["run_id"].astype(str) == run_id].iloc[0].to_dict()
 damaged = _text(row.get("error"))
 st.subheader(f"Run `{run_id}`" + ("  (open now)" if run_id == current_id else ""))
 c1, c2, c3 = st.columns(3)
 if damaged:
-    st.error(f"This run cannot be opened: {damaged}. Delete it, or replace it with a good copy.")
+    st.error(f"This run cannot be opened: {damaged.rstrip('.')}. Delete it, or replace it with a good copy.")
 if c1.button("Open in the explorer", type="primary", icon=":material/open_in_browser:", width="stretch",
              disabled=bool(damaged)):
     try:
@@ -131,7 +137,7 @@ if st.session_state.get(CONFIRM) != run_id:
         st.session_state[CONFIRM] = run_id
         st.rerun()
 else:
-    st.warning(f"Delete run `{run_id}` from `{folder}` for good? Download it first if you may want it again.")
+    st.warning(f"Delete run `{run_id}` for good? Download it first if you may want it again.")
     d1, d2, _ = st.columns([1, 1, 3])
     if d1.button("Yes, delete it", type="primary", icon=":material/delete_forever:"):
         try:

@@ -92,6 +92,7 @@ def test_sequential_experts_on_tabular_data_are_refused_with_a_message():
 
 def test_top_k_above_the_number_of_experts_is_refused():
     at = new_app()
+    at.selectbox(key="w.model.routing").set_value("topk").run()
     at.number_input(key="w.model.top_k").set_value(3).run()
     at.number_input(key="w.model.n_experts").set_value(2).run()
     no_exception(at)

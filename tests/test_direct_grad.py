@@ -144,7 +144,9 @@ def test_what_is_left_to_autograd(kernel, monkeypatch):
     tabular, windows = dataset(), dataset(seq_len=4, features=3)
     cases = {
         "lstm experts": (ModelConfig(expert="lstm", expert_hidden=(4,)), windows),
-        "top-k routing": (ModelConfig(top_k=1, expert_hidden=(4,)), tabular),
+        "topk routing": (ModelConfig(top_k=1, expert_hidden=(4,)), tabular),
+            "switch routing": (ModelConfig(routing="switch", expert_hidden=(4,)), tabular),
+            "shared experts": (ModelConfig(shared_experts=1, expert_hidden=(4,)), tabular),
         "gate dropout": (ModelConfig(dropout=0.2, expert_hidden=(4,)), tabular),
     }
     for reason, (config, data) in cases.items():
@@ -248,6 +250,11 @@ def test_fit_uses_direct_gradients_where_they_apply(kernel, monkeypatch):
     trainer = Trainer(build_model(ModelConfig(expert_hidden=(4,)), data), data, TrainConfig(epochs=1))
     assert (trainer.gradient_path, trainer.gradient_path_reason) == ("direct", None)
     trainer = Trainer(build_model(ModelConfig(expert_hidden=(4,), top_k=2), data), data, TrainConfig(epochs=1))
-    assert (trainer.gradient_path, trainer.gradient_path_reason) == ("autograd", "top-k routing")
+    assert (trainer.gradient_path, trainer.gradient_path_reason) == ("autograd", "topk routing")
+    for train, reason in [(TrainConfig(epochs=1, objective="likelihood"), "objective likelihood"),
+                          (TrainConfig(epochs=1, balance_loss=0.1), "balance or z loss"),
+                          (TrainConfig(epochs=1, gate_lr_scale=5.0), "gate learning-rate scale")]:
+        trainer = Trainer(build_model(ModelConfig(expert_hidden=(4,)), data), data, train)
+        assert (trainer.gradient_path, trainer.gradient_path_reason) == ("autograd", reason)
     result = fit(build_model(ModelConfig(expert_hidden=(4,)), data), data, TrainConfig(epochs=2, batch_size=16))
     assert result.epochs_run == 2 and np.isfinite(result.history["train_loss"]).all()

@@ -14,6 +14,7 @@ from kamoe_viz.errors import ValidationError
 from kamoe_viz.nn import GRKANGate, GRNGate, KAMoE, KanLayerRef, KANLinear, LinearGate, MoEOutput, build_gate, \
     build_model
 from kamoe_viz.nn.gates import gate_parameter_count
+from kamoe_viz.nn.routers import build_router
 from kamoe_viz.nn.kan import bspline_basis_recursive, uniform_knots
 
 B, T, FEAT, E, H, O = 6, 5, 4, 3, 7, 2
@@ -120,9 +121,10 @@ def test_softmax_weights_sum_to_one_and_sigmoid_need_not():
     torch.manual_seed(0)
     h = torch.randn(200, 10) * 3
     for family in ("linear", "grn", "grkan"):
-        soft = build_gate(family, 10, 4, activation="softmax")(h)
+        logits = build_gate(family, 10, 4)(h)
+        soft = build_router("dense", 4, gate_activation="softmax")(logits).weights
         torch.testing.assert_close(soft.sum(-1), torch.ones(200))
-        sig = build_gate(family, 10, 4, activation="sigmoid")(h)
+        sig = build_router("dense", 4, gate_activation="sigmoid")(logits).weights
         assert torch.all((sig > 0) & (sig < 1))
         assert (sig.sum(-1) - 1).abs().max() > 0.1  # not normalised
 
@@ -132,15 +134,17 @@ def test_softmax_weights_sum_to_one_and_sigmoid_need_not():
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_top_k_keeps_the_k_largest_and_zeroes_the_rest(family, activation, k):
     torch.manual_seed(k)
-    gate = build_gate(family, 6, 4, activation=activation, top_k=k)
+    gate = build_gate(family, 6, 4)
     h = torch.randn(100, 6)
-    weights = gate(h)
-    logits = gate.logits(h)
+    logits = gate(h)
+    weights = build_router("topk", 4, top_k=k, gate_activation=activation)(logits).weights
     assert torch.all((weights != 0).sum(-1) == k)
     kept = logits.topk(k, dim=-1).indices.sort(-1).values  # expert order, as weights[mask] is
     mask = torch.zeros_like(weights, dtype=torch.bool).scatter_(-1, kept, True)
     assert torch.all(weights[~mask] == 0)
-    if activation == "softmax":
+    if activation == "softmax" and k == 1:  # Switch-style: the plain probability, so the gate gets a gradient
+        torch.testing.assert_close(weights[mask], torch.softmax(logits, -1)[mask])
+    elif activation == "softmax":
         torch.testing.assert_close(weights.sum(-1), torch.ones(100))
         torch.testing.assert_close(weights[mask].view(100, k), torch.softmax(logits.gather(-1, kept), -1))
     else:
@@ -148,11 +152,12 @@ def test_top_k_keeps_the_k_largest_and_zeroes_the_rest(family, activation, k):
 
 
 def test_top_k_with_tied_logits_keeps_exactly_k():
-    gate = LinearGate(3, 4, activation="sigmoid", top_k=2)
+    gate = LinearGate(3, 4)
     with torch.no_grad():
         gate.dense.weight.zero_()
         gate.dense.bias.zero_()
-    weights = gate(torch.randn(5, 3))  # all four logits equal
+    weights = build_router("topk", 4, top_k=2, gate_activation="sigmoid")(gate(torch.randn(5, 3))).weights
+    # all four logits equal
     assert torch.all((weights != 0).sum(-1) == 2)
 
 
@@ -185,7 +190,7 @@ def ref_kan(layer: KANLinear, x: torch.Tensor) -> torch.Tensor:
     return out if layer.bias is None else out + layer.bias
 
 
-def ref_gate(gate, h: torch.Tensor) -> torch.Tensor:
+def ref_gate(gate, h: torch.Tensor, router) -> torch.Tensor:
     if isinstance(gate, LinearGate):
         logits = h @ gate.dense.weight.T + gate.dense.bias
     else:
@@ -200,12 +205,15 @@ def ref_gate(gate, h: torch.Tensor) -> torch.Tensor:
         z = h @ gate.skip.weight.T + gate.skip.bias + glu
         mean, var = z.mean(-1, keepdim=True), z.var(-1, unbiased=False, keepdim=True)
         logits = (z - mean) / torch.sqrt(var + 1e-3) * gate.norm.weight + gate.norm.bias
-    weights = torch.softmax(logits, -1) if gate.activation == "softmax" else torch.sigmoid(logits)
-    if gate.top_k:
+    weights = torch.softmax(logits, -1) if router.activation == "softmax" else torch.sigmoid(logits)
+    top_k = getattr(router, "top_k", 0)
+    if top_k:
         rows = []
         for r in range(logits.shape[0]):
-            order = sorted(range(gate.n_experts), key=lambda e: -float(logits[r, e]))[: gate.top_k]
-            if gate.activation == "softmax":
+            order = sorted(range(gate.n_experts), key=lambda e: -float(logits[r, e]))[:top_k]
+            if router.activation == "softmax" and top_k == 1:  # Switch-style: the plain probability
+                kept = torch.softmax(logits[r], -1)[order]
+            elif router.activation == "softmax":
                 kept = torch.softmax(logits[r, order], -1)
             else:
                 kept = torch.sigmoid(logits[r, order])
@@ -234,7 +242,7 @@ def ref_expert(model: KAMoE, e: int, x: torch.Tensor) -> torch.Tensor:
 def ref_model(model: KAMoE, x: torch.Tensor) -> torch.Tensor:
     xs = x * model.input_scale
     h = torch.relu(xs @ model.gate_input.weight.T + model.gate_input.bias)
-    weights = ref_gate(model.gate, h)
+    weights = ref_gate(model.gate, h, model.router)
     mixed = sum(weights[:, e:e + 1] * ref_expert(model, e, xs) for e in range(model.n_experts))
     return mixed @ model.head.weight.T + model.head.bias
 

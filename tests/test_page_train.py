@@ -114,9 +114,9 @@ def test_a_good_csv_trains(tmp_path):
     at.file_uploader(key="upload_csv").set_value(("mine.csv", csv.encode(), "text/csv")).run()
     no_exception(at)
     assert not errors_text(at), errors_text(at)
-    at.number_input(key="w.model.top_k").set_value(2).run()  # a rerun with the file still uploaded
+    at.selectbox(key="w.model.routing").set_value("topk").run()  # a rerun with the file still uploaded
     assert not [m.value for m in at.info if "Upload the same file" in m.value]  # it is uploaded already
-    at.number_input(key="w.model.top_k").set_value(0).run()
+    at.selectbox(key="w.model.routing").set_value("dense").run()
     train_until_done(at)
     run = at.session_state["current_run"]
     assert run.dataset.feature_names == ["x1", "x2"] and run.config.data.target == "y"
@@ -185,6 +185,7 @@ def test_a_reloaded_page_can_take_over_the_training_it_left_behind():
 
 def test_every_settings_problem_is_shown_at_once():
     at = new_app(TINY)
+    at.selectbox(key="w.model.routing").set_value("topk").run()
     at.number_input(key="w.model.top_k").set_value(9).run()
     at.text_input(key="w.model.expert_hidden").set_value("0").run()
     no_exception(at)

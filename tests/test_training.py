@@ -74,7 +74,7 @@ def test_train_run_returns_cpu_eval_model_and_learns() -> None:
     assert isinstance(run, TrainedRun) and isinstance(run.result, TrainResult)
     assert not run.model.training and next(run.model.parameters()).device.type == "cpu"
     hist = run.result.history
-    assert list(hist.columns) == ["epoch", "train_loss", "val_loss", "lr", "seconds"]
+    assert list(hist.columns) == ["epoch", "train_loss", "val_loss", "lr", "seconds", "balance_loss", "z_loss"]
     assert hist["epoch"].tolist() == list(range(1, len(hist) + 1))
     assert hist["val_loss"].iloc[-1] < 0.5 * hist["val_loss"].iloc[0]
     assert hist["seconds"].is_monotonic_increasing
@@ -127,9 +127,9 @@ class ScriptedTrainer(Trainer):
         self.states: dict[int, dict[str, torch.Tensor]] = {}
 
     def _validate(self):
-        loss, weights = super()._validate()
+        loss, weights, aux = super()._validate()
         self.states[self.epoch + 1] = state_of(self.model)
-        return self.script[self.epoch], weights
+        return self.script[self.epoch], weights, aux
 
 
 def scripted(losses: list[float], **train) -> ScriptedTrainer:

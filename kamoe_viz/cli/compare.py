@@ -19,6 +19,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from kamoe_viz.config import DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, ModelConfig, RunConfig, TrainConfig
+from kamoe_viz.cli import tracking
 from kamoe_viz.errors import ValidationError
 
 COMPARE_DEFAULT_EPOCHS = 30
@@ -56,8 +57,6 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     m.add_argument("--experts", type=int, default=model.n_experts, metavar="N", help="number of experts")
     m.add_argument("--hidden", default="32", metavar="W[,W...]", help="expert layer widths (default %(default)s)")
     m.add_argument("--gate-activation", choices=GATE_ACTIVATIONS, default=model.gate_activation)
-    m.add_argument("--top-k", type=int, default=model.top_k, metavar="K",
-                   help="keep each row's K largest gate weights (0 = all)")
     m.add_argument("--return-sequences", action="store_true", help="LSTM/GRU experts predict every time step")
     t = parser.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=default_epochs, metavar="N", help="at most N epochs per run "
@@ -70,6 +69,9 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     t.add_argument("--max-grad-norm", type=float, default=train.max_grad_norm, metavar="X")
     t.add_argument("--seed", type=int, default=0, metavar="N", help="first training seed (default 0)")
     t.add_argument("--device", choices=DEVICES, default="cpu", help="default cpu (runs are small and parallel)")
+    from kamoe_viz.cli.train import add_routing_arguments
+
+    add_routing_arguments(m, t)
     parser.set_defaults(kind="moe", gate="grkan")
 
 
@@ -134,12 +136,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from kamoe_viz.training import configure_cpu_threads, tune_allocator
 
     base = config_from_args(args)
+    tracking.check(args)  # a bad --mlflow / --tensorboard fails before any run
     configure_cpu_threads()  # runs in this process (--jobs 1); workers set their own
     tune_allocator()
     result = compare.run(base, gates=args.gates, seeds=_seeds(args.seeds), include_standard=not args.no_standard,
                          jobs=args.jobs, on_progress=None if args.quiet else _progress_printer(),
                          vary_split=args.vary_split, engine=args.engine, address=args.address,
                          batch=not args.no_batch, results_path=args.out)
+    tracking.log_compare(args, result)
     t = result.table
     split = "a new split per seed" if args.vary_split else f"fixed split (data seed {base.data.seed})"
     where = (f"Ray ({args.address or 'a private local cluster'})" if args.engine == "ray"
@@ -231,6 +235,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add_engine_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_run_options(p, default_epochs=COMPARE_DEFAULT_EPOCHS)
+    tracking.add_options(p)
     p.set_defaults(func=cmd_compare)
 
     r = subparsers.add_parser(

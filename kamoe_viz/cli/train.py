@@ -11,13 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from kamoe_viz.config import (DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, GATE_FAMILIES, MODEL_KINDS, DataConfig,
-                              ModelConfig, RunConfig, TrainConfig)
+from kamoe_viz.cli import tracking
+from kamoe_viz.config import (DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, GATE_FAMILIES, MODEL_KINDS, OBJECTIVES,
+                              ROUTINGS, DataConfig, ModelConfig, RunConfig, TrainConfig)
 from kamoe_viz.errors import ValidationError
 
 EXIT_DIVERGED = 3
@@ -28,7 +30,13 @@ FLAGS = {"data.name": "--dataset", "data.options": "--option", "data.seed": "--d
          "model.expert": "--expert", "model.expert_hidden": "--hidden", "model.return_sequences":
          "--return-sequences", "train.epochs": "--epochs", "train.batch_size": "--batch-size", "train.lr": "--lr",
          "train.weight_decay": "--weight-decay", "train.early_stopping": "--patience",
-         "train.max_grad_norm": "--max-grad-norm", "train.seed": "--seed", "train.device": "--device"}
+         "train.max_grad_norm": "--max-grad-norm", "train.seed": "--seed", "train.device": "--device",
+         "model.routing": "--routing", "model.capacity_factor": "--capacity-factor",
+         "model.shared_experts": "--shared-experts", "model.bias_update_rate": "--bias-update-rate",
+         "train.balance_loss": "--balance-loss", "train.z_loss": "--z-loss", "train.objective": "--objective",
+         "train.gate_lr_scale": "--gate-lr-scale"}
+ROUTING_MODEL_FIELDS = ("routing", "capacity_factor", "shared_experts", "bias_update_rate")
+ROUTING_TRAIN_FIELDS = ("balance_loss", "z_loss", "objective", "gate_lr_scale")
 
 
 def _defaults() -> tuple[ModelConfig, TrainConfig]:
@@ -58,14 +66,13 @@ def add_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
                                                                           "no gate)")
     m.add_argument("--gate", choices=GATE_FAMILIES, default=model.gate)
     m.add_argument("--gate-activation", choices=GATE_ACTIVATIONS, default=model.gate_activation)
-    m.add_argument("--top-k", type=int, default=model.top_k, metavar="K", help="keep each row's K largest gate "
-                                                                               "weights (0 = all)")
+    t = p.add_argument_group("training")
+    add_routing_arguments(m, t)
     m.add_argument("--expert", choices=EXPERT_TYPES, default=model.expert)
     m.add_argument("--experts", type=int, default=model.n_experts, metavar="N", help="number of experts")
     m.add_argument("--hidden", default=",".join(map(str, model.expert_hidden)), metavar="W[,W...]",
                    help="expert layer widths (default %(default)s)")
     m.add_argument("--return-sequences", action="store_true", help="LSTM/GRU experts predict every time step")
-    t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=train.epochs, metavar="N")
     t.add_argument("--batch-size", type=int, default=train.batch_size, metavar="N")
     t.add_argument("--lr", type=float, default=train.lr, metavar="X", help="learning rate (default %(default)g)")
@@ -79,14 +86,75 @@ def add_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
     t.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: "
                    "$KAMOE_THREADS, else 1, or up to 4 cores from batch 512 on: small batches train fastest on "
                    "one thread)")
+    add_budget_arguments(t)
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="end with one JSON line of metrics and run facts")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--snapshot-every", type=int, default=None, metavar="N",
+                   help="record a training timeline (gate weights, routing metrics, region maps) every N epochs, "
+                        "at most 200 snapshots; saved with --save and shown on the Gates, Splines and Experts pages")
     o.add_argument("--save", action="store_true", help="store the run (see the Runs page) and print its id")
     o.add_argument("--runs-dir", default=None, metavar="DIR", help="where --save stores runs (default: env "
                                                                   "KAMOE_RUNS_DIR or ./runs)")
+    tracking.add_options(p)
     p.set_defaults(func=cmd_train)
     return p
+
+
+def add_budget_arguments(group: Any) -> None:
+    """--max-params, --max-memory-mb: raise (or lower) the cost budget of one model (kamoe_viz/budget.py)."""
+    from kamoe_viz import budget
+
+    group.add_argument("--max-params", type=int, default=None, metavar="N",
+                       help=f"largest model in parameters (default ${budget.ENV_MAX_PARAMS}, else "
+                            f"{budget.DEFAULT_MAX_PARAMS:,})")
+    group.add_argument("--max-memory-mb", type=int, default=None, metavar="MB",
+                       help=f"largest training-memory estimate (default ${budget.ENV_MAX_MEMORY_MB}, else "
+                            f"{budget.DEFAULT_MAX_MEMORY_MB:,})")
+
+
+def set_budget_limits(args: argparse.Namespace) -> None:
+    """Copy --max-params / --max-memory-mb into the environment, where the library's budget reads them."""
+    from kamoe_viz import budget
+
+    for value, name, flag in ((getattr(args, "max_params", None), budget.ENV_MAX_PARAMS, "--max-params"),
+                              (getattr(args, "max_memory_mb", None), budget.ENV_MAX_MEMORY_MB, "--max-memory-mb")):
+        if value is not None:
+            if value < 1:
+                raise ValidationError(flag, value, "must be a positive whole number")
+            os.environ[name] = str(value)
+
+
+def add_routing_arguments(model_group: Any, train_group: Any) -> None:
+    """--routing, --top-k, --capacity-factor, --shared-experts, --bias-update-rate (model) and --balance-loss,
+    --z-loss, --objective, --gate-lr-scale (training); shared by train and compare."""
+    model, train = _defaults()
+    model_group.add_argument("--routing", choices=ROUTINGS, default=model.routing,
+                             help="how gate logits become expert weights (default dense; the README's routers table "
+                                  "defines each)")
+    model_group.add_argument("--top-k", type=int, default=model.top_k, metavar="K",
+                             help="experts per row for topk, noisy_topk, sigmoid_bias (a K > 0 alone means topk)")
+    model_group.add_argument("--capacity-factor", type=float, default=model.capacity_factor, metavar="C",
+                             help="switch, expert_choice: capacity ceil(C * rows / experts) (default %(default)g)")
+    model_group.add_argument("--shared-experts", type=int, default=model.shared_experts, metavar="N",
+                             help="N always-on experts beside the routed ones (DeepSeekMoE; default 0)")
+    model_group.add_argument("--bias-update-rate", type=float, default=model.bias_update_rate, metavar="U",
+                             help="sigmoid_bias: b_i += U * sign(mean load - load_i) per step (default %(default)g)")
+    train_group.add_argument("--balance-loss", type=float, default=train.balance_loss, metavar="A",
+                             help="weight of the Switch balance loss A * E * sum f_i P_i (0 = off)")
+    train_group.add_argument("--z-loss", type=float, default=train.z_loss, metavar="B",
+                             help="weight of the router z-loss (0 = off)")
+    train_group.add_argument("--objective", choices=OBJECTIVES, default=train.objective,
+                             help="mse: the task loss of the mixed prediction; likelihood: the mixture likelihood "
+                                  "(Jacobs et al. 1991), which rewards each row's best expert")
+    train_group.add_argument("--gate-lr-scale", type=float, default=train.gate_lr_scale, metavar="X",
+                             help="learning rate of the gate and router = lr * X (default 1)")
+
+
+def routing_fields(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(ModelConfig fields, TrainConfig fields) of the routing arguments."""
+    return ({name: getattr(args, name) for name in ROUTING_MODEL_FIELDS},
+            {name: getattr(args, name) for name in ROUTING_TRAIN_FIELDS})
 
 
 # ----- arguments -> config --------------------------------------------------------------------------------------------
@@ -132,12 +200,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             raise ValidationError("--target" if args.target else "--features", args.target or args.features,
                                   "only applies together with --csv")
         data = DataConfig(name=args.dataset or "regimes", options=options, seed=args.data_seed)
+    model_routing, train_routing = routing_fields(args)
     model = ModelConfig(kind=args.kind, gate=args.gate, gate_activation=args.gate_activation, top_k=args.top_k,
                         n_experts=args.experts, expert=args.expert, expert_hidden=_hidden(args.hidden),
-                        return_sequences=args.return_sequences)
+                        return_sequences=args.return_sequences, **model_routing)
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                         early_stopping=args.patience, max_grad_norm=args.max_grad_norm, seed=args.seed,
-                        device=args.device)
+                        device=args.device, **train_routing)
     return RunConfig(data=data, model=model, train=train).validate()
 
 
@@ -181,18 +250,44 @@ def _json_value(value: Any) -> Any:
 
 def _save(run: Any, runs_dir: str | None) -> str:
     try:
-        from kamoe_viz.runs import RunStore
+        from kamoe_viz.runstore import RunStore
     except ImportError:
         raise ValidationError("--save", True, "is not available: this installation has no run store") from None
     return RunStore(runs_dir).save(run)
+
+
+def _timeline(args: argparse.Namespace, model: Any, dataset: Any, config: RunConfig) -> Any:
+    """The training timeline ``--snapshot-every`` asks for (epoch 0 taken now), or None."""
+    if args.snapshot_every is None:
+        return None
+    from kamoe_viz.training.timeline import Timeline
+
+    try:
+        return Timeline.create(model, dataset, config.train.epochs, args.snapshot_every,
+                               batch_size=config.train.batch_size)
+    except ValidationError as err:
+        raise ValidationError("--snapshot-every", args.snapshot_every, err.allowed) from None
+
+
+def _callbacks(bar: Any, timeline: Any, model: Any) -> Any:
+    record = timeline.callback(model) if timeline is not None else None
+    if record is None:
+        return bar
+    def on_epoch(info: Any) -> None:
+        if bar is not None:
+            bar(info)
+        record(info)
+    return on_epoch
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValidationError("--threads", args.threads, "must be at least 1")
     config = config_from_args(args)  # bad input is reported before torch is even loaded
+    set_budget_limits(args)
     import torch
 
+    from kamoe_viz.budget import check_training
     from kamoe_viz.data import load_dataset
     from kamoe_viz.nn import build_model
     from kamoe_viz.training import Trainer, TrainedRun, configure_cpu_threads, resolve_device, tune_allocator
@@ -202,10 +297,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     resolve_device(config.train.device)
     started = time.perf_counter()
     dataset = load_dataset(config.data)
+    check_training(config, dataset)  # a model over the budget is refused before anything is built (exit 2)
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, dataset)
     bar = None if args.quiet else ProgressBar(config.train.epochs)
-    trainer = Trainer(model, dataset, config.train, on_epoch=bar)
+    timeline = _timeline(args, model, dataset, config)
+    tracker = tracking.open_for_train(args, config)  # None without --mlflow / --tensorboard
+    on_epoch = bar if tracker is None else tracker.epoch_logger(dataset, config.train.batch_size, then=bar)
+    trainer = Trainer(model, dataset, config.train, on_epoch=_callbacks(on_epoch, timeline, model))
     interrupted = False
     try:
         while not trainer.done:
@@ -218,14 +317,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if timeline is not None:  # before finish(), which restores the best weights
+        last = trainer.rows[-1] if trainer.rows else {}
+        timeline.finalize(model, trainer.epoch, last.get("train_loss"), last.get("val_loss"))
     result = trainer.finish()
     model.cpu().eval()
-    run = TrainedRun(config=config, dataset=dataset, model=model, result=result)
+    run = TrainedRun(config=config, dataset=dataset, model=model, result=result, timeline=timeline)
+    tracking.finish_train(tracker, run)
     if args.save:
         run.run_id = _save(run, args.runs_dir)
     total = time.perf_counter() - started
     _report(run, total, interrupted, args.json)
     return EXIT_DIVERGED if result.stopped_reason == "diverged" else 0
+
+
+ROUTING_JSON_KEYS = ("nmi", "load", "load_cv", "max_violation", "gini", "min_load", "routing_entropy",
+                     "dropped_fraction")
+
+
+def routing_report(run: Any) -> dict[str, Any]:
+    """The routing metrics of ``train --json`` on the test split (nmi only when the dataset knows its regimes);
+    empty for a model without a gate."""
+    if run.model.gate is None or len(run.dataset.X_test) == 0:
+        return {}
+    from kamoe_viz.routing_metrics import routing_summary
+    from kamoe_viz.training.evaluation import predict
+
+    weights = predict(run.model, run.dataset.X_test)["gate_weights"]
+    regimes = run.dataset.regimes_test
+    if regimes is not None and weights.ndim == 3 and regimes.ndim == 1:  # one regime per window, weights per step
+        weights = weights[:, -1]
+    summary = routing_summary(weights, regimes, run.config.train.batch_size)
+    keys = [k for k in ROUTING_JSON_KEYS if k != "nmi" or regimes is not None]
+    return {k: summary[k] for k in keys}
 
 
 def _report(run: Any, total_seconds: float, interrupted: bool, as_json: bool) -> None:
@@ -252,5 +376,7 @@ def _report(run: Any, total_seconds: float, interrupted: bool, as_json: bool) ->
                       total_seconds=round(total_seconds, 3), device=result.device, dataset=ds.name, task=ds.task,
                       kind=config.model.kind, gate=config.model.gate if config.model.kind == "moe" else None,
                       expert=config.model.expert, n_experts=config.model.n_experts, seed=config.train.seed,
-                      message=result.message, run_id=run.run_id)
+                      message=result.message, run_id=run.run_id,
+                      routing=config.model.routing if config.model.kind == "moe" else None)
+        record.update({k: _json_value(v) for k, v in routing_report(run).items()})
         print(json.dumps(record))

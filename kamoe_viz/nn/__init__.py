@@ -1,7 +1,8 @@
-"""Layers and models: KANLinear, the gate families, expert banks and KAMoE."""
+"""Layers and models: KANLinear, the gate families, the routers, expert banks and KAMoE."""
 from kamoe_viz.nn.gates import GATES, GRKANGate, GRNGate, LinearGate, build_gate
 from kamoe_viz.nn.kan import EdgeCurves, KANLinear
 from kamoe_viz.nn.moe import KAMoE, KanLayerRef, MoEOutput, build_model
+from kamoe_viz.nn.routers import ROUTERS, Router, RouterOutput, build_router
 
 __all__ = ["GATES", "EdgeCurves", "GRKANGate", "GRNGate", "KAMoE", "KANLinear", "KanLayerRef", "LinearGate",
-           "MoEOutput", "build_gate", "build_model"]
+           "MoEOutput", "ROUTERS", "Router", "RouterOutput", "build_gate", "build_model", "build_router"]

@@ -11,7 +11,7 @@ Covered: MLP experts and KAN experts (any depth), the linear, GRN and GRKAN gate
 input scaling, the standard single-expert model, tabular inputs and flattened windows, MSE and cross-entropy. KAN
 layers run on the native kernel (:mod:`kamoe_viz.nn.native`) when the run has it, else on the PyTorch path's
 functions (:mod:`kamoe_viz.nn.spline_ops`), as the modules do. Anything else (recurrent experts, top-k routing,
-active dropout) is left to autograd: :func:`unsupported_reason` says why; so is a batch while a KAN layer's grid is
+active dropout, routers other than dense, shared experts, hooks on a layer) is left to autograd: :func:`unsupported_reason` says why; so is a batch while a KAN layer's grid is
 not uniform.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from kamoe_viz.nn import native
+from kamoe_viz.nn.hooks import has_hooks
 from kamoe_viz.nn.spline_ops import uniform_kan_backward, uniform_kan_forward
 
 SWITCH_ENV = "KAMOE_DIRECT_GRADIENTS"  # "0": always autograd (to compare, or to rule this path out)
@@ -104,9 +105,13 @@ def unsupported_reason(model, task: str, lib) -> str | None:
     if task not in ("regression", "classification"):
         return f"task {task!r}"
     gate = model.gate
+    if getattr(model, "shared", None) is not None:
+        return "shared experts"
+    if has_hooks(model):
+        return "hooks registered on the model's layers"
     if gate is not None:
-        if gate.top_k and gate.top_k < model.n_experts:
-            return "top-k routing"
+        if model.router.name != "dense":
+            return f"{model.router.name} routing"
         if getattr(gate, "dropout", None) is not None and gate.dropout.p > 0:
             return "gate dropout"
         if gate.family not in ("linear", "grn", "grkan"):
@@ -150,7 +155,7 @@ class DirectGradients:
         self.gate_family = None if gate is None else gate.family
         if gate is not None:
             self.gate_input = (model.gate_input.weight, model.gate_input.bias)
-            self.sigmoid = gate.activation == "sigmoid"
+            self.sigmoid = model.router.activation == "sigmoid"
             if gate.family == "linear":
                 self.dense = (gate.dense.weight, gate.dense.bias)
             else:

@@ -45,7 +45,7 @@ class MLPExperts(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
-        z = torch.relu_(F.linear(x, self.first.weight, self.first.bias)).view(batch, self.n_experts, self.hidden[0])
+        z = torch.relu(self.first(x)).view(batch, self.n_experts, self.hidden[0])  # called as a module: hooks fire
         if len(self.weights):
             z = z.transpose(0, 1)  # (E, B, H)
             for weight, bias in zip(self.weights, self.biases):

@@ -2,27 +2,29 @@
 
     x~ = W * x                                  (W learnable, initialised to ones)
     h  = ReLU(Dense(x~))                        (last time step for recurrent experts, unless return_sequences)
-    w  = gate(h)                                (B, E) or (B, T, E)
+    w  = router(gate(h))                        (B, E) or (B, T, E); the gate gives logits, the router weights
     z_e = expert_e(x~)                          (B, H) each
-    y  = head(sum_e w_e z_e)                    (the reference: MoE layer then Dense(n_outputs))
+    y  = head(sum_e w_e z_e + sum_s z_s)        (the reference: MoE layer then Dense(n_outputs); z_s: the shared
+                                                 experts, always on, none by default)
 
 Since the head is linear, y = P (sum_e w_e z_e) + b = sum_e w_e * P z_e + b with P the head's weight:
 ``expert_outputs`` holds each expert's prediction through the shared head, P z_e + b, and
-prediction = sum_e w_e (expert_outputs_e - b) + b.
+prediction = sum_e w_e (expert_outputs_e - b) + b. With shared experts, expert_outputs_e = P (z_e + sum_s z_s) + b
+(each routed expert's prediction together with the shared ones) and the identity holds when the weights sum to 1.
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from kamoe_viz.config import SEQUENTIAL_EXPERTS, ModelConfig
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.nn.experts import build_experts
-from kamoe_viz.nn.gates import Gate, build_gate, glorot_linear
+from kamoe_viz.nn.gates import Gate, build_gate, gate_options, glorot_linear
 from kamoe_viz.nn.kan import KANLinear
+from kamoe_viz.nn.routers import Router, RouterOutput, balance_loss, build_router, router_options, z_loss
 
 
 class MoEOutput(NamedTuple):
@@ -30,6 +32,7 @@ class MoEOutput(NamedTuple):
     gate_weights: torch.Tensor  # (B, E) or (B, T, E)
     expert_outputs: torch.Tensor  # (B, O, E) or (B, T, O, E): each expert through the shared head
     expert_hidden: torch.Tensor  # (B, E, H) or (B, T, E, H): what the experts hand to the mixture
+    aux: dict[str, torch.Tensor] = {}  # balance_loss, z_loss (scalars, unweighted); dropped_fraction, coverage
 
 
 class KanLayerRef(NamedTuple):
@@ -67,16 +70,18 @@ class KAMoE(nn.Module):
         self.experts = build_experts(config.expert, expert_in, self.n_experts, config.expert_hidden,
                                      return_sequences=config.return_sequences, **kan_options)
         width = self.experts.out_features
+        self.shared: nn.Module | None = None
+        if config.shared_experts and not self.is_standard:
+            self.shared = build_experts(config.expert, expert_in, config.shared_experts, config.expert_hidden,
+                                        return_sequences=config.return_sequences, **kan_options)
         self.gate_input: nn.Linear | None = None
         self.gate: Gate | None = None
+        self.router: Router | None = None
         if not self.is_standard:
             u = config.gate_hidden or width
             self.gate_input = glorot_linear(expert_in, u)
-            self.gate = build_gate(
-                config.gate, u, self.n_experts, activation=config.gate_activation, top_k=config.top_k,
-                dropout=config.dropout, grid_size=config.kan_grid, spline_order=config.kan_order,
-                grid_range=config.kan_range, second_base=config.grkan_second_base,
-            )
+            self.gate = build_gate(config.gate, u, self.n_experts, **gate_options(config))
+            self.router = build_router(config.routing, self.n_experts, **router_options(config))
         self.head = glorot_linear(width, n_outputs)
 
     # ----- forward ------------------------------------------------------------------------------------------------
@@ -92,27 +97,40 @@ class KAMoE(nn.Module):
         """h = ReLU(Dense(x~)); the last step for recurrent experts unless they return sequences."""
         if self.is_sequence and not self.flatten_input and not self.config.return_sequences:
             x_scaled = x_scaled[:, -1]
-        return torch.relu_(F.linear(x_scaled, self.gate_input.weight, self.gate_input.bias))
+        return torch.relu(self.gate_input(x_scaled))
+
+    def route(self, x_scaled: torch.Tensor) -> RouterOutput:
+        """The router's output (weights, logits, aux) for scaled inputs: gate then router."""
+        return self.router(self.gate(self.gate_hidden(x_scaled)))
 
     def gate_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """Only the gate's weights (B, E); cheaper than forward for plots and attribution."""
+        """Only the routing weights (B, E); cheaper than forward for plots and attribution."""
         if self.gate is None:
             return torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
-        return self.gate(self.gate_hidden(self.scaled_input(x)))
+        return self.route(self.scaled_input(x)).weights
 
     def forward(self, x: torch.Tensor) -> MoEOutput:
         x_scaled = self.scaled_input(x)
         hidden = self.experts(x_scaled)  # (B, E, H) or (B, T, E, H)
+        aux: dict[str, torch.Tensor] = {}
         if self.gate is None:
             weights = hidden.new_ones(hidden.shape[:-1])
         else:
-            weights = self.gate(self.gate_hidden(x_scaled))
+            routed = self.route(x_scaled)
+            weights = routed.weights
+            aux = {"balance_loss": balance_loss(routed), "z_loss": z_loss(routed), **routed.aux}
         # The head is linear, so mixing the hidden outputs first and projecting once is the same as mixing the
         # projected expert outputs, with fewer ops to differentiate. expert_outputs are not needed for the loss.
         mixed = (weights.unsqueeze(-1) * hidden).sum(dim=-2)  # (..., H)
-        prediction = F.linear(mixed, self.head.weight, self.head.bias)
-        expert_outputs = F.linear(hidden, self.head.weight, self.head.bias).transpose(-1, -2)  # (..., O, E)
-        return MoEOutput(prediction, weights, expert_outputs, hidden)
+        if self.shared is not None:
+            shared = self.shared(x_scaled).sum(dim=-2)  # (..., H): always on, weight 1
+            mixed = mixed + shared
+            hidden_out = hidden + shared.unsqueeze(-2)
+        else:
+            hidden_out = hidden
+        prediction = self.head(mixed)
+        expert_outputs = self.head(hidden_out).transpose(-1, -2)  # (..., O, E)
+        return MoEOutput(prediction, weights, expert_outputs, hidden, aux)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x).prediction
@@ -155,12 +173,22 @@ class KAMoE(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def gate_parameter_count(self) -> int:
+        """Parameters of the gate and its router (not the gate's input layer, as in the paper's counts)."""
         if self.gate is None:
             return 0
-        return sum(p.numel() for p in self.gate.parameters() if p.requires_grad)
+        return sum(p.numel() for m in (self.gate, self.router) for p in m.parameters() if p.requires_grad)
+
+    def routing_parameters(self) -> list[nn.Parameter]:
+        """What ``train.gate_lr_scale`` scales: the gate, its input layer and the router."""
+        modules = [m for m in (self.gate_input, self.gate, self.router) if m is not None]
+        return [p for m in modules for p in m.parameters() if p.requires_grad]
 
 
 def build_model(config: ModelConfig, dataset) -> KAMoE:
-    """The model for a dataset (anything with n_features, n_outputs, seq_len: a data.Dataset)."""
+    """The model for a dataset (anything with n_features, n_outputs, seq_len: a data.Dataset). A model over the
+    server's cost budget is refused before anything is allocated (:mod:`kamoe_viz.budget`)."""
+    from kamoe_viz.budget import check_model
+
     config.validate()
+    check_model(config, dataset.n_features, dataset.n_outputs, dataset.seq_len)
     return KAMoE(config, dataset.n_features, dataset.n_outputs, dataset.seq_len)

@@ -24,10 +24,11 @@ from kamoe_viz.runstore.fileformat import (ALL_MEMBERS, DEFAULT_MAX_RUN_BYTES, M
                                            MAX_NOTES_CHARS, build_manifest, check_manifest, check_run_id,
                                            clean_text, dump_json, load_json, migrate, new_run_id, read_zip, sha256,
                                            utc_now_text, verify_members, write_zip)
+from kamoe_viz.runstore.folders import (TMP_PREFIX, TRASH_PREFIX, fsync_dir, is_member_file, pid_alive,
+                                        remove_known, stale_manifest_copies)
+from kamoe_viz.runstore.folders import write_file as _write_file  # tests replace it to simulate a full disk
 
 ENV_ROOT = "KAMOE_RUNS_DIR"
-TMP_PREFIX = ".tmp-"
-TRASH_PREFIX = ".trash-"
 LIST_COLUMNS = ["run_id", "name", "created", "dataset", "task", "gate", "expert", "n_experts", "metric", "value",
                 "epochs", "params", "device", "stopped_reason", "notes", "imported", "error"]
 _MAIN_METRICS = ("r2", "accuracy", "rmse", "log_loss")
@@ -35,36 +36,6 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 
 # Called with each member's name right after it is written during a save; tests use it to crash a save midway.
 _write_hook: Callable[[str], None] | None = None
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "xb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
 
 
 def display_filename(filename: Any) -> str:
@@ -106,9 +77,10 @@ class RunStore:
         return path
 
     def run_ids(self) -> list[str]:
-        """Folder names that can be runs (temp and trash folders, stray files excluded), newest id first."""
+        """Folders with a run marker (``format.json``), newest id first; any other folder is not a run and is
+        neither listed nor offered for deletion."""
         try:
-            names = [p.name for p in self.root.iterdir() if p.is_dir()]
+            names = [p.name for p in self.root.iterdir() if p.is_dir() and (p / MANIFEST).is_file()]
         except FileNotFoundError:  # the folder was removed after the store was opened
             return []
         return sorted((n for n in names if _RUN_ID.match(n)), reverse=True)
@@ -130,15 +102,17 @@ class RunStore:
         for entry in listing:
             name = entry.name
             if name.startswith(TRASH_PREFIX):
-                shutil.rmtree(entry, ignore_errors=True)
-                removed.append(name)
+                if remove_known(entry):
+                    removed.append(name)
+            elif _RUN_ID.match(name) and entry.is_dir():
+                removed += stale_manifest_copies(entry, now, self.stale_seconds)
             elif name.startswith(TMP_PREFIX):
                 match = re.match(r"^\.tmp-(\d+)-", name)
                 try:
                     old = now - entry.stat().st_mtime > self.stale_seconds
                 except OSError:
                     continue
-                if old or not match or not _pid_alive(int(match.group(1))):
+                if old or not match or not pid_alive(int(match.group(1))):
                     shutil.rmtree(entry, ignore_errors=True)
                     removed.append(name)
         return removed
@@ -171,14 +145,14 @@ class RunStore:
                 _write_file(manifest_path, dump_json(manifest))
                 if _write_hook is not None:
                     _write_hook(MANIFEST)
-                _fsync_dir(tmp)
+                fsync_dir(tmp)
                 try:
                     os.rename(tmp, target)  # atomic; fails if another save took the id meanwhile
                 except OSError:
                     if target.exists():
                         continue
                     raise
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
                 return candidate
             raise RunFileError(f"could not find a free run id in {self.root}.")
         except OSError as exc:  # disk full, permissions, folder removed: the half-written copy goes, nothing else
@@ -241,21 +215,34 @@ class RunStore:
             manifest["name"] = clean_text("run name", name, MAX_NAME_CHARS, single_line=True)
         if notes is not None:
             manifest["notes"] = clean_text("run notes", notes, MAX_NOTES_CHARS, single_line=False)
-        tmp = path / f"{MANIFEST}.tmp-{secrets.token_hex(4)}"
+        tmp = path / f"{MANIFEST}{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         try:
             _write_file(tmp, dump_json(manifest))
             os.replace(tmp, path / MANIFEST)
         finally:
             if tmp.exists():
                 tmp.unlink()
-        _fsync_dir(path)
+        fsync_dir(path)
 
     def delete(self, run_id: str) -> None:
+        """Remove a run: only a folder with a valid run marker, and only the members the store writes.
+
+        Anything else (a folder that is not a run, a file the store did not write) is refused and left as it is.
+        """
         path = self._existing(run_id)
+        try:
+            self._read_manifest(path)
+        except RunFileError:
+            raise RunFileError(f"folder {run_id} has no valid run marker ({MANIFEST}), so it is not a run saved by "
+                               "KAMoE Explorer; it was left as it is (remove it by hand if you are sure).") from None
+        foreign = sorted(p.name for p in path.iterdir() if not is_member_file(p))
+        if foreign:
+            raise RunFileError(f"run {run_id} also holds {len(foreign)} item(s) the run store did not write (e.g. "
+                               f"{foreign[0]!r}); it was left as it is (remove it by hand if you are sure).")
         trash = self.root / f"{TRASH_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         os.rename(path, trash)  # the run disappears from listings in one step
-        _fsync_dir(self.root)
-        shutil.rmtree(trash, ignore_errors=True)
+        fsync_dir(self.root)
+        remove_known(trash)
 
     # ----- reading --------------------------------------------------------------------------------------------------
     def _read_manifest(self, path: Path) -> dict[str, Any]:

@@ -50,19 +50,27 @@ def check_input(model: Any, X: np.ndarray, field: str = "X") -> None:
 
 @torch.no_grad()
 def batched_outputs(model: torch.nn.Module, X: torch.Tensor, batch_size: int = EVAL_BATCH,
-                    fields: tuple[str, ...] = ("prediction",)) -> dict[str, torch.Tensor]:
-    """Named model outputs for every row of X (already on the model's device), in eval mode, batch by batch."""
+                    fields: tuple[str, ...] = ("prediction",)) -> dict[str, Any]:
+    """Named model outputs for every row of X (already on the model's device), in eval mode, batch by batch.
+    The field ``aux`` gives a dict of the scalar auxiliary outputs (balance loss, ...), averaged over the batches
+    weighted by their rows."""
     was_training = model.training
     model.eval()
     try:
-        parts: dict[str, list[torch.Tensor]] = {f: [] for f in fields}
+        tensors = [f for f in fields if f != "aux"]
+        parts: dict[str, list[torch.Tensor]] = {f: [] for f in tensors}
+        aux_sums: dict[str, torch.Tensor] = {}
         for start in range(0, X.shape[0], batch_size):
-            out = model(X[start:start + batch_size])
-            for f in fields:
+            xb = X[start:start + batch_size]
+            out = model(xb)
+            for f in tensors:
                 parts[f].append(getattr(out, f))
-        if X.shape[0] == 0:
-            return {f: torch.empty(0, device=X.device) for f in fields}
-        return {f: torch.cat(v) for f, v in parts.items()}
+            for key, value in (getattr(out, "aux", None) or {}).items() if "aux" in fields else ():
+                aux_sums[key] = aux_sums.get(key, 0.0) + value.detach() * xb.shape[0]
+        result: dict[str, Any] = {f: torch.cat(v) if v else torch.empty(0, device=X.device) for f, v in parts.items()}
+        if "aux" in fields:
+            result["aux"] = {k: v / max(1, X.shape[0]) for k, v in aux_sums.items()}
+        return result
     finally:
         model.train(was_training)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from kamoe_viz.budget import check_training
 from kamoe_viz.config import RunConfig
 from kamoe_viz.training.devices import resolve_device
 from kamoe_viz.training.results import TrainedRun
@@ -17,6 +18,8 @@ def baseline_config(config: RunConfig) -> RunConfig:
     plain = copy.deepcopy(config)
     plain.model.kind = "standard"
     plain.model.top_k = 0
+    plain.model.routing = "dense"
+    plain.model.shared_experts = 0
     return plain.validate()
 
 
@@ -36,6 +39,7 @@ def train_run(config: RunConfig, dataset: Any = None, on_epoch: EpochCallback | 
         from kamoe_viz.data import load_dataset
 
         dataset = load_dataset(config.data)
+    check_training(config, dataset)  # parameters and memory of a batch, before anything is built
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, dataset)
     result = fit(model, dataset, config.train, on_epoch=on_epoch)

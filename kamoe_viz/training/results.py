@@ -7,7 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "lr", "seconds"]
+# balance_loss, z_loss: the routers' Switch auxiliary loss and z-loss on the validation split, unweighted (NaN
+# without a gate); logged whether or not training weights them in
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "lr", "seconds", "balance_loss", "z_loss"]
 STOP_REASONS = ("completed", "early_stopping", "diverged", "stopped")
 
 
@@ -54,3 +56,4 @@ class TrainedRun:
     model: Any  # kamoe_viz.nn.KAMoE
     result: TrainResult
     run_id: str | None = None
+    timeline: Any = None  # kamoe_viz.training.timeline.Timeline, or None (not recorded, or saved before timelines)

@@ -20,11 +20,10 @@ from kamoe_viz.config import TrainConfig
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.nn import native
 from kamoe_viz.nn.direct_grad import DirectGradients, unsupported_reason
-from kamoe_viz.nn.optim import FastAdam
 from kamoe_viz.training.cuda_graph import GraphedStep, graphs_enabled
 from kamoe_viz.training.devices import resolve_device
-from kamoe_viz.training.evaluation import (EVAL_BATCH, batched_outputs, check_input, evaluate, input_tensor,
-                                           target_tensor, task_loss)
+from kamoe_viz.training.evaluation import EVAL_BATCH, batched_outputs, check_input, evaluate, input_tensor, target_tensor
+from kamoe_viz.training.objectives import AUX_LOSSES, Objective, build_optimizer
 from kamoe_viz.training.results import HISTORY_COLUMNS, EpochInfo, TrainResult
 
 GATE_SUBSET_ROWS = 512  # validation rows whose gate weights every EpochInfo carries
@@ -32,12 +31,6 @@ GRAD_NORM_LIMIT = 1e6  # a gradient norm above this (with clipping off) counts a
 PLATEAU_MIN_DELTA = 1e-4  # as Keras' ReduceLROnPlateau: a smaller improvement does not reset its patience
 
 EpochCallback = Callable[[EpochInfo], Any]
-
-
-def _adam(params: list[torch.nn.Parameter], config: TrainConfig) -> FastAdam:
-    """Adam as ``kamoe_viz.nn.optim.FastAdam``: torch's fused Adam update, bit for bit, with little Python per step
-    and no torch._dynamo import on first use."""
-    return FastAdam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _grad_norm(params: list[torch.nn.Parameter]) -> torch.Tensor:
@@ -115,14 +108,16 @@ class Trainer:
         else:  # no validation split: monitor the training data instead
             self._Xv, self._yv = self._X, self._y
         self._check_output_shape()
-        self._params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = _adam(self._params, self.config)
+        self.objective = Objective(self.config, self.task).to(self.device)
+        # Adam as kamoe_viz.nn.optim.FastAdam: torch's fused update, bit for bit, little Python per step
+        self.optimizer = build_optimizer(self.model, list(self.objective.parameters()), self.config)
+        self._params = [p for group in self.optimizer.param_groups for p in group["params"]]
         # CPU only: CUDA steps may be captured in graphs, which keep their own gradient buffers
         self._flat_grad = _flat_gradients(self._params) if self.device.type == "cpu" else None
-        # CPU: gradients in closed form where the model is covered (fewer ops than autograd; same values)
-        self.gradient_path_reason = unsupported_reason(self.model, self.task, kernel) \
-            if self._flat_grad is not None else f"{self.device.type} device"
+        self.gradient_path_reason = self._autograd_reason(kernel)
         self._direct = DirectGradients(self.model, self.task, kernel) if self.gradient_path_reason is None else None
+        router = getattr(self.model, "router", None)
+        self._router_update = router.after_step if getattr(router, "updates_after_step", False) else None
         self.gradient_path = "direct" if self._direct is not None else "autograd"
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self._graphed: GraphedStep | None = None
@@ -142,6 +137,20 @@ class Trainer:
         self.seconds = 0.0
         self._result: TrainResult | None = None
 
+    def _autograd_reason(self, kernel: Any) -> str | None:
+        """The one choice of gradient path: None where the closed-form gradients (:mod:`kamoe_viz.nn.direct_grad`,
+        CPU; fewer ops than autograd, same values) cover the run, else why plain autograd trains it."""
+        cfg = self.config
+        if self._flat_grad is None:
+            return f"{self.device.type} device"
+        if cfg.objective != "mse":
+            return f"objective {cfg.objective}"
+        if any(getattr(cfg, name) > 0 for name in AUX_LOSSES):
+            return "balance or z loss"
+        if cfg.gate_lr_scale != 1.0:
+            return "gate learning-rate scale"
+        return unsupported_reason(self.model, self.task, kernel)
+
     # ----- state ----------------------------------------------------------------------------------------------------
     @property
     def done(self) -> bool:
@@ -154,6 +163,22 @@ class Trainer:
     def stop(self) -> None:
         """Finish after the current epoch (or now, between bursts)."""
         self._stop_requested = True
+
+    def update_settings(self, **changes: Any) -> None:
+        """Change settings that may change between epochs (``lr``, and loss weights such as ``balance_loss``):
+        validated as a TrainConfig; a new learning rate scales every parameter group alike (keeping their
+        ratios) and restarts the plateau patience."""
+        if not changes:
+            return
+        unknown = [k for k in changes if not hasattr(self.config, k)]
+        if unknown:
+            raise ValidationError("train", unknown[0], "is not a training setting")
+        self.config = dataclasses.replace(self.config, **changes).validate()
+        if "lr" in changes and self.config.lr != self.lr:
+            ratio = self.config.lr / self.lr
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["lr"] * ratio
+            self._plateau_wait = 0
 
     def history(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
@@ -230,9 +255,11 @@ class Trainer:
                 if clip > 0:
                     torch.nn.utils.clip_grads_with_norm_(self._params, clip, norm)
                 opt.step()
+                if self._router_update is not None:  # e.g. sigmoid_bias: bias towards the mean load
+                    self._router_update()
             total += loss * xb.shape[0]
         train_loss = float(total) / n
-        val_loss, gate_weights = self._validate()
+        val_loss, gate_weights, aux = self._validate()
         if not math.isfinite(val_loss):
             self._diverge(self.epoch + 1, val_loss, None, what="validation loss")
             self.seconds += time.perf_counter() - started
@@ -241,7 +268,7 @@ class Trainer:
         self._after_epoch(val_loss)
         self.seconds += time.perf_counter() - started
         self.rows.append({"epoch": self.epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
-                          "seconds": self.seconds})
+                          "seconds": self.seconds, **aux})
         left = 0 if self.done else cfg.epochs - self.epoch
         return EpochInfo(epoch=self.epoch, train_loss=train_loss, val_loss=val_loss, lr=lr,
                          seconds_elapsed=self.seconds, eta_seconds=self.seconds / self.epoch * left,
@@ -256,6 +283,8 @@ class Trainer:
         if clip > 0:
             torch.nn.utils.clip_grads_with_norm_(self._params, clip, norm)
         self.optimizer.step(skip=ok.logical_not().float())
+        if self._router_update is not None:
+            self._router_update()
         return loss, norm, ok
 
     def _backward(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -268,11 +297,13 @@ class Trainer:
                 self._flat_grad.zero_()
             else:
                 self.optimizer.zero_grad(set_to_none=True)
-            loss = task_loss(self.task, self.model(xb).prediction, yb)
-            loss.backward()
+            total, loss = self.objective(self.model(xb), yb)  # loss: the task part, what train_loss reports
+            total.backward()
+        else:
+            total = loss
         norm = _grad_norm(self._params) if self._flat_grad is None else torch.linalg.vector_norm(self._flat_grad)
         limit = GRAD_NORM_LIMIT if self.config.max_grad_norm <= 0 else math.inf  # clipping on: only NaN/inf stop
-        return loss.detach(), norm, torch.isfinite(loss) & (norm < limit)
+        return loss.detach(), norm, torch.isfinite(total) & (norm < limit)
 
     def _graphed_step(self, xb: torch.Tensor, yb: torch.Tensor) -> GraphedStep | None:
         """The captured step for full batches at the current learning rate (captured on first use); None for a
@@ -293,11 +324,15 @@ class Trainer:
             torch.cuda.synchronize(self.device)
         return self._graphed
 
-    def _validate(self) -> tuple[float, np.ndarray]:
-        """Validation loss (eval mode, whole split) and the gate weights of its first rows, from one pass."""
-        out = batched_outputs(self.model, self._Xv, EVAL_BATCH, ("prediction", "gate_weights"))
-        val_loss = float(task_loss(self.task, out["prediction"], self._yv))
-        return val_loss, out["gate_weights"][:GATE_SUBSET_ROWS].detach().cpu().numpy()
+    def _validate(self) -> tuple[float, np.ndarray, dict[str, float]]:
+        """Validation loss (eval mode, whole split), the gate weights of its first rows and the unweighted balance
+        and z losses on the split (NaN without a gate), from one pass."""
+        out = batched_outputs(self.model, self._Xv, EVAL_BATCH, ("prediction", "gate_weights", "expert_outputs",
+                                                                 "aux"))
+        with torch.no_grad():
+            val_loss = float(self.objective.task_part(_Outputs(out), self._yv))
+        aux = {name: float(out["aux"].get(name, math.nan)) for name in AUX_LOSSES}
+        return val_loss, out["gate_weights"][:GATE_SUBSET_ROWS].detach().cpu().numpy(), aux
 
     def _after_epoch(self, val_loss: float) -> None:
         """Best weights, early stopping and plateau LR reduction (Keras semantics), in that order."""
@@ -314,9 +349,9 @@ class Trainer:
             else:
                 self._plateau_wait += 1
                 if self._plateau_wait >= cfg.lr_patience and self.lr > cfg.min_lr:
-                    new_lr = max(self.lr * cfg.lr_factor, cfg.min_lr)
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = new_lr
+                    ratio = max(self.lr * cfg.lr_factor, cfg.min_lr) / self.lr
+                    for group in self.optimizer.param_groups:  # the gate's group keeps its scale
+                        group["lr"] *= ratio
                     self._plateau_wait = 0
         if cfg.early_stopping > 0 and self._stop_wait >= cfg.early_stopping:
             self.stopped_reason = "early_stopping"
@@ -346,7 +381,7 @@ class Trainer:
         test = evaluate(self.model, self.dataset, "test")
         val = evaluate(self.model, self.dataset, "val")
         test.pop("loss", None)
-        params = int(sum(p.numel() for p in self._params))
+        params = int(sum(p.numel() for p in self.model.parameters() if p.requires_grad))
         metrics = {**test, **{f"val_{k}": v for k, v in val.items()}, "params": params}
         self.seconds += time.perf_counter() - started
         self._result = TrainResult(history=self.history(), metrics=metrics, best_epoch=self.best_epoch,
@@ -355,6 +390,13 @@ class Trainer:
         self._X = self._y = self._Xv = self._yv = None  # release the device copies of the data
         self._best_state = {}
         return self._result
+
+
+class _Outputs:
+    """Batched outputs by attribute, as the objective reads a MoEOutput."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.__dict__.update(fields)
 
 
 def fit(model: torch.nn.Module, dataset: Any, train_config: TrainConfig, on_epoch: EpochCallback | None = None,

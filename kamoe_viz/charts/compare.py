@@ -11,10 +11,11 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from kamoe_viz.charts.theme import OTHER_VARIANT_COLOR, VARIANT_COLORS, expert_color
+
 VARIANT_LABELS = {"standard": "standard (1 expert)", "linear": "linear gate", "grn": "GRN gate",
                   "grkan": "GRKAN gate"}
 SHAPES = {"finished": "circle", "diverged": "cross"}
-VARIANT_COLORS = {"standard": "#9d9d9d", "linear": "#4c78a8", "grn": "#f58518", "grkan": "#54a24b"}
 
 
 def variant_label(variant: str) -> str:
@@ -34,7 +35,7 @@ def _order(variants: Sequence[str]) -> list[str]:
 def _color(variants: Sequence[str]) -> alt.Scale:
     names = list(dict.fromkeys(variants))
     return alt.Scale(domain=[variant_label(v) for v in names],
-                     range=[VARIANT_COLORS.get(v, "#b279a2") for v in names])
+                     range=[VARIANT_COLORS.get(v, OTHER_VARIANT_COLOR) for v in names])
 
 
 def metric_chart(table: pd.DataFrame, summary: pd.DataFrame, metric_label: str = "test metric",
@@ -140,7 +141,7 @@ def gate_distribution_chart(gate_samples: pd.DataFrame, seed: int | None = None,
         x=alt.X("bin_start:Q", bin="binned", title="gate weight", scale=alt.Scale(domain=[0, 1])),
         x2="bin_end:Q",
         y=alt.Y("fraction:Q", title="share of test rows", stack=None),
-        color=alt.Color("expert:N", scale=alt.Scale(scheme="tableau10"), title="expert"),
+        color=expert_color("expert", list(frame["expert"].unique())),
         column=alt.Column("variant_label:N", title=None, sort=_order(variants)),
         tooltip=["variant", "expert", alt.Tooltip("bin_start:Q", format=".2f"),
                  alt.Tooltip("bin_end:Q", format=".2f"), alt.Tooltip("fraction:Q", format=".1%")],
