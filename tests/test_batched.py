@@ -42,6 +42,8 @@ def _assert_same(batched, alone):
     np.testing.assert_allclose(a.history["val_loss"], b.history["val_loss"], rtol=RTOL)
     np.testing.assert_allclose(a.history["train_loss"], b.history["train_loss"], rtol=RTOL)
     np.testing.assert_allclose(a.history["lr"], b.history["lr"], rtol=1e-12)
+    for aux in ("balance_loss", "z_loss"):  # NaN for the plain model on both sides
+        np.testing.assert_allclose(a.history[aux].astype(float), b.history[aux].astype(float), rtol=RTOL)
     for key, value in b.metrics.items():
         assert a.metrics[key] == pytest.approx(value, rel=RTOL, abs=2e-5), key
 
@@ -66,7 +68,7 @@ def test_each_seed_equals_training_it_alone(kind, gate, expert, hidden):
 
 def test_classification_softmax_top_k_and_plateau_lr():
     base = _config(DataConfig(name="moons", options={"n_samples": 300}), epochs=4, gate="grn",
-                   gate_activation="softmax", top_k=2)
+                   gate_activation="softmax", routing="topk", top_k=2)
     base.train.lr_patience, base.train.lr_factor, base.train.weight_decay = 1, 0.5, 1e-3
     configs = _seeds(base.validate(), (3, 7))
     ds = load_dataset(base.data)
@@ -90,7 +92,7 @@ def test_seeds_stop_early_on_their_own():
 
 
 def test_stacked_forward_equals_the_module():
-    base = _config(REGIMES, gate="grkan", expert="kan", expert_hidden=(6, 4), top_k=2)
+    base = _config(REGIMES, gate="grkan", expert="kan", expert_hidden=(6, 4), routing="topk", top_k=2)
     ds = load_dataset(base.data)
     models = []
     for s in (0, 1):
@@ -101,7 +103,7 @@ def test_stacked_forward_equals_the_module():
     x = torch.as_tensor(ds.X_val[:50], dtype=torch.float32)
     params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models])
               for n, _ in models[0].named_parameters()}
-    pred, weights = stacked_forward(models[0], params, x)
+    pred, weights, _ = stacked_forward(models[0], params, x)
     for s, m in enumerate(models):
         out = m(x)
         torch.testing.assert_close(pred[s], out.prediction, rtol=1e-5, atol=1e-6)
@@ -134,3 +136,6 @@ def test_what_trains_one_seed_at_a_time_is_named():
     mixed[1].train.lr = 0.01
     with pytest.raises(ValidationError, match="differ only in train.seed"):
         train_batched(mixed)
+    switch = _config(REGIMES, routing="switch")
+    assert "switch" in unsupported_reason(switch)
+    assert "shared" in unsupported_reason(_config(REGIMES, shared_experts=1))

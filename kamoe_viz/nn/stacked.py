@@ -7,9 +7,9 @@ batched matmul, so S models cost about as many operations as one -- what makes a
 where small models are bound by per-operation overhead. ``torch.func.vmap`` over ``functional_call`` gives the same
 numbers but measured 0.2-0.7x the speed of training the seeds one by one here (its per-op cost on small tensors).
 
-Covered: MLP and KAN experts (any depth), the plain single-expert model, the linear, GRN and GRKAN gates (sigmoid
-or softmax, top-k), input scaling, windows flattened for MLP/KAN experts. :func:`unsupported_reason` names what is
-not (recurrent experts, non-dense routers, dropout); those train one seed at a time.
+Covered: MLP and KAN experts (any depth), the plain single-expert model, the linear, GRN and GRKAN gates with the
+dense or top-k router (sigmoid or softmax), input scaling, windows flattened for MLP/KAN experts. :func:`unsupported_reason` names what is
+not (recurrent experts, other routers, shared experts); those train one seed at a time.
 """
 from __future__ import annotations
 
@@ -23,12 +23,19 @@ from kamoe_viz.nn.kan import KANLinear, base_activation, bspline_basis_recursive
 from kamoe_viz.nn.spline_ops import dense_basis
 
 
+STACKED_ROUTINGS = ("dense", "topk")  # stateless, row-wise routers: each seed's rows routed on their own
+
+
 def unsupported_reason(model: torch.nn.Module) -> str | None:
     """Why this model's structure has no stacked forward here, or None (the settings that rule batching out, such
     as recurrent experts or dropout, are checked by kamoe_viz.training.batched.unsupported_reason)."""
     cfg = model.config
     if cfg.expert not in ("mlp", "kan") or (cfg.kind == "moe" and cfg.gate not in ("linear", "grn", "grkan")):
         return f"no stacked forward for {cfg.expert} experts with a {cfg.gate} gate"
+    if model.router is not None and cfg.routing not in STACKED_ROUTINGS:
+        return f"routing {cfg.routing!r} trains one seed at a time (stacked: {', '.join(STACKED_ROUTINGS)})"
+    if model.shared is not None:
+        return "shared experts train one seed at a time"
     for m in model.modules():
         if isinstance(m, KANLinear) and m.bias is not None:
             return "KAN layers with a bias train one seed at a time"
@@ -116,32 +123,29 @@ def _norm(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float)
     return torch.addcmul(bias.unsqueeze(1), F.layer_norm(z, z.shape[-1:], eps=eps), weight.unsqueeze(1))
 
 
-def _gate_weights(model: torch.nn.Module, p: dict[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+def _gate_logits(model: torch.nn.Module, p: dict[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
     gate, family = model.gate, model.config.gate
     if family == "linear":
-        logits = _linear(h, p["gate.dense.weight"], p["gate.dense.bias"])
+        return _linear(h, p["gate.dense.weight"], p["gate.dense.bias"])
+    if family == "grn":
+        eta = _linear(F.elu(_linear(h, p["gate.dense1.weight"], p["gate.dense1.bias"])),
+                      p["gate.dense2.weight"], p["gate.dense2.bias"])
     else:
-        if family == "grn":
-            eta = _linear(F.elu(_linear(h, p["gate.dense1.weight"], p["gate.dense1.bias"])),
-                          p["gate.dense2.weight"], p["gate.dense2.bias"])
-        else:
-            a = _kan(gate.kan1, h, p["gate.kan1.base_weight"], p["gate.kan1.spline_weight"])
-            eta = _kan(gate.kan2, a, p["gate.kan2.base_weight"], p["gate.kan2.spline_weight"])
-        z = _linear(h, p["gate.skip.weight"], p["gate.skip.bias"]) + F.glu(
-            _linear(eta, p["gate.glu.proj.weight"], p["gate.glu.proj.bias"]), dim=-1)
-        logits = _norm(z, p["gate.norm.weight"], p["gate.norm.bias"], gate.norm.eps)
-    if gate.top_k and gate.top_k < gate.n_experts:
-        kept = logits.topk(gate.top_k, dim=-1).indices
-        keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, kept, True)
-        if gate.activation == "softmax":
-            return torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
-        return torch.sigmoid(logits) * keep
-    return torch.softmax(logits, dim=-1) if gate.activation == "softmax" else torch.sigmoid(logits)
+        a = _kan(gate.kan1, h, p["gate.kan1.base_weight"], p["gate.kan1.spline_weight"])
+        eta = _kan(gate.kan2, a, p["gate.kan2.base_weight"], p["gate.kan2.spline_weight"])
+    z = _linear(h, p["gate.skip.weight"], p["gate.skip.bias"]) + F.glu(
+        _linear(eta, p["gate.glu.proj.weight"], p["gate.glu.proj.bias"]), dim=-1)
+    return _norm(z, p["gate.norm.weight"], p["gate.norm.bias"], gate.norm.eps)
+
+
+def _route(router: torch.nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """The dense and top-k routers' weights, computed by their own forward (they are stateless, row-wise)."""
+    return router(logits).weights
 
 
 def stacked_forward(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch.Tensor,
-                    n_seeds: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(prediction (S, B, O), gate weights (S, B, E)) of S stacked parameter sets on x (S, B, F) or shared (B, F)."""
+                    n_seeds: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(prediction (S, B, O), routing weights (S, B, E), gate logits or None) of S stacked parameter sets on x (S, B, F) or shared (B, F)."""
     S = n_seeds or next(iter(p.values())).shape[0]
     if x.dim() == (3 if model.is_sequence else 2):
         x = x.unsqueeze(0).expand(S, *x.shape)
@@ -152,14 +156,15 @@ def stacked_forward(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch
     hidden = _experts(model, p, x)
     if model.gate is None:
         weights = hidden.new_ones(hidden.shape[:-1])
-        mixed = hidden[:, :, 0]
+        mixed, logits = hidden[:, :, 0], None
     else:
         h = torch.relu(_linear(x, p["gate_input.weight"], p["gate_input.bias"]))
-        weights = _gate_weights(model, p, h)
+        logits = _gate_logits(model, p, h)
+        weights = _route(model.router, logits)
         # (S*B, 1, E) @ (S*B, E, H): the weighted sum over experts as one batched matmul (cheaper backward)
         mixed = torch.bmm(weights.reshape(-1, 1, weights.shape[-1]),
                           hidden.reshape(-1, *hidden.shape[-2:])).view(*hidden.shape[:-2], hidden.shape[-1])
-    return _linear(mixed, p["head.weight"], p["head.bias"]), weights
+    return _linear(mixed, p["head.weight"], p["head.bias"]), weights, logits
 
 
 __all__ = ["stacked_forward", "unsupported_reason"]

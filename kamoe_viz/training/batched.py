@@ -23,9 +23,11 @@ import torch.nn.functional as F
 
 from kamoe_viz.config import SEQUENTIAL_EXPERTS, RunConfig
 from kamoe_viz.errors import ValidationError
-from kamoe_viz.nn.stacked import stacked_forward
+from kamoe_viz.nn.routers import RouterOutput, balance_loss, z_loss
+from kamoe_viz.nn.stacked import STACKED_ROUTINGS, stacked_forward
 from kamoe_viz.nn.stacked import unsupported_reason as model_unsupported
 from kamoe_viz.training.evaluation import check_input, evaluate, input_tensor, target_tensor
+from kamoe_viz.training.objectives import AUX_LOSSES
 from kamoe_viz.training.results import HISTORY_COLUMNS, TrainedRun, TrainResult
 from kamoe_viz.training.trainer import GRAD_NORM_LIMIT, PLATEAU_MIN_DELTA, divergence_message
 
@@ -39,8 +41,10 @@ def unsupported_reason(config: RunConfig) -> str | None:
     m, t = config.model, config.train
     if m.expert in SEQUENTIAL_EXPERTS:
         return "LSTM/GRU experts train one seed at a time (their cuDNN/MKL kernels do not batch over seeds)"
-    if m.kind == "moe" and getattr(m, "routing", "dense") != "dense":
-        return f"routing {m.routing!r} trains one seed at a time (stacked training covers the dense gates)"
+    if m.kind == "moe" and m.routing not in STACKED_ROUTINGS:
+        return f"routing {m.routing!r} trains one seed at a time (batched: {', '.join(STACKED_ROUTINGS)})"
+    if m.kind == "moe" and m.shared_experts:
+        return "shared experts train one seed at a time"
     if m.dropout > 0:
         return "dropout draws its masks per run; such runs train one seed at a time"
     for name in ("balance_loss", "z_loss"):
@@ -239,8 +243,10 @@ def _fit(models: list[torch.nn.Module], configs: list[RunConfig], dataset: Any, 
             total += losses.detach().nan_to_num(0.0) * xb.shape[1]
         with torch.no_grad():
             template.eval()
-            pred = stacked_forward(template, stack.views(stack.flat), Xv, stack.S)[0]
+            pred, weights, logits = stacked_forward(template, stack.views(stack.flat), Xv, stack.S)
             val = _per_seed_loss(task, pred, yv.unsqueeze(0).expand(pred.shape[0], *yv.shape))
+            aux = [_aux(weights[j], logits[j]) if logits is not None else dict.fromkeys(AUX_LOSSES, math.nan)
+                   for j in range(stack.S)]
             template.train()
         elapsed = (time.perf_counter() - started) / len(active)
         train_losses, val_losses, alive_host = (total / n).tolist(), val.tolist(), alive.tolist()
@@ -258,12 +264,18 @@ def _fit(models: list[torch.nn.Module], configs: list[RunConfig], dataset: Any, 
             lr_used = st.lr
             _after_epoch(st, val_losses[j], stack, j)
             st.rows.append({"epoch": st.epoch, "train_loss": train_losses[j], "val_loss": val_losses[j],
-                            "lr": lr_used, "seconds": st.seconds})
+                            "lr": lr_used, "seconds": st.seconds, **aux[j]})
         keep_pos = [j for j, i in enumerate(active) if seeds[i].stopped_reason is None]
         if len(keep_pos) < len(active):  # finished seeds leave the stack
             if keep_pos:
                 stack.keep(keep_pos)
             active = [active[j] for j in keep_pos]
+
+
+def _aux(weights: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
+    """The unweighted balance and z losses on the validation split, as the Trainer records them per epoch."""
+    out = RouterOutput(weights, logits, {})
+    return {"balance_loss": float(balance_loss(out)), "z_loss": float(z_loss(out))}
 
 
 def _per_seed_loss(task: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
