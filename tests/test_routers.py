@@ -258,3 +258,18 @@ def test_gate_lr_scale_and_likelihood_train():
     assert np.isfinite(trainer.history()["train_loss"]).all()
     lrs = [g["lr"] for g in trainer.optimizer.param_groups]
     assert lrs[1] == pytest.approx(5 * lrs[0])  # a plateau reduction keeps the gate's scale
+
+
+def test_switching_a_balance_loss_on_between_epochs_leaves_the_closed_form_path():
+    from kamoe_viz.nn import build_model
+    from kamoe_viz.training import Trainer
+
+    data = _dataset()
+    torch.manual_seed(0)
+    trainer = Trainer(build_model(model_config("dense"), data), data, TrainConfig(epochs=3, device="cpu"))
+    trainer.run_epochs(1)
+    trainer.update_settings(balance_loss=0.5)
+    assert trainer.gradient_path == "autograd" and trainer.objective.weights == {"balance_loss": 0.5}
+    trainer.update_settings(balance_loss=0.0)
+    assert trainer.objective.weights == {}
+    assert trainer.gradient_path == ("direct" if trainer.gradient_path_reason is None else "autograd")
