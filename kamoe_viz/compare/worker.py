@@ -134,12 +134,10 @@ def routing_columns(weights: np.ndarray | None) -> dict[str, float]:
 def execute(spec: RunSpec, dataset: Any = None, on_epoch: Callable[[Any], None] | None = None,
             sample_rows: int = GATE_SAMPLE_ROWS) -> RunOutcome:
     """Train one spec and measure it. A diverged run comes back flagged, with its message, never dropped."""
-    from kamoe_viz.training import predict, train_run
+    from kamoe_viz.training import train_run
 
     ds = _dataset_for(spec.config, dataset)
     row = base_row(spec, ds)
-    metric = row["metric"]
-    model_cfg = spec.config.model
     started = time.perf_counter()
     try:
         trained = train_run(spec.config, dataset=ds, on_epoch=on_epoch)
@@ -149,6 +147,17 @@ def execute(spec: RunSpec, dataset: Any = None, on_epoch: Callable[[Any], None] 
                    gate_entropy=float("nan"), regime_nmi=float("nan"), device="",
                    **dict.fromkeys(ROUTING_COLUMNS, float("nan")))
         return RunOutcome(spec.index, row, pd.DataFrame(columns=["epoch", "train_loss", "val_loss"]), None)
+    return measure(spec, ds, trained, sample_rows, row)
+
+
+def measure(spec: RunSpec, ds: Any, trained: Any, sample_rows: int = GATE_SAMPLE_ROWS,
+            row: dict[str, Any] | None = None) -> RunOutcome:
+    """The outcome of a trained run (alone or one seed of a batched task): metrics, gate sample, routing."""
+    from kamoe_viz.training import predict
+
+    row = dict(row) if row is not None else base_row(spec, ds)
+    metric = row["metric"]
+    model_cfg = spec.config.model
     result = trained.result
     metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     row["test_metric"] = metrics.get(metric, float("nan"))

@@ -56,6 +56,26 @@ def _flat_gradients(params: list[torch.nn.Parameter]) -> torch.Tensor | None:
     return flat
 
 
+def divergence_message(epoch: int, loss: float, norm: float | None, what: str | None, best_epoch: int | None,
+                       best_val: float, lr: float, clip: float) -> str:
+    """What went wrong in a diverged run, which weights were kept, and what to change."""
+    if what is None:
+        if not math.isfinite(loss):
+            what = f"training loss became {loss}"
+        elif norm is not None and not math.isfinite(norm):
+            what = f"gradient norm became {norm}"
+        else:
+            what = f"gradient norm exploded to {norm:.3g} (limit {GRAD_NORM_LIMIT:g})"
+    else:
+        what = f"{what} became {loss}"
+    kept = (f"the weights of epoch {best_epoch} (validation loss {best_val:.4g})"
+            if best_epoch is not None else "the initial weights (no epoch had finished)")
+    clipping = ("enable gradient clipping (train.max_grad_norm, e.g. 1.0)" if clip <= 0 else
+                f"clip gradients harder (train.max_grad_norm, currently {clip:g})")
+    return (f"Training diverged in epoch {epoch}: the {what}. Kept {kept}. Lower the learning rate "
+            f"(currently {lr:g}), scale the inputs, or {clipping}.")
+
+
 class Trainer:
     """Trains ``model`` on ``dataset`` with ``train_config``, a burst of epochs at a time.
 
@@ -161,6 +181,13 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = group["lr"] * ratio
             self._plateau_wait = 0
+        if any(name in changes for name in AUX_LOSSES):
+            self.objective.weights = {n: float(getattr(self.config, n)) for n in AUX_LOSSES
+                                      if getattr(self.config, n) > 0}
+            self._graphed = None  # a captured step holds the old weights
+            if self.objective.weights and self._direct is not None:  # closed-form gradients lack aux losses
+                self._direct, self.gradient_path = None, "autograd"
+                self.gradient_path_reason = "balance or z loss"
 
     def history(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
@@ -341,22 +368,8 @@ class Trainer:
             self.stopped_reason = "completed"
 
     def _diverge(self, epoch: int, loss: float, norm: float | None, what: str | None = None) -> None:
-        if what is None:
-            if not math.isfinite(loss):
-                what = f"training loss became {loss}"
-            elif norm is not None and not math.isfinite(norm):
-                what = f"gradient norm became {norm}"
-            else:
-                what = f"gradient norm exploded to {norm:.3g} (limit {GRAD_NORM_LIMIT:g})"
-        else:
-            what = f"{what} became {loss}"
-        kept = (f"the weights of epoch {self.best_epoch} (validation loss {self.best_val:.4g})"
-                if self.best_epoch is not None else "the initial weights (no epoch had finished)")
-        clip = self.config.max_grad_norm
-        clipping = ("enable gradient clipping (train.max_grad_norm, e.g. 1.0)" if clip <= 0 else
-                    f"clip gradients harder (train.max_grad_norm, currently {clip:g})")
-        self.message = (f"Training diverged in epoch {epoch}: the {what}. Kept {kept}. Lower the learning rate "
-                        f"(currently {self.lr:g}), scale the inputs, or {clipping}.")
+        self.message = divergence_message(epoch, loss, norm, what, self.best_epoch, self.best_val, self.lr,
+                                          self.config.max_grad_norm)
         self.stopped_reason = "diverged"
 
     # ----- result ---------------------------------------------------------------------------------------------------
