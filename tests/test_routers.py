@@ -258,3 +258,20 @@ def test_gate_lr_scale_and_likelihood_train():
     assert np.isfinite(trainer.history()["train_loss"]).all()
     lrs = [g["lr"] for g in trainer.optimizer.param_groups]
     assert lrs[1] == pytest.approx(5 * lrs[0])  # a plateau reduction keeps the gate's scale
+
+
+def test_a_balance_loss_switched_on_between_epochs_is_applied_on_either_gradient_path():
+    from kamoe_viz.nn import build_model
+    from kamoe_viz.training import Trainer
+
+    data = _dataset()
+    torch.manual_seed(0)
+    trainer = Trainer(build_model(model_config("dense"), data), data, TrainConfig(epochs=3, device="cpu"))
+    trainer.run_epochs(1)
+    trainer.update_settings(balance_loss=0.5)
+    assert trainer.objective.weights == {"balance_loss": 0.5}
+    if trainer.gradient_path == "direct":  # the closed-form path adds the loss's gradient itself
+        assert trainer._direct.aux_weights == {"balance_loss": 0.5}
+    trainer.update_settings(balance_loss=0.0)
+    assert trainer.objective.weights == {}
+    assert trainer._direct is None or trainer._direct.aux_weights == {}

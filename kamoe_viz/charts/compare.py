@@ -18,14 +18,24 @@ VARIANT_LABELS = {"standard": "standard (1 expert)", "linear": "linear gate", "g
 SHAPES = {"finished": "circle", "diverged": "cross"}
 
 
+# variants beyond the four above (gate/router pairs): colours in order of appearance
+EXTRA_COLORS = [OTHER_VARIANT_COLOR, "#e45756", "#72b7b2", "#eeca3b", "#ff9da6", "#9d755d", "#bab0ac", "#439894", "#d67195"]
+
+
 def variant_label(variant: str) -> str:
-    """'grkan' -> 'GRKAN gate', as the charts name variants."""
-    return VARIANT_LABELS.get(str(variant), str(variant))
+    """'grkan' -> 'GRKAN gate', 'grkan/switch' -> 'GRKAN gate · Switch (top-1, capacity)', as the charts name
+    variants."""
+    from kamoe_viz.routing_specs import ROUTERS
+
+    gate, _, routing = str(variant).partition("/")
+    label = VARIANT_LABELS.get(gate, gate)
+    return f"{label} · {ROUTERS[routing].title}" if routing in ROUTERS else label if not routing else str(variant)
 
 
 def in_variant_labels(text: str) -> str:
     """Variant names in a sentence (a verdict) as the charts name them: 'grkan beats grn' -> 'GRKAN gate beats ...'."""
-    return re.sub(r"\b(" + "|".join(VARIANT_LABELS) + r")\b", lambda m: VARIANT_LABELS[m.group(1)], text)
+    return re.sub(r"\b(" + "|".join(VARIANT_LABELS) + r")(/[a-z_]+)?\b",
+                  lambda m: variant_label(m.group(0)), text)
 
 
 def _order(variants: Sequence[str]) -> list[str]:
@@ -34,8 +44,9 @@ def _order(variants: Sequence[str]) -> list[str]:
 
 def _color(variants: Sequence[str]) -> alt.Scale:
     names = list(dict.fromkeys(variants))
+    extra = iter(EXTRA_COLORS * (1 + len(names) // len(EXTRA_COLORS)))
     return alt.Scale(domain=[variant_label(v) for v in names],
-                     range=[VARIANT_COLORS.get(v, OTHER_VARIANT_COLOR) for v in names])
+                     range=[VARIANT_COLORS[v] if v in VARIANT_COLORS else next(extra) for v in names])
 
 
 def metric_chart(table: pd.DataFrame, summary: pd.DataFrame, metric_label: str = "test metric",
