@@ -275,3 +275,12 @@ def test_a_balance_loss_switched_on_between_epochs_is_applied_on_either_gradient
     trainer.update_settings(balance_loss=0.0)
     assert trainer.objective.weights == {}
     assert trainer._direct is None or trainer._direct.aux_weights == {}
+
+
+def test_readme_table_lists_every_router_with_its_paper_and_definition():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Routing"):]
+    for spec in ROUTERS.values():
+        assert f"| `{spec.name}` | {spec.paper} | {spec.definition} |" in section, spec.name
