@@ -144,14 +144,11 @@ class Trainer:
             reason = f"{self.device.type} device"
         elif cfg.objective != "mse":
             reason = f"objective {cfg.objective}"
-        elif any(getattr(cfg, name) > 0 for name in AUX_LOSSES):
-            reason = "balance or z loss"
-        elif cfg.gate_lr_scale != 1.0:
-            reason = "gate learning-rate scale"
         else:
             reason = unsupported_reason(self.model, self.task, self._kernel)
         self.gradient_path_reason = reason
-        self._direct = DirectGradients(self.model, self.task, self._kernel) if reason is None else None
+        self._direct = None if reason is not None else DirectGradients(
+            self.model, self.task, self._kernel, {name: getattr(cfg, name) for name in AUX_LOSSES})
         self.gradient_path = "direct" if self._direct is not None else "autograd"
 
     # ----- state ----------------------------------------------------------------------------------------------------
@@ -184,6 +181,13 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = group["lr"] * ratio
             self._plateau_wait = 0
+        if any(name in changes for name in AUX_LOSSES):
+            self.objective.weights = {n: float(getattr(self.config, n)) for n in AUX_LOSSES
+                                      if getattr(self.config, n) > 0}
+            self._graphed = None  # a captured step holds the old weights
+            if self.objective.weights and self._direct is not None:  # closed-form gradients lack aux losses
+                self._direct, self.gradient_path = None, "autograd"
+                self.gradient_path_reason = "balance or z loss"
 
     def history(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
