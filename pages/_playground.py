@@ -11,12 +11,19 @@ from typing import Any
 
 import streamlit as st
 
-from kamoe_viz.charts import training as ct
 from kamoe_viz.charts import timeline as tc
+from kamoe_viz.charts import training as ct
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError
-from kamoe_viz.training.session import (DEFAULT_SPEED, FIXED_DATA_REASON, LOCK_REASON, SPEEDS, TrainingSession,
-                                        is_generated, live_changes)
+from kamoe_viz.training.session import (
+    DEFAULT_SPEED,
+    FIXED_DATA_REASON,
+    LOCK_REASON,
+    SPEEDS,
+    TrainingSession,
+    is_generated,
+    live_changes,
+)
 from kamoe_viz.training.timeline import MAX_SNAPSHOTS
 from pages import _config_state as cfg
 from pages import _state

@@ -95,3 +95,30 @@ def test_presentation_mode_hides_the_advanced_controls():
     button(at, "Step").click().run()
     assert status(at).startswith("**Epoch 1 / 6")
     assert at.query_params.get("present") in ("1", ["1"])
+
+
+def test_timeline_epoch_redraws_gates_splines_experts_and_exports_a_gif():
+    at = new_app(dict(MOONS, **{"train.epochs": "4"}))
+    for _ in range(4):
+        button(at, "Step").click().run()
+    assert at.session_state["current_run"].timeline.epochs == [0, 1, 2, 3, 4]
+    at.switch_page("pages/gates.py").run()
+    no_exception(at, "Gates")
+    slider = [s for s in at.select_slider if s.label == "Timeline epoch"][0]
+    assert slider.value == 4
+    before = " ".join(str(c.proto.spec) for c in charts(at))
+    assert "Winning expert at epoch 4" in before and "Load per expert over epochs" in before
+    slider.set_value(0).run()
+    after = " ".join(str(c.proto.spec) for c in charts(at))
+    assert "Winning expert at epoch 0" in after and after != before
+    button(at, "Animate").click().run()
+    assert button(at, "Stop")  # animating; the fragment's timer advances the slider in a browser
+    button(at, "Stop").click().run()
+    button(at, "Prepare GIF and PNG frames").click().run()
+    no_exception(at, "export")
+    gif = at.session_state["_gates_export"][1]
+    assert gif[:6] in (b"GIF89a", b"GIF87a")
+    for page in ("pages/splines.py", "pages/experts.py"):
+        at.switch_page(page).run()
+        no_exception(at, page)
+        assert [s for s in at.select_slider if s.label == "Timeline epoch"], page

@@ -3,6 +3,7 @@ histograms) for one snapshot, and the whole story (load per expert over epochs, 
 epochs with the settle epoch marked). Frames come from :class:`kamoe_viz.training.timeline.Timeline`."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import altair as alt
@@ -10,11 +11,12 @@ import numpy as np
 import pandas as pd
 
 from kamoe_viz.charts.gates import _cells, region_winner_chart, weight_histogram_chart
-from kamoe_viz.charts.theme import REGIME_SCHEME, expert_color
+from kamoe_viz.charts.theme import expert_color
 from kamoe_viz.interpret._common import expert_names, flatten_time
 from kamoe_viz.routing_metrics import ROUTING_METRIC_LABELS
 
 STORY_METRICS = ("nmi", "routing_entropy")
+CLASS_SCHEME = "dark2"  # predicted classes: not the experts' colours
 
 
 def data_points(dataset: Any, max_rows: int = 600) -> pd.DataFrame:
@@ -43,23 +45,24 @@ def _points(points: pd.DataFrame, x_title: str, y_title: str, categorical: bool)
 def region_map_chart(region: pd.DataFrame, points: pd.DataFrame | None, size: int = 260,
                      title: str = "Winning expert") -> alt.LayerChart:
     """The plane coloured by the winning expert, opacity = its weight, data on top (Gates page's chart)."""
-    chart = region_winner_chart(region, None, region.attrs.get("x_name", "x"), region.attrs.get("y_name", "y"),
-                                size=size)
+    x_title, y_title = region.attrs.get("x_name", "x"), region.attrs.get("y_name", "y")
+    heat = region_winner_chart(region, None, x_title, y_title, size=size).layer[0]
+    heat = heat.properties(data=_cells(region.drop_duplicates(["x", "y"])))  # the layer's data was lifted to its parent
+    layers = [heat]
     if points is not None and len(points):
-        chart = alt.layer(*chart.layer, _points(points, region.attrs.get("x_name", "x"),
-                                                region.attrs.get("y_name", "y"), points["target"].dtype == object))
-    return chart.properties(width=size, height=size, title=title)
+        layers.append(_points(points, x_title, y_title, points["target"].dtype == object))
+    return alt.layer(*layers).properties(width=size, height=size, title=title)
 
 
 def prediction_map_chart(frame: pd.DataFrame, points: pd.DataFrame | None, size: int = 260) -> alt.LayerChart:
     """The model's output over the plane: predicted class (opacity = its probability) or the predicted value."""
     cells = _cells(frame)
     x_title, y_title = frame.attrs.get("x_name", "x"), frame.attrs.get("y_name", "y")
-    enc = dict(x=alt.X("x_lo:Q", title=x_title, scale=alt.Scale(zero=False, nice=False)), x2="x_hi:Q",
-               y=alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(zero=False, nice=False)), y2="y_hi:Q")
+    enc = {"x": alt.X("x_lo:Q", title=x_title, scale=alt.Scale(zero=False, nice=False)), "x2": "x_hi:Q",
+           "y": alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(zero=False, nice=False)), "y2": "y_hi:Q"}
     if "predicted" in cells:
         heat = alt.Chart(cells).mark_rect().encode(
-            **enc, color=alt.Color("predicted:N", scale=alt.Scale(scheme=REGIME_SCHEME), title="predicted class",
+            **enc, color=alt.Color("predicted:N", scale=alt.Scale(scheme=CLASS_SCHEME), title="predicted class",
                                    legend=alt.Legend(orient="bottom")),
             opacity=alt.Opacity("probability:Q", scale=alt.Scale(domain=[0.5, 1], range=[0.15, 0.85]), legend=None),
             tooltip=[alt.Tooltip("predicted:N"), alt.Tooltip("probability:Q", format=".2f")])
@@ -153,3 +156,57 @@ def story_metrics_chart(metrics: pd.DataFrame, settle: int | None = None, curren
 
 __all__ = ["data_points", "histogram_chart", "load_area_chart", "load_bars_chart", "prediction_map_chart",
            "region_map_chart", "sequence_weights_frame", "story_metrics_chart", "weights_long"]
+
+
+def regime_share_frame(weights: np.ndarray, regimes: np.ndarray | None) -> pd.DataFrame:
+    """Per (regime, expert): the share of the regime's probe rows the expert wins (rows of each regime sum to 1)."""
+    from kamoe_viz.interpret._common import rows_of
+    from kamoe_viz.routing_metrics import winners
+
+    flat = flatten_time(np.asarray(weights), 1)
+    reg = rows_of(regimes, len(flat))
+    if reg is None:
+        return pd.DataFrame(columns=["regime", "expert", "share"])
+    win = winners(flat)
+    names = expert_names(flat.shape[1])
+    rows = []
+    for r in sorted({int(v) for v in reg if v >= 0}):
+        mask = reg == r
+        counts = np.bincount(win[mask & (win >= 0)], minlength=len(names)) / max(1, mask.sum())
+        rows += [(f"regime {r}", names[e], float(c)) for e, c in enumerate(counts)]
+    return pd.DataFrame(rows, columns=["regime", "expert", "share"])
+
+
+def regime_share_chart(frame: pd.DataFrame, title: str = "Which expert takes which regime") -> alt.LayerChart:
+    base = alt.Chart(frame).encode(x=alt.X("expert:N", title=None), y=alt.Y("regime:N", title=None))
+    heat = base.mark_rect().encode(color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]),
+                                                   title="share of the regime's rows"),
+                                   tooltip=["regime:N", "expert:N", alt.Tooltip("share:Q", format=".0%")])
+    text = base.mark_text().encode(text=alt.Text("share:Q", format=".0%"),
+                                   color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
+    return alt.layer(heat, text).properties(width=alt.Step(70), height=alt.Step(32), title=title)
+
+
+def spline_curves_chart(frame: pd.DataFrame, columns: int = 4) -> alt.FacetChart:
+    """The GRKAN gate's spline curves phi(x) in one snapshot, one small panel per edge."""
+    return alt.Chart(frame).mark_line(strokeWidth=2).encode(
+        x=alt.X("x:Q", title=None), y=alt.Y("total:Q", title="φ(x)"), color=alt.Color("layer:N", title=None),
+        tooltip=[alt.Tooltip("edge:N"), alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("total:Q", format=".3g")],
+    ).properties(width=130, height=90).facet(facet=alt.Facet("edge:N", title=None), columns=columns) \
+        .resolve_scale(x="independent", y="independent")
+
+
+def frame_chart(timeline: Any, snap: Any, points: pd.DataFrame | None = None) -> alt.TopLevelMixin:
+    """One frame of the exported animation: the region map (2-D data) beside the load bars, titled by epoch."""
+    parts = []
+    region = timeline.region_frame(snap)
+    if region is not None:
+        parts.append(region_map_chart(region, points, size=240))
+    parts.append(load_bars_chart(snap.metrics["load"], width=200))
+    nmi = snap.metrics.get("nmi")
+    subtitle = f"NMI vs regimes {nmi:.2f}" if isinstance(nmi, float) and math.isfinite(nmi) else ""
+    return alt.hconcat(*parts).resolve_scale(color="independent").properties(
+        title=alt.Title(f"Epoch {snap.epoch}", subtitle=subtitle))
+
+
+__all__ += ["frame_chart", "regime_share_chart", "regime_share_frame", "spline_curves_chart"]
