@@ -4,7 +4,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from kamoe_viz.charts.theme import METHOD_COLORS
+from kamoe_viz.charts.theme import METHOD_COLORS, layered
 
 
 def _method_color() -> alt.Color:
@@ -38,7 +38,7 @@ def row_attribution_chart(frame: pd.DataFrame, title: str = "") -> alt.LayerChar
                  alt.Tooltip("attribution:Q", format=".4g"), alt.Tooltip("f_x:Q", title="output", format=".4g"),
                  alt.Tooltip("f_baseline:Q", title="output at baseline", format=".4g")])
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="#555555").encode(x="x:Q")
-    return alt.layer(bars, zero).properties(width=320, height=max(100, 30 * len(order)), title=title)
+    return layered(bars, zero).properties(width=320, height=max(100, 30 * len(order)), title=title)
 
 
 def spline_importance_bars(frame: pd.DataFrame, title: str = "", top: int = 20) -> alt.Chart:

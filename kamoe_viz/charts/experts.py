@@ -5,7 +5,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from kamoe_viz.charts.theme import expert_color
+from kamoe_viz.charts.theme import expert_color, layered
 from kamoe_viz.metrics import metric_name
 
 ERROR_LABELS = {"on_won_rows": "expert, on the rows it wins", "on_all_rows": "expert, on all rows",
@@ -30,7 +30,7 @@ def contingency_chart(table: pd.DataFrame, truth_title: str = "true regime") -> 
     text = base.mark_text(fontSize=12).encode(
         text="count:Q",
         color=alt.condition(alt.datum.share_of_truth > 0.5, alt.value("white"), alt.value("black")))
-    return alt.layer(heat, text).properties(width=max(160, 70 * len(names)), height=max(100, 34 * len(truths)))
+    return layered(heat, text).properties(width=max(160, 70 * len(names)), height=max(100, 34 * len(truths)))
 
 
 def expert_error_chart(errors: pd.DataFrame) -> alt.Chart:
@@ -82,7 +82,7 @@ def expert_vs_target_chart(frame: pd.DataFrame, task: str = "regression", column
                 color=color, order=alt.Order("won:N"), tooltip=tooltip)
             diag = alt.Chart(pd.DataFrame({"target": [lo, hi], "output": [lo, hi]})).mark_line(
                 color="#555555", strokeDash=[4, 3]).encode(x="target:Q", y="output:Q")
-            chart = alt.layer(diag, points)
+            chart = layered(diag, points)
         charts.append(chart.properties(width=size, height=size, title=name))
     return alt.concat(*charts, columns=columns)
 

@@ -5,7 +5,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from kamoe_viz.charts.theme import HEAT_SCHEME, REGIME_SCHEME, SMALL, WIDE, expert_color
+from kamoe_viz.charts.theme import HEAT_SCHEME, REGIME_SCHEME, SMALL, WIDE, expert_color, layered
 
 LOAD_LABELS = {"mean_weight": "mean weight", "normalised_share": "normalised share", "top1_share": "top-1 share"}
 
@@ -57,7 +57,7 @@ def load_chart(loads: pd.DataFrame) -> alt.LayerChart:
     flags = loads[loads["status"] != "active"].assign(y=1.04)
     text = alt.Chart(flags).mark_text(color="#d62728", fontWeight="bold").encode(
         x=x, y="y:Q", text="status:N", tooltip=[alt.Tooltip("expert:N"), alt.Tooltip("status:N")])
-    return alt.layer(bars, text).properties(width=max(340, 90 * len(names)), height=220)
+    return layered(bars, text).properties(width=max(340, 90 * len(names)), height=220)
 
 
 def _cells(grid: pd.DataFrame) -> pd.DataFrame:
@@ -99,7 +99,7 @@ def region_winner_chart(grid: pd.DataFrame, points: pd.DataFrame | None = None, 
                  alt.Tooltip("winner:N", title="winning expert"),
                  alt.Tooltip("winning_weight:Q", title="its weight", format=".3f")])
     layers = [heat] + ([_points_layer(points, x_title, y_title)] if points is not None and len(points) else [])
-    return alt.layer(*layers).properties(width=size, height=size, title="Winning expert")
+    return layered(*layers).properties(width=size, height=size, title="Winning expert")
 
 
 def region_weight_charts(grid: pd.DataFrame, points: pd.DataFrame | None = None, x_title: str = "x",
@@ -119,7 +119,7 @@ def region_weight_charts(grid: pd.DataFrame, points: pd.DataFrame | None = None,
             tooltip=[alt.Tooltip("expert:N"), alt.Tooltip("x:Q", title=x_title, format=".3g"),
                      alt.Tooltip("y:Q", title=y_title, format=".3g"), alt.Tooltip("weight:Q", format=".3f")])
         layers = [heat] + ([_points_layer(points, x_title, y_title)] if points is not None and len(points) else [])
-        charts.append(alt.layer(*layers).properties(width=size, height=size, title=name))
+        charts.append(layered(*layers).properties(width=size, height=size, title=name))
     return alt.concat(*charts, columns=columns)
 
 

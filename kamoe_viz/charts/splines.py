@@ -7,7 +7,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from kamoe_viz.charts.theme import GRID_SHADE, KNOT_COLOR, PART_COLORS, SMALL, TALL, WIDE, part_color
+from kamoe_viz.charts.theme import GRID_SHADE, KNOT_COLOR, PART_COLORS, SMALL, TALL, WIDE, layered, part_color
 
 PARTS = ("total", "base", "spline")
 HIST_HEIGHT = 0.25  # the data histogram fills at most this share of an edge's y range, at the bottom
@@ -111,7 +111,7 @@ def _edge_layers(frame: pd.DataFrame, faded: bool, x_title: str, y_title: str,
                                                                                color=PART_COLORS["symbolic fit"])
                       .encode(x=x, y="y:Q", tooltip=[alt.Tooltip("x:Q", format=".3g"),
                                                      alt.Tooltip("y:Q", title="fit", format=".3g")]))
-    return alt.layer(*layers)
+    return layered(*layers)
 
 
 def edge_grid_chart(frame: pd.DataFrame, columns: int = 4, width: int = SMALL, height: int = 110,
@@ -154,7 +154,7 @@ def importance_bars(importance: pd.DataFrame, threshold: float = 0.0, top: int =
                  alt.Tooltip("relative:Q", format=".2f"), alt.Tooltip("rank:Q")])
     rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color="#e45756", strokeDash=[4, 2]).encode(
         x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", title="threshold", format=".2f")])
-    return alt.layer(bars, rule).properties(width=360, height=alt.Step(BAR_STEP))
+    return layered(bars, rule).properties(width=360, height=alt.Step(BAR_STEP))
 
 
 def coverage_chart(coverage: pd.DataFrame, threshold: float = 0.10) -> alt.LayerChart:
@@ -173,7 +173,7 @@ def coverage_chart(coverage: pd.DataFrame, threshold: float = 0.10) -> alt.Layer
                  alt.Tooltip("grid_low:Q", format=".3g"), alt.Tooltip("grid_high:Q", format=".3g"),
                  alt.Tooltip("data_low:Q", format=".3g"), alt.Tooltip("data_high:Q", format=".3g")])
     rule = alt.Chart(pd.DataFrame({"t": [threshold]})).mark_rule(color="#e45756", strokeDash=[4, 2]).encode(x="t:Q")
-    return alt.layer(bars, rule).properties(width=360, height=alt.Step(BAR_STEP))
+    return layered(bars, rule).properties(width=360, height=alt.Step(BAR_STEP))
 
 
 def symbolic_fit_chart(fits: pd.DataFrame) -> alt.Chart:

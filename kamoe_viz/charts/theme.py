@@ -2,7 +2,8 @@
 shared scales. Expert k has the same colour in every chart: the scale has a fixed domain and explicit colours."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any, Final
 
 import altair as alt
 
@@ -16,10 +17,10 @@ SPLIT_COLORS = {"train": "#4c78a8", "validation": "#f58518"}  # loss curves
 VARIANT_COLORS = {"standard": "#9d9d9d", "linear": "#4c78a8", "grn": "#f58518", "grkan": "#54a24b"}  # Compare
 OTHER_VARIANT_COLOR = "#b279a2"
 PART_COLORS = {"total": "#1f1f1f", "base": "#4c78a8", "spline": "#e45756", "symbolic fit": "#54a24b"}
-REGIME_SCHEME = "greys"
-CLASS_SCHEME = "tableau10"  # classes / regimes of a 2-D data preview (not experts)
-HEAT_SCHEME = "viridis"
-DIVERGING_SCHEME = "redblue"
+REGIME_SCHEME: Final = "greys"
+CLASS_SCHEME: Final = "tableau10"  # classes / regimes of a 2-D data preview (not experts)
+HEAT_SCHEME: Final = "viridis"
+DIVERGING_SCHEME: Final = "redblue"
 METHOD_COLORS = {"Integrated Gradients": "#4c78a8", "Feature Ablation": "#f58518", "spline importance": "#54a24b"}
 GRID_SHADE = "#9ecae9"
 KNOT_COLOR = "#888888"
@@ -58,3 +59,10 @@ def part_color(parts: Sequence[str]) -> alt.Color:
     return alt.Color("part:N", scale=alt.Scale(domain=parts, range=[PART_COLORS[p] for p in parts]),
                      title=None, legend=alt.Legend(orient="top"))
 
+
+
+def layered(*charts: Any) -> alt.LayerChart:
+    """``alt.layer`` without facet arguments, typed as what it returns: a LayerChart."""
+    chart = alt.layer(*charts)
+    assert isinstance(chart, alt.LayerChart)
+    return chart

@@ -11,7 +11,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from kamoe_viz.charts.theme import CLASS_SCHEME, SPLIT_COLORS, expert_color, expert_scale
+from kamoe_viz.charts.theme import CLASS_SCHEME, SPLIT_COLORS, expert_color, expert_scale, layered
 
 
 # One sentence per output activation, shown next to the load numbers: how "load" is defined for each.
@@ -122,7 +122,7 @@ def loss_chart(history: pd.DataFrame, best_epoch: int | None = None, log_scale: 
     if best_epoch is not None and len(history):
         rule = alt.Chart(pd.DataFrame({"epoch": [best_epoch], "label": [f"best epoch {best_epoch}"]})).mark_rule(
             strokeDash=[4, 4], color="gray").encode(x="epoch:Q", tooltip=["label:N"])
-        chart = alt.layer(chart, rule)
+        chart = layered(chart, rule)
     return chart.properties(height=height, title="Loss")
 
 
