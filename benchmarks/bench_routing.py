@@ -12,7 +12,8 @@ against dense forced onto autograd (KAMOE_DIRECT_GRADIENTS=0).
     python benchmarks/bench_routing.py --quick         # 3 epochs, 1 repetition
     python benchmarks/bench_routing.py --routers switch,sigmoid_bias --reps 5
 
-Per-epoch time is the median over epochs 2..N, then the median over repetitions; variants alternate within each
+Per-epoch time is this process's CPU time (``time.process_time``; ``--wall`` for wall-clock time), the median over
+epochs 2..N, then the median over repetitions; variants alternate within each
 repetition (in a rotated order) so drift in machine load spreads over all of them. Target: ratio <= 1.15.
 """
 from __future__ import annotations
@@ -30,6 +31,9 @@ sys.path.insert(1, str(HERE))
 from bench_train import DEFAULT_CSV, california_npz  # noqa: E402
 
 TARGET_RATIO = 1.15
+# CPU time of this process (torch runs on one thread at batch 128): on a shared machine it moves far less with the
+# load than wall time does; --wall measures wall-clock time instead
+CLOCK = time.process_time
 # variant name -> (model overrides, train overrides); "dense" is the reference default
 VARIANTS: dict[str, tuple[dict, dict]] = {
     "dense": ({}, {}),
@@ -78,15 +82,21 @@ def epoch_seconds(dataset, model_over: dict, train_over: dict, epochs: int, batc
                                                       early_stopping=0, **train_over))
         times = []
         for _ in range(epochs):
-            started = time.perf_counter()
+            started = CLOCK()
             trainer.run_epochs(1)
-            times.append(time.perf_counter() - started)
+            times.append(CLOCK() - started)
         return statistics.median(times[1:] or times), trainer.gradient_path
     finally:
         if previous is None:
             os.environ.pop(SWITCH_ENV, None)
         else:
             os.environ[SWITCH_ENV] = previous
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,10 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--routers", default=",".join(VARIANTS), help="comma-separated variants (default all)")
     parser.add_argument("--quick", action="store_true", help="3 epochs, 1 repetition")
+    parser.add_argument("--wall", action="store_true", help="wall-clock time instead of this process's CPU time")
     parser.add_argument("--csv", type=Path, default=Path(os.environ.get("KAMOE_CALIFORNIA_CSV", DEFAULT_CSV)))
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.reps = 3, 1
+    global CLOCK
+    if args.wall:
+        CLOCK = time.perf_counter
     names = [n.strip() for n in args.routers.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
     if unknown or args.epochs < 2 or args.reps < 1:
@@ -112,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     dataset = california_dataset(args.csv)
     runs = ["dense", "dense (autograd)"] + [n for n in names if n != "dense"]
     print(f"# bench_routing  {time.strftime('%Y-%m-%d %H:%M')}  cpus={os.cpu_count()}  epochs={args.epochs}  "
-          f"reps={args.reps}  batch={args.batch_size}  load={os.getloadavg()[0]:.1f}", flush=True)
+          f"reps={args.reps}  batch={args.batch_size}  clock={'wall' if args.wall else 'process CPU'}  "
+          f"threads={torch_threads()}  load={os.getloadavg()[0]:.1f}", flush=True)
     seconds: dict[str, list[float]] = {r: [] for r in runs}
     paths: dict[str, str] = {}
     for rep in range(args.reps):

@@ -259,13 +259,15 @@ def test_fit_uses_direct_gradients_where_they_apply(kernel, monkeypatch):
     assert result.epochs_run == 2 and np.isfinite(result.history["train_loss"]).all()
 
 
-@pytest.mark.parametrize("routing", ["topk", "noisy_topk", "switch", "expert_choice", "sigmoid_bias", "relu",
-                                     "dense"])
-def test_every_router_and_the_aux_losses_in_closed_form_equal_autograd(kernel, routing):
+@pytest.mark.parametrize("routing,top_k,activation", [
+    ("topk", 1, "softmax"), ("topk", 2, "softmax"), ("topk", 2, "sigmoid"), ("noisy_topk", 2, "softmax"),
+    ("switch", 0, "softmax"), ("expert_choice", 0, "softmax"), ("sigmoid_bias", 1, "sigmoid"),
+    ("sigmoid_bias", 2, "sigmoid"), ("relu", 0, "sigmoid"), ("dense", 0, "softmax"), ("dense", 0, "sigmoid")])
+def test_every_router_and_the_aux_losses_in_closed_form_equal_autograd(kernel, routing, top_k, activation):
     data = dataset()
     torch.manual_seed(5)
-    extra = {"top_k": 2} if routing in ("topk", "noisy_topk", "sigmoid_bias") else {}
-    model = build_model(ModelConfig(expert_hidden=(6,), routing=routing, gate_activation="softmax", **extra), data)
+    model = build_model(ModelConfig(expert_hidden=(6,), routing=routing, gate_activation=activation, top_k=top_k,
+                                    n_experts=4), data)
     weights = {"balance_loss": 0.3, "z_loss": 0.05}
     x, y = torch.as_tensor(data.X_train[:40]), torch.as_tensor(data.y_train[:40])
     model.train()

@@ -284,3 +284,25 @@ def test_readme_table_lists_every_router_with_its_paper_and_definition():
     section = readme[readme.index("## Routing"):]
     for spec in ROUTERS.values():
         assert f"| `{spec.name}` | {spec.paper} | {spec.definition} |" in section, spec.name
+
+
+@pytest.mark.parametrize("routing", ["sigmoid_bias", "noisy_topk"])
+def test_a_saved_routed_run_loads_with_its_router_state(routing, tmp_path):
+    from kamoe_viz.runstore import RunStore
+    from kamoe_viz.training import predict, train_run
+
+    config = RunConfig.from_dict({"data": {"options": {"n_samples": 600}},
+                                  "model": {"routing": routing, "top_k": 1, "shared_experts": 1,
+                                            "expert_hidden": [6]},
+                                  "train": {"epochs": 2, "balance_loss": 0.01}})
+    run = train_run(config)
+    store = RunStore(str(tmp_path))
+    loaded = store.load(store.save(run))
+    assert loaded.config.model == run.config.model and loaded.config.train == run.config.train
+    for name, tensor in run.model.state_dict().items():
+        torch.testing.assert_close(loaded.model.state_dict()[name], tensor)
+    X = run.dataset.X_test[:50]
+    np.testing.assert_allclose(predict(loaded.model, X)["prediction"], predict(run.model, X)["prediction"],
+                               rtol=1e-6, atol=1e-6)
+    if routing == "sigmoid_bias":
+        assert float(loaded.model.router.bias.abs().sum()) > 0  # the learned balance is part of the run

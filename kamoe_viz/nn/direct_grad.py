@@ -89,6 +89,30 @@ def residual_tail_backward(grad_logits, h, eta, saved, glu_weight, skip_weight, 
     return grad_h, grad_eta, (grad_glu_w, grad_glu_b, grad_skip_w, grad_skip_b, grad_norm_w, grad_norm_b)
 
 
+CLOSED_FORM_ROUTERS = ("dense", "topk", "switch", "expert_choice", "sigmoid_bias", "relu")
+
+
+def router_logit_grad(router, logits: torch.Tensor, weights: torch.Tensor, grad_weights: torch.Tensor):
+    """dL/dlogits of a router in :data:`CLOSED_FORM_ROUTERS` from its weights. Each kept weight is a softmax
+    probability or a sigmoid of the logits (softmax and sigmoid are never exactly 0, so kept = weight > 0) and the
+    selection itself has no gradient; relu's weight is the logit where positive."""
+    name = router.name
+    if name == "relu":
+        return torch.ops.aten.threshold_backward(grad_weights, logits, 0)
+    kept = weights > 0
+    if name == "sigmoid_bias" or (name == "topk" and router.activation == "sigmoid"):
+        affinity = torch.sigmoid(logits)
+        grad = grad_weights * kept
+        if name == "sigmoid_bias" and router.top_k > 1:  # w = s / sum(s) over the selected
+            total = (affinity * kept).sum(-1, keepdim=True)
+            grad = (grad_weights - (grad_weights * weights).sum(-1, keepdim=True)) / total * kept
+        return torch.ops.aten.sigmoid_backward(grad, affinity)
+    if name == "topk" and router.top_k > 1:  # softmax over the kept logits: weights are that softmax
+        return torch._softmax_backward_data(grad_weights, weights, -1, weights.dtype)
+    probs = torch.softmax(logits, -1)  # topk k = 1, switch, expert_choice: w = p * kept
+    return torch._softmax_backward_data(grad_weights * kept, probs, -1, probs.dtype)
+
+
 def aux_loss_gradient(logits: torch.Tensor, weights: torch.Tensor, aux_weights: dict[str, float]) -> torch.Tensor:
     """d/dlogits of the weighted auxiliary losses of :mod:`kamoe_viz.nn.routers` for (N, E) logits, in closed form:
     balance E * sum_i f_i P_i with f (the top-1 shares of the weights) constant: dL/dP_ni = E f_i / N through the
@@ -179,7 +203,9 @@ class DirectGradients:
             self.gate_input = (model.gate_input.weight, model.gate_input.bias)
             self.router = model.router
             self.aux_weights = {k: float(v) for k, v in (aux_weights or {}).items() if v > 0}
-            self.router_graph = self.router.name != "dense"
+            # routers with parameters or noise (noisy_topk) run as a small autograd graph from the logits; the
+            # others in closed form (router_logit_grad)
+            self.router_graph = self.router.name not in CLOSED_FORM_ROUTERS
             self.router_params = [p for p in self.router.parameters() if p.requires_grad]
             self.sigmoid = getattr(self.router, "activation", "") == "sigmoid"
             if gate.family == "linear":
@@ -215,6 +241,8 @@ class DirectGradients:
             if self.router_graph:
                 leaf, routed = self._route(logits)
                 weights = routed.weights.detach()
+            elif self.router.name != "dense":
+                weights = self.router(logits).weights
             else:
                 weights = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, -1)
             mixed = (hidden * weights.unsqueeze(2)).sum(1)  # faster than a bmm of (1, E) rows here
@@ -231,6 +259,8 @@ class DirectGradients:
             grad_hidden = weights.unsqueeze(2) * grad_mixed
             if self.router_graph:
                 grad_logits = self._route_backward(leaf, routed.weights, grad_weights)
+            elif self.router.name != "dense":
+                grad_logits = router_logit_grad(self.router, logits, weights, grad_weights)
             elif self.sigmoid:
                 grad_logits = torch.ops.aten.sigmoid_backward(grad_weights, weights)
             else:

@@ -155,16 +155,17 @@ def stacked_forward(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch
         x = x.flatten(2)
     hidden = _experts(model, p, x)
     if model.gate is None:
-        weights = hidden.new_ones(hidden.shape[:-1])
-        mixed, logits = hidden[:, :, 0], None
-    else:
-        h = torch.relu(_linear(x, p["gate_input.weight"], p["gate_input.bias"]))
-        logits = _gate_logits(model, p, h)
-        weights = _route(model.router, logits)
-        # (S*B, 1, E) @ (S*B, E, H): the weighted sum over experts as one batched matmul (cheaper backward)
-        mixed = torch.bmm(weights.reshape(-1, 1, weights.shape[-1]),
-                          hidden.reshape(-1, *hidden.shape[-2:])).view(*hidden.shape[:-2], hidden.shape[-1])
-    return _linear(mixed, p["head.weight"], p["head.bias"]), weights, logits
+        return _linear(hidden[:, :, 0], p["head.weight"], p["head.bias"]), hidden.new_ones(hidden.shape[:-1]), None
+    h = torch.relu(_linear(x, p["gate_input.weight"], p["gate_input.bias"]))
+    logits = _gate_logits(model, p, h)
+    weights = _route(model.router, logits)
+    # The head is linear: mixing the experts' projected outputs, sum_e w_e (P z_e), then adding the bias equals
+    # P (sum_e w_e z_e) + b. Projecting all experts is one well-shaped batched matmul (S, B*E, H) x (S, H, O), and
+    # the mixing then runs on (S, B, E, O) -- small, since O is 1 or the class count.
+    S, B, E, H = hidden.shape
+    projected = torch.bmm(hidden.reshape(S, B * E, H), p["head.weight"].transpose(1, 2)).view(S, B, E, -1)
+    prediction = (weights.unsqueeze(-1) * projected).sum(dim=-2) + p["head.bias"].unsqueeze(1)
+    return prediction, weights, logits
 
 
 __all__ = ["stacked_forward", "unsupported_reason"]
