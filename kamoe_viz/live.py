@@ -42,6 +42,7 @@ class Stage:
     model: Any
     trainer: Any
     epochs: list = field(default_factory=list)  # EpochInfo records so far
+    timeline: Any = None  # the main stage's training timeline (kamoe_viz.training.timeline)
 
     @property
     def total_epochs(self) -> int:
@@ -54,6 +55,7 @@ def make_stage(kind: str, config: RunConfig, dataset: Any) -> Stage:
 
     from kamoe_viz.nn import build_model
     from kamoe_viz.training import Trainer
+    from kamoe_viz.training.timeline import Timeline
 
     from kamoe_viz.budget import check_training
 
@@ -61,7 +63,10 @@ def make_stage(kind: str, config: RunConfig, dataset: Any) -> Stage:
     check_training(config, dataset)  # parameters and memory of a batch, before anything is built
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, dataset)
-    return Stage(kind, config, model, Trainer(model, dataset, config.train))
+    timeline = Timeline.create(model, dataset, config.train.epochs, batch_size=config.train.batch_size) \
+        if kind == MAIN else None
+    trainer = Trainer(model, dataset, config.train, on_epoch=timeline.callback(model) if timeline else None)
+    return Stage(kind, config, model, trainer, timeline=timeline)
 
 
 @dataclass
@@ -214,10 +219,15 @@ class LiveJob:
     def _finish_stage(self, stage: Stage) -> str:
         from kamoe_viz.training import TrainedRun
 
+        if stage.timeline is not None:  # the last epoch trained, before finish() restores the best weights
+            last = stage.epochs[-1] if stage.epochs else None
+            stage.timeline.finalize(stage.model, stage.trainer.epoch, last.train_loss if last else None,
+                                    last.val_loss if last else None)
         result = stage.trainer.finish()
         if stage.kind == MAIN:
             stage.model.cpu().eval()
-            self.run = TrainedRun(config=stage.config, dataset=self.dataset, model=stage.model, result=result)
+            self.run = TrainedRun(config=stage.config, dataset=self.dataset, model=stage.model, result=result,
+                                  timeline=stage.timeline)
             if self.store is not None:
                 try:
                     self.store.save(self.run, csv=self.csv)

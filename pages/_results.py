@@ -6,7 +6,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from kamoe_viz import charts_training as ct
+from kamoe_viz.charts import training as ct
 from kamoe_viz.config import RunConfig
 from kamoe_viz.metrics import METRIC_NAMES
 from pages import _config_state as cfg

@@ -114,7 +114,7 @@ def runs_dir() -> Path:
 
 def run_store():
     """A RunStore on this session's runs folder (cheap to create; holds no models)."""
-    from kamoe_viz.runs import RunStore
+    from kamoe_viz.runstore import RunStore
 
     return RunStore(runs_dir())
 

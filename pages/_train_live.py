@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from kamoe_viz import charts_training as ct
+from kamoe_viz.charts import training as ct
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError
 from kamoe_viz.live import BASELINE, MAIN, LiveJob, Stage, background_jobs

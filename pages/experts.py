@@ -6,6 +6,7 @@ import streamlit as st
 from kamoe_viz import charts as ch
 from kamoe_viz.interpret import experts as ex
 from pages import _entry
+from pages import _timeline_ui as tl_ui
 from pages._interpret_ui import cached, guarded, page_start, show_chart, show_table
 from pages._safe import esc
 
@@ -23,6 +24,8 @@ split = st.segmented_control("Rows", ["train", "val", "test"], default="test", k
                              help="Which split to evaluate (every row of it); held-out test rows by default") or "test"
 table = cached(run, f"experts_table:{split}", lambda: ex.routing_table(model, data, split))
 kind = table.attrs.get("truth_kind", "")
+
+tl_ui.timeline_section(run, "experts", tl_ui.draw_experts)
 
 # ----- agreement --------------------------------------------------------------------------------------------------
 st.subheader("Specialisation")

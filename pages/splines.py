@@ -10,6 +10,7 @@ from kamoe_viz.errors import KamoeError
 from kamoe_viz.interpret import splines as sp
 from kamoe_viz.interpret import symbolic as sym
 from pages import _entry
+from pages import _timeline_ui as tl_ui
 from pages._config_state import set_master
 from pages._interpret_ui import (REFERENCE_ROWS, cached, gate_label, guarded, replace_model, show_chart,
                                  show_table)
@@ -53,6 +54,9 @@ if layers.empty:
 
 if not (layers["part"] == "gate").any():
     st.info(f"The **{gate_label(run)}** gate has no splines; showing the KAN experts' edges.", icon="ℹ️")
+
+if (layers["part"] == "gate").any():
+    tl_ui.timeline_section(run, "splines", tl_ui.draw_splines)
 
 importance = cached(run, "spline_importance", lambda: sp.edge_importance(model, data, inputs))
 coverage = cached(run, "spline_coverage", lambda: sp.grid_coverage_table(model, data, inputs))

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from _app_support import TINY, button, errors_text, new_app, no_exception, train_until_done
-from kamoe_viz.runs import RunStore
+from kamoe_viz.runstore import RunStore
 
 
 @pytest.fixture(scope="module")

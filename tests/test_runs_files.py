@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from kamoe_viz.errors import RunFileError
-from kamoe_viz.runs import MIGRATIONS, RunStore
+from kamoe_viz.runstore import MIGRATIONS, RunStore
 from kamoe_viz.runstore.fileformat import sha256
 from test_runs import entries, make_run, predictions
 

@@ -5,7 +5,7 @@ import logging
 import shutil
 
 from _app_support import button, new_app, no_exception
-from kamoe_viz.runs import RunStore
+from kamoe_viz.runstore import RunStore
 from test_runs import make_run
 
 

@@ -10,7 +10,7 @@ import tomllib
 from streamlit.testing.v1 import AppTest
 
 from _app_support import PAGES, ROOT, button, new_app, no_exception
-from kamoe_viz.runs import RunStore
+from kamoe_viz.runstore import RunStore
 from test_runs import make_run
 from test_runs_files import rezip
 

@@ -9,7 +9,7 @@ import pytest
 
 from kamoe_viz import serving
 from kamoe_viz.errors import RunFileError
-from kamoe_viz.runs import RunStore
+from kamoe_viz.runstore import RunStore
 from test_runs import entries, make_run
 
 

@@ -90,6 +90,9 @@ def add_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="end with one JSON line of metrics and run facts")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--snapshot-every", type=int, default=None, metavar="N",
+                   help="record a training timeline (gate weights, routing metrics, region maps) every N epochs, "
+                        "at most 200 snapshots; saved with --save and shown on the Gates, Splines and Experts pages")
     o.add_argument("--save", action="store_true", help="store the run (see the Runs page) and print its id")
     o.add_argument("--runs-dir", default=None, metavar="DIR", help="where --save stores runs (default: env "
                                                                   "KAMOE_RUNS_DIR or ./runs)")
@@ -247,10 +250,34 @@ def _json_value(value: Any) -> Any:
 
 def _save(run: Any, runs_dir: str | None) -> str:
     try:
-        from kamoe_viz.runs import RunStore
+        from kamoe_viz.runstore import RunStore
     except ImportError:
         raise ValidationError("--save", True, "is not available: this installation has no run store") from None
     return RunStore(runs_dir).save(run)
+
+
+def _timeline(args: argparse.Namespace, model: Any, dataset: Any, config: RunConfig) -> Any:
+    """The training timeline ``--snapshot-every`` asks for (epoch 0 taken now), or None."""
+    if args.snapshot_every is None:
+        return None
+    from kamoe_viz.training.timeline import Timeline
+
+    try:
+        return Timeline.create(model, dataset, config.train.epochs, args.snapshot_every,
+                               batch_size=config.train.batch_size)
+    except ValidationError as err:
+        raise ValidationError("--snapshot-every", args.snapshot_every, err.allowed) from None
+
+
+def _callbacks(bar: Any, timeline: Any, model: Any) -> Any:
+    record = timeline.callback(model) if timeline is not None else None
+    if record is None:
+        return bar
+    def on_epoch(info: Any) -> None:
+        if bar is not None:
+            bar(info)
+        record(info)
+    return on_epoch
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -274,9 +301,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, dataset)
     bar = None if args.quiet else ProgressBar(config.train.epochs)
+    timeline = _timeline(args, model, dataset, config)
     tracker = tracking.open_for_train(args, config)  # None without --mlflow / --tensorboard
     on_epoch = bar if tracker is None else tracker.epoch_logger(dataset, config.train.batch_size, then=bar)
-    trainer = Trainer(model, dataset, config.train, on_epoch=on_epoch)
+    trainer = Trainer(model, dataset, config.train, on_epoch=_callbacks(on_epoch, timeline, model))
     interrupted = False
     try:
         while not trainer.done:
@@ -289,9 +317,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if timeline is not None:  # before finish(), which restores the best weights
+        last = trainer.rows[-1] if trainer.rows else {}
+        timeline.finalize(model, trainer.epoch, last.get("train_loss"), last.get("val_loss"))
     result = trainer.finish()
     model.cpu().eval()
-    run = TrainedRun(config=config, dataset=dataset, model=model, result=result)
+    run = TrainedRun(config=config, dataset=dataset, model=model, result=result, timeline=timeline)
     tracking.finish_train(tracker, run)
     if args.save:
         run.run_id = _save(run, args.runs_dir)

@@ -113,13 +113,10 @@ def gate_summary(model: Any, dataset: Any, split: str = "train",
             "load_definition": LOAD_DEFINITIONS[act], "entropy_definition": ENTROPY_DEFINITION}
 
 
-def region_map(model: Any, dataset: Any, features: tuple[int, int] = (0, 1), resolution: int = 60,
-               margin: float = 0.05) -> pd.DataFrame:
-    """Gate weights on a grid over the plane of two features, in the data's original units.
-
-    For 2-D data this is the whole input space; with more features the others are held at their training mean
-    (a slice). Long frame: x, y (raw units), expert, weight, plus winner and winning_weight per grid cell.
-    """
+def region_grid(dataset: Any, features: tuple[int, int] = (0, 1), resolution: int = 60,
+                margin: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cells of a region map: (model inputs (cells, F) float32, x axis, y axis in raw units). The features
+    not on the axes are held at their training mean (a slice when there are more than two)."""
     if dataset.is_sequence:
         raise ValidationError("dataset", dataset.name, "region maps need tabular data (not sequence windows)")
     f0, f1 = int(features[0]), int(features[1])
@@ -135,21 +132,40 @@ def region_map(model: Any, dataset: Any, features: tuple[int, int] = (0, 1), res
         pad = margin * (hi - lo if hi > lo else 1.0)
         axes.append(np.linspace(lo - pad, hi + pad, resolution))
     gx, gy = np.meshgrid(axes[0], axes[1])
-    cells = np.empty((gx.size, nf))  # the features not on the axes are held at their training mean
+    cells = np.empty((gx.size, nf))
     cells[:] = raw_to_scaled(dataset, raw.mean(axis=0, keepdims=True))[0]
     cells[:, f0] = raw_to_scaled(dataset, gx.ravel(), [f0])
     cells[:, f1] = raw_to_scaled(dataset, gy.ravel(), [f1])
-    weights = gate_weights_numpy(model, cells.astype(np.float32))
+    return cells.astype(np.float32), axes[0], axes[1]
+
+
+def region_frame(weights: np.ndarray, x_axis: np.ndarray, y_axis: np.ndarray, x_name: str = "x",
+                 y_name: str = "y") -> pd.DataFrame:
+    """The long frame of :func:`region_map` from gate weights (cells, E) on the cells of :func:`region_grid`."""
+    gx, gy = np.meshgrid(x_axis, y_axis)
     e = weights.shape[1]
     names = expert_names(e)
     frame = pd.DataFrame({"x": np.repeat(gx.ravel(), e), "y": np.repeat(gy.ravel(), e),
                           "expert": np.tile(names, gx.size), "weight": weights.ravel()})
     frame["winner"] = np.repeat(np.asarray(names, dtype=object)[weights.argmax(axis=1)], e)
     frame["winning_weight"] = np.repeat(weights.max(axis=1), e)
-    feats = feature_names(dataset)
-    frame.attrs.update({"x_name": feats[f0], "y_name": feats[f1], "step_x": float(axes[0][1] - axes[0][0]),
-                        "step_y": float(axes[1][1] - axes[1][0])})
+    frame.attrs.update({"x_name": x_name, "y_name": y_name,
+                        "step_x": float(x_axis[1] - x_axis[0]) if len(x_axis) > 1 else 1.0,
+                        "step_y": float(y_axis[1] - y_axis[0]) if len(y_axis) > 1 else 1.0})
     return frame
+
+
+def region_map(model: Any, dataset: Any, features: tuple[int, int] = (0, 1), resolution: int = 60,
+               margin: float = 0.05) -> pd.DataFrame:
+    """Gate weights on a grid over the plane of two features, in the data's original units.
+
+    For 2-D data this is the whole input space; with more features the others are held at their training mean
+    (a slice). Long frame: x, y (raw units), expert, weight, plus winner and winning_weight per grid cell.
+    """
+    cells, x_axis, y_axis = region_grid(dataset, features, resolution, margin)
+    weights = gate_weights_numpy(model, cells)
+    feats = feature_names(dataset)
+    return region_frame(weights, x_axis, y_axis, feats[int(features[0])], feats[int(features[1])])
 
 
 def region_points(model: Any, dataset: Any, features: tuple[int, int] = (0, 1), split: str = "train",
@@ -232,4 +248,4 @@ def partial_dependence(model: Any, dataset: Any, n_values: int = 20, max_rows: i
 
 
 __all__ = ["ENTROPY_DEFINITION", "LOAD_DEFINITIONS", "gate_summary", "gate_weights_frame", "gates_over_time",
-           "load_table", "partial_dependence", "region_map", "region_points", "routing_entropy", "weights_long"]
+           "load_table", "partial_dependence", "region_frame", "region_grid", "region_map", "region_points", "routing_entropy", "weights_long"]

@@ -76,6 +76,8 @@ def encode(run: Any, csv: bytes | None = None,
         members["dataset.safetensors"] = save_numpy(arrays)
     if csv is not None:
         members["data.csv"] = bytes(csv)
+    if getattr(run, "timeline", None) is not None and run.timeline.snapshots:
+        members.update(run.timeline.to_members())
     return members
 
 
@@ -355,7 +357,10 @@ def decode(members: Mapping[str, bytes], where: str, *, run_id: str | None,
     except (RuntimeError, ValueError, IndexError) as exc:
         raise RunFileError(f"{where}: the rebuilt model cannot predict on the stored data ({exc}).") from None
     result = decode_result(members, where)
-    return TrainedRun(config=config, dataset=dataset, model=model, result=result, run_id=run_id)
+    from kamoe_viz.training.timeline import Timeline
+
+    timeline = Timeline.from_members(members, where)  # None for runs saved without one
+    return TrainedRun(config=config, dataset=dataset, model=model, result=result, run_id=run_id, timeline=timeline)
 
 
 def check_importable(members: Mapping[str, bytes], where: str) -> Any:

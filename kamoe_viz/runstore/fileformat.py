@@ -23,7 +23,7 @@ FORMAT_NAME = "kamoe-run"
 FORMAT_VERSION = 1
 MANIFEST = "format.json"
 REQUIRED_MEMBERS = ("config.json", "weights.safetensors", "metrics.json", "history.csv", "dataset.json")
-OPTIONAL_MEMBERS = ("dataset.safetensors", "data.csv")
+OPTIONAL_MEMBERS = ("dataset.safetensors", "data.csv", "timeline.json", "timeline.safetensors")
 ALL_MEMBERS = (MANIFEST, *REQUIRED_MEMBERS, *OPTIONAL_MEMBERS)
 
 DEFAULT_MAX_RUN_BYTES = 512 * 1024**2  # total uncompressed size of one run (zip-bomb guard)

@@ -53,9 +53,13 @@ class Objective(nn.Module):
     def __init__(self, config: TrainConfig, task: str) -> None:
         super().__init__()
         self.kind, self.task = config.objective, task
-        self.weights = {name: float(getattr(config, name)) for name in AUX_LOSSES if getattr(config, name) > 0}
+        self.set_weights(config)
         self.log_sigma = nn.Parameter(torch.zeros(())) if (self.kind == "likelihood" and task != "classification") \
             else None
+
+    def set_weights(self, config: TrainConfig) -> None:
+        """The auxiliary losses' weights (those above 0) from ``config``; may change between epochs."""
+        self.weights = {name: float(getattr(config, name)) for name in AUX_LOSSES if getattr(config, name) > 0}
 
     def task_part(self, out: Any, target: torch.Tensor) -> torch.Tensor:
         """The objective without the auxiliary losses: what ``train_loss`` and ``val_loss`` report."""
@@ -72,6 +76,13 @@ class Objective(nn.Module):
             if name in aux:
                 total = total + weight * aux[name]
         return total, part
+
+
+class OutputFields:
+    """Batched outputs (a dict of fields) read by attribute, as the objective reads a MoEOutput."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.__dict__.update(fields)
 
 
 class GroupedAdam:
@@ -107,4 +118,4 @@ def build_optimizer(model: nn.Module, extra: list[nn.Parameter], config: TrainCo
     return GroupedAdam([(rest, config.lr), (routing, config.lr * config.gate_lr_scale)], config.weight_decay)
 
 
-__all__ = ["AUX_LOSSES", "GroupedAdam", "Objective", "build_optimizer", "mixture_nll"]
+__all__ = ["AUX_LOSSES", "GroupedAdam", "Objective", "OutputFields", "build_optimizer", "mixture_nll"]

@@ -56,3 +56,4 @@ class TrainedRun:
     model: Any  # kamoe_viz.nn.KAMoE
     result: TrainResult
     run_id: str | None = None
+    timeline: Any = None  # kamoe_viz.training.timeline.Timeline, or None (not recorded, or saved before timelines)

@@ -1,0 +1,401 @@
+"""The training timeline: snapshots of how the gate routes, taken at chosen epochs while a model trains.
+
+A snapshot holds the gate weights on a fixed probe set (validation rows, or the first windows of the validation
+split for sequences, so they stay in time order), the routing metrics of :mod:`kamoe_viz.routing_metrics` on them
+(load, NMI against known regimes, routing entropy...), for 2-D tabular data the region map (gate weights and the
+model's prediction on a grid over the plane), and the GRKAN gate's spline curves on a fixed x grid.
+
+Which epochs: every epoch for runs of at most :data:`MAX_SNAPSHOTS` epochs, log-spaced for longer ones (dense early,
+where routing forms), or every N epochs when asked; never more than :data:`MAX_SNAPSHOTS`, so memory is bounded
+(about 75 kB per snapshot on a 2-D dataset with three experts). Epoch 0 is the untrained model.
+
+A timeline is stored in a saved run as ``timeline.json`` (schedule, losses, metrics, axes) and
+``timeline.safetensors`` (the arrays): the same safe format as the run itself, no pickle.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kamoe_viz import routing_metrics as rm
+from kamoe_viz.errors import RunFileError, ValidationError
+
+MAX_SNAPSHOTS = 200  # per run; stated in the UI
+PROBE_ROWS = 512  # validation rows whose gate weights every snapshot keeps
+REGION_RESOLUTION = 60  # cells per axis of a snapshot's region map
+SPLINE_POINTS = 40  # x values per GRKAN gate spline curve
+SETTLE_AGREEMENT = 0.95  # routing has settled once every later snapshot's winners agree this much with the last
+FORMAT_VERSION = 1
+MEMBERS = ("timeline.json", "timeline.safetensors")
+SCALAR_METRICS = ("nmi", "routing_entropy", "load_cv", "max_violation", "gini", "min_load", "max_load",
+                  "dropped_fraction")
+SETTLE_DEFINITION = (f"Settle epoch: the first snapshot from which every later snapshot routes at least "
+                     f"{SETTLE_AGREEMENT:.0%} of the probe rows to the same expert as the last one.")
+
+
+def snapshot_schedule(total_epochs: int, every: int | None = None, max_snapshots: int = MAX_SNAPSHOTS) -> list[int]:
+    """Epochs to snapshot (0 = before training): every epoch when they fit, else log-spaced; ``every`` N epochs when
+    given (thinned evenly if that exceeds ``max_snapshots``). Always includes 0 and ``total_epochs``."""
+    total = int(total_epochs)
+    if total < 1:
+        raise ValidationError("epochs", total_epochs, "must be at least 1")
+    if not 2 <= int(max_snapshots) <= 10_000:
+        raise ValidationError("max_snapshots", max_snapshots, "must be from 2 to 10000")
+    if every is not None:
+        if not 1 <= int(every) <= total:
+            raise ValidationError("snapshot_every", every, f"must be from 1 to the number of epochs ({total})")
+        epochs = sorted(set(range(0, total + 1, int(every))) | {total})
+    elif total + 1 <= max_snapshots:
+        epochs = list(range(total + 1))
+    else:  # log-spaced: routing forms early, so early epochs are denser
+        n = max_snapshots - 1
+        while True:
+            epochs = sorted({0, total} | {round(v) for v in np.geomspace(1, total, n)})
+            if len(epochs) >= max_snapshots or n > 4 * max_snapshots:
+                break
+            n += max_snapshots - len(epochs)
+    if len(epochs) > max_snapshots:
+        keep = np.unique(np.round(np.linspace(0, len(epochs) - 1, max_snapshots)).astype(int))
+        epochs = [epochs[i] for i in keep]
+    return epochs
+
+
+def snapshot_metrics(weights: np.ndarray, regimes: np.ndarray | None) -> dict[str, Any]:
+    """The routing metrics a snapshot keeps: those of ``routing_summary`` that the timeline charts (ARI and
+    mutual information are left out: each costs a millisecond, and the story charts show NMI)."""
+    load = rm.expert_load(weights)
+    return {"load": [float(v) for v in load], "mean_weight": [float(v) for v in rm.mean_weight(weights)],
+            "load_cv": rm.load_cv(load), "max_violation": rm.max_violation(load), "gini": rm.gini(load),
+            "min_load": float(load.min()), "max_load": float(load.max()),
+            "routing_entropy": rm.routing_entropy(weights), "dropped_fraction": rm.dropped_fraction(weights),
+            "nmi": rm.regime_nmi(weights, regimes)}
+
+
+@dataclass
+class Snapshot:
+    """How the model routed after ``epoch`` epochs."""
+
+    epoch: int
+    train_loss: float | None  # None for epoch 0 (and when not known)
+    val_loss: float | None
+    weights: np.ndarray  # gate weights on the probe set, (rows, E) or (rows, T, E)
+    metrics: dict[str, Any]  # routing_summary of ``weights`` against the probe's regimes
+    region: np.ndarray | None = None  # gate weights on the region grid (cells, E), 2-D data only
+    prediction: np.ndarray | None = None  # (cells, C) class probabilities, or (cells, 1) prediction in target units
+    splines: dict[str, np.ndarray] = field(default_factory=dict)  # gate KAN layer -> phi totals (points, out, in)
+
+
+def _gate_kan_layers(model: Any) -> list[Any]:
+    refs = model.kan_layers() if hasattr(model, "kan_layers") else []
+    return [r for r in refs if r.expert is None and r.name.startswith("gate.")]
+
+
+class Timeline:
+    """Snapshots of one training run. Build with :meth:`create` (takes the epoch-0 snapshot), then call
+    :meth:`record` after each epoch (or use :meth:`callback` as a Trainer ``on_epoch``)."""
+
+    def __init__(self, *, planned: list[int], n_experts: int, task: str, activation: str, probe_regimes: Any,
+                 region_axes: tuple[np.ndarray, np.ndarray] | None = None, axis_names: tuple[str, str] = ("x", "y"),
+                 spline_x: dict[str, np.ndarray] | None = None, class_names: list[str] | None = None,
+                 max_snapshots: int = MAX_SNAPSHOTS, batch_size: int | None = None) -> None:
+        self.planned = list(planned)
+        self.n_experts = int(n_experts)
+        self.task = task
+        self.activation = activation
+        self.probe_regimes = None if probe_regimes is None else np.asarray(probe_regimes)
+        self.region_axes = region_axes
+        self.axis_names = axis_names
+        self.spline_x = dict(spline_x or {})
+        self.class_names = class_names
+        self.max_snapshots = int(max_snapshots)
+        self.batch_size = batch_size
+        self.snapshots: list[Snapshot] = []
+        self._planned_set = set(self.planned)
+        # only while training: model inputs of the probe and the region grid, the dataset (to unscale targets)
+        self._probe_X: np.ndarray | None = None
+        self._cells: np.ndarray | None = None
+        self._dataset: Any = None
+
+    # ----- building -------------------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, model: Any, dataset: Any, total_epochs: int, every: int | None = None,
+               max_snapshots: int = MAX_SNAPSHOTS, batch_size: int | None = None,
+               region_resolution: int = REGION_RESOLUTION) -> Timeline:
+        """A timeline for training ``model`` on ``dataset`` for ``total_epochs``, with the epoch-0 snapshot taken."""
+        from kamoe_viz.interpret._common import feature_names, reference_indices
+        from kamoe_viz.interpret.gates import region_grid
+
+        planned = snapshot_schedule(total_epochs, every, max_snapshots)
+        X, _, regimes = dataset.split("val") if len(dataset.X_val) else dataset.split("train")
+        idx = np.arange(min(len(X), PROBE_ROWS)) if dataset.is_sequence else reference_indices(len(X), PROBE_ROWS)
+        axes, names, cells = None, ("x", "y"), None
+        if dataset.is_2d:
+            cells, x_axis, y_axis = region_grid(dataset, (0, 1), region_resolution)
+            axes = (x_axis, y_axis)
+            feats = feature_names(dataset)
+            names = (feats[0], feats[1])
+        spline_x = {}
+        for ref in _gate_kan_layers(model):
+            knots = ref.layer.knots().detach().cpu().numpy()
+            lo, hi = knots[:, ref.layer.spline_order], knots[:, -ref.layer.spline_order - 1]
+            pad = 0.05 * (hi - lo)
+            spline_x[ref.name] = np.linspace(lo - pad, hi + pad, SPLINE_POINTS).astype(np.float32)  # (P, in)
+        activation = "sigmoid" if getattr(model, "gate", None) is None else model.config.gate_activation
+        timeline = cls(planned=planned, n_experts=model.n_experts, task=dataset.task, activation=activation,
+                       probe_regimes=None if regimes is None else np.asarray(regimes)[idx], region_axes=axes,
+                       axis_names=names, spline_x=spline_x, class_names=list(dataset.class_names or []) or None,
+                       max_snapshots=max_snapshots, batch_size=batch_size)
+        timeline._probe_X = np.ascontiguousarray(X[idx])
+        timeline._cells = cells
+        timeline._dataset = dataset
+        timeline.record(model, 0, force=True)
+        return timeline
+
+    def wants(self, epoch: int) -> bool:
+        """Whether ``epoch`` is on the schedule (and not recorded yet)."""
+        return epoch in self._planned_set and not any(s.epoch == epoch for s in self.snapshots[-1:])
+
+    @torch.no_grad()
+    def capture(self, model: Any, epoch: int, train_loss: float | None = None,
+                val_loss: float | None = None) -> Snapshot:
+        """A snapshot of ``model`` now, without keeping it (the live view draws these)."""
+        from kamoe_viz.interpret._common import flatten_time, rows_of, to_tensor
+
+        if self._probe_X is None:
+            raise ValidationError("timeline", "loaded", "cannot take new snapshots: it was read from a saved run")
+        was_training = model.training
+        model.eval()
+        try:
+            weights = model.gate_weights(to_tensor(model, self._probe_X)).float().cpu().numpy()
+            region = prediction = None
+            if self._cells is not None:
+                out = model(to_tensor(model, self._cells))
+                region = out.gate_weights.float().cpu().numpy()
+                pred = out.prediction.float()
+                if self.task == "classification":
+                    prediction = torch.softmax(pred, dim=-1).cpu().numpy()
+                else:
+                    prediction = self._dataset.unscale_y(pred.cpu().numpy().astype(np.float64)).reshape(
+                        len(self._cells), -1)[:, -1:].astype(np.float32)
+            splines = {}
+            for ref in _gate_kan_layers(model):
+                x = self.spline_x.get(ref.name)
+                if x is not None:
+                    curves = ref.layer.edge_functions(torch.as_tensor(x, device=ref.layer.base_weight.device))
+                    splines[ref.name] = (curves.base + curves.spline).float().cpu().numpy()
+        finally:
+            model.train(was_training)
+        flat = flatten_time(weights, 1)
+        metrics = snapshot_metrics(flat, rows_of(self.probe_regimes, len(flat)))
+        return Snapshot(epoch=int(epoch), train_loss=train_loss, val_loss=val_loss, weights=weights,
+                        metrics=metrics, region=region, prediction=prediction, splines=splines)
+
+    def record(self, model: Any, epoch: int, train_loss: float | None = None, val_loss: float | None = None,
+               force: bool = False) -> Snapshot | None:
+        """Take and keep a snapshot if ``epoch`` is scheduled (or ``force``, while there is room); else None."""
+        if self.snapshots and self.snapshots[-1].epoch == epoch:
+            return None
+        if not (force or epoch in self._planned_set) or (force and self.full and epoch not in self._planned_set):
+            return None
+        snap = self.capture(model, epoch, train_loss, val_loss)
+        self.snapshots.append(snap)
+        return snap
+
+    @property
+    def full(self) -> bool:
+        return len(self.snapshots) >= self.max_snapshots
+
+    def callback(self, model: Any):
+        """An ``on_epoch`` for :class:`kamoe_viz.training.Trainer` that records scheduled epochs (never stops)."""
+        def on_epoch(info: Any) -> None:
+            self.record(model, info.epoch, info.train_loss, info.val_loss)
+        return on_epoch
+
+    def finalize(self, model: Any, epoch: int, train_loss: float | None = None,
+                 val_loss: float | None = None) -> None:
+        """Record the last epoch trained (early stopping may end a run off the schedule); drop the training data."""
+        if self._probe_X is not None and (not self.snapshots or self.snapshots[-1].epoch < epoch):
+            if self.full:
+                self.snapshots.pop()
+            self.record(model, epoch, train_loss, val_loss, force=True)
+        self.release()
+
+    def release(self) -> None:
+        """Forget the probe inputs, grid and dataset (a finished or loaded timeline only reads its snapshots)."""
+        self._probe_X = self._cells = self._dataset = None
+
+    # ----- reading ----------------------------------------------------------------------------------------------------
+    @property
+    def epochs(self) -> list[int]:
+        return [s.epoch for s in self.snapshots]
+
+    def at(self, epoch: int) -> Snapshot:
+        """The last snapshot taken at or before ``epoch`` (the first one for earlier epochs)."""
+        if not self.snapshots:
+            raise ValidationError("timeline", "empty", "has no snapshots")
+        best = self.snapshots[0]
+        for snap in self.snapshots:
+            if snap.epoch <= epoch:
+                best = snap
+        return best
+
+    def metrics_frame(self) -> pd.DataFrame:
+        """One row per snapshot: epoch, train_loss, val_loss and every scalar routing metric."""
+        rows = [{"epoch": s.epoch, "train_loss": s.train_loss, "val_loss": s.val_loss,
+                 **{k: s.metrics.get(k) for k in SCALAR_METRICS}} for s in self.snapshots]
+        return pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss", *SCALAR_METRICS]).astype(float)
+
+    def load_frame(self) -> pd.DataFrame:
+        """Long frame epoch, expert, load (top-1 share on the probe set), for a stacked area over epochs."""
+        from kamoe_viz.interpret._common import expert_names
+
+        names = expert_names(self.n_experts)
+        rows = [(s.epoch, names[e], float(v)) for s in self.snapshots for e, v in enumerate(s.metrics["load"])]
+        return pd.DataFrame(rows, columns=["epoch", "expert", "load"])
+
+    def settle_epoch(self) -> int | None:
+        """See :data:`SETTLE_DEFINITION`; None with fewer than two snapshots."""
+        if len(self.snapshots) < 2:
+            return None
+        final = rm.winners(self.snapshots[-1].weights)
+        settled = self.snapshots[-1].epoch
+        for snap in reversed(self.snapshots):
+            if float(np.mean(rm.winners(snap.weights) == final)) < SETTLE_AGREEMENT:
+                break
+            settled = snap.epoch
+        return settled
+
+    def region_frame(self, snap: Snapshot) -> pd.DataFrame | None:
+        """The snapshot's region map as :func:`kamoe_viz.interpret.gates.region_map` returns it (None if not 2-D)."""
+        from kamoe_viz.interpret.gates import region_frame
+
+        if snap.region is None or self.region_axes is None:
+            return None
+        return region_frame(snap.region, *self.region_axes, *self.axis_names)
+
+    def prediction_frame(self, snap: Snapshot) -> pd.DataFrame | None:
+        """Grid cells x, y with the predicted class and its probability (classification) or the prediction."""
+        if snap.prediction is None or self.region_axes is None:
+            return None
+        gx, gy = np.meshgrid(*self.region_axes)
+        frame = pd.DataFrame({"x": gx.ravel(), "y": gy.ravel()})
+        if self.task == "classification":
+            names = self.class_names or [str(c) for c in range(snap.prediction.shape[1])]
+            frame["predicted"] = np.asarray(names, dtype=object)[snap.prediction.argmax(axis=1)]
+            frame["probability"] = snap.prediction.max(axis=1)
+        else:
+            frame["prediction"] = snap.prediction[:, 0]
+        x_axis, y_axis = self.region_axes
+        frame.attrs.update({"x_name": self.axis_names[0], "y_name": self.axis_names[1],
+                            "step_x": float(x_axis[1] - x_axis[0]), "step_y": float(y_axis[1] - y_axis[0])})
+        return frame
+
+    def spline_frame(self, snap: Snapshot) -> pd.DataFrame:
+        """Long frame layer, edge, input, output, x, total of the gate's spline curves in the snapshot."""
+        frames = []
+        for layer, values in snap.splines.items():
+            x = self.spline_x[layer]
+            _, n_out, n_in = values.shape
+            for j in range(n_out):
+                for i in range(n_in):
+                    frames.append(pd.DataFrame({"layer": layer, "edge": f"{layer}: in {i} → out {j}", "input": i,
+                                                "output": j, "x": x[:, i], "total": values[:, j, i]}))
+        columns = ["layer", "edge", "input", "output", "x", "total"]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+    # ----- storage --------------------------------------------------------------------------------------------------
+    def to_members(self) -> dict[str, bytes]:
+        """``timeline.json`` and ``timeline.safetensors`` of a saved run."""
+        from safetensors.numpy import save
+
+        from kamoe_viz.runstore.fileformat import dump_json
+
+        snaps = self.snapshots
+        meta = {"version": FORMAT_VERSION, "planned": self.planned, "epochs": self.epochs,
+                "train_loss": [s.train_loss for s in snaps], "val_loss": [s.val_loss for s in snaps],
+                "metrics": [s.metrics for s in snaps], "n_experts": self.n_experts, "task": self.task,
+                "activation": self.activation, "axis_names": list(self.axis_names),
+                "class_names": self.class_names, "max_snapshots": self.max_snapshots,
+                "batch_size": self.batch_size, "spline_layers": sorted(self.spline_x)}
+        arrays: dict[str, np.ndarray] = {}
+        if snaps:
+            arrays["weights"] = np.stack([s.weights for s in snaps]).astype(np.float32)
+            if snaps[0].region is not None:
+                arrays["region"] = np.stack([s.region for s in snaps]).astype(np.float32)
+                arrays["prediction"] = np.stack([s.prediction for s in snaps]).astype(np.float32)
+            for layer in self.spline_x:
+                if all(layer in s.splines for s in snaps):
+                    arrays[f"spline.{layer}"] = np.stack([s.splines[layer] for s in snaps]).astype(np.float32)
+        if self.region_axes is not None:
+            arrays["x_axis"], arrays["y_axis"] = (np.asarray(a, dtype=np.float64) for a in self.region_axes)
+        for layer, x in self.spline_x.items():
+            arrays[f"spline_x.{layer}"] = np.asarray(x, dtype=np.float32)
+        if self.probe_regimes is not None:
+            arrays["probe_regimes"] = np.asarray(self.probe_regimes, dtype=np.int64)
+        return {"timeline.json": dump_json(meta), "timeline.safetensors": save(arrays)}
+
+    @classmethod
+    def from_members(cls, members: Mapping[str, bytes], where: str = "run") -> Timeline | None:
+        """The timeline of a saved run; None when the run has none (saved before timelines existed)."""
+        if not all(m in members for m in MEMBERS):
+            return None
+        from safetensors.numpy import load
+
+        from kamoe_viz.runstore.fileformat import load_json
+
+        meta = load_json("timeline.json", members["timeline.json"], where)
+        try:
+            arrays = load(members["timeline.safetensors"])
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for malformed headers
+            raise RunFileError(f"{where}: timeline.safetensors cannot be read ({exc}).") from None
+        try:
+            return cls._decode(meta, arrays)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise RunFileError(f"{where}: timeline.json and timeline.safetensors do not fit together ({exc}).") \
+                from None
+
+    @classmethod
+    def _decode(cls, meta: Any, arrays: dict[str, np.ndarray]) -> Timeline:
+        if not isinstance(meta, dict) or meta.get("version") != FORMAT_VERSION:
+            raise ValueError(f"unknown timeline version {meta.get('version') if isinstance(meta, dict) else meta!r}")
+        epochs = [int(e) for e in meta["epochs"]]
+        n = len(epochs)
+        if n > int(meta["max_snapshots"]) or len(meta["metrics"]) != n or len(meta["train_loss"]) != n:
+            raise ValueError("snapshot count differs between fields")
+        spline_layers = [str(s) for s in meta["spline_layers"]]
+        axes = (arrays["x_axis"], arrays["y_axis"]) if "x_axis" in arrays else None
+        timeline = cls(planned=[int(e) for e in meta["planned"]], n_experts=int(meta["n_experts"]),
+                       task=str(meta["task"]), activation=str(meta["activation"]),
+                       probe_regimes=arrays.get("probe_regimes"), region_axes=axes,
+                       axis_names=tuple(str(a) for a in meta["axis_names"]),
+                       spline_x={layer: arrays[f"spline_x.{layer}"] for layer in spline_layers},
+                       class_names=meta.get("class_names"), max_snapshots=int(meta["max_snapshots"]),
+                       batch_size=meta.get("batch_size"))
+        weights = arrays["weights"] if n else np.zeros((0, 0, timeline.n_experts), np.float32)
+        for name in ("weights", "region", "prediction", *(f"spline.{s}" for s in spline_layers)):
+            if name in arrays and len(arrays[name]) != n:
+                raise ValueError(f"{name} holds {len(arrays[name])} snapshots, timeline.json lists {n}")
+        if n and weights.shape[-1] != timeline.n_experts:
+            raise ValueError(f"weights have {weights.shape[-1]} experts, timeline.json says {timeline.n_experts}")
+        for k in range(n):
+            metrics = {key: (float("nan") if value is None else value) for key, value in meta["metrics"][k].items()}
+            timeline.snapshots.append(Snapshot(
+                epoch=epochs[k], train_loss=_number(meta["train_loss"][k]), val_loss=_number(meta["val_loss"][k]),
+                weights=weights[k], metrics=metrics, region=arrays["region"][k] if "region" in arrays else None,
+                prediction=arrays["prediction"][k] if "prediction" in arrays else None,
+                splines={s: arrays[f"spline.{s}"][k] for s in spline_layers if f"spline.{s}" in arrays}))
+        return timeline
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value) if math.isfinite(float(value)) else None
+
+
+__all__ = ["MAX_SNAPSHOTS", "MEMBERS", "PROBE_ROWS", "REGION_RESOLUTION", "SCALAR_METRICS", "SETTLE_DEFINITION",
+           "Snapshot", "Timeline", "snapshot_metrics", "snapshot_schedule"]
