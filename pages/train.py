@@ -26,7 +26,7 @@ def _devices() -> list[str]:
 
 
 def _apply_preset(preset_key: str) -> None:
-    preset = next(p for p in available_presets([i.name for i in data_ui.dataset_infos()]) if p.key == preset_key)
+    preset = next(p for p in available_presets([i.name for i in data_ui.dataset_infos()]) if p.name == preset_key)
     cfg.set_master(preset.config(), reseed=True)
     st.session_state[cfg.widget_key("source")] = data_ui.SOURCE_BUILTIN
 
@@ -72,11 +72,13 @@ presets = [] if present else available_presets([i.name for i in data_ui.dataset_
 if presets:
     with st.expander("Presets: known-good starting points", expanded=st.session_state.get("_first_visit", True),
                      icon=":material/auto_awesome:"):
-        cols = st.columns(len(presets))
-        for col, preset in zip(cols, presets):
-            col.button(preset.title, key=f"preset_{preset.key}", on_click=_apply_preset, args=(preset.key,),
-                       disabled=bool(lock), width="stretch", help=lock if isinstance(lock, str) else None)
-            col.caption(preset.sentence)
+        per_row = 5
+        for start in range(0, len(presets), per_row):
+            cols = st.columns(per_row)
+            for col, preset in zip(cols, presets[start:start + per_row]):
+                col.button(preset.title, key=f"preset_{preset.name}", on_click=_apply_preset, args=(preset.name,),
+                           disabled=bool(lock), width="stretch", help=lock if isinstance(lock, str) else None)
+                col.caption(preset.caption)
 st.session_state["_first_visit"] = False
 
 left, right = st.columns([1, 1.7], gap="large")

@@ -74,6 +74,21 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_presets(args: argparse.Namespace) -> int:
+    from kamoe_viz.presets import PRESET_LIST
+
+    if args.json:
+        print(json.dumps([{"name": p.name, "title": p.title, "dataset": p.dataset, "caption": p.caption,
+                           "claims": [c.describe() for c in p.claims]} for p in PRESET_LIST]))
+        return 0
+    for p in PRESET_LIST:
+        print(f"{p.name:14s} {p.title} ({p.dataset})")
+        print(f"{'':14s} {p.caption}")
+        for claim in p.claims:
+            print(f"{'':14s} claim: {claim.describe()}")
+    return 0
+
+
 def cmd_native(args: argparse.Namespace) -> int:
     """Build the native KAN kernel now (it is optional: without it training uses the PyTorch path)."""
     from kamoe_viz.nn import native
@@ -94,6 +109,9 @@ def build_parser(prog: str = "python -m kamoe_viz") -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="one JSON array with every dataset and its options")
     d.add_argument("-v", "--verbose", action="store_true", help="also list each dataset's options")
     d.set_defaults(func=cmd_datasets)
+    pr = sub.add_parser("presets", help="list the presets with the claims their tests check over seeds")
+    pr.add_argument("--json", action="store_true", help="one JSON array of presets and claims")
+    pr.set_defaults(func=cmd_presets)
     n = sub.add_parser("native", help="build the C kernel that speeds up KAN layers on the CPU (needs a C compiler)")
     n.add_argument("--strict", action="store_true", help="exit 1 if the kernel cannot be built")
     n.set_defaults(func=cmd_native)

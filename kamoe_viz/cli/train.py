@@ -21,6 +21,7 @@ from kamoe_viz.cli import tracking
 from kamoe_viz.config import (DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, GATE_FAMILIES, MODEL_KINDS, OBJECTIVES,
                               ROUTINGS, DataConfig, ModelConfig, RunConfig, TrainConfig)
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.training.evaluation import ROUTING_JSON_KEYS, routing_report  # noqa: F401 (re-exported)
 
 EXIT_DIVERGED = 3
 # config field -> the flag that sets it, so a validation message names what the user typed
@@ -87,6 +88,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
                    "$KAMOE_THREADS, else 1, or up to 4 cores from batch 512 on: small batches train fastest on "
                    "one thread)")
     add_budget_arguments(t)
+    t.add_argument("--preset", default=None, metavar="NAME",
+                   help="start from a preset (see `python -m kamoe_viz presets`); flags you give still win")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="end with one JSON line of metrics and run facts")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -210,6 +213,20 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(data=data, model=model, train=train).validate()
 
 
+def _with_preset(name: str, given: RunConfig) -> RunConfig:
+    """The preset's config, with every setting the command line changed from its default laid over it."""
+    from kamoe_viz.cli import build_parser
+    from kamoe_viz.presets import preset_config
+
+    base = preset_config(name).to_dict()
+    defaults = config_from_args(build_parser().parse_args(["train"])).to_dict()
+    for section, values in given.to_dict().items():
+        for key, value in values.items():
+            if value != defaults[section][key]:
+                base[section][key] = value
+    return RunConfig.from_dict(base).validate()
+
+
 def _secs(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
 
@@ -284,6 +301,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValidationError("--threads", args.threads, "must be at least 1")
     config = config_from_args(args)  # bad input is reported before torch is even loaded
+    if getattr(args, "preset", None):
+        config = _with_preset(args.preset, config)
     set_budget_limits(args)
     import torch
 
@@ -329,27 +348,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     total = time.perf_counter() - started
     _report(run, total, interrupted, args.json)
     return EXIT_DIVERGED if result.stopped_reason == "diverged" else 0
-
-
-ROUTING_JSON_KEYS = ("nmi", "load", "load_cv", "max_violation", "gini", "min_load", "routing_entropy",
-                     "dropped_fraction")
-
-
-def routing_report(run: Any) -> dict[str, Any]:
-    """The routing metrics of ``train --json`` on the test split (nmi only when the dataset knows its regimes);
-    empty for a model without a gate."""
-    if run.model.gate is None or len(run.dataset.X_test) == 0:
-        return {}
-    from kamoe_viz.routing_metrics import routing_summary
-    from kamoe_viz.training.evaluation import predict
-
-    weights = predict(run.model, run.dataset.X_test)["gate_weights"]
-    regimes = run.dataset.regimes_test
-    if regimes is not None and weights.ndim == 3 and regimes.ndim == 1:  # one regime per window, weights per step
-        weights = weights[:, -1]
-    summary = routing_summary(weights, regimes, run.config.train.batch_size)
-    keys = [k for k in ROUTING_JSON_KEYS if k != "nmi" or regimes is not None]
-    return {k: summary[k] for k in keys}
 
 
 def _report(run: Any, total_seconds: float, interrupted: bool, as_json: bool) -> None:
