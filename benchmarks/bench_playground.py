@@ -105,17 +105,17 @@ def scrub_redraw(scrubs: int) -> float:
              "model.expert": "kan", "model.expert_hidden": "8", "model.kan_grid": "5", "train.epochs": "30",
              "train.early_stopping": "0", "train.lr": "0.01"}
     at = new_app(query, timeout=300)
-    [b for b in at.button if b.label == "Play"][0].click().run()
+    next(b for b in at.button if b.label == "Play").click().run()
     session = at.session_state["_playground"]
     while not session.done:  # each run ticks the live fragment, as its timer does in a browser
         at.run()
     at.switch_page("pages/gates.py").run()
-    slider = [s for s in at.select_slider if s.label == "Timeline epoch"][0]
+    slider = next(s for s in at.select_slider if s.label == "Timeline epoch")
     epochs = session.timeline.epochs
     slider.set_value(epochs[0]).run()  # warm: the page's other charts are cached per run after the first visit
     times = []
     for k in range(scrubs):
-        slider = [s for s in at.select_slider if s.label == "Timeline epoch"][0]
+        slider = next(s for s in at.select_slider if s.label == "Timeline epoch")
         t0 = time.perf_counter()
         slider.set_value(epochs[(k * 7 + 3) % len(epochs)]).run()
         times.append(time.perf_counter() - t0)

@@ -140,8 +140,9 @@ def controls(config: RunConfig | None, dataset: Any, ready: bool, busy: bool) ->
             disabled, help_text = True, FIXED_DATA_REASON
         col.button(label, key=f"pg_{label.replace(' ', '_').lower()}", icon=icons[label], disabled=disabled,
                    help=help_text, on_click=_act, args=(label, config, dataset), width="stretch")
-    st.segmented_control("Speed", list(SPEEDS), default=DEFAULT_SPEED, key=SPEED, help="How fast Play trains: as fast as the machine "
-                              "goes (real time), or one epoch per second or five per second to narrate.")
+    st.segmented_control("Speed", list(SPEEDS), default=DEFAULT_SPEED, key=SPEED,
+                         help="How fast Play trains: as fast as the machine goes (real time), or one epoch per second "
+                              "or five per second to narrate.")
     if st.session_state.get(ERROR):
         st.error(st.session_state[ERROR], icon=":material/error:")
     live_area(config)
@@ -199,7 +200,7 @@ def views(s: TrainingSession) -> None:
         points = _points(s)
         left, right = st.columns(2)
         live_show(left.container(key="pg_region"), tc.region_map_chart(timeline.region_frame(snap), points, size=230))
-        live_show(right.container(key="pg_prediction"), 
+        live_show(right.container(key="pg_prediction"),
             tc.prediction_map_chart(timeline.prediction_frame(snap), points, size=230))
     if s.dataset.is_sequence:
         frame = tc.sequence_weights_frame(snap.weights, timeline.probe_regimes, s.dataset.regime_names)
