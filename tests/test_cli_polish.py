@@ -47,3 +47,15 @@ def test_piped_into_head_it_stops_quietly() -> None:
 def test_no_improvement_is_said_in_words() -> None:
     assert best_epoch_text(None) == "no epoch improved on the start"
     assert best_epoch_text(7) == "best epoch 7"
+
+
+def test_a_csv_takes_only_the_task_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = tmp_path / "c.csv"
+    csv.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 4}\n" for i in range(40)))
+    common = ["train", "--csv", str(csv), "--target", "y", "--epochs", "1", "--hidden", "4", "--quiet"]
+    assert main(common + ["--option", "noise=1"]) == 2
+    assert "not an option of a CSV dataset" in capsys.readouterr().err
+    assert main(common + ["--option", "task=regression"]) == 0
+    assert "c: regression" in capsys.readouterr().out
+    assert main(common) == 0
+    assert "c: classification" in capsys.readouterr().out  # inferred from four whole-number values

@@ -295,7 +295,8 @@ def dataset_from_frame(frame: pd.DataFrame, target: str, features: list[str] | t
                             "needs at least two classes for classification")
         if len(uniques) > MAX_CLASSES:
             raise DataError(f"target column {target!r}", f"{len(uniques)} classes",
-                            f"classification allows at most {MAX_CLASSES}", "Choose regression for a numeric target.")
+                            f"classification allows at most {MAX_CLASSES}",
+                            "Choose regression for a numeric target (on the command line: --option task=regression).")
         y, class_names = labels, [str(u) for u in uniques]
     else:
         y = numeric_column(frame, target)
