@@ -59,3 +59,20 @@ def test_a_csv_takes_only_the_task_option(tmp_path: Path, capsys: pytest.Capture
     assert "c: regression" in capsys.readouterr().out
     assert main(common) == 0
     assert "c: classification" in capsys.readouterr().out  # inferred from four whole-number values
+
+
+def test_offline_california_is_one_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    from kamoe_viz.config import DataConfig
+    from kamoe_viz.data import load_dataset
+
+    monkeypatch.delenv("KAMOE_CALIFORNIA_CSV", raising=False)
+    monkeypatch.setenv("SCIKIT_LEARN_DATA", str(tmp_path))  # an empty cache
+    for proxy in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):  # never download, even online
+        monkeypatch.setenv(proxy, "http://127.0.0.1:9")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DataError, match="KAMOE_CALIFORNIA_CSV"):
+            load_dataset(DataConfig(name="california"))
+    assert not [w for w in caught if "Retry" in str(w.message)]
