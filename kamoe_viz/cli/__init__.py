@@ -136,6 +136,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m kamoe_viz") -> in
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as other command-line tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 0
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_INVALID

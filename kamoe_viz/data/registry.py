@@ -208,6 +208,7 @@ def load_dataset(config: DataConfig) -> Dataset:
             raise ValidationError("data.csv_path", config.csv_path, "a CSV dataset needs csv_path and target")
         if not config.target:
             raise ValidationError("data.target", config.target, "a CSV dataset needs a target column")
+        check_csv_options(config.options)
         frame = csv.read_csv_table(config.csv_path)
         return dataset_from_frame_config(frame, config)
     info = dataset_info(config.name)
@@ -219,6 +220,19 @@ def load_dataset(config: DataConfig) -> Dataset:
     return dataset
 
 
+CSV_OPTIONS = {"task": ("regression", "classification")}  # a CSV's only option: the task, else inferred
+
+
+def check_csv_options(options: dict[str, Any]) -> None:
+    """A CSV dataset takes only ``task``; any other option is refused by name (it was silently ignored)."""
+    for key, value in options.items():
+        if key not in CSV_OPTIONS:
+            raise ValidationError(f"data.options.{key}", value, "is not an option of a CSV dataset; allowed: task "
+                                  "(regression or classification, e.g. --option task=regression)")
+        if value not in CSV_OPTIONS[key]:
+            raise ValidationError(f"data.options.{key}", value, f"must be one of {', '.join(CSV_OPTIONS[key])}")
+
+
 def dataset_from_frame_config(frame, config: DataConfig) -> Dataset:
     from pathlib import Path
 
@@ -228,5 +242,5 @@ def dataset_from_frame_config(frame, config: DataConfig) -> Dataset:
         frame, config.target, list(config.features) if config.features else None,
         name=Path(config.csv_path).stem if config.csv_path else "csv", seed=config.seed,
         test_fraction=config.test_fraction, val_fraction=config.val_fraction,
-        source=f"CSV file {config.csv_path}",
+        source=f"CSV file {config.csv_path}", task=config.options.get("task"),
     )

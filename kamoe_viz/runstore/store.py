@@ -313,7 +313,9 @@ class RunStore:
             config = codec.decode_config(small, where)
             meta = load_json("dataset.json", small["dataset.json"], where)
             stored = load_json("metrics.json", small["metrics.json"], where)
-            metrics = stored.get("metrics") or {} if isinstance(stored, dict) else {}
+            if not isinstance(stored, dict) or not isinstance(stored.get("metrics", {}), dict):
+                raise RunFileError(f"{where}: metrics.json must be an object with a 'metrics' table")
+            metrics = stored.get("metrics") or {}
             metric = next((m for m in _MAIN_METRICS if m in metrics), None)
             m = config.model
             row.update(dataset=config.data.name, task=meta.get("task") if isinstance(meta, dict) else None,
