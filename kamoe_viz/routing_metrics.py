@@ -67,7 +67,7 @@ def flat_weights(weights: Any) -> np.ndarray:
 def routed_rows(weights: Any) -> np.ndarray:
     """Boolean mask of rows that at least one expert took (some weight > 0)."""
     w = flat_weights(weights)
-    return (w > 0).any(axis=1)
+    return np.asarray((w > 0).any(axis=1))
 
 
 def winners(weights: Any) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.nn.moe import KAMoE
 
 DEFAULT_REFERENCE_ROWS = 2000
 SPLITS = ("train", "val", "test")
@@ -89,7 +90,7 @@ def forward_numpy(model: torch.nn.Module, X: np.ndarray, batch_size: int = 4096)
 
 
 @torch.no_grad()
-def gate_weights_numpy(model: torch.nn.Module, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+def gate_weights_numpy(model: KAMoE, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
     """Only the gate weights (N, E) or (N, T, E), in batches."""
     was_training = model.training
     model.eval()

@@ -33,7 +33,7 @@ def _labels(dataset: Any, regimes: np.ndarray | None, y: np.ndarray, n_rows: int
         names = dataset.regime_names or [f"regime {r}" for r in range(int(np.max(reg)) + 1)]
         return np.asarray(reg).astype(int), list(names), "regime"
     if dataset.task == "classification":
-        labels = flatten_time(np.asarray(y).reshape(len(y), -1), 1).reshape(-1)
+        labels: np.ndarray | None = flatten_time(np.asarray(y).reshape(len(y), -1), 1).reshape(-1)
         labels = rows_of(labels, n_rows)
         names = dataset.class_names or [str(c) for c in range(dataset.n_outputs)]
         return np.asarray(labels).astype(int), list(names), "class"
@@ -59,7 +59,7 @@ def routing_table(model: Any, dataset: Any, split: str = "test", max_rows: int |
     if steps > 1:
         frame["step"] = np.tile(np.arange(steps), len(X))
     if dataset.task == "classification":
-        labels = np.asarray(y).reshape(-1).astype(int)
+        labels: np.ndarray | None = np.asarray(y).reshape(-1).astype(int)
         labels = rows_of(labels, n)
         frame["target"] = labels
         frame["prediction"] = softmax_np(pred)[np.arange(n), labels]

@@ -162,7 +162,8 @@ def decode_stored_dataset(members: Mapping[str, bytes], meta: Mapping[str, Any],
         if f"X_{split}" not in arrays or f"y_{split}" not in arrays:
             raise RunFileError(f"{where}: dataset.safetensors lacks the {split} split.")
     try:
-        dataset = Dataset(**_dataset_kwargs(meta), **arrays)
+        array_fields: dict[str, Any] = dict(arrays)
+        dataset = Dataset(**_dataset_kwargs(meta), **array_fields)
         ok = (dataset.n_features == meta["n_features"] and dataset.n_outputs == meta["n_outputs"]
               and dataset.seq_len == meta["seq_len"]
               and all(len(dataset.split(s)[0]) == len(dataset.split(s)[1]) for s in ("train", "val", "test")))
@@ -323,7 +324,7 @@ def decode_result(members: Mapping[str, bytes], where: str) -> Any:
             kwargs["metrics"] = metrics
         elif f.name in stored:
             kwargs[f.name] = stored[f.name]
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             kwargs[f.name] = None
     return TrainResult(**kwargs)
 

@@ -364,6 +364,7 @@ class RunStore:
             wanted = check_run_id(wanted)
         except ValidationError:
             wanted = None
-        created = manifest.get("created") if isinstance(manifest.get("created"), str) else utc_now_text()
+        stored_created = manifest.get("created")
+        created = stored_created if isinstance(stored_created, str) else utc_now_text()
         return self._commit(members, {"name": name, "notes": notes, "created": created[:40],
                                       "imported": utc_now_text()}, wanted)

@@ -116,7 +116,8 @@ class Trainer:
         self._flat_grad = _flat_gradients(self._params) if self.device.type == "cpu" else None
         self._choose_gradient_path()
         router = getattr(self.model, "router", None)
-        self._router_update = router.after_step if getattr(router, "updates_after_step", False) else None
+        self._router_update = getattr(router, "after_step", None) if getattr(router, "updates_after_step", False) \
+            else None
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self._graphed: GraphedStep | None = None
         self.use_graphs = graphs_enabled(self.device) and self.optimizer.fused
@@ -396,7 +397,7 @@ class Trainer:
         self._result = TrainResult(history=self.history(), metrics=metrics, best_epoch=self.best_epoch,
                                    epochs_run=self.epoch, stopped_reason=self.stopped_reason, message=self.message,
                                    seconds=self.seconds, device=str(self.device), params=params)
-        self._X = self._y = self._Xv = self._yv = None  # release the device copies of the data
+        self._X = self._y = self._Xv = self._yv = torch.empty(0)  # release the device copies of the data
         self._best_state = {}
         return self._result
 
