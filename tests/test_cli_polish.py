@@ -76,3 +76,10 @@ def test_offline_california_is_one_clear_message(tmp_path: Path, monkeypatch: py
         with pytest.raises(DataError, match="KAMOE_CALIFORNIA_CSV"):
             load_dataset(DataConfig(name="california"))
     assert not [w for w in caught if "Retry" in str(w.message)]
+
+
+def test_runs_stopping_at_the_epoch_cap_say_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--epochs", "3", "--hidden", "4", "--quiet"]) == 0
+    assert "epoch cap (3 epochs)" in capsys.readouterr().out
+    assert main(["train", "--epochs", "3", "--hidden", "4", "--quiet", "--patience", "0"]) == 0
+    assert "epoch cap" not in capsys.readouterr().out  # without early stopping the cap is the plan

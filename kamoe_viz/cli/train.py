@@ -379,6 +379,11 @@ def _report(run: Any, total_seconds: float, interrupted: bool, as_json: bool) ->
           f"{what}; {result.params:,} parameters; device {result.device}")
     print(f"stopped: {result.stopped_reason}{' (interrupted)' if interrupted else ''} after {result.epochs_run} "
           f"epochs, {best_epoch_text(result.best_epoch)}, {result.seconds:.1f} s training")
+    from kamoe_viz.training.results import epoch_cap_notice
+
+    notice = None if interrupted else epoch_cap_notice(result, run.config.train)
+    if notice:
+        print(f"note: {notice}")
     print("test:       " + "  ".join(f"{k} {m[k]:.4f}" for k in main if k in m))
     print("validation: " + "  ".join(f"{k} {m['val_' + k]:.4f}" for k in main if "val_" + k in m))
     if result.message:

@@ -62,3 +62,13 @@ class TrainedRun:
     result: TrainResult
     run_id: str | None = None
     timeline: Any = None  # kamoe_viz.training.timeline.Timeline, or None (not recorded, or saved before timelines)
+
+
+def epoch_cap_notice(result: TrainResult, train_config: Any) -> str | None:
+    """A note when training ran out of epochs while early stopping was on (the validation loss was still
+    improving, or at least not stalled for the patience): more epochs may help. None otherwise."""
+    patience = getattr(train_config, "early_stopping", 0)
+    if result.stopped_reason != "completed" or not patience or result.epochs_run < train_config.epochs:
+        return None
+    return (f"Training stopped at the epoch cap ({train_config.epochs} epochs), not by early stopping (patience "
+            f"{patience}): the validation loss may still be improving; more epochs may help.")
