@@ -11,7 +11,7 @@ import dataclasses
 import io
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,9 @@ from kamoe_viz.config import RunConfig
 from kamoe_viz.data.base import TASKS, Dataset
 from kamoe_viz.errors import KamoeError, RunFileError
 from kamoe_viz.runstore.fileformat import dump_json, load_json, sha256
+
+if TYPE_CHECKING:
+    from kamoe_viz.nn.moe import KAMoE
 
 DEFAULT_MAX_DATASET_BYTES = 256 * 1024**2  # larger datasets are rebuilt from their loader instead of stored
 _ARRAY_DTYPES = (np.float32, np.float64, np.int64, np.int32)
@@ -260,7 +263,7 @@ def rebuild_dataset(config: RunConfig, meta: Mapping[str, Any], csv: bytes | Non
     return dataset
 
 
-def check_weights(model: Any, members: Mapping[str, bytes], where: str) -> dict[str, Any]:
+def check_weights(model: KAMoE, members: Mapping[str, bytes], where: str) -> dict[str, Any]:
     """Load weights.safetensors and check every tensor name, shape and dtype against the model's."""
     from safetensors.torch import load as load_torch
 

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from kamoe_viz.config import RunConfig
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE
 
 # balance_loss, z_loss: the routers' Switch auxiliary loss and z-loss on the validation split, unweighted (NaN
 # without a gate); logged whether or not training weights them in
@@ -51,9 +56,9 @@ class TrainResult:
 class TrainedRun:
     """A finished run: its settings, its data, the model (on CPU, eval mode) and how training went."""
 
-    config: Any  # kamoe_viz.config.RunConfig
-    dataset: Any  # kamoe_viz.data.Dataset
-    model: Any  # kamoe_viz.nn.KAMoE
+    config: RunConfig
+    dataset: Dataset
+    model: KAMoE
     result: TrainResult
     run_id: str | None = None
     timeline: Any = None  # kamoe_viz.training.timeline.Timeline, or None (not recorded, or saved before timelines)
