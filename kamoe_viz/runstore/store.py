@@ -344,8 +344,22 @@ class RunStore:
         check_run_id(run_id)
         return f"kamoe-run-{run_id}.zip"
 
+    def find_same(self, members: dict[str, bytes]) -> str | None:
+        """The id of a stored run with the same settings, weights and results as ``members``, if any."""
+        keys = ("config.json", "weights.safetensors", "metrics.json", "history.csv")
+        wanted = {m: sha256(members[m]) for m in keys if m in members}
+        for run_id in self.run_ids():
+            try:
+                files = self._read_manifest(self.root / run_id)["files"]
+            except RunFileError:
+                continue
+            if all(files.get(m, {}).get("sha256") == h for m, h in wanted.items()):
+                return run_id
+        return None
+
     def import_bytes(self, data: bytes, filename: str = "upload.zip") -> str:
-        """Check a run file completely, then store it; returns the new run id. Nothing is written on any error."""
+        """Check a run file completely, then store it; returns the new run id, or the id of the stored run it is
+        identical to (nothing is written then). Nothing is written on any error."""
         where = display_filename(filename)
         members = read_zip(data, where, self.max_run_bytes)
         manifest = check_manifest(load_json(MANIFEST, members.pop(MANIFEST), where), where)
@@ -359,6 +373,9 @@ class RunStore:
             raise RunFileError(f"{where}: {MANIFEST} {exc}") from None
         codec.check_self_contained(members, where)
         codec.check_importable(members, where)
+        same = self.find_same(members)
+        if same is not None:  # the same run again: no second copy in the listing
+            return same
         wanted = manifest.get("run_id")
         try:
             wanted = check_run_id(wanted)
