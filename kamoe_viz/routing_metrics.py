@@ -184,7 +184,8 @@ def dropped_fraction(weights: ArrayLike) -> float:
     return float(1.0 - routed_rows(w).mean()) if len(w) else float("nan")
 
 
-def routing_summary(weights: ArrayLike, regimes: ArrayLike | None = None, batch_size: int | None = None) -> dict[str, Any]:
+def routing_summary(weights: ArrayLike, regimes: ArrayLike | None = None,
+                    batch_size: int | None = None) -> dict[str, Any]:
     """Every routing metric of one set of gate weights, under the keys ``train --json`` and Compare use:
     ``load`` (list of top-1 shares, summing to 1), ``mean_weight`` (list), ``load_cv``, ``max_violation``,
     ``gini``, ``min_load``, ``max_load``, ``routing_entropy``, ``dropped_fraction``, and ``nmi``, ``ari``,
