@@ -23,6 +23,7 @@ from kamoe_viz.runstore.fileformat import dump_json, load_json, sha256
 
 if TYPE_CHECKING:
     from kamoe_viz.nn.moe import KAMoE
+    from kamoe_viz.training.results import TrainedRun
 
 DEFAULT_MAX_DATASET_BYTES = 256 * 1024**2  # larger datasets are rebuilt from their loader instead of stored
 _ARRAY_DTYPES = (np.float32, np.float64, np.int64, np.int32)
@@ -49,7 +50,7 @@ def dataset_fingerprint(dataset: Dataset) -> dict[str, str]:
     return out
 
 
-def encode(run: Any, csv: bytes | None = None,
+def encode(run: TrainedRun, csv: bytes | None = None,
            max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES) -> dict[str, bytes]:
     """Members (all but the manifest) of a TrainedRun."""
     from safetensors.numpy import save as save_numpy
@@ -79,8 +80,9 @@ def encode(run: Any, csv: bytes | None = None,
         members["dataset.safetensors"] = save_numpy(arrays)
     if csv is not None:
         members["data.csv"] = bytes(csv)
-    if getattr(run, "timeline", None) is not None and run.timeline.snapshots:
-        members.update(run.timeline.to_members())
+    timeline = getattr(run, "timeline", None)
+    if timeline is not None and timeline.snapshots:
+        members.update(timeline.to_members())
     return members
 
 

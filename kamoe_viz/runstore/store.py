@@ -13,7 +13,7 @@ import secrets
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 
@@ -27,6 +27,9 @@ from kamoe_viz.runstore.fileformat import (ALL_MEMBERS, DEFAULT_MAX_RUN_BYTES, M
 from kamoe_viz.runstore.folders import (TMP_PREFIX, TRASH_PREFIX, fsync_dir, is_member_file, pid_alive,
                                         remove_known, stale_manifest_copies)
 from kamoe_viz.runstore.folders import write_file as _write_file  # tests replace it to simulate a full disk
+
+if TYPE_CHECKING:
+    from kamoe_viz.training.results import TrainedRun
 
 ENV_ROOT = "KAMOE_RUNS_DIR"
 LIST_COLUMNS = ["run_id", "name", "created", "dataset", "task", "gate", "expert", "n_experts", "metric", "value",
@@ -163,7 +166,7 @@ class RunStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def save(self, run: Any, name: str | None = None, notes: str | None = None, csv: bytes | None = None) -> str:
+    def save(self, run: TrainedRun, name: str | None = None, notes: str | None = None, csv: bytes | None = None) -> str:
         """Store a TrainedRun; returns its new run id (also set on ``run.run_id`` when that was None).
 
         ``csv``: the raw CSV of an uploaded dataset, kept in the run so it reloads without the upload. When not
@@ -187,7 +190,7 @@ class RunStore:
             run.run_id = run_id
         return run_id
 
-    def _csv_of(self, run: Any) -> bytes | None:
+    def _csv_of(self, run: TrainedRun) -> bytes | None:
         data = getattr(getattr(run, "config", None), "data", None)
         candidates = [getattr(data, "csv_path", None), (getattr(data, "options", None) or {}).get("csv_path")]
         for path in candidates:
@@ -199,7 +202,7 @@ class RunStore:
         return None
 
     @staticmethod
-    def _default_name(run: Any) -> str:
+    def _default_name(run: TrainedRun) -> str:
         try:
             m = run.config.model
             gate = "standard" if m.kind == "standard" else f"{m.gate.upper() if m.gate != 'linear' else m.gate} gate"
