@@ -37,3 +37,13 @@ def test_region_maps_have_equal_axis_spans() -> None:
                    and all(isinstance(v, float) for v in d)]
         spans = {round(hi - lo, 9) for lo, hi in domains}
         assert len(domains) >= 2 and len(spans) == 1, domains
+
+
+def test_the_regime_series_axis_title_sits_below_the_band() -> None:
+    from kamoe_viz.charts.gates import gates_over_time_chart
+
+    frame = pd.DataFrame({"t": [0, 1, 2] * 2, "expert": ["expert 0"] * 3 + ["expert 1"] * 3,
+                          "weight": [0.2, 0.5, 0.9, 0.8, 0.5, 0.1], "regime": ["a", "b", "b"] * 2})
+    top, band = gates_over_time_chart(frame).to_dict()["vconcat"]
+    assert top["encoding"]["x"].get("title") is None
+    assert band["encoding"]["x"]["title"] == "window (time order)"

@@ -142,12 +142,15 @@ def gates_over_time_chart(frame: pd.DataFrame, width: int = WIDE) -> alt.VConcat
     names = sorted(frame["expert"].unique(), key=lambda s: int(s.rsplit(" ", 1)[-1]))
     end = float(frame["t"].max()) + 1 if len(frame) else 1.0
     x = alt.X("t:Q", title="window (time order)", scale=alt.Scale(nice=False, domain=[0, end]))
+    has_band = "regime" in frame
+    # With the regime band underneath, the axis title goes below the band (it overlapped the band before).
+    top_x = alt.X("t:Q", title=None, scale=alt.Scale(nice=False, domain=[0, end])) if has_band else x
     lines = alt.Chart(frame).mark_line(strokeWidth=1.5).encode(
-        x=x, y=alt.Y("weight:Q", title="gate weight"), color=expert_color("expert", names),
+        x=top_x, y=alt.Y("weight:Q", title="gate weight"), color=expert_color("expert", names),
         tooltip=[alt.Tooltip("t:Q", title="window"), alt.Tooltip("expert:N"), alt.Tooltip("weight:Q", format=".3f")]
     ).properties(width=width, height=220)
     charts = [lines]
-    if "regime" in frame:
+    if has_band:
         band = frame.drop_duplicates("t")[["t", "regime"]].copy()
         band["t2"] = band["t"] + 1
         charts.append(alt.Chart(band).mark_rect(strokeWidth=0).encode(
@@ -155,7 +158,7 @@ def gates_over_time_chart(frame: pd.DataFrame, width: int = WIDE) -> alt.VConcat
                                            legend=alt.Legend(orient="bottom", title="true regime")),
             tooltip=[alt.Tooltip("t:Q", title="window"), alt.Tooltip("regime:N", title="true regime")],
         ).properties(width=width, height=28))
-    return alt.vconcat(*charts, spacing=4).resolve_scale(color="independent")
+    return alt.vconcat(*charts, spacing=18).resolve_scale(color="independent")
 
 
 def partial_dependence_chart(frame: pd.DataFrame, columns: int = 4) -> alt.FacetChart:
