@@ -12,6 +12,7 @@ from kamoe_viz.metrics import METRIC_NAMES
 from pages import _config_state as cfg
 from pages import _state
 from pages import _train_live as live
+from kamoe_viz.training.results import epoch_cap_notice
 from pages._safe import esc
 
 HIGHER_IS_BETTER = {"r2", "accuracy"}
@@ -87,6 +88,9 @@ def current_run_results() -> None:
                + (f" · saved as `{run.run_id}`" if getattr(run, "run_id", None) else ""))
     if getattr(result, "message", None):
         st.warning(esc(result.message), icon=":material/warning:")
+    notice = epoch_cap_notice(result, run.config.train)
+    if notice:
+        st.info(notice, icon=":material/timer:")
     baseline = live.baseline_metrics(run)
     st.dataframe(_metrics_table(result.metrics, baseline), hide_index=True, width="content")
     if live.busy():

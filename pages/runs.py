@@ -71,9 +71,12 @@ with st.expander("Upload a run file", icon=":material/upload:"):
         done = st.session_state.setdefault(IMPORTED, {})
         if upload.file_id not in done:
             try:
+                known = set(store.run_ids())
                 run_id = store.import_bytes(upload.getvalue(), upload.name)
-                done[upload.file_id] = ("ok", f"Imported {esc(display_filename(upload.name))} as run `{run_id}`; it is "
-                                              "selected below.")
+                shown = esc(display_filename(upload.name))
+                done[upload.file_id] = ("ok", f"{shown} is already saved here as run `{run_id}` (the same settings, "
+                                              "weights and results); it is selected below." if run_id in known else
+                                        f"Imported {shown} as run `{run_id}`; it is selected below.")
                 st.session_state[PICK] = run_id  # select the new run in the picker
             except KamoeError as err:
                 done[upload.file_id] = ("error", esc(f"{display_filename(upload.name)} was not imported; nothing was "
