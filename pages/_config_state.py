@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from pages._safe import esc
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError, ValidationError
 
@@ -18,11 +19,17 @@ MASTER = "run_config"
 LINK_LOADED = "_link_loaded"
 LINK_WARNINGS = "_link_warnings"
 PREFIX = "w."  # widget keys: "w.model.gate", "w.data.options.regimes.noise", ...
+PRESENT = "present"  # link parameter of presentation mode (?present=1): not a setting, kept beside them
+
+
+def presenting() -> bool:
+    """Presentation mode: the link has ``present=1`` (only data, transport controls and live views show)."""
+    return str(st.query_params.get(PRESENT, "")).lower() in ("1", "true", "yes")
 
 
 def config_from_link(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]:
     """Parse link parameters; a bad parameter is dropped with a warning that names it, the rest are kept."""
-    remaining = {str(k): str(v) for k, v in params.items()}
+    remaining = {str(k): str(v) for k, v in params.items() if str(k) != PRESENT}
     warnings: list[str] = []
     for _ in range(len(remaining) + 1):
         try:
@@ -30,12 +37,12 @@ def config_from_link(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]:
         except ValidationError as err:
             culprit = _param_for_error(err, remaining)
             if culprit is None:
-                warnings.append(f"{err} The link's settings were ignored; the defaults are used.")
+                warnings.append(f"{esc(err)} The link's settings were ignored; the defaults are used.")
                 return RunConfig().validate(), warnings
-            warnings.append(f"Link parameter `{culprit}` was ignored: {err}")
+            warnings.append(f"Link parameter {esc(culprit)} was ignored: {esc(err)}")  # a visitor's text
             remaining.pop(culprit)
         except (KamoeError, TypeError, ValueError) as err:  # anything else odd in a link: defaults, with a message
-            warnings.append(f"The link's settings could not be read ({err}); the defaults are used.")
+            warnings.append(f"The link's settings could not be read ({esc(err)}); the defaults are used.")
             return RunConfig().validate(), warnings
     return RunConfig().validate(), warnings
 
@@ -82,6 +89,8 @@ def set_master(config: RunConfig | dict[str, Any], reseed: bool = False) -> None
 def sync_link(config: RunConfig) -> None:
     """Mirror ``config`` into the browser URL (only when it changed, to avoid needless reruns)."""
     params = config.to_query_params()
+    if presenting():
+        params[PRESENT] = "1"
     if st.query_params.to_dict() != params:
         st.query_params.from_dict(params)
 

@@ -6,10 +6,12 @@ from typing import Any
 
 import streamlit as st
 
-from kamoe_viz import charts_training as ct
+from kamoe_viz.charts import training as ct
 from kamoe_viz.config import DataConfig, RunConfig
 from kamoe_viz.errors import KamoeError
 from pages._config_state import seed
+from pages._lock import off, why
+from pages._safe import esc
 
 UPLOAD_NAME = "csv"  # DataConfig.name of a run on an uploaded CSV (the file itself never goes into a link)
 SOURCE_BUILTIN = "Built-in dataset"
@@ -66,7 +68,7 @@ def _option_widget(dataset: str, spec: Any, current: Any, disabled: bool) -> Any
         choices = list(spec.choices or [])
         if st.session_state[key] not in choices:
             st.session_state[key] = spec.default if spec.default in choices else choices[0]
-        return st.selectbox(label, choices, key=key, help=spec.help or None, disabled=disabled)
+        return st.selectbox(label, choices, key=key, help=why(disabled) or (spec.help or None), disabled=off(disabled))
     if spec.type in ("int", "float"):
         cast = int if spec.type == "int" else float
         try:
@@ -79,9 +81,9 @@ def _option_widget(dataset: str, spec: Any, current: Any, disabled: bool) -> Any
             number = min(max(number, low), high)
         st.session_state[key] = number
         step = cast(spec.step) if spec.step else (1 if spec.type == "int" else 0.05)
-        return st.number_input(label, low, high, step=step, key=key, help=spec.help or None, disabled=disabled,
+        return st.number_input(label, low, high, step=step, key=key, help=why(disabled) or (spec.help or None), disabled=off(disabled),
                                **({} if spec.type == "int" else {"format": "%g"}))
-    text = st.text_input(label, key=key, help=spec.help or None, disabled=disabled)
+    text = st.text_input(label, key=key, help=why(disabled) or (spec.help or None), disabled=off(disabled))
     return text or None
 
 
@@ -90,7 +92,7 @@ def builtin_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], An
     infos = {info.name: info for info in dataset_infos()}
     names = list(infos)
     name = base.data.name if base.data.name in infos else (names[0] if names else base.data.name)
-    name = st.selectbox("Dataset", names, key=seed("data.name", name), disabled=disabled,
+    name = st.selectbox("Dataset", names, key=seed("data.name", name), disabled=off(disabled), help=why(disabled),
                         format_func=lambda n: f"{getattr(infos[n], 'title', n)}  ({n})")
     info = infos[name]
     st.caption(getattr(info, "description", ""))
@@ -119,13 +121,13 @@ def split_settings(base: RunConfig, disabled: bool) -> dict[str, Any]:
     d = base.data
     c1, c2, c3 = st.columns(3)
     return {
-        "seed": c1.number_input("Data seed", 0, 2**31 - 1, step=1, disabled=disabled, key=seed("data.seed", d.seed),
-                                help="Seeds the generated data and the random split (training has its own seed)."),
-        "test_fraction": c2.number_input("Test share", 0.05, 0.5, step=0.05, format="%g", disabled=disabled,
+        "seed": c1.number_input("Data seed", 0, 2**31 - 1, step=1, disabled=off(disabled), key=seed("data.seed", d.seed),
+                                help=why(disabled) or ("Seeds the generated data and the random split (training has its own seed).")),
+        "test_fraction": c2.number_input("Test share", 0.05, 0.5, step=0.05, format="%g", disabled=off(disabled), help=why(disabled),
                                          key=seed("data.test_fraction", float(d.test_fraction))),
-        "val_fraction": c3.number_input("Validation share", 0.05, 0.5, step=0.05, format="%g", disabled=disabled,
+        "val_fraction": c3.number_input("Validation share", 0.05, 0.5, step=0.05, format="%g", disabled=off(disabled),
                                         key=seed("data.val_fraction", float(d.val_fraction)),
-                                        help="Share of what remains after the test split."),
+                                        help=why(disabled) or ("Share of what remains after the test split.")),
     }
 
 
@@ -143,9 +145,9 @@ def upload_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], Any
         split = split_settings(base, disabled)
     data.update(name=UPLOAD_NAME, **split)
     upload = st.file_uploader(f"CSV file (up to {limit_mb} MB)", type=["csv", "txt"], key=UPLOAD_WIDGET,
-                              disabled=disabled,
-                              help="One row per example, a header row with column names; numeric features. "
-                                   "Nothing is trained until the file passes the checks.")
+                              disabled=off(disabled),
+                              help=why(disabled) or ("One row per example, a header row with column names; numeric features. "
+                                   "Nothing is trained until the file passes the checks."))
     if upload is None:
         return data, None, "Upload a CSV file to train on your own data."
     raw = upload.getvalue()
@@ -157,12 +159,12 @@ def upload_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], Any
         return data, None, f"upload: {upload.name!r} could not be read as CSV ({type(err).__name__}: {err})."
     columns = [str(c) for c in frame.columns]
     target = st.selectbox("Target column", columns, index=len(columns) - 1, key=f"upload_target_{upload.file_id}",
-                          disabled=disabled)
+                          disabled=off(disabled), help=why(disabled))
     others = [c for c in columns if c != target]
     features = st.multiselect("Feature columns", others, default=others, key=f"upload_features_{upload.file_id}",
-                              disabled=disabled)
+                              disabled=off(disabled), help=why(disabled))
     task = st.segmented_control("Task", ["auto", "regression", "classification"], default="auto",
-                                key=f"upload_task_{upload.file_id}", disabled=disabled) or "auto"
+                                key=f"upload_task_{upload.file_id}", disabled=off(disabled), help=why(disabled)) or "auto"
     data.update(target=target, features=list(features))
     digest = hashlib.sha1(raw).hexdigest()
     try:
@@ -192,7 +194,7 @@ def dataset_card(dataset: Any) -> None:
     cols[2].metric("Features", f"{dataset.n_features}" + (f" × {dataset.seq_len} steps" if dataset.is_sequence
                                                           else ""))
     task = dataset.task + (f" with {len(dataset.class_names)} classes" if dataset.class_names else "")
-    target = f"target `{dataset.target_name}`"
+    target = f"target {esc(dataset.target_name)}"
     regimes = f", {len(dataset.regime_names)} known regimes" if dataset.regime_names else ""
     st.caption(f"{task.capitalize()}, {target}{regimes}. Inputs are standardised on the training split; the "
                "preview shows original units.")
@@ -215,4 +217,4 @@ def dataset_card(dataset: Any) -> None:
     else:
         st.dataframe(frame.head(200), height=280, width="stretch")
     if getattr(dataset, "source", ""):
-        st.caption(f"Source: {dataset.source}")
+        st.caption(f"Source: {esc(dataset.source)}")

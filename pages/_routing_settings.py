@@ -10,11 +10,27 @@ from typing import Any
 
 import streamlit as st
 
-from kamoe_viz.charts_training import LOAD_DEFINITIONS
-from kamoe_viz.config import (BALANCE_LOSS_RANGE, BIAS_UPDATE_RATE_RANGE, CAPACITY_FACTOR_RANGE, GATE_ACTIVATIONS,
-                              GATE_LR_SCALE_RANGE, MAX_EXPERTS, MAX_SHARED_EXPERTS, OBJECTIVES, Z_LOSS_RANGE, ModelConfig, TrainConfig)
-from kamoe_viz.routing_specs import OBJECTIVE_DEFINITIONS, ROUTERS, SHARED_EXPERTS_DEFINITION
+from kamoe_viz.charts.training import LOAD_DEFINITIONS
+from kamoe_viz.config import (
+    BALANCE_LOSS_RANGE,
+    BIAS_UPDATE_RATE_RANGE,
+    CAPACITY_FACTOR_RANGE,
+    GATE_ACTIVATIONS,
+    GATE_LR_SCALE_RANGE,
+    MAX_EXPERTS,
+    MAX_SHARED_EXPERTS,
+    OBJECTIVES,
+    Z_LOSS_RANGE,
+    ModelConfig,
+    TrainConfig,
+)
+from kamoe_viz.routing_specs import (
+    OBJECTIVE_DEFINITIONS,
+    ROUTERS,
+    SHARED_EXPERTS_DEFINITION,
+)
 from pages._config_state import seed
+from pages._lock import off, why
 
 ROUTER_HELP = "\n\n".join(f"**{s.title}** ({s.paper}): {s.definition}" for s in ROUTERS.values())
 BATCH_DEPENDENT_NOTE = ("{title} routing depends on the batch: which rows an expert takes is decided among the rows "
@@ -29,8 +45,8 @@ FIELD_LABELS = {"model.routing": "Router", "model.capacity_factor": "Capacity fa
 def routing_settings(m: ModelConfig, n_experts: int, disabled: bool) -> dict[str, Any]:
     """Router select and the options it reads; options it does not read keep their defaults (top_k 0)."""
     values: dict[str, Any] = {}
-    routing = st.selectbox("Router", list(ROUTERS), format_func=lambda name: ROUTERS[name].title, disabled=disabled,
-                           key=seed("model.routing", m.routing), help=ROUTER_HELP)
+    routing = st.selectbox("Router", list(ROUTERS), format_func=lambda name: ROUTERS[name].title, disabled=off(disabled),
+                           key=seed("model.routing", m.routing), help=why(disabled) or (ROUTER_HELP))
     values["routing"] = routing
     spec = ROUTERS[routing]
     st.caption(spec.definition)
@@ -39,38 +55,38 @@ def routing_settings(m: ModelConfig, n_experts: int, disabled: bool) -> dict[str
     defaults = ModelConfig()
     if "gate_activation" in spec.options:
         values["gate_activation"] = st.segmented_control(
-            "Gate output activation", list(GATE_ACTIVATIONS), disabled=disabled,
+            "Gate output activation", list(GATE_ACTIVATIONS), disabled=off(disabled),
             key=seed("model.gate_activation", m.gate_activation),
-            help="softmax: weights sum to 1 (experts compete). sigmoid: each weight in (0, 1) on its own "
-                 "(the reference).") or m.gate_activation
+            help=why(disabled) or ("softmax: weights sum to 1 (experts compete). sigmoid: each weight in (0, 1) on its own "
+                 "(the reference).")) or m.gate_activation
         st.caption(LOAD_DEFINITIONS[values["gate_activation"]])
     else:
         values["gate_activation"] = m.gate_activation
     c1, c2 = st.columns(2)
     if "top_k" in spec.options:
         top_k = max(1, min(m.top_k, n_experts)) if m.top_k else 1
-        values["top_k"] = c1.number_input("Top-k", 1, MAX_EXPERTS, step=1, disabled=disabled,
+        values["top_k"] = c1.number_input("Top-k", 1, MAX_EXPERTS, step=1, disabled=off(disabled),
                                           key=seed("model.top_k", top_k),
-                                          help="Experts each input is sent to.")
+                                          help=why(disabled) or ("Experts each input is sent to."))
     else:
         values["top_k"] = 0
     if "capacity_factor" in spec.options:
         values["capacity_factor"] = c2.number_input(
-            "Capacity factor", *CAPACITY_FACTOR_RANGE, step=0.25, disabled=disabled,
+            "Capacity factor", *CAPACITY_FACTOR_RANGE, step=0.25, disabled=off(disabled),
             key=seed("model.capacity_factor", float(m.capacity_factor)),
-            help="An expert takes at most ceil(capacity factor × rows / experts) rows of a batch.")
+            help=why(disabled) or ("An expert takes at most ceil(capacity factor × rows / experts) rows of a batch."))
     else:
         values["capacity_factor"] = defaults.capacity_factor
     if "bias_update_rate" in spec.options:
         values["bias_update_rate"] = c2.number_input(
-            "Bias update rate", *BIAS_UPDATE_RATE_RANGE, step=0.001, format="%g", disabled=disabled,
+            "Bias update rate", *BIAS_UPDATE_RATE_RANGE, step=0.001, format="%g", disabled=off(disabled),
             key=seed("model.bias_update_rate", float(m.bias_update_rate)),
-            help="u in b_i += u · sign(mean load − load_i), after every optimiser step.")
+            help=why(disabled) or ("u in b_i += u · sign(mean load − load_i), after every optimiser step."))
     else:
         values["bias_update_rate"] = defaults.bias_update_rate
     values["shared_experts"] = st.number_input("Shared experts (always on)", 0, MAX_SHARED_EXPERTS, step=1,
-                                               disabled=disabled, key=seed("model.shared_experts", m.shared_experts),
-                                               help=SHARED_EXPERTS_DEFINITION)
+                                               disabled=off(disabled), key=seed("model.shared_experts", m.shared_experts),
+                                               help=why(disabled) or (SHARED_EXPERTS_DEFINITION))
     return values
 
 
@@ -78,20 +94,20 @@ def routing_training_settings(t: TrainConfig, disabled: bool) -> dict[str, Any]:
     """Balance and z-loss weights, the objective and the gate's learning-rate scale."""
     values: dict[str, Any] = {}
     values["objective"] = st.segmented_control(
-        "Training objective", list(OBJECTIVES), disabled=disabled, key=seed("train.objective", t.objective),
-        help="\n\n".join(f"**{k}**: {v}" for k, v in OBJECTIVE_DEFINITIONS.items())) or t.objective
+        "Training objective", list(OBJECTIVES), disabled=off(disabled), key=seed("train.objective", t.objective),
+        help=why(disabled) or ("\n\n".join(f"**{k}**: {v}" for k, v in OBJECTIVE_DEFINITIONS.items()))) or t.objective
     c1, c2, c3 = st.columns(3)
     values["balance_loss"] = c1.number_input(
-        "Balance loss weight", *BALANCE_LOSS_RANGE, step=0.01, format="%g", disabled=disabled,
+        "Balance loss weight", *BALANCE_LOSS_RANGE, step=0.01, format="%g", disabled=off(disabled, live=True),
         key=seed("train.balance_loss", float(t.balance_loss)),
-        help="α of the Switch auxiliary loss α·E·Σ f_i·P_i (f_i: share of rows whose top expert is i; P_i: mean "
-             "softmax probability of i); 0 = off. Logged per epoch either way.")
+        help=("Applies from the next epoch, also while Play or Step train. α of the Switch auxiliary loss α·E·Σ f_i·P_i (f_i: share of rows whose top expert is i; P_i: mean "
+             "softmax probability of i); 0 = off. Logged per epoch either way."))
     values["z_loss"] = c2.number_input(
-        "Z-loss weight", *Z_LOSS_RANGE, step=0.001, format="%g", disabled=disabled,
+        "Z-loss weight", *Z_LOSS_RANGE, step=0.001, format="%g", disabled=off(disabled),
         key=seed("train.z_loss", float(t.z_loss)),
-        help="Weight of the router z-loss mean(logsumexp(logits)²) (ST-MoE), which keeps logits small; 0 = off.")
+        help=why(disabled) or ("Weight of the router z-loss mean(logsumexp(logits)²) (ST-MoE), which keeps logits small; 0 = off."))
     values["gate_lr_scale"] = c3.number_input(
         "Gate LR scale", *GATE_LR_SCALE_RANGE, step=0.5, format="%g",
-        disabled=disabled, key=seed("train.gate_lr_scale", float(t.gate_lr_scale)),
-        help="The gate, its input layer and the router learn at learning rate × this.")
+        disabled=off(disabled), key=seed("train.gate_lr_scale", float(t.gate_lr_scale)),
+        help=why(disabled) or ("The gate, its input layer and the router learn at learning rate × this."))
     return values

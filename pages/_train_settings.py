@@ -1,14 +1,23 @@
 """The Train page's model and training settings (widgets only); each returns the section's values as a dict."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import streamlit as st
 
-from kamoe_viz.config import (BASE_ACTIVATIONS, EXPERT_TYPES, GATE_FAMILIES, MAX_EXPERTS,
-                              SEQUENTIAL_EXPERTS, RunConfig)
+from kamoe_viz.config import (
+    BASE_ACTIVATIONS,
+    EXPERT_TYPES,
+    GATE_FAMILIES,
+    MAX_EXPERTS,
+    SEQUENTIAL_EXPERTS,
+    RunConfig,
+)
 from kamoe_viz.errors import ValidationError
 from pages._config_state import seed
+from pages._lock import off, why
+from pages._safe import esc
 from pages._routing_settings import FIELD_LABELS as ROUTING_LABELS
 from pages._routing_settings import routing_settings, routing_training_settings
 
@@ -36,9 +45,10 @@ FIELD_LABELS = {
 
 def in_page_words(message: str) -> str:
     """``model.top_k: got 5; must be ... model.n_experts (3)`` -> ``Top-k: got 5; must be ... Experts (3)``."""
-    for field in sorted(FIELD_LABELS, key=len, reverse=True):  # model.kan_range.low before model.kan_range
-        message = message.replace(field, f"**{FIELD_LABELS[field]}**")
-    return message
+    fields = sorted(FIELD_LABELS, key=len, reverse=True)  # model.kan_range.low before model.kan_range
+    parts = re.split("(" + "|".join(map(re.escape, fields)) + ")", message)
+    # the rest is shown as text: a message may quote an uploaded file's column names
+    return "".join(f"**{FIELD_LABELS[p]}**" if i % 2 else esc(p) for i, p in enumerate(parts))
 
 
 LR_CHOICES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
@@ -67,67 +77,67 @@ def model_settings(base: RunConfig, is_sequence: bool, disabled: bool) -> tuple[
     errors: list[str] = []
     values: dict[str, Any] = {}
     values["gate"] = st.segmented_control(
-        "Gate family", list(GATE_FAMILIES), format_func=GATE_LABELS.get, disabled=disabled,
-        key=seed("model.gate", m.gate), help=GATE_HELP) or m.gate
-    values["n_experts"] = st.number_input("Experts", 1, MAX_EXPERTS, step=1, disabled=disabled,
+        "Gate family", list(GATE_FAMILIES), format_func=GATE_LABELS.get, disabled=off(disabled),
+        key=seed("model.gate", m.gate), help=why(disabled) or (GATE_HELP)) or m.gate
+    values["n_experts"] = st.number_input("Experts", 1, MAX_EXPERTS, step=1, disabled=off(disabled), help=why(disabled),
                                           key=seed("model.n_experts", m.n_experts))
     values.update(routing_settings(m, int(values["n_experts"]), disabled))
     experts = list(EXPERT_TYPES)
     values["expert"] = st.selectbox(
-        "Expert type", experts, format_func=EXPERT_LABELS.get, disabled=disabled,
+        "Expert type", experts, format_func=EXPERT_LABELS.get, disabled=off(disabled),
         key=seed("model.expert", m.expert),
-        help="MLP and KAN experts work on every dataset (windows are flattened); LSTM and GRU experts need a "
-             "time-series dataset.")
+        help=why(disabled) or ("MLP and KAN experts work on every dataset (windows are flattened); LSTM and GRU experts need a "
+             "time-series dataset."))
     if values["expert"] in SEQUENTIAL_EXPERTS and not is_sequence:
         errors.append(f"model.expert: got {EXPERT_LABELS[values['expert']]}; these experts need a "
                       "time-series dataset (windows). Choose MLP or KAN for tabular data, or pick a "
                       "sequential dataset.")
     c1, c2 = st.columns(2)
-    hidden_text = c1.text_input("Expert hidden sizes", disabled=disabled,
+    hidden_text = c1.text_input("Expert hidden sizes", disabled=off(disabled),
                                 key=seed("model.expert_hidden", ",".join(str(h) for h in m.expert_hidden)),
-                                help="Widths of each expert's layers, comma-separated, e.g. 100 or 64,32.")
+                                help=why(disabled) or ("Widths of each expert's layers, comma-separated, e.g. 100 or 64,32."))
     try:
         values["expert_hidden"] = parse_widths(hidden_text, "model.expert_hidden")
     except ValidationError as err:
         errors.append(str(err))
         values["expert_hidden"] = m.expert_hidden
-    values["gate_hidden"] = c2.number_input("Gate hidden width (0 = auto)", 0, 1024, step=1, disabled=disabled,
+    values["gate_hidden"] = c2.number_input("Gate hidden width (0 = auto)", 0, 1024, step=1, disabled=off(disabled),
                                             key=seed("model.gate_hidden", m.gate_hidden),
-                                            help="Width u of h = ReLU(Dense(x)); 0 uses the experts' output width.")
+                                            help=why(disabled) or ("Width u of h = ReLU(Dense(x)); 0 uses the experts' output width."))
     uses_kan = values["gate"] == "grkan" or values["expert"] == "kan"
     if uses_kan:
         c1, c2 = st.columns(2)
-        values["kan_grid"] = c1.number_input("KAN grid size", 1, 50, step=1, disabled=disabled,
+        values["kan_grid"] = c1.number_input("KAN grid size", 1, 50, step=1, disabled=off(disabled),
                                              key=seed("model.kan_grid", m.kan_grid),
-                                             help="Number of spline intervals on the grid range.")
-        values["kan_order"] = c2.number_input("Spline order", 1, 5, step=1, disabled=disabled,
+                                             help=why(disabled) or ("Number of spline intervals on the grid range."))
+        values["kan_order"] = c2.number_input("Spline order", 1, 5, step=1, disabled=off(disabled),
                                               key=seed("model.kan_order", m.kan_order),
-                                              help="3 = cubic B-splines.")
+                                              help=why(disabled) or ("3 = cubic B-splines."))
     if values["gate"] == "grkan":
         values["grkan_second_base"] = st.selectbox(
-            "GRKAN second KAN layer base", list(BASE_ACTIVATIONS), disabled=disabled,
+            "GRKAN second KAN layer base", list(BASE_ACTIVATIONS), disabled=off(disabled),
             key=seed("model.grkan_second_base", m.grkan_second_base),
-            help="Base activation of the GRKAN's second KAN layer: the reference code uses relu, the paper "
-                 "describes SiLU.")
+            help=why(disabled) or ("Base activation of the GRKAN's second KAN layer: the reference code uses relu, the paper "
+                 "describes SiLU."))
     if values["expert"] in SEQUENTIAL_EXPERTS and is_sequence:
-        values["return_sequences"] = st.checkbox("Gate every time step (return sequences)", disabled=disabled,
+        values["return_sequences"] = st.checkbox("Gate every time step (return sequences)", disabled=off(disabled), help=why(disabled),
                                                  key=seed("model.return_sequences", m.return_sequences))
     else:
         values["return_sequences"] = False
     with st.expander("More model settings"):
         if uses_kan:
             c1, c2 = st.columns(2)
-            low = c1.number_input("KAN grid from", -1000.0, 1000.0, step=0.5, disabled=disabled,
+            low = c1.number_input("KAN grid from", -1000.0, 1000.0, step=0.5, disabled=off(disabled), help=why(disabled),
                                   key=seed("model.kan_range.low", float(m.kan_range[0])))
-            high = c2.number_input("KAN grid to", -1000.0, 1000.0, step=0.5, disabled=disabled,
+            high = c2.number_input("KAN grid to", -1000.0, 1000.0, step=0.5, disabled=off(disabled), help=why(disabled),
                                    key=seed("model.kan_range.high", float(m.kan_range[1])))
             values["kan_range"] = (low, high)
             if values["expert"] == "kan":
                 values["kan_base"] = st.selectbox("KAN expert base activation", list(BASE_ACTIVATIONS),
-                                                  disabled=disabled, key=seed("model.kan_base", m.kan_base))
-        values["dropout"] = st.slider("Gate dropout", 0.0, 0.9, step=0.05, disabled=disabled,
+                                                  disabled=off(disabled), help=why(disabled), key=seed("model.kan_base", m.kan_base))
+        values["dropout"] = st.slider("Gate dropout", 0.0, 0.9, step=0.05, disabled=off(disabled), help=why(disabled),
                                       key=seed("model.dropout", float(m.dropout)))
-        values["input_scaling"] = st.checkbox("Learnable input scaling (x~ = W·x)", disabled=disabled,
+        values["input_scaling"] = st.checkbox("Learnable input scaling (x~ = W·x)", disabled=off(disabled), help=why(disabled),
                                               key=seed("model.input_scaling", m.input_scaling))
     return values, errors
 
@@ -137,44 +147,45 @@ def training_settings(base: RunConfig, devices: list[str], disabled: bool) -> di
     t = base.train
     values: dict[str, Any] = {}
     c1, c2 = st.columns(2)
-    values["epochs"] = c1.number_input("Epochs", 1, 10_000, step=10, disabled=disabled,
+    values["epochs"] = c1.number_input("Epochs", 1, 10_000, step=10, disabled=off(disabled), help=why(disabled),
                                        key=seed("train.epochs", t.epochs))
     values["early_stopping"] = c2.number_input(
-        "Early stopping (0 = off)", 0, 10_000, step=5, disabled=disabled, key=seed("train.early_stopping",
+        "Early stopping (0 = off)", 0, 10_000, step=5, disabled=off(disabled), key=seed("train.early_stopping",
                                                                                     t.early_stopping),
-        help="Stop after this many epochs without a better validation loss; the best weights are kept.")
+        help=why(disabled) or ("Stop after this many epochs without a better validation loss; the best weights are kept."))
     lr_choices = sorted(set(LR_CHOICES) | {t.lr})
-    values["lr"] = st.select_slider("Learning rate", lr_choices, disabled=disabled, key=seed("train.lr", t.lr),
-                                    format_func=lambda v: f"{v:g}")
+    values["lr"] = st.select_slider("Learning rate", lr_choices, disabled=off(disabled, live=True),
+                                    help="Applies from the next epoch, also while Play or Step train.",
+                                    key=seed("train.lr", t.lr), format_func=lambda v: f"{v:g}")
     c1, c2 = st.columns(2)
     batch_choices = sorted(set(BATCH_CHOICES) | {t.batch_size})
-    values["batch_size"] = c1.selectbox("Batch size", batch_choices, disabled=disabled,
+    values["batch_size"] = c1.selectbox("Batch size", batch_choices, disabled=off(disabled), help=why(disabled),
                                         key=seed("train.batch_size", t.batch_size))
-    values["seed"] = c2.number_input("Seed", 0, 2**31 - 1, step=1, disabled=disabled, key=seed("train.seed", t.seed),
-                                     help="Seeds the weights and the batch order; the same seed gives the same "
-                                          "run.")
+    values["seed"] = c2.number_input("Seed", 0, 2**31 - 1, step=1, disabled=off(disabled), key=seed("train.seed", t.seed),
+                                     help=why(disabled) or ("Seeds the weights and the batch order; the same seed gives the same "
+                                          "run."))
     options = ["auto"] + [d for d in devices if d != "auto"]
     device = t.device if t.device in options else "auto"
-    values["device"] = st.selectbox("Device", options, disabled=disabled, key=seed("train.device", device),
-                                    help="Only devices present on this machine are offered. auto = the GPU if "
-                                         "there is one, else the CPU.")
+    values["device"] = st.selectbox("Device", options, disabled=off(disabled), key=seed("train.device", device),
+                                    help=why(disabled) or ("Only devices present on this machine are offered. auto = the GPU if "
+                                         "there is one, else the CPU."))
     with st.expander("Routing and balance", expanded=t.objective != "mse" or t.balance_loss > 0 or t.z_loss > 0
                      or t.gate_lr_scale != 1.0):
         values.update(routing_training_settings(t, disabled))
     with st.expander("More training settings"):
         c1, c2 = st.columns(2)
         values["weight_decay"] = c1.number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%g",
-                                                 disabled=disabled, key=seed("train.weight_decay", t.weight_decay))
+                                                 disabled=off(disabled), help=why(disabled), key=seed("train.weight_decay", t.weight_decay))
         values["max_grad_norm"] = c2.number_input("Clip gradient norm (0 = off)", 0.0, 1e6, step=1.0, format="%g",
-                                                  disabled=disabled, key=seed("train.max_grad_norm",
+                                                  disabled=off(disabled), help=why(disabled), key=seed("train.max_grad_norm",
                                                                               t.max_grad_norm))
         c1, c2, c3 = st.columns(3)
-        values["lr_patience"] = c1.number_input("LR patience", 0, 10_000, step=1, disabled=disabled,
+        values["lr_patience"] = c1.number_input("LR patience", 0, 10_000, step=1, disabled=off(disabled),
                                                 key=seed("train.lr_patience", t.lr_patience),
-                                                help="Epochs without improvement before the learning rate drops.")
-        values["lr_factor"] = c2.number_input("LR factor", 0.01, 1.0, step=0.05, disabled=disabled,
+                                                help=why(disabled) or ("Epochs without improvement before the learning rate drops."))
+        values["lr_factor"] = c2.number_input("LR factor", 0.01, 1.0, step=0.05, disabled=off(disabled), help=why(disabled),
                                               key=seed("train.lr_factor", t.lr_factor))
-        values["min_lr"] = c3.number_input("Min LR", 0.0, 10.0, step=1e-5, format="%g", disabled=disabled,
+        values["min_lr"] = c3.number_input("Min LR", 0.0, 10.0, step=1e-5, format="%g", disabled=off(disabled), help=why(disabled),
                                            key=seed("train.min_lr", t.min_lr))
         lr = values.get("lr", t.lr)
         if values["lr_patience"] > 0 and values["min_lr"] >= lr:

@@ -1,6 +1,6 @@
 """Compare page: linear, GRN and GRKAN gates (and the plain model) side by side over several seeds.
 
-Widgets and layout only: kamoe_viz.compare trains and tests, kamoe_viz.charts_compare draws. The latest comparison
+Widgets and layout only: kamoe_viz.compare trains and tests, kamoe_viz.charts.compare draws. The latest comparison
 of this browser session is kept in ``st.session_state`` (per user), so visiting other pages does not lose it.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from kamoe_viz import charts_compare as cc
+from kamoe_viz.charts import compare as cc
 from kamoe_viz.compare import cpu_count, run as run_comparison
 from kamoe_viz.compare.engines import RAY_ADDRESS_ENV, server_ray_address
 from kamoe_viz.config import EXPERT_TYPES, GATE_FAMILIES, DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -18,8 +18,12 @@ from kamoe_viz.errors import KamoeError, ValidationError
 from pages import _entry
 from pages._config_state import master
 from pages._data_section import dataset_infos
+from kamoe_viz.routing_metrics import ROUTING_METRIC_DEFINITIONS, ROUTING_METRIC_LABELS
+from kamoe_viz.routing_specs import ROUTERS
 from pages._interpret_ui import readable_columns
+from pages._routing_settings import ROUTER_HELP
 from pages._train_settings import EXPERT_LABELS, GATE_LABELS
+from pages._safe import esc, unexpected
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
@@ -55,7 +59,7 @@ def settings_form(base: RunConfig) -> dict[str, Any] | None:
     try:
         infos = {i.name: i for i in dataset_infos()}
     except Exception as err:  # a registry problem must not take the page down
-        st.error(f"The dataset list could not be loaded: {err}")
+        st.error(f"The dataset list could not be loaded: {esc(err)}")
         infos = {}
     names = list(infos) or ["regimes"]
     start = base.data.name if base.data.name in names else ("regimes" if "regimes" in names else names[0])
@@ -88,6 +92,11 @@ def settings_form(base: RunConfig) -> dict[str, Any] | None:
         if server_ray_address_text():
             st.caption(f"Runs go to the Ray cluster at {server_ray_address_text()} (set by the server's "
                        f"{RAY_ADDRESS_ENV}); the number of processes is then the cluster's.")
+        routings = st.multiselect(
+            "Routers (optional)", list(ROUTERS), key=_default("routings", []),
+            format_func=lambda name: ROUTERS[name].title,
+            help="Each gate also runs with each chosen router (variants gate/router); none = dense routing as on "
+                 "the Train page. " + ROUTER_HELP)
         vary = st.checkbox("Also draw a new train/validation/test split for each seed", key=_default("vary", False),
                            help="Off: every run uses the same split, so only training randomness varies.")
         pressed = st.form_submit_button("Run comparison", type="primary", icon=":material/play_arrow:",
@@ -96,7 +105,7 @@ def settings_form(base: RunConfig) -> dict[str, Any] | None:
         return None
     return dict(dataset=dataset, gates=gates, standard=standard, seeds=int(seeds), epochs=int(epochs),
                 expert=expert, n_experts=int(n_experts), hidden=hidden, lr=float(lr), patience=int(patience),
-                jobs=int(jobs), vary=bool(vary))
+                jobs=int(jobs), vary=bool(vary), routings=list(routings))
 
 
 def build_config(base: RunConfig, s: dict[str, Any]) -> RunConfig:
@@ -117,9 +126,9 @@ def run_now(base: RunConfig, s: dict[str, Any]) -> None:
     try:
         config = build_config(base, s)
     except KamoeError as err:
-        st.error(str(err))
+        st.error(esc(err))
         return
-    n_runs = s["seeds"] * (len(s["gates"]) + int(s["standard"]))
+    n_runs = s["seeds"] * (len(s["gates"]) * max(1, len(s["routings"])) + int(s["standard"]))
     bar = st.progress(0.0, text=f"Starting {n_runs} runs…")
     started = time.perf_counter()
 
@@ -131,14 +140,15 @@ def run_now(base: RunConfig, s: dict[str, Any]) -> None:
         address = server_ray_address()  # set by whoever started the server, never by a visitor
         result = run_comparison(config, gates=s["gates"], seeds=s["seeds"], include_standard=s["standard"],
                                 jobs=s["jobs"], on_progress=progress, vary_split=s["vary"],
-                                engine="ray" if address else "local", address=address)
+                                engine="ray" if address else "local", address=address,
+                                routings=s["routings"] or None)
     except KamoeError as err:
         bar.empty()
-        st.error(str(err))
+        st.error(esc(err))
         return
     except Exception as err:  # never crash the page; the previous result stays
         bar.empty()
-        st.error(f"The comparison stopped: {type(err).__name__}: {err}")
+        st.error(unexpected(err, "The comparison"))
         return
     bar.empty()
     st.session_state[RESULT] = result
@@ -154,13 +164,13 @@ def show_result(res: Any) -> None:
     st.markdown(f"**{res.config['data']['name']}** · {len(t)} runs · seeds {res.seeds} · {split} · "
                 f"{res.wall_seconds:.0f} s {where}")
     for _, row in t[t["stopped_reason"] == "error"].iterrows():
-        st.error(f"{cc.variant_label(row.variant)} seed {row.seed} failed: {row.message}")
+        st.error(f"{cc.variant_label(row.variant)} seed {row.seed} failed: {esc(row.message)}")
     significant = bool(len(res.stats)) and "beats" in res.verdict.split(":")[0]
     (st.success if significant else st.info)(cc.in_variant_labels(res.verdict), icon=":material/balance:")
     for _, row in t[t["diverged"].astype(bool)].iterrows():
         st.warning(f"{cc.variant_label(row.variant)} seed {row.seed} diverged: "
                    f"{row.message or 'loss became NaN/inf'}")
-    summary = res.summary.merge(res.cost(), on="variant")
+    summary = res.summary.merge(res.cost(), on="variant").merge(res.routing_means(), on="variant", how="left")
     summary["variant"] = summary["variant"].map(cc.variant_label)
     st.dataframe(summary, hide_index=True, column_config={
         "mean": st.column_config.NumberColumn(f"mean {label}", format="%.4f"),
@@ -170,7 +180,14 @@ def show_result(res: Any) -> None:
         "sem": None, "min": None, "max": None,
         "params": st.column_config.NumberColumn("parameters", format="%d"),
         "train_seconds": st.column_config.NumberColumn("s per run", format="%.2f"),
-        "epochs_run": st.column_config.NumberColumn("epochs (mean)", format="%.0f")})
+        "epochs_run": st.column_config.NumberColumn("epochs (mean)", format="%.0f"),
+        **{key: st.column_config.NumberColumn(ROUTING_METRIC_LABELS[key], format="%.2f",
+                                              help=ROUTING_METRIC_DEFINITIONS[key])
+           for key in ROUTING_METRIC_LABELS if key in summary.columns},
+        "regime_nmi": st.column_config.NumberColumn(ROUTING_METRIC_LABELS["nmi"], format="%.2f",
+                                                    help=ROUTING_METRIC_DEFINITIONS["nmi"]),
+        "gate_entropy": st.column_config.NumberColumn(ROUTING_METRIC_LABELS["routing_entropy"], format="%.2f",
+                                                      help=ROUTING_METRIC_DEFINITIONS["routing_entropy"])})
     left, right = st.columns(2)
     bounded = res.metric in ("r2", "accuracy")  # neither can exceed 1
     left.altair_chart(cc.metric_chart(t, res.summary, label, upper_bound=1.0 if bounded else None),

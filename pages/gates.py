@@ -7,6 +7,7 @@ from kamoe_viz import charts as ch
 from kamoe_viz import routing_metrics as rm
 from kamoe_viz.interpret import gates as gt
 from pages import _entry
+from pages import _timeline_ui as tl_ui
 from pages._interpret_ui import REFERENCE_ROWS, cached, gate_label, guarded, page_start, show_chart, show_table
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
@@ -47,6 +48,9 @@ if summary["always_on"]:
     st.warning(f"Always-on expert(s): {', '.join(summary['always_on'])}: they win ≥ 99% of the rows"
                + (" or keep a weight above 0.9 on 95% of them" if summary["activation"] == "sigmoid" else "")
                + ", so the gate hardly routes.", icon="⚠️")
+
+# ----- how routing formed while training --------------------------------------------------------------------------
+tl_ui.timeline_section(run, "gates", lambda timeline, snap: tl_ui.draw_gates(timeline, snap, run), story=True)
 
 # ----- load and weights -------------------------------------------------------------------------------------------
 st.subheader("Load and utilisation")

@@ -10,10 +10,12 @@ from kamoe_viz.errors import KamoeError
 from kamoe_viz.interpret import splines as sp
 from kamoe_viz.interpret import symbolic as sym
 from pages import _entry
+from pages import _timeline_ui as tl_ui
 from pages._config_state import set_master
 from pages._interpret_ui import (REFERENCE_ROWS, cached, gate_label, guarded, replace_model, show_chart,
                                  show_table)
 from pages._state import TRAIN_PAGE, require_run, set_current_run
+from pages._safe import esc
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
@@ -53,6 +55,9 @@ if layers.empty:
 if not (layers["part"] == "gate").any():
     st.info(f"The **{gate_label(run)}** gate has no splines; showing the KAN experts' edges.", icon="ℹ️")
 
+if (layers["part"] == "gate").any():
+    tl_ui.timeline_section(run, "splines", tl_ui.draw_splines)
+
 importance = cached(run, "spline_importance", lambda: sp.edge_importance(model, data, inputs))
 coverage = cached(run, "spline_coverage", lambda: sp.grid_coverage_table(model, data, inputs))
 
@@ -91,7 +96,7 @@ if len(outside):
             new_model, report = sp.update_grids(model, data)
             st.session_state["_spl_grid_update"] = (id(run), new_model, report)
         except KamoeError as err:
-            st.error(f"Grid update: {err}")
+            st.error(f"Grid update: {esc(err)}")
 pending = st.session_state.get("_spl_grid_update")
 if pending and pending[0] == id(run):
     _, new_model, report = pending

@@ -9,9 +9,11 @@ from pages import _entry
 from pages import _config_state as cfg
 from pages import _data_section as data_ui
 from pages import _results, _state
+from pages import _playground as pg
 from pages import _train_live as live
 from pages._presets import available_presets
 from pages._train_settings import in_page_words, model_settings, training_settings
+from pages._safe import esc, unexpected
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
@@ -48,28 +50,32 @@ def _preflight(config: RunConfig, dataset) -> tuple[str | None, str | None]:
         outcome = (f"{cost.params:,} parameters, of which the gate has {cost.gate_params:,}", None)
     except KamoeError as err:
         outcome = (None, str(err))
-    except Exception as err:
-        outcome = (None, f"model: these settings cannot be built ({type(err).__name__}: {err}).")
+    except Exception as err:  # noqa: BLE001 - a combination the library did not foresee
+        outcome = (None, unexpected(err, "Checking these settings"))
     st.session_state["_preflight"] = (key, outcome)
     return outcome
 
 
+present = cfg.presenting()
 st.title("Train a mixture of experts")
-st.caption("Pick data, choose a gate (linear, GRN or the paper's GRKAN) and experts, then press Train and watch the "
-           "gate learn to route. The URL always holds the settings: copy it to share this exact setup.")
+if not present:
+    st.caption("Pick data, choose a gate (linear, GRN or the paper's GRKAN) and experts, then press Train, or Play "
+               "and Step to watch the gate learn to route. The URL always holds the settings: copy it to share this "
+               "exact setup (add `present=1` for a classroom view with only the data, the controls and the views).")
 base = cfg.master()  # on the session's first visit: the link's settings
 for warning in cfg.pop_link_warnings():
-    st.warning(warning, icon=":material/link_off:")
+    st.warning(warning, icon=":material/link_off:")  # escaped where it is made
 busy = live.busy()
+lock = busy or pg.locked() or False  # True: a training runs; a reason: the Playground holds a model
 
-presets = available_presets([i.name for i in data_ui.dataset_infos()])
+presets = [] if present else available_presets([i.name for i in data_ui.dataset_infos()])
 if presets:
     with st.expander("Presets: known-good starting points", expanded=st.session_state.get("_first_visit", True),
                      icon=":material/auto_awesome:"):
         cols = st.columns(len(presets))
         for col, preset in zip(cols, presets):
             col.button(preset.title, key=f"preset_{preset.key}", on_click=_apply_preset, args=(preset.key,),
-                       disabled=busy, width="stretch")
+                       disabled=bool(lock), width="stretch", help=lock if isinstance(lock, str) else None)
             col.caption(preset.sentence)
 st.session_state["_first_visit"] = False
 
@@ -78,20 +84,23 @@ with left:
     st.subheader("Data")
     link_upload = base.data.name == data_ui.UPLOAD_NAME
     source = st.segmented_control(
-        "Source", [data_ui.SOURCE_BUILTIN, data_ui.SOURCE_UPLOAD], disabled=busy, label_visibility="collapsed",
+        "Source", [data_ui.SOURCE_BUILTIN, data_ui.SOURCE_UPLOAD], disabled=bool(lock), label_visibility="collapsed",
         key=cfg.seed("source", data_ui.SOURCE_UPLOAD if link_upload else data_ui.SOURCE_BUILTIN),
     ) or data_ui.SOURCE_BUILTIN
     if source == data_ui.SOURCE_UPLOAD:
         if link_upload and base.data.target and st.session_state.get(data_ui.UPLOAD_WIDGET) is None:
-            st.info(f"These settings were made on an uploaded CSV (target `{base.data.target}`). Upload the same "
+            st.info(f"These settings were made on an uploaded CSV (target {esc(base.data.target)}). Upload the same "
                     "file to train on it.")
-        data, dataset, data_error = data_ui.upload_section(base, busy)
+        data, dataset, data_error = data_ui.upload_section(base, lock)
     else:
-        data, dataset, data_error = data_ui.builtin_section(base, busy)
-    st.subheader("Model")
-    model_values, errors = model_settings(base, bool(dataset is not None and dataset.is_sequence), busy)
-    st.subheader("Training")
-    train_values = training_settings(base, _devices(), busy)
+        data, dataset, data_error = data_ui.builtin_section(base, lock)
+    if present:  # the link's model and training settings, without their widgets
+        model_values, errors, train_values = {}, [], {}
+    else:
+        st.subheader("Model")
+        model_values, errors = model_settings(base, bool(dataset is not None and dataset.is_sequence), lock)
+        st.subheader("Training")
+        train_values = training_settings(base, _devices(), lock)
 
 raw = base.to_dict()
 raw["data"] = data
@@ -113,14 +122,18 @@ with right:
         if build_error:
             errors.append(build_error)
     if dataset is None and data_error:
-        (st.info if data_error.startswith("Upload a CSV") else st.error)(data_error)
+        (st.info if data_error.startswith("Upload a CSV") else st.error)(esc(data_error))
     for message in errors:
         st.error(in_page_words(message), icon=":material/error:")
 
     ready = config is not None and dataset is not None and not errors
+    if present:
+        pg.controls(config, dataset, ready, busy)
+        st.stop()
     c1, c2, c3 = st.columns([1, 1.5, 1], vertical_alignment="center")
-    clicked = c1.button("Train", type="primary", icon=":material/play_arrow:", disabled=busy or not ready,
-                        width="stretch", help=None if ready else "Fix the messages above first.")
+    clicked = c1.button("Train", type="primary", icon=":material/play_arrow:", disabled=busy or not ready
+                        or pg.playing(), width="stretch",
+                        help=None if ready else "Fix the messages above first.")
     with_baseline = c2.checkbox("Also train a plain baseline", value=True, key="with_baseline", disabled=busy,
                                 help="After the mixture, train the standard single-expert model with the same "
                                      "settings and show both test scores side by side.")
@@ -129,11 +142,14 @@ with right:
             _results.share_link(config)
     if params_text:
         st.caption(f"Model: {params_text}.")
+    with st.container(border=True):
+        st.markdown("**Watch it learn** · Play, Pause, Step through the epochs; the views redraw as it trains")
+        pg.controls(config, dataset, ready, busy)
     if clicked and ready:
         csv = st.session_state.get(data_ui.UPLOAD_BYTES) if source == data_ui.SOURCE_UPLOAD else None
         message = live.start(config, dataset, with_baseline, csv=csv)
         if message:
-            st.error(message, icon=":material/error:")
+            st.error(esc(message), icon=":material/error:")
         else:
             st.rerun()
     if not busy:
@@ -147,7 +163,7 @@ with right:
         _results.current_run_results()
     if dataset is not None:
         if busy or has_results:
-            with st.expander(f"Dataset: {dataset.name}", icon=":material/table_view:"):
+            with st.expander(f"Dataset: {esc(dataset.name)}", icon=":material/table_view:"):
                 data_ui.dataset_card(dataset)
         else:
             data_ui.dataset_card(dataset)

@@ -7,7 +7,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 SIZE = 64
-EXPERT_COLORS = ["#4c78a8", "#f58518", "#54a24b"]  # kamoe_viz.charts_compare's linear / GRN / GRKAN colours
+EXPERT_COLORS = ["#4c78a8", "#f58518", "#54a24b"]  # kamoe_viz.charts.compare's linear / GRN / GRKAN colours
 
 
 def draw() -> Image.Image:

@@ -1,4 +1,4 @@
-"""kamoe_viz.charts_training: frames built from training records, and the Train page's Altair charts."""
+"""kamoe_viz.charts.training: frames built from training records, and the Train page's Altair charts."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kamoe_viz import charts_training as ct
+from kamoe_viz.charts import training as ct
 
 
 def _records(n: int = 4, experts: int = 3) -> list:

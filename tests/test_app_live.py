@@ -10,7 +10,7 @@ from kamoe_viz.config import RunConfig
 from kamoe_viz.data import load_dataset
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.live import BASELINE, MAIN, LiveJob
-from kamoe_viz.runs import RunStore
+from kamoe_viz.runstore import RunStore
 from kamoe_viz.training import train_run
 
 TINY = {"model.expert_hidden": "8", "model.n_experts": "2", "train.epochs": "5", "train.early_stopping": "0",

@@ -134,7 +134,7 @@ def test_divergence_exit_3_with_advice(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_save_stores_the_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from kamoe_viz.runs import RunStore
+    from kamoe_viz.runstore import RunStore
 
     code, out, err = run_cli(capsys, "train", "--epochs", "2", "--save", "--runs-dir", str(tmp_path), "--json",
                              *TINY)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kamoe_viz import charts_compare as cc
+from kamoe_viz.charts import compare as cc
 from kamoe_viz.stats import summary
 
 VARIANTS = ["standard", "linear", "grn", "grkan"]

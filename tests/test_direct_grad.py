@@ -144,9 +144,7 @@ def test_what_is_left_to_autograd(kernel, monkeypatch):
     tabular, windows = dataset(), dataset(seq_len=4, features=3)
     cases = {
         "lstm experts": (ModelConfig(expert="lstm", expert_hidden=(4,)), windows),
-        "topk routing": (ModelConfig(top_k=1, expert_hidden=(4,)), tabular),
-            "switch routing": (ModelConfig(routing="switch", expert_hidden=(4,)), tabular),
-            "shared experts": (ModelConfig(shared_experts=1, expert_hidden=(4,)), tabular),
+        "shared experts": (ModelConfig(shared_experts=1, expert_hidden=(4,)), tabular),
         "gate dropout": (ModelConfig(dropout=0.2, expert_hidden=(4,)), tabular),
     }
     for reason, (config, data) in cases.items():
@@ -249,12 +247,47 @@ def test_fit_uses_direct_gradients_where_they_apply(kernel, monkeypatch):
     data = dataset()
     trainer = Trainer(build_model(ModelConfig(expert_hidden=(4,)), data), data, TrainConfig(epochs=1))
     assert (trainer.gradient_path, trainer.gradient_path_reason) == ("direct", None)
-    trainer = Trainer(build_model(ModelConfig(expert_hidden=(4,), top_k=2), data), data, TrainConfig(epochs=1))
-    assert (trainer.gradient_path, trainer.gradient_path_reason) == ("autograd", "topk routing")
-    for train, reason in [(TrainConfig(epochs=1, objective="likelihood"), "objective likelihood"),
-                          (TrainConfig(epochs=1, balance_loss=0.1), "balance or z loss"),
-                          (TrainConfig(epochs=1, gate_lr_scale=5.0), "gate learning-rate scale")]:
-        trainer = Trainer(build_model(ModelConfig(expert_hidden=(4,)), data), data, train)
-        assert (trainer.gradient_path, trainer.gradient_path_reason) == ("autograd", reason)
+    for model, train, reason in [
+            (ModelConfig(expert_hidden=(4,), top_k=2), TrainConfig(epochs=1), None),  # routers: closed form too
+            (ModelConfig(expert_hidden=(4,)), TrainConfig(epochs=1, balance_loss=0.1, gate_lr_scale=5.0), None),
+            (ModelConfig(expert_hidden=(4,)), TrainConfig(epochs=1, objective="likelihood"), "objective likelihood"),
+            (ModelConfig(expert_hidden=(4,), shared_experts=1), TrainConfig(epochs=1), "shared experts")]:
+        trainer = Trainer(build_model(model, data), data, train)
+        expected = ("direct", None) if reason is None else ("autograd", reason)
+        assert (trainer.gradient_path, trainer.gradient_path_reason) == expected
     result = fit(build_model(ModelConfig(expert_hidden=(4,)), data), data, TrainConfig(epochs=2, batch_size=16))
     assert result.epochs_run == 2 and np.isfinite(result.history["train_loss"]).all()
+
+
+@pytest.mark.parametrize("routing,top_k,activation", [
+    ("topk", 1, "softmax"), ("topk", 2, "softmax"), ("topk", 2, "sigmoid"), ("noisy_topk", 2, "softmax"),
+    ("switch", 0, "softmax"), ("expert_choice", 0, "softmax"), ("sigmoid_bias", 1, "sigmoid"),
+    ("sigmoid_bias", 2, "sigmoid"), ("relu", 0, "sigmoid"), ("dense", 0, "softmax"), ("dense", 0, "sigmoid")])
+def test_every_router_and_the_aux_losses_in_closed_form_equal_autograd(kernel, routing, top_k, activation):
+    data = dataset()
+    torch.manual_seed(5)
+    model = build_model(ModelConfig(expert_hidden=(6,), routing=routing, gate_activation=activation, top_k=top_k,
+                                    n_experts=4), data)
+    weights = {"balance_loss": 0.3, "z_loss": 0.05}
+    x, y = torch.as_tensor(data.X_train[:40]), torch.as_tensor(data.y_train[:40])
+    model.train()
+    params = list(model.parameters())
+    model.zero_grad()
+    torch.manual_seed(9)  # noisy_topk draws its noise: the same draws on both paths
+    with native.use(kernel is not None):
+        out = model(x)
+        loss = task_loss(data.task, out.prediction, y)
+        total = loss + sum(w * {"balance_loss": out.aux["balance_loss"], "z_loss": out.aux["z_loss"]}[k]
+                           for k, w in weights.items())
+    total.backward()
+    expected = (loss.detach(), [p.grad.clone() for p in params])
+    for p in params:
+        p.grad.fill_(float("nan"))
+    direct = DirectGradients(model, data.task, kernel, weights)
+    torch.manual_seed(9)
+    with native.use(kernel is not None):
+        got = direct.step(x, y)
+    assert got is not None
+    assert_same(expected, (got, [p.grad.clone() for p in params]))
+    gate_grad = sum(float(p.grad.abs().sum()) for p in model.gate.parameters())
+    assert gate_grad > 0

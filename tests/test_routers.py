@@ -258,3 +258,51 @@ def test_gate_lr_scale_and_likelihood_train():
     assert np.isfinite(trainer.history()["train_loss"]).all()
     lrs = [g["lr"] for g in trainer.optimizer.param_groups]
     assert lrs[1] == pytest.approx(5 * lrs[0])  # a plateau reduction keeps the gate's scale
+
+
+def test_a_balance_loss_switched_on_between_epochs_is_applied_on_either_gradient_path():
+    from kamoe_viz.nn import build_model
+    from kamoe_viz.training import Trainer
+
+    data = _dataset()
+    torch.manual_seed(0)
+    trainer = Trainer(build_model(model_config("dense"), data), data, TrainConfig(epochs=3, device="cpu"))
+    trainer.run_epochs(1)
+    trainer.update_settings(balance_loss=0.5)
+    assert trainer.objective.weights == {"balance_loss": 0.5}
+    if trainer.gradient_path == "direct":  # the closed-form path adds the loss's gradient itself
+        assert trainer._direct.aux_weights == {"balance_loss": 0.5}
+    trainer.update_settings(balance_loss=0.0)
+    assert trainer.objective.weights == {}
+    assert trainer._direct is None or trainer._direct.aux_weights == {}
+
+
+def test_readme_table_lists_every_router_with_its_paper_and_definition():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Routing"):]
+    for spec in ROUTERS.values():
+        assert f"| `{spec.name}` | {spec.paper} | {spec.definition} |" in section, spec.name
+
+
+@pytest.mark.parametrize("routing", ["sigmoid_bias", "noisy_topk"])
+def test_a_saved_routed_run_loads_with_its_router_state(routing, tmp_path):
+    from kamoe_viz.runstore import RunStore
+    from kamoe_viz.training import predict, train_run
+
+    config = RunConfig.from_dict({"data": {"options": {"n_samples": 600}},
+                                  "model": {"routing": routing, "top_k": 1, "shared_experts": 1,
+                                            "expert_hidden": [6]},
+                                  "train": {"epochs": 2, "balance_loss": 0.01}})
+    run = train_run(config)
+    store = RunStore(str(tmp_path))
+    loaded = store.load(store.save(run))
+    assert loaded.config.model == run.config.model and loaded.config.train == run.config.train
+    for name, tensor in run.model.state_dict().items():
+        torch.testing.assert_close(loaded.model.state_dict()[name], tensor)
+    X = run.dataset.X_test[:50]
+    np.testing.assert_allclose(predict(loaded.model, X)["prediction"], predict(run.model, X)["prediction"],
+                               rtol=1e-6, atol=1e-6)
+    if routing == "sigmoid_bias":
+        assert float(loaded.model.router.bias.abs().sum()) > 0  # the learned balance is part of the run

@@ -13,7 +13,7 @@ from kamoe_viz.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.data.base import Dataset
 from kamoe_viz.errors import RunFileError, ValidationError
 from kamoe_viz.nn import build_model
-from kamoe_viz.runs import LIST_COLUMNS, RunStore
+from kamoe_viz.runstore import LIST_COLUMNS, RunStore
 
 
 # ----- tiny runs, shared with test_runs_files.py and the kill-during-save subprocess ----------------------------------

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kamoe_viz.errors import RunFileError
-from kamoe_viz.runs import RunStore
+from kamoe_viz.runstore import RunStore
 from test_runs import entries, make_run, predictions
 from test_runs_files import rezip
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kamoe_viz.runs import RunStore
+from kamoe_viz.runstore import RunStore
 from test_runs import make_run, predictions
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
@@ -26,7 +26,7 @@ CHILD = r"""
 import sys, time
 sys.path.insert(0, sys.argv[3])
 from test_runs import make_run
-from kamoe_viz.runs import RunStore
+from kamoe_viz.runstore import RunStore
 from kamoe_viz.runstore import store as store_module
 
 mode, root = sys.argv[1], sys.argv[2]

@@ -11,7 +11,7 @@ import pytest
 from kamoe_viz.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.data import dataset_from_frame, load_dataset, read_csv_table
 from kamoe_viz.errors import RunFileError
-from kamoe_viz.runs import RunStore
+from kamoe_viz.runstore import RunStore
 from kamoe_viz.runstore.fileformat import sha256
 from kamoe_viz.training import train_run
 from test_runs import predictions

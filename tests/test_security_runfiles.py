@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from kamoe_viz.config import DataConfig
 from kamoe_viz.data import load_dataset
 from kamoe_viz.errors import KamoeError, RunFileError
-from kamoe_viz.runs import RunStore
+from kamoe_viz.runstore import RunStore
 from test_runs import make_run
 from test_runs_files import members_of, rezip
 

@@ -42,7 +42,8 @@ def test_results_csv_resumes_and_reruns_error_rows(tmp_path):
     std0 = first.table[first.table["variant"] == "standard"].iloc[0]
     assert again.loc[std0["run_key"], "test_metric"] == std0["test_metric"]
     grn0 = first.table[first.table["variant"] == "grn"].iloc[0]
-    assert again.loc[grn0["run_key"], "test_metric"] == pytest.approx(grn0["test_metric"], abs=1e-12)
+    # trained again, now batched with seed 1: equal to the one-by-one run to float tolerance
+    assert again.loc[grn0["run_key"], "test_metric"] == pytest.approx(grn0["test_metric"], rel=1e-4)
     assert len(pd.read_csv(out)) == 4
 
 

@@ -1,7 +1,8 @@
-"""Altair chart builders of the interpretation pages: pure functions, DataFrame in, ``alt.Chart`` out.
+"""Every chart of the app: Altair builders, pure functions, tidy DataFrame in, ``alt.Chart`` out.
 
-The look (colours, sizes, the expert colour scale) is defined once in :mod:`kamoe_viz.charts.theme`.
-The Train and Compare pages have their own builders in ``charts_training`` and ``charts_compare``.
+One theme (:mod:`kamoe_viz.charts.theme`: colours, sizes, the expert colour scale, so expert k has one colour on
+every page); the Train page's builders are in :mod:`kamoe_viz.charts.training`, the Compare page's in
+:mod:`kamoe_viz.charts.compare`, the interpretation pages' re-exported here.
 """
 from kamoe_viz.charts.attribution import (attribution_bars, row_attribution_chart, side_by_side_chart,
                                           spline_importance_bars)

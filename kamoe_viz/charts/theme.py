@@ -1,14 +1,23 @@
-"""The one place that defines how the interpretation charts look: colours, sizes, shared scales."""
+"""The one place that defines how every chart looks (Train, Compare and the interpretation pages): colours, sizes,
+shared scales. Expert k has the same colour in every chart: the scale has a fixed domain and explicit colours."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import altair as alt
 
-EXPERT_SCHEME = "tableau10"  # same scheme as the Train page's charts (charts_training)
-EXPERT_SCHEME_MANY = "tableau20"
+# Vega's tableau10 / tableau20 schemes, spelled out so a chart spec carries the colour itself
+EXPERT_COLORS = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6",
+                 "#9d755d", "#bab0ac"]
+EXPERT_COLORS_MANY = ["#4c78a8", "#9ecae9", "#f58518", "#ffbf79", "#54a24b", "#88d27a", "#b79a20", "#f2cf5b",
+                      "#439894", "#83bcb6", "#e45756", "#ff9d98", "#79706e", "#bab0ac", "#d67195", "#fcbfd2",
+                      "#b279a2", "#d6a5c9", "#9e765f", "#d8b5a5"]
+SPLIT_COLORS = {"train": "#4c78a8", "validation": "#f58518"}  # loss curves
+VARIANT_COLORS = {"standard": "#9d9d9d", "linear": "#4c78a8", "grn": "#f58518", "grkan": "#54a24b"}  # Compare
+OTHER_VARIANT_COLOR = "#b279a2"
 PART_COLORS = {"total": "#1f1f1f", "base": "#4c78a8", "spline": "#e45756", "symbolic fit": "#54a24b"}
 REGIME_SCHEME = "greys"
+CLASS_SCHEME = "tableau10"  # classes / regimes of a 2-D data preview (not experts)
 HEAT_SCHEME = "viridis"
 DIVERGING_SCHEME = "redblue"
 METHOD_COLORS = {"Integrated Gradients": "#4c78a8", "Feature Ablation": "#f58518", "spline importance": "#54a24b"}
@@ -28,7 +37,8 @@ def expert_scale(names: Sequence[str]) -> alt.Scale:
     names = sorted(set(names), key=_expert_order)
     n = (_expert_order(names[-1]) + 1) if names and _expert_order(names[-1]) < 10**6 else len(names)
     domain = expert_domain(n) if all(x.startswith("expert ") for x in names) else list(names)
-    return alt.Scale(domain=domain, scheme=EXPERT_SCHEME if len(domain) <= 10 else EXPERT_SCHEME_MANY)
+    colors = EXPERT_COLORS if len(domain) <= len(EXPERT_COLORS) else EXPERT_COLORS_MANY
+    return alt.Scale(domain=domain, range=[colors[i % len(colors)] for i in range(len(domain))])
 
 
 def _expert_order(name: str) -> int:

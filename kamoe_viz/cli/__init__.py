@@ -6,9 +6,11 @@ Any invalid input ends with exit status 2 and one line on stderr naming the prob
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
+from types import ModuleType
 
 from kamoe_viz.errors import KamoeError, ValidationError
 
@@ -22,7 +24,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_INVALID, f"error: {self.prog}: {_one_line(message)}\n")
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
@@ -97,12 +99,13 @@ def build_parser(prog: str = "python -m kamoe_viz") -> argparse.ArgumentParser:
     n = sub.add_parser("native", help="build the C kernel that speeds up KAN layers on the CPU (needs a C compiler)")
     n.add_argument("--strict", action="store_true", help="exit 1 if the kernel cannot be built")
     n.set_defaults(func=cmd_native)
+    compare_cli: ModuleType | None
     try:
-        from kamoe_viz.cli import compare
+        compare_cli = importlib.import_module("kamoe_viz.cli.compare")
     except ImportError:  # the compare commands are optional
-        compare = None
-    if compare is not None:
-        compare.add_commands(sub)
+        compare_cli = None
+    if compare_cli is not None:
+        compare_cli.add_commands(sub)
     app.add_command(sub)
     return parser
 
@@ -133,6 +136,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m kamoe_viz") -> in
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as other command-line tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 0
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_INVALID

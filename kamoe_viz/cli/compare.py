@@ -135,6 +135,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from kamoe_viz import compare
     from kamoe_viz.training import configure_cpu_threads, tune_allocator
 
+    if args.gates is not None and not [g for g in str(args.gates).split(",") if g.strip()]:
+        raise ValidationError("--gates", args.gates, "must name at least one gate (linear, grn, grkan)")
     base = config_from_args(args)
     tracking.check(args)  # a bad --mlflow / --tensorboard fails before any run
     configure_cpu_threads()  # runs in this process (--jobs 1); workers set their own
@@ -142,7 +144,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result = compare.run(base, gates=args.gates, seeds=_seeds(args.seeds), include_standard=not args.no_standard,
                          jobs=args.jobs, on_progress=None if args.quiet else _progress_printer(),
                          vary_split=args.vary_split, engine=args.engine, address=args.address,
-                         batch=not args.no_batch, results_path=args.out)
+                         batch=not args.no_batch, results_path=args.out, routings=args.routings)
     tracking.log_compare(args, result)
     t = result.table
     split = "a new split per seed" if args.vary_split else f"fixed split (data seed {base.data.seed})"
@@ -152,7 +154,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"\n{base.data.name}: {len(t)} runs, {split}, training seeds {result.seeds}, "
           f"{result.wall_seconds:.1f} s on {where}" + (f"; {resumed} taken from {args.out}" if resumed else ""))
     cols = ["variant", "seed", "test_metric", "epochs_run", "best_epoch", "train_seconds", "params",
-            "stopped_reason", "gate_entropy", "regime_nmi"]
+            "stopped_reason", "gate_entropy", "regime_nmi", "min_load", "load_cv", "max_violation"]
     print("\nRuns (" + result.metric_label + " on the test split):")
     print(_fmt_table(t[[c for c in cols if c in t.columns]]))
     summ = result.summary.merge(result.cost(), on="variant")
@@ -225,6 +227,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "single-expert model) for several training seeds; print the runs, per-gate summary and paired "
                     "statistics. The data split stays fixed; the seed varies initialisation and shuffling.")
     p.add_argument("--gates", default="linear,grn,grkan", help="comma-separated gates (default: all three)")
+    p.add_argument("--routings", default=None, metavar="A,B",
+                   help="also vary the router: each gate runs with each of these (e.g. dense,switch,sigmoid_bias; "
+                        "variants named gate/router); default: the --routing of every run")
     p.add_argument("--seeds", default="5", help="number of seeds (N -> 0..N-1) or a list like 0,3,7 (default 5)")
     p.add_argument("--no-standard", action="store_true", help="leave out the single-expert baseline")
     p.add_argument("--vary-split", action="store_true", help="also draw a new data split for each seed")

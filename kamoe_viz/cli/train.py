@@ -250,7 +250,7 @@ def _json_value(value: Any) -> Any:
 
 def _save(run: Any, runs_dir: str | None) -> str:
     try:
-        from kamoe_viz.runs import RunStore
+        from kamoe_viz.runstore import RunStore
     except ImportError:
         raise ValidationError("--save", True, "is not available: this installation has no run store") from None
     return RunStore(runs_dir).save(run)
@@ -280,9 +280,25 @@ def _callbacks(bar: Any, timeline: Any, model: Any) -> Any:
     return on_epoch
 
 
+def best_epoch_text(best_epoch: int | None) -> str:
+    """'best epoch 12', or what None means: no epoch's validation loss improved on the untrained model's."""
+    return f"best epoch {best_epoch}" if best_epoch is not None else "no epoch improved on the start"
+
+
+def cap_threads(threads: int | None) -> int | None:
+    """--threads above this machine's cores is lowered to the core count, with a warning on stderr."""
+    cores = os.cpu_count() or 1
+    if threads is not None and threads > cores:
+        print(f"warning: --threads {threads} is more than this machine's {cores} cores; using {cores}.",
+              file=sys.stderr)
+        return cores
+    return threads
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValidationError("--threads", args.threads, "must be at least 1")
+    args.threads = cap_threads(args.threads)
     config = config_from_args(args)  # bad input is reported before torch is even loaded
     set_budget_limits(args)
     import torch
@@ -362,7 +378,12 @@ def _report(run: Any, total_seconds: float, interrupted: bool, as_json: bool) ->
     print(f"{ds.name}: {ds.task}, {sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test rows; "
           f"{what}; {result.params:,} parameters; device {result.device}")
     print(f"stopped: {result.stopped_reason}{' (interrupted)' if interrupted else ''} after {result.epochs_run} "
-          f"epochs, best epoch {result.best_epoch}, {result.seconds:.1f} s training")
+          f"epochs, {best_epoch_text(result.best_epoch)}, {result.seconds:.1f} s training")
+    from kamoe_viz.training.results import epoch_cap_notice
+
+    notice = None if interrupted else epoch_cap_notice(result, run.config.train)
+    if notice:
+        print(f"note: {notice}")
     print("test:       " + "  ".join(f"{k} {m[k]:.4f}" for k in main if k in m))
     print("validation: " + "  ".join(f"{k} {m['val_' + k]:.4f}" for k in main if "val_" + k in m))
     if result.message:

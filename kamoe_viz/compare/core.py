@@ -19,8 +19,9 @@ import pandas as pd
 from kamoe_viz import stats
 from kamoe_viz.compare import engines
 from kamoe_viz.compare.results_file import RUN_KEY, ResultsFile, run_key
-from kamoe_viz.compare.worker import GATE_SAMPLE_ROWS, RunOutcome, RunSpec, cpu_count, data_key
-from kamoe_viz.config import GATE_FAMILIES, SEQUENTIAL_EXPERTS, RunConfig
+from kamoe_viz.compare.worker import (GATE_SAMPLE_ROWS, ROUTING_COLUMNS, RunOutcome, RunSpec, cpu_count,
+                                     data_key)
+from kamoe_viz.config import GATE_FAMILIES, ROUTINGS, SEQUENTIAL_EXPERTS, TOP_K_ROUTINGS, RunConfig
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.metrics import metric_name
 
@@ -30,7 +31,7 @@ VARIANT_ORDER = ("standard", "linear", "grn", "grkan")
 
 TABLE_COLUMNS = ["variant", "kind", "gate", "expert", "n_experts", "seed", "data_seed", "dataset", "metric",
                  "test_metric", "train_seconds", "params", "epochs_run", "best_epoch", "stopped_reason", "diverged",
-                 "message", "gate_entropy", "regime_nmi", "device", RUN_KEY]
+                 "message", "gate_entropy", "regime_nmi", "routing", *ROUTING_COLUMNS, "device", RUN_KEY]
 
 
 @dataclass
@@ -77,6 +78,12 @@ class ComparisonResult:
             epochs_run=("epochs_run", "mean"), diverged=("diverged", "sum"), runs=("seed", "count"))
         return out.reset_index()
 
+    def routing_means(self) -> pd.DataFrame:
+        """Per variant: mean over seeds of the routing metrics (NMI vs regimes, routing entropy, min load, load CV,
+        MaxVio, Gini, dropped fraction); NaN for the plain model."""
+        cols = [c for c in ("regime_nmi", "gate_entropy", *ROUTING_COLUMNS) if c in self.table.columns]
+        return self.table.groupby("variant", sort=False)[cols].mean().reset_index()
+
     def to_csv(self) -> str:
         return self.table.to_csv(index=False)
 
@@ -91,6 +98,24 @@ def normalise_gates(gates: Iterable[str] | str) -> list[str]:
             raise ValidationError("gates", g, f"each gate must be one of {', '.join(GATE_FAMILIES)}")
     names = list(dict.fromkeys(names))
     return names
+
+
+def normalise_routings(routings: Iterable[str] | str | None) -> list[str]:
+    """Accept ``"dense,switch"`` or a sequence of router names (kamoe_viz.routing_specs.ROUTERS); keep order."""
+    if routings is None:
+        return []
+    if isinstance(routings, str):
+        routings = [r.strip() for r in routings.split(",") if r.strip()]
+    names = [str(r).strip().lower() for r in routings]
+    for r in names:
+        if r not in ROUTINGS:
+            raise ValidationError("routings", r, f"each router must be one of {', '.join(ROUTINGS)}")
+    return list(dict.fromkeys(names))
+
+
+def routed_variant(gate: str, routing: str) -> str:
+    """The variant name of a gate with a router, e.g. 'grkan/switch' (a plain gate name keeps the base's router)."""
+    return f"{gate}/{routing}"
 
 
 def normalise_seeds(seeds: int | Sequence[int], first: int = 0) -> list[int]:
@@ -115,13 +140,19 @@ def normalise_seeds(seeds: int | Sequence[int], first: int = 0) -> list[int]:
 
 
 def variant_config(base: RunConfig, variant: str, seed: int, vary_split: bool = False) -> RunConfig:
-    """The base config turned into one variant ('standard' or a gate family) with one training seed."""
+    """The base config turned into one variant ('standard', a gate family, or 'gate/router') with one training
+    seed. A router that reads top_k gets the base's top_k (1 if it has none); one that does not gets top_k 0."""
     cfg = copy.deepcopy(base)
+    gate, _, routing = variant.partition("/")
     if variant == "standard":
         cfg.model.kind = "standard"
+        cfg.model.routing, cfg.model.top_k, cfg.model.shared_experts = "dense", 0, 0
     else:
         cfg.model.kind = "moe"
-        cfg.model.gate = variant
+        cfg.model.gate = gate
+        if routing:
+            cfg.model.routing = routing
+            cfg.model.top_k = (cfg.model.top_k or 1) if routing in TOP_K_ROUTINGS else 0
     cfg.train.seed = int(seed)
     if vary_split:
         cfg.data.seed = int(seed)
@@ -130,10 +161,16 @@ def variant_config(base: RunConfig, variant: str, seed: int, vary_split: bool = 
 
 def plan(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "grkan"),
          seeds: int | Sequence[int] = 5, include_standard: bool = True, vary_split: bool = False,
-         labels: dict[str, Any] | None = None, start_index: int = 0) -> list[RunSpec]:
-    """The runs of a comparison, seed-major (all variants of seed 0, then seed 1...) so early stops are balanced."""
+         labels: dict[str, Any] | None = None, start_index: int = 0,
+         routings: Iterable[str] | str | None = None) -> list[RunSpec]:
+    """The runs of a comparison, seed-major (all variants of seed 0, then seed 1...) so early stops are balanced.
+    With ``routings``, each gate runs with each router (variants 'gate/router')."""
     base = copy.deepcopy(base_config).validate()
-    variants = (["standard"] if include_standard else []) + normalise_gates(gates)
+    routers = normalise_routings(routings)
+    gate_names = normalise_gates(gates)
+    if routers:
+        gate_names = [routed_variant(g, r) for g in gate_names for r in routers]
+    variants = (["standard"] if include_standard else []) + gate_names
     if not variants:
         raise ValidationError("gates", "", "choose at least one gate (linear, grn, grkan) or the standard model")
     seed_list = normalise_seeds(seeds, first=base.train.seed)
@@ -153,7 +190,7 @@ def check_compatible(specs: list[RunSpec], datasets: dict[str, Any]) -> None:
 
     seen = set()
     for spec in specs:
-        key = (data_key(spec.config), spec.config.model.kind, spec.config.model.gate,
+        key = (data_key(spec.config), spec.config.model.kind, spec.config.model.gate, spec.config.model.routing,
                spec.config.model.expert, spec.config.model.expert_hidden)
         if key in seen:
             continue
@@ -285,11 +322,41 @@ def _label_keys(o: RunOutcome) -> set[str]:
     return set(o.row) - set(TABLE_COLUMNS) - {k for k in o.row if k.startswith(("test_", "val_"))}
 
 
+COLLAPSED_MIN_LOAD = 0.05  # a variant whose smallest expert wins fewer rows than this (mean over seeds) collapsed
+
+
+def routing_verdict(table: pd.DataFrame, variants: Sequence[str]) -> str:
+    """One sentence on routing (empty without gated runs): the variant whose experts best match the regimes (NMI),
+    and the variants whose routing collapsed (mean min load below :data:`COLLAPSED_MIN_LOAD`)."""
+    if "min_load" not in table.columns:
+        return ""
+    gated = table[table["kind"] == "moe"]
+    if not len(gated):
+        return ""
+    means = gated.groupby("variant", sort=False)[["regime_nmi", "min_load", "load_cv"]].mean()
+    means = means.reindex([v for v in variants if v in means.index])
+    parts = []
+    nmi = means["regime_nmi"].dropna()
+    if len(nmi):
+        best = nmi.idxmax()
+        parts.append(f"Experts match the regimes best with {best} (mean NMI {nmi[best]:.2f}, min load "
+                     f"{means.loc[best, 'min_load']:.2f}).")
+    collapsed = [v for v in means.index if means.loc[v, "min_load"] < COLLAPSED_MIN_LOAD]
+    if collapsed:
+        parts.append(f"Routing collapsed (an expert wins < {COLLAPSED_MIN_LOAD:.0%} of the rows on average) with "
+                     f"{', '.join(collapsed)}.")
+    elif not len(nmi):
+        most = means["load_cv"].idxmin()
+        parts.append(f"The most balanced routing is {most} (load CV {means.loc[most, 'load_cv']:.2f}).")
+    return (" " + " ".join(parts)) if parts else ""
+
+
 def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "grkan"),
         seeds: int | Sequence[int] = 5, include_standard: bool = True, jobs: int = 1,
         on_progress: Callable[[Progress], None] | None = None, *, vary_split: bool = False,
         sample_rows: int = GATE_SAMPLE_ROWS, engine: str = "local", address: str | None = None,
-        batch: bool = True, results_path: str | None = None) -> ComparisonResult:
+        batch: bool = True, results_path: str | None = None,
+        routings: Iterable[str] | str | None = None) -> ComparisonResult:
     """Train every variant with every seed and compare them (see the module docstring for what varies).
 
     ``engine``/``address``: where the runs train (:mod:`kamoe_viz.compare.engines`); ``batch``: seeds of one
@@ -297,7 +364,7 @@ def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "
     its run finishes and lets the same call resume (runs already in it are not trained again)."""
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    specs = plan(base_config, gates, seeds, include_standard, vary_split)
+    specs = plan(base_config, gates, seeds, include_standard, vary_split, routings=routings)
     results = ResultsFile(results_path) if results_path else None
     outcomes = run_specs(specs, jobs=jobs, on_progress=on_progress, sample_rows=sample_rows, engine=engine,
                          address=address, batch=batch, results=results)
@@ -312,6 +379,7 @@ def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "
     bounds = {"r2": (-math.inf, 1.0), "accuracy": (0.0, 1.0)}.get(metric, (-math.inf, math.inf))
     summ = stats.summary(scored, "test_metric", "variant", order=variants, bounds=bounds)
     line = stats.headline(scored, "test_metric", "variant", "seed", metric=label)
+    line += routing_verdict(scored, variants)
     n_div = int(table["diverged"].astype(bool).sum())
     if n_div:
         line += f" {n_div} run(s) diverged (flagged in the table; their best-so-far scores are kept)."

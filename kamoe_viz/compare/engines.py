@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
 from kamoe_viz.compare.worker import (GATE_SAMPLE_ROWS, RunOutcome, RunSpec, _init_worker, data_key, error_outcome,
-                                      execute)
+                                      execute, measure)
 from kamoe_viz.errors import ValidationError
 
 ENGINES = ("local", "ray")
@@ -54,6 +54,15 @@ def execute_task(specs: list[RunSpec], dataset: Any = None, sample_rows: int = G
                  batch: bool = True, on_epoch: EpochCallback | None = None) -> list[RunOutcome]:
     """Train one task's seeds (together when ``batch`` and the configuration allows it) and measure each; a seed
     that raises becomes an error row, and so does every seed of a batched task that raises."""
+    if batch and len(specs) > 1 and batched_reason(specs[0]) is None:
+        ds = _dataset(specs[0], dataset)
+        try:
+            from kamoe_viz.training.batched import train_batched
+
+            runs = train_batched([s.config for s in specs], ds)
+            return [measure(s, ds, run, sample_rows) for s, run in zip(specs, runs)]
+        except Exception as exc:  # noqa: BLE001 - a failed task is rows saying so, never a crashed sweep
+            return [error_outcome(s, ds, _describe(exc)) for s in specs]
     outcomes = []
     for spec in specs:
         cb = (lambda info, s=spec: on_epoch(s, info)) if on_epoch else None
@@ -62,6 +71,13 @@ def execute_task(specs: list[RunSpec], dataset: Any = None, sample_rows: int = G
         except Exception as exc:  # noqa: BLE001
             outcomes.append(error_outcome(spec, _dataset(spec, dataset), _describe(exc)))
     return outcomes
+
+
+def batched_reason(spec: RunSpec) -> str | None:
+    """Why this spec's seeds train one at a time even with batching on (None: they train together)."""
+    from kamoe_viz.training.batched import unsupported_reason
+
+    return unsupported_reason(spec.config)
 
 
 def _dataset(spec: RunSpec, dataset: Any) -> Any:

@@ -26,6 +26,8 @@ from kamoe_viz.compare.results_file import RUN_KEY, run_key
 from kamoe_viz.errors import KamoeError, TrainingDivergedError
 
 GATE_SAMPLE_ROWS = 256
+# routing_metrics.routing_summary keys each row carries (routing_entropy and nmi are gate_entropy and regime_nmi)
+ROUTING_COLUMNS = ("load_cv", "max_violation", "gini", "min_load", "dropped_fraction")
 
 
 @dataclass
@@ -105,6 +107,7 @@ def base_row(spec: RunSpec, ds: Any) -> dict[str, Any]:
         "variant": spec.variant, "kind": model_cfg.kind,
         "gate": model_cfg.gate if model_cfg.kind == "moe" else "none",
         "expert": model_cfg.expert, "n_experts": 1 if model_cfg.kind == "standard" else model_cfg.n_experts,
+        "routing": model_cfg.routing if model_cfg.kind == "moe" else "none",
         **spec.labels, "seed": spec.seed, "data_seed": spec.config.data.seed, "dataset": ds.name,
         "metric": _primary_metric(ds.task), "test_metric": float("nan"),
         RUN_KEY: run_key(spec.variant, spec.labels, spec.config.to_dict()),
@@ -116,27 +119,45 @@ def error_outcome(spec: RunSpec, ds: Any, message: str) -> RunOutcome:
     row = base_row(spec, ds)
     row.update(train_seconds=float("nan"), params=float("nan"), epochs_run=float("nan"), best_epoch=float("nan"),
                stopped_reason="error", diverged=False, message=message, gate_entropy=float("nan"),
-               regime_nmi=float("nan"), device="")
+               regime_nmi=float("nan"), device="", **dict.fromkeys(ROUTING_COLUMNS, float("nan")))
     return RunOutcome(spec.index, row, pd.DataFrame(columns=["epoch", "train_loss", "val_loss"]), None)
+
+
+def routing_columns(weights: np.ndarray | None) -> dict[str, float]:
+    """The :data:`ROUTING_COLUMNS` of a run's gate weights (NaN without a gate)."""
+    if weights is None or routing_metrics.flat_weights(weights).shape[1] < 2:
+        return dict.fromkeys(ROUTING_COLUMNS, float("nan"))
+    summary = routing_metrics.routing_summary(weights)
+    return {k: float(summary[k]) for k in ROUTING_COLUMNS}
 
 
 def execute(spec: RunSpec, dataset: Any = None, on_epoch: Callable[[Any], None] | None = None,
             sample_rows: int = GATE_SAMPLE_ROWS) -> RunOutcome:
     """Train one spec and measure it. A diverged run comes back flagged, with its message, never dropped."""
-    from kamoe_viz.training import predict, train_run
+    from kamoe_viz.training import train_run
 
     ds = _dataset_for(spec.config, dataset)
     row = base_row(spec, ds)
-    metric = row["metric"]
-    model_cfg = spec.config.model
     started = time.perf_counter()
     try:
         trained = train_run(spec.config, dataset=ds, on_epoch=on_epoch)
     except TrainingDivergedError as exc:  # the trainer may raise instead of returning a 'diverged' result
         row.update(train_seconds=time.perf_counter() - started, params=float("nan"), epochs_run=float("nan"),
                    best_epoch=float("nan"), stopped_reason="diverged", diverged=True, message=str(exc),
-                   gate_entropy=float("nan"), regime_nmi=float("nan"), device="")
+                   gate_entropy=float("nan"), regime_nmi=float("nan"), device="",
+                   **dict.fromkeys(ROUTING_COLUMNS, float("nan")))
         return RunOutcome(spec.index, row, pd.DataFrame(columns=["epoch", "train_loss", "val_loss"]), None)
+    return measure(spec, ds, trained, sample_rows, row)
+
+
+def measure(spec: RunSpec, ds: Any, trained: Any, sample_rows: int = GATE_SAMPLE_ROWS,
+            row: dict[str, Any] | None = None) -> RunOutcome:
+    """The outcome of a trained run (alone or one seed of a batched task): metrics, gate sample, routing."""
+    from kamoe_viz.training import predict
+
+    row = dict(row) if row is not None else base_row(spec, ds)
+    metric = row["metric"]
+    model_cfg = spec.config.model
     result = trained.result
     metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     row["test_metric"] = metrics.get(metric, float("nan"))
@@ -154,7 +175,7 @@ def execute(spec: RunSpec, dataset: Any = None, on_epoch: Callable[[Any], None] 
         stopped_reason=reason, diverged=reason == "diverged", message=result.message or "",
         gate_entropy=gate_entropy(weights) if weights is not None else float("nan"),
         regime_nmi=regime_agreement(weights, regimes) if weights is not None else float("nan"),
-        device=str(result.device),
+        **routing_columns(weights), device=str(result.device),
     )
     history = result.history.copy() if result.history is not None else pd.DataFrame()
     return RunOutcome(spec.index, row, history, weights)
@@ -176,5 +197,5 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-__all__ = ["GATE_SAMPLE_ROWS", "KamoeError", "RunOutcome", "RunSpec", "cpu_count", "data_key", "execute",
+__all__ = ["GATE_SAMPLE_ROWS", "ROUTING_COLUMNS", "routing_columns", "KamoeError", "RunOutcome", "RunSpec", "cpu_count", "data_key", "execute",
            "gate_entropy", "regime_agreement"]

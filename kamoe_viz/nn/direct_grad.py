@@ -65,6 +65,13 @@ def linear_backward(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tenso
                         bias is not None)[0]
 
 
+def _present(grad: torch.Tensor | None, what: str) -> torch.Tensor:
+    """A gradient this step needs; None here means the step was set up without input gradients."""
+    if grad is None:
+        raise RuntimeError(f"direct-gradient step: {what} was not computed (input gradients disabled)")
+    return grad
+
+
 def residual_tail(h, eta, glu_weight, glu_bias, skip_weight, skip_bias, norm_weight, norm_bias, eps: float):
     """Logits LayerNorm(skip(h) + GLU(eta)) of the gated residual gates, and what their backward pass needs."""
     projected = torch.addmm(glu_bias, eta, glu_weight.t())
@@ -89,6 +96,51 @@ def residual_tail_backward(grad_logits, h, eta, saved, glu_weight, skip_weight, 
     return grad_h, grad_eta, (grad_glu_w, grad_glu_b, grad_skip_w, grad_skip_b, grad_norm_w, grad_norm_b)
 
 
+CLOSED_FORM_ROUTERS = ("dense", "topk", "switch", "expert_choice", "sigmoid_bias", "relu")
+
+
+def router_logit_grad(router, logits: torch.Tensor, weights: torch.Tensor, grad_weights: torch.Tensor):
+    """dL/dlogits of a router in :data:`CLOSED_FORM_ROUTERS` from its weights. Each kept weight is a softmax
+    probability or a sigmoid of the logits (softmax and sigmoid are never exactly 0, so kept = weight > 0) and the
+    selection itself has no gradient; relu's weight is the logit where positive."""
+    name = router.name
+    if name == "relu":
+        return torch.ops.aten.threshold_backward(grad_weights, logits, 0)
+    kept = weights > 0
+    if name == "sigmoid_bias" or (name == "topk" and router.activation == "sigmoid"):
+        affinity = torch.sigmoid(logits)
+        grad = grad_weights * kept
+        if name == "sigmoid_bias" and router.top_k > 1:  # w = s / sum(s) over the selected
+            total = (affinity * kept).sum(-1, keepdim=True)
+            grad = (grad_weights - (grad_weights * weights).sum(-1, keepdim=True)) / total * kept
+        return torch.ops.aten.sigmoid_backward(grad, affinity)
+    if name == "topk" and router.top_k > 1:  # softmax over the kept logits: weights are that softmax
+        return torch._softmax_backward_data(grad_weights, weights, -1, weights.dtype)
+    probs = torch.softmax(logits, -1)  # topk k = 1, switch, expert_choice: w = p * kept
+    return torch._softmax_backward_data(grad_weights * kept, probs, -1, probs.dtype)
+
+
+def aux_loss_gradient(logits: torch.Tensor, weights: torch.Tensor, aux_weights: dict[str, float]) -> torch.Tensor:
+    """d/dlogits of the weighted auxiliary losses of :mod:`kamoe_viz.nn.routers` for (N, E) logits, in closed form:
+    balance E * sum_i f_i P_i with f (the top-1 shares of the weights) constant: dL/dP_ni = E f_i / N through the
+    softmax; z-loss mean_n lse_n^2: dL/dlogits_n = 2 lse_n / N * softmax(logits_n)."""
+    rows, n_experts = logits.shape
+    probs = torch.softmax(logits, -1)
+    grad = torch.zeros_like(logits)
+    weight = aux_weights.get("balance_loss", 0.0)
+    if weight > 0 and rows:
+        routed = (weights > 0).any(-1, keepdim=True)
+        top1 = F.one_hot(weights.argmax(-1), n_experts).to(probs.dtype) * routed
+        f = top1.sum(0) / routed.sum().clamp_min(1)
+        grad_probs = (weight * n_experts / rows) * f.expand_as(probs)
+        grad += torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
+    weight = aux_weights.get("z_loss", 0.0)
+    if weight > 0 and rows:
+        lse = torch.logsumexp(logits, -1, keepdim=True)
+        grad += probs * lse * (2.0 * weight / rows)
+    return grad
+
+
 # ----- what the direct path covers ----------------------------------------------------------------------------------
 def unsupported_reason(model, task: str, lib) -> str | None:
     """Why :class:`DirectGradients` cannot train ``model`` (a KAMoE) on ``task``, or None if it can.
@@ -110,8 +162,6 @@ def unsupported_reason(model, task: str, lib) -> str | None:
     if has_hooks(model):
         return "hooks registered on the model's layers"
     if gate is not None:
-        if model.router.name != "dense":
-            return f"{model.router.name} routing"
         if getattr(gate, "dropout", None) is not None and gate.dropout.p > 0:
             return "gate dropout"
         if gate.family not in ("linear", "grn", "grkan"):
@@ -134,7 +184,10 @@ class DirectGradients:
     The model's parameters are looked up once here (module attribute access is slow Python); training updates
     them in place, so they stay the same tensors."""
 
-    def __init__(self, model, task: str, lib) -> None:
+    def __init__(self, model, task: str, lib, aux_weights: dict[str, float] | None = None) -> None:
+        """``aux_weights``: weights of the routers' auxiliary losses (``balance_loss``, ``z_loss``) added to the
+        loss; a router other than dense, or an auxiliary loss, runs on a small autograd graph of its own (logits ->
+        weights and losses), the rest of the model stays in closed form."""
         reason = unsupported_reason(model, task, lib)
         if reason is not None:
             raise ValueError(f"direct gradients do not cover this model: {reason}")
@@ -155,7 +208,13 @@ class DirectGradients:
         self.gate_family = None if gate is None else gate.family
         if gate is not None:
             self.gate_input = (model.gate_input.weight, model.gate_input.bias)
-            self.sigmoid = model.router.activation == "sigmoid"
+            self.router = model.router
+            self.aux_weights = {k: float(v) for k, v in (aux_weights or {}).items() if v > 0}
+            # routers with parameters or noise (noisy_topk) run as a small autograd graph from the logits; the
+            # others in closed form (router_logit_grad)
+            self.router_graph = self.router.name not in CLOSED_FORM_ROUTERS
+            self.router_params = [p for p in self.router.parameters() if p.requires_grad]
+            self.sigmoid = getattr(self.router, "activation", "") == "sigmoid"
             if gate.family == "linear":
                 self.dense = (gate.dense.weight, gate.dense.bias)
             else:
@@ -186,23 +245,35 @@ class DirectGradients:
         if self.gate_family is not None:
             h = torch.addmm(self.gate_input[1], xs, self.gate_input[0].t()).relu_()
             logits, gate_saved = self._gate_logits(h, knots)
-            weights = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, -1)
+            if self.router_graph:
+                leaf, routed = self._route(logits)
+                weights = routed.weights.detach()
+            elif self.router.name != "dense":
+                weights = self.router(logits).weights
+            else:
+                weights = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, -1)
             mixed = (hidden * weights.unsqueeze(2)).sum(1)  # faster than a bmm of (1, E) rows here
         else:
             mixed = hidden.reshape(batch, -1)
         prediction = torch.addmm(self.head[1], mixed, self.head[0].t())
         loss, grad_prediction = self._loss(prediction, y)
 
-        grad_mixed = linear_backward(grad_prediction, mixed, *self.head)
+        grad_mixed = _present(linear_backward(grad_prediction, mixed, *self.head), "dL/d(mixed)")
         grad_xs_gate = None
         if self.gate_family is not None:
             grad_mixed = grad_mixed.unsqueeze(1)
             grad_weights = (hidden * grad_mixed).sum(2)
             grad_hidden = weights.unsqueeze(2) * grad_mixed
-            if self.sigmoid:
+            if self.router_graph:
+                grad_logits = self._route_backward(leaf, routed.weights, grad_weights)
+            elif self.router.name != "dense":
+                grad_logits = router_logit_grad(self.router, logits, weights, grad_weights)
+            elif self.sigmoid:
                 grad_logits = torch.ops.aten.sigmoid_backward(grad_weights, weights)
             else:
                 grad_logits = torch._softmax_backward_data(grad_weights, weights, -1, weights.dtype)
+            if self.aux_weights:
+                grad_logits = grad_logits + aux_loss_gradient(logits, weights, self.aux_weights)
             grad_h = self._gate_backward(grad_logits, h, gate_saved, knots)
             grad_h = torch.ops.aten.threshold_backward(grad_h, h, 0)
             grad_xs_gate = linear_backward(grad_h, xs, *self.gate_input, self.need_input_grad)
@@ -210,6 +281,7 @@ class DirectGradients:
             grad_hidden = grad_mixed.unsqueeze(1)
         grad_xs = self._experts_backward(grad_hidden, xs, experts_saved, knots)
         if scale is not None:  # dL/dW of x~ = W * x: sum over rows (and window steps) of dL/dx~ * x
+            grad_xs = _present(grad_xs, "dL/dx~ of the experts")
             if grad_xs_gate is not None:
                 grad_xs.add_(grad_xs_gate)
             per_column = grad_xs.mul_(x.reshape(batch, -1))
@@ -218,6 +290,21 @@ class DirectGradients:
             else:
                 _grad(scale).copy_(per_column.sum(0).view(-1, scale.shape[0]).sum(0))
         return loss
+
+    # ----- routers: a small autograd graph from the logits --------------------------------------------------------
+    def _route(self, logits: torch.Tensor):
+        """(leaf logits, the router's output), recorded by autograd."""
+        with torch.enable_grad():
+            leaf = logits.detach().requires_grad_()
+            return leaf, self.router(leaf)
+
+    def _route_backward(self, leaf, weights, grad_weights: torch.Tensor) -> torch.Tensor:
+        """dL/dlogits (and the router's own parameter gradients, written into their ``.grad``)."""
+        for p in self.router_params:  # autograd accumulates: start them from zero
+            _grad(p).zero_()
+        with torch.enable_grad():
+            torch.autograd.backward([weights], [grad_weights])
+        return leaf.grad
 
     # ----- loss ---------------------------------------------------------------------------------------------------
     def _loss(self, prediction: torch.Tensor, y: torch.Tensor):
@@ -333,7 +420,7 @@ class DirectGradients:
 
     def _gate_backward(self, grad_logits: torch.Tensor, h: torch.Tensor, saved, knots) -> torch.Tensor:
         if self.gate_family == "linear":
-            return linear_backward(grad_logits, h, *self.dense)
+            return _present(linear_backward(grad_logits, h, *self.dense), "dL/dh of the linear gate")
         pre, a, eta, tail = saved
         glu_w, _, skip_w, _, norm_w, norm_b = self.tail
         grad_h, grad_eta, _ = residual_tail_backward(grad_logits, h, eta, tail, glu_w, skip_w, norm_w, norm_b,

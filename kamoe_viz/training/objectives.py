@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from kamoe_viz.config import TrainConfig
+from kamoe_viz.nn.moe import KAMoE
 from kamoe_viz.nn.optim import FastAdam
 from kamoe_viz.training.evaluation import task_loss
 
@@ -53,9 +54,13 @@ class Objective(nn.Module):
     def __init__(self, config: TrainConfig, task: str) -> None:
         super().__init__()
         self.kind, self.task = config.objective, task
-        self.weights = {name: float(getattr(config, name)) for name in AUX_LOSSES if getattr(config, name) > 0}
+        self.set_weights(config)
         self.log_sigma = nn.Parameter(torch.zeros(())) if (self.kind == "likelihood" and task != "classification") \
             else None
+
+    def set_weights(self, config: TrainConfig) -> None:
+        """The auxiliary losses' weights (those above 0) from ``config``; may change between epochs."""
+        self.weights = {name: float(getattr(config, name)) for name in AUX_LOSSES if getattr(config, name) > 0}
 
     def task_part(self, out: Any, target: torch.Tensor) -> torch.Tensor:
         """The objective without the auxiliary losses: what ``train_loss`` and ``val_loss`` report."""
@@ -72,6 +77,13 @@ class Objective(nn.Module):
             if name in aux:
                 total = total + weight * aux[name]
         return total, part
+
+
+class OutputFields:
+    """Batched outputs (a dict of fields) read by attribute, as the objective reads a MoEOutput."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.__dict__.update(fields)
 
 
 class GroupedAdam:
@@ -99,7 +111,7 @@ def build_optimizer(model: nn.Module, extra: list[nn.Parameter], config: TrainCo
     """Adam over the model's trainable parameters and ``extra`` (the objective's); with ``gate_lr_scale`` != 1 the
     gate, its input layer and the router get lr * gate_lr_scale."""
     params = [p for p in model.parameters() if p.requires_grad] + list(extra)
-    routing = model.routing_parameters() if hasattr(model, "routing_parameters") else []
+    routing = model.routing_parameters() if isinstance(model, KAMoE) else []
     if config.gate_lr_scale == 1.0 or not routing:
         return FastAdam(params, lr=config.lr, weight_decay=config.weight_decay)
     ids = {id(p) for p in routing}
@@ -107,4 +119,4 @@ def build_optimizer(model: nn.Module, extra: list[nn.Parameter], config: TrainCo
     return GroupedAdam([(rest, config.lr), (routing, config.lr * config.gate_lr_scale)], config.weight_decay)
 
 
-__all__ = ["AUX_LOSSES", "GroupedAdam", "Objective", "build_optimizer", "mixture_nll"]
+__all__ = ["AUX_LOSSES", "GroupedAdam", "Objective", "OutputFields", "build_optimizer", "mixture_nll"]

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from kamoe_viz.config import RunConfig
-from kamoe_viz.errors import ValidationError
+from kamoe_viz.errors import KamoeError, ValidationError
 from kamoe_viz.training.results import EpochInfo, TrainedRun
 from kamoe_viz.training.timeline import Snapshot, Timeline
 
@@ -33,12 +33,12 @@ FIXED_DATA_REASON = "New data resamples generated datasets only; this dataset is
 
 def is_generated(dataset_name: str) -> bool:
     """True for datasets drawn from a seed (synthetic tabular data and the regime-switching series)."""
-    from kamoe_viz.data.registry import dataset_info
     from kamoe_viz.data import sequences
+    from kamoe_viz.data.registry import dataset_info
 
     try:
         info = dataset_info(dataset_name)
-    except Exception:
+    except KamoeError:
         return False
     return info.loader.__module__.endswith(".synthetic") or info.loader is sequences.regime_series
 
@@ -183,7 +183,7 @@ class TrainingSession:
         if self.done:
             raise ValidationError("session", "finished", "cannot change settings once training has ended; Reset")
         self.trainer.update_settings(**changes)
-        for key, value in changes.items():
+        for key in changes:
             setattr(self.config.train, key, getattr(self.trainer.config, key))
 
     def finish(self) -> TrainedRun:

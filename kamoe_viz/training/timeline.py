@@ -15,15 +15,16 @@ A timeline is stored in a saved run as ``timeline.json`` (schedule, losses, metr
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from kamoe_viz.errors import RunFileError, ValidationError
 from kamoe_viz import routing_metrics as rm
+from kamoe_viz.errors import RunFileError, ValidationError
 
 MAX_SNAPSHOTS = 200  # per run; stated in the UI
 PROBE_ROWS = 512  # validation rows whose gate weights every snapshot keeps
@@ -55,7 +56,7 @@ def snapshot_schedule(total_epochs: int, every: int | None = None, max_snapshots
     else:  # log-spaced: routing forms early, so early epochs are denser
         n = max_snapshots - 1
         while True:
-            epochs = sorted({0, total} | {int(round(v)) for v in np.geomspace(1, total, n)})
+            epochs = sorted({0, total} | {round(v) for v in np.geomspace(1, total, n)})
             if len(epochs) >= max_snapshots or n > 4 * max_snapshots:
                 break
             n += max_snapshots - len(epochs)
@@ -125,7 +126,7 @@ class Timeline:
     @classmethod
     def create(cls, model: Any, dataset: Any, total_epochs: int, every: int | None = None,
                max_snapshots: int = MAX_SNAPSHOTS, batch_size: int | None = None,
-               region_resolution: int = REGION_RESOLUTION) -> "Timeline":
+               region_resolution: int = REGION_RESOLUTION) -> Timeline:
         """A timeline for training ``model`` on ``dataset`` for ``total_epochs``, with the epoch-0 snapshot taken."""
         from kamoe_viz.interpret._common import feature_names, reference_indices
         from kamoe_viz.interpret.gates import region_grid
@@ -300,7 +301,7 @@ class Timeline:
         frames = []
         for layer, values in snap.splines.items():
             x = self.spline_x[layer]
-            points, n_out, n_in = values.shape
+            _, n_out, n_in = values.shape
             for j in range(n_out):
                 for i in range(n_in):
                     frames.append(pd.DataFrame({"layer": layer, "edge": f"{layer}: in {i} → out {j}", "input": i,
@@ -340,7 +341,7 @@ class Timeline:
         return {"timeline.json": dump_json(meta), "timeline.safetensors": save(arrays)}
 
     @classmethod
-    def from_members(cls, members: Mapping[str, bytes], where: str = "run") -> "Timeline | None":
+    def from_members(cls, members: Mapping[str, bytes], where: str = "run") -> Timeline | None:
         """The timeline of a saved run; None when the run has none (saved before timelines existed)."""
         if not all(m in members for m in MEMBERS):
             return None
@@ -351,7 +352,7 @@ class Timeline:
         meta = load_json("timeline.json", members["timeline.json"], where)
         try:
             arrays = load(members["timeline.safetensors"])
-        except Exception as exc:  # safetensors raises its own error type for malformed headers
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for malformed headers
             raise RunFileError(f"{where}: timeline.safetensors cannot be read ({exc}).") from None
         try:
             return cls._decode(meta, arrays)
@@ -360,7 +361,7 @@ class Timeline:
                 from None
 
     @classmethod
-    def _decode(cls, meta: Any, arrays: dict[str, np.ndarray]) -> "Timeline":
+    def _decode(cls, meta: Any, arrays: dict[str, np.ndarray]) -> Timeline:
         if not isinstance(meta, dict) or meta.get("version") != FORMAT_VERSION:
             raise ValueError(f"unknown timeline version {meta.get('version') if isinstance(meta, dict) else meta!r}")
         epochs = [int(e) for e in meta["epochs"]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -23,8 +23,12 @@ from kamoe_viz.nn.direct_grad import DirectGradients, unsupported_reason
 from kamoe_viz.training.cuda_graph import GraphedStep, graphs_enabled
 from kamoe_viz.training.devices import resolve_device
 from kamoe_viz.training.evaluation import EVAL_BATCH, batched_outputs, check_input, evaluate, input_tensor, target_tensor
-from kamoe_viz.training.objectives import AUX_LOSSES, Objective, build_optimizer
+from kamoe_viz.training.objectives import AUX_LOSSES, Objective, OutputFields, build_optimizer
 from kamoe_viz.training.results import HISTORY_COLUMNS, EpochInfo, TrainResult
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE
 
 GATE_SUBSET_ROWS = 512  # validation rows whose gate weights every EpochInfo carries
 GRAD_NORM_LIMIT = 1e6  # a gradient norm above this (with clipping off) counts as exploding
@@ -56,6 +60,26 @@ def _flat_gradients(params: list[torch.nn.Parameter]) -> torch.Tensor | None:
     return flat
 
 
+def divergence_message(epoch: int, loss: float, norm: float | None, what: str | None, best_epoch: int | None,
+                       best_val: float, lr: float, clip: float) -> str:
+    """What went wrong in a diverged run, which weights were kept, and what to change."""
+    if what is None:
+        if not math.isfinite(loss):
+            what = f"training loss became {loss}"
+        elif norm is not None and not math.isfinite(norm):
+            what = f"gradient norm became {norm}"
+        else:
+            what = f"gradient norm exploded to {norm:.3g} (limit {GRAD_NORM_LIMIT:g})"
+    else:
+        what = f"{what} became {loss}"
+    kept = (f"the weights of epoch {best_epoch} (validation loss {best_val:.4g})"
+            if best_epoch is not None else "the initial weights (no epoch had finished)")
+    clipping = ("enable gradient clipping (train.max_grad_norm, e.g. 1.0)" if clip <= 0 else
+                f"clip gradients harder (train.max_grad_norm, currently {clip:g})")
+    return (f"Training diverged in epoch {epoch}: the {what}. Kept {kept}. Lower the learning rate "
+            f"(currently {lr:g}), scale the inputs, or {clipping}.")
+
+
 class Trainer:
     """Trains ``model`` on ``dataset`` with ``train_config``, a burst of epochs at a time.
 
@@ -65,7 +89,7 @@ class Trainer:
     scores them on the validation and test splits and returns the :class:`TrainResult`.
     """
 
-    def __init__(self, model: torch.nn.Module, dataset: Any, train_config: TrainConfig,
+    def __init__(self, model: KAMoE, dataset: Dataset, train_config: TrainConfig,
                  on_epoch: EpochCallback | None = None) -> None:
         self.config = dataclasses.replace(train_config).validate()
         self.device = resolve_device(self.config.device)
@@ -78,8 +102,8 @@ class Trainer:
         self.model = model.to(self.device)
         # KAN layers' path for the whole run (the C kernel if built now), so a build finishing mid-run never
         # changes the run's arithmetic
-        kernel = native.library()
-        self.native_kernel = kernel is not None
+        self._kernel = native.library()
+        self.native_kernel = self._kernel is not None
         self._X = input_tensor(dataset.X_train, self.device)
         self._y = target_tensor(self.task, dataset.y_train, self.device)
         if len(dataset.X_val):
@@ -94,11 +118,10 @@ class Trainer:
         self._params = [p for group in self.optimizer.param_groups for p in group["params"]]
         # CPU only: CUDA steps may be captured in graphs, which keep their own gradient buffers
         self._flat_grad = _flat_gradients(self._params) if self.device.type == "cpu" else None
-        self.gradient_path_reason = self._autograd_reason(kernel)
-        self._direct = DirectGradients(self.model, self.task, kernel) if self.gradient_path_reason is None else None
+        self._choose_gradient_path()
         router = getattr(self.model, "router", None)
-        self._router_update = router.after_step if getattr(router, "updates_after_step", False) else None
-        self.gradient_path = "direct" if self._direct is not None else "autograd"
+        self._router_update = getattr(router, "after_step", None) if getattr(router, "updates_after_step", False) \
+            else None
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self._graphed: GraphedStep | None = None
         self.use_graphs = graphs_enabled(self.device) and self.optimizer.fused
@@ -117,19 +140,21 @@ class Trainer:
         self.seconds = 0.0
         self._result: TrainResult | None = None
 
-    def _autograd_reason(self, kernel: Any) -> str | None:
-        """The one choice of gradient path: None where the closed-form gradients (:mod:`kamoe_viz.nn.direct_grad`,
-        CPU; fewer ops than autograd, same values) cover the run, else why plain autograd trains it."""
-        cfg = self.config
+    def _choose_gradient_path(self) -> None:
+        """The one choice of gradient path: the closed-form gradients (:mod:`kamoe_viz.nn.direct_grad`, CPU; fewer
+        ops than autograd, same values) where they cover the run, else plain autograd; ``gradient_path_reason``
+        says why. Made again when a setting it depends on changes between epochs."""
+        cfg, reason = self.config, None
         if self._flat_grad is None:
-            return f"{self.device.type} device"
-        if cfg.objective != "mse":
-            return f"objective {cfg.objective}"
-        if any(getattr(cfg, name) > 0 for name in AUX_LOSSES):
-            return "balance or z loss"
-        if cfg.gate_lr_scale != 1.0:
-            return "gate learning-rate scale"
-        return unsupported_reason(self.model, self.task, kernel)
+            reason = f"{self.device.type} device"
+        elif cfg.objective != "mse":
+            reason = f"objective {cfg.objective}"
+        else:
+            reason = unsupported_reason(self.model, self.task, self._kernel)
+        self.gradient_path_reason = reason
+        self._direct = None if reason is not None else DirectGradients(
+            self.model, self.task, self._kernel, {name: getattr(cfg, name) for name in AUX_LOSSES})
+        self.gradient_path = "direct" if self._direct is not None else "autograd"
 
     # ----- state ----------------------------------------------------------------------------------------------------
     @property
@@ -154,11 +179,20 @@ class Trainer:
         if unknown:
             raise ValidationError("train", unknown[0], "is not a training setting")
         self.config = dataclasses.replace(self.config, **changes).validate()
+        self.objective.set_weights(self.config)
+        self._choose_gradient_path()  # a loss weight switched on needs autograd
         if "lr" in changes and self.config.lr != self.lr:
             ratio = self.config.lr / self.lr
             for group in self.optimizer.param_groups:
                 group["lr"] = group["lr"] * ratio
             self._plateau_wait = 0
+        if any(name in changes for name in AUX_LOSSES):
+            self.objective.weights = {n: float(getattr(self.config, n)) for n in AUX_LOSSES
+                                      if getattr(self.config, n) > 0}
+            self._graphed = None  # a captured step holds the old weights
+            if self.objective.weights and self._direct is not None:  # closed-form gradients lack aux losses
+                self._direct, self.gradient_path = None, "autograd"
+                self.gradient_path_reason = "balance or z loss"
 
     def history(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
@@ -310,7 +344,7 @@ class Trainer:
         out = batched_outputs(self.model, self._Xv, EVAL_BATCH, ("prediction", "gate_weights", "expert_outputs",
                                                                  "aux"))
         with torch.no_grad():
-            val_loss = float(self.objective.task_part(_Outputs(out), self._yv))
+            val_loss = float(self.objective.task_part(OutputFields(out), self._yv))
         aux = {name: float(out["aux"].get(name, math.nan)) for name in AUX_LOSSES}
         return val_loss, out["gate_weights"][:GATE_SUBSET_ROWS].detach().cpu().numpy(), aux
 
@@ -339,22 +373,8 @@ class Trainer:
             self.stopped_reason = "completed"
 
     def _diverge(self, epoch: int, loss: float, norm: float | None, what: str | None = None) -> None:
-        if what is None:
-            if not math.isfinite(loss):
-                what = f"training loss became {loss}"
-            elif norm is not None and not math.isfinite(norm):
-                what = f"gradient norm became {norm}"
-            else:
-                what = f"gradient norm exploded to {norm:.3g} (limit {GRAD_NORM_LIMIT:g})"
-        else:
-            what = f"{what} became {loss}"
-        kept = (f"the weights of epoch {self.best_epoch} (validation loss {self.best_val:.4g})"
-                if self.best_epoch is not None else "the initial weights (no epoch had finished)")
-        clip = self.config.max_grad_norm
-        clipping = ("enable gradient clipping (train.max_grad_norm, e.g. 1.0)" if clip <= 0 else
-                    f"clip gradients harder (train.max_grad_norm, currently {clip:g})")
-        self.message = (f"Training diverged in epoch {epoch}: the {what}. Kept {kept}. Lower the learning rate "
-                        f"(currently {self.lr:g}), scale the inputs, or {clipping}.")
+        self.message = divergence_message(epoch, loss, norm, what, self.best_epoch, self.best_val, self.lr,
+                                          self.config.max_grad_norm)
         self.stopped_reason = "diverged"
 
     # ----- result ---------------------------------------------------------------------------------------------------
@@ -381,19 +401,12 @@ class Trainer:
         self._result = TrainResult(history=self.history(), metrics=metrics, best_epoch=self.best_epoch,
                                    epochs_run=self.epoch, stopped_reason=self.stopped_reason, message=self.message,
                                    seconds=self.seconds, device=str(self.device), params=params)
-        self._X = self._y = self._Xv = self._yv = None  # release the device copies of the data
+        self._X = self._y = self._Xv = self._yv = torch.empty(0)  # release the device copies of the data
         self._best_state = {}
         return self._result
 
 
-class _Outputs:
-    """Batched outputs by attribute, as the objective reads a MoEOutput."""
-
-    def __init__(self, fields: dict[str, Any]) -> None:
-        self.__dict__.update(fields)
-
-
-def fit(model: torch.nn.Module, dataset: Any, train_config: TrainConfig, on_epoch: EpochCallback | None = None,
+def fit(model: KAMoE, dataset: Dataset, train_config: TrainConfig, on_epoch: EpochCallback | None = None,
         should_stop: Callable[[], bool] | None = None) -> TrainResult:
     """Train to the end (epochs, early stopping, divergence, or ``should_stop()`` / ``on_epoch`` returning False).
 

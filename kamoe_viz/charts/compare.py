@@ -11,20 +11,31 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from kamoe_viz.charts.theme import OTHER_VARIANT_COLOR, VARIANT_COLORS, expert_color
+
 VARIANT_LABELS = {"standard": "standard (1 expert)", "linear": "linear gate", "grn": "GRN gate",
                   "grkan": "GRKAN gate"}
 SHAPES = {"finished": "circle", "diverged": "cross"}
-VARIANT_COLORS = {"standard": "#9d9d9d", "linear": "#4c78a8", "grn": "#f58518", "grkan": "#54a24b"}
+
+
+# variants beyond the four above (gate/router pairs): colours in order of appearance
+EXTRA_COLORS = [OTHER_VARIANT_COLOR, "#e45756", "#72b7b2", "#eeca3b", "#ff9da6", "#9d755d", "#bab0ac", "#439894", "#d67195"]
 
 
 def variant_label(variant: str) -> str:
-    """'grkan' -> 'GRKAN gate', as the charts name variants."""
-    return VARIANT_LABELS.get(str(variant), str(variant))
+    """'grkan' -> 'GRKAN gate', 'grkan/switch' -> 'GRKAN gate · Switch (top-1, capacity)', as the charts name
+    variants."""
+    from kamoe_viz.routing_specs import ROUTERS
+
+    gate, _, routing = str(variant).partition("/")
+    label = VARIANT_LABELS.get(gate, gate)
+    return f"{label} · {ROUTERS[routing].title}" if routing in ROUTERS else label if not routing else str(variant)
 
 
 def in_variant_labels(text: str) -> str:
     """Variant names in a sentence (a verdict) as the charts name them: 'grkan beats grn' -> 'GRKAN gate beats ...'."""
-    return re.sub(r"\b(" + "|".join(VARIANT_LABELS) + r")\b", lambda m: VARIANT_LABELS[m.group(1)], text)
+    return re.sub(r"\b(" + "|".join(VARIANT_LABELS) + r")(/[a-z_]+)?\b",
+                  lambda m: variant_label(m.group(0)), text)
 
 
 def _order(variants: Sequence[str]) -> list[str]:
@@ -33,8 +44,9 @@ def _order(variants: Sequence[str]) -> list[str]:
 
 def _color(variants: Sequence[str]) -> alt.Scale:
     names = list(dict.fromkeys(variants))
+    extra = iter(EXTRA_COLORS * (1 + len(names) // len(EXTRA_COLORS)))
     return alt.Scale(domain=[variant_label(v) for v in names],
-                     range=[VARIANT_COLORS.get(v, "#b279a2") for v in names])
+                     range=[VARIANT_COLORS[v] if v in VARIANT_COLORS else next(extra) for v in names])
 
 
 def metric_chart(table: pd.DataFrame, summary: pd.DataFrame, metric_label: str = "test metric",
@@ -140,7 +152,7 @@ def gate_distribution_chart(gate_samples: pd.DataFrame, seed: int | None = None,
         x=alt.X("bin_start:Q", bin="binned", title="gate weight", scale=alt.Scale(domain=[0, 1])),
         x2="bin_end:Q",
         y=alt.Y("fraction:Q", title="share of test rows", stack=None),
-        color=alt.Color("expert:N", scale=alt.Scale(scheme="tableau10"), title="expert"),
+        color=expert_color("expert", list(frame["expert"].unique())),
         column=alt.Column("variant_label:N", title=None, sort=_order(variants)),
         tooltip=["variant", "expert", alt.Tooltip("bin_start:Q", format=".2f"),
                  alt.Tooltip("bin_end:Q", format=".2f"), alt.Tooltip("fraction:Q", format=".1%")],

@@ -11,8 +11,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-SPLIT_COLORS = {"train": "#4c78a8", "validation": "#f58518"}
-_EXPERT_SCHEME = "tableau10"
+from kamoe_viz.charts.theme import CLASS_SCHEME, SPLIT_COLORS, expert_color, expert_scale
+
 
 # One sentence per output activation, shown next to the load numbers: how "load" is defined for each.
 LOAD_DEFINITIONS = {
@@ -120,9 +120,11 @@ def loss_chart(history: pd.DataFrame, best_epoch: int | None = None, log_scale: 
     )
     chart = base.mark_line(point=len(history) <= 60, strokeWidth=2)
     if best_epoch is not None and len(history):
-        rule = alt.Chart(pd.DataFrame({"epoch": [best_epoch], "label": [f"best epoch {best_epoch}"]})).mark_rule(
-            strokeDash=[4, 4], color="gray").encode(x="epoch:Q", tooltip=["label:N"])
-        chart = alt.layer(chart, rule)
+        marker = alt.Chart(pd.DataFrame({"epoch": [best_epoch], "label": [f"best epoch {best_epoch}"]}))
+        rule = marker.mark_rule(strokeDash=[4, 4], color="gray").encode(x="epoch:Q", tooltip=["label:N"])
+        label = marker.mark_text(align="left", baseline="top", dx=4, dy=4, color="gray", fontSize=11).encode(
+            x="epoch:Q", y=alt.value(0), text="label:N")  # the line says what it is, without hovering
+        chart = alt.layer(chart, rule, label)
     return chart.properties(height=height, title="Loss")
 
 
@@ -140,7 +142,7 @@ def gate_distribution_chart(frame: pd.DataFrame, height: int = 240, bins: int = 
         x=alt.X("weight:Q", bin=alt.Bin(extent=[0, 1], maxbins=bins), title="gate weight",
                 scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("count():Q", title="inputs"),
-        color=alt.Color("expert:N", scale=alt.Scale(scheme=_EXPERT_SCHEME), legend=None),
+        color=expert_color("expert", list(frame["expert"].unique()), legend=False),
         # expert names above each row (not beside it), so the chart fits a narrow column
         row=alt.Row("expert:N", title=None, header=alt.Header(labelOrient="top", labelAnchor="start",
                                                               labelPadding=2)),
@@ -156,7 +158,7 @@ def load_chart(frame: pd.DataFrame, height: int = 240) -> alt.Chart:
         y=alt.Y("load:Q", title="load (share)", stack="normalize", axis=alt.Axis(format="%")),
         # legend below, one expert per line: beside the plot it ate a narrow column's whole width (the area
         # vanished at 1000 px), in one row on top several experts overflowed it
-        color=alt.Color("expert:N", scale=alt.Scale(scheme=_EXPERT_SCHEME),
+        color=alt.Color("expert:N", scale=expert_scale(list(frame["expert"].unique())),
                         legend=alt.Legend(orient="bottom", columns=1, title=None)),
         tooltip=["epoch:Q", "expert:N", alt.Tooltip("load:Q", format=".1%")],
     ).properties(height=height, title="Expert load over training")
@@ -165,7 +167,7 @@ def load_chart(frame: pd.DataFrame, height: int = 240) -> alt.Chart:
 def scatter_2d_chart(frame: pd.DataFrame, x: str, y: str, color: str, nominal: bool,
                      height: int = 320) -> alt.Chart:
     """Scatter of a 2-D dataset's inputs, coloured by class / regime (nominal) or by target value."""
-    encoding = alt.Color(f"{color}:N", scale=alt.Scale(scheme=_EXPERT_SCHEME)) if nominal else \
+    encoding = alt.Color(f"{color}:N", scale=alt.Scale(scheme=CLASS_SCHEME)) if nominal else \
         alt.Color(f"{color}:Q", scale=alt.Scale(scheme="viridis"))
     return alt.Chart(frame).mark_circle(size=22, opacity=0.75).encode(
         x=alt.X(f"{x}:Q", scale=alt.Scale(zero=False)),

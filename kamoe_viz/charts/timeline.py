@@ -1,0 +1,212 @@
+"""Charts of a training timeline: the Playground views (region map beside the prediction map, load bars, weight
+histograms) for one snapshot, and the whole story (load per expert over epochs, NMI and routing entropy over
+epochs with the settle epoch marked). Frames come from :class:`kamoe_viz.training.timeline.Timeline`."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from kamoe_viz.charts.gates import _cells, region_winner_chart, weight_histogram_chart
+from kamoe_viz.charts.theme import expert_color
+from kamoe_viz.interpret._common import expert_names, flatten_time
+from kamoe_viz.routing_metrics import ROUTING_METRIC_LABELS
+
+STORY_METRICS = ("nmi", "routing_entropy")
+CLASS_SCHEME = "dark2"  # predicted classes: not the experts' colours
+
+
+def data_points(dataset: Any, max_rows: int = 600) -> pd.DataFrame:
+    """Training rows of a 2-D dataset in raw units with their target (class name or value), for the maps."""
+    from kamoe_viz.interpret._common import reference_set
+
+    X, y, _, _ = reference_set(dataset, "train", max_rows)
+    raw = dataset.unscale_X(X)
+    frame = pd.DataFrame({"x": raw[:, 0], "y": raw[:, 1]})
+    if dataset.task == "classification":
+        classes = dataset.class_names or [str(c) for c in range(dataset.n_outputs)]
+        frame["target"] = [classes[int(v)] for v in np.asarray(y).reshape(-1)]
+    else:
+        frame["target"] = dataset.unscale_y(np.asarray(y, dtype=np.float64)).reshape(len(X), -1)[:, -1]
+    return frame
+
+
+def _points(points: pd.DataFrame, x_title: str, y_title: str, categorical: bool) -> alt.Chart:
+    shape = alt.Shape("target:N", title="class", legend=alt.Legend(orient="bottom")) if categorical \
+        else alt.value("circle")
+    return alt.Chart(points).mark_point(size=20, filled=True, color="#222222", opacity=0.6).encode(
+        x=alt.X("x:Q", title=x_title), y=alt.Y("y:Q", title=y_title), shape=shape,
+        tooltip=[alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("y:Q", format=".3g"), alt.Tooltip("target")])
+
+
+def region_map_chart(region: pd.DataFrame, points: pd.DataFrame | None, size: int = 260,
+                     title: str = "Winning expert") -> alt.LayerChart:
+    """The plane coloured by the winning expert, opacity = its weight, data on top (Gates page's chart)."""
+    x_title, y_title = region.attrs.get("x_name", "x"), region.attrs.get("y_name", "y")
+    heat = region_winner_chart(region, None, x_title, y_title, size=size).layer[0]
+    heat = heat.properties(data=_cells(region.drop_duplicates(["x", "y"])))  # the layer's data was lifted to its parent
+    layers = [heat]
+    if points is not None and len(points):
+        layers.append(_points(points, x_title, y_title, points["target"].dtype == object))
+    return alt.layer(*layers).properties(width=size, height=size, title=title)
+
+
+def prediction_map_chart(frame: pd.DataFrame, points: pd.DataFrame | None, size: int = 260) -> alt.LayerChart:
+    """The model's output over the plane: predicted class (opacity = its probability) or the predicted value."""
+    cells = _cells(frame)
+    x_title, y_title = frame.attrs.get("x_name", "x"), frame.attrs.get("y_name", "y")
+    enc = {"x": alt.X("x_lo:Q", title=x_title, scale=alt.Scale(zero=False, nice=False)), "x2": "x_hi:Q",
+           "y": alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(zero=False, nice=False)), "y2": "y_hi:Q"}
+    if "predicted" in cells:
+        heat = alt.Chart(cells).mark_rect().encode(
+            **enc, color=alt.Color("predicted:N", scale=alt.Scale(scheme=CLASS_SCHEME), title="predicted class",
+                                   legend=alt.Legend(orient="bottom")),
+            opacity=alt.Opacity("probability:Q", scale=alt.Scale(domain=[0.5, 1], range=[0.15, 0.85]), legend=None),
+            tooltip=[alt.Tooltip("predicted:N"), alt.Tooltip("probability:Q", format=".2f")])
+    else:
+        heat = alt.Chart(cells).mark_rect().encode(
+            **enc, color=alt.Color("prediction:Q", scale=alt.Scale(scheme="viridis"), title="prediction",
+                                   legend=alt.Legend(orient="bottom")),
+            tooltip=[alt.Tooltip("prediction:Q", format=".3g")])
+    layers = [heat]
+    if points is not None and len(points):
+        layers.append(_points(points, x_title, y_title, "predicted" in cells))
+    return alt.layer(*layers).properties(width=size, height=size, title="Prediction")
+
+
+def weights_long(weights: np.ndarray) -> pd.DataFrame:
+    """(expert, weight) rows from gate weights (rows, E) or (rows, T, E)."""
+    flat = flatten_time(np.asarray(weights), 1)
+    names = expert_names(flat.shape[1])
+    return pd.DataFrame({"expert": np.tile(names, len(flat)), "weight": flat.ravel()})
+
+
+def histogram_chart(weights: np.ndarray) -> alt.Chart:
+    return weight_histogram_chart(weights_long(weights)).properties(width=110, height=100)
+
+
+def load_bars_chart(load: list[float], width: int = 260) -> alt.LayerChart:
+    """Each expert's load (top-1 share) now, as bars with the balanced share 1/E as a rule."""
+    names = expert_names(len(load))
+    frame = pd.DataFrame({"expert": names, "load": load})
+    bars = alt.Chart(frame).mark_bar().encode(
+        x=alt.X("expert:N", sort=names, title=None), y=alt.Y("load:Q", scale=alt.Scale(domain=[0, 1]),
+                                                           title="load (top-1 share)"),
+        color=expert_color("expert", names, legend=False), tooltip=[alt.Tooltip("expert:N"),
+                                                                   alt.Tooltip("load:Q", format=".2f")])
+    rule = alt.Chart(pd.DataFrame({"even": [1.0 / max(1, len(load))]})).mark_rule(
+        strokeDash=[4, 3], color="#555555").encode(y="even:Q")
+    return alt.layer(bars, rule).properties(width=width, height=160, title="Load per expert")
+
+
+def sequence_weights_frame(weights: np.ndarray, regimes: np.ndarray | None = None,
+                           regime_names: list[str] | None = None) -> pd.DataFrame:
+    """For sequence probes (windows in time order): t, expert, weight (last step for per-step gates), regime."""
+    w = np.asarray(weights)
+    w = w[:, -1] if w.ndim == 3 else w
+    n, e = w.shape
+    frame = pd.DataFrame({"t": np.repeat(np.arange(n), e), "expert": np.tile(expert_names(e), n),
+                          "weight": w.ravel()})
+    if regimes is not None:
+        reg = np.asarray(regimes)[:n]
+        reg = reg[:, -1] if reg.ndim == 2 else reg
+        labels = [regime_names[int(r)] if regime_names and 0 <= int(r) < len(regime_names) else f"regime {int(r)}"
+                  for r in reg]
+        frame["regime"] = np.repeat(labels, e)
+    return frame
+
+
+def _epoch_rule(epoch: int | None, label: str, color: str = "#d62728") -> list[alt.Chart]:
+    if epoch is None:
+        return []
+    frame = pd.DataFrame({"epoch": [epoch], "label": [label]})
+    return [alt.Chart(frame).mark_rule(color=color, strokeDash=[5, 3]).encode(
+        x="epoch:Q", tooltip=[alt.Tooltip("label:N", title=""), alt.Tooltip("epoch:Q")])]
+
+
+def load_area_chart(loads: pd.DataFrame, settle: int | None = None, current: int | None = None,
+                    width: int = 560) -> alt.LayerChart:
+    """Load per expert over epochs as a stacked area (shares sum to 1), settle and current epoch marked."""
+    names = sorted(loads["expert"].unique(), key=lambda s: int(s.rsplit(" ", 1)[-1])) if len(loads) else []
+    area = alt.Chart(loads).mark_area(opacity=0.85, interpolate="step-after").encode(
+        x=alt.X("epoch:Q", title="epoch"), y=alt.Y("load:Q", stack="zero", title="load (top-1 share)",
+                                                  scale=alt.Scale(domain=[0, 1])),
+        color=expert_color("expert", names), order=alt.Order("expert:N"),
+        tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("expert:N"), alt.Tooltip("load:Q", format=".2f")])
+    layers = [area, *_epoch_rule(settle, "settled"), *_epoch_rule(current, "shown", "#333333")]
+    return alt.layer(*layers).properties(width=width, height=180, title="Load per expert over epochs")
+
+
+def story_metrics_chart(metrics: pd.DataFrame, settle: int | None = None, current: int | None = None,
+                        width: int = 560) -> alt.LayerChart:
+    """NMI against the regimes (when known) and routing entropy over epochs, settle and current epoch marked."""
+    keep = [m for m in STORY_METRICS if m in metrics and metrics[m].notna().any()]
+    long = metrics.melt(id_vars=["epoch"], value_vars=keep, var_name="metric", value_name="value").dropna()
+    long["metric"] = long["metric"].map(ROUTING_METRIC_LABELS)
+    lines = alt.Chart(long).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
+        x=alt.X("epoch:Q", title="epoch"), y=alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("metric:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("metric:N"), alt.Tooltip("value:Q", format=".3f")])
+    layers = [lines, *_epoch_rule(settle, "settled"), *_epoch_rule(current, "shown", "#333333")]
+    return alt.layer(*layers).properties(width=width, height=180, title="Specialisation over epochs")
+
+
+__all__ = ["data_points", "histogram_chart", "load_area_chart", "load_bars_chart", "prediction_map_chart",
+           "region_map_chart", "sequence_weights_frame", "story_metrics_chart", "weights_long"]
+
+
+def regime_share_frame(weights: np.ndarray, regimes: np.ndarray | None) -> pd.DataFrame:
+    """Per (regime, expert): the share of the regime's probe rows the expert wins (rows of each regime sum to 1)."""
+    from kamoe_viz.interpret._common import rows_of
+    from kamoe_viz.routing_metrics import winners
+
+    flat = flatten_time(np.asarray(weights), 1)
+    reg = rows_of(regimes, len(flat))
+    if reg is None:
+        return pd.DataFrame(columns=["regime", "expert", "share"])
+    win = winners(flat)
+    names = expert_names(flat.shape[1])
+    rows = []
+    for r in sorted({int(v) for v in reg if v >= 0}):
+        mask = reg == r
+        counts = np.bincount(win[mask & (win >= 0)], minlength=len(names)) / max(1, mask.sum())
+        rows += [(f"regime {r}", names[e], float(c)) for e, c in enumerate(counts)]
+    return pd.DataFrame(rows, columns=["regime", "expert", "share"])
+
+
+def regime_share_chart(frame: pd.DataFrame, title: str = "Which expert takes which regime") -> alt.LayerChart:
+    base = alt.Chart(frame).encode(x=alt.X("expert:N", title=None), y=alt.Y("regime:N", title=None))
+    heat = base.mark_rect().encode(color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]),
+                                                   title="share of the regime's rows"),
+                                   tooltip=["regime:N", "expert:N", alt.Tooltip("share:Q", format=".0%")])
+    text = base.mark_text().encode(text=alt.Text("share:Q", format=".0%"),
+                                   color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
+    return alt.layer(heat, text).properties(width=alt.Step(70), height=alt.Step(32), title=title)
+
+
+def spline_curves_chart(frame: pd.DataFrame, columns: int = 4) -> alt.FacetChart:
+    """The GRKAN gate's spline curves phi(x) in one snapshot, one small panel per edge."""
+    return alt.Chart(frame).mark_line(strokeWidth=2).encode(
+        x=alt.X("x:Q", title=None), y=alt.Y("total:Q", title="φ(x)"), color=alt.Color("layer:N", title=None),
+        tooltip=[alt.Tooltip("edge:N"), alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("total:Q", format=".3g")],
+    ).properties(width=130, height=90).facet(facet=alt.Facet("edge:N", title=None), columns=columns) \
+        .resolve_scale(x="independent", y="independent")
+
+
+def frame_chart(timeline: Any, snap: Any, points: pd.DataFrame | None = None) -> alt.TopLevelMixin:
+    """One frame of the exported animation: the region map (2-D data) beside the load bars, titled by epoch."""
+    parts = []
+    region = timeline.region_frame(snap)
+    if region is not None:
+        parts.append(region_map_chart(region, points, size=240))
+    parts.append(load_bars_chart(snap.metrics["load"], width=200))
+    nmi = snap.metrics.get("nmi")
+    subtitle = f"NMI vs regimes {nmi:.2f}" if isinstance(nmi, float) and math.isfinite(nmi) else ""
+    return alt.hconcat(*parts).resolve_scale(color="independent").properties(
+        title=alt.Title(f"Epoch {snap.epoch}", subtitle=subtitle))
+
+
+__all__ += ["frame_chart", "regime_share_chart", "regime_share_frame", "spline_curves_chart"]

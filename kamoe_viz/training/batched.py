@@ -1,0 +1,335 @@
+"""S seeds of one configuration trained together as one model with a leading seed dimension.
+
+Each seed's model is built exactly as :func:`~kamoe_viz.training.train_run` builds it (``torch.manual_seed(seed)``
+then ``build_model``), its parameters are stacked into tensors of shape (S, ...), and one forward/backward runs
+all seeds at once through :func:`kamoe_viz.nn.stacked.stacked_forward` (one batched matmul per layer for all
+seeds) with autograd for the gradients. Per seed, as the single-run :class:`~kamoe_viz.training.Trainer` does it:
+batch order (a generator seeded by the seed), Adam (one Adam over the stacked weights with per-seed step counts
+and learning rates is exactly S independent Adams), gradient-norm clipping and the divergence guard, validation
+loss, best weights, early stopping and plateau LR reduction. A seed that stops leaves the stack. The result is S
+ordinary :class:`~kamoe_viz.training.TrainedRun` objects (models on the CPU, best weights, metrics), equal to
+training each seed alone to float tolerance (tests/test_batched.py): the single-run trainer's closed-form
+gradients and C kernels give the same values as autograd to rounding, not bit for bit.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from kamoe_viz.config import SEQUENTIAL_EXPERTS, RunConfig
+from kamoe_viz.errors import ValidationError
+from kamoe_viz.nn.routers import RouterOutput, balance_loss, z_loss
+from kamoe_viz.nn.stacked import STACKED_ROUTINGS, stacked_forward
+from kamoe_viz.nn.stacked import unsupported_reason as model_unsupported
+from kamoe_viz.training.evaluation import check_input, evaluate, input_tensor, target_tensor
+from kamoe_viz.training.objectives import AUX_LOSSES
+from kamoe_viz.training.results import HISTORY_COLUMNS, TrainedRun, TrainResult
+from kamoe_viz.training.trainer import GRAD_NORM_LIMIT, PLATEAU_MIN_DELTA, divergence_message
+
+BETAS = (0.9, 0.999)  # FastAdam's defaults (torch.optim.Adam's)
+EPS = 1e-8
+CLIP_EPS = 1e-6  # as torch.nn.utils.clip_grads_with_norm_
+
+
+def unsupported_reason(config: RunConfig) -> str | None:
+    """Why this configuration trains one seed at a time, or None when its seeds can train batched."""
+    m, t = config.model, config.train
+    if m.expert in SEQUENTIAL_EXPERTS:
+        return "LSTM/GRU experts train one seed at a time (their cuDNN/MKL kernels do not batch over seeds)"
+    if m.kind == "moe" and m.routing not in STACKED_ROUTINGS:
+        return f"routing {m.routing!r} trains one seed at a time (batched: {', '.join(STACKED_ROUTINGS)})"
+    if m.kind == "moe" and m.shared_experts:
+        return "shared experts train one seed at a time"
+    if m.dropout > 0:
+        return "dropout draws its masks per run; such runs train one seed at a time"
+    for name in ("balance_loss", "z_loss"):
+        if float(getattr(t, name, 0.0) or 0.0) > 0:
+            return f"train.{name} > 0 trains one seed at a time"
+    if getattr(t, "objective", "mse") != "mse" or float(getattr(t, "gate_lr_scale", 1.0)) != 1.0:
+        return "this objective / gate learning-rate scale trains one seed at a time"
+    if t.device not in ("cpu", "cuda", "auto"):
+        return f"device {t.device!r} trains one seed at a time"
+    return None
+
+
+def _seed_key(config: RunConfig) -> str:
+    d = config.to_dict()
+    d["train"].pop("seed")
+    return repr(d)
+
+
+class _SeedState:
+    """Book-keeping of one seed (what the single-run Trainer keeps on itself)."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.generator = torch.Generator().manual_seed(config.train.seed)
+        self.lr = float(config.train.lr)
+        self.epoch = 0
+        self.rows: list[dict[str, float]] = []
+        self.best_epoch: int | None = None
+        self.best_val = math.inf
+        self.best_state: dict[str, torch.Tensor] = {}
+        self.stop_wait = 0
+        self.plateau_best = math.inf
+        self.plateau_wait = 0
+        self.stopped_reason: str | None = None
+        self.message: str | None = None
+        self.seconds = 0.0
+
+
+def train_batched(configs: Sequence[RunConfig], dataset: Any = None) -> list[TrainedRun]:
+    """Train configurations that differ only in ``train.seed`` as one stacked model; one TrainedRun per seed."""
+    from kamoe_viz.nn import build_model
+
+    configs = [copy.deepcopy(c).validate() for c in configs]
+    if not configs:
+        raise ValidationError("configs", [], "needs at least one configuration")
+    if len({_seed_key(c) for c in configs}) != 1:
+        raise ValidationError("configs", "mixed settings", "must differ only in train.seed to train batched")
+    reason = unsupported_reason(configs[0])
+    if reason is not None:
+        raise ValidationError("configs", configs[0].model.expert, reason)
+    if dataset is None:
+        from kamoe_viz.data import load_dataset
+
+        dataset = load_dataset(configs[0].data)
+    if len(dataset.X_train) == 0:
+        raise ValidationError("dataset", dataset.name, "has no training rows; it needs at least one")
+    from kamoe_viz.training.devices import resolve_device
+
+    device = resolve_device(configs[0].train.device)
+    models = []
+    for c in configs:
+        torch.manual_seed(c.train.seed)
+        models.append(build_model(c.model, dataset))
+    check_input(models[0], dataset.X_train, "dataset.X_train")
+    reason = model_unsupported(models[0])
+    if reason is not None:
+        raise ValidationError("configs", configs[0].model.expert, reason)
+    seeds = [_SeedState(c) for c in configs]
+    _fit(models, configs, dataset, device, seeds)
+    runs = []
+    for model, config, st in zip(models, configs, seeds):
+        runs.append(TrainedRun(config=config, dataset=dataset, model=model, result=_finish(model, dataset, st, device)))
+    return runs
+
+
+class _Stack:
+    """Every parameter of S seeds in one flat tensor: parameter n is ``flat[offset:offset + S*k].view(S, *shape)``.
+
+    One flat tensor makes the optimiser, the gradient norms and the finiteness checks a few ops over all
+    parameters (a small model's step is bound by per-op overhead); ``seed_of`` maps each element to its seed's
+    row, so per-seed scalars (learning rate, clipping factor, step size) broadcast with one gather."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.names = list(tensors)
+        self.shapes = {n: t.shape[1:] for n, t in tensors.items()}
+        self.S = next(iter(tensors.values())).shape[0]
+        self.flat = torch.cat([t.reshape(-1) for t in tensors.values()])
+        self.exp_avg = torch.zeros_like(self.flat)
+        self.exp_avg_sq = torch.zeros_like(self.flat)
+        self.steps = torch.zeros(self.S, device=self.flat.device)
+        self._index()
+
+    def _index(self) -> None:
+        rows = [torch.arange(self.S, device=self.flat.device).repeat_interleave(self.shapes[n].numel())
+                for n in self.names]
+        self.seed_of = torch.cat(rows)
+
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, offset = {}, 0
+        for n in self.names:
+            k = self.S * self.shapes[n].numel()
+            out[n] = flat[offset:offset + k].view(self.S, *self.shapes[n])
+            offset += k
+        return out
+
+    def seed(self, j: int) -> dict[str, torch.Tensor]:
+        return {n: v[j].clone() for n, v in self.views(self.flat).items()}
+
+    def keep(self, positions: list[int]) -> None:
+        """Only the seeds at these stack positions stay."""
+        idx = torch.tensor(positions, dtype=torch.long, device=self.flat.device)
+        parts = []
+        for buf in (self.flat, self.exp_avg, self.exp_avg_sq):
+            parts.append(torch.cat([v.index_select(0, idx).reshape(-1) for v in self.views(buf).values()]))
+        self.flat, self.exp_avg, self.exp_avg_sq = parts
+        self.steps = self.steps.index_select(0, idx)
+        self.S = len(positions)
+        self._index()
+
+    def sq_norms(self, grad: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(self.S, dtype=grad.dtype, device=grad.device).index_add_(0, self.seed_of, grad * grad)
+
+    @torch.no_grad()
+    def adam(self, grad: torch.Tensor, lrs: torch.Tensor, keep: torch.Tensor, scale: torch.Tensor | None,
+             weight_decay: float) -> None:
+        """Adam with L2 weight decay (torch.optim.Adam's arithmetic), per seed: its own step count, learning rate
+        and clipping factor; a seed with ``keep == 0`` stays exactly as it was."""
+        beta1, beta2 = BETAS
+        self.steps += keep
+        t = self.steps.clamp(min=1.0)
+        per_seed = torch.stack([keep, lrs / (1 - beta1 ** t) * keep, (1 - beta2 ** t).sqrt(),
+                                scale if scale is not None else torch.ones_like(keep)])
+        k, step_size, bias2_sqrt, factor = per_seed[:, self.seed_of]
+        g = torch.where(k > 0, grad * factor, torch.zeros_like(grad))  # non-finite gradients never enter moments
+        if weight_decay:
+            g = g + weight_decay * self.flat
+        self.exp_avg.addcmul_(self.exp_avg - g, k, value=-(1 - beta1))  # m += (1-b1)(g - m) where kept
+        self.exp_avg_sq.addcmul_(self.exp_avg_sq - g * g, k, value=-(1 - beta2))
+        denom = (self.exp_avg_sq.sqrt() / bias2_sqrt).add_(EPS)
+        self.flat.addcdiv_(self.exp_avg * step_size, denom, value=-1.0)
+
+
+def _fit(models: list[torch.nn.Module], configs: list[RunConfig], dataset: Any, device: torch.device,
+         seeds: list[_SeedState]) -> None:
+    cfg = configs[0].train
+    task = dataset.task
+    template = models[0].to(device)
+    names = [n for n, p in template.named_parameters() if p.requires_grad]
+    buffers = {n: b for n, b in template.named_buffers()}
+    for m in models[1:]:  # every seed's buffers (KAN grids) are the same at initialisation
+        for n, b in m.named_buffers():
+            if not torch.equal(b.to(device), buffers[n]):
+                raise ValidationError("model", n, "differs between seeds; they cannot train batched")
+    X = input_tensor(dataset.X_train, device)
+    y = target_tensor(task, dataset.y_train, device)
+    if len(dataset.X_val):
+        Xv, yv = input_tensor(dataset.X_val, device), target_tensor(task, dataset.y_val, device)
+    else:
+        Xv, yv = X, y
+    stack = _Stack({n: torch.stack([dict(m.named_parameters())[n].detach().to(device) for m in models])
+                    for n in names})
+    active = list(range(len(models)))  # seed positions still training, in stack order
+    for i, st in enumerate(seeds):
+        st.best_state = stack.seed(i)
+    clip = float(cfg.max_grad_norm)
+    limit = GRAD_NORM_LIMIT if clip <= 0 else math.inf
+    n = X.shape[0]
+    template.train()
+    while active:
+        started = time.perf_counter()
+        orders = [torch.randperm(n, generator=seeds[i].generator).to(device) for i in active]
+        Xs = torch.stack([X.index_select(0, o) for o in orders])
+        ys = torch.stack([y.index_select(0, o) for o in orders])
+        lrs = torch.tensor([seeds[i].lr for i in active], device=device)
+        total = torch.zeros(len(active), device=device)
+        alive = torch.ones(len(active), dtype=torch.bool, device=device)
+        for start in range(0, n, cfg.batch_size):
+            xb, yb = Xs[:, start:start + cfg.batch_size], ys[:, start:start + cfg.batch_size]
+            # one leaf per parameter, each a view of the flat buffer (autograd through slices of one flat leaf
+            # would build a full-size zero gradient per parameter); their gradients are concatenated once
+            leaves = {k: v.detach().requires_grad_(True) for k, v in stack.views(stack.flat).items()}
+            losses = _per_seed_loss(task, stacked_forward(template, leaves, xb, stack.S)[0], yb)
+            grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses.sum(), list(leaves.values()))])
+            norm = stack.sq_norms(grad).sqrt()
+            ok = torch.isfinite(losses) & (norm < limit) & alive
+            bad = alive & ~ok
+            if bool(bad.any()):  # the Trainer stops a run at its first bad step, before taking it
+                for j in bad.nonzero().flatten().tolist():
+                    st = seeds[active[j]]
+                    st.message = divergence_message(st.epoch + 1, float(losses[j].detach()), float(norm[j]), None,
+                                                    st.best_epoch, st.best_val, st.lr, clip)
+                    st.stopped_reason = "diverged"
+                alive = alive & ok
+            scale = (clip / (norm + CLIP_EPS)).clamp(max=1.0) if clip > 0 else None
+            stack.adam(grad, lrs, alive.to(grad.dtype), scale, float(cfg.weight_decay))
+            total += losses.detach().nan_to_num(0.0) * xb.shape[1]
+        with torch.no_grad():
+            template.eval()
+            pred, weights, logits = stacked_forward(template, stack.views(stack.flat), Xv, stack.S)
+            val = _per_seed_loss(task, pred, yv.unsqueeze(0).expand(pred.shape[0], *yv.shape))
+            aux = [_aux(weights[j], logits[j]) if logits is not None else dict.fromkeys(AUX_LOSSES, math.nan)
+                   for j in range(stack.S)]
+            template.train()
+        elapsed = (time.perf_counter() - started) / len(active)
+        train_losses, val_losses, alive_host = (total / n).tolist(), val.tolist(), alive.tolist()
+        for j, i in enumerate(active):
+            st = seeds[i]
+            st.seconds += elapsed
+            if not alive_host[j]:
+                continue
+            if not math.isfinite(val_losses[j]):
+                st.message = divergence_message(st.epoch + 1, val_losses[j], None, "validation loss",
+                                                st.best_epoch, st.best_val, st.lr, clip)
+                st.stopped_reason = "diverged"
+                continue
+            st.epoch += 1
+            lr_used = st.lr
+            _after_epoch(st, val_losses[j], stack, j)
+            st.rows.append({"epoch": st.epoch, "train_loss": train_losses[j], "val_loss": val_losses[j],
+                            "lr": lr_used, "seconds": st.seconds, **aux[j]})
+        keep_pos = [j for j, i in enumerate(active) if seeds[i].stopped_reason is None]
+        if len(keep_pos) < len(active):  # finished seeds leave the stack
+            if keep_pos:
+                stack.keep(keep_pos)
+            active = [active[j] for j in keep_pos]
+
+
+def _aux(weights: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
+    """The unweighted balance and z losses on the validation split, as the Trainer records them per epoch."""
+    out = RouterOutput(weights, logits, {})
+    return {"balance_loss": float(balance_loss(out)), "z_loss": float(z_loss(out))}
+
+
+def _per_seed_loss(task: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """task_loss of each seed: (S, B, ...) predictions and targets -> (S,)."""
+    S = pred.shape[0]
+    if task == "classification":
+        return F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1),
+                               reduction="none").view(S, -1).mean(1)
+    return (pred - target).square().reshape(S, -1).mean(1)
+
+
+def _after_epoch(st: _SeedState, val_loss: float, stack: _Stack, position: int) -> None:
+    """Best weights, early stopping and plateau LR reduction, as Trainer._after_epoch."""
+    cfg = st.config.train
+    if val_loss < st.best_val:
+        st.best_val, st.best_epoch = val_loss, st.epoch
+        st.best_state = stack.seed(position)
+        st.stop_wait = 0
+    else:
+        st.stop_wait += 1
+    if cfg.lr_patience > 0:
+        if val_loss < st.plateau_best - PLATEAU_MIN_DELTA:
+            st.plateau_best, st.plateau_wait = val_loss, 0
+        else:
+            st.plateau_wait += 1
+            if st.plateau_wait >= cfg.lr_patience and st.lr > cfg.min_lr:
+                st.lr = max(st.lr * cfg.lr_factor, cfg.min_lr)
+                st.plateau_wait = 0
+    if cfg.early_stopping > 0 and st.stop_wait >= cfg.early_stopping:
+        st.stopped_reason = "early_stopping"
+    elif st.epoch >= cfg.epochs:
+        st.stopped_reason = "completed"
+
+
+def _finish(model: torch.nn.Module, dataset: Any, st: _SeedState, device: torch.device) -> TrainResult:
+    """The seed's best weights into its own ordinary model, scored as Trainer.finish scores a run."""
+    import pandas as pd
+
+    started = time.perf_counter()
+    with torch.no_grad():
+        named = dict(model.named_parameters())
+        for k, v in st.best_state.items():
+            named[k].copy_(v.to(named[k].device))
+    model.to(device).eval()
+    test = evaluate(model, dataset, "test")
+    val = evaluate(model, dataset, "val")
+    test.pop("loss", None)
+    params = int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+    metrics = {**test, **{f"val_{k}": v for k, v in val.items()}, "params": params}
+    model.cpu().eval()
+    st.seconds += time.perf_counter() - started
+    return TrainResult(history=pd.DataFrame(st.rows, columns=HISTORY_COLUMNS), metrics=metrics,
+                       best_epoch=st.best_epoch, epochs_run=st.epoch, stopped_reason=st.stopped_reason or "completed",
+                       message=st.message, seconds=st.seconds, device=str(device), params=params)
+
+
+__all__ = ["train_batched", "unsupported_reason"]

@@ -1,0 +1,124 @@
+"""AppTest of the Train page's Playground controls: order and labels, Step, Play and Pause, Reset, New data (and
+its reason on a fixed dataset), locked settings with their tooltip, the finished run with its timeline, and
+presentation mode."""
+from __future__ import annotations
+
+import pytest
+
+from _app_support import button, charts, new_app, no_exception
+
+from kamoe_viz.training.session import FIXED_DATA_REASON, LOCK_REASON
+
+MOONS = {"data.name": "moons", "data.options.n_samples": "300", "model.expert_hidden": "8", "model.n_experts": "2",
+         "model.gate": "grkan", "model.gate_activation": "softmax", "train.epochs": "6",
+         "train.early_stopping": "0", "train.batch_size": "64"}
+SESSION = "_playground"
+
+
+@pytest.fixture(autouse=True)
+def _runs_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("KAMOE_RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def status(at) -> str:
+    lines = [m.value for m in at.markdown if m.value.startswith("**Epoch")]
+    assert lines, "no status line"
+    return lines[0]
+
+
+def test_transport_controls_in_order_and_step_pause_play():
+    at = new_app(MOONS)
+    no_exception(at)
+    labels = [b.label for b in at.button]
+    order = [labels.index(x) for x in ("Play", "Pause", "Step", "Reset", "New data")]
+    assert order == sorted(order)
+    assert status(at).startswith("**Epoch 0 / 6")
+    assert "Train" in labels  # the one-click Train stays
+    button(at, "Step").click().run()
+    no_exception(at, "after Step")
+    assert status(at).startswith("**Epoch 1 / 6")
+    assert at.session_state[SESSION].timeline.epochs == [0, 1]
+    titles = " ".join(str(c.proto.spec) for c in charts(at))
+    assert "Winning expert" in titles and "Prediction" in titles, "no region map while paused"
+    # settings that fix the model are locked with the reason as tooltip; the learning rate is not
+    experts = [n for n in at.number_input if n.label == "Experts"][0]
+    assert experts.disabled and experts.help == LOCK_REASON
+    lr = [s for s in at.select_slider if s.label == "Learning rate"][0]
+    assert not lr.disabled
+    button(at, "Play").click().run()
+    session = at.session_state[SESSION]
+    assert session.playing
+    button(at, "Pause").click().run()
+    paused_at = session.epoch
+    at.run()
+    assert session.epoch == paused_at and not session.playing  # paused: the count stays
+    lr.set_value(0.001).run()
+    no_exception(at, "after changing the learning rate")
+    assert at.session_state[SESSION] is session  # applied on continue, same model
+    button(at, "Step").click().run()
+    assert session.epochs[-1].lr == pytest.approx(0.001)
+    button(at, "Reset").click().run()
+    assert status(at).startswith("**Epoch 0 / 6")
+    assert not [n for n in at.number_input if n.label == "Experts"][0].disabled
+
+
+def test_playing_to_the_end_makes_a_saved_run_with_a_timeline(_runs_dir):
+    at = new_app(dict(MOONS, **{"train.epochs": "3"}))
+    for _ in range(3):
+        button(at, "Step").click().run()
+    no_exception(at)
+    run = at.session_state["current_run"]
+    assert run is not None and run.timeline is not None and run.timeline.epochs == [0, 1, 2, 3]
+    assert run.run_id and (_runs_dir / run.run_id / "timeline.json").exists()
+    assert "finished" in status(at)
+
+
+def test_new_data_resamples_generated_data_and_is_disabled_for_fixed_data():
+    at = new_app(MOONS)
+    button(at, "New data").click().run()
+    no_exception(at)
+    assert at.session_state[SESSION].config.data.seed == 1
+    assert [n for n in at.number_input if n.label == "Data seed"][0].value == 1
+    at = new_app({"data.name": "diabetes", "train.epochs": "2"})
+    new = button(at, "New data")
+    assert new.disabled and new.help == FIXED_DATA_REASON
+
+
+def test_presentation_mode_hides_the_advanced_controls():
+    at = new_app(dict(MOONS, present="1"))
+    no_exception(at)
+    labels = [b.label for b in at.button]
+    assert {"Play", "Pause", "Step", "Reset", "New data"} <= set(labels)
+    assert "Train" not in labels and not [n for n in at.number_input if n.label == "Experts"]
+    assert [s for s in at.selectbox if s.label == "Dataset"]
+    button(at, "Step").click().run()
+    assert status(at).startswith("**Epoch 1 / 6")
+    assert at.query_params.get("present") in ("1", ["1"])
+
+
+def test_timeline_epoch_redraws_gates_splines_experts_and_exports_a_gif():
+    at = new_app(dict(MOONS, **{"train.epochs": "4"}))
+    for _ in range(4):
+        button(at, "Step").click().run()
+    assert at.session_state["current_run"].timeline.epochs == [0, 1, 2, 3, 4]
+    at.switch_page("pages/gates.py").run()
+    no_exception(at, "Gates")
+    slider = [s for s in at.select_slider if s.label == "Timeline epoch"][0]
+    assert slider.value == 4
+    before = " ".join(str(c.proto.spec) for c in charts(at))
+    assert "Winning expert at epoch 4" in before and "Load per expert over epochs" in before
+    slider.set_value(0).run()
+    after = " ".join(str(c.proto.spec) for c in charts(at))
+    assert "Winning expert at epoch 0" in after and after != before
+    button(at, "Animate").click().run()
+    assert button(at, "Stop")  # animating; the fragment's timer advances the slider in a browser
+    button(at, "Stop").click().run()
+    button(at, "Prepare GIF and PNG frames").click().run()
+    no_exception(at, "export")
+    gif = at.session_state["_gates_export"][1]
+    assert gif[:6] in (b"GIF89a", b"GIF87a")
+    for page in ("pages/splines.py", "pages/experts.py"):
+        at.switch_page(page).run()
+        no_exception(at, page)
+        assert [s for s in at.select_slider if s.label == "Timeline epoch"], page
