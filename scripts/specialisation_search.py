@@ -42,6 +42,10 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
     "lik_g5_long_r4": {"train": {**LIK["train"], "epochs": 200, "early_stopping": 40},
                        "restart": {"restarts": 4, "restart_epochs": 15}},
     "lik_g5_r4": {**LIK, "restart": {"restarts": 4, "restart_epochs": 15}},
+    "lik_g5_long_linear": {"model": {"gate": "linear"}, "train": {**LIK["train"], "epochs": 200, "early_stopping": 40}},
+    "lik_g5_long_linear_r3": {"model": {"gate": "linear"},
+                              "train": {**LIK["train"], "epochs": 200, "early_stopping": 40},
+                              "restart": {"restarts": 3, "restart_epochs": 10}},
     "lik_g5_linear": {"model": {"gate": "linear"}, **LIK},
     "lik_g5_grn": {"model": {"gate": "grn"}, **LIK},
 }
@@ -63,7 +67,7 @@ def restarted_run(config: RunConfig, restarts: int, restart_epochs: int) -> Any:
     validation objective (validation split only) to the end."""
     from kamoe_viz.data import load_dataset
     from kamoe_viz.nn import build_model
-    from kamoe_viz.training import Trainer, TrainedRun
+    from kamoe_viz.training import TrainedRun, Trainer
 
     dataset = load_dataset(config.data)
     trainers = []
