@@ -23,7 +23,7 @@ if Path(sys.argv[0]).name == "app.py":
     serving.apply_args(sys.argv[1:])
 
 from kamoe_viz.training import configure_cpu_threads  # noqa: E402
-from pages import _entry  # noqa: E402
+from pages import _entry, _safe  # noqa: E402
 from pages._state import render_sidebar  # noqa: E402
 from pages._train_live import drain  # noqa: E402
 
@@ -48,6 +48,6 @@ drain()  # a training that finished in the background becomes the current run, w
 render_sidebar()
 _entry.mark()  # pages check that they run through this file (see pages/_entry.py)
 try:
-    page.run()
+    _safe.guard(page.run)  # visitors see a short message and a reference; the traceback goes to the server log
 finally:
     _entry.mark(False)

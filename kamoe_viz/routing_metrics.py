@@ -23,6 +23,7 @@ import math
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 ROUTING_METRIC_LABELS = {
     "nmi": "NMI vs regimes",
@@ -54,7 +55,7 @@ ROUTING_METRIC_DEFINITIONS = {
 }
 
 
-def flat_weights(weights: Any) -> np.ndarray:
+def flat_weights(weights: ArrayLike) -> np.ndarray:
     """(rows, E) float64 from (rows, E) or (rows, T, E)."""
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim == 1:
@@ -64,20 +65,20 @@ def flat_weights(weights: Any) -> np.ndarray:
     return w
 
 
-def routed_rows(weights: Any) -> np.ndarray:
+def routed_rows(weights: ArrayLike) -> np.ndarray:
     """Boolean mask of rows that at least one expert took (some weight > 0)."""
     w = flat_weights(weights)
-    return (w > 0).any(axis=1)
+    return np.asarray((w > 0).any(axis=1))
 
 
-def winners(weights: Any) -> np.ndarray:
+def winners(weights: ArrayLike) -> np.ndarray:
     """Each row's winning expert (largest weight); -1 for a row that no expert took."""
     w = flat_weights(weights)
     win = w.argmax(axis=1)
     return np.where(routed_rows(w), win, -1)
 
 
-def expert_load(weights: Any) -> np.ndarray:
+def expert_load(weights: ArrayLike) -> np.ndarray:
     """Top-1 share of each expert over the routed rows; sums to 1 (zeros if no row was routed)."""
     w = flat_weights(weights)
     win = winners(w)
@@ -86,7 +87,7 @@ def expert_load(weights: Any) -> np.ndarray:
     return counts / counts.sum() if counts.sum() > 0 else counts
 
 
-def mean_weight(weights: Any) -> np.ndarray:
+def mean_weight(weights: ArrayLike) -> np.ndarray:
     return flat_weights(weights).mean(axis=0)
 
 
@@ -102,7 +103,7 @@ def max_violation(load: np.ndarray) -> float:
     return float((load.max() - mean) / mean) if mean > 0 else float("nan")
 
 
-def max_violation_per_batch(weights: Any, batch_size: int) -> float:
+def max_violation_per_batch(weights: ArrayLike, batch_size: int) -> float:
     """Mean of MaxVio over consecutive batches of ``batch_size`` rows (a short last batch counts too)."""
     w = flat_weights(weights)
     if batch_size < 1 or len(w) == 0:
@@ -122,7 +123,7 @@ def gini(load: np.ndarray) -> float:
     return float((2 * index - n - 1).dot(x) / (n * x.sum()))
 
 
-def row_entropy(weights: Any) -> np.ndarray:
+def row_entropy(weights: ArrayLike) -> np.ndarray:
     """Normalised entropy (0..1) of each row's weights normalised to sum 1; 0 for rows no expert took; NaN with a
     single expert (there is no routing to measure)."""
     w = np.clip(flat_weights(weights), 0.0, None)
@@ -136,12 +137,12 @@ def row_entropy(weights: Any) -> np.ndarray:
     return ent / math.log(e)
 
 
-def routing_entropy(weights: Any) -> float:
+def routing_entropy(weights: ArrayLike) -> float:
     ent = row_entropy(weights)
     return float(ent.mean()) if ent.size else float("nan")
 
 
-def _regime_pairs(weights: Any, regimes: Any) -> tuple[np.ndarray, np.ndarray] | None:
+def _regime_pairs(weights: ArrayLike, regimes: ArrayLike | None) -> tuple[np.ndarray, np.ndarray] | None:
     if regimes is None:
         return None
     w = flat_weights(weights)
@@ -155,7 +156,7 @@ def _regime_pairs(weights: Any, regimes: Any) -> tuple[np.ndarray, np.ndarray] |
     return r[keep].astype(np.int64), win[keep]
 
 
-def regime_nmi(weights: Any, regimes: Any) -> float:
+def regime_nmi(weights: ArrayLike, regimes: ArrayLike | None) -> float:
     """NMI (arithmetic normalisation, as scikit-learn's default) between winning expert and true regime; NaN when
     the regimes are unknown or fewer than two are present."""
     from sklearn.metrics import normalized_mutual_info_score
@@ -164,26 +165,27 @@ def regime_nmi(weights: Any, regimes: Any) -> float:
     return float(normalized_mutual_info_score(*pairs)) if pairs is not None else float("nan")
 
 
-def regime_ari(weights: Any, regimes: Any) -> float:
+def regime_ari(weights: ArrayLike, regimes: ArrayLike | None) -> float:
     from sklearn.metrics import adjusted_rand_score
 
     pairs = _regime_pairs(weights, regimes)
     return float(adjusted_rand_score(*pairs)) if pairs is not None else float("nan")
 
 
-def regime_mutual_information(weights: Any, regimes: Any) -> float:
+def regime_mutual_information(weights: ArrayLike, regimes: ArrayLike | None) -> float:
     from sklearn.metrics import mutual_info_score
 
     pairs = _regime_pairs(weights, regimes)
     return float(mutual_info_score(*pairs)) if pairs is not None else float("nan")
 
 
-def dropped_fraction(weights: Any) -> float:
+def dropped_fraction(weights: ArrayLike) -> float:
     w = flat_weights(weights)
     return float(1.0 - routed_rows(w).mean()) if len(w) else float("nan")
 
 
-def routing_summary(weights: Any, regimes: Any = None, batch_size: int | None = None) -> dict[str, Any]:
+def routing_summary(weights: ArrayLike, regimes: ArrayLike | None = None,
+                    batch_size: int | None = None) -> dict[str, Any]:
     """Every routing metric of one set of gate weights, under the keys ``train --json`` and Compare use:
     ``load`` (list of top-1 shares, summing to 1), ``mean_weight`` (list), ``load_cv``, ``max_violation``,
     ``gini``, ``min_load``, ``max_load``, ``routing_entropy``, ``dropped_fraction``, and ``nmi``, ``ari``,

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from pages._safe import esc
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError, ValidationError
 
@@ -36,12 +37,12 @@ def config_from_link(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]:
         except ValidationError as err:
             culprit = _param_for_error(err, remaining)
             if culprit is None:
-                warnings.append(f"{err} The link's settings were ignored; the defaults are used.")
+                warnings.append(f"{esc(err)} The link's settings were ignored; the defaults are used.")
                 return RunConfig().validate(), warnings
-            warnings.append(f"Link parameter `{culprit}` was ignored: {err}")
+            warnings.append(f"Link parameter {esc(culprit)} was ignored: {esc(err)}")  # a visitor's text
             remaining.pop(culprit)
         except (KamoeError, TypeError, ValueError) as err:  # anything else odd in a link: defaults, with a message
-            warnings.append(f"The link's settings could not be read ({err}); the defaults are used.")
+            warnings.append(f"The link's settings could not be read ({esc(err)}); the defaults are used.")
             return RunConfig().validate(), warnings
     return RunConfig().validate(), warnings
 

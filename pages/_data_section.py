@@ -11,6 +11,7 @@ from kamoe_viz.config import DataConfig, RunConfig
 from kamoe_viz.errors import KamoeError
 from pages._config_state import seed
 from pages._lock import off, why
+from pages._safe import esc
 
 UPLOAD_NAME = "csv"  # DataConfig.name of a run on an uploaded CSV (the file itself never goes into a link)
 SOURCE_BUILTIN = "Built-in dataset"
@@ -193,7 +194,7 @@ def dataset_card(dataset: Any) -> None:
     cols[2].metric("Features", f"{dataset.n_features}" + (f" × {dataset.seq_len} steps" if dataset.is_sequence
                                                           else ""))
     task = dataset.task + (f" with {len(dataset.class_names)} classes" if dataset.class_names else "")
-    target = f"target `{dataset.target_name}`"
+    target = f"target {esc(dataset.target_name)}"
     regimes = f", {len(dataset.regime_names)} known regimes" if dataset.regime_names else ""
     st.caption(f"{task.capitalize()}, {target}{regimes}. Inputs are standardised on the training split; the "
                "preview shows original units.")
@@ -216,4 +217,4 @@ def dataset_card(dataset: Any) -> None:
     else:
         st.dataframe(frame.head(200), height=280, width="stretch")
     if getattr(dataset, "source", ""):
-        st.caption(f"Source: {dataset.source}")
+        st.caption(f"Source: {esc(dataset.source)}")

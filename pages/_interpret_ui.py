@@ -16,6 +16,7 @@ import streamlit as st
 from kamoe_viz.charts import chart_bytes, chart_spec
 from kamoe_viz.errors import KamoeError
 from pages._state import RUN_CACHE, run_cached, run_key
+from pages._safe import esc, unexpected
 
 REFERENCE_ROWS = 2000  # rows of the training split used as the reference set for curves and statistics
 MAX_CHARTS_PER_RUN = 64  # chart specs kept per run (least recently shown dropped first)
@@ -135,9 +136,9 @@ def guarded(what: str) -> Iterator[None]:
     try:
         yield
     except KamoeError as err:
-        st.error(f"{what}: {err}")
+        st.error(f"{what}: {esc(err)}")
     except Exception as err:  # noqa: BLE001 - one broken view must not take the page down
-        st.error(f"{what} could not be shown ({type(err).__name__}: {err}).")
+        st.error(unexpected(err, f"{what} (showing it)"))
 
 
 def replace_model(run: Any, model: Any) -> Any:

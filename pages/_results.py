@@ -12,6 +12,8 @@ from kamoe_viz.metrics import METRIC_NAMES
 from pages import _config_state as cfg
 from pages import _state
 from pages import _train_live as live
+from kamoe_viz.training.results import epoch_cap_notice
+from pages._safe import esc
 
 HIGHER_IS_BETTER = {"r2", "accuracy"}
 
@@ -81,11 +83,14 @@ def current_run_results() -> None:
     result = run.result
     info = _state.describe_run(run)
     st.subheader("Results")
-    st.caption(f"{info['dataset']} · gate {info['gate']} · {info['experts']} · {info['device']} · "
+    st.caption(f"{esc(info['dataset'])} · gate {info['gate']} · {info['experts']} · {info['device']} · "
                f"epochs {info['epochs']} · {result.seconds:.1f} s"
                + (f" · saved as `{run.run_id}`" if getattr(run, "run_id", None) else ""))
     if getattr(result, "message", None):
-        st.warning(result.message, icon=":material/warning:")
+        st.warning(esc(result.message), icon=":material/warning:")
+    notice = epoch_cap_notice(result, run.config.train)
+    if notice:
+        st.info(notice, icon=":material/timer:")
     baseline = live.baseline_metrics(run)
     st.dataframe(_metrics_table(result.metrics, baseline), hide_index=True, width="content")
     if live.busy():
@@ -95,7 +100,7 @@ def current_run_results() -> None:
                      help="The standard single-expert model with the same settings, for comparison."):
             message = live.start_baseline(run)
             if message:
-                st.error(message)
+                st.error(esc(message))
             else:
                 st.rerun()
     left, right = st.columns(2)

@@ -13,6 +13,7 @@ import streamlit as st
 
 from kamoe_viz import serving
 from kamoe_viz.live import background_jobs
+from pages._safe import esc
 
 CURRENT = "current_run"
 RECENT = "recent_runs"
@@ -189,7 +190,7 @@ def render_sidebar() -> None:
             st.caption("No model yet: train one on the Train page or reload a saved run.")
         else:
             info = describe_run(run)
-            lines = [f"**Dataset** {info['dataset']}", f"**Gate** {info['gate']}",
+            lines = [f"**Dataset** {esc(info['dataset'])}", f"**Gate** {info['gate']}",
                      f"**Experts** {info['experts']}", f"**Device** {info['device']}",
                      f"**Epochs** {info['epochs']}"]
             st.markdown("  \n".join(lines))

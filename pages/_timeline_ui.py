@@ -3,7 +3,8 @@ timeline charts at that epoch, Animate (steps the slider through the epochs), th
 export. Everything drawn comes from the run's :class:`kamoe_viz.training.timeline.Timeline`."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 
@@ -15,6 +16,18 @@ from pages import _state
 ANIMATE_SECONDS = 0.6  # one timeline epoch per this many seconds while animating
 NO_TIMELINE = ("This run has no training timeline: it was saved before timelines existed, or trained on the "
                "command line without `--snapshot-every`. Train it again on the Train page to scrub through it.")
+
+
+def show(where: Any, chart: Any, validate: bool = True) -> None:
+    """A chart at its designed size (the spec as :func:`kamoe_viz.charts.export.chart_spec` makes it, its data sent
+    as frames, which Streamlit turns into Arrow cheaply)."""
+    import pandas as pd
+
+    from kamoe_viz.charts.export import chart_spec
+
+    spec = chart_spec(chart, validate)
+    spec["datasets"] = {name: pd.DataFrame(rows) for name, rows in spec.get("datasets", {}).items()}
+    where.vega_lite_chart(spec, width="content")
 
 
 def _keys(page: str) -> tuple[str, str]:
@@ -67,8 +80,8 @@ def story_charts(timeline: Any, current: int) -> None:
     settle = timeline.settle_epoch()
     st.caption(SETTLE_DEFINITION + (f" Here: epoch {settle}." if settle is not None else ""))
     left, right = st.columns(2)
-    left.altair_chart(tc.load_area_chart(timeline.load_frame(), settle, current, width=420))
-    right.altair_chart(tc.story_metrics_chart(timeline.metrics_frame(), settle, current, width=420))
+    show(left, tc.load_area_chart(timeline.load_frame(), settle, current, width=420))
+    show(right, tc.story_metrics_chart(timeline.metrics_frame(), settle, current, width=420))
 
 
 def export(run: Any, page: str) -> None:
@@ -98,16 +111,16 @@ def draw_gates(timeline: Any, snap: Snapshot, run: Any) -> None:
     left, right = st.columns(2)
     if region is not None:
         points = _state.run_cached(run, "timeline_points", lambda: tc.data_points(run.dataset))
-        left.altair_chart(tc.region_map_chart(region, points, title=f"Winning expert at epoch {snap.epoch}"))
-        right.altair_chart(tc.load_bars_chart(snap.metrics["load"]))
+        show(left, tc.region_map_chart(region, points, title=f"Winning expert at epoch {snap.epoch}"))
+        show(right, tc.load_bars_chart(snap.metrics["load"]))
     else:
-        left.altair_chart(tc.load_bars_chart(snap.metrics["load"]))
+        show(left, tc.load_bars_chart(snap.metrics["load"]))
         if run.dataset.is_sequence:
             from kamoe_viz.charts.gates import gates_over_time_chart
 
             frame = tc.sequence_weights_frame(snap.weights, timeline.probe_regimes, run.dataset.regime_names)
-            st.altair_chart(gates_over_time_chart(frame, width=560))
-    right.altair_chart(tc.histogram_chart(snap.weights))
+            show(st, gates_over_time_chart(frame, width=560))
+    show(right, tc.histogram_chart(snap.weights))
 
 
 def draw_splines(timeline: Any, snap: Snapshot) -> None:
@@ -115,15 +128,15 @@ def draw_splines(timeline: Any, snap: Snapshot) -> None:
     if not len(frame):
         st.caption("The timeline keeps the GRKAN gate's spline curves; this run's gate has none.")
         return
-    st.altair_chart(tc.spline_curves_chart(frame))
+    show(st, tc.spline_curves_chart(frame))
 
 
 def draw_experts(timeline: Any, snap: Snapshot) -> None:
     left, right = st.columns(2)
-    left.altair_chart(tc.load_bars_chart(snap.metrics["load"]))
+    show(left, tc.load_bars_chart(snap.metrics["load"]))
     shares = tc.regime_share_frame(snap.weights, timeline.probe_regimes)
     if len(shares):
-        right.altair_chart(tc.regime_share_chart(shares, title=f"Which expert takes which regime, epoch "
+        show(right, tc.regime_share_chart(shares, title=f"Which expert takes which regime, epoch "
                                                                f"{snap.epoch}"))
     else:
         right.caption("This dataset has no known regimes to compare the experts with.")

@@ -15,6 +15,7 @@ from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError
 from kamoe_viz.live import BASELINE, MAIN, LiveJob, Stage, background_jobs
 from pages import _state
+from pages._safe import unexpected
 
 JOB = _state.TRAIN_JOB
 BASELINES = "_baselines"  # run key -> baseline metrics (this session)
@@ -43,7 +44,8 @@ def start(config: RunConfig, dataset: Any, with_baseline: bool, csv: bytes | Non
         store = _state.run_store()
     except (KamoeError, OSError) as err:
         store = None
-        st.warning(f"Runs folder unusable ({err}); this run will not be saved.")
+        st.warning("The server's runs folder cannot be used; this run will not be saved.")
+        unexpected(err, "Opening the runs folder")
     try:
         new = LiveJob.start(config, dataset, with_baseline, store=store, csv=csv)
     except KamoeError as err:

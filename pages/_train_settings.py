@@ -1,6 +1,7 @@
 """The Train page's model and training settings (widgets only); each returns the section's values as a dict."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import streamlit as st
@@ -16,6 +17,7 @@ from kamoe_viz.config import (
 from kamoe_viz.errors import ValidationError
 from pages._config_state import seed
 from pages._lock import off, why
+from pages._safe import esc
 from pages._routing_settings import FIELD_LABELS as ROUTING_LABELS
 from pages._routing_settings import routing_settings, routing_training_settings
 
@@ -43,9 +45,10 @@ FIELD_LABELS = {
 
 def in_page_words(message: str) -> str:
     """``model.top_k: got 5; must be ... model.n_experts (3)`` -> ``Top-k: got 5; must be ... Experts (3)``."""
-    for field in sorted(FIELD_LABELS, key=len, reverse=True):  # model.kan_range.low before model.kan_range
-        message = message.replace(field, f"**{FIELD_LABELS[field]}**")
-    return message
+    fields = sorted(FIELD_LABELS, key=len, reverse=True)  # model.kan_range.low before model.kan_range
+    parts = re.split("(" + "|".join(map(re.escape, fields)) + ")", message)
+    # the rest is shown as text: a message may quote an uploaded file's column names
+    return "".join(f"**{FIELD_LABELS[p]}**" if i % 2 else esc(p) for i, p in enumerate(parts))
 
 
 LR_CHOICES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]

@@ -23,6 +23,7 @@ from kamoe_viz.routing_specs import ROUTERS
 from pages._interpret_ui import readable_columns
 from pages._routing_settings import ROUTER_HELP
 from pages._train_settings import EXPERT_LABELS, GATE_LABELS
+from pages._safe import esc, unexpected
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
@@ -58,7 +59,7 @@ def settings_form(base: RunConfig) -> dict[str, Any] | None:
     try:
         infos = {i.name: i for i in dataset_infos()}
     except Exception as err:  # a registry problem must not take the page down
-        st.error(f"The dataset list could not be loaded: {err}")
+        st.error(f"The dataset list could not be loaded: {esc(err)}")
         infos = {}
     names = list(infos) or ["regimes"]
     start = base.data.name if base.data.name in names else ("regimes" if "regimes" in names else names[0])
@@ -125,7 +126,7 @@ def run_now(base: RunConfig, s: dict[str, Any]) -> None:
     try:
         config = build_config(base, s)
     except KamoeError as err:
-        st.error(str(err))
+        st.error(esc(err))
         return
     n_runs = s["seeds"] * (len(s["gates"]) * max(1, len(s["routings"])) + int(s["standard"]))
     bar = st.progress(0.0, text=f"Starting {n_runs} runs…")
@@ -143,11 +144,11 @@ def run_now(base: RunConfig, s: dict[str, Any]) -> None:
                                 routings=s["routings"] or None)
     except KamoeError as err:
         bar.empty()
-        st.error(str(err))
+        st.error(esc(err))
         return
     except Exception as err:  # never crash the page; the previous result stays
         bar.empty()
-        st.error(f"The comparison stopped: {type(err).__name__}: {err}")
+        st.error(unexpected(err, "The comparison"))
         return
     bar.empty()
     st.session_state[RESULT] = result
@@ -163,7 +164,7 @@ def show_result(res: Any) -> None:
     st.markdown(f"**{res.config['data']['name']}** · {len(t)} runs · seeds {res.seeds} · {split} · "
                 f"{res.wall_seconds:.0f} s {where}")
     for _, row in t[t["stopped_reason"] == "error"].iterrows():
-        st.error(f"{cc.variant_label(row.variant)} seed {row.seed} failed: {row.message}")
+        st.error(f"{cc.variant_label(row.variant)} seed {row.seed} failed: {esc(row.message)}")
     significant = bool(len(res.stats)) and "beats" in res.verdict.split(":")[0]
     (st.success if significant else st.info)(cc.in_variant_labels(res.verdict), icon=":material/balance:")
     for _, row in t[t["diverged"].astype(bool)].iterrows():

@@ -8,6 +8,7 @@ from kamoe_viz.interpret import experts as ex
 from pages import _entry
 from pages import _timeline_ui as tl_ui
 from pages._interpret_ui import cached, guarded, page_start, show_chart, show_table
+from pages._safe import esc
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
@@ -54,7 +55,7 @@ else:
 
 # ----- per expert error -------------------------------------------------------------------------------------------
 st.subheader("Each expert's error")
-unit = "Log loss of the true class" if data.task == "classification" else f"RMSE in {data.target_name} units"
+unit = "Log loss of the true class" if data.task == "classification" else f"RMSE in {esc(data.target_name)} units"
 st.caption(f"{unit} of each expert's own prediction (its output through the shared head) on the rows "
            "it wins, on all rows, and of the whole model on the expert's rows. A specialist is good on its own "
            "rows and poor elsewhere.")

@@ -6,7 +6,9 @@ import streamlit as st
 from kamoe_viz import serving
 from kamoe_viz.errors import KamoeError
 from kamoe_viz.metrics import METRIC_NAMES, metric_name
+from kamoe_viz.runstore.store import display_filename
 from pages import _entry, _state
+from pages._safe import esc, unexpected
 from pages._train_settings import EXPERT_LABELS, GATE_LABELS
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
@@ -53,7 +55,7 @@ st.caption(f"Every finished training is saved in the server's runs folder `{fold
 try:
     store = _state.run_store()
 except KamoeError as err:
-    st.error(str(err), icon=":material/error:")
+    st.error(esc(err), icon=":material/error:")
     st.stop()
 except OSError as err:
     st.error("The server's runs folder cannot be used; whoever runs the server can choose another one "
@@ -69,21 +71,26 @@ with st.expander("Upload a run file", icon=":material/upload:"):
         done = st.session_state.setdefault(IMPORTED, {})
         if upload.file_id not in done:
             try:
+                known = set(store.run_ids())
                 run_id = store.import_bytes(upload.getvalue(), upload.name)
-                done[upload.file_id] = ("ok", f"Imported {upload.name!r} as run `{run_id}`; it is selected below.")
+                shown = esc(display_filename(upload.name))
+                done[upload.file_id] = ("ok", f"{shown} is already saved here as run `{run_id}` (the same settings, "
+                                              "weights and results); it is selected below." if run_id in known else
+                                        f"Imported {shown} as run `{run_id}`; it is selected below.")
                 st.session_state[PICK] = run_id  # select the new run in the picker
             except KamoeError as err:
-                done[upload.file_id] = ("error", f"{upload.name!r} was not imported; nothing was changed. {err}")
+                done[upload.file_id] = ("error", esc(f"{display_filename(upload.name)} was not imported; nothing was "
+                                                     f"changed. {err}"))
             except Exception as err:  # anything unforeseen in a hostile file: refuse it, keep the store as it is
-                done[upload.file_id] = ("error", f"{upload.name!r} was not imported; nothing was changed. "
-                                                 f"({type(err).__name__}: {err})")
+                done[upload.file_id] = ("error", f"{esc(display_filename(upload.name))} was not imported; nothing "
+                                                 f"was changed. {unexpected(err, 'Reading the run file')}")
         kind, message = done[upload.file_id]
         (st.success if kind == "ok" else st.error)(message)
 
 try:
     table = store.list_runs()
 except KamoeError as err:
-    st.error(str(err), icon=":material/error:")
+    st.error(esc(err), icon=":material/error:")
     st.stop()
 
 if table is None or len(table) == 0:
@@ -113,7 +120,7 @@ damaged = _text(row.get("error"))
 st.subheader(f"Run `{run_id}`" + ("  (open now)" if run_id == current_id else ""))
 c1, c2, c3 = st.columns(3)
 if damaged:
-    st.error(f"This run cannot be opened: {damaged.rstrip('.')}. Delete it, or replace it with a good copy.")
+    st.error(f"This run cannot be opened: {esc(damaged.rstrip('.'))}. Delete it, or replace it with a good copy.")
 if c1.button("Open in the explorer", type="primary", icon=":material/open_in_browser:", width="stretch",
              disabled=bool(damaged)):
     try:
@@ -123,14 +130,14 @@ if c1.button("Open in the explorer", type="primary", icon=":material/open_in_bro
         st.toast(f"Run {run_id} is now the current run.")
         st.rerun()
     except KamoeError as err:
-        st.error(f"Run `{run_id}` could not be opened; nothing was changed. {err}")
+        st.error(f"Run `{run_id}` could not be opened; nothing was changed. {esc(err)}")
 
 try:
     payload = store.export_bytes(run_id)
     c2.download_button("Download as file", payload, file_name=store.export_filename(run_id), mime="application/zip",
                        icon=":material/download:", width="stretch")
 except KamoeError as err:
-    c2.error(f"Cannot export: {err}")
+    c2.error(f"Cannot export: {esc(err)}")
 
 if st.session_state.get(CONFIRM) != run_id:
     if c3.button("Delete…", icon=":material/delete:", width="stretch"):
@@ -147,7 +154,7 @@ else:
             st.toast(f"Deleted run {run_id}.")
             st.rerun()
         except KamoeError as err:
-            st.error(str(err))
+            st.error(esc(err))
     if d2.button("Cancel"):
         st.session_state.pop(CONFIRM, None)
         st.rerun()
@@ -163,4 +170,4 @@ with st.expander("Name and notes", icon=":material/edit_note:"):
                 st.toast("Saved.")
                 st.rerun()
             except KamoeError as err:
-                st.error(str(err))
+                st.error(esc(err))

@@ -15,6 +15,7 @@ from pages._config_state import set_master
 from pages._interpret_ui import (REFERENCE_ROWS, cached, gate_label, guarded, replace_model, show_chart,
                                  show_table)
 from pages._state import TRAIN_PAGE, require_run, set_current_run
+from pages._safe import esc
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
@@ -95,7 +96,7 @@ if len(outside):
             new_model, report = sp.update_grids(model, data)
             st.session_state["_spl_grid_update"] = (id(run), new_model, report)
         except KamoeError as err:
-            st.error(f"Grid update: {err}")
+            st.error(f"Grid update: {esc(err)}")
 pending = st.session_state.get("_spl_grid_update")
 if pending and pending[0] == id(run):
     _, new_model, report = pending

@@ -13,6 +13,7 @@ from pages import _playground as pg
 from pages import _train_live as live
 from pages._presets import available_presets
 from pages._train_settings import in_page_words, model_settings, training_settings
+from pages._safe import esc, unexpected
 
 _entry.ensure()  # run through app.py (see pages/_entry.py)
 
@@ -25,7 +26,7 @@ def _devices() -> list[str]:
 
 
 def _apply_preset(preset_key: str) -> None:
-    preset = next(p for p in available_presets([i.name for i in data_ui.dataset_infos()]) if p.key == preset_key)
+    preset = next(p for p in available_presets([i.name for i in data_ui.dataset_infos()]) if p.name == preset_key)
     cfg.set_master(preset.config(), reseed=True)
     st.session_state[cfg.widget_key("source")] = data_ui.SOURCE_BUILTIN
 
@@ -49,8 +50,8 @@ def _preflight(config: RunConfig, dataset) -> tuple[str | None, str | None]:
         outcome = (f"{cost.params:,} parameters, of which the gate has {cost.gate_params:,}", None)
     except KamoeError as err:
         outcome = (None, str(err))
-    except Exception as err:
-        outcome = (None, f"model: these settings cannot be built ({type(err).__name__}: {err}).")
+    except Exception as err:  # noqa: BLE001 - a combination the library did not foresee
+        outcome = (None, unexpected(err, "Checking these settings"))
     st.session_state["_preflight"] = (key, outcome)
     return outcome
 
@@ -63,7 +64,7 @@ if not present:
                "exact setup (add `present=1` for a classroom view with only the data, the controls and the views).")
 base = cfg.master()  # on the session's first visit: the link's settings
 for warning in cfg.pop_link_warnings():
-    st.warning(warning, icon=":material/link_off:")
+    st.warning(warning, icon=":material/link_off:")  # escaped where it is made
 busy = live.busy()
 lock = busy or pg.locked() or False  # True: a training runs; a reason: the Playground holds a model
 
@@ -71,11 +72,13 @@ presets = [] if present else available_presets([i.name for i in data_ui.dataset_
 if presets:
     with st.expander("Presets: known-good starting points", expanded=st.session_state.get("_first_visit", True),
                      icon=":material/auto_awesome:"):
-        cols = st.columns(len(presets))
-        for col, preset in zip(cols, presets):
-            col.button(preset.title, key=f"preset_{preset.key}", on_click=_apply_preset, args=(preset.key,),
-                       disabled=bool(lock), width="stretch", help=lock if isinstance(lock, str) else None)
-            col.caption(preset.sentence)
+        per_row = 5
+        for start in range(0, len(presets), per_row):
+            cols = st.columns(per_row)
+            for col, preset in zip(cols, presets[start:start + per_row]):
+                col.button(preset.title, key=f"preset_{preset.name}", on_click=_apply_preset, args=(preset.name,),
+                           disabled=bool(lock), width="stretch", help=lock if isinstance(lock, str) else None)
+                col.caption(preset.caption)
 st.session_state["_first_visit"] = False
 
 left, right = st.columns([1, 1.7], gap="large")
@@ -88,7 +91,7 @@ with left:
     ) or data_ui.SOURCE_BUILTIN
     if source == data_ui.SOURCE_UPLOAD:
         if link_upload and base.data.target and st.session_state.get(data_ui.UPLOAD_WIDGET) is None:
-            st.info(f"These settings were made on an uploaded CSV (target `{base.data.target}`). Upload the same "
+            st.info(f"These settings were made on an uploaded CSV (target {esc(base.data.target)}). Upload the same "
                     "file to train on it.")
         data, dataset, data_error = data_ui.upload_section(base, lock)
     else:
@@ -121,7 +124,7 @@ with right:
         if build_error:
             errors.append(build_error)
     if dataset is None and data_error:
-        (st.info if data_error.startswith("Upload a CSV") else st.error)(data_error)
+        (st.info if data_error.startswith("Upload a CSV") else st.error)(esc(data_error))
     for message in errors:
         st.error(in_page_words(message), icon=":material/error:")
 
@@ -148,7 +151,7 @@ with right:
         csv = st.session_state.get(data_ui.UPLOAD_BYTES) if source == data_ui.SOURCE_UPLOAD else None
         message = live.start(config, dataset, with_baseline, csv=csv)
         if message:
-            st.error(message, icon=":material/error:")
+            st.error(esc(message), icon=":material/error:")
         else:
             st.rerun()
     if not busy:
@@ -162,7 +165,7 @@ with right:
         _results.current_run_results()
     if dataset is not None:
         if busy or has_results:
-            with st.expander(f"Dataset: {dataset.name}", icon=":material/table_view:"):
+            with st.expander(f"Dataset: {esc(dataset.name)}", icon=":material/table_view:"):
                 data_ui.dataset_card(dataset)
         else:
             data_ui.dataset_card(dataset)

@@ -25,14 +25,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def app_server(runs: Path, log_path: Path):
-    """A real `streamlit run app.py` on a free port, with its own runs folder; yields its URL once healthy."""
+def app_server(runs: Path, log_path: Path, app_args: tuple[str, ...] = (), env: dict[str, str] | None = None):
+    """A real `streamlit run app.py` on a free port, with its own runs folder; yields its URL once healthy.
+    ``app_args`` go to the app after `--` (its server flags, e.g. --runs-dir)."""
     port = free_port()
-    env = dict(os.environ, KAMOE_RUNS_DIR=str(runs), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    env = dict(os.environ, KAMOE_RUNS_DIR=str(runs), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", **(env or {}))
     log = log_path.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+         "--server.address", "127.0.0.1", *(("--", *app_args) if app_args else ())], cwd=ROOT, env=env, stdout=log,
+        stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90

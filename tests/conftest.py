@@ -4,6 +4,9 @@ set before torch is first imported, which is why it lives here."""
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Developers' mode: an unforeseen error in a page reaches Streamlit (and AppTest's at.exception) instead of the
+# visitors' short message; tests/test_security_errors.py checks the visitors' mode.
+os.environ.setdefault("KAMOE_DEBUG", "1")
 
 
 def pytest_sessionstart(session):

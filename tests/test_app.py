@@ -100,9 +100,10 @@ def test_top_k_above_the_number_of_experts_is_refused():
         [e.value for e in at.error]
 
 
-@pytest.mark.parametrize("preset", ["regimes", "moons", "top1", "series", "california"])
+@pytest.mark.parametrize("preset", ["regimes", "moons", "top1", "series", "california", "collapse",
+                                    "bias_balance", "expert_choice", "mse"])
 def test_presets_fill_the_form_and_never_crash(preset, tmp_path, monkeypatch):
-    from pages._presets import PRESETS
+    from kamoe_viz.presets import PRESETS
 
     if preset == "california":  # a small CSV with scikit-learn's columns: no download in tests
         import numpy as np
@@ -113,7 +114,7 @@ def test_presets_fill_the_form_and_never_crash(preset, tmp_path, monkeypatch):
         csv = tmp_path / "california.csv"
         csv.write_text(",".join(columns) + "\n" + "\n".join(",".join(f"{v:.4f}" for v in row) for row in values))
         monkeypatch.setenv("KAMOE_CALIFORNIA_CSV", str(csv))
-    chosen = next(p for p in PRESETS if p.key == preset).config()
+    chosen = PRESETS[preset].config()
     at = new_app()
     at.button(key=f"preset_{preset}").click().run()
     no_exception(at, preset)

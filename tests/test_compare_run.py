@@ -3,7 +3,6 @@ diverged runs kept, and the command line writing one CSV row per gate and seed."
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,8 @@ from kamoe_viz.cli.compare import main
 from kamoe_viz.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.errors import ValidationError
 
-CALIFORNIA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "california_housing.csv"
+from _california import CALIFORNIA_CSV  # noqa: E402
+CALIFORNIA = CALIFORNIA_CSV
 TINY_DATA = DataConfig(name="regimes", options={"n_samples": 300})
 
 

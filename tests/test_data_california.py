@@ -13,7 +13,7 @@ from kamoe_viz.data import load_dataset
 from kamoe_viz.data import tabular
 from kamoe_viz.errors import DataError
 
-CALIFORNIA_CSV = Path(__file__).resolve().parents[1].parent / "shared/datasets/california_housing.csv"
+from _california import CALIFORNIA_CSV  # env KAMOE_CALIFORNIA_CSV, else ../shared
 FEATURES = ["MedInc", "HouseAge", "AveRooms", "AveBedrms", "Population", "AveOccup", "Latitude", "Longitude"]
 
 needs_csv = pytest.mark.skipif(not CALIFORNIA_CSV.is_file(),

@@ -14,7 +14,7 @@ from kamoe_viz.data import dataset_from_frame, load_dataset, read_csv_table
 from kamoe_viz.data import tabular
 from kamoe_viz.errors import DataError, ValidationError
 
-CALIFORNIA_CSV = Path(__file__).resolve().parents[1].parent / "shared/datasets/california_housing.csv"
+from _california import CALIFORNIA_CSV  # env KAMOE_CALIFORNIA_CSV, else ../shared
 
 
 def table(n: int = 40, seed: int = 0) -> pd.DataFrame:

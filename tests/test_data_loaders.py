@@ -12,7 +12,7 @@ from kamoe_viz.config import DataConfig
 from kamoe_viz.data import DEFAULT_DATASET, Dataset, dataset_info, list_datasets, load_dataset
 from kamoe_viz.errors import DataError, KamoeError, ValidationError
 
-CALIFORNIA_CSV = Path(__file__).resolve().parents[1].parent / "shared/datasets/california_housing.csv"
+from _california import CALIFORNIA_CSV  # env KAMOE_CALIFORNIA_CSV, else ../shared
 NAMES = [info.name for info in list_datasets()]
 SEQUENCES = [info.name for info in list_datasets() if info.is_sequence]
 TABULAR = [info.name for info in list_datasets() if not info.is_sequence]

@@ -9,6 +9,7 @@ import pytest
 
 from _app_support import TINY, button, errors_text, new_app, no_exception, train_until_done
 from kamoe_viz.runstore import RunStore
+from test_runs import make_run
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +97,11 @@ def test_corrupt_and_foreign_files_are_refused_and_change_nothing(runs_dir):
         message = errors_text(at)
         assert name in message and "nothing was changed" in message, message
         assert sorted(p.name for p in root.iterdir()) == before
+    at.file_uploader(key="run_upload").set_value(("same.zip", good, "application/zip")).run()
+    no_exception(at)  # the very same run: selected, not saved twice
+    assert any("already saved here" in s.value for s in at.success) and len(RunStore(root).list_runs()) == 1
+    other = RunStore(root.parent / "elsewhere")
+    good = other.export_bytes(other.save(make_run()))
     at.file_uploader(key="run_upload").set_value(("shared.zip", good, "application/zip")).run()
     no_exception(at)
     assert any("Imported" in s.value for s in at.success)

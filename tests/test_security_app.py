@@ -27,7 +27,8 @@ def test_importing_while_a_run_is_open_raises_no_widget_warning(tmp_path, monkey
     store = RunStore(root)
     older = store.save(make_run(), name="older")
     store.save(make_run(seed=1), name="newer")
-    blob = store.export_bytes(older)
+    other = RunStore(tmp_path / "elsewhere")
+    blob = other.export_bytes(other.save(make_run(seed=2)))  # a different run: imported as a new one
     at = new_app().switch_page("pages/runs.py").run()
     at.selectbox(key="runs_pick").set_value(older).run()
     button(at, "Open in the explorer").click().run()

@@ -73,3 +73,19 @@ def test_server_flags_choose_the_runs_folder_and_limits() -> None:
     assert serving.runs_dir(env) == Path("/from/flag") and env[serving.ENV_MAX_PARAMS] == "5"
     assert serving.debug(env) and unknown == ["--other"]
     assert serving.runs_dir({}) == Path("runs") and not serving.debug({serving.ENV_DEBUG: "0"})
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b'{"metrics": [1]}', b'{"metrics": "x"}'])
+def test_a_malformed_metrics_member_is_listed_with_a_plain_message(tmp_path: Path, content: bytes) -> None:
+    import json
+
+    from kamoe_viz.runstore.fileformat import sha256
+
+    store = RunStore(tmp_path)
+    run_id = store.save(make_run())
+    (tmp_path / run_id / "metrics.json").write_bytes(content)
+    manifest = json.loads((tmp_path / run_id / "format.json").read_text())
+    manifest["files"]["metrics.json"] = {"sha256": sha256(content), "size": len(content)}
+    (tmp_path / run_id / "format.json").write_text(json.dumps(manifest))
+    error = store.list_runs().set_index("run_id").loc[run_id, "error"]
+    assert "metrics.json must be an object" in error and "attribute" not in error

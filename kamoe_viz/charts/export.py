@@ -9,14 +9,16 @@ import vl_convert as vlc
 FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
 
 
-def chart_spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
+def chart_spec(chart: alt.TopLevelMixin, validate: bool = True) -> dict[str, Any]:
     """The chart's Vega-Lite spec with its data inline, validated against the schema.
 
     Altair's 5000-row guard is lifted here because the builders already cap their data (region maps have up to
     400 cells per axis per expert). Pages keep this dict so a rerun does not rebuild or revalidate the chart.
+    ``validate=False`` skips the schema check (a third of the time) for views redrawn many times a second from
+    builders whose output the tests validate.
     """
     with alt.data_transformers.disable_max_rows():
-        spec = chart.to_dict(validate=True)
+        spec = chart.to_dict(validate=validate)
     # Natural size (plot area as designed, axes and legends around it), as vl-convert draws it; Streamlit would
     # otherwise squeeze single views into their width including long axis labels.
     spec.setdefault("autosize", {"type": "pad", "contains": "padding"})

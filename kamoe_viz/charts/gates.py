@@ -72,6 +72,18 @@ def _cells(grid: pd.DataFrame) -> pd.DataFrame:
     return data
 
 
+def square_domains(cells: pd.DataFrame) -> tuple[list[float], list[float]]:
+    """x and y domains of equal span around the data, so a square chart shows the plane undistorted (equal axes:
+    a circle in the data stays a circle on screen)."""
+    if not len(cells):
+        return [0.0, 1.0], [0.0, 1.0]
+    x_lo, x_hi = float(cells["x_lo"].min()), float(cells["x_hi"].max())
+    y_lo, y_hi = float(cells["y_lo"].min()), float(cells["y_hi"].max())
+    half = max(x_hi - x_lo, y_hi - y_lo) / 2
+    cx, cy = (x_lo + x_hi) / 2, (y_lo + y_hi) / 2
+    return [cx - half, cx + half], [cy - half, cy + half]
+
+
 def _points_layer(points: pd.DataFrame, x_title: str, y_title: str) -> alt.Chart:
     shape = alt.Shape("regime:N", legend=alt.Legend(orient="right", title="true regime")) \
         if "regime" in points else alt.value("circle")
@@ -89,9 +101,10 @@ def region_winner_chart(grid: pd.DataFrame, points: pd.DataFrame | None = None, 
     """The input plane coloured by the winning expert (paler where its weight is lower), data on top."""
     cells = _cells(grid.drop_duplicates(["x", "y"]))
     names = sorted(grid["expert"].unique(), key=lambda s: int(s.rsplit(" ", 1)[-1]))
-    heat = alt.Chart(cells).mark_rect().encode(
-        x=alt.X("x_lo:Q", title=x_title, scale=alt.Scale(zero=False, nice=False)), x2="x_hi:Q",
-        y=alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(zero=False, nice=False)), y2="y_hi:Q",
+    dx, dy = square_domains(cells)
+    heat = alt.Chart(cells).mark_rect(clip=True).encode(
+        x=alt.X("x_lo:Q", title=x_title, scale=alt.Scale(domain=dx, nice=False)), x2="x_hi:Q",
+        y=alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(domain=dy, nice=False)), y2="y_hi:Q",
         color=expert_color("winner", names, title="winning expert"),
         opacity=alt.Opacity("winning_weight:Q", scale=alt.Scale(range=[0.25, 0.9]), title="its weight",
                             legend=None),
@@ -110,10 +123,11 @@ def region_weight_charts(grid: pd.DataFrame, points: pd.DataFrame | None = None,
     charts = []
     names = sorted(grid["expert"].unique(), key=lambda s: int(s.rsplit(" ", 1)[-1]))
     top = float(cells["weight"].max()) if len(cells) else 1.0
+    dx, dy = square_domains(cells)
     for name in names:
-        heat = alt.Chart(cells[cells["expert"] == name]).mark_rect().encode(
-            x=alt.X("x_lo:Q", title=x_title, scale=alt.Scale(zero=False, nice=False)), x2="x_hi:Q",
-            y=alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(zero=False, nice=False)), y2="y_hi:Q",
+        heat = alt.Chart(cells[cells["expert"] == name]).mark_rect(clip=True).encode(
+            x=alt.X("x_lo:Q", title=x_title, scale=alt.Scale(domain=dx, nice=False)), x2="x_hi:Q",
+            y=alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(domain=dy, nice=False)), y2="y_hi:Q",
             color=alt.Color("weight:Q", scale=alt.Scale(scheme=HEAT_SCHEME, domain=[0, max(top, 1e-9)]),
                             title="gate weight"),
             tooltip=[alt.Tooltip("expert:N"), alt.Tooltip("x:Q", title=x_title, format=".3g"),
@@ -128,12 +142,15 @@ def gates_over_time_chart(frame: pd.DataFrame, width: int = WIDE) -> alt.VConcat
     names = sorted(frame["expert"].unique(), key=lambda s: int(s.rsplit(" ", 1)[-1]))
     end = float(frame["t"].max()) + 1 if len(frame) else 1.0
     x = alt.X("t:Q", title="window (time order)", scale=alt.Scale(nice=False, domain=[0, end]))
+    has_band = "regime" in frame
+    # With the regime band underneath, the axis title goes below the band (it overlapped the band before).
+    top_x = alt.X("t:Q", title=None, scale=alt.Scale(nice=False, domain=[0, end])) if has_band else x
     lines = alt.Chart(frame).mark_line(strokeWidth=1.5).encode(
-        x=x, y=alt.Y("weight:Q", title="gate weight"), color=expert_color("expert", names),
+        x=top_x, y=alt.Y("weight:Q", title="gate weight"), color=expert_color("expert", names),
         tooltip=[alt.Tooltip("t:Q", title="window"), alt.Tooltip("expert:N"), alt.Tooltip("weight:Q", format=".3f")]
     ).properties(width=width, height=220)
     charts = [lines]
-    if "regime" in frame:
+    if has_band:
         band = frame.drop_duplicates("t")[["t", "regime"]].copy()
         band["t2"] = band["t"] + 1
         charts.append(alt.Chart(band).mark_rect(strokeWidth=0).encode(
@@ -141,7 +158,7 @@ def gates_over_time_chart(frame: pd.DataFrame, width: int = WIDE) -> alt.VConcat
                                            legend=alt.Legend(orient="bottom", title="true regime")),
             tooltip=[alt.Tooltip("t:Q", title="window"), alt.Tooltip("regime:N", title="true regime")],
         ).properties(width=width, height=28))
-    return alt.vconcat(*charts, spacing=4).resolve_scale(color="independent")
+    return alt.vconcat(*charts, spacing=18).resolve_scale(color="independent")
 
 
 def partial_dependence_chart(frame: pd.DataFrame, columns: int = 4) -> alt.FacetChart:

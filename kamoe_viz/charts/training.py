@@ -120,9 +120,11 @@ def loss_chart(history: pd.DataFrame, best_epoch: int | None = None, log_scale: 
     )
     chart = base.mark_line(point=len(history) <= 60, strokeWidth=2)
     if best_epoch is not None and len(history):
-        rule = alt.Chart(pd.DataFrame({"epoch": [best_epoch], "label": [f"best epoch {best_epoch}"]})).mark_rule(
-            strokeDash=[4, 4], color="gray").encode(x="epoch:Q", tooltip=["label:N"])
-        chart = layered(chart, rule)
+        marker = alt.Chart(pd.DataFrame({"epoch": [best_epoch], "label": [f"best epoch {best_epoch}"]}))
+        rule = marker.mark_rule(strokeDash=[4, 4], color="gray").encode(x="epoch:Q", tooltip=["label:N"])
+        label = marker.mark_text(align="left", baseline="top", dx=4, dy=4, color="gray", fontSize=11).encode(
+            x="epoch:Q", y=alt.value(0), text="label:N")  # the line says what it is, without hovering
+        chart = layered(chart, rule, label)
     return chart.properties(height=height, title="Loss")
 
 

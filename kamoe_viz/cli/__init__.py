@@ -6,9 +6,11 @@ Any invalid input ends with exit status 2 and one line on stderr naming the prob
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
+from types import ModuleType
 
 from kamoe_viz.errors import KamoeError, ValidationError
 
@@ -22,7 +24,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_INVALID, f"error: {self.prog}: {_one_line(message)}\n")
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
@@ -74,6 +76,21 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_presets(args: argparse.Namespace) -> int:
+    from kamoe_viz.presets import PRESET_LIST
+
+    if args.json:
+        print(json.dumps([{"name": p.name, "title": p.title, "dataset": p.dataset, "caption": p.caption,
+                           "claims": [c.describe() for c in p.claims]} for p in PRESET_LIST]))
+        return 0
+    for p in PRESET_LIST:
+        print(f"{p.name:14s} {p.title} ({p.dataset})")
+        print(f"{'':14s} {p.caption}")
+        for claim in p.claims:
+            print(f"{'':14s} claim: {claim.describe()}")
+    return 0
+
+
 def cmd_native(args: argparse.Namespace) -> int:
     """Build the native KAN kernel now (it is optional: without it training uses the PyTorch path)."""
     from kamoe_viz.nn import native
@@ -94,15 +111,19 @@ def build_parser(prog: str = "python -m kamoe_viz") -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="one JSON array with every dataset and its options")
     d.add_argument("-v", "--verbose", action="store_true", help="also list each dataset's options")
     d.set_defaults(func=cmd_datasets)
+    pr = sub.add_parser("presets", help="list the presets with the claims their tests check over seeds")
+    pr.add_argument("--json", action="store_true", help="one JSON array of presets and claims")
+    pr.set_defaults(func=cmd_presets)
     n = sub.add_parser("native", help="build the C kernel that speeds up KAN layers on the CPU (needs a C compiler)")
     n.add_argument("--strict", action="store_true", help="exit 1 if the kernel cannot be built")
     n.set_defaults(func=cmd_native)
+    compare_cli: ModuleType | None
     try:
-        from kamoe_viz.cli import compare
+        compare_cli = importlib.import_module("kamoe_viz.cli.compare")
     except ImportError:  # the compare commands are optional
-        compare = None
-    if compare is not None:
-        compare.add_commands(sub)
+        compare_cli = None
+    if compare_cli is not None:
+        compare_cli.add_commands(sub)
     app.add_command(sub)
     return parser
 
@@ -133,6 +154,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m kamoe_viz") -> in
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as other command-line tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 0
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_INVALID

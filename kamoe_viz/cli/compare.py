@@ -135,6 +135,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from kamoe_viz import compare
     from kamoe_viz.training import configure_cpu_threads, tune_allocator
 
+    if args.gates is not None and not [g for g in str(args.gates).split(",") if g.strip()]:
+        raise ValidationError("--gates", args.gates, "must name at least one gate (linear, grn, grkan)")
     base = config_from_args(args)
     tracking.check(args)  # a bad --mlflow / --tensorboard fails before any run
     configure_cpu_threads()  # runs in this process (--jobs 1); workers set their own

@@ -21,6 +21,7 @@ from kamoe_viz.cli import tracking
 from kamoe_viz.config import (DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, GATE_FAMILIES, MODEL_KINDS, OBJECTIVES,
                               ROUTINGS, DataConfig, ModelConfig, RunConfig, TrainConfig)
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.training.evaluation import ROUTING_JSON_KEYS, routing_report  # noqa: F401 (re-exported)
 
 EXIT_DIVERGED = 3
 # config field -> the flag that sets it, so a validation message names what the user typed
@@ -87,6 +88,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
                    "$KAMOE_THREADS, else 1, or up to 4 cores from batch 512 on: small batches train fastest on "
                    "one thread)")
     add_budget_arguments(t)
+    t.add_argument("--preset", default=None, metavar="NAME",
+                   help="start from a preset (see `python -m kamoe_viz presets`); flags you give still win")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="end with one JSON line of metrics and run facts")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -210,6 +213,20 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(data=data, model=model, train=train).validate()
 
 
+def _with_preset(name: str, given: RunConfig) -> RunConfig:
+    """The preset's config, with every setting the command line changed from its default laid over it."""
+    from kamoe_viz.cli import build_parser
+    from kamoe_viz.presets import preset_config
+
+    base = preset_config(name).to_dict()
+    defaults = config_from_args(build_parser().parse_args(["train"])).to_dict()
+    for section, values in given.to_dict().items():
+        for key, value in values.items():
+            if value != defaults[section][key]:
+                base[section][key] = value
+    return RunConfig.from_dict(base).validate()
+
+
 def _secs(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
 
@@ -280,10 +297,28 @@ def _callbacks(bar: Any, timeline: Any, model: Any) -> Any:
     return on_epoch
 
 
+def best_epoch_text(best_epoch: int | None) -> str:
+    """'best epoch 12', or what None means: no epoch's validation loss improved on the untrained model's."""
+    return f"best epoch {best_epoch}" if best_epoch is not None else "no epoch improved on the start"
+
+
+def cap_threads(threads: int | None) -> int | None:
+    """--threads above this machine's cores is lowered to the core count, with a warning on stderr."""
+    cores = os.cpu_count() or 1
+    if threads is not None and threads > cores:
+        print(f"warning: --threads {threads} is more than this machine's {cores} cores; using {cores}.",
+              file=sys.stderr)
+        return cores
+    return threads
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValidationError("--threads", args.threads, "must be at least 1")
+    args.threads = cap_threads(args.threads)
     config = config_from_args(args)  # bad input is reported before torch is even loaded
+    if getattr(args, "preset", None):
+        config = _with_preset(args.preset, config)
     set_budget_limits(args)
     import torch
 
@@ -331,27 +366,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_DIVERGED if result.stopped_reason == "diverged" else 0
 
 
-ROUTING_JSON_KEYS = ("nmi", "load", "load_cv", "max_violation", "gini", "min_load", "routing_entropy",
-                     "dropped_fraction")
-
-
-def routing_report(run: Any) -> dict[str, Any]:
-    """The routing metrics of ``train --json`` on the test split (nmi only when the dataset knows its regimes);
-    empty for a model without a gate."""
-    if run.model.gate is None or len(run.dataset.X_test) == 0:
-        return {}
-    from kamoe_viz.routing_metrics import routing_summary
-    from kamoe_viz.training.evaluation import predict
-
-    weights = predict(run.model, run.dataset.X_test)["gate_weights"]
-    regimes = run.dataset.regimes_test
-    if regimes is not None and weights.ndim == 3 and regimes.ndim == 1:  # one regime per window, weights per step
-        weights = weights[:, -1]
-    summary = routing_summary(weights, regimes, run.config.train.batch_size)
-    keys = [k for k in ROUTING_JSON_KEYS if k != "nmi" or regimes is not None]
-    return {k: summary[k] for k in keys}
-
-
 def _report(run: Any, total_seconds: float, interrupted: bool, as_json: bool) -> None:
     result, config, ds = run.result, run.config, run.dataset
     m = result.metrics
@@ -362,7 +376,12 @@ def _report(run: Any, total_seconds: float, interrupted: bool, as_json: bool) ->
     print(f"{ds.name}: {ds.task}, {sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test rows; "
           f"{what}; {result.params:,} parameters; device {result.device}")
     print(f"stopped: {result.stopped_reason}{' (interrupted)' if interrupted else ''} after {result.epochs_run} "
-          f"epochs, best epoch {result.best_epoch}, {result.seconds:.1f} s training")
+          f"epochs, {best_epoch_text(result.best_epoch)}, {result.seconds:.1f} s training")
+    from kamoe_viz.training.results import epoch_cap_notice
+
+    notice = None if interrupted else epoch_cap_notice(result, run.config.train)
+    if notice:
+        print(f"note: {notice}")
     print("test:       " + "  ".join(f"{k} {m[k]:.4f}" for k in main if k in m))
     print("validation: " + "  ".join(f"{k} {m['val_' + k]:.4f}" for k in main if "val_" + k in m))
     if result.message:

@@ -117,6 +117,21 @@ def _parse(text: str, delimiter: str, decimal: str, label: str) -> pd.DataFrame:
                         "Check quoting and that every row has as many fields as the header.") from error
 
 
+def _check_row_lengths(text: str, delimiter: str, n_header: int, label: str) -> None:
+    """A data row with more fields than the header (other than empty trailing ones) is named with its line."""
+    reader = csv_module.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        next(reader)
+        for row in reader:
+            if len(row) > n_header and any(field.strip() for field in row[n_header:]):
+                raise DataError(label, f"line {reader.line_num} with {len(row)} fields",
+                                f"must be a rectangular table (line {reader.line_num} has {len(row)} fields under "
+                                f"a header of {n_header})",
+                                "Check for a missing column name or a delimiter inside unquoted values.")
+    except csv_module.Error:  # quoting problems are reported by the parser with its own message
+        return
+
+
 def _n_numeric(frame: pd.DataFrame) -> int:
     return sum(pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes)
 
@@ -150,6 +165,7 @@ def read_csv_table(source: str | os.PathLike | bytes | IO[Any], max_bytes: int =
             raise DataError(f"column {name!r}", "appears twice in the header", "column names must be unique",
                             "Rename one of them.")
         seen.add(name)
+    _check_row_lengths(text, delimiter, len(header), label)
     frame = _parse(text, delimiter, ".", label)
     if delimiter == ";" and _DECIMAL_COMMA.search(sample):
         try:
@@ -279,7 +295,8 @@ def dataset_from_frame(frame: pd.DataFrame, target: str, features: list[str] | t
                             "needs at least two classes for classification")
         if len(uniques) > MAX_CLASSES:
             raise DataError(f"target column {target!r}", f"{len(uniques)} classes",
-                            f"classification allows at most {MAX_CLASSES}", "Choose regression for a numeric target.")
+                            f"classification allows at most {MAX_CLASSES}",
+                            "Choose regression for a numeric target (on the command line: --option task=regression).")
         y, class_names = labels, [str(u) for u in uniques]
     else:
         y = numeric_column(frame, target)

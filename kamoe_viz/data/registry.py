@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, SupportsInt, cast
 
 from kamoe_viz.config import DataConfig
 from kamoe_viz.data import csv, sequences, synthetic, tabular
@@ -168,14 +168,15 @@ def validate_options(info: DatasetInfo, options: dict[str, Any]) -> dict[str, An
         if spec.type == "int":
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _is_whole(value):
                 raise ValidationError(field_name, value, f"must be an integer from {spec.min:g} to {spec.max:g}")
-            value = int(value)
+            value = int(cast(SupportsInt, value))  # every Real the check lets through (numpy numbers too)
         elif spec.type == "float":
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _is_finite(value):
                 raise ValidationError(field_name, value, f"must be a number from {spec.min:g} to {spec.max:g}")
             value = float(value)
         elif spec.type == "choice":
-            if not any(_same(value, choice) for choice in spec.choices):
-                raise ValidationError(field_name, value, f"must be one of {', '.join(map(str, spec.choices))}")
+            choices = spec.choices or ()
+            if not any(_same(value, choice) for choice in choices):
+                raise ValidationError(field_name, value, f"must be one of {', '.join(map(str, choices))}")
         elif spec.type == "str":
             if value is not None and not isinstance(value, str):
                 raise ValidationError(field_name, value, "must be text")
@@ -207,6 +208,7 @@ def load_dataset(config: DataConfig) -> Dataset:
             raise ValidationError("data.csv_path", config.csv_path, "a CSV dataset needs csv_path and target")
         if not config.target:
             raise ValidationError("data.target", config.target, "a CSV dataset needs a target column")
+        check_csv_options(config.options)
         frame = csv.read_csv_table(config.csv_path)
         return dataset_from_frame_config(frame, config)
     info = dataset_info(config.name)
@@ -218,12 +220,27 @@ def load_dataset(config: DataConfig) -> Dataset:
     return dataset
 
 
+CSV_OPTIONS = {"task": ("regression", "classification")}  # a CSV's only option: the task, else inferred
+
+
+def check_csv_options(options: dict[str, Any]) -> None:
+    """A CSV dataset takes only ``task``; any other option is refused by name (it was silently ignored)."""
+    for key, value in options.items():
+        if key not in CSV_OPTIONS:
+            raise ValidationError(f"data.options.{key}", value, "is not an option of a CSV dataset; allowed: task "
+                                  "(regression or classification, e.g. --option task=regression)")
+        if value not in CSV_OPTIONS[key]:
+            raise ValidationError(f"data.options.{key}", value, f"must be one of {', '.join(CSV_OPTIONS[key])}")
+
+
 def dataset_from_frame_config(frame, config: DataConfig) -> Dataset:
     from pathlib import Path
 
+    if config.target is None:
+        raise ValidationError("data.target", None, "is required for a CSV dataset: the column to predict")
     return csv.dataset_from_frame(
         frame, config.target, list(config.features) if config.features else None,
         name=Path(config.csv_path).stem if config.csv_path else "csv", seed=config.seed,
         test_fraction=config.test_fraction, val_fraction=config.val_fraction,
-        source=f"CSV file {config.csv_path}",
+        source=f"CSV file {config.csv_path}", task=config.options.get("task"),
     )

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,9 @@ def _california_frame(csv_path: str | None) -> tuple[pd.DataFrame, str]:
                             f"{CALIFORNIA_TARGET} (scikit-learn's fetch_california_housing(as_frame=True) columns)")
         return frame, f"CSV file {file}"
     try:
-        bunch = sk.fetch_california_housing(as_frame=True)
+        with warnings.catch_warnings():  # offline, scikit-learn warns "Retry downloading" per attempt: one message
+            warnings.filterwarnings("ignore", message="Retry downloading")
+            bunch = sk.fetch_california_housing(as_frame=True, n_retries=1, delay=0.1)
     except Exception as error:  # no network and no cache
         raise DataError(
             "data.name", "california",

@@ -6,12 +6,16 @@ through their public interface only (``model(x)``, ``model.gate_weights(x)``, ``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.nn.moe import KAMoE
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
 
 DEFAULT_REFERENCE_ROWS = 2000
 SPLITS = ("train", "val", "test")
@@ -40,7 +44,7 @@ def reference_indices(n_rows: int, max_rows: int | None, seed: int = 0) -> np.nd
     return np.sort(rng.choice(n_rows, size=max_rows, replace=False))
 
 
-def reference_set(dataset: Any, split: str = "train", max_rows: int | None = DEFAULT_REFERENCE_ROWS,
+def reference_set(dataset: Dataset, split: str = "train", max_rows: int | None = DEFAULT_REFERENCE_ROWS,
                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """(X, y, regimes, row indices) of a fixed subsample of a split (same rows every call for the same seed)."""
     X, y, regimes = dataset.split(check_split(split))
@@ -89,7 +93,7 @@ def forward_numpy(model: torch.nn.Module, X: np.ndarray, batch_size: int = 4096)
 
 
 @torch.no_grad()
-def gate_weights_numpy(model: torch.nn.Module, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+def gate_weights_numpy(model: KAMoE, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
     """Only the gate weights (N, E) or (N, T, E), in batches."""
     was_training = model.training
     model.eval()
@@ -119,12 +123,12 @@ def rows_of(regimes: np.ndarray | None, n_rows: int) -> np.ndarray | None:
     return None
 
 
-def feature_names(dataset: Any) -> list[str]:
+def feature_names(dataset: Dataset) -> list[str]:
     names = list(getattr(dataset, "feature_names", []) or [])
     return names if len(names) == dataset.n_features else [f"x{i}" for i in range(dataset.n_features)]
 
 
-def raw_to_scaled(dataset: Any, raw: np.ndarray, columns: list[int] | None = None) -> np.ndarray:
+def raw_to_scaled(dataset: Dataset, raw: np.ndarray, columns: list[int] | None = None) -> np.ndarray:
     """Inverse of ``dataset.unscale_X`` for some feature columns (all when None)."""
     raw = np.asarray(raw, dtype=np.float64)
     if dataset.x_mean is None or dataset.x_std is None:
@@ -136,7 +140,7 @@ def raw_to_scaled(dataset: Any, raw: np.ndarray, columns: list[int] | None = Non
     return (raw - mean) / std
 
 
-def scaled_to_raw(dataset: Any, scaled: np.ndarray, columns: list[int] | None = None) -> np.ndarray:
+def scaled_to_raw(dataset: Dataset, scaled: np.ndarray, columns: list[int] | None = None) -> np.ndarray:
     scaled = np.asarray(scaled, dtype=np.float64)
     if dataset.x_mean is None or dataset.x_std is None:
         return scaled
@@ -178,19 +182,19 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
     return {"accuracy": accuracy, "log_loss": float(-np.mean(np.log(picked)))}
 
 
-def task_metrics(dataset: Any, pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
+def task_metrics(dataset: Dataset, pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """The task's metrics (regression: r2, rmse in original units; classification: accuracy, log_loss)."""
     if dataset.task == "classification":
         return classification_metrics(flatten_time(pred, 1), target)
     return regression_metrics(pred, target, dataset.y_std)
 
 
-def primary_metric(dataset: Any) -> tuple[str, bool]:
+def primary_metric(dataset: Dataset) -> tuple[str, bool]:
     """(name, higher_is_better) of the metric shown first for this task."""
     return ("accuracy", True) if dataset.task == "classification" else ("rmse", False)
 
 
-def model_loss(dataset: Any, pred: np.ndarray, target: np.ndarray) -> float:
+def model_loss(dataset: Dataset, pred: np.ndarray, target: np.ndarray) -> float:
     """The training loss on scaled targets: MSE (regression) or cross-entropy (classification)."""
     if dataset.task == "classification":
         return classification_metrics(flatten_time(pred, 1), target)["log_loss"]

@@ -12,7 +12,7 @@ For sequence windows a feature's attribution is summed over the window's time st
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,10 @@ from kamoe_viz.errors import ValidationError
 from kamoe_viz.interpret._common import (check_split, expert_names, feature_names, raw_to_scaled, reference_set,
                                          to_tensor)
 
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE
+
 BASELINES = {"mean": "every feature at its training-set mean",
              "zeros": "every feature at 0 in its original units"}
 METHODS = {"ig": "Integrated Gradients", "ablation": "Feature Ablation"}
@@ -31,7 +35,7 @@ NOT_SPLINES_NOTE = ("Captum attributions explain the whole model's output per in
                     "spline importances (mean |φ(x)| of single KAN edges) of the Splines page.")
 
 
-def attribution_targets(model: Any) -> list[str]:
+def attribution_targets(model: KAMoE) -> list[str]:
     """What can be explained: the prediction and each expert's gate weight."""
     targets = ["prediction"]
     if model.gate is not None:
@@ -39,7 +43,7 @@ def attribution_targets(model: Any) -> list[str]:
     return targets
 
 
-def _forward_for(model: Any, target: str) -> tuple[Callable[[torch.Tensor], torch.Tensor], bool]:
+def _forward_for(model: KAMoE, target: str) -> tuple[Callable[[torch.Tensor], torch.Tensor], bool]:
     """(function x -> (B, K) outputs, is_classification_prediction)."""
     if target == "prediction":
         def predict(x: torch.Tensor) -> torch.Tensor:
@@ -56,7 +60,7 @@ def _forward_for(model: Any, target: str) -> tuple[Callable[[torch.Tensor], torc
     raise ValidationError("attribution target", target, f"must be one of {', '.join(attribution_targets(model))}")
 
 
-def baseline_row(dataset: Any, baseline: str) -> np.ndarray:
+def baseline_row(dataset: Dataset, baseline: str) -> np.ndarray:
     """The baseline in the model's input space, shaped like one row (F,) or one window (T, F)."""
     if baseline not in BASELINES:
         raise ValidationError("baseline", baseline, "must be mean (training mean) or zeros (0 in original units)")
@@ -66,12 +70,12 @@ def baseline_row(dataset: Any, baseline: str) -> np.ndarray:
     else:
         row = raw_to_scaled(dataset, np.zeros(nf))
     row = np.asarray(row, dtype=np.float32)
-    if dataset.is_sequence:
+    if dataset.is_sequence and dataset.seq_len is not None:
         row = np.broadcast_to(row, (dataset.seq_len, nf)).copy()
     return row
 
 
-def _class_targets(model: Any, forward: Callable, x: torch.Tensor, is_prediction: bool, task: str):
+def _class_targets(model: KAMoE, forward: Callable, x: torch.Tensor, is_prediction: bool, task: str):
     """Captum ``target``: output 0, or for classification predictions the predicted class of each row."""
     if is_prediction and task == "classification":
         with torch.no_grad():
@@ -79,7 +83,7 @@ def _class_targets(model: Any, forward: Callable, x: torch.Tensor, is_prediction
     return 0
 
 
-def _attribute(model: Any, dataset: Any, X: np.ndarray, target: str, baseline: str, n_steps: int,
+def _attribute(model: KAMoE, dataset: Dataset, X: np.ndarray, target: str, baseline: str, n_steps: int,
                methods: tuple[str, ...]) -> dict[str, Any]:
     for m in methods:
         if m not in METHODS:
@@ -124,7 +128,7 @@ def _per_feature(attr: np.ndarray) -> np.ndarray:
     return attr.sum(axis=1) if attr.ndim == 3 else attr
 
 
-def global_attributions(model: Any, dataset: Any, targets: list[str] | None = None, baseline: str = "mean",
+def global_attributions(model: KAMoE, dataset: Dataset, targets: list[str] | None = None, baseline: str = "mean",
                         split: str = "test", max_rows: int = 400, n_steps: int = 64,
                         methods: tuple[str, ...] = ("ig", "ablation")) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean |attribution| (and mean signed attribution) per feature, target and method over a fixed subsample.
@@ -157,7 +161,7 @@ def global_attributions(model: Any, dataset: Any, targets: list[str] | None = No
                                                              "mean_abs_output_change", "relative_delta", "rows"])
 
 
-def row_attributions(model: Any, dataset: Any, row: int, split: str = "test", baseline: str = "mean",
+def row_attributions(model: KAMoE, dataset: Dataset, row: int, split: str = "test", baseline: str = "mean",
                      targets: list[str] | None = None, n_steps: int = 128,
                      methods: tuple[str, ...] = ("ig", "ablation")) -> pd.DataFrame:
     """Attributions for one row of a split: target, method, feature, value (original units), attribution,
@@ -181,7 +185,7 @@ def row_attributions(model: Any, dataset: Any, row: int, split: str = "test", ba
     return pd.DataFrame(records)
 
 
-def ig_completeness(model: Any, dataset: Any, target: str = "prediction", baseline: str = "mean",
+def ig_completeness(model: KAMoE, dataset: Dataset, target: str = "prediction", baseline: str = "mean",
                     split: str = "test", max_rows: int = 64, n_steps: int = 256) -> pd.DataFrame:
     """Per row: sum of IG attributions, f(x) - f(baseline) and Captum's convergence delta (their difference)."""
     X, _, _, _ = reference_set(dataset, check_split(split), max_rows, seed=4)

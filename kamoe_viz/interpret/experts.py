@@ -7,7 +7,7 @@ removed.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,10 @@ from kamoe_viz.errors import ValidationError
 from kamoe_viz.interpret._common import (expert_names, flatten_time, forward_numpy, primary_metric, reference_set,
                                          rows_of, softmax_np, task_metrics)
 
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE
+
 ABLATION_MODES = {
     "zeroed": "expert k's gate weight set to 0, the other weights unchanged",
     "renormalised": "expert k's weight set to 0 and the remaining weights divided by their sum so they again sum "
@@ -25,7 +29,7 @@ ABLATION_MODES = {
 }
 
 
-def _labels(dataset: Any, regimes: np.ndarray | None, y: np.ndarray, n_rows: int) -> tuple[np.ndarray | None, list,
+def _labels(dataset: Dataset, regimes: np.ndarray | None, y: np.ndarray, n_rows: int) -> tuple[np.ndarray | None, list,
                                                                                           str]:
     """Ground truth to compare routing with: regimes when known, else classes; (labels, names, kind)."""
     reg = rows_of(regimes, n_rows)
@@ -33,14 +37,14 @@ def _labels(dataset: Any, regimes: np.ndarray | None, y: np.ndarray, n_rows: int
         names = dataset.regime_names or [f"regime {r}" for r in range(int(np.max(reg)) + 1)]
         return np.asarray(reg).astype(int), list(names), "regime"
     if dataset.task == "classification":
-        labels = flatten_time(np.asarray(y).reshape(len(y), -1), 1).reshape(-1)
+        labels: np.ndarray | None = flatten_time(np.asarray(y).reshape(len(y), -1), 1).reshape(-1)
         labels = rows_of(labels, n_rows)
         names = dataset.class_names or [str(c) for c in range(dataset.n_outputs)]
         return np.asarray(labels).astype(int), list(names), "class"
     return None, [], ""
 
 
-def routing_table(model: Any, dataset: Any, split: str = "test", max_rows: int | None = None) -> pd.DataFrame:
+def routing_table(model: KAMoE, dataset: Dataset, split: str = "test", max_rows: int | None = None) -> pd.DataFrame:
     """One row per input (per time step for sequence outputs): target, prediction, gate weights, each expert's
     own prediction, winning expert, and the true regime/class where known (``truth``, -1 unknown).
 
@@ -59,7 +63,7 @@ def routing_table(model: Any, dataset: Any, split: str = "test", max_rows: int |
     if steps > 1:
         frame["step"] = np.tile(np.arange(steps), len(X))
     if dataset.task == "classification":
-        labels = np.asarray(y).reshape(-1).astype(int)
+        labels: np.ndarray | None = np.asarray(y).reshape(-1).astype(int)
         labels = rows_of(labels, n)
         frame["target"] = labels
         frame["prediction"] = softmax_np(pred)[np.arange(n), labels]
@@ -113,7 +117,7 @@ def agreement(table: pd.DataFrame) -> dict[str, float]:
             "matched_accuracy": float(counts[rows, cols].sum() / counts.sum()), "rows": int(len(known))}
 
 
-def _metrics(dataset: Any, table: pd.DataFrame, column: str, mask: np.ndarray) -> dict[str, float]:
+def _metrics(dataset: Dataset, table: pd.DataFrame, column: str, mask: np.ndarray) -> dict[str, float]:
     sub = table[mask]
     if dataset.task == "classification":
         prob = np.clip(sub[column].to_numpy(dtype=np.float64), 1e-12, 1)
@@ -123,7 +127,7 @@ def _metrics(dataset: Any, table: pd.DataFrame, column: str, mask: np.ndarray) -
             "mae": float(np.mean(np.abs(err))) if len(sub) else float("nan")}
 
 
-def expert_errors(dataset: Any, table: pd.DataFrame) -> pd.DataFrame:
+def expert_errors(dataset: Dataset, table: pd.DataFrame) -> pd.DataFrame:
     """Per expert: rows won, and the error of its own prediction on the rows it wins vs on all rows (and the
     mixture's error on its rows). Regression: RMSE/MAE in target units; classification: log loss of the true
     class."""
@@ -153,7 +157,7 @@ def expert_vs_target(table: pd.DataFrame, max_points: int = 1500, seed: int = 0)
     return pd.concat(frames, ignore_index=True)
 
 
-def ablation(model: Any, dataset: Any, split: str = "test", max_rows: int | None = None) -> pd.DataFrame:
+def ablation(model: KAMoE, dataset: Dataset, split: str = "test", max_rows: int | None = None) -> pd.DataFrame:
     """The task metrics when one expert is removed from the mixture (see :data:`ABLATION_MODES`), next to the
     full model ('none' removed). Recomputed from the gate weights and the experts' outputs of one forward pass."""
     if model.gate is None or model.n_experts < 2:

@@ -14,7 +14,7 @@ Definitions (shown in the app next to the numbers):
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,10 @@ from kamoe_viz.errors import ValidationError
 from kamoe_viz.routing_metrics import row_entropy
 from kamoe_viz.interpret._common import (DEFAULT_REFERENCE_ROWS, expert_names, feature_names, flatten_time,
                                          gate_weights_numpy, raw_to_scaled, reference_set, rows_of)
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE
 
 DEAD_TOP1 = 0.01
 DEAD_SHARE_FACTOR = 0.1
@@ -38,11 +42,11 @@ ENTROPY_DEFINITION = ("Routing entropy: entropy of each row's weights (normalise
                       "experts), averaged over rows. 0 = every row goes to one expert, 1 = every row is split evenly.")
 
 
-def _activation(model: Any) -> str:
+def _activation(model: KAMoE) -> str:
     return "sigmoid" if model.gate is None else model.config.gate_activation
 
 
-def gate_weights_frame(model: Any, dataset: Any, split: str = "train",
+def gate_weights_frame(model: KAMoE, dataset: Dataset, split: str = "train",
                        max_rows: int | None = DEFAULT_REFERENCE_ROWS) -> pd.DataFrame:
     """Wide frame: one row per input (per time step for sequence gates) with each expert's weight, the winner,
     the winning weight and the true regime where known."""
@@ -95,7 +99,7 @@ def routing_entropy(weights: np.ndarray) -> np.ndarray:
     return row_entropy(flatten_time(np.asarray(weights, dtype=np.float64), 1))
 
 
-def gate_summary(model: Any, dataset: Any, split: str = "train",
+def gate_summary(model: KAMoE, dataset: Dataset, split: str = "train",
                  max_rows: int | None = DEFAULT_REFERENCE_ROWS) -> dict[str, Any]:
     """Headline numbers: activation, mean routing entropy, entropy of the load (balance), flagged experts."""
     wide = gate_weights_frame(model, dataset, split, max_rows)
@@ -113,7 +117,7 @@ def gate_summary(model: Any, dataset: Any, split: str = "train",
             "load_definition": LOAD_DEFINITIONS[act], "entropy_definition": ENTROPY_DEFINITION}
 
 
-def region_grid(dataset: Any, features: tuple[int, int] = (0, 1), resolution: int = 60,
+def region_grid(dataset: Dataset, features: tuple[int, int] = (0, 1), resolution: int = 60,
                 margin: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The cells of a region map: (model inputs (cells, F) float32, x axis, y axis in raw units). The features
     not on the axes are held at their training mean (a slice when there are more than two)."""
@@ -155,7 +159,7 @@ def region_frame(weights: np.ndarray, x_axis: np.ndarray, y_axis: np.ndarray, x_
     return frame
 
 
-def region_map(model: Any, dataset: Any, features: tuple[int, int] = (0, 1), resolution: int = 60,
+def region_map(model: KAMoE, dataset: Dataset, features: tuple[int, int] = (0, 1), resolution: int = 60,
                margin: float = 0.05) -> pd.DataFrame:
     """Gate weights on a grid over the plane of two features, in the data's original units.
 
@@ -168,7 +172,7 @@ def region_map(model: Any, dataset: Any, features: tuple[int, int] = (0, 1), res
     return region_frame(weights, x_axis, y_axis, feats[int(features[0])], feats[int(features[1])])
 
 
-def region_points(model: Any, dataset: Any, features: tuple[int, int] = (0, 1), split: str = "train",
+def region_points(model: KAMoE, dataset: Dataset, features: tuple[int, int] = (0, 1), split: str = "train",
                   max_rows: int = 1500) -> pd.DataFrame:
     """The data on top of a region map: raw x, y, winning expert, target and regime where known."""
     X, y, regimes, idx = reference_set(dataset, split, max_rows)
@@ -188,7 +192,7 @@ def region_points(model: Any, dataset: Any, features: tuple[int, int] = (0, 1), 
     return frame
 
 
-def _regime_labels(dataset: Any, regimes: np.ndarray) -> list[str]:
+def _regime_labels(dataset: Dataset, regimes: np.ndarray) -> list[str]:
     names = dataset.regime_names
     out = []
     for r in np.asarray(regimes).reshape(-1):
@@ -197,7 +201,7 @@ def _regime_labels(dataset: Any, regimes: np.ndarray) -> list[str]:
     return out
 
 
-def gates_over_time(model: Any, dataset: Any, split: str = "test", max_steps: int = 1500) -> pd.DataFrame:
+def gates_over_time(model: KAMoE, dataset: Dataset, split: str = "test", max_steps: int = 1500) -> pd.DataFrame:
     """Sequence data: each expert's gate weight per window, in the split's order, with the true regime.
 
     ``t`` is the window's position in the split (windows are in time order within a split); for gates that
@@ -220,7 +224,7 @@ def gates_over_time(model: Any, dataset: Any, split: str = "test", max_steps: in
     return frame
 
 
-def partial_dependence(model: Any, dataset: Any, n_values: int = 20, max_rows: int = 300,
+def partial_dependence(model: KAMoE, dataset: Dataset, n_values: int = 20, max_rows: int = 300,
                        quantiles: tuple[float, float] = (0.02, 0.98)) -> pd.DataFrame:
     """Mean gate weight of each expert as one feature is set to each of ``n_values`` values (between the given
     training quantiles) on a reference subsample, all other features as they are (classic partial dependence).

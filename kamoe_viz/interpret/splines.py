@@ -8,7 +8,7 @@ layer's output), as in pykan's edge scores.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,16 +18,20 @@ from kamoe_viz.errors import GridUpdateError, ValidationError
 from kamoe_viz.interpret._common import (DEFAULT_REFERENCE_ROWS, feature_names, forward_numpy, model_loss,
                                          reference_set, task_metrics, to_tensor)
 
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE
+
 IMPORTANCE_DEFINITION = ("Edge importance = mean |φ(x)| over the training data (the reference set): how much the "
                          "edge adds to its output on average, in the units of the layer's output.")
 OUTSIDE_GRID_WARNING = 0.10  # warn when more than this fraction of an input's data lies outside the spline grid
 
 
-def kan_layer_names(model: Any) -> list[str]:
+def kan_layer_names(model: KAMoE) -> list[str]:
     return [ref.name for ref in model.kan_layers()]
 
 
-def _ref(model: Any, layer: str):
+def _ref(model: KAMoE, layer: str):
     for ref in model.kan_layers():
         if ref.name == layer:
             return ref
@@ -35,7 +39,7 @@ def _ref(model: Any, layer: str):
     raise ValidationError("layer", layer, f"must be one of the model's KAN layers: {', '.join(names) or 'none'}")
 
 
-def layer_inputs(model: Any, dataset: Any, split: str = "train", max_rows: int | None = DEFAULT_REFERENCE_ROWS,
+def layer_inputs(model: KAMoE, dataset: Dataset, split: str = "train", max_rows: int | None = DEFAULT_REFERENCE_ROWS,
                  seed: int = 0) -> dict[str, np.ndarray]:
     """What each KAN layer sees on the reference set: {layer name: (N, in) array}."""
     X, _, _, _ = reference_set(dataset, split, max_rows, seed)
@@ -51,7 +55,7 @@ def layer_inputs(model: Any, dataset: Any, split: str = "train", max_rows: int |
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
-def _names(model: Any, dataset: Any, ref) -> tuple[list[str], list[str]]:
+def _names(model: KAMoE, dataset: Dataset, ref) -> tuple[list[str], list[str]]:
     """Readable names of a layer's inputs and outputs."""
     layer = ref.layer
     if ref.name == "gate.kan1":
@@ -82,7 +86,7 @@ def _edge_expert(ref, output: np.ndarray) -> np.ndarray:
     return np.full(len(output), ref.expert)
 
 
-def kan_layer_table(model: Any, dataset: Any) -> pd.DataFrame:
+def kan_layer_table(model: KAMoE, dataset: Dataset) -> pd.DataFrame:
     """One row per KAN layer: where it sits, its shape and spline settings."""
     rows = []
     for ref in model.kan_layers():
@@ -101,7 +105,7 @@ def kan_layer_table(model: Any, dataset: Any) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def edge_importance(model: Any, dataset: Any, inputs: dict[str, np.ndarray] | None = None,
+def edge_importance(model: KAMoE, dataset: Dataset, inputs: dict[str, np.ndarray] | None = None,
                     max_rows: int | None = DEFAULT_REFERENCE_ROWS, chunk: int = 256) -> pd.DataFrame:
     """Mean |phi_ij|, mean |base part| and mean |spline part| of every edge of every KAN layer, over the
     reference set; ``relative`` is importance / the layer's largest importance (1 = the layer's top edge)."""
@@ -168,7 +172,7 @@ def _grid_bounds(layer) -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.no_grad()
-def edge_curves(model: Any, dataset: Any, layer: str, edges: list[tuple[int, int]] | None = None,
+def edge_curves(model: KAMoE, dataset: Dataset, layer: str, edges: list[tuple[int, int]] | None = None,
                 inputs: dict[str, np.ndarray] | None = None, n_points: int = 80) -> pd.DataFrame:
     """phi_ij on ``n_points`` equally spaced x over each input's data range (padded 5%), split into base and
     spline parts (total = base + spline). ``edges`` as (input, output) pairs; all edges of the layer when None."""
@@ -206,7 +210,7 @@ def edge_curves(model: Any, dataset: Any, layer: str, edges: list[tuple[int, int
     return frame[columns]
 
 
-def knot_table(model: Any, layer: str, input_indices: list[int] | None = None) -> pd.DataFrame:
+def knot_table(model: KAMoE, layer: str, input_indices: list[int] | None = None) -> pd.DataFrame:
     """Knot positions per input; ``active`` marks the knots bounding the grid range (the others are the
     order-many extra knots on each side that B-splines need)."""
     kan = _ref(model, layer).layer
@@ -219,7 +223,7 @@ def knot_table(model: Any, layer: str, input_indices: list[int] | None = None) -
 
 
 @torch.no_grad()
-def grid_coverage_table(model: Any, dataset: Any, inputs: dict[str, np.ndarray] | None = None,
+def grid_coverage_table(model: KAMoE, dataset: Dataset, inputs: dict[str, np.ndarray] | None = None,
                         threshold: float = OUTSIDE_GRID_WARNING) -> pd.DataFrame:
     """Per layer input: grid range, data range and the fraction of reference data outside the grid
     (where the spline part is 0 and only the base function acts); ``warn`` when above ``threshold``."""
@@ -243,7 +247,7 @@ def grid_coverage_table(model: Any, dataset: Any, inputs: dict[str, np.ndarray] 
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def input_histograms(model: Any, dataset: Any, layer: str, input_indices: list[int] | None = None,
+def input_histograms(model: KAMoE, dataset: Dataset, layer: str, input_indices: list[int] | None = None,
                      inputs: dict[str, np.ndarray] | None = None, bins: int = 30) -> pd.DataFrame:
     """Histogram of each input's reference data over the same range as :func:`edge_curves` draws."""
     kan = _ref(model, layer).layer
@@ -263,7 +267,7 @@ def input_histograms(model: Any, dataset: Any, layer: str, input_indices: list[i
     return pd.DataFrame(rows, columns=["layer", "input", "bin_start", "bin_end", "count", "fraction"])
 
 
-def _losses(model: Any, dataset: Any, max_rows: int) -> dict[str, float]:
+def _losses(model: KAMoE, dataset: Dataset, max_rows: int) -> dict[str, float]:
     out = {}
     for split in ("train", "val"):
         X, y, _, _ = reference_set(dataset, split, max_rows)
@@ -274,7 +278,7 @@ def _losses(model: Any, dataset: Any, max_rows: int) -> dict[str, float]:
     return out
 
 
-def update_grids(model: Any, dataset: Any, layers: list[str] | None = None, inplace: bool = False,
+def update_grids(model: KAMoE, dataset: Dataset, layers: list[str] | None = None, inplace: bool = False,
                  max_rows: int = 5000, eval_rows: int = 5000) -> tuple[Any, pd.DataFrame]:
     """Move each KAN layer's grid onto the training data (``KANLinear.update_grid``, which refits the spline
     coefficients so the functions are kept on the data), gate first; returns (model, report).

@@ -65,6 +65,13 @@ def linear_backward(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tenso
                         bias is not None)[0]
 
 
+def _present(grad: torch.Tensor | None, what: str) -> torch.Tensor:
+    """A gradient this step needs; None here means the step was set up without input gradients."""
+    if grad is None:
+        raise RuntimeError(f"direct-gradient step: {what} was not computed (input gradients disabled)")
+    return grad
+
+
 def residual_tail(h, eta, glu_weight, glu_bias, skip_weight, skip_bias, norm_weight, norm_bias, eps: float):
     """Logits LayerNorm(skip(h) + GLU(eta)) of the gated residual gates, and what their backward pass needs."""
     projected = torch.addmm(glu_bias, eta, glu_weight.t())
@@ -251,7 +258,7 @@ class DirectGradients:
         prediction = torch.addmm(self.head[1], mixed, self.head[0].t())
         loss, grad_prediction = self._loss(prediction, y)
 
-        grad_mixed = linear_backward(grad_prediction, mixed, *self.head)
+        grad_mixed = _present(linear_backward(grad_prediction, mixed, *self.head), "dL/d(mixed)")
         grad_xs_gate = None
         if self.gate_family is not None:
             grad_mixed = grad_mixed.unsqueeze(1)
@@ -274,6 +281,7 @@ class DirectGradients:
             grad_hidden = grad_mixed.unsqueeze(1)
         grad_xs = self._experts_backward(grad_hidden, xs, experts_saved, knots)
         if scale is not None:  # dL/dW of x~ = W * x: sum over rows (and window steps) of dL/dx~ * x
+            grad_xs = _present(grad_xs, "dL/dx~ of the experts")
             if grad_xs_gate is not None:
                 grad_xs.add_(grad_xs_gate)
             per_column = grad_xs.mul_(x.reshape(batch, -1))
@@ -412,7 +420,7 @@ class DirectGradients:
 
     def _gate_backward(self, grad_logits: torch.Tensor, h: torch.Tensor, saved, knots) -> torch.Tensor:
         if self.gate_family == "linear":
-            return linear_backward(grad_logits, h, *self.dense)
+            return _present(linear_backward(grad_logits, h, *self.dense), "dL/dh of the linear gate")
         pre, a, eta, tail = saved
         glu_w, _, skip_w, _, norm_w, norm_b = self.tail
         grad_h, grad_eta, _ = residual_tail_backward(grad_logits, h, eta, tail, glu_w, skip_w, norm_w, norm_b,

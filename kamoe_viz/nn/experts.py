@@ -7,12 +7,13 @@ Recurrent experts (LSTM, GRU) run one cuDNN/MKL kernel each.
 from __future__ import annotations
 
 import math
+from typing import Unpack, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kamoe_viz.nn.kan import KANLinear
+from kamoe_viz.nn.kan import KANLinear, KanOptions
 
 
 class MLPExperts(nn.Module):
@@ -57,7 +58,7 @@ class MLPExperts(nn.Module):
 class KANExperts(nn.Module):
     """E KANs; the first KAN layer of all experts is one KANLinear of width E*H, deeper layers are per expert."""
 
-    def __init__(self, in_features: int, n_experts: int, hidden: tuple[int, ...], **kan_options: object) -> None:
+    def __init__(self, in_features: int, n_experts: int, hidden: tuple[int, ...], **kan_options: Unpack[KanOptions]) -> None:
         super().__init__()
         self.n_experts = n_experts
         self.hidden = tuple(hidden)
@@ -78,7 +79,7 @@ class KANExperts(nn.Module):
             outs = []
             for e, layers in enumerate(self.deeper):
                 ze = z[:, e]
-                for layer in layers:
+                for layer in cast(nn.ModuleList, layers):
                     ze = layer(ze)
                 outs.append(ze)
             z = torch.stack(outs, dim=1)
@@ -89,8 +90,8 @@ class KANExperts(nn.Module):
         e*H .. (e+1)*H-1 belong to expert e."""
         layers: list[tuple[str, KANLinear, int | None]] = [("experts.layer1 (all experts)", self.first, None)]
         for e, stack in enumerate(self.deeper):
-            for depth, layer in enumerate(stack, start=2):
-                layers.append((f"expert{e}.layer{depth}", layer, e))
+            for depth, layer in enumerate(cast(nn.ModuleList, stack), start=2):
+                layers.append((f"expert{e}.layer{depth}", cast(KANLinear, layer), e))
         return layers
 
 
@@ -117,14 +118,17 @@ class RecurrentExperts(nn.Module):
         outs = []
         for stack in self.experts:
             z = x
-            for rnn in stack:
+            for rnn in cast(nn.ModuleList, stack):
                 z, _ = rnn(z)
             outs.append(z if self.return_sequences else z[:, -1])
         return torch.stack(outs, dim=-2)
 
 
+ExpertBank = MLPExperts | KANExperts | RecurrentExperts
+
+
 def build_experts(kind: str, in_features: int, n_experts: int, hidden: tuple[int, ...], *,
-                  return_sequences: bool = False, **kan_options: object) -> nn.Module:
+                  return_sequences: bool = False, **kan_options: Unpack[KanOptions]) -> ExpertBank:
     if kind == "mlp":
         return MLPExperts(in_features, n_experts, hidden)
     if kind == "kan":

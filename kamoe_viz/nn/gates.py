@@ -114,9 +114,10 @@ class GRKANGate(_GatedResidual):
                  spline_order: int = 3, grid_range: tuple[float, float] = (-1.0, 1.0),
                  second_base: str = "relu") -> None:
         super().__init__(in_features, n_experts, dropout)
-        kan = dict(grid_size=grid_size, spline_order=spline_order, grid_range=grid_range, bias=False)
-        self.kan1 = KANLinear(in_features, n_experts, base_activation="elu", **kan)
-        self.kan2 = KANLinear(n_experts, n_experts, base_activation=second_base, **kan)
+        self.kan1 = KANLinear(in_features, n_experts, grid_size=grid_size, spline_order=spline_order,
+                              grid_range=grid_range, base_activation="elu", bias=False)
+        self.kan2 = KANLinear(n_experts, n_experts, grid_size=grid_size, spline_order=spline_order,
+                              grid_range=grid_range, base_activation=second_base, bias=False)
 
     def hidden_layers(self, h: torch.Tensor) -> torch.Tensor:
         return self.kan2(self.kan1(h))

@@ -13,7 +13,9 @@ matmul. Both give the same outputs and gradients to float rounding (tests/test_n
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +29,7 @@ from kamoe_viz.nn.spline_ops import UniformKANFunction, dense_basis
 _FUSED_DEVICES = ("cpu", "cuda")
 _INFERENCE_CHUNK = 1024  # rows per chunk for large no-grad batches
 
-_BASE_ACTIVATIONS = {
+_BASE_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "silu": F.silu,
     "relu": F.relu,
     "elu": F.elu,
@@ -35,7 +37,16 @@ _BASE_ACTIVATIONS = {
 }
 
 
-def base_activation(name: str):
+class KanOptions(TypedDict, total=False):
+    """Keyword options of :class:`KANLinear` that banks of KAN layers pass through (all optional)."""
+
+    grid_size: int
+    spline_order: int
+    grid_range: tuple[float, float]
+    base_activation: str
+
+
+def base_activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """The base function b(x) of a KAN edge, by name (silu, relu, elu, identity)."""
     try:
         return _BASE_ACTIVATIONS[name]
@@ -111,12 +122,14 @@ class KANLinear(nn.Module):
         self.base_activation_name = base_activation
         self._base = globals()["base_activation"](base_activation)
         knots = uniform_knots(*self.grid_range, grid_size, spline_order)
+        self.grid: torch.Tensor
+        self.grid_is_uniform: torch.Tensor
         self.register_buffer("grid", knots.expand(in_features, -1).contiguous())
         self.register_buffer("grid_is_uniform", torch.tensor(True))
         n_basis = grid_size + spline_order
         self.base_weight = nn.Parameter(torch.empty(out_features, in_features))
         self.spline_weight = nn.Parameter(torch.empty(out_features, in_features, n_basis))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.bias: nn.Parameter | None = nn.Parameter(torch.zeros(out_features)) if bias else None
         self.reset_parameters()
 
     @property
@@ -180,7 +193,7 @@ class KANLinear(nn.Module):
         flat = x if x.dim() == 2 else x.reshape(-1, self.in_features)
         knots = self._uniform_knots()
         kernel = self._native_kernel(flat) if knots is not None else None
-        if kernel is not None:  # one pass over the rows, no intermediate matrices: no chunking needed
+        if kernel is not None and knots is not None:  # one pass over the rows, no intermediate matrices: no chunking needed
             out = native.NativeKANFunction.apply(kernel, flat, self.base_weight, self.spline_weight, self.bias,
                                                  knots[0], knots[1], self.spline_order, self.base_activation_name)
         elif knots is not None and flat.device.type in _FUSED_DEVICES:

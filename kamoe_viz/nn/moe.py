@@ -14,16 +14,16 @@ prediction = sum_e w_e (expert_outputs_e - b) + b. With shared experts, expert_o
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, cast
 
 import torch
 from torch import nn
 
 from kamoe_viz.config import SEQUENTIAL_EXPERTS, ModelConfig
 from kamoe_viz.errors import ValidationError
-from kamoe_viz.nn.experts import build_experts
-from kamoe_viz.nn.gates import Gate, build_gate, gate_options, glorot_linear
-from kamoe_viz.nn.kan import KANLinear
+from kamoe_viz.nn.experts import KANExperts, build_experts
+from kamoe_viz.nn.gates import Gate, GRKANGate, build_gate, gate_options, glorot_linear
+from kamoe_viz.nn.kan import KANLinear, KanOptions
 from kamoe_viz.nn.routers import Router, RouterOutput, balance_loss, build_router, router_options, z_loss
 
 
@@ -62,8 +62,8 @@ class KAMoE(nn.Module):
             raise ValidationError("model.return_sequences", True, "needs LSTM or GRU experts")
         # Non-recurrent experts on windows see the flattened window, as the reference does.
         self.flatten_input = self.is_sequence and not recurrent
-        expert_in = n_features * seq_len if self.flatten_input else n_features
-        kan_options = dict(grid_size=config.kan_grid, spline_order=config.kan_order, grid_range=config.kan_range,
+        expert_in = n_features * seq_len if self.flatten_input and seq_len is not None else n_features
+        kan_options: KanOptions = dict(grid_size=config.kan_grid, spline_order=config.kan_order, grid_range=config.kan_range,
                            base_activation=config.kan_base)
         self.input_scale = nn.Parameter(torch.ones(n_features)) if (config.input_scaling and not self.is_standard) \
             else None
@@ -97,10 +97,14 @@ class KAMoE(nn.Module):
         """h = ReLU(Dense(x~)); the last step for recurrent experts unless they return sequences."""
         if self.is_sequence and not self.flatten_input and not self.config.return_sequences:
             x_scaled = x_scaled[:, -1]
+        if self.gate_input is None:
+            raise RuntimeError("the standard model (kind='standard') has no gate")
         return torch.relu(self.gate_input(x_scaled))
 
     def route(self, x_scaled: torch.Tensor) -> RouterOutput:
         """The router's output (weights, logits, aux) for scaled inputs: gate then router."""
+        if self.gate is None or self.router is None:
+            raise RuntimeError("the standard model (kind='standard') has no gate or router")
         return self.router(self.gate(self.gate_hidden(x_scaled)))
 
     def gate_weights(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,10 +143,10 @@ class KAMoE(nn.Module):
     def kan_layers(self) -> list[KanLayerRef]:
         """Every KAN layer of the model, gate first."""
         refs: list[KanLayerRef] = []
-        if self.gate is not None and self.config.gate == "grkan":
+        if isinstance(self.gate, GRKANGate):
             refs.append(KanLayerRef("gate.kan1", self.gate.kan1, None, self.gate.kan1.out_features))
             refs.append(KanLayerRef("gate.kan2", self.gate.kan2, None, self.gate.kan2.out_features))
-        if self.config.expert == "kan":
+        if isinstance(self.experts, KANExperts):
             for name, layer, expert in self.experts.kan_layers():
                 group = self.experts.hidden[0] if expert is None else layer.out_features
                 refs.append(KanLayerRef(name, layer, expert, group))
@@ -153,18 +157,18 @@ class KAMoE(nn.Module):
         """The input each KAN layer sees for x, by layer name (2-D: rows x in_features)."""
         inputs: dict[str, torch.Tensor] = {}
         x_scaled = self.scaled_input(x)
-        if self.gate is not None and self.config.gate == "grkan":
+        if isinstance(self.gate, GRKANGate):
             h = self.gate_hidden(x_scaled)
             inputs["gate.kan1"] = h.reshape(-1, h.shape[-1])
             mid = self.gate.kan1(h)
             inputs["gate.kan2"] = mid.reshape(-1, mid.shape[-1])
-        if self.config.expert == "kan":
+        if isinstance(self.experts, KANExperts):
             inputs["experts.layer1 (all experts)"] = x_scaled.reshape(-1, x_scaled.shape[-1])
             batch = x_scaled.shape[0]
             z = self.experts.first(x_scaled).view(batch, self.n_experts, self.experts.hidden[0])
             for e, stack in enumerate(self.experts.deeper):
                 ze = z[:, e]
-                for depth, layer in enumerate(stack, start=2):
+                for depth, layer in enumerate(cast(nn.ModuleList, stack), start=2):
                     inputs[f"expert{e}.layer{depth}"] = ze
                     ze = layer(ze)
         return inputs
@@ -176,7 +180,8 @@ class KAMoE(nn.Module):
         """Parameters of the gate and its router (not the gate's input layer, as in the paper's counts)."""
         if self.gate is None:
             return 0
-        return sum(p.numel() for m in (self.gate, self.router) for p in m.parameters() if p.requires_grad)
+        modules = [m for m in (self.gate, self.router) if m is not None]
+        return sum(p.numel() for m in modules for p in m.parameters() if p.requires_grad)
 
     def routing_parameters(self) -> list[nn.Parameter]:
         """What ``train.gate_lr_scale`` scales: the gate, its input layer and the router."""
@@ -184,7 +189,20 @@ class KAMoE(nn.Module):
         return [p for m in modules for p in m.parameters() if p.requires_grad]
 
 
-def build_model(config: ModelConfig, dataset) -> KAMoE:
+class DatasetShape(Protocol):
+    """What a model needs to know about its data (a :class:`kamoe_viz.data.Dataset` has it)."""
+
+    @property
+    def n_features(self) -> int: ...
+
+    @property
+    def n_outputs(self) -> int: ...
+
+    @property
+    def seq_len(self) -> int | None: ...
+
+
+def build_model(config: ModelConfig, dataset: DatasetShape) -> KAMoE:
     """The model for a dataset (anything with n_features, n_outputs, seq_len: a data.Dataset). A model over the
     server's cost budget is refused before anything is allocated (:mod:`kamoe_viz.budget`)."""
     from kamoe_viz.budget import check_model

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -94,7 +95,7 @@ def _library_path(flags: list[str]) -> Path:
 def _load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     size, i32, f32, ptr = ctypes.c_longlong, ctypes.c_int, ctypes.c_float, ctypes.c_void_p
-    head = [size, size, size, size, i32, i32, f32]
+    head: list[type[ctypes._SimpleCData[Any]]] = [size, size, size, size, i32, i32, f32]
     lib.kan_forward.argtypes = head + [ptr] * 9
     lib.kan_backward.argtypes = head + [ptr] * 11
     lib.kan_forward.restype = lib.kan_backward.restype = i32
@@ -258,7 +259,7 @@ def kan_backward(lib, x, base_weight, spline_weight, shift, inv_step, order: int
     grad_x = torch.empty_like(x) if need_x else None
     targets = weight_grads if need_weights else None
     in_place = targets is not None and all(g.is_contiguous() and g.dtype == torch.float32 for g in targets)
-    if in_place:
+    if in_place and targets is not None:
         grad_base, grad_spline = targets
     else:
         grad_base = torch.empty_like(base_weight) if need_weights else None

@@ -12,7 +12,8 @@ training loop uses: ``param_groups`` (with a mutable ``"lr"``), ``zero_grad``, `
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -26,13 +27,13 @@ class FastAdam:
         """``skip_nonfinite``: check every step's gradients for NaN/inf on the device (one op, no host sync) and
         skip that update; ``skipped_steps`` (a 0-d tensor) counts the skipped steps, for a loop to read once an
         epoch instead of syncing on every batch."""
-        self.params = [p for p in params if p.requires_grad]
+        self.params: list[torch.Tensor] = [p for p in params if p.requires_grad]
         if not self.params:
             raise ValueError("FastAdam got no trainable parameters")
         if not 0.0 < lr or not 0.0 <= eps or not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
             raise ValueError(f"invalid Adam settings lr={lr}, betas={betas}, eps={eps}")
         self.defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
-        self.param_groups = [{"params": self.params, **self.defaults}]
+        self.param_groups: list[dict[str, Any]] = [{"params": self.params, **self.defaults}]
         self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         device = self.params[0].device
@@ -58,7 +59,8 @@ class FastAdam:
         return [*self.exp_avg, *self.exp_avg_sq, self.step_count, self.skipped_steps]
 
     @torch.no_grad()
-    def step(self, closure=None, skip: torch.Tensor | None = None) -> None:
+    def step(self, closure: Callable[[], float] | None = None,
+             skip: torch.Tensor | None = None) -> float | None:
         """One Adam update of every parameter that has a gradient.
 
         ``skip``: a 0-d float tensor on the device, 1.0 to leave the weights and moments as they are (decided on the
@@ -68,18 +70,20 @@ class FastAdam:
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        params, grads, exp_avg, exp_avg_sq = self.params, [p.grad for p in self.params], self.exp_avg, self.exp_avg_sq
-        if any(g is None for g in grads):
-            keep = [i for i, g in enumerate(grads) if g is not None]
+        params, exp_avg, exp_avg_sq = self.params, self.exp_avg, self.exp_avg_sq
+        all_grads = [p.grad for p in self.params]
+        if any(g is None for g in all_grads):
+            keep = [i for i, g in enumerate(all_grads) if g is not None]
             if not keep:
                 return loss
             params = [params[i] for i in keep]
-            grads = [grads[i] for i in keep]
             exp_avg = [exp_avg[i] for i in keep]
             exp_avg_sq = [exp_avg_sq[i] for i in keep]
+        grads = [g for g in all_grads if g is not None]  # same order as params
         group = self.param_groups[0]
-        lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        found_inf = None
+        lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
+        beta1, beta2 = group["betas"]
+        found_inf: torch.Tensor | None = None
         if skip is not None:
             found_inf = self._found_inf.copy_(skip)
             if self.skip_nonfinite:

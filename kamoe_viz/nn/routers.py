@@ -177,6 +177,8 @@ class SigmoidBiasRouter(Router):
             raise ValidationError("model.top_k", top_k, f"must be from 1 to the number of experts ({n_experts})")
         self.top_k = top_k
         self.bias_update_rate = float(bias_update_rate)
+        self.bias: torch.Tensor
+        self.last_load: torch.Tensor
         self.register_buffer("bias", torch.zeros(n_experts))
         self.register_buffer("last_load", torch.zeros(n_experts), persistent=False)
 

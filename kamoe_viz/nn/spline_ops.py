@@ -163,6 +163,7 @@ def uniform_kan_forward(x, base_weight, spline_weight, bias, shift, inv_step, or
     features.view(-1).put_(index, values)
     weight = torch.cat([base_weight, F.pad(spline_weight, (lay.pad, lay.pad)).view(out_features, -1)], dim=1)
     out = F.linear(features, weight, bias)
+    saved: tuple[torch.Tensor | None, ...]
     if need_x:
         saved = (features, weight, index, derivative, inv_step, _base_derivative(base, x, base_value))
     else:

@@ -11,7 +11,7 @@ import dataclasses
 import io
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,10 @@ from kamoe_viz.config import RunConfig
 from kamoe_viz.data.base import TASKS, Dataset
 from kamoe_viz.errors import KamoeError, RunFileError
 from kamoe_viz.runstore.fileformat import dump_json, load_json, sha256
+
+if TYPE_CHECKING:
+    from kamoe_viz.nn.moe import KAMoE
+    from kamoe_viz.training.results import TrainedRun
 
 DEFAULT_MAX_DATASET_BYTES = 256 * 1024**2  # larger datasets are rebuilt from their loader instead of stored
 _ARRAY_DTYPES = (np.float32, np.float64, np.int64, np.int32)
@@ -46,7 +50,7 @@ def dataset_fingerprint(dataset: Dataset) -> dict[str, str]:
     return out
 
 
-def encode(run: Any, csv: bytes | None = None,
+def encode(run: TrainedRun, csv: bytes | None = None,
            max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES) -> dict[str, bytes]:
     """Members (all but the manifest) of a TrainedRun."""
     from safetensors.numpy import save as save_numpy
@@ -76,8 +80,9 @@ def encode(run: Any, csv: bytes | None = None,
         members["dataset.safetensors"] = save_numpy(arrays)
     if csv is not None:
         members["data.csv"] = bytes(csv)
-    if getattr(run, "timeline", None) is not None and run.timeline.snapshots:
-        members.update(run.timeline.to_members())
+    timeline = getattr(run, "timeline", None)
+    if timeline is not None and timeline.snapshots:
+        members.update(timeline.to_members())
     return members
 
 
@@ -162,7 +167,8 @@ def decode_stored_dataset(members: Mapping[str, bytes], meta: Mapping[str, Any],
         if f"X_{split}" not in arrays or f"y_{split}" not in arrays:
             raise RunFileError(f"{where}: dataset.safetensors lacks the {split} split.")
     try:
-        dataset = Dataset(**_dataset_kwargs(meta), **arrays)
+        array_fields: dict[str, Any] = dict(arrays)
+        dataset = Dataset(**_dataset_kwargs(meta), **array_fields)
         ok = (dataset.n_features == meta["n_features"] and dataset.n_outputs == meta["n_outputs"]
               and dataset.seq_len == meta["seq_len"]
               and all(len(dataset.split(s)[0]) == len(dataset.split(s)[1]) for s in ("train", "val", "test")))
@@ -259,7 +265,7 @@ def rebuild_dataset(config: RunConfig, meta: Mapping[str, Any], csv: bytes | Non
     return dataset
 
 
-def check_weights(model: Any, members: Mapping[str, bytes], where: str) -> dict[str, Any]:
+def check_weights(model: KAMoE, members: Mapping[str, bytes], where: str) -> dict[str, Any]:
     """Load weights.safetensors and check every tensor name, shape and dtype against the model's."""
     from safetensors.torch import load as load_torch
 
@@ -323,7 +329,7 @@ def decode_result(members: Mapping[str, bytes], where: str) -> Any:
             kwargs["metrics"] = metrics
         elif f.name in stored:
             kwargs[f.name] = stored[f.name]
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             kwargs[f.name] = None
     return TrainResult(**kwargs)
 

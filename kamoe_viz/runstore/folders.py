@@ -63,7 +63,7 @@ def remove_known(folder: Path) -> bool:
 def stale_manifest_copies(folder: Path, now: float, stale_seconds: float) -> list[str]:
     """``format.json.tmp-<pid>-<token>`` left by a rename killed before its replace: removed once its process is
     gone (or it is older than ``stale_seconds``)."""
-    removed = []
+    removed: list[str] = []
     try:
         entries = [e for e in folder.iterdir() if e.name.startswith(f"{MANIFEST}{TMP_PREFIX}")]
     except OSError:

@@ -13,7 +13,7 @@ import secrets
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 
@@ -27,6 +27,9 @@ from kamoe_viz.runstore.fileformat import (ALL_MEMBERS, DEFAULT_MAX_RUN_BYTES, M
 from kamoe_viz.runstore.folders import (TMP_PREFIX, TRASH_PREFIX, fsync_dir, is_member_file, pid_alive,
                                         remove_known, stale_manifest_copies)
 from kamoe_viz.runstore.folders import write_file as _write_file  # tests replace it to simulate a full disk
+
+if TYPE_CHECKING:
+    from kamoe_viz.training.results import TrainedRun
 
 ENV_ROOT = "KAMOE_RUNS_DIR"
 LIST_COLUMNS = ["run_id", "name", "created", "dataset", "task", "gate", "expert", "n_experts", "metric", "value",
@@ -163,7 +166,7 @@ class RunStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def save(self, run: Any, name: str | None = None, notes: str | None = None, csv: bytes | None = None) -> str:
+    def save(self, run: TrainedRun, name: str | None = None, notes: str | None = None, csv: bytes | None = None) -> str:
         """Store a TrainedRun; returns its new run id (also set on ``run.run_id`` when that was None).
 
         ``csv``: the raw CSV of an uploaded dataset, kept in the run so it reloads without the upload. When not
@@ -187,7 +190,7 @@ class RunStore:
             run.run_id = run_id
         return run_id
 
-    def _csv_of(self, run: Any) -> bytes | None:
+    def _csv_of(self, run: TrainedRun) -> bytes | None:
         data = getattr(getattr(run, "config", None), "data", None)
         candidates = [getattr(data, "csv_path", None), (getattr(data, "options", None) or {}).get("csv_path")]
         for path in candidates:
@@ -199,7 +202,7 @@ class RunStore:
         return None
 
     @staticmethod
-    def _default_name(run: Any) -> str:
+    def _default_name(run: TrainedRun) -> str:
         try:
             m = run.config.model
             gate = "standard" if m.kind == "standard" else f"{m.gate.upper() if m.gate != 'linear' else m.gate} gate"
@@ -313,7 +316,9 @@ class RunStore:
             config = codec.decode_config(small, where)
             meta = load_json("dataset.json", small["dataset.json"], where)
             stored = load_json("metrics.json", small["metrics.json"], where)
-            metrics = stored.get("metrics") or {} if isinstance(stored, dict) else {}
+            if not isinstance(stored, dict) or not isinstance(stored.get("metrics", {}), dict):
+                raise RunFileError(f"{where}: metrics.json must be an object with a 'metrics' table")
+            metrics = stored.get("metrics") or {}
             metric = next((m for m in _MAIN_METRICS if m in metrics), None)
             m = config.model
             row.update(dataset=config.data.name, task=meta.get("task") if isinstance(meta, dict) else None,
@@ -342,8 +347,22 @@ class RunStore:
         check_run_id(run_id)
         return f"kamoe-run-{run_id}.zip"
 
+    def find_same(self, members: dict[str, bytes]) -> str | None:
+        """The id of a stored run with the same settings, weights and results as ``members``, if any."""
+        keys = ("config.json", "weights.safetensors", "metrics.json", "history.csv")
+        wanted = {m: sha256(members[m]) for m in keys if m in members}
+        for run_id in self.run_ids():
+            try:
+                files = self._read_manifest(self.root / run_id)["files"]
+            except RunFileError:
+                continue
+            if all(files.get(m, {}).get("sha256") == h for m, h in wanted.items()):
+                return run_id
+        return None
+
     def import_bytes(self, data: bytes, filename: str = "upload.zip") -> str:
-        """Check a run file completely, then store it; returns the new run id. Nothing is written on any error."""
+        """Check a run file completely, then store it; returns the new run id, or the id of the stored run it is
+        identical to (nothing is written then). Nothing is written on any error."""
         where = display_filename(filename)
         members = read_zip(data, where, self.max_run_bytes)
         manifest = check_manifest(load_json(MANIFEST, members.pop(MANIFEST), where), where)
@@ -357,11 +376,15 @@ class RunStore:
             raise RunFileError(f"{where}: {MANIFEST} {exc}") from None
         codec.check_self_contained(members, where)
         codec.check_importable(members, where)
+        same = self.find_same(members)
+        if same is not None:  # the same run again: no second copy in the listing
+            return same
         wanted = manifest.get("run_id")
         try:
             wanted = check_run_id(wanted)
         except ValidationError:
             wanted = None
-        created = manifest.get("created") if isinstance(manifest.get("created"), str) else utc_now_text()
+        stored_created = manifest.get("created")
+        created = stored_created if isinstance(stored_created, str) else utc_now_text()
         return self._commit(members, {"name": name, "notes": notes, "created": created[:40],
                                       "imported": utc_now_text()}, wanted)

@@ -114,3 +114,23 @@ def evaluate(model: torch.nn.Module, dataset: Any, split: str = "test",
     result = scores(dataset, out.cpu().numpy(), y)
     result["loss"] = loss
     return result
+
+
+ROUTING_JSON_KEYS = ("nmi", "load", "load_cv", "max_violation", "gini", "min_load", "routing_entropy",
+                     "dropped_fraction")
+
+
+def routing_report(run: Any) -> dict[str, Any]:
+    """The routing metrics of ``train --json`` on the test split (nmi only when the dataset knows its regimes);
+    empty for a model without a gate."""
+    if run.model.gate is None or len(run.dataset.X_test) == 0:
+        return {}
+    from kamoe_viz.routing_metrics import routing_summary
+
+    weights = predict(run.model, run.dataset.X_test)["gate_weights"]
+    regimes = run.dataset.regimes_test
+    if regimes is not None and weights.ndim == 3 and regimes.ndim == 1:  # one regime per window, weights per step
+        weights = weights[:, -1]
+    summary = routing_summary(weights, regimes, run.config.train.batch_size)
+    keys = [k for k in ROUTING_JSON_KEYS if k != "nmi" or regimes is not None]
+    return {k: summary[k] for k in keys}

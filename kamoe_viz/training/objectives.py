@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from kamoe_viz.config import TrainConfig
+from kamoe_viz.nn.moe import KAMoE
 from kamoe_viz.nn.optim import FastAdam
 from kamoe_viz.training.evaluation import task_loss
 
@@ -110,7 +111,7 @@ def build_optimizer(model: nn.Module, extra: list[nn.Parameter], config: TrainCo
     """Adam over the model's trainable parameters and ``extra`` (the objective's); with ``gate_lr_scale`` != 1 the
     gate, its input layer and the router get lr * gate_lr_scale."""
     params = [p for p in model.parameters() if p.requires_grad] + list(extra)
-    routing = model.routing_parameters() if hasattr(model, "routing_parameters") else []
+    routing = model.routing_parameters() if isinstance(model, KAMoE) else []
     if config.gate_lr_scale == 1.0 or not routing:
         return FastAdam(params, lr=config.lr, weight_decay=config.weight_decay)
     ids = {id(p) for p in routing}

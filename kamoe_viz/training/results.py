@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from kamoe_viz.config import RunConfig, TrainConfig
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE
+    from kamoe_viz.training.timeline import Timeline
 
 # balance_loss, z_loss: the routers' Switch auxiliary loss and z-loss on the validation split, unweighted (NaN
 # without a gate); logged whether or not training weights them in
@@ -51,9 +57,19 @@ class TrainResult:
 class TrainedRun:
     """A finished run: its settings, its data, the model (on CPU, eval mode) and how training went."""
 
-    config: Any  # kamoe_viz.config.RunConfig
-    dataset: Any  # kamoe_viz.data.Dataset
-    model: Any  # kamoe_viz.nn.KAMoE
+    config: RunConfig
+    dataset: Dataset
+    model: KAMoE
     result: TrainResult
     run_id: str | None = None
-    timeline: Any = None  # kamoe_viz.training.timeline.Timeline, or None (not recorded, or saved before timelines)
+    timeline: Timeline | None = None  # None: not recorded, or saved before timelines
+
+
+def epoch_cap_notice(result: TrainResult, train_config: TrainConfig) -> str | None:
+    """A note when training ran out of epochs while early stopping was on (the validation loss was still
+    improving, or at least not stalled for the patience): more epochs may help. None otherwise."""
+    patience = getattr(train_config, "early_stopping", 0)
+    if result.stopped_reason != "completed" or not patience or result.epochs_run < train_config.epochs:
+        return None
+    return (f"Training stopped at the epoch cap ({train_config.epochs} epochs), not by early stopping (patience "
+            f"{patience}): the validation loss may still be improving; more epochs may help.")

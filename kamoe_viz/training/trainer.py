@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,10 @@ from kamoe_viz.training.devices import resolve_device
 from kamoe_viz.training.evaluation import EVAL_BATCH, batched_outputs, check_input, evaluate, input_tensor, target_tensor
 from kamoe_viz.training.objectives import AUX_LOSSES, Objective, OutputFields, build_optimizer
 from kamoe_viz.training.results import HISTORY_COLUMNS, EpochInfo, TrainResult
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE
 
 GATE_SUBSET_ROWS = 512  # validation rows whose gate weights every EpochInfo carries
 GRAD_NORM_LIMIT = 1e6  # a gradient norm above this (with clipping off) counts as exploding
@@ -85,7 +89,7 @@ class Trainer:
     scores them on the validation and test splits and returns the :class:`TrainResult`.
     """
 
-    def __init__(self, model: torch.nn.Module, dataset: Any, train_config: TrainConfig,
+    def __init__(self, model: KAMoE, dataset: Dataset, train_config: TrainConfig,
                  on_epoch: EpochCallback | None = None) -> None:
         self.config = dataclasses.replace(train_config).validate()
         self.device = resolve_device(self.config.device)
@@ -116,7 +120,8 @@ class Trainer:
         self._flat_grad = _flat_gradients(self._params) if self.device.type == "cpu" else None
         self._choose_gradient_path()
         router = getattr(self.model, "router", None)
-        self._router_update = router.after_step if getattr(router, "updates_after_step", False) else None
+        self._router_update = getattr(router, "after_step", None) if getattr(router, "updates_after_step", False) \
+            else None
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self._graphed: GraphedStep | None = None
         self.use_graphs = graphs_enabled(self.device) and self.optimizer.fused
@@ -396,12 +401,12 @@ class Trainer:
         self._result = TrainResult(history=self.history(), metrics=metrics, best_epoch=self.best_epoch,
                                    epochs_run=self.epoch, stopped_reason=self.stopped_reason, message=self.message,
                                    seconds=self.seconds, device=str(self.device), params=params)
-        self._X = self._y = self._Xv = self._yv = None  # release the device copies of the data
+        self._X = self._y = self._Xv = self._yv = torch.empty(0)  # release the device copies of the data
         self._best_state = {}
         return self._result
 
 
-def fit(model: torch.nn.Module, dataset: Any, train_config: TrainConfig, on_epoch: EpochCallback | None = None,
+def fit(model: KAMoE, dataset: Dataset, train_config: TrainConfig, on_epoch: EpochCallback | None = None,
         should_stop: Callable[[], bool] | None = None) -> TrainResult:
     """Train to the end (epochs, early stopping, divergence, or ``should_stop()`` / ``on_epoch`` returning False).
 

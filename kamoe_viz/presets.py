@@ -1,0 +1,172 @@
+"""Presets: known starting points, each with a caption and the claims (as data) that its caption makes.
+
+A claim is a measurable statement over training seeds, e.g. "mean NMI against the true regimes >= 0.8 over seeds
+0-9". ``tests/test_presets.py`` trains every preset with a claim over seeds 0-9 and checks it, so a caption on the
+Train page never says more than was measured. ``python -m kamoe_viz presets`` lists them; ``train --preset NAME``
+starts from one (flags given on the command line still win).
+"""
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kamoe_viz.config import RunConfig
+from kamoe_viz.errors import ValidationError
+
+STATISTICS: dict[str, Callable[[Sequence[float]], float]] = {
+    "mean": lambda values: sum(values) / len(values),
+    "min": min,
+    "max": max,
+}
+OPERATORS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le}
+CLAIM_SEEDS = tuple(range(10))  # the seeds every claim is tested over (training seed; the data seed stays 0)
+METRIC_NAMES = {"nmi": "NMI of the winning expert vs the true regime", "r2": "test R²",
+                "accuracy": "test accuracy", "min_load": "smallest expert's share of rows (top-1)"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """``statistic`` of ``metric`` (a key of ``train --json``) over seeds ``op`` ``threshold``."""
+
+    metric: str
+    statistic: str
+    op: str
+    threshold: float
+
+    def __post_init__(self) -> None:
+        if self.statistic not in STATISTICS:
+            raise ValidationError("claim.statistic", self.statistic, f"must be one of {', '.join(STATISTICS)}")
+        if self.op not in OPERATORS:
+            raise ValidationError("claim.op", self.op, f"must be one of {', '.join(OPERATORS)}")
+
+    def value(self, values: Sequence[float]) -> float:
+        return float(STATISTICS[self.statistic](values))
+
+    def holds(self, values: Sequence[float]) -> bool:
+        return bool(values) and OPERATORS[self.op](self.value(values), self.threshold)
+
+    def describe(self) -> str:
+        name = METRIC_NAMES.get(self.metric, self.metric)
+        return f"{self.statistic} {name} over seeds {CLAIM_SEEDS[0]}-{CLAIM_SEEDS[-1]} {self.op} {self.threshold:g}"
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    title: str
+    caption: str
+    dataset: str
+    overrides: dict[str, dict[str, Any]]
+    claims: tuple[Claim, ...] = field(default=())
+
+    def config(self, seed: int | None = None) -> RunConfig:
+        """The preset's RunConfig; ``seed`` sets the training seed (initialisation and shuffling)."""
+        raw = RunConfig().to_dict()
+        for section, values in self.overrides.items():
+            raw[section].update(values)
+        raw["data"]["name"] = self.dataset
+        if seed is not None:
+            raw["train"]["seed"] = seed
+        return RunConfig.from_dict(raw)
+
+
+_TRAIN_60 = {"epochs": 60, "lr": 3e-3, "early_stopping": 15}
+# The mixture likelihood with a faster gate: each row's loss rewards sending it to the expert that predicts it
+# best, which is what makes experts specialise (the MSE of the mixed prediction does not; see "MSE vs likelihood").
+_SPECIALISE = {**_TRAIN_60, "objective": "likelihood", "gate_lr_scale": 5.0, "balance_loss": 0.01}
+_REGIMES_MODEL = {"gate": "grkan", "gate_activation": "softmax", "n_experts": 3, "expert_hidden": [32]}
+
+PRESET_LIST: tuple[Preset, ...] = (
+    Preset("regimes", "Three regimes",
+           "Three regimes, three experts, trained on the mixture likelihood with a 5x faster gate: in most seeds "
+           "each expert takes one regime (NMI against the true regimes on the Gates page); some seeds still "
+           "split a regime between two experts.",
+           "regimes", {"model": _REGIMES_MODEL, "train": _SPECIALISE},
+           (Claim("nmi", "mean", ">=", 0.78), Claim("r2", "mean", ">=", 0.93))),
+    Preset("top1", "Top-1 routing",
+           "Switch top-1 routing with the balance loss (0.1): every row goes to exactly one expert and, in every "
+           "seed, each expert takes at least a tenth of the rows; the experts share regimes rather than own one.",
+           "regimes", {"model": {**_REGIMES_MODEL, "routing": "switch", "capacity_factor": 2.0},
+                       "train": {**_TRAIN_60, "balance_loss": 0.1}},
+           (Claim("min_load", "min", ">=", 0.10),)),
+    Preset("moons", "Moons · GRKAN",
+           "Two interleaved half-moons, two KAN experts behind a GRKAN gate: the moons are classified (accuracy "
+           "at least 0.95 in every seed); either expert could do it alone, and in some seeds one does, so look "
+           "at the region map to see how the gate split the plane this time.",
+           "moons", {"model": {"gate": "grkan", "gate_activation": "softmax", "n_experts": 2, "expert": "kan",
+                               "expert_hidden": [8], "kan_grid": 5},
+                     "train": {"epochs": 60, "lr": 1e-2, "early_stopping": 15}},
+           (Claim("accuracy", "min", ">=", 0.95),)),
+    Preset("series", "Series · LSTM",
+           "A series that switches between regimes: LSTM experts on windows with a GRKAN gate. One window rarely "
+           "reveals its regime, so expect shared, not specialised, experts.",
+           "regime_series", {"model": {"gate": "grkan", "gate_activation": "softmax", "n_experts": 3,
+                                       "expert": "lstm", "expert_hidden": [16]},
+                             "train": {"epochs": 30, "lr": 3e-3, "early_stopping": 10}}),
+    Preset("california", "California (paper)",
+           "The paper's setting on California housing: GRKAN gate, sigmoid, 3 MLP experts of 100 units, Adam 1e-3.",
+           "california", {}),
+    Preset("collapse", "Collapse (no balancing)",
+           "Top-1 routing trained on the mixed prediction's MSE with no balancing: one expert is nearly starved "
+           "(on average the least-used expert takes under an eighth of the rows). Compare with Top-1 routing, "
+           "which adds the balance loss.",
+           "regimes", {"model": {**_REGIMES_MODEL, "routing": "topk", "top_k": 1}, "train": _TRAIN_60},
+           (Claim("min_load", "mean", "<=", 0.12),)),
+    Preset("bias_balance", "Bias balancing (DeepSeek-V3)",
+           "Sigmoid affinities with a per-expert bias nudged after every step toward equal load, no auxiliary "
+           "loss: every expert keeps at least 18 % of the rows in every seed, without specialising by regime. "
+           "Compare its load bars with Top-1 routing's balance loss.",
+           "regimes", {"model": {**_REGIMES_MODEL, "routing": "sigmoid_bias", "top_k": 1, "bias_update_rate": 0.01},
+                       "train": {**_TRAIN_60, "objective": "likelihood", "gate_lr_scale": 5.0}},
+           (Claim("min_load", "min", ">=", 0.18),)),
+    Preset("expert_choice", "Expert choice",
+           "Each expert picks its top rows of the batch (capacity 1.25), so some rows get no expert or several "
+           "(coverage on the Gates page) and predictions depend on the batch; every expert stays in use.",
+           "regimes", {"model": {**_REGIMES_MODEL, "routing": "expert_choice", "capacity_factor": 1.25},
+                       "train": _TRAIN_60},
+           (Claim("min_load", "min", ">=", 0.18), Claim("r2", "mean", ">=", 0.88))),
+    Preset("mse", "MSE objective",
+           "Three regimes trained on the MSE of the mixed prediction, as most MoE code does: the experts fit well "
+           "together but rarely one regime each. Compare its NMI with Three regimes (the likelihood objective).",
+           "regimes", {"model": _REGIMES_MODEL, "train": _TRAIN_60},
+           (Claim("nmi", "mean", "<=", 0.6), Claim("r2", "mean", ">=", 0.9))),
+)
+PRESETS: dict[str, Preset] = {p.name: p for p in PRESET_LIST}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValidationError("preset", name, f"must be one of {', '.join(PRESETS)} (see `python -m kamoe_viz "
+                                              "presets`)")
+    return PRESETS[name]
+
+
+def preset_config(name: str, seed: int | None = None) -> RunConfig:
+    return get_preset(name).config(seed)
+
+
+def available_presets(dataset_names: Sequence[str]) -> list[Preset]:
+    """The presets whose dataset is available (California needs its CSV or a download)."""
+    return [p for p in PRESET_LIST if p.dataset in dataset_names]
+
+
+def measure(config: RunConfig) -> dict[str, Any]:
+    """Train one configuration and return what claims can name: the test metrics plus the routing metrics
+    (``train --json``'s keys)."""
+    from kamoe_viz.training.evaluation import routing_report
+    from kamoe_viz.training.pipeline import train_run
+
+    run = train_run(config)
+    return {**run.result.metrics, **routing_report(run)}
+
+
+def check_claims(preset: Preset, seeds: Sequence[int] = CLAIM_SEEDS) -> list[tuple[Claim, float, bool]]:
+    """Train ``preset`` at each seed; for each claim, its measured value and whether it holds."""
+    rows = [measure(preset.config(seed)) for seed in seeds]
+    out = []
+    for claim in preset.claims:
+        values = [float(r[claim.metric]) for r in rows]
+        out.append((claim, claim.value(values), claim.holds(values)))
+    return out
