@@ -73,7 +73,12 @@ def test_interpretation_pages_render_after_training(app_url):
         before = chosen_edge()
         assert before.startswith("#1 ")
         embeds = page.locator(".vega-embed")
-        grid = next(embeds.nth(i) for i in range(embeds.count()) if embeds.nth(i).is_visible())  # small multiples
+        # the small multiples: the first chart below "Edges ranked by importance" (the timeline's charts come first)
+        heading = page.get_by_role("heading", name="Edges ranked by importance").bounding_box()
+        assert heading is not None
+        grid = next(e for e in (embeds.nth(i) for i in range(embeds.count()))
+                    if e.is_visible() and (e.bounding_box() or {"y": -1})["y"] > heading["y"])
+        grid.scroll_into_view_if_needed()
         box = grid.bounding_box()
         assert box is not None
         # the middle of the second panel of the first row: the second-ranked edge
