@@ -108,14 +108,14 @@ PRESET_LIST: tuple[Preset, ...] = (
     Preset("california", "California (paper)",
            "The paper's setting on California housing: GRKAN gate, sigmoid, 3 MLP experts of 100 units, Adam 1e-3.",
            "california", {}),
-    Preset("collapse", "Collapse (no balancing)",
+    Preset("collapse", "Collapse",
            "Top-1 routing trained on the mixed prediction's MSE with no balancing: one expert is nearly starved "
            "(on average the least-used expert takes under an eighth of the rows). Compare with Top-1 routing, "
            "which adds the balance loss.",
            "regimes", {"model": {**_REGIMES_MODEL, "routing": "topk", "top_k": 1}, "train": _TRAIN_60},
            (Claim("min_load", "mean", "<=", 0.12),)),
-    Preset("bias_balance", "Bias balancing (DeepSeek-V3)",
-           "Sigmoid affinities with a per-expert bias nudged after every step toward equal load, no auxiliary "
+    Preset("bias_balance", "Bias balancing",
+           "DeepSeek-V3 style: sigmoid affinities with a per-expert bias nudged after every step toward equal load, no auxiliary "
            "loss: every expert keeps at least 18 % of the rows in every seed, without specialising by regime. "
            "Compare its load bars with Top-1 routing's balance loss.",
            "regimes", {"model": {**_REGIMES_MODEL, "routing": "sigmoid_bias", "top_k": 1, "bias_update_rate": 0.01},
