@@ -116,8 +116,8 @@ PRESET_LIST: tuple[Preset, ...] = (
            (Claim("min_load", "mean", "<=", 0.12),)),
     Preset("bias_balance", "Bias balancing",
            "DeepSeek-V3 style: sigmoid affinities with a per-expert bias nudged after every step toward equal "
-           "load, no auxiliary loss: every expert keeps at least 18 % of the rows in every seed, without specialising by regime. "
-           "Compare its load bars with Top-1 routing's balance loss.",
+           "load, no auxiliary loss: every expert keeps at least 18 % of the rows in every seed, without "
+           "specialising by regime. Compare its load bars with Top-1 routing's balance loss.",
            "regimes", {"model": {**_REGIMES_MODEL, "routing": "sigmoid_bias", "top_k": 1, "bias_update_rate": 0.01},
                        "train": {**_TRAIN_60, "objective": "likelihood", "gate_lr_scale": 5.0}},
            (Claim("min_load", "min", ">=", 0.18),)),
