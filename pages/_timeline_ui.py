@@ -123,11 +123,16 @@ def draw_gates(timeline: Any, snap: Snapshot, run: Any) -> None:
     show(right, tc.histogram_chart(snap.weights))
 
 
+TIMELINE_EDGES = 12  # panels in the timeline's spline view (the page's ranked view has all)
+
+
 def draw_splines(timeline: Any, snap: Snapshot) -> None:
-    frame = timeline.spline_frame(snap)
+    frame = timeline.spline_frame(snap, top=TIMELINE_EDGES)
     if not len(frame):
         st.caption("The timeline keeps the GRKAN gate's spline curves; this run's gate has none.")
         return
+    st.caption(f"The {frame['edge'].nunique()} gate edges whose curves span the widest range at the last snapshot; "
+               "every edge is in the ranked view below.")
     show(st, tc.spline_curves_chart(frame))
 
 

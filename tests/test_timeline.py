@@ -82,6 +82,14 @@ def test_snapshots_are_bounded_and_pauses_are_kept() -> None:
     snap = timeline.at(9)
     assert snap.epoch == 9 and snap.region.shape[1] == 2 and snap.prediction.shape[1] == 2
     assert set(snap.splines) == {"gate.kan1", "gate.kan2"}
+    every_edge, top = timeline.spline_frame(snap), timeline.spline_frame(snap, top=5)
+    assert top["edge"].nunique() == 5 < every_edge["edge"].nunique()
+    last = timeline.snapshots[-1].splines
+    spans = sorted((float(np.ptp(v[:, j, i])) for v in last.values() for j in range(v.shape[1])
+                    for i in range(v.shape[2])), reverse=True)
+    kept = {(r.layer, r.output, r.input) for r in top.itertuples()}
+    assert min(float(np.ptp(last[lay][:, j, i])) for lay, j, i in kept) == spans[4]  # the five widest
+    assert set(timeline.spline_frame(timeline.at(0), top=5)["edge"]) == set(top["edge"])  # same panels each epoch
     frame = timeline.region_frame(snap)
     assert {"x", "y", "expert", "weight", "winner", "winning_weight"} <= set(frame.columns)
 

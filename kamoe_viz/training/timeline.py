@@ -296,14 +296,25 @@ class Timeline:
                             "step_x": float(x_axis[1] - x_axis[0]), "step_y": float(y_axis[1] - y_axis[0])})
         return frame
 
-    def spline_frame(self, snap: Snapshot) -> pd.DataFrame:
-        """Long frame layer, edge, input, output, x, total of the gate's spline curves in the snapshot."""
+    def spline_frame(self, snap: Snapshot, top: int | None = None) -> pd.DataFrame:
+        """Long frame layer, edge, input, output, x, total of the gate's spline curves in the snapshot.
+
+        ``top`` keeps the ``top`` edges whose curve spans the widest range in the last snapshot (the same edges at
+        every epoch, so panels stay in place while scrubbing)."""
+        keep: set[tuple[str, int, int]] | None = None
+        if top is not None and self.snapshots:
+            spans = [(float(np.ptp(values[:, j, i])), layer, j, i)
+                     for layer, values in self.snapshots[-1].splines.items()
+                     for j in range(values.shape[1]) for i in range(values.shape[2])]
+            keep = {(layer, j, i) for _, layer, j, i in sorted(spans, reverse=True)[:top]}
         frames = []
         for layer, values in snap.splines.items():
             x = self.spline_x[layer]
             _, n_out, n_in = values.shape
             for j in range(n_out):
                 for i in range(n_in):
+                    if keep is not None and (layer, j, i) not in keep:
+                        continue
                     frames.append(pd.DataFrame({"layer": layer, "edge": f"{layer}: in {i} → out {j}", "input": i,
                                                 "output": j, "x": x[:, i], "total": values[:, j, i]}))
         columns = ["layer", "edge", "input", "output", "x", "total"]
