@@ -9,9 +9,10 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,8 +20,7 @@ import pandas as pd
 from kamoe_viz import stats
 from kamoe_viz.compare import engines
 from kamoe_viz.compare.results_file import RUN_KEY, ResultsFile, run_key
-from kamoe_viz.compare.worker import (GATE_SAMPLE_ROWS, ROUTING_COLUMNS, RunOutcome, RunSpec, cpu_count,
-                                     data_key)
+from kamoe_viz.compare.worker import GATE_SAMPLE_ROWS, ROUTING_COLUMNS, RunOutcome, RunSpec, cpu_count, data_key
 from kamoe_viz.config import GATE_FAMILIES, ROUTINGS, SEQUENTIAL_EXPERTS, TOP_K_ROUTINGS, RunConfig
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.metrics import metric_name
@@ -174,7 +174,7 @@ def plan(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", 
     if not variants:
         raise ValidationError("gates", "", "choose at least one gate (linear, grn, grkan) or the standard model")
     seed_list = normalise_seeds(seeds, first=base.train.seed)
-    specs = []
+    specs: list[RunSpec] = []
     for seed in seed_list:
         for variant in variants:
             specs.append(RunSpec(start_index + len(specs), variant, seed,
@@ -276,7 +276,7 @@ def run_specs(specs: list[RunSpec], *, jobs: int = 1, on_progress: Callable[[Pro
         tasks = engines.split_tasks(todo, per_task)
         with engines.engine_context(engine, jobs=jobs if engine == "local" or jobs > 1 else None,
                                     address=address) as eng:
-            eng.run(tasks, {k: v for k, v in datasets.items()}, on_done, sample_rows=sample_rows, batch=batch,
+            eng.run(tasks, dict(datasets), on_done, sample_rows=sample_rows, batch=batch,
                     on_epoch=on_epoch)
     return [outcomes[s.index] for s in specs]
 
@@ -362,7 +362,7 @@ def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "
     ``engine``/``address``: where the runs train (:mod:`kamoe_viz.compare.engines`); ``batch``: seeds of one
     configuration train together as one model where supported; ``results_path``: a CSV that receives each row as
     its run finishes and lets the same call resume (runs already in it are not trained again)."""
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     specs = plan(base_config, gates, seeds, include_standard, vary_split, routings=routings)
     results = ResultsFile(results_path) if results_path else None

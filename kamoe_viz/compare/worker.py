@@ -11,18 +11,18 @@ small models train fastest that way, see :func:`kamoe_viz.training.configure_cpu
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from kamoe_viz.config import RunConfig
 from kamoe_viz import routing_metrics
 from kamoe_viz.compare.results_file import RUN_KEY, run_key
+from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError, TrainingDivergedError
 
 GATE_SAMPLE_ROWS = 256
@@ -197,5 +197,16 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-__all__ = ["GATE_SAMPLE_ROWS", "ROUTING_COLUMNS", "routing_columns", "KamoeError", "RunOutcome", "RunSpec", "cpu_count", "data_key", "execute",
-           "gate_entropy", "regime_agreement"]
+__all__ = [
+    "GATE_SAMPLE_ROWS",
+    "ROUTING_COLUMNS",
+    "KamoeError",
+    "RunOutcome",
+    "RunSpec",
+    "cpu_count",
+    "data_key",
+    "execute",
+    "gate_entropy",
+    "regime_agreement",
+    "routing_columns",
+]
