@@ -74,7 +74,7 @@ def test_installed_package_is_the_one_imported(venv: dict[str, Path]) -> None:
     shipped = Path(script).parent
     assert {p.name for p in (ROOT / "pages").glob("*.py")} == {p.name for p in (shipped / "pages").glob("*.py")}
     assert (shipped / ".streamlit" / "config.toml").is_file() and (shipped / "data" / "icon.png").is_file()
-    for data in ("nn/kan_kernel.c", "compare/reference_california.csv"):
+    for data in ("nn/fast/kan_kernel.c", "compare/reference_california.csv"):
         assert (Path(package).parent / data).is_file(), data
 
 

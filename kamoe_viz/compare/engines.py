@@ -91,6 +91,16 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()[:500]
 
 
+def _task_outcomes(task: list[RunSpec], result: Callable[[], list[RunOutcome]],
+                   datasets: dict[str, Any]) -> list[RunOutcome]:
+    """The outcomes of a finished task (``result()``: the future's or Ray object's value); a task that failed as a
+    whole (a worker process killed, a Ray worker that died twice) gives an error outcome for each of its runs."""
+    try:
+        return result()
+    except Exception as exc:  # noqa: BLE001 - any failure of the task itself is reported per run, never raised
+        return [error_outcome(s, datasets.get(data_key(s.config)), _describe(exc)) for s in task]
+
+
 def _task_in_worker(specs: list[RunSpec], sample_rows: int, batch: bool) -> list[RunOutcome]:
     return execute_task(specs, None, sample_rows, batch)
 
@@ -130,13 +140,7 @@ class LocalEngine:
                 while pending:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
-                        task = pending.pop(fut)
-                        try:
-                            outs = fut.result()
-                        except Exception as exc:  # noqa: BLE001 - e.g. a worker process was killed
-                            ds = datasets.get(data_key(task[0].config))
-                            outs = [error_outcome(s, ds, _describe(exc)) for s in task]
-                        for out in outs:
+                        for out in _task_outcomes(pending.pop(fut), fut.result, datasets):
                             on_outcome(out)
             except BaseException:
                 for fut in pending:
@@ -221,13 +225,7 @@ class RayEngine:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
-                    task = pending.pop(ref)
-                    try:
-                        outs = ray.get(ref)
-                    except Exception as exc:  # noqa: BLE001 - the worker died twice, or the task could not run
-                        ds = datasets.get(data_key(task[0].config))
-                        outs = [error_outcome(s, ds, _describe(exc)) for s in task]
-                    for out in outs:
+                    for out in _task_outcomes(pending.pop(ref), lambda ref=ref: ray.get(ref), datasets):
                         on_outcome(out)
         except BaseException:
             for ref in pending:

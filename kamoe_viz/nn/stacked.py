@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from torch.autograd.function import once_differentiable
 
-from kamoe_viz.nn import native
+from kamoe_viz.nn.fast import native
 from kamoe_viz.nn.kan import KANLinear, base_activation, bspline_basis_recursive
 from kamoe_viz.nn.spline_ops import dense_basis
 

@@ -29,7 +29,9 @@ from kamoe_viz.nn.stacked import unsupported_reason as model_unsupported
 from kamoe_viz.training.evaluation import check_input, evaluate, input_tensor, target_tensor
 from kamoe_viz.training.objectives import AUX_LOSSES
 from kamoe_viz.training.results import HISTORY_COLUMNS, TrainedRun, TrainResult
-from kamoe_viz.training.trainer import GRAD_NORM_LIMIT, PLATEAU_MIN_DELTA, divergence_message
+from kamoe_viz.training.schedule import Schedule
+from kamoe_viz.training.step import GRAD_NORM_LIMIT
+from kamoe_viz.training.trainer import divergence_message
 
 BETAS = (0.9, 0.999)  # FastAdam's defaults (torch.optim.Adam's)
 EPS = 1e-8
@@ -72,15 +74,19 @@ class _SeedState:
         self.lr = float(config.train.lr)
         self.epoch = 0
         self.rows: list[dict[str, float]] = []
-        self.best_epoch: int | None = None
-        self.best_val = math.inf
+        self.schedule = Schedule(config.train)  # best epoch, early stopping, plateau: as the Trainer's
         self.best_state: dict[str, torch.Tensor] = {}
-        self.stop_wait = 0
-        self.plateau_best = math.inf
-        self.plateau_wait = 0
         self.stopped_reason: str | None = None
         self.message: str | None = None
         self.seconds = 0.0
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.schedule.best_epoch
+
+    @property
+    def best_val(self) -> float:
+        return self.schedule.best_val
 
 
 def train_batched(configs: Sequence[RunConfig], dataset: Any = None) -> list[TrainedRun]:
@@ -288,26 +294,13 @@ def _per_seed_loss(task: str, pred: torch.Tensor, target: torch.Tensor) -> torch
 
 
 def _after_epoch(st: _SeedState, val_loss: float, stack: _Stack, position: int) -> None:
-    """Best weights, early stopping and plateau LR reduction, as Trainer._after_epoch."""
-    cfg = st.config.train
-    if val_loss < st.best_val:
-        st.best_val, st.best_epoch = val_loss, st.epoch
+    """Best weights, early stopping and plateau LR reduction, as the Trainer's (the same Schedule)."""
+    decision = st.schedule.observe(st.epoch, val_loss, st.lr)
+    if decision.improved:
         st.best_state = stack.seed(position)
-        st.stop_wait = 0
-    else:
-        st.stop_wait += 1
-    if cfg.lr_patience > 0:
-        if val_loss < st.plateau_best - PLATEAU_MIN_DELTA:
-            st.plateau_best, st.plateau_wait = val_loss, 0
-        else:
-            st.plateau_wait += 1
-            if st.plateau_wait >= cfg.lr_patience and st.lr > cfg.min_lr:
-                st.lr = max(st.lr * cfg.lr_factor, cfg.min_lr)
-                st.plateau_wait = 0
-    if cfg.early_stopping > 0 and st.stop_wait >= cfg.early_stopping:
-        st.stopped_reason = "early_stopping"
-    elif st.epoch >= cfg.epochs:
-        st.stopped_reason = "completed"
+    st.lr = decision.lr
+    if decision.stopped_reason is not None:
+        st.stopped_reason = decision.stopped_reason
 
 
 def _finish(model: torch.nn.Module, dataset: Any, st: _SeedState, device: torch.device) -> TrainResult:

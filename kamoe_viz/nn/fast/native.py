@@ -9,7 +9,8 @@ keyed by the source, flags and CPU. Without it everything works, on the PyTorch 
 Nothing ever waits for a compile at run time: the first use in a process loads a cached build or starts one in a
 background thread and carries on with the PyTorch path. A training run picks its path once, when it starts
 (:func:`use`), so a build finishing mid-run never changes a run's arithmetic. ``KAMOE_NATIVE=0`` turns the
-kernel off.
+kernel off;
+so does ``KAMOE_FAST=0`` (every fast path off, :mod:`kamoe_viz.nn.fast`).
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from kamoe_viz.nn import fast
 
 SOURCE = Path(__file__).with_name("kan_kernel.c")
 SWITCH_ENV = "KAMOE_NATIVE"  # "0" turns the kernel off
@@ -206,8 +209,9 @@ def use(enabled: bool):
 
 
 def active() -> ctypes.CDLL | None:
-    """The kernel if KAN layers should use it here and now."""
-    if _choice.get() is False:
+    """The kernel if KAN layers should use it here and now (not inside ``native.use(False)``, nor with the fast
+    paths off: :func:`kamoe_viz.nn.fast.enabled`)."""
+    if _choice.get() is False or not fast.enabled():
         return None
     return library()
 
