@@ -173,6 +173,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"! {row.variant} seed {row.seed} diverged: {row.message}")
     for _, row in t[t["stopped_reason"] == "error"].iterrows():
         print(f"! {row.variant} seed {row.seed} failed: {row.message}")
+    if result.expert_matching:
+        print(f"\n{result.expert_matching}")
     print(f"\nVerdict: {result.verdict}")
     if args.out:
         print(f"Wrote {len(t)} rows to {args.out}")
