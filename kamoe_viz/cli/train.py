@@ -19,7 +19,7 @@ import time
 from typing import Any, TextIO
 
 from kamoe_viz.cli import tracking
-from kamoe_viz.cli.train_args import with_preset, add_arguments, config_from_args, set_budget_limits
+from kamoe_viz.cli.train_args import add_arguments, config_from_args, set_budget_limits, with_preset
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import TrainingDivergedError, ValidationError
 from kamoe_viz.nn.fast import plain_autograd
@@ -143,7 +143,7 @@ def _train(args: argparse.Namespace, config: RunConfig) -> int:
     from kamoe_viz.budget import check_training
     from kamoe_viz.data import load_dataset
     from kamoe_viz.nn import build_model
-    from kamoe_viz.training import Trainer, TrainedRun, configure_cpu_threads, resolve_device, tune_allocator
+    from kamoe_viz.training import TrainedRun, Trainer, configure_cpu_threads, resolve_device, tune_allocator
 
     configure_cpu_threads(args.threads, batch_size=config.train.batch_size)
     tune_allocator()

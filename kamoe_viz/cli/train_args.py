@@ -8,8 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from kamoe_viz.cli import tracking
-from kamoe_viz.config import (DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, GATE_FAMILIES, MODEL_KINDS, OBJECTIVES,
-                              ROUTINGS, DataConfig, ModelConfig, RunConfig, TrainConfig)
+from kamoe_viz.config import (
+    DEVICES,
+    EXPERT_TYPES,
+    GATE_ACTIVATIONS,
+    GATE_FAMILIES,
+    MODEL_KINDS,
+    OBJECTIVES,
+    ROUTINGS,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.nn.fast import FAST_ENV
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,10 @@ from kamoe_viz.training.results import HISTORY_COLUMNS, TrainedRun, TrainResult
 from kamoe_viz.training.schedule import Schedule
 from kamoe_viz.training.step import GRAD_NORM_LIMIT
 from kamoe_viz.training.trainer import divergence_message
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE
 
 BETAS = (0.9, 0.999)  # FastAdam's defaults (torch.optim.Adam's)
 EPS = 1e-8
@@ -89,7 +94,7 @@ class _SeedState:
         return self.schedule.best_val
 
 
-def train_batched(configs: Sequence[RunConfig], dataset: Any = None) -> list[TrainedRun]:
+def train_batched(configs: Sequence[RunConfig], dataset: Dataset | None = None) -> list[TrainedRun]:
     """Train configurations that differ only in ``train.seed`` as one stacked model; one TrainedRun per seed."""
     from kamoe_viz.nn import build_model
 
@@ -193,13 +198,13 @@ class _Stack:
         self.flat.addcdiv_(self.exp_avg * step_size, denom, value=-1.0)
 
 
-def _fit(models: list[torch.nn.Module], configs: list[RunConfig], dataset: Any, device: torch.device,
+def _fit(models: list[KAMoE], configs: list[RunConfig], dataset: Dataset, device: torch.device,
          seeds: list[_SeedState]) -> None:
     cfg = configs[0].train
     task = dataset.task
     template = models[0].to(device)
     names = [n for n, p in template.named_parameters() if p.requires_grad]
-    buffers = {n: b for n, b in template.named_buffers()}
+    buffers = dict(template.named_buffers())
     for m in models[1:]:  # every seed's buffers (KAN grids) are the same at initialisation
         for n, b in m.named_buffers():
             if not torch.equal(b.to(device), buffers[n]):
@@ -217,17 +222,17 @@ def _fit(models: list[torch.nn.Module], configs: list[RunConfig], dataset: Any, 
         st.best_state = stack.seed(i)
     clip = float(cfg.max_grad_norm)
     limit = GRAD_NORM_LIMIT if clip <= 0 else math.inf
-    n = X.shape[0]
+    n_rows = X.shape[0]
     template.train()
     while active:
         started = time.perf_counter()
-        orders = [torch.randperm(n, generator=seeds[i].generator).to(device) for i in active]
+        orders = [torch.randperm(n_rows, generator=seeds[i].generator).to(device) for i in active]
         Xs = torch.stack([X.index_select(0, o) for o in orders])
         ys = torch.stack([y.index_select(0, o) for o in orders])
         lrs = torch.tensor([seeds[i].lr for i in active], device=device)
         total = torch.zeros(len(active), device=device)
         alive = torch.ones(len(active), dtype=torch.bool, device=device)
-        for start in range(0, n, cfg.batch_size):
+        for start in range(0, n_rows, cfg.batch_size):
             xb, yb = Xs[:, start:start + cfg.batch_size], ys[:, start:start + cfg.batch_size]
             # one leaf per parameter, each a view of the flat buffer (autograd through slices of one flat leaf
             # would build a full-size zero gradient per parameter); their gradients are concatenated once
@@ -255,7 +260,7 @@ def _fit(models: list[torch.nn.Module], configs: list[RunConfig], dataset: Any, 
                    for j in range(stack.S)]
             template.train()
         elapsed = (time.perf_counter() - started) / len(active)
-        train_losses, val_losses, alive_host = (total / n).tolist(), val.tolist(), alive.tolist()
+        train_losses, val_losses, alive_host = (total / n_rows).tolist(), val.tolist(), alive.tolist()
         for j, i in enumerate(active):
             st = seeds[i]
             st.seconds += elapsed
@@ -303,7 +308,7 @@ def _after_epoch(st: _SeedState, val_loss: float, stack: _Stack, position: int) 
         st.stopped_reason = decision.stopped_reason
 
 
-def _finish(model: torch.nn.Module, dataset: Any, st: _SeedState, device: torch.device) -> TrainResult:
+def _finish(model: KAMoE, dataset: Dataset, st: _SeedState, device: torch.device) -> TrainResult:
     """The seed's best weights into its own ordinary model, scored as Trainer.finish scores a run."""
     import pandas as pd
 

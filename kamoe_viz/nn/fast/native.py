@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ def _compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cpu_signature() -> str:
     """The CPU's feature flags (``-march=native`` code must not be loaded on another CPU from a shared home)."""
     try:
@@ -216,7 +216,7 @@ def active() -> ctypes.CDLL | None:
     return library()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tables(order: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Piece coefficients P_r(u) = sum_p coef[r, p] u^p and their u-derivatives, float32 (k+1, k+1)."""
     from kamoe_viz.nn.spline_ops import _piece_coefficients
