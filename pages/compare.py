@@ -201,6 +201,8 @@ def show_result(res: Any) -> None:
         seeds = sorted(set(res.gate_samples["seed"]))
         pick = st.selectbox("Seed", ["all seeds"] + seeds, key="cmp.gate_seed")
         st.altair_chart(cc.gate_distribution_chart(res.gate_samples, None if pick == "all seeds" else int(pick)))
+        if res.expert_matching:
+            st.caption(res.expert_matching)
         st.caption("Normalised gate entropy per run is in the table below (0 = one expert per input, "
                    "1 = all experts equally); regime agreement (NMI) appears when the dataset knows its regimes.")
     if len(res.stats):

@@ -49,6 +49,7 @@ class RunOutcome:
     row: dict[str, Any]
     history: pd.DataFrame
     gate_weights: np.ndarray | None  # (rows, E), or None when the run failed before training finished
+    regimes: np.ndarray | None = None  # the true regime of each of those rows, when the dataset knows them
 
 
 def data_key(config: RunConfig) -> str:
@@ -178,7 +179,7 @@ def measure(spec: RunSpec, ds: Any, trained: Any, sample_rows: int = GATE_SAMPLE
         **routing_columns(weights), device=str(result.device),
     )
     history = result.history.copy() if result.history is not None else pd.DataFrame()
-    return RunOutcome(spec.index, row, history, weights)
+    return RunOutcome(spec.index, row, history, weights, None if regimes is None else np.asarray(regimes).reshape(-1))
 
 
 # ----- many runs -----------------------------------------------------------------------------------------------------
