@@ -23,9 +23,9 @@ if Path(sys.argv[0]).name == "app.py":
     serving.apply_args(sys.argv[1:])
 
 from kamoe_viz.training import configure_cpu_threads  # noqa: E402
-from pages import _entry, _safe  # noqa: E402
-from pages._state import render_sidebar  # noqa: E402
-from pages._train_live import drain  # noqa: E402
+from kamoe_viz_app import entry, safe  # noqa: E402
+from kamoe_viz_app.state import render_sidebar  # noqa: E402
+from kamoe_viz_app.train_live import drain  # noqa: E402
 
 ICON = Path(__file__).resolve().parent / "data" / "icon.png"  # local: a :material/ icon is fetched from Google
 st.set_page_config(page_title="KAMoE Explorer", page_icon=str(ICON), layout="wide",
@@ -46,8 +46,8 @@ configure_cpu_threads()  # one torch thread per training (KAMOE_THREADS override
 page = st.navigation(PAGES)
 drain()  # a training that finished in the background becomes the current run, whichever page is open
 render_sidebar()
-_entry.mark()  # pages check that they run through this file (see pages/_entry.py)
+entry.mark()  # pages check that they run through this file (see kamoe_viz_app/entry.py)
 try:
-    _safe.guard(page.run)  # visitors see a short message and a reference; the traceback goes to the server log
+    safe.guard(page.run)  # visitors see a short message and a reference; the traceback goes to the server log
 finally:
-    _entry.mark(False)
+    entry.mark(False)

@@ -3,6 +3,8 @@
 Everything else is declared in pyproject.toml. The app lives at the top of the repository (``streamlit run app.py``
 works from a checkout), so it is not a package setuptools can find; this copies it to
 ``kamoe_viz_app/streamlit_app/`` in the build, where ``kamoe-viz app`` looks for it in an installed package.
+The app's helpers are the ordinary package ``kamoe_viz_app`` (found by pyproject's patterns), so only the entry
+script, the page modules and two data files are copied.
 """
 from __future__ import annotations
 
@@ -27,10 +29,6 @@ class BuildPyWithApp(build_py):
         if getattr(self, "editable_mode", False):  # an editable install runs the checkout's app.py
             return
         target = Path(self.build_lib) / BUNDLE
-        init = target.parent / "__init__.py"
-        if not init.exists():  # unless a real kamoe_viz_app package already brought one
-            init.parent.mkdir(parents=True, exist_ok=True)
-            init.write_text('"""The KAMoE Explorer Streamlit app, as shipped in the package (see streamlit_app/)."""\n')
         for rel in app_files():
             dest = target / rel
             dest.parent.mkdir(parents=True, exist_ok=True)

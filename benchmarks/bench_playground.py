@@ -38,16 +38,16 @@ def _median_seconds(fn, reps: int) -> float:
 
 
 def preset_config():
-    from pages._presets import PRESETS
+    from kamoe_viz.presets import preset_config as config_of
 
-    return next(p for p in PRESETS if p.key == "moons").config()
+    return config_of("moons")
 
 
 _POINTS: dict[int, object] = {}
 
 
 def live_views(session) -> None:
-    """What the live fragment builds per redraw (pages/_playground.py: views), without Streamlit."""
+    """What the live fragment builds per redraw (kamoe_viz_app/playground.py: views), without Streamlit."""
     from kamoe_viz.charts import timeline as tc
     from kamoe_viz.charts import training as ct
     from kamoe_viz.charts.export import chart_spec
@@ -64,7 +64,7 @@ def live_views(session) -> None:
     if session.epochs:
         charts.append(ct.loss_chart(ct.history_frame(session.epochs), best_epoch=session.last.best_epoch))
     for chart in charts:
-        chart_spec(chart, validate=False)  # as pages/_playground.py: live_show
+        chart_spec(chart, validate=False)  # as kamoe_viz_app/playground.py: live_show
 
 
 def live_view_share() -> tuple[float, int]:

@@ -6,10 +6,10 @@ import streamlit as st
 from kamoe_viz import charts as ch
 from kamoe_viz.interpret import attribution as at
 from kamoe_viz.interpret import splines as sp
-from pages import _entry
-from pages._interpret_ui import REFERENCE_ROWS, cached, guarded, page_start, show_chart, show_table
+from kamoe_viz_app import entry
+from kamoe_viz_app.interpret_ui import REFERENCE_ROWS, cached, guarded, page_start, show_chart, show_table
 
-_entry.ensure()  # run through app.py (see pages/_entry.py)
+entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
 
 GLOBAL_ROWS = 400
 

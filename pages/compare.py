@@ -11,21 +11,22 @@ from typing import Any
 import streamlit as st
 
 from kamoe_viz.charts import compare as cc
-from kamoe_viz.compare import cpu_count, run as run_comparison
+from kamoe_viz.compare import cpu_count
+from kamoe_viz.compare import run as run_comparison
 from kamoe_viz.compare.engines import RAY_ADDRESS_ENV, server_ray_address
 from kamoe_viz.config import EXPERT_TYPES, GATE_FAMILIES, DataConfig, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.errors import KamoeError, ValidationError
-from pages import _entry
-from pages._config_state import master
-from pages._data_section import dataset_infos
 from kamoe_viz.routing_metrics import ROUTING_METRIC_DEFINITIONS, ROUTING_METRIC_LABELS
 from kamoe_viz.routing_specs import ROUTERS
-from pages._interpret_ui import readable_columns
-from pages._routing_settings import ROUTER_HELP
-from pages._train_settings import EXPERT_LABELS, GATE_LABELS
-from pages._safe import esc, unexpected
+from kamoe_viz_app import entry
+from kamoe_viz_app.config_state import master
+from kamoe_viz_app.data_section import dataset_infos
+from kamoe_viz_app.interpret_ui import readable_columns
+from kamoe_viz_app.routing_settings import ROUTER_HELP
+from kamoe_viz_app.safe import esc, unexpected
+from kamoe_viz_app.train_settings import EXPERT_LABELS, GATE_LABELS
 
-_entry.ensure()  # run through app.py (see pages/_entry.py)
+entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
 
 RESULT = "compare_result"
 K = "cmp."  # widget key prefix of this page
@@ -200,6 +201,8 @@ def show_result(res: Any) -> None:
         seeds = sorted(set(res.gate_samples["seed"]))
         pick = st.selectbox("Seed", ["all seeds"] + seeds, key="cmp.gate_seed")
         st.altair_chart(cc.gate_distribution_chart(res.gate_samples, None if pick == "all seeds" else int(pick)))
+        if res.expert_matching:
+            st.caption(res.expert_matching)
         st.caption("Normalised gate entropy per run is in the table below (0 = one expert per input, "
                    "1 = all experts equally); regime agreement (NMI) appears when the dataset knows its regimes.")
     if len(res.stats):

@@ -5,12 +5,12 @@ import streamlit as st
 
 from kamoe_viz import charts as ch
 from kamoe_viz.interpret import experts as ex
-from pages import _entry
-from pages import _timeline_ui as tl_ui
-from pages._interpret_ui import cached, guarded, page_start, show_chart, show_table
-from pages._safe import esc
+from kamoe_viz_app import entry
+from kamoe_viz_app import timeline_ui as tl_ui
+from kamoe_viz_app.interpret_ui import cached, guarded, page_start, show_chart, show_table
+from kamoe_viz_app.safe import esc
 
-_entry.ensure()  # run through app.py (see pages/_entry.py)
+entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
 
 run = page_start(
     "Experts",

@@ -6,11 +6,11 @@ import streamlit as st
 from kamoe_viz import charts as ch
 from kamoe_viz import routing_metrics as rm
 from kamoe_viz.interpret import gates as gt
-from pages import _entry
-from pages import _timeline_ui as tl_ui
-from pages._interpret_ui import REFERENCE_ROWS, cached, gate_label, guarded, page_start, show_chart, show_table
+from kamoe_viz_app import entry
+from kamoe_viz_app import timeline_ui as tl_ui
+from kamoe_viz_app.interpret_ui import REFERENCE_ROWS, cached, gate_label, guarded, page_start, show_chart, show_table
 
-_entry.ensure()  # run through app.py (see pages/_entry.py)
+entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
 
 run = page_start(
     "Gates",

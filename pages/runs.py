@@ -7,11 +7,11 @@ from kamoe_viz import serving
 from kamoe_viz.errors import KamoeError
 from kamoe_viz.metrics import METRIC_NAMES, metric_name
 from kamoe_viz.runstore.store import display_filename
-from pages import _entry, _state
-from pages._safe import esc, unexpected
-from pages._train_settings import EXPERT_LABELS, GATE_LABELS
+from kamoe_viz_app import entry, state
+from kamoe_viz_app.safe import esc, unexpected
+from kamoe_viz_app.train_settings import EXPERT_LABELS, GATE_LABELS
 
-_entry.ensure()  # run through app.py (see pages/_entry.py)
+entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
 
 CONFIRM = "_confirm_delete"
 PICK = "runs_pick"
@@ -46,14 +46,14 @@ def _text(value) -> str:
 
 
 st.title("Saved runs")
-folder = _state.runs_dir()
+folder = state.runs_dir()
 st.caption(f"Every finished training is saved in the server's runs folder `{folder.name}` (settings, weights as "
            "safetensors, metrics, loss history). Open one to explore it on the other pages, download it as a single "
            ".zip file, or upload a file someone shared. The folder is chosen when the server starts (--runs-dir or "
            "KAMOE_RUNS_DIR).")
 
 try:
-    store = _state.run_store()
+    store = state.run_store()
 except KamoeError as err:
     st.error(esc(err), icon=":material/error:")
     st.stop()
@@ -95,10 +95,10 @@ except KamoeError as err:
 
 if table is None or len(table) == 0:
     st.info("No saved runs yet. Train a model on the Train page; it is saved here when it finishes.", icon="ℹ️")
-    st.page_link(_state.TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
+    st.page_link(state.TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
     st.stop()
 
-current = _state.current_run()
+current = state.current_run()
 current_id = getattr(current, "run_id", None) if current is not None else None
 st.markdown(f"**{len(table)} saved run{'s' if len(table) != 1 else ''}**")
 shown = table[[c for c in TABLE_COLUMNS if c in table.columns]]
@@ -126,7 +126,7 @@ if c1.button("Open in the explorer", type="primary", icon=":material/open_in_bro
     try:
         with st.spinner("Loading the run…"):
             run = store.load(run_id)
-        _state.set_current_run(run)
+        state.set_current_run(run)
         st.toast(f"Run {run_id} is now the current run.")
         st.rerun()
     except KamoeError as err:
@@ -149,7 +149,7 @@ else:
     if d1.button("Yes, delete it", type="primary", icon=":material/delete_forever:"):
         try:
             store.delete(run_id)
-            _state.forget_run(run_id)
+            state.forget_run(run_id)
             st.session_state.pop(CONFIRM, None)
             st.toast(f"Deleted run {run_id}.")
             st.rerun()

@@ -9,15 +9,22 @@ from kamoe_viz.charts.splines import EDGE_PICK
 from kamoe_viz.errors import KamoeError
 from kamoe_viz.interpret import splines as sp
 from kamoe_viz.interpret import symbolic as sym
-from pages import _entry
-from pages import _timeline_ui as tl_ui
-from pages._config_state import set_master
-from pages._interpret_ui import (REFERENCE_ROWS, cached, gate_label, guarded, replace_model, show_chart,
-                                 show_table)
-from pages._state import TRAIN_PAGE, require_run, set_current_run
-from pages._safe import esc
+from kamoe_viz_app import entry
+from kamoe_viz_app import timeline_ui as tl_ui
+from kamoe_viz_app.config_state import set_master
+from kamoe_viz_app.interpret_ui import (
+    REFERENCE_ROWS,
+    cached,
+    gate_label,
+    guarded,
+    replace_model,
+    show_chart,
+    show_table,
+)
+from kamoe_viz_app.safe import esc
+from kamoe_viz_app.state import TRAIN_PAGE, require_run, set_current_run
 
-_entry.ensure()  # run through app.py (see pages/_entry.py)
+entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
 
 
 def _picked_edge(event) -> tuple[int, int] | None:

@@ -5,17 +5,16 @@ import streamlit as st
 
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError
-from pages import _entry
-from pages import _config_state as cfg
-from pages import _data_section as data_ui
-from pages import _results, _state
-from pages import _playground as pg
-from pages import _train_live as live
-from pages._presets import available_presets
-from pages._train_settings import in_page_words, model_settings, training_settings
-from pages._safe import esc, unexpected
+from kamoe_viz_app import config_state as cfg
+from kamoe_viz_app import data_section as data_ui
+from kamoe_viz_app import entry, results, state
+from kamoe_viz_app import playground as pg
+from kamoe_viz_app import train_live as live
+from kamoe_viz_app.presets import available_presets
+from kamoe_viz_app.safe import esc, unexpected
+from kamoe_viz_app.train_settings import in_page_words, model_settings, training_settings
 
-_entry.ensure()  # run through app.py (see pages/_entry.py)
+entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
 
 
 @st.cache_data(show_spinner=False)
@@ -141,7 +140,7 @@ with right:
                                      "settings and show both test scores side by side.")
     with c3:
         if config is not None:
-            _results.share_link(config)
+            results.share_link(config)
     if params_text:
         st.caption(f"Model: {params_text}.")
     with st.container(border=True):
@@ -157,12 +156,12 @@ with right:
     if not busy:
         live.unwatched_jobs_notice()
     live.live_panel()
-    _results.last_job_messages(live.job())
+    results.last_job_messages(live.job())
     # results show as soon as the mixture is done, while its baseline may still be training
     job = live.job()
-    has_results = _state.current_run() is not None and (not busy or job.run is _state.current_run())
+    has_results = state.current_run() is not None and (not busy or job.run is state.current_run())
     if has_results:
-        _results.current_run_results()
+        results.current_run_results()
     if dataset is not None:
         if busy or has_results:
             with st.expander(f"Dataset: {esc(dataset.name)}", icon=":material/table_view:"):

@@ -83,9 +83,8 @@ def tiny_model(gate: str = "grkan", expert: str = "mlp", activation: str = "sigm
 # ----- AppTest --------------------------------------------------------------------------------------------------
 def open_page(page: str, run=None, timeout: float = 120):
     """An AppTest of the whole app (app.py + navigation) showing ``page``, with ``run`` as the current run."""
-    from streamlit.testing.v1 import AppTest
-
     import _app_support  # noqa: F401 - makes AppTest run app.py around every page, as the real server does
+    from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(_app_support.APP, default_timeout=timeout)
     if run is not None:
@@ -104,6 +103,6 @@ def assert_clean(at, where: str = "") -> None:
 
 def run_cache(at, run) -> dict:
     """This session's cached interpretation results of ``run``."""
-    from pages._state import RUN_CACHE, run_key
+    from kamoe_viz_app.state import RUN_CACHE, run_key
 
     return at.session_state[RUN_CACHE][run_key(run)] if RUN_CACHE in at.session_state else {}

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-
 from _app_support import PAGES, TINY, new_app, no_exception
+
 from kamoe_viz.config import RunConfig
 
 
@@ -162,7 +162,7 @@ def test_switching_to_a_recent_run_happens_once():
     box = at.sidebar.selectbox(key="_recent_pick")
     assert box.value == "—" and len(box.options) == 2
     assert "GRN" in box.options[1] and "test R²" in box.options[1]  # the labels tell runs apart
-    from pages._state import run_key
+    from kamoe_viz_app.state import run_key
     # the raw option (a run key): AppTest cannot map a formatted label back to it
     at.sidebar.selectbox(key="_recent_pick").set_value(run_key(second)).run()
     no_exception(at)

@@ -217,7 +217,7 @@ def test_compare_page_runs_a_tiny_comparison(server, browser):
 def test_a_page_address_on_a_fresh_server_opens_inside_the_app(browser, tmp_path):
     """A tab left on /compare while the server restarts: the first request of the new server is a page address.
     The page must come up inside the app (its navigation and sidebar), not alone with every module of pages/
-    listed as a page (Streamlit's older folder mode; see pages/_entry.py)."""
+    listed as a page (Streamlit's older folder mode; see kamoe_viz_app/entry.py)."""
     with app_server(tmp_path / "runs", tmp_path / "server.log") as url:
         page = browser.new_page(viewport={"width": 1500, "height": 1200})
         page.goto(f"{url}/compare", wait_until="domcontentloaded")

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-
 from interpret_helpers import assert_clean, open_page, rendered_charts, tiny_run
+
 from kamoe_viz.interpret import experts
 
 PAGE = "pages/experts.py"
@@ -39,14 +39,8 @@ def test_classification_run():
 
 
 def test_table_headers_read_as_words():
-    import importlib
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pages"))
-    try:
-        header = importlib.import_module("_interpret_ui").readable_header
-    finally:
-        sys.path.pop(0)
+    from kamoe_viz_app.interpret_ui import readable_header as header
+
     assert header("rmse_change") == "RMSE change" and header("r2_change") == "R² change"
     assert header("mean_abs_output_change") == "mean |output change|"
     assert header("top1_share") == "top-1 share" and header("mean_weight") == "mean weight"

@@ -7,12 +7,12 @@ import logging
 import re
 import tomllib
 
-from streamlit.testing.v1 import AppTest
-
 from _app_support import PAGES, ROOT, button, new_app, no_exception
-from kamoe_viz.runstore import RunStore
+from streamlit.testing.v1 import AppTest
 from test_runs import make_run
 from test_runs_files import rezip
+
+from kamoe_viz.runstore import RunStore
 
 EVIL = "![t](http://198.51.100.7/x.png)"
 UNESCAPED = re.compile(r"(?<!\\)!(?<!\\)\[t(?<!\\)\]")  # ![t] with none of its characters escaped
@@ -24,7 +24,7 @@ def test_visitors_get_no_stack_traces() -> None:
 
 
 def _broken_page() -> None:
-    from pages._safe import guard
+    from kamoe_viz_app.safe import guard
 
     def page() -> None:
         raise RuntimeError("secret server path /srv/private/thing")

@@ -13,7 +13,6 @@ import argparse
 import shlex
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
@@ -99,7 +98,8 @@ def _bar(fraction: float) -> str:
     return "#" * filled + "." * (BAR_WIDTH - filled)
 
 
-def _progress_printer(stream=sys.stderr) -> Callable[[Any], None]:
+def _progress_printer(stream: Any = None) -> Callable[[Any], None]:
+    stream = stream if stream is not None else sys.stderr  # read at call time (a default binds it at import)
     start = time.perf_counter()
     tty = hasattr(stream, "isatty") and stream.isatty()
 
@@ -138,6 +138,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.gates is not None and not [g for g in str(args.gates).split(",") if g.strip()]:
         raise ValidationError("--gates", args.gates, "must name at least one gate (linear, grn, grkan)")
     base = config_from_args(args)
+    if args.out:
+        from kamoe_viz.compare.results_file import check_path
+
+        check_path(args.out)  # before any run trains
     tracking.check(args)  # a bad --mlflow / --tensorboard fails before any run
     configure_cpu_threads()  # runs in this process (--jobs 1); workers set their own
     tune_allocator()
@@ -169,6 +173,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"! {row.variant} seed {row.seed} diverged: {row.message}")
     for _, row in t[t["stopped_reason"] == "error"].iterrows():
         print(f"! {row.variant} seed {row.seed} failed: {row.message}")
+    if result.expert_matching:
+        print(f"\n{result.expert_matching}")
     print(f"\nVerdict: {result.verdict}")
     if args.out:
         print(f"Wrote {len(t)} rows to {args.out}")
@@ -178,13 +184,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 # ----- reproduce ---------------------------------------------------------------------------------------------------
 def cmd_reproduce(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     from kamoe_viz.compare import reproduce as rp
+    from kamoe_viz.compare.results_file import check_folder
     from kamoe_viz.training import configure_cpu_threads, tune_allocator
 
     configure_cpu_threads()  # runs in this process (--jobs 1); workers set their own
     tune_allocator()
     progress = None if args.quiet else _progress_printer()
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_folder(args.out_dir)  # a bad folder fails now, not after every run has trained
     sweep = dict(engine=args.engine, address=args.address, batch=not args.no_batch,
                  results_path=str(out_dir / f"{args.protocol}_runs.csv"))
     if args.protocol == "california":

@@ -17,12 +17,13 @@ import copy
 import math
 import os
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from kamoe_viz.config import SEQUENTIAL_EXPERTS, RunConfig
+from kamoe_viz.config import SEQUENTIAL_EXPERTS, RunConfig, TrainConfig
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.nn import native
 from kamoe_viz.nn.direct_grad import SWITCH_ENV as DIRECT_SWITCH_ENV
@@ -35,6 +36,10 @@ from kamoe_viz.training.evaluation import check_input, evaluate, input_tensor, t
 from kamoe_viz.training.objectives import AUX_LOSSES
 from kamoe_viz.training.results import HISTORY_COLUMNS, TrainedRun, TrainResult
 from kamoe_viz.training.trainer import GRAD_NORM_LIMIT, PLATEAU_MIN_DELTA, divergence_message
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE
 
 BETAS = (0.9, 0.999)  # FastAdam's defaults (torch.optim.Adam's)
 EPS = 1e-8
@@ -89,7 +94,7 @@ class _SeedState:
         self.seconds = 0.0
 
 
-def train_batched(configs: Sequence[RunConfig], dataset: Any = None) -> list[TrainedRun]:
+def train_batched(configs: Sequence[RunConfig], dataset: Dataset | None = None) -> list[TrainedRun]:
     """Train configurations that differ only in ``train.seed`` as one stacked model; one TrainedRun per seed."""
     from kamoe_viz.nn import build_model
 
@@ -214,13 +219,13 @@ class _Stack:
         self.flat.addcdiv_(self.exp_avg * step_size, denom, value=-1.0)
 
 
-def _fit(models: list[torch.nn.Module], configs: list[RunConfig], dataset: Any, device: torch.device,
+def _fit(models: list[KAMoE], configs: list[RunConfig], dataset: Dataset, device: torch.device,
          seeds: list[_SeedState]) -> None:
     cfg = configs[0].train
     task = dataset.task
     template = models[0].to(device)
     names = [n for n, p in template.named_parameters() if p.requires_grad]
-    buffers = {n: b for n, b in template.named_buffers()}
+    buffers = dict(template.named_buffers())
     for m in models[1:]:  # every seed's buffers (KAN grids) are the same at initialisation
         for n, b in m.named_buffers():
             if not torch.equal(b.to(device), buffers[n]):
@@ -239,7 +244,7 @@ def _fit(models: list[torch.nn.Module], configs: list[RunConfig], dataset: Any, 
         _loop(template, cfg, task, stack, seeds, active, X, y, Xv, yv, _direct_path(template, task, names, lib))
 
 
-def _direct_path(model: torch.nn.Module, task: str, names: list[str], lib: Any) -> StackedGradients | None:
+def _direct_path(model: KAMoE, task: str, names: list[str], lib: Any) -> StackedGradients | None:
     """Closed-form stacked gradients where they cover the model (every parameter), else None (autograd)."""
     if os.environ.get(DIRECT_SWITCH_ENV, "1").strip() == "0" or direct_unsupported(model, task) is not None:
         return None
@@ -247,18 +252,18 @@ def _direct_path(model: torch.nn.Module, task: str, names: list[str], lib: Any) 
     return direct if direct.names == set(names) else None
 
 
-def _loop(template: torch.nn.Module, cfg: Any, task: str, stack: _Stack, seeds: list[_SeedState],
+def _loop(template: KAMoE, cfg: TrainConfig, task: str, stack: _Stack, seeds: list[_SeedState],
           active: list[int], X: torch.Tensor, y: torch.Tensor, Xv: torch.Tensor, yv: torch.Tensor,
           direct: StackedGradients | None) -> None:
     """Epochs until every seed has stopped; each seed's best weights land in its ``best_state``."""
     device = X.device
     clip = float(cfg.max_grad_norm)
     limit = GRAD_NORM_LIMIT if clip <= 0 else math.inf
-    n = X.shape[0]
+    n_rows = X.shape[0]
     template.train()
     while active:
         started = time.perf_counter()
-        orders = [torch.randperm(n, generator=seeds[i].generator).to(device) for i in active]
+        orders = [torch.randperm(n_rows, generator=seeds[i].generator).to(device) for i in active]
         Xs = torch.stack([X.index_select(0, o) for o in orders])
         ys = torch.stack([y.index_select(0, o) for o in orders])
         lr_list = [seeds[i].lr for i in active]
@@ -267,7 +272,7 @@ def _loop(template: torch.nn.Module, cfg: Any, task: str, stack: _Stack, seeds: 
         fused = FUSED_ADAM and len(set(lr_list)) == 1
         total = torch.zeros(len(active), device=device)
         alive = torch.ones(len(active), dtype=torch.bool, device=device)
-        for start in range(0, n, cfg.batch_size):
+        for start in range(0, n_rows, cfg.batch_size):
             xb, yb = Xs[:, start:start + cfg.batch_size], ys[:, start:start + cfg.batch_size]
             if direct is not None:  # closed form, written into stack.grad
                 losses, grad = direct.step(stack.p, stack.g, xb, yb), stack.grad
@@ -302,7 +307,7 @@ def _loop(template: torch.nn.Module, cfg: Any, task: str, stack: _Stack, seeds: 
                    for j in range(stack.S)]
             template.train()
         elapsed = (time.perf_counter() - started) / len(active)
-        train_losses, val_losses, alive_host = (total / n).tolist(), val.tolist(), alive.tolist()
+        train_losses, val_losses, alive_host = (total / n_rows).tolist(), val.tolist(), alive.tolist()
         improved = [False] * len(active)
         for j, i in enumerate(active):
             st = seeds[i]
@@ -371,7 +376,7 @@ def _after_epoch(st: _SeedState, val_loss: float) -> bool:
     return improved
 
 
-def _finish(model: torch.nn.Module, dataset: Any, st: _SeedState, device: torch.device) -> TrainResult:
+def _finish(model: KAMoE, dataset: Dataset, st: _SeedState, device: torch.device) -> TrainResult:
     """The seed's best weights into its own ordinary model, scored as Trainer.finish scores a run."""
     import pandas as pd
 

@@ -1,4 +1,4 @@
-"""Settings locked while the Playground trains a model step by step (see pages/_playground.py).
+"""Settings locked while the Playground trains a model step by step (see kamoe_viz_app/playground.py).
 
 The settings builders take ``disabled`` as False, True (a training runs: everything is off) or a reason text
 (a model exists: settings that fix its shape or data are off, with the reason as their tooltip; live settings such

@@ -9,11 +9,11 @@ import streamlit as st
 from kamoe_viz.charts import training as ct
 from kamoe_viz.config import RunConfig
 from kamoe_viz.metrics import METRIC_NAMES
-from pages import _config_state as cfg
-from pages import _state
-from pages import _train_live as live
 from kamoe_viz.training.results import epoch_cap_notice
-from pages._safe import esc
+from kamoe_viz_app import config_state as cfg
+from kamoe_viz_app import state
+from kamoe_viz_app import train_live as live
+from kamoe_viz_app.safe import esc
 
 HIGHER_IS_BETTER = {"r2", "accuracy"}
 
@@ -77,11 +77,11 @@ def _val_gate_weights(run: Any):
 
 def current_run_results() -> None:
     """Metrics next to the baseline, loss history, gate weights and load of the current run."""
-    run = _state.current_run()
+    run = state.current_run()
     if run is None:
         return
     result = run.result
-    info = _state.describe_run(run)
+    info = state.describe_run(run)
     st.subheader("Results")
     st.caption(f"{esc(info['dataset'])} · gate {info['gate']} · {info['experts']} · {info['device']} · "
                f"epochs {info['epochs']} · {result.seconds:.1f} s"
@@ -108,9 +108,9 @@ def current_run_results() -> None:
     left.altair_chart(ct.loss_chart(history, best_epoch=result.best_epoch), width="stretch",
                      height=ct.chart_height("loss"))
     if run.config.model.kind != "standard":
-        weights = _state.run_cached(run, "val_gate_weights", lambda: _val_gate_weights(run))
+        weights = state.run_cached(run, "val_gate_weights", lambda: _val_gate_weights(run))
         right.altair_chart(ct.gate_distribution_chart(ct.gate_weight_frame(weights)), width="stretch")
-        loads = _state.run_cached(run, live.LOAD_HISTORY, lambda: pd.DataFrame(columns=["epoch", "expert", "load"]))
+        loads = state.run_cached(run, live.LOAD_HISTORY, lambda: pd.DataFrame(columns=["epoch", "expert", "load"]))
         if len(loads):
             left.altair_chart(ct.load_chart(loads, height=160), width="stretch", height=ct.chart_height("load"))
         right.caption(ct.LOAD_DEFINITIONS[run.config.model.gate_activation]

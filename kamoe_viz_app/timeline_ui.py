@@ -11,7 +11,7 @@ import streamlit as st
 from kamoe_viz.charts import animation as an
 from kamoe_viz.charts import timeline as tc
 from kamoe_viz.training.timeline import MAX_SNAPSHOTS, SETTLE_DEFINITION, Snapshot
-from pages import _state
+from kamoe_viz_app import state
 
 ANIMATE_SECONDS = 0.6  # one timeline epoch per this many seconds while animating
 NO_TIMELINE = ("This run has no training timeline: it was saved before timelines existed, or trained on the "
@@ -47,7 +47,7 @@ def timeline_section(run: Any, page: str, draw: Callable[[Any, Snapshot], None],
         st.caption(NO_TIMELINE)
         return
     epochs = timeline.epochs
-    key, flag = _keys(f"{page}_{_state.run_key(run)}")
+    key, flag = _keys(f"{page}_{state.run_key(run)}")
     if st.session_state.get(key) not in epochs:
         st.session_state[key] = epochs[-1]
     animating = bool(st.session_state.get(flag))
@@ -87,7 +87,7 @@ def story_charts(timeline: Any, current: int) -> None:
 def export(run: Any, page: str) -> None:
     """Prepare, then download, the timeline as an animated GIF and its frames as PNGs in a zip."""
     timeline = run.timeline
-    name = f"timeline_{_state.run_key(run)}"
+    name = f"timeline_{state.run_key(run)}"
     ready = st.session_state.get(f"_{page}_export")
     cols = st.columns([1.4, 1, 1], vertical_alignment="center")
     if cols[0].button("Prepare GIF and PNG frames", icon=":material/movie:", key=f"{page}_export_prepare",
@@ -96,9 +96,9 @@ def export(run: Any, page: str) -> None:
         with st.spinner("Rendering frames…"):
             points = tc.data_points(run.dataset) if run.dataset.is_2d else None
             frames = an.render_frames(timeline, lambda snap: tc.frame_chart(timeline, snap, points))
-            ready = (_state.run_key(run), an.gif_bytes(frames), an.png_zip(frames))
+            ready = (state.run_key(run), an.gif_bytes(frames), an.png_zip(frames))
             st.session_state[f"_{page}_export"] = ready
-    if ready and ready[0] == _state.run_key(run):
+    if ready and ready[0] == state.run_key(run):
         cols[1].download_button("GIF", ready[1], f"{name}.gif", "image/gif", icon=":material/download:",
                                 key=f"{page}_export_gif")
         cols[2].download_button("PNG frames (zip)", ready[2], f"{name}_frames.zip", "application/zip",
@@ -110,7 +110,7 @@ def draw_gates(timeline: Any, snap: Snapshot, run: Any) -> None:
     region = timeline.region_frame(snap)
     left, right = st.columns(2)
     if region is not None:
-        points = _state.run_cached(run, "timeline_points", lambda: tc.data_points(run.dataset))
+        points = state.run_cached(run, "timeline_points", lambda: tc.data_points(run.dataset))
         show(left, tc.region_map_chart(region, points, title=f"Winning expert at epoch {snap.epoch}"))
         show(right, tc.load_bars_chart(snap.metrics["load"]))
     else:

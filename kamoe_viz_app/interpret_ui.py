@@ -15,8 +15,8 @@ import streamlit as st
 
 from kamoe_viz.charts import chart_bytes, chart_spec
 from kamoe_viz.errors import KamoeError
-from pages._state import RUN_CACHE, run_cached, run_key
-from pages._safe import esc, unexpected
+from kamoe_viz_app.safe import esc, unexpected
+from kamoe_viz_app.state import RUN_CACHE, run_cached, run_key
 
 REFERENCE_ROWS = 2000  # rows of the training split used as the reference set for curves and statistics
 MAX_CHARTS_PER_RUN = 64  # chart specs kept per run (least recently shown dropped first)
@@ -166,7 +166,7 @@ def gate_label(run: Any) -> str:
 def page_start(title: str, caption: str, single_expert_note: str | None = None) -> Any:
     """Title and caption of an interpretation page, then the current run; stops the page (after saying why) when
     there is no run, or, given ``single_expert_note``, when the run has no gate to look at."""
-    from pages._state import require_run
+    from kamoe_viz_app.state import require_run
 
     st.title(title)
     st.caption(caption)

@@ -13,14 +13,14 @@ import streamlit as st
 
 from kamoe_viz import serving
 from kamoe_viz.live import background_jobs
-from pages._safe import esc
+from kamoe_viz_app.safe import esc
 
 CURRENT = "current_run"
 RECENT = "recent_runs"
 RUN_CACHE = "_run_cache"
 MAX_RECENT = 3
 TRAIN_PAGE = "pages/train.py"
-TRAIN_JOB = "_train_job"  # session key of the Train page's LiveJob (pages/_train_live.py)
+TRAIN_JOB = "_train_job"  # session key of the Train page's LiveJob (kamoe_viz_app/train_live.py)
 
 
 # ----- current run -----------------------------------------------------------------------------------------------

@@ -15,11 +15,11 @@ from kamoe_viz.config import (
     RunConfig,
 )
 from kamoe_viz.errors import ValidationError
-from pages._config_state import seed
-from pages._lock import off, why
-from pages._safe import esc
-from pages._routing_settings import FIELD_LABELS as ROUTING_LABELS
-from pages._routing_settings import routing_settings, routing_training_settings
+from kamoe_viz_app.config_state import seed
+from kamoe_viz_app.lock import off, why
+from kamoe_viz_app.routing_settings import FIELD_LABELS as ROUTING_LABELS
+from kamoe_viz_app.routing_settings import routing_settings, routing_training_settings
+from kamoe_viz_app.safe import esc
 
 GATE_LABELS = {"linear": "Linear", "grn": "GRN", "grkan": "GRKAN"}
 GATE_HELP = ("**Linear**: one dense layer on h. **GRN**: gated residual network (ELU, GLU, skip, layer norm), "

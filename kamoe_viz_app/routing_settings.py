@@ -29,8 +29,8 @@ from kamoe_viz.routing_specs import (
     ROUTERS,
     SHARED_EXPERTS_DEFINITION,
 )
-from pages._config_state import seed
-from pages._lock import off, why
+from kamoe_viz_app.config_state import seed
+from kamoe_viz_app.lock import off, why
 
 ROUTER_HELP = "\n\n".join(f"**{s.title}** ({s.paper}): {s.definition}" for s in ROUTERS.values())
 BATCH_DEPENDENT_NOTE = ("{title} routing depends on the batch: which rows an expert takes is decided among the rows "

@@ -9,9 +9,9 @@ import streamlit as st
 from kamoe_viz.charts import training as ct
 from kamoe_viz.config import DataConfig, RunConfig
 from kamoe_viz.errors import KamoeError
-from pages._config_state import seed
-from pages._lock import off, why
-from pages._safe import esc
+from kamoe_viz_app.config_state import seed
+from kamoe_viz_app.lock import off, why
+from kamoe_viz_app.safe import esc
 
 UPLOAD_NAME = "csv"  # DataConfig.name of a run on an uploaded CSV (the file itself never goes into a link)
 SOURCE_BUILTIN = "Built-in dataset"

@@ -11,9 +11,9 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from pages._safe import esc
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError, ValidationError
+from kamoe_viz_app.safe import esc
 
 MASTER = "run_config"
 LINK_LOADED = "_link_loaded"

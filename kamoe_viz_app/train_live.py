@@ -14,10 +14,10 @@ from kamoe_viz.charts import training as ct
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError
 from kamoe_viz.live import BASELINE, MAIN, LiveJob, Stage, background_jobs
-from pages import _state
-from pages._safe import unexpected
+from kamoe_viz_app import state
+from kamoe_viz_app.safe import unexpected
 
-JOB = _state.TRAIN_JOB
+JOB = state.TRAIN_JOB
 BASELINES = "_baselines"  # run key -> baseline metrics (this session)
 LOAD_HISTORY = "load_history"  # run_cached name: per-epoch expert load recorded while training
 REFRESH_SECONDS = 0.7  # how often the live view redraws
@@ -41,7 +41,7 @@ def _begin(new: LiveJob) -> None:
 def start(config: RunConfig, dataset: Any, with_baseline: bool, csv: bytes | None = None) -> str | None:
     """Begin training ``config`` on ``dataset`` in the background; returns an error message instead of raising."""
     try:
-        store = _state.run_store()
+        store = state.run_store()
     except (KamoeError, OSError) as err:
         store = None
         st.warning("The server's runs folder cannot be used; this run will not be saved.")
@@ -83,7 +83,7 @@ def start_baseline(run: Any) -> str | None:
 
 
 def baseline_metrics(run: Any) -> dict | None:
-    return st.session_state.get(BASELINES, {}).get(_state.run_key(run))
+    return st.session_state.get(BASELINES, {}).get(state.run_key(run))
 
 
 def drain() -> list[str]:
@@ -100,12 +100,12 @@ def drain() -> list[str]:
     for event in events:
         if event == MAIN and j.run is not None:
             run = j.run
-            _state.set_current_run(run)
+            state.set_current_run(run)
             epochs = list(j.stages[0].epochs)
-            _state.run_cached(run, LOAD_HISTORY, lambda: ct.load_history_frame(epochs,
+            state.run_cached(run, LOAD_HISTORY, lambda: ct.load_history_frame(epochs,
                                                                                run.config.model.gate_activation))
         elif event == BASELINE and j.run is not None and j.baseline is not None:
-            st.session_state.setdefault(BASELINES, {})[_state.run_key(j.run)] = dict(
+            st.session_state.setdefault(BASELINES, {})[state.run_key(j.run)] = dict(
                 j.baseline.metrics, epochs_run=j.baseline.epochs_run)
     return events
 

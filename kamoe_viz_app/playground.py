@@ -25,9 +25,9 @@ from kamoe_viz.training.session import (
     live_changes,
 )
 from kamoe_viz.training.timeline import MAX_SNAPSHOTS
-from pages import _config_state as cfg
-from pages import _state
-from pages import _timeline_ui as tl_ui
+from kamoe_viz_app import config_state as cfg
+from kamoe_viz_app import state
+from kamoe_viz_app import timeline_ui as tl_ui
 
 SESSION = "_playground"
 SPEED = "playground_speed"
@@ -72,13 +72,13 @@ def _ensure(config: RunConfig, dataset: Any) -> TrainingSession | None:
 def _finished(s: TrainingSession) -> None:
     """Training ended: make the run current (with its timeline) and save it."""
     run = s.finish()
-    if _state.current_run() is run:
+    if state.current_run() is run:
         return
     try:
-        run.run_id = _state.run_store().save(run)
+        run.run_id = state.run_store().save(run)
     except (KamoeError, OSError) as err:
         st.session_state[ERROR] = f"The run could not be saved: {err} It stays open in this session."
-    _state.set_current_run(run)
+    state.set_current_run(run)
 
 
 def _act(action: str, config: RunConfig, dataset: Any) -> None:
