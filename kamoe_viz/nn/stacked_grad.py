@@ -17,25 +17,31 @@ it alone).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 import torch.nn.functional as F
 
 from kamoe_viz.nn import native
-from kamoe_viz.nn.direct_grad import router_logit_grad
+from kamoe_viz.nn.direct_grad import _present, router_logit_grad
 from kamoe_viz.nn.spline_ops import uniform_kan_backward, uniform_kan_forward
+
+if TYPE_CHECKING:
+    from kamoe_viz.nn.moe import KAMoE
 
 Params = dict[str, torch.Tensor]
 
 
-def unsupported_reason(model: torch.nn.Module, task: str) -> str | None:
+def unsupported_reason(model: KAMoE, task: str) -> str | None:
     """Why :class:`StackedGradients` does not cover this model (autograd then trains the stack), or None."""
     cfg = model.config
+    experts: Any = model.experts
     if task not in ("regression", "classification"):
         return f"task {task!r}"
-    if cfg.expert == "kan" and len(model.experts.deeper):
+    if cfg.expert == "kan" and len(experts.deeper):
         return "KAN experts deeper than one layer"
-    if model.gate is not None and model.router.name not in ("dense", "topk"):
-        return f"routing {model.router.name!r}"
+    if model.gate is not None and (model.router is None or model.router.name not in ("dense", "topk")):
+        return f"routing {cfg.routing!r}"
     for ref in model.kan_layers():
         layer = ref.layer
         if layer.bias is not None or layer._uniform_knots() is None:
@@ -52,13 +58,18 @@ def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.baddbmm(b.unsqueeze(1), x, _t(w))
 
 
-def _linear_backward(grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, gw: torch.Tensor,
-                     gb: torch.Tensor | None, need_input: bool = True) -> torch.Tensor | None:
-    """Writes dL/dW (S, out, in) and dL/db (S, out) of :func:`_linear` into ``gw``/``gb``; returns dL/dx."""
+def _linear_weights(grad_out: torch.Tensor, x: torch.Tensor, gw: torch.Tensor, gb: torch.Tensor | None) -> None:
+    """Writes dL/dW (S, out, in) and dL/db (S, out) of :func:`_linear` into ``gw``/``gb``."""
     torch.bmm(_t(grad_out), x, out=gw)
     if gb is not None:
         torch.sum(grad_out, 1, out=gb)
-    return torch.bmm(grad_out, w) if need_input else None
+
+
+def _linear_backward(grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, gw: torch.Tensor,
+                     gb: torch.Tensor | None) -> torch.Tensor:
+    """:func:`_linear_weights`, and returns dL/dx."""
+    _linear_weights(grad_out, x, gw, gb)
+    return torch.bmm(grad_out, w)
 
 
 class StackedGradients:
@@ -66,36 +77,39 @@ class StackedGradients:
     parameters ``p`` (name -> (S, *shape)), with every parameter's gradient written into ``g`` (same names; each
     a contiguous view, overwritten)."""
 
-    def __init__(self, model: torch.nn.Module, task: str, lib) -> None:
+    def __init__(self, model: KAMoE, task: str, lib: Any) -> None:
         reason = unsupported_reason(model, task)
         if reason is not None:
             raise ValueError(f"stacked closed-form gradients do not cover this model: {reason}")
         cfg = model.config
+        experts: Any = model.experts
+        gate: Any = model.gate
+        self.router: Any = model.router
         self.task, self.lib = task, lib
         self.scale = model.input_scale is not None
         self.flatten = model.flatten_input
         self.expert = cfg.expert
-        self.E, self.H = model.experts.n_experts, model.experts.hidden[0]
-        self.depth = len(model.experts.hidden) - 1 if cfg.expert == "mlp" else 0
-        self.gate = None if model.gate is None else cfg.gate
-        self.router = model.router
-        self.sigmoid = getattr(model.router, "activation", "") == "sigmoid"
-        layers = {}
+        self.E, self.H = int(experts.n_experts), int(experts.hidden[0])
+        self.depth = len(experts.hidden) - 1 if cfg.expert == "mlp" else 0
+        self.gate = None if gate is None else cfg.gate
+        self.sigmoid = getattr(self.router, "activation", "") == "sigmoid"
+        layers: dict[str, Any] = {}
         if self.gate == "grkan":
-            layers.update({"gate.kan1": model.gate.kan1, "gate.kan2": model.gate.kan2})
+            layers.update({"gate.kan1": gate.kan1, "gate.kan2": gate.kan2})
         if self.expert == "kan":
-            layers["experts.first"] = model.experts.first
-        self.kan = {}  # parameter prefix -> (layer, shift, inv_step, on the native kernel?)
+            layers["experts.first"] = experts.first
+        # parameter prefix -> (layer, shift, inv_step, on the native kernel?)
+        self.kan: dict[str, tuple[Any, torch.Tensor, torch.Tensor, bool]] = {}
         for name, layer in layers.items():
             shift, inv_step = layer._uniform_knots()[:2]
             use_lib = lib is not None and native.supports(layer.base_weight, layer.base_weight, layer.spline_weight,
                                                            layer.spline_order, layer.base_activation_name)
             self.kan[name] = (layer, shift, inv_step, use_lib)
         if self.gate in ("grn", "grkan"):
-            self.eps = model.gate.norm.eps
+            self.eps = float(gate.norm.eps)
         self.names = self._covered(model)
 
-    def _covered(self, model: torch.nn.Module) -> set[str]:
+    def _covered(self, model: KAMoE) -> set[str]:
         """The parameter names whose gradients :meth:`step` writes (batched training checks they are all)."""
         names = {"head.weight", "head.bias"} | ({"input_scale"} if self.scale else set())
         if self.expert == "kan":
@@ -194,13 +208,14 @@ class StackedGradients:
                 grad_logits = torch._softmax_backward_data(grad_weights, weights, -1, weights.dtype)
             grad_h = self._gate_backward(p, g, grad_logits, h, gate_saved)
             grad_h = torch.ops.aten.threshold_backward(grad_h, h, 0)
-            grad_xs_gate = _linear_backward(grad_h, xs, p["gate_input.weight"], g["gate_input.weight"],
-                                            g["gate_input.bias"], need_x)
+            _linear_weights(grad_h, xs, g["gate_input.weight"], g["gate_input.bias"])
+            grad_xs_gate = torch.bmm(grad_h, p["gate_input.weight"]) if need_x else None
         else:
             grad_mixed = _linear_backward(grad_pred, mixed, p["head.weight"], g["head.weight"], g["head.bias"])
             grad_hidden = grad_mixed.view(S, B, 1, -1)
         grad_xs = self._experts_backward(p, g, grad_hidden, xs, saved, need_x)
         if self.scale:
+            grad_xs = _present(grad_xs, "dL/dx~ of the experts")
             if grad_xs_gate is not None:
                 grad_xs.add_(grad_xs_gate)
             per_column = grad_xs.mul_(x.reshape(S, B, -1)).sum(1)  # (S, F or T*F)
@@ -261,8 +276,8 @@ class StackedGradients:
                 grad = torch.bmm(grad, _t(w.reshape(S * self.E, *w.shape[2:])))
             grad = grad.view(S, self.E, B, -1).permute(0, 2, 1, 3)
         grad = torch.ops.aten.threshold_backward(grad.reshape(S, B, -1), first, 0)
-        return _linear_backward(grad, xs, p["experts.first.weight"], g["experts.first.weight"],
-                                g["experts.first.bias"], need_x)
+        _linear_weights(grad, xs, g["experts.first.weight"], g["experts.first.bias"])
+        return torch.bmm(grad, p["experts.first.weight"]) if need_x else None
 
     def _gate(self, p: Params, h: torch.Tensor):
         if self.gate == "linear":
@@ -301,8 +316,9 @@ class StackedGradients:
             grad_pre = torch.ops.aten.elu_backward(grad_a, 1.0, 1, 1.0, False, first)
             return grad_h.add_(_linear_backward(grad_pre, h, p["gate.dense1.weight"], g["gate.dense1.weight"],
                                                 g["gate.dense1.bias"]))
-        grad_a = self._kan_backward("gate.kan2", p, g, a, grad_eta)
-        return grad_h.add_(self._kan_backward("gate.kan1", p, g, first, grad_a))
+        grad_a_kan = self._kan_backward("gate.kan2", p, g, a, grad_eta)
+        grad_h_kan = self._kan_backward("gate.kan1", p, g, first, _present(grad_a_kan, "dL/da of the GRKAN gate"))
+        return grad_h.add_(_present(grad_h_kan, "dL/dh of the GRKAN gate"))
 
 
 __all__ = ["StackedGradients", "unsupported_reason"]

@@ -28,10 +28,10 @@ from kamoe_viz.errors import ValidationError
 from kamoe_viz.nn import native
 from kamoe_viz.nn.direct_grad import SWITCH_ENV as DIRECT_SWITCH_ENV
 from kamoe_viz.nn.routers import RouterOutput, balance_loss, z_loss
-from kamoe_viz.nn.stacked_grad import StackedGradients
-from kamoe_viz.nn.stacked_grad import unsupported_reason as direct_unsupported
 from kamoe_viz.nn.stacked import STACKED_ROUTINGS, stacked_forward
 from kamoe_viz.nn.stacked import unsupported_reason as model_unsupported
+from kamoe_viz.nn.stacked_grad import StackedGradients
+from kamoe_viz.nn.stacked_grad import unsupported_reason as direct_unsupported
 from kamoe_viz.training.evaluation import check_input, evaluate, input_tensor, target_tensor
 from kamoe_viz.training.objectives import AUX_LOSSES
 from kamoe_viz.training.results import HISTORY_COLUMNS, TrainedRun, TrainResult
