@@ -341,7 +341,7 @@ class Trainer:
     def _validate(self) -> tuple[float, np.ndarray, dict[str, float]]:
         """Validation loss (eval mode, whole split), the gate weights of its first rows and the unweighted balance
         and z losses on the split (NaN without a gate), from one pass."""
-        fields = ("prediction", "gate_weights", "expert_outputs", "aux")
+        fields: tuple[str, ...] = ("prediction", "gate_weights", "expert_outputs", "aux")
         if self.objective.kind == "likelihood" and getattr(self.model, "router", None) is not None:
             fields += ("gate_probs",)
         out = batched_outputs(self.model, self._Xv, EVAL_BATCH, fields)
