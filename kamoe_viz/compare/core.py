@@ -24,6 +24,7 @@ from kamoe_viz.compare.worker import GATE_SAMPLE_ROWS, ROUTING_COLUMNS, RunOutco
 from kamoe_viz.config import GATE_FAMILIES, ROUTINGS, SEQUENTIAL_EXPERTS, TOP_K_ROUTINGS, RunConfig
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.metrics import metric_name
+from kamoe_viz.training.results import sweep_epoch_cap_notice
 
 MAX_SEEDS = 50
 MAX_RUNS = 2000
@@ -67,6 +68,7 @@ class ComparisonResult:
     started: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     expert_matching: str = ""  # how experts were matched across seeds before pooling (one line, shown with them)
+    epoch_cap: str = ""  # how many runs stopped at the epoch cap rather than by early stopping; "" when none
 
     @property
     def metric_label(self) -> str:
@@ -374,6 +376,8 @@ def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "
                          address=address, batch=batch, results=results)
     table, histories, gate_samples = assemble(outcomes)
     gate_samples, matching_note = matching.align_gate_samples(gate_samples, shared_rows=not vary_split)
+    ran = stats_rows(table)
+    cap_note = sweep_epoch_cap_notice(list(ran["stopped_reason"]), list(ran["epochs_run"]), specs[0].config.train)
     if results is not None:
         results.write_table(table)
     variants = list(dict.fromkeys(s.variant for s in specs))
@@ -393,7 +397,7 @@ def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "
         line += f" {n_err} run(s) failed (error rows; re-run the same command to retry them)."
     return ComparisonResult(
         table=table, histories=histories, gate_samples=gate_samples, stats=pair_stats, summary=summ,
-        expert_matching=matching_note,
+        expert_matching=matching_note, epoch_cap=cap_note or "",
         verdict=line, metric=metric, config=copy.deepcopy(base_config).validate().to_dict(),
         seeds=sorted({s.seed for s in specs}, key=[s.seed for s in specs].index), variants=variants,
         vary_split=vary_split, jobs=check_jobs(jobs), wall_seconds=time.perf_counter() - t0, started=started,
