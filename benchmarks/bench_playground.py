@@ -38,9 +38,9 @@ def _median_seconds(fn, reps: int) -> float:
 
 
 def preset_config():
-    from kamoe_viz_app.presets import PRESETS
+    from kamoe_viz.presets import preset_config as config_of
 
-    return next(p for p in PRESETS if p.key == "moons").config()
+    return config_of("moons")
 
 
 _POINTS: dict[int, object] = {}

@@ -83,3 +83,23 @@ def test_runs_stopping_at_the_epoch_cap_say_so(capsys: pytest.CaptureFixture[str
     assert "epoch cap (3 epochs)" in capsys.readouterr().out
     assert main(["train", "--epochs", "3", "--hidden", "4", "--quiet", "--patience", "0"]) == 0
     assert "epoch cap" not in capsys.readouterr().out  # without early stopping the cap is the plan
+
+
+@pytest.mark.parametrize("out", ["{tmp}/a-file/results.csv", "/proc/results.csv", "{tmp}"])
+def test_compare_refuses_an_unwritable_out_before_training(out: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a-file").write_text("x")
+    code = main(["compare", "--gates", "linear", "--seeds", "1", "--epochs", "1", "--out", out.format(tmp=tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--out" in err
+    assert "finished" not in err  # no run trained before the refusal
+
+
+@pytest.mark.parametrize("out_dir", ["{tmp}/a-file", "{tmp}/a-file/sub", "/proc/kamoe-results"])
+def test_reproduce_refuses_a_bad_out_dir_before_training(out_dir: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a-file").write_text("x")
+    code = main(["reproduce", "sequential", "--seeds", "1", "--max-epochs", "1",
+                 "--out-dir", out_dir.format(tmp=tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--out-dir" in err and "finished" not in err

@@ -79,3 +79,17 @@ def test_callers_share_the_definition():
     assert gate_entropy(w) == pytest.approx(rm.routing_entropy(w))
     assert np.allclose(interpret_gates.routing_entropy(w), rm.row_entropy(w))
     assert regime_agreement(w, regimes) == pytest.approx(rm.regime_nmi(w, regimes[:50]))
+
+
+def test_regime_nmi_matches_scikit_learn() -> None:
+    from sklearn.metrics import normalized_mutual_info_score
+
+    rng = np.random.default_rng(3)
+    for experts, regimes_n, rows in ((2, 2, 50), (3, 4, 300), (5, 3, 17), (4, 2, 1000)):
+        w = rng.random((rows, experts))
+        regimes = rng.integers(0, regimes_n, rows)
+        regimes[: rows // 3] = np.argmax(w[: rows // 3], axis=1) % regimes_n  # partly aligned
+        pairs = rm._regime_pairs(w, regimes)
+        assert rm.regime_nmi(w, regimes) == pytest.approx(normalized_mutual_info_score(*pairs), abs=1e-12)
+    one_expert = np.tile([[1.0, 0.0]], (6, 1))  # every row to expert 0: no information about the regimes
+    assert rm.regime_nmi(one_expert, np.array([0, 1, 0, 1, 0, 1])) == 0.0

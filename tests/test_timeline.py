@@ -208,3 +208,29 @@ def test_cli_snapshot_every_saves_a_timeline(tmp_path: Path, capsys: pytest.Capt
     assert RunStore(tmp_path).load(run_id).timeline.epochs == [0, 3, 6, 7]
     code = main(["train", "--dataset", "moons", "--epochs", "3", "--snapshot-every", "9", "--quiet"])
     assert code == 2 and "--snapshot-every" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("routing", ["dense", "expert_choice"])
+def test_snapshot_equals_separate_forward_passes(routing: str) -> None:
+    """One forward over probe + grid gives the same snapshot as the probe and the grid apart (a batch-dependent
+    router such as expert choice is run apart, since its weights depend on the other rows)."""
+    from kamoe_viz.data import load_dataset
+    from kamoe_viz.interpret._common import to_tensor
+    from kamoe_viz.nn import build_model
+
+    config = moons_config(epochs=3)
+    config.model.routing = routing
+    config.model.n_experts = 3
+    if routing == "expert_choice":
+        config.model.top_k = 0
+    config = config.validate()
+    dataset = load_dataset(config.data)
+    torch.manual_seed(0)
+    model = build_model(config.model, dataset).eval()
+    timeline = Timeline.create(model, dataset, 3)
+    snap = timeline.capture(model, 0)
+    with torch.no_grad():
+        probe = model.gate_weights(to_tensor(model, timeline._probe_X)).numpy()
+        cells = model(to_tensor(model, timeline._cells)).gate_weights.numpy()
+    assert np.allclose(snap.weights, probe, atol=1e-6)
+    assert np.allclose(snap.region, cells, atol=1e-6)

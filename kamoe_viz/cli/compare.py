@@ -13,7 +13,6 @@ import argparse
 import shlex
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
@@ -22,7 +21,7 @@ from kamoe_viz.config import DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, ModelConfi
 from kamoe_viz.cli import tracking
 from kamoe_viz.errors import ValidationError
 
-COMPARE_DEFAULT_EPOCHS = 30
+COMPARE_DEFAULT_EPOCHS = TrainConfig().epochs  # one set of defaults: train, compare and the pages share config's
 
 
 # ----- run options: the same names as `train`, parsed by train's own config_from_args ---------------------------------
@@ -55,7 +54,8 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     m = parser.add_argument_group("model")
     m.add_argument("--expert", choices=EXPERT_TYPES, default=model.expert)
     m.add_argument("--experts", type=int, default=model.n_experts, metavar="N", help="number of experts")
-    m.add_argument("--hidden", default="32", metavar="W[,W...]", help="expert layer widths (default %(default)s)")
+    m.add_argument("--hidden", default=",".join(map(str, model.expert_hidden)), metavar="W[,W...]",
+                   help="expert layer widths (default %(default)s)")
     m.add_argument("--gate-activation", choices=GATE_ACTIVATIONS, default=model.gate_activation)
     m.add_argument("--return-sequences", action="store_true", help="LSTM/GRU experts predict every time step")
     t = parser.add_argument_group("training")
@@ -64,7 +64,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     t.add_argument("--batch-size", type=int, default=train.batch_size, metavar="N")
     t.add_argument("--lr", type=float, default=train.lr, metavar="X", help="learning rate (default %(default)g)")
     t.add_argument("--weight-decay", type=float, default=train.weight_decay, metavar="X")
-    t.add_argument("--patience", type=int, default=10, metavar="N",
+    t.add_argument("--patience", type=int, default=train.early_stopping, metavar="N",
                    help="early-stopping patience in epochs, 0 = off (default %(default)s)")
     t.add_argument("--max-grad-norm", type=float, default=train.max_grad_norm, metavar="X")
     t.add_argument("--seed", type=int, default=0, metavar="N", help="first training seed (default 0)")
@@ -99,7 +99,8 @@ def _bar(fraction: float) -> str:
     return "#" * filled + "." * (BAR_WIDTH - filled)
 
 
-def _progress_printer(stream=sys.stderr) -> Callable[[Any], None]:
+def _progress_printer(stream: Any = None) -> Callable[[Any], None]:
+    stream = stream if stream is not None else sys.stderr  # read at call time (a default binds it at import)
     start = time.perf_counter()
     tty = hasattr(stream, "isatty") and stream.isatty()
 
@@ -138,6 +139,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.gates is not None and not [g for g in str(args.gates).split(",") if g.strip()]:
         raise ValidationError("--gates", args.gates, "must name at least one gate (linear, grn, grkan)")
     base = config_from_args(args)
+    if args.out:
+        from kamoe_viz.compare.results_file import check_path
+
+        check_path(args.out)  # before any run trains
     tracking.check(args)  # a bad --mlflow / --tensorboard fails before any run
     configure_cpu_threads()  # runs in this process (--jobs 1); workers set their own
     tune_allocator()
@@ -169,6 +174,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"! {row.variant} seed {row.seed} diverged: {row.message}")
     for _, row in t[t["stopped_reason"] == "error"].iterrows():
         print(f"! {row.variant} seed {row.seed} failed: {row.message}")
+    if result.epoch_cap:
+        print(f"\nnote: {result.epoch_cap}")
+    if result.expert_matching:
+        print(f"\n{result.expert_matching}")
     print(f"\nVerdict: {result.verdict}")
     if args.out:
         print(f"Wrote {len(t)} rows to {args.out}")
@@ -178,13 +187,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 # ----- reproduce ---------------------------------------------------------------------------------------------------
 def cmd_reproduce(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     from kamoe_viz.compare import reproduce as rp
+    from kamoe_viz.compare.results_file import check_folder
     from kamoe_viz.training import configure_cpu_threads, tune_allocator
 
     configure_cpu_threads()  # runs in this process (--jobs 1); workers set their own
     tune_allocator()
     progress = None if args.quiet else _progress_printer()
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_folder(args.out_dir)  # a bad folder fails now, not after every run has trained
     sweep = dict(engine=args.engine, address=args.address, batch=not args.no_batch,
                  results_path=str(out_dir / f"{args.protocol}_runs.csv"))
     if args.protocol == "california":

@@ -9,21 +9,22 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from kamoe_viz import stats
-from kamoe_viz.compare import engines
+from kamoe_viz.compare import engines, matching
 from kamoe_viz.compare.results_file import RUN_KEY, ResultsFile, run_key
-from kamoe_viz.compare.worker import (GATE_SAMPLE_ROWS, ROUTING_COLUMNS, RunOutcome, RunSpec, cpu_count,
-                                     data_key)
+from kamoe_viz.compare.worker import GATE_SAMPLE_ROWS, ROUTING_COLUMNS, RunOutcome, RunSpec, cpu_count, data_key
 from kamoe_viz.config import GATE_FAMILIES, ROUTINGS, SEQUENTIAL_EXPERTS, TOP_K_ROUTINGS, RunConfig
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.metrics import metric_name
+from kamoe_viz.training.results import sweep_epoch_cap_notice
 
 MAX_SEEDS = 50
 MAX_RUNS = 2000
@@ -52,7 +53,8 @@ class ComparisonResult:
 
     table: pd.DataFrame
     histories: pd.DataFrame  # variant, seed, epoch, train_loss, val_loss, ...
-    gate_samples: pd.DataFrame  # variant, seed, row, expert, weight: gate weights on the same test rows
+    gate_samples: pd.DataFrame  # variant, seed, row, expert, weight (+ regime, seed_expert): gate weights on the
+    # same test rows, experts renumbered to match across seeds (see kamoe_viz.compare.matching)
     stats: pd.DataFrame  # pairwise paired statistics (see kamoe_viz.stats.pairwise)
     summary: pd.DataFrame  # per variant: n, mean, std, CI, min, max of the test metric
     verdict: str  # one plain-words line: best variant vs runner-up
@@ -65,6 +67,8 @@ class ComparisonResult:
     wall_seconds: float = 0.0
     started: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    expert_matching: str = ""  # how experts were matched across seeds before pooling (one line, shown with them)
+    epoch_cap: str = ""  # how many runs stopped at the epoch cap rather than by early stopping; "" when none
 
     @property
     def metric_label(self) -> str:
@@ -174,7 +178,7 @@ def plan(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", 
     if not variants:
         raise ValidationError("gates", "", "choose at least one gate (linear, grn, grkan) or the standard model")
     seed_list = normalise_seeds(seeds, first=base.train.seed)
-    specs = []
+    specs: list[RunSpec] = []
     for seed in seed_list:
         for variant in variants:
             specs.append(RunSpec(start_index + len(specs), variant, seed,
@@ -276,7 +280,7 @@ def run_specs(specs: list[RunSpec], *, jobs: int = 1, on_progress: Callable[[Pro
         tasks = engines.split_tasks(todo, per_task)
         with engines.engine_context(engine, jobs=jobs if engine == "local" or jobs > 1 else None,
                                     address=address) as eng:
-            eng.run(tasks, {k: v for k, v in datasets.items()}, on_done, sample_rows=sample_rows, batch=batch,
+            eng.run(tasks, dict(datasets), on_done, sample_rows=sample_rows, batch=batch,
                     on_epoch=on_epoch)
     return [outcomes[s.index] for s in specs]
 
@@ -309,6 +313,8 @@ def assemble(outcomes: list[RunOutcome]) -> tuple[pd.DataFrame, pd.DataFrame, pd
             n, e = w.shape
             s = pd.DataFrame({"row": np.repeat(np.arange(n), e), "expert": np.tile(np.arange(e), n),
                               "weight": w.reshape(-1).astype(float)})
+            if o.regimes is not None and len(o.regimes) >= n:
+                s["regime"] = np.repeat(np.asarray(o.regimes)[:n], e)
             for k, v in keys.items():
                 s.insert(0, k, v)
             samples.append(s)
@@ -362,13 +368,16 @@ def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "
     ``engine``/``address``: where the runs train (:mod:`kamoe_viz.compare.engines`); ``batch``: seeds of one
     configuration train together as one model where supported; ``results_path``: a CSV that receives each row as
     its run finishes and lets the same call resume (runs already in it are not trained again)."""
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     specs = plan(base_config, gates, seeds, include_standard, vary_split, routings=routings)
     results = ResultsFile(results_path) if results_path else None
     outcomes = run_specs(specs, jobs=jobs, on_progress=on_progress, sample_rows=sample_rows, engine=engine,
                          address=address, batch=batch, results=results)
     table, histories, gate_samples = assemble(outcomes)
+    gate_samples, matching_note = matching.align_gate_samples(gate_samples, shared_rows=not vary_split)
+    ran = stats_rows(table)
+    cap_note = sweep_epoch_cap_notice(list(ran["stopped_reason"]), list(ran["epochs_run"]), specs[0].config.train)
     if results is not None:
         results.write_table(table)
     variants = list(dict.fromkeys(s.variant for s in specs))
@@ -388,6 +397,7 @@ def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "
         line += f" {n_err} run(s) failed (error rows; re-run the same command to retry them)."
     return ComparisonResult(
         table=table, histories=histories, gate_samples=gate_samples, stats=pair_stats, summary=summ,
+        expert_matching=matching_note, epoch_cap=cap_note or "",
         verdict=line, metric=metric, config=copy.deepcopy(base_config).validate().to_dict(),
         seeds=sorted({s.seed for s in specs}, key=[s.seed for s in specs].index), variants=variants,
         vary_split=vary_split, jobs=check_jobs(jobs), wall_seconds=time.perf_counter() - t0, started=started,

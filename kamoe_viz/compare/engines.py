@@ -15,13 +15,23 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager, suppress
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
-from kamoe_viz.compare.worker import (GATE_SAMPLE_ROWS, RunOutcome, RunSpec, _init_worker, data_key, error_outcome,
-                                      execute, measure)
+from kamoe_viz.compare.worker import (
+    GATE_SAMPLE_ROWS,
+    RunOutcome,
+    RunSpec,
+    _init_worker,
+    data_key,
+    error_outcome,
+    execute,
+    measure,
+)
 from kamoe_viz.errors import ValidationError
 
 ENGINES = ("local", "ray")
@@ -61,14 +71,14 @@ def execute_task(specs: list[RunSpec], dataset: Any = None, sample_rows: int = G
 
             runs = train_batched([s.config for s in specs], ds)
             return [measure(s, ds, run, sample_rows) for s, run in zip(specs, runs)]
-        except Exception as exc:  # noqa: BLE001 - a failed task is rows saying so, never a crashed sweep
+        except Exception as exc:
             return [error_outcome(s, ds, _describe(exc)) for s in specs]
     outcomes = []
     for spec in specs:
         cb = (lambda info, s=spec: on_epoch(s, info)) if on_epoch else None
         try:
             outcomes.append(execute(spec, dataset, cb, sample_rows))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             outcomes.append(error_outcome(spec, _dataset(spec, dataset), _describe(exc)))
     return outcomes
 
@@ -133,7 +143,7 @@ class LocalEngine:
                         task = pending.pop(fut)
                         try:
                             outs = fut.result()
-                        except Exception as exc:  # noqa: BLE001 - e.g. a worker process was killed
+                        except Exception as exc:
                             ds = datasets.get(data_key(task[0].config))
                             outs = [error_outcome(s, ds, _describe(exc)) for s in task]
                         for out in outs:
@@ -162,10 +172,9 @@ def _prepare_ray_worker() -> None:
         return
     from kamoe_viz.training import configure_cpu_threads, tune_allocator
 
-    try:  # Ray starts workers at niceness 15; on a shared machine they would starve (needs root or CAP_SYS_NICE)
+    # Ray starts workers at niceness 15; on a shared machine they would starve (needs root or CAP_SYS_NICE)
+    with suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, 0, 0)
-    except (OSError, AttributeError):
-        pass
     configure_cpu_threads()
     tune_allocator()
     _WORKER_READY = True
@@ -224,7 +233,7 @@ class RayEngine:
                     task = pending.pop(ref)
                     try:
                         outs = ray.get(ref)
-                    except Exception as exc:  # noqa: BLE001 - the worker died twice, or the task could not run
+                    except Exception as exc:
                         ds = datasets.get(data_key(task[0].config))
                         outs = [error_outcome(s, ds, _describe(exc)) for s in task]
                     for out in outs:
@@ -275,19 +284,14 @@ def server_ray_address() -> str | None:
     return check_address(os.environ.get(RAY_ADDRESS_ENV))
 
 
+@contextmanager
 def engine_context(name: str, *, jobs: int | None = None, address: str | None = None) -> Iterator[Engine]:
     """``with`` form of :func:`make_engine` that always closes (a private Ray cluster never outlives its sweep)."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def ctx() -> Iterator[Engine]:
-        engine = make_engine(name, jobs=jobs, address=address)
-        try:
-            yield engine
-        finally:
-            engine.close()
-
-    return ctx()
+    engine = make_engine(name, jobs=jobs, address=address)
+    try:
+        yield engine
+    finally:
+        engine.close()
 
 
 __all__ = ["ENGINES", "MAX_SEEDS_PER_TASK", "RAY_ADDRESS_ENV", "Engine", "LocalEngine", "RayEngine", "check_address",

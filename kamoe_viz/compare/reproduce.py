@@ -15,10 +15,11 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -150,7 +151,7 @@ def reproduce_california(*, full: bool = False, seeds: int | Sequence[int] = 5, 
     widths = _check_grid("widths", widths, FULL_WIDTHS if full else REDUCED_WIDTHS, 1, 1024)
     epochs = int(max_epochs or (1000 if full else DEFAULT_MAX_EPOCHS))
     seed_list = normalise_seeds(seeds)
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     specs = _grid_specs(list(experts), layers, widths, seed_list,
                         lambda e, n, w: california_config(e, n, w, max_epochs=epochs))
@@ -202,7 +203,7 @@ def reproduce_sequential(*, datasets: Sequence[str] | None = None, experts: Sequ
         if e not in ("lstm", "gru"):
             raise ValidationError("experts", e, "the sequential protocol uses lstm and/or gru experts")
     seed_list = normalise_seeds(seeds)
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     specs: list[RunSpec] = []
     for name in names:

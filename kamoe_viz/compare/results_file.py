@@ -28,11 +28,34 @@ def run_key(variant: str, labels: dict[str, Any], config: dict[str, Any]) -> str
 
 
 def check_path(path: str | Path, field: str = "--out") -> Path:
+    """Refuse an output file that cannot be written, before any run trains (a probe file is written and removed
+    next to it, the same way :meth:`ResultsFile.add` writes)."""
     out = Path(path)
     if out.exists() and out.is_dir():
         raise ValidationError(field, str(path), "must be a file path, not a folder")
     if not out.parent.exists():
         raise ValidationError(field, str(path), f"folder {str(out.parent)!r} does not exist")
+    if not out.parent.is_dir():
+        raise ValidationError(field, str(path), f"{str(out.parent)!r} is a file, not a folder")
+    probe = out.with_name(out.name + ".tmp")
+    try:
+        probe.write_text("", encoding="utf-8")
+        probe.unlink()
+    except OSError as err:
+        raise ValidationError(field, str(path), f"cannot be written here ({err.strerror or err})") from None
+    return out
+
+
+def check_folder(path: str | Path, field: str = "--out-dir") -> Path:
+    """Create an output folder (with its parents) and check a file can be written in it, before any run."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValidationError(field, str(path), "is a file; give a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValidationError(field, str(path), f"cannot be created ({err.strerror or err})") from None
+    check_path(out / "write-check", field)
     return out
 
 
@@ -86,4 +109,4 @@ class ResultsFile:
         tmp.replace(self.path)
 
 
-__all__ = ["RUN_KEY", "ResultsFile", "check_path", "run_key"]
+__all__ = ["RUN_KEY", "ResultsFile", "check_folder", "check_path", "run_key"]

@@ -11,18 +11,18 @@ small models train fastest that way, see :func:`kamoe_viz.training.configure_cpu
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from kamoe_viz.config import RunConfig
 from kamoe_viz import routing_metrics
 from kamoe_viz.compare.results_file import RUN_KEY, run_key
+from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError, TrainingDivergedError
 
 GATE_SAMPLE_ROWS = 256
@@ -49,6 +49,7 @@ class RunOutcome:
     row: dict[str, Any]
     history: pd.DataFrame
     gate_weights: np.ndarray | None  # (rows, E), or None when the run failed before training finished
+    regimes: np.ndarray | None = None  # the true regime of each of those rows, when the dataset knows them
 
 
 def data_key(config: RunConfig) -> str:
@@ -178,7 +179,7 @@ def measure(spec: RunSpec, ds: Any, trained: Any, sample_rows: int = GATE_SAMPLE
         **routing_columns(weights), device=str(result.device),
     )
     history = result.history.copy() if result.history is not None else pd.DataFrame()
-    return RunOutcome(spec.index, row, history, weights)
+    return RunOutcome(spec.index, row, history, weights, None if regimes is None else np.asarray(regimes).reshape(-1))
 
 
 # ----- many runs -----------------------------------------------------------------------------------------------------
@@ -197,5 +198,16 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-__all__ = ["GATE_SAMPLE_ROWS", "ROUTING_COLUMNS", "routing_columns", "KamoeError", "RunOutcome", "RunSpec", "cpu_count", "data_key", "execute",
-           "gate_entropy", "regime_agreement"]
+__all__ = [
+    "GATE_SAMPLE_ROWS",
+    "ROUTING_COLUMNS",
+    "KamoeError",
+    "RunOutcome",
+    "RunSpec",
+    "cpu_count",
+    "data_key",
+    "execute",
+    "gate_entropy",
+    "regime_agreement",
+    "routing_columns",
+]

@@ -33,6 +33,7 @@ class MoEOutput(NamedTuple):
     expert_outputs: torch.Tensor  # (B, O, E) or (B, T, O, E): each expert through the shared head
     expert_hidden: torch.Tensor  # (B, E, H) or (B, T, E, H): what the experts hand to the mixture
     aux: dict[str, torch.Tensor] = {}  # balance_loss, z_loss (scalars, unweighted); dropped_fraction, coverage
+    gate_probs: torch.Tensor | None = None  # (B, E) or (B, T, E): RouterOutput.probs, what the likelihood scores
 
 
 class KanLayerRef(NamedTuple):
@@ -83,6 +84,10 @@ class KAMoE(nn.Module):
             self.gate = build_gate(config.gate, u, self.n_experts, **gate_options(config))
             self.router = build_router(config.routing, self.n_experts, **router_options(config))
         self.head = glorot_linear(width, n_outputs)
+        # Mix with the router's weights divided by their sum (so the prediction is the mean of the routed mixture
+        # the likelihood objective trains; top-1: the chosen expert's own prediction). Set from the objective by
+        # kamoe_viz.training.objectives.prepare_model, not a model setting; False mixes the raw weights (Switch).
+        self.normalise_weights = False
 
     # ----- forward ------------------------------------------------------------------------------------------------
     def scaled_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +110,10 @@ class KAMoE(nn.Module):
         """The router's output (weights, logits, aux) for scaled inputs: gate then router."""
         if self.gate is None or self.router is None:
             raise RuntimeError("the standard model (kind='standard') has no gate or router")
-        return self.router(self.gate(self.gate_hidden(x_scaled)))
+        out = self.router(self.gate(self.gate_hidden(x_scaled)))
+        if self.normalise_weights:
+            out = out._replace(weights=out.weights / out.weights.sum(-1, keepdim=True).clamp_min(1e-12))
+        return out
 
     def gate_weights(self, x: torch.Tensor) -> torch.Tensor:
         """Only the routing weights (B, E); cheaper than forward for plots and attribution."""
@@ -117,11 +125,12 @@ class KAMoE(nn.Module):
         x_scaled = self.scaled_input(x)
         hidden = self.experts(x_scaled)  # (B, E, H) or (B, T, E, H)
         aux: dict[str, torch.Tensor] = {}
+        probs = None
         if self.gate is None:
             weights = hidden.new_ones(hidden.shape[:-1])
         else:
             routed = self.route(x_scaled)
-            weights = routed.weights
+            weights, probs = routed.weights, routed.probs
             aux = {"balance_loss": balance_loss(routed), "z_loss": z_loss(routed), **routed.aux}
         # The head is linear, so mixing the hidden outputs first and projecting once is the same as mixing the
         # projected expert outputs, with fewer ops to differentiate. expert_outputs are not needed for the loss.
@@ -134,7 +143,7 @@ class KAMoE(nn.Module):
             hidden_out = hidden
         prediction = self.head(mixed)
         expert_outputs = self.head(hidden_out).transpose(-1, -2)  # (..., O, E)
-        return MoEOutput(prediction, weights, expert_outputs, hidden, aux)
+        return MoEOutput(prediction, weights, expert_outputs, hidden, aux, probs)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x).prediction

@@ -30,6 +30,14 @@ class RouterOutput(NamedTuple):
     weights: torch.Tensor  # (..., E)
     logits: torch.Tensor  # (..., E), what the router was given
     aux: dict[str, torch.Tensor]
+    # (..., E) the full distribution over experts the weights are selected from, before any top-k, capacity or
+    # bias selection, summing to 1 per row: what the mixture likelihood scores (None: the weights, normalised)
+    probs: torch.Tensor | None = None
+
+
+def _normalised(scores: torch.Tensor) -> torch.Tensor:
+    """Non-negative scores (sigmoid, ReLU) as a distribution over experts; an all-zero row stays zero."""
+    return scores / scores.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
 class Router(nn.Module):
@@ -72,7 +80,7 @@ class DenseRouter(Router):
 
     def forward(self, logits: torch.Tensor) -> RouterOutput:
         weights = torch.sigmoid(logits) if self.activation == "sigmoid" else torch.softmax(logits, dim=-1)
-        return RouterOutput(weights, logits, {})
+        return RouterOutput(weights, logits, {}, _normalised(weights) if self.activation == "sigmoid" else weights)
 
 
 class TopKRouter(Router):
@@ -90,8 +98,9 @@ class TopKRouter(Router):
     def forward(self, logits: torch.Tensor) -> RouterOutput:
         keep = _keep_mask(logits, self.top_k)
         if self.activation == "sigmoid":
-            return RouterOutput(torch.sigmoid(logits) * keep, logits, {})
-        return RouterOutput(_topk_softmax(logits, keep, self.top_k), logits, {})
+            affinity = torch.sigmoid(logits)
+            return RouterOutput(affinity * keep, logits, {}, _normalised(affinity))
+        return RouterOutput(_topk_softmax(logits, keep, self.top_k), logits, {}, torch.softmax(logits, dim=-1))
 
 
 class NoisyTopKRouter(Router):
@@ -114,7 +123,7 @@ class NoisyTopKRouter(Router):
             scale = F.softplus(self.noise(logits))
             scores = logits + torch.randn_like(logits) * scale
         keep = _keep_mask(scores, self.top_k)
-        return RouterOutput(_topk_softmax(scores, keep, self.top_k), logits, {})
+        return RouterOutput(_topk_softmax(scores, keep, self.top_k), logits, {}, torch.softmax(scores, dim=-1))
 
 
 def capacity(capacity_factor: float, tokens: int, n_experts: int) -> int:
@@ -140,7 +149,7 @@ class SwitchRouter(Router):
             fits = flat & (position <= limit)
             aux["dropped_fraction"] = 1.0 - fits.any(-1).float().mean()
             keep = fits.view_as(keep)
-        return RouterOutput(probs * keep, logits, aux)
+        return RouterOutput(probs * keep, logits, aux, probs)
 
 
 class ExpertChoiceRouter(Router):
@@ -155,13 +164,13 @@ class ExpertChoiceRouter(Router):
         flat = probs.reshape(-1, self.n_experts)
         tokens = flat.shape[0]
         if tokens == 0:
-            return RouterOutput(probs, logits, {})
+            return RouterOutput(probs, logits, {}, probs)
         limit = capacity(self.capacity_factor, tokens, self.n_experts)
         chosen = flat.topk(limit, dim=0).indices  # (C, E): each expert's top-C rows
         keep = torch.zeros_like(flat, dtype=torch.bool).scatter_(0, chosen, True)
         covered = keep.any(-1).float().mean()
         weights = (flat * keep).view_as(probs)
-        return RouterOutput(weights, logits, {"coverage": covered, "dropped_fraction": 1.0 - covered})
+        return RouterOutput(weights, logits, {"coverage": covered, "dropped_fraction": 1.0 - covered}, probs)
 
 
 class SigmoidBiasRouter(Router):
@@ -190,7 +199,7 @@ class SigmoidBiasRouter(Router):
             selected = selected / selected.sum(-1, keepdim=True).clamp_min(1e-12)
         if self.training:
             self.last_load.copy_(keep.reshape(-1, self.n_experts).sum(0))
-        return RouterOutput(selected, logits, {})
+        return RouterOutput(selected, logits, {}, _normalised(affinity))
 
     @torch.no_grad()
     def after_step(self) -> None:
@@ -203,7 +212,8 @@ class ReLURouter(Router):
     name = "relu"
 
     def forward(self, logits: torch.Tensor) -> RouterOutput:
-        return RouterOutput(torch.relu(logits), logits, {})
+        weights = torch.relu(logits)
+        return RouterOutput(weights, logits, {}, _normalised(weights))
 
 
 ROUTER_CLASSES: dict[str, type[Router]] = {

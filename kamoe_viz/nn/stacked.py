@@ -8,25 +8,30 @@ where small models are bound by per-operation overhead. ``torch.func.vmap`` over
 numbers but measured 0.2-0.7x the speed of training the seeds one by one here (its per-op cost on small tensors).
 
 Covered: MLP and KAN experts (any depth), the plain single-expert model, the linear, GRN and GRKAN gates with the
-dense or top-k router (sigmoid or softmax), input scaling, windows flattened for MLP/KAN experts. :func:`unsupported_reason` names what is
-not (recurrent experts, other routers, shared experts); those train one seed at a time.
+dense or top-k router (sigmoid or softmax), input scaling, windows flattened for MLP/KAN experts.
+:func:`unsupported_reason` names what is not (recurrent experts, other routers, shared experts); those train one seed
+at a time.
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
-
 from torch.autograd.function import once_differentiable
 
 from kamoe_viz.nn import native
+from kamoe_viz.nn.experts import KANExperts, MLPExperts
+from kamoe_viz.nn.gates import GRKANGate, GRNGate
 from kamoe_viz.nn.kan import KANLinear, base_activation, bspline_basis_recursive
+from kamoe_viz.nn.moe import KAMoE
+from kamoe_viz.nn.routers import Router
 from kamoe_viz.nn.spline_ops import dense_basis
-
 
 STACKED_ROUTINGS = ("dense", "topk")  # stateless, row-wise routers: each seed's rows routed on their own
 
 
-def unsupported_reason(model: torch.nn.Module) -> str | None:
+def unsupported_reason(model: KAMoE) -> str | None:
     """Why this model's structure has no stacked forward here, or None (the settings that rule batching out, such
     as recurrent experts or dropout, are checked by kamoe_viz.training.batched.unsupported_reason)."""
     cfg = model.config
@@ -80,7 +85,7 @@ def _kan(layer: KANLinear, x: torch.Tensor, base_weight: torch.Tensor, spline_we
     flat = x.reshape(S * B, n_in)
     knots = layer._uniform_knots()
     lib = native.active() if knots is not None else None
-    if lib is not None and native.supports(flat, base_weight, spline_weight, layer.spline_order,
+    if knots is not None and lib is not None and native.supports(flat, base_weight, spline_weight, layer.spline_order,
                                            layer.base_activation_name):
         return StackedNativeKAN.apply(lib, x, base_weight, spline_weight, knots[0], knots[1], layer.spline_order,
                                       layer.base_activation_name)
@@ -93,12 +98,12 @@ def _kan(layer: KANLinear, x: torch.Tensor, base_weight: torch.Tensor, spline_we
     return torch.bmm(features, weight.transpose(1, 2))
 
 
-def _experts(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+def _experts(model: KAMoE, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Hidden outputs (S, B, E, H)."""
-    bank, cfg = model.experts, model.config
+    bank = model.experts
     S, B = x.shape[:2]
     E, hidden = bank.n_experts, bank.hidden
-    if cfg.expert == "mlp":
+    if isinstance(bank, MLPExperts):
         z = torch.relu(_linear(x, p["experts.first.weight"], p["experts.first.bias"])).view(S, B, E, hidden[0])
         for i in range(len(hidden) - 1):
             w, b = p[f"experts.weights.{i}"], p[f"experts.biases.{i}"]  # (S, E, in, out), (S, E, 1, out)
@@ -106,14 +111,16 @@ def _experts(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch.Tensor
             zz = torch.relu(torch.baddbmm(b.reshape(S * E, 1, -1), zz, w.reshape(S * E, *w.shape[2:])))
             z = zz.view(S, E, B, -1).permute(0, 2, 1, 3)
         return z
+    if not isinstance(bank, KANExperts):
+        raise TypeError(f"no stacked forward for {type(bank).__name__}")
     z = _kan(bank.first, x, p["experts.first.base_weight"], p["experts.first.spline_weight"]).view(S, B, E, hidden[0])
     if len(bank.deeper):
         outs = []
         for e, layers in enumerate(bank.deeper):
             ze = z[:, :, e]
-            for d, layer in enumerate(layers):
+            for d, layer in enumerate(cast(torch.nn.ModuleList, layers)):
                 pre = f"experts.deeper.{e}.{d}."
-                ze = _kan(layer, ze, p[pre + "base_weight"], p[pre + "spline_weight"])
+                ze = _kan(cast(KANLinear, layer), ze, p[pre + "base_weight"], p[pre + "spline_weight"])
             outs.append(ze)
         z = torch.stack(outs, dim=2)
     return z
@@ -123,14 +130,18 @@ def _norm(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float)
     return torch.addcmul(bias.unsqueeze(1), F.layer_norm(z, z.shape[-1:], eps=eps), weight.unsqueeze(1))
 
 
-def _gate_logits(model: torch.nn.Module, p: dict[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+def _gate_logits(model: KAMoE, p: dict[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
     gate, family = model.gate, model.config.gate
     if family == "linear":
         return _linear(h, p["gate.dense.weight"], p["gate.dense.bias"])
+    if not isinstance(gate, (GRNGate, GRKANGate)):
+        raise TypeError(f"no stacked forward for a {family} gate")
     if family == "grn":
         eta = _linear(F.elu(_linear(h, p["gate.dense1.weight"], p["gate.dense1.bias"])),
                       p["gate.dense2.weight"], p["gate.dense2.bias"])
     else:
+        if not isinstance(gate, GRKANGate):
+            raise TypeError(f"no stacked forward for a {family} gate")
         a = _kan(gate.kan1, h, p["gate.kan1.base_weight"], p["gate.kan1.spline_weight"])
         eta = _kan(gate.kan2, a, p["gate.kan2.base_weight"], p["gate.kan2.spline_weight"])
     z = _linear(h, p["gate.skip.weight"], p["gate.skip.bias"]) + F.glu(
@@ -138,14 +149,17 @@ def _gate_logits(model: torch.nn.Module, p: dict[str, torch.Tensor], h: torch.Te
     return _norm(z, p["gate.norm.weight"], p["gate.norm.bias"], gate.norm.eps)
 
 
-def _route(router: torch.nn.Module, logits: torch.Tensor) -> torch.Tensor:
+def _route(router: Router | None, logits: torch.Tensor) -> torch.Tensor:
     """The dense and top-k routers' weights, computed by their own forward (they are stateless, row-wise)."""
+    if router is None:
+        raise RuntimeError("a model with a gate has a router")
     return router(logits).weights
 
 
-def stacked_forward(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch.Tensor,
+def stacked_forward(model: KAMoE, p: dict[str, torch.Tensor], x: torch.Tensor,
                     n_seeds: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(prediction (S, B, O), routing weights (S, B, E), gate logits or None) of S stacked parameter sets on x (S, B, F) or shared (B, F)."""
+    """(prediction (S, B, O), routing weights (S, B, E), gate logits or None) of S stacked parameter sets on x
+    (S, B, F) or shared (B, F)."""
     S = n_seeds or next(iter(p.values())).shape[0]
     if x.dim() == (3 if model.is_sequence else 2):
         x = x.unsqueeze(0).expand(S, *x.shape)

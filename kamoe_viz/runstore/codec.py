@@ -341,6 +341,7 @@ def decode(members: Mapping[str, bytes], where: str, *, run_id: str | None,
 
     from kamoe_viz.nn import build_model
     from kamoe_viz.training import TrainedRun
+    from kamoe_viz.training.objectives import prepare_model
 
     config = decode_config(members, where)
     meta = decode_dataset_meta(members, where)
@@ -354,6 +355,7 @@ def decode(members: Mapping[str, bytes], where: str, *, run_id: str | None,
         raise RunFileError(f"{where}: config.json does not fit the dataset: {exc}") from exc
     tensors = check_weights(model, members, where)
     model.load_state_dict(tensors, strict=True)
+    prepare_model(model, config.train)  # mix the weights as the run was trained (the objective decides)
     model.eval()
     try:  # one small forward pass: a run that loads must also predict
         with torch.no_grad():

@@ -3,9 +3,17 @@ Adam with the gate's own learning rate.
 
 - ``mse`` (default): the task loss of the mixed prediction (MSE on scaled targets, cross-entropy on class logits).
 - ``likelihood``: the mixture-of-experts likelihood of Jacobs et al. (1991), which rewards sending a row to the
-  expert that predicts it best rather than blending experts: regression -log sum_e w_e N(y; y_e, sigma^2) with a
-  learned log sigma; classification -log sum_e w_e softmax(logits_e)[y]. Weights are normalised to sum 1 per row
-  (sigmoid weights need not), and rows that no expert took are left out.
+  expert that predicts it best rather than blending experts: regression -log sum_e p_e N(y; y_e, sigma^2) with a
+  learned log sigma; classification -log sum_e p_e softmax(logits_e)[y]. The mixture weights p are the gate's
+  **full probabilities before any selection** (``RouterOutput.probs``: the softmax over all experts; sigmoid or
+  ReLU scores divided by their sum), not the routed weights: after top-1 selection the routed weights,
+  normalised, are exactly 1 and the gate would get no gradient from the likelihood. Every row is scored, also
+  rows that capacity dropped or that no expert chose (all experts are evaluated on every row).
+  With this objective the model mixes the **routed weights normalised to sum 1** (:func:`prepare_model` sets
+  ``KAMoE.normalise_weights``), so the prediction is the mean of the routed part of that mixture: each
+  ``expert_outputs`` column is a component's mean, and under top-1 routing the prediction is the chosen expert's
+  own output (with the MSE objective, Switch's p * E(x) stays as published). The two agree exactly for dense
+  routers and for every router on rows whose gate puts all its probability on the routed experts.
 - ``train.balance_loss`` * the Switch auxiliary loss and ``train.z_loss`` * the router z-loss are added to either
   (:func:`kamoe_viz.nn.routers.balance_loss`, :func:`~kamoe_viz.nn.routers.z_loss`).
 """
@@ -65,7 +73,9 @@ class Objective(nn.Module):
     def task_part(self, out: Any, target: torch.Tensor) -> torch.Tensor:
         """The objective without the auxiliary losses: what ``train_loss`` and ``val_loss`` report."""
         if self.kind == "likelihood" and out.gate_weights.shape[-1] > 1:
-            return mixture_nll(self.task, out.gate_weights, out.expert_outputs, target, self.log_sigma)
+            probs = getattr(out, "gate_probs", None)
+            return mixture_nll(self.task, out.gate_weights if probs is None else probs, out.expert_outputs, target,
+                               self.log_sigma)
         return task_loss(self.task, out.prediction, target)
 
     def forward(self, out: Any, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,6 +87,19 @@ class Objective(nn.Module):
             if name in aux:
                 total = total + weight * aux[name]
         return total, part
+
+
+def mixes_normalised(config: TrainConfig) -> bool:
+    """Whether a model trained (or loaded) with ``config`` mixes its routed weights normalised to sum 1."""
+    return config.objective == "likelihood"
+
+
+def prepare_model(model: nn.Module, config: TrainConfig) -> nn.Module:
+    """Set what the objective fixes about the model's forward pass (``KAMoE.normalise_weights``); called by the
+    trainer and when a saved run is loaded, so a run predicts as it was trained."""
+    if isinstance(model, KAMoE):
+        model.normalise_weights = mixes_normalised(config)
+    return model
 
 
 class OutputFields:
@@ -119,4 +142,5 @@ def build_optimizer(model: nn.Module, extra: list[nn.Parameter], config: TrainCo
     return GroupedAdam([(rest, config.lr), (routing, config.lr * config.gate_lr_scale)], config.weight_decay)
 
 
-__all__ = ["AUX_LOSSES", "GroupedAdam", "Objective", "OutputFields", "build_optimizer", "mixture_nll"]
+__all__ = ["AUX_LOSSES", "GroupedAdam", "Objective", "OutputFields", "build_optimizer", "mixes_normalised",
+           "mixture_nll", "prepare_model"]

@@ -14,24 +14,29 @@ A timeline is stored in a saved run as ``timeline.json`` (schedule, losses, metr
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from kamoe_viz import routing_metrics as rm
-from kamoe_viz.errors import RunFileError, ValidationError
+from kamoe_viz.errors import ValidationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE, KanLayerRef
+    from kamoe_viz.training.results import EpochInfo
 
 MAX_SNAPSHOTS = 200  # per run; stated in the UI
 PROBE_ROWS = 512  # validation rows whose gate weights every snapshot keeps
 REGION_RESOLUTION = 60  # cells per axis of a snapshot's region map
 SPLINE_POINTS = 40  # x values per GRKAN gate spline curve
 SETTLE_AGREEMENT = 0.95  # routing has settled once every later snapshot's winners agree this much with the last
-FORMAT_VERSION = 1
 MEMBERS = ("timeline.json", "timeline.safetensors")
 SCALAR_METRICS = ("nmi", "routing_entropy", "load_cv", "max_violation", "gini", "min_load", "max_load",
                   "dropped_fraction")
@@ -91,7 +96,7 @@ class Snapshot:
     splines: dict[str, np.ndarray] = field(default_factory=dict)  # gate KAN layer -> phi totals (points, out, in)
 
 
-def _gate_kan_layers(model: Any) -> list[Any]:
+def _gate_kan_layers(model: KAMoE) -> list[KanLayerRef]:
     refs = model.kan_layers() if hasattr(model, "kan_layers") else []
     return [r for r in refs if r.expert is None and r.name.startswith("gate.")]
 
@@ -120,11 +125,12 @@ class Timeline:
         # only while training: model inputs of the probe and the region grid, the dataset (to unscale targets)
         self._probe_X: np.ndarray | None = None
         self._cells: np.ndarray | None = None
-        self._dataset: Any = None
+        self._dataset: Dataset | None = None
+        self._input_cache: torch.Tensor | None = None
 
     # ----- building -------------------------------------------------------------------------------------------------
     @classmethod
-    def create(cls, model: Any, dataset: Any, total_epochs: int, every: int | None = None,
+    def create(cls, model: KAMoE, dataset: Dataset, total_epochs: int, every: int | None = None,
                max_snapshots: int = MAX_SNAPSHOTS, batch_size: int | None = None,
                region_resolution: int = REGION_RESOLUTION) -> Timeline:
         """A timeline for training ``model`` on ``dataset`` for ``total_epochs``, with the epoch-0 snapshot taken."""
@@ -161,23 +167,44 @@ class Timeline:
         """Whether ``epoch`` is on the schedule (and not recorded yet)."""
         return epoch in self._planned_set and not any(s.epoch == epoch for s in self.snapshots[-1:])
 
-    @torch.no_grad()
-    def capture(self, model: Any, epoch: int, train_loss: float | None = None,
-                val_loss: float | None = None) -> Snapshot:
-        """A snapshot of ``model`` now, without keeping it (the live view draws these)."""
-        from kamoe_viz.interpret._common import flatten_time, rows_of, to_tensor
+    def _inputs(self, model: KAMoE) -> torch.Tensor:
+        """The probe rows followed by the region grid's cells as one model input, kept while device and dtype stay."""
+        from kamoe_viz.interpret._common import to_tensor
 
+        param = next(model.parameters())
         if self._probe_X is None:
+            raise RuntimeError("the timeline keeps its probe rows only while training")
+        cached = self._input_cache
+        if cached is None or cached.device != param.device or cached.dtype != param.dtype:
+            rows = self._probe_X if self._cells is None else np.concatenate([self._probe_X, self._cells])
+            cached = self._input_cache = to_tensor(model, rows)
+        return cached
+
+    @torch.no_grad()
+    def capture(self, model: KAMoE, epoch: int, train_loss: float | None = None,
+                val_loss: float | None = None) -> Snapshot:
+        """A snapshot of ``model`` now, without keeping it (the live view draws these). One forward pass over the
+        probe and the grid together, unless the router's weights depend on the other rows of the batch."""
+        from kamoe_viz.interpret._common import flatten_time, rows_of
+        from kamoe_viz.routing_specs import ROUTERS
+
+        if self._probe_X is None or self._dataset is None:
             raise ValidationError("timeline", "loaded", "cannot take new snapshots: it was read from a saved run")
         was_training = model.training
         model.eval()
         try:
-            weights = model.gate_weights(to_tensor(model, self._probe_X)).float().cpu().numpy()
+            inputs, n_probe = self._inputs(model), len(self._probe_X)
             region = prediction = None
-            if self._cells is not None:
-                out = model(to_tensor(model, self._cells))
-                region = out.gate_weights.float().cpu().numpy()
-                pred = out.prediction.float()
+            if self._cells is None:
+                weights = model.gate_weights(inputs).float().cpu().numpy()
+            else:
+                spec = ROUTERS.get(getattr(getattr(model, "config", None), "routing", "dense"))
+                apart = spec is not None and spec.batch_dependent
+                out = model(inputs[n_probe:] if apart else inputs)
+                gate = out.gate_weights.float().cpu().numpy()
+                weights = model.gate_weights(inputs[:n_probe]).float().cpu().numpy() if apart else gate[:n_probe]
+                region = gate if apart else gate[n_probe:]
+                pred = out.prediction.float() if apart else out.prediction[n_probe:].float()
                 if self.task == "classification":
                     prediction = torch.softmax(pred, dim=-1).cpu().numpy()
                 else:
@@ -196,7 +223,7 @@ class Timeline:
         return Snapshot(epoch=int(epoch), train_loss=train_loss, val_loss=val_loss, weights=weights,
                         metrics=metrics, region=region, prediction=prediction, splines=splines)
 
-    def record(self, model: Any, epoch: int, train_loss: float | None = None, val_loss: float | None = None,
+    def record(self, model: KAMoE, epoch: int, train_loss: float | None = None, val_loss: float | None = None,
                force: bool = False) -> Snapshot | None:
         """Take and keep a snapshot if ``epoch`` is scheduled (or ``force``, while there is room); else None."""
         if self.snapshots and self.snapshots[-1].epoch == epoch:
@@ -211,13 +238,13 @@ class Timeline:
     def full(self) -> bool:
         return len(self.snapshots) >= self.max_snapshots
 
-    def callback(self, model: Any):
+    def callback(self, model: KAMoE) -> Callable[[EpochInfo], None]:
         """An ``on_epoch`` for :class:`kamoe_viz.training.Trainer` that records scheduled epochs (never stops)."""
-        def on_epoch(info: Any) -> None:
+        def on_epoch(info: EpochInfo) -> None:
             self.record(model, info.epoch, info.train_loss, info.val_loss)
         return on_epoch
 
-    def finalize(self, model: Any, epoch: int, train_loss: float | None = None,
+    def finalize(self, model: KAMoE, epoch: int, train_loss: float | None = None,
                  val_loss: float | None = None) -> None:
         """Record the last epoch trained (early stopping may end a run off the schedule); drop the training data."""
         if self._probe_X is not None and (not self.snapshots or self.snapshots[-1].epoch < epoch):
@@ -228,7 +255,7 @@ class Timeline:
 
     def release(self) -> None:
         """Forget the probe inputs, grid and dataset (a finished or loaded timeline only reads its snapshots)."""
-        self._probe_X = self._cells = self._dataset = None
+        self._probe_X = self._cells = self._dataset = self._input_cache = None
 
     # ----- reading ----------------------------------------------------------------------------------------------------
     @property
@@ -320,92 +347,19 @@ class Timeline:
         columns = ["layer", "edge", "input", "output", "x", "total"]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
-    # ----- storage --------------------------------------------------------------------------------------------------
+    # ----- storage (kamoe_viz.training.timeline_store) -----------------------------------------------------------
     def to_members(self) -> dict[str, bytes]:
         """``timeline.json`` and ``timeline.safetensors`` of a saved run."""
-        from safetensors.numpy import save
+        from kamoe_viz.training.timeline_store import to_members
 
-        from kamoe_viz.runstore.fileformat import dump_json
-
-        snaps = self.snapshots
-        meta = {"version": FORMAT_VERSION, "planned": self.planned, "epochs": self.epochs,
-                "train_loss": [s.train_loss for s in snaps], "val_loss": [s.val_loss for s in snaps],
-                "metrics": [s.metrics for s in snaps], "n_experts": self.n_experts, "task": self.task,
-                "activation": self.activation, "axis_names": list(self.axis_names),
-                "class_names": self.class_names, "max_snapshots": self.max_snapshots,
-                "batch_size": self.batch_size, "spline_layers": sorted(self.spline_x)}
-        arrays: dict[str, np.ndarray] = {}
-        if snaps:
-            arrays["weights"] = np.stack([s.weights for s in snaps]).astype(np.float32)
-            if snaps[0].region is not None:
-                arrays["region"] = np.stack([s.region for s in snaps]).astype(np.float32)
-                arrays["prediction"] = np.stack([s.prediction for s in snaps]).astype(np.float32)
-            for layer in self.spline_x:
-                if all(layer in s.splines for s in snaps):
-                    arrays[f"spline.{layer}"] = np.stack([s.splines[layer] for s in snaps]).astype(np.float32)
-        if self.region_axes is not None:
-            arrays["x_axis"], arrays["y_axis"] = (np.asarray(a, dtype=np.float64) for a in self.region_axes)
-        for layer, x in self.spline_x.items():
-            arrays[f"spline_x.{layer}"] = np.asarray(x, dtype=np.float32)
-        if self.probe_regimes is not None:
-            arrays["probe_regimes"] = np.asarray(self.probe_regimes, dtype=np.int64)
-        return {"timeline.json": dump_json(meta), "timeline.safetensors": save(arrays)}
+        return to_members(self)
 
     @classmethod
     def from_members(cls, members: Mapping[str, bytes], where: str = "run") -> Timeline | None:
         """The timeline of a saved run; None when the run has none (saved before timelines existed)."""
-        if not all(m in members for m in MEMBERS):
-            return None
-        from safetensors.numpy import load
+        from kamoe_viz.training.timeline_store import from_members
 
-        from kamoe_viz.runstore.fileformat import load_json
-
-        meta = load_json("timeline.json", members["timeline.json"], where)
-        try:
-            arrays = load(members["timeline.safetensors"])
-        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for malformed headers
-            raise RunFileError(f"{where}: timeline.safetensors cannot be read ({exc}).") from None
-        try:
-            return cls._decode(meta, arrays)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise RunFileError(f"{where}: timeline.json and timeline.safetensors do not fit together ({exc}).") \
-                from None
-
-    @classmethod
-    def _decode(cls, meta: Any, arrays: dict[str, np.ndarray]) -> Timeline:
-        if not isinstance(meta, dict) or meta.get("version") != FORMAT_VERSION:
-            raise ValueError(f"unknown timeline version {meta.get('version') if isinstance(meta, dict) else meta!r}")
-        epochs = [int(e) for e in meta["epochs"]]
-        n = len(epochs)
-        if n > int(meta["max_snapshots"]) or len(meta["metrics"]) != n or len(meta["train_loss"]) != n:
-            raise ValueError("snapshot count differs between fields")
-        spline_layers = [str(s) for s in meta["spline_layers"]]
-        axes = (arrays["x_axis"], arrays["y_axis"]) if "x_axis" in arrays else None
-        timeline = cls(planned=[int(e) for e in meta["planned"]], n_experts=int(meta["n_experts"]),
-                       task=str(meta["task"]), activation=str(meta["activation"]),
-                       probe_regimes=arrays.get("probe_regimes"), region_axes=axes,
-                       axis_names=tuple(str(a) for a in meta["axis_names"]),
-                       spline_x={layer: arrays[f"spline_x.{layer}"] for layer in spline_layers},
-                       class_names=meta.get("class_names"), max_snapshots=int(meta["max_snapshots"]),
-                       batch_size=meta.get("batch_size"))
-        weights = arrays["weights"] if n else np.zeros((0, 0, timeline.n_experts), np.float32)
-        for name in ("weights", "region", "prediction", *(f"spline.{s}" for s in spline_layers)):
-            if name in arrays and len(arrays[name]) != n:
-                raise ValueError(f"{name} holds {len(arrays[name])} snapshots, timeline.json lists {n}")
-        if n and weights.shape[-1] != timeline.n_experts:
-            raise ValueError(f"weights have {weights.shape[-1]} experts, timeline.json says {timeline.n_experts}")
-        for k in range(n):
-            metrics = {key: (float("nan") if value is None else value) for key, value in meta["metrics"][k].items()}
-            timeline.snapshots.append(Snapshot(
-                epoch=epochs[k], train_loss=_number(meta["train_loss"][k]), val_loss=_number(meta["val_loss"][k]),
-                weights=weights[k], metrics=metrics, region=arrays["region"][k] if "region" in arrays else None,
-                prediction=arrays["prediction"][k] if "prediction" in arrays else None,
-                splines={s: arrays[f"spline.{s}"][k] for s in spline_layers if f"spline.{s}" in arrays}))
-        return timeline
-
-
-def _number(value: Any) -> float | None:
-    return None if value is None else float(value) if math.isfinite(float(value)) else None
+        return from_members(members, where)
 
 
 __all__ = ["MAX_SNAPSHOTS", "MEMBERS", "PROBE_ROWS", "REGION_RESOLUTION", "SCALAR_METRICS", "SETTLE_DEFINITION",

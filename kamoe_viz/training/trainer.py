@@ -23,7 +23,7 @@ from kamoe_viz.nn.direct_grad import DirectGradients, unsupported_reason
 from kamoe_viz.training.cuda_graph import GraphedStep, graphs_enabled
 from kamoe_viz.training.devices import resolve_device
 from kamoe_viz.training.evaluation import EVAL_BATCH, batched_outputs, check_input, evaluate, input_tensor, target_tensor
-from kamoe_viz.training.objectives import AUX_LOSSES, Objective, OutputFields, build_optimizer
+from kamoe_viz.training.objectives import AUX_LOSSES, Objective, OutputFields, build_optimizer, prepare_model
 from kamoe_viz.training.results import HISTORY_COLUMNS, EpochInfo, TrainResult
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class Trainer:
         if len(dataset.X_train) == 0:
             raise ValidationError("dataset", dataset.name, "has no training rows; it needs at least one")
         check_input(model, dataset.X_train, "dataset.X_train")
-        self.model = model.to(self.device)
+        self.model = prepare_model(model, self.config).to(self.device)
         # KAN layers' path for the whole run (the C kernel if built now), so a build finishing mid-run never
         # changes the run's arithmetic
         self._kernel = native.library()
@@ -341,8 +341,10 @@ class Trainer:
     def _validate(self) -> tuple[float, np.ndarray, dict[str, float]]:
         """Validation loss (eval mode, whole split), the gate weights of its first rows and the unweighted balance
         and z losses on the split (NaN without a gate), from one pass."""
-        out = batched_outputs(self.model, self._Xv, EVAL_BATCH, ("prediction", "gate_weights", "expert_outputs",
-                                                                 "aux"))
+        fields: tuple[str, ...] = ("prediction", "gate_weights", "expert_outputs", "aux")
+        if self.objective.kind == "likelihood" and getattr(self.model, "router", None) is not None:
+            fields += ("gate_probs",)
+        out = batched_outputs(self.model, self._Xv, EVAL_BATCH, fields)
         with torch.no_grad():
             val_loss = float(self.objective.task_part(OutputFields(out), self._yv))
         aux = {name: float(out["aux"].get(name, math.nan)) for name in AUX_LOSSES}
