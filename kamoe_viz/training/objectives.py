@@ -20,7 +20,7 @@ Adam with the gate's own learning rate.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -94,7 +94,10 @@ def mixes_normalised(config: TrainConfig) -> bool:
     return config.objective == "likelihood"
 
 
-def prepare_model(model: nn.Module, config: TrainConfig) -> nn.Module:
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def prepare_model(model: ModuleT, config: TrainConfig) -> ModuleT:
     """Set what the objective fixes about the model's forward pass (``KAMoE.normalise_weights``); called by the
     trainer and when a saved run is loaded, so a run predicts as it was trained."""
     if isinstance(model, KAMoE):
