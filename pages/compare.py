@@ -26,7 +26,7 @@ from kamoe_viz_app.routing_settings import ROUTER_HELP
 from kamoe_viz_app.safe import esc, unexpected
 from kamoe_viz_app.train_settings import EXPERT_LABELS, GATE_LABELS
 
-entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
+entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 
 RESULT = "compare_result"
 K = "cmp."  # widget key prefix of this page
