@@ -11,7 +11,7 @@ from kamoe_viz_app import entry, state
 from kamoe_viz_app.safe import esc, unexpected
 from kamoe_viz_app.train_settings import EXPERT_LABELS, GATE_LABELS
 
-entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
+entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 
 CONFIRM = "_confirm_delete"
 PICK = "runs_pick"

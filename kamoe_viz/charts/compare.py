@@ -5,7 +5,7 @@ Pure functions: tidy DataFrames (from :class:`kamoe_viz.compare.ComparisonResult
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import altair as alt
 import numpy as np

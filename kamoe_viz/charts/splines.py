@@ -1,7 +1,7 @@
 """Charts of KAN edges: small multiples ranked and faded by importance, one edge large, importance bars."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import altair as alt
 import numpy as np

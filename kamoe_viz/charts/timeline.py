@@ -11,12 +11,11 @@ import numpy as np
 import pandas as pd
 
 from kamoe_viz.charts.gates import _cells, region_winner_chart, weight_histogram_chart
-from kamoe_viz.charts.theme import expert_color
+from kamoe_viz.charts.theme import HEAT_SCHEME, PREDICTED_CLASS_SCHEME, expert_color, layered
 from kamoe_viz.interpret._common import expert_names, flatten_time
 from kamoe_viz.routing_metrics import ROUTING_METRIC_LABELS
 
 STORY_METRICS = ("nmi", "routing_entropy")
-CLASS_SCHEME = "dark2"  # predicted classes: not the experts' colours
 
 
 def data_points(dataset: Any, max_rows: int = 600) -> pd.DataFrame:
@@ -53,7 +52,7 @@ def region_map_chart(region: pd.DataFrame, points: pd.DataFrame | None, size: in
     layers = [heat]
     if len(frames) > 1:
         layers.append(_points(frames[1], x_title, y_title, frames[1]["target"].dtype == object))
-    return alt.layer(*layers).properties(width=size, height=size, title=title)
+    return layered(*layers).properties(width=size, height=size, title=title)
 
 
 def _with_points(points: pd.DataFrame | None) -> list[pd.DataFrame]:
@@ -74,19 +73,19 @@ def prediction_map_chart(frame: pd.DataFrame, points: pd.DataFrame | None, size:
            "y": alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(zero=False, nice=False)), "y2": "y_hi:Q"}
     if "predicted" in cells:
         heat = alt.Chart(cells).mark_rect().encode(
-            **enc, color=alt.Color("predicted:N", scale=alt.Scale(scheme=CLASS_SCHEME), title="predicted class",
+            **enc, color=alt.Color("predicted:N", scale=alt.Scale(scheme=PREDICTED_CLASS_SCHEME), title="predicted class",
                                    legend=alt.Legend(orient="bottom")),
             opacity=alt.Opacity("probability:Q", scale=alt.Scale(domain=[0.5, 1], range=[0.15, 0.85]), legend=None),
             tooltip=[alt.Tooltip("predicted:N"), alt.Tooltip("probability:Q", format=".2f")])
     else:
         heat = alt.Chart(cells).mark_rect().encode(
-            **enc, color=alt.Color("prediction:Q", scale=alt.Scale(scheme="viridis"), title="prediction",
+            **enc, color=alt.Color("prediction:Q", scale=alt.Scale(scheme=HEAT_SCHEME), title="prediction",
                                    legend=alt.Legend(orient="bottom")),
             tooltip=[alt.Tooltip("prediction:Q", format=".3g")])
     layers = [heat]
     if points is not None and len(points):
         layers.append(_points(points, x_title, y_title, "predicted" in cells))
-    return alt.layer(*layers).properties(width=size, height=size, title="Prediction")
+    return layered(*layers).properties(width=size, height=size, title="Prediction")
 
 
 def prediction_map_data(frame: pd.DataFrame, points: pd.DataFrame | None, **_: Any) -> list[pd.DataFrame]:
@@ -115,7 +114,7 @@ def load_bars_chart(load: list[float], width: int = 260) -> alt.LayerChart:
                                                                    alt.Tooltip("load:Q", format=".2f")])
     rule = alt.Chart(even).mark_rule(
         strokeDash=[4, 3], color="#555555").encode(y="even:Q")
-    return alt.layer(bars, rule).properties(width=width, height=160, title="Load per expert")
+    return layered(bars, rule).properties(width=width, height=160, title="Load per expert")
 
 
 def load_bars_data(load: list[float], **_: Any) -> list[pd.DataFrame]:
@@ -165,7 +164,7 @@ def load_area_chart(loads: pd.DataFrame, settle: int | None = None, current: int
         color=expert_color("expert", names), order=alt.Order("expert:N"),
         tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("expert:N"), alt.Tooltip("load:Q", format=".2f")])
     layers = [area, *_epoch_rule(settle, "settled"), *_epoch_rule(current, "shown", "#333333")]
-    return alt.layer(*layers).properties(width=width, height=180, title="Load per expert over epochs")
+    return layered(*layers).properties(width=width, height=180, title="Load per expert over epochs")
 
 
 def story_metrics_chart(metrics: pd.DataFrame, settle: int | None = None, current: int | None = None,
@@ -177,7 +176,7 @@ def story_metrics_chart(metrics: pd.DataFrame, settle: int | None = None, curren
         color=alt.Color("metric:N", title=None, legend=alt.Legend(orient="bottom")),
         tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("metric:N"), alt.Tooltip("value:Q", format=".3f")])
     layers = [lines, *_epoch_rule(settle, "settled"), *_epoch_rule(current, "shown", "#333333")]
-    return alt.layer(*layers).properties(width=width, height=180, title="Specialisation over epochs")
+    return layered(*layers).properties(width=width, height=180, title="Specialisation over epochs")
 
 
 def story_metrics_data(metrics: pd.DataFrame, settle: int | None = None, current: int | None = None,
@@ -219,7 +218,7 @@ def regime_share_chart(frame: pd.DataFrame, title: str = "Which expert takes whi
                                    tooltip=["regime:N", "expert:N", alt.Tooltip("share:Q", format=".0%")])
     text = base.mark_text().encode(text=alt.Text("share:Q", format=".0%"),
                                    color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
-    return alt.layer(heat, text).properties(width=alt.Step(70), height=alt.Step(32), title=title)
+    return layered(heat, text).properties(width=alt.Step(70), height=alt.Step(32), title=title)
 
 
 def spline_curves_chart(frame: pd.DataFrame, columns: int = 4) -> alt.FacetChart:

@@ -5,14 +5,14 @@ from training records and datasets). No Streamlit, no torch.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import altair as alt
 import numpy as np
 import pandas as pd
 
 from kamoe_viz.charts.theme import CLASS_SCHEME, SPLIT_COLORS, expert_color, expert_scale, layered
-
 
 # One sentence per output activation, shown next to the load numbers: how "load" is defined for each.
 LOAD_DEFINITIONS = {

@@ -13,15 +13,16 @@ import argparse
 import shlex
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
-from kamoe_viz.config import DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.cli import tracking
+from kamoe_viz.config import DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.errors import ValidationError
 
-COMPARE_DEFAULT_EPOCHS = 30
+COMPARE_DEFAULT_EPOCHS = TrainConfig().epochs  # one set of defaults: train, compare and the pages share config's
 
 
 # ----- run options: the same names as `train`, parsed by train's own config_from_args ---------------------------------
@@ -37,7 +38,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     """Dataset, model and training options with the names and meaning of `python -m kamoe_viz train`.
 
     The gate and the model kind are what a comparison varies, so `--gate`/`--kind` are not offered; `--seed` is the
-    first training seed. Parsing goes through :func:`kamoe_viz.cli.train.config_from_args`, so both commands read
+    first training seed. Parsing goes through :func:`kamoe_viz.cli.train_args.config_from_args`, so both commands read
     their options the same way.
     """
     model, train = ModelConfig(), TrainConfig()
@@ -54,7 +55,8 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     m = parser.add_argument_group("model")
     m.add_argument("--expert", choices=EXPERT_TYPES, default=model.expert)
     m.add_argument("--experts", type=int, default=model.n_experts, metavar="N", help="number of experts")
-    m.add_argument("--hidden", default="32", metavar="W[,W...]", help="expert layer widths (default %(default)s)")
+    m.add_argument("--hidden", default=",".join(map(str, model.expert_hidden)), metavar="W[,W...]",
+                   help="expert layer widths (default %(default)s)")
     m.add_argument("--gate-activation", choices=GATE_ACTIVATIONS, default=model.gate_activation)
     m.add_argument("--return-sequences", action="store_true", help="LSTM/GRU experts predict every time step")
     t = parser.add_argument_group("training")
@@ -63,12 +65,12 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     t.add_argument("--batch-size", type=int, default=train.batch_size, metavar="N")
     t.add_argument("--lr", type=float, default=train.lr, metavar="X", help="learning rate (default %(default)g)")
     t.add_argument("--weight-decay", type=float, default=train.weight_decay, metavar="X")
-    t.add_argument("--patience", type=int, default=10, metavar="N",
+    t.add_argument("--patience", type=int, default=train.early_stopping, metavar="N",
                    help="early-stopping patience in epochs, 0 = off (default %(default)s)")
     t.add_argument("--max-grad-norm", type=float, default=train.max_grad_norm, metavar="X")
     t.add_argument("--seed", type=int, default=0, metavar="N", help="first training seed (default 0)")
     t.add_argument("--device", choices=DEVICES, default="cpu", help="default cpu (runs are small and parallel)")
-    from kamoe_viz.cli.train import add_routing_arguments
+    from kamoe_viz.cli.train_args import add_routing_arguments
 
     add_routing_arguments(m, t)
     parser.set_defaults(kind="moe", gate="grkan")
@@ -76,7 +78,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The base RunConfig of a comparison (validated), read exactly as `train` reads it."""
-    from kamoe_viz.cli.train import config_from_args as train_config
+    from kamoe_viz.cli.train_args import config_from_args as train_config
 
     return train_config(args)
 
@@ -173,6 +175,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"! {row.variant} seed {row.seed} diverged: {row.message}")
     for _, row in t[t["stopped_reason"] == "error"].iterrows():
         print(f"! {row.variant} seed {row.seed} failed: {row.message}")
+    if result.epoch_cap:
+        print(f"\nnote: {result.epoch_cap}")
+    if result.expert_matching:
+        print(f"\n{result.expert_matching}")
     print(f"\nVerdict: {result.verdict}")
     if args.out:
         print(f"Wrote {len(t)} rows to {args.out}")

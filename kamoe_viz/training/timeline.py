@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,13 @@ import torch
 
 from kamoe_viz import routing_metrics as rm
 from kamoe_viz.errors import ValidationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE, KanLayerRef
+    from kamoe_viz.training.results import EpochInfo
 
 MAX_SNAPSHOTS = 200  # per run; stated in the UI
 PROBE_ROWS = 512  # validation rows whose gate weights every snapshot keeps
@@ -89,7 +96,7 @@ class Snapshot:
     splines: dict[str, np.ndarray] = field(default_factory=dict)  # gate KAN layer -> phi totals (points, out, in)
 
 
-def _gate_kan_layers(model: Any) -> list[Any]:
+def _gate_kan_layers(model: KAMoE) -> list[KanLayerRef]:
     refs = model.kan_layers() if hasattr(model, "kan_layers") else []
     return [r for r in refs if r.expert is None and r.name.startswith("gate.")]
 
@@ -118,12 +125,12 @@ class Timeline:
         # only while training: model inputs of the probe and the region grid, the dataset (to unscale targets)
         self._probe_X: np.ndarray | None = None
         self._cells: np.ndarray | None = None
-        self._dataset: Any = None
+        self._dataset: Dataset | None = None
         self._input_cache: torch.Tensor | None = None
 
     # ----- building -------------------------------------------------------------------------------------------------
     @classmethod
-    def create(cls, model: Any, dataset: Any, total_epochs: int, every: int | None = None,
+    def create(cls, model: KAMoE, dataset: Dataset, total_epochs: int, every: int | None = None,
                max_snapshots: int = MAX_SNAPSHOTS, batch_size: int | None = None,
                region_resolution: int = REGION_RESOLUTION) -> Timeline:
         """A timeline for training ``model`` on ``dataset`` for ``total_epochs``, with the epoch-0 snapshot taken."""
@@ -160,11 +167,13 @@ class Timeline:
         """Whether ``epoch`` is on the schedule (and not recorded yet)."""
         return epoch in self._planned_set and not any(s.epoch == epoch for s in self.snapshots[-1:])
 
-    def _inputs(self, model: Any) -> torch.Tensor:
+    def _inputs(self, model: KAMoE) -> torch.Tensor:
         """The probe rows followed by the region grid's cells as one model input, kept while device and dtype stay."""
         from kamoe_viz.interpret._common import to_tensor
 
         param = next(model.parameters())
+        if self._probe_X is None:
+            raise RuntimeError("the timeline keeps its probe rows only while training")
         cached = self._input_cache
         if cached is None or cached.device != param.device or cached.dtype != param.dtype:
             rows = self._probe_X if self._cells is None else np.concatenate([self._probe_X, self._cells])
@@ -172,14 +181,14 @@ class Timeline:
         return cached
 
     @torch.no_grad()
-    def capture(self, model: Any, epoch: int, train_loss: float | None = None,
+    def capture(self, model: KAMoE, epoch: int, train_loss: float | None = None,
                 val_loss: float | None = None) -> Snapshot:
         """A snapshot of ``model`` now, without keeping it (the live view draws these). One forward pass over the
         probe and the grid together, unless the router's weights depend on the other rows of the batch."""
         from kamoe_viz.interpret._common import flatten_time, rows_of
         from kamoe_viz.routing_specs import ROUTERS
 
-        if self._probe_X is None:
+        if self._probe_X is None or self._dataset is None:
             raise ValidationError("timeline", "loaded", "cannot take new snapshots: it was read from a saved run")
         was_training = model.training
         model.eval()
@@ -214,7 +223,7 @@ class Timeline:
         return Snapshot(epoch=int(epoch), train_loss=train_loss, val_loss=val_loss, weights=weights,
                         metrics=metrics, region=region, prediction=prediction, splines=splines)
 
-    def record(self, model: Any, epoch: int, train_loss: float | None = None, val_loss: float | None = None,
+    def record(self, model: KAMoE, epoch: int, train_loss: float | None = None, val_loss: float | None = None,
                force: bool = False) -> Snapshot | None:
         """Take and keep a snapshot if ``epoch`` is scheduled (or ``force``, while there is room); else None."""
         if self.snapshots and self.snapshots[-1].epoch == epoch:
@@ -229,13 +238,13 @@ class Timeline:
     def full(self) -> bool:
         return len(self.snapshots) >= self.max_snapshots
 
-    def callback(self, model: Any):
+    def callback(self, model: KAMoE) -> Callable[[EpochInfo], None]:
         """An ``on_epoch`` for :class:`kamoe_viz.training.Trainer` that records scheduled epochs (never stops)."""
-        def on_epoch(info: Any) -> None:
+        def on_epoch(info: EpochInfo) -> None:
             self.record(model, info.epoch, info.train_loss, info.val_loss)
         return on_epoch
 
-    def finalize(self, model: Any, epoch: int, train_loss: float | None = None,
+    def finalize(self, model: KAMoE, epoch: int, train_loss: float | None = None,
                  val_loss: float | None = None) -> None:
         """Record the last epoch trained (early stopping may end a run off the schedule); drop the training data."""
         if self._probe_X is not None and (not self.snapshots or self.snapshots[-1].epoch < epoch):

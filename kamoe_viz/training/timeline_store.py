@@ -31,9 +31,11 @@ def to_members(timeline: Timeline) -> dict[str, bytes]:
     arrays: dict[str, np.ndarray] = {}
     if snaps:
         arrays["weights"] = np.stack([s.weights for s in snaps]).astype(np.float32)
-        if snaps[0].region is not None:
-            arrays["region"] = np.stack([s.region for s in snaps]).astype(np.float32)
-            arrays["prediction"] = np.stack([s.prediction for s in snaps]).astype(np.float32)
+        regions = [s.region for s in snaps if s.region is not None]
+        predictions = [s.prediction for s in snaps if s.prediction is not None]
+        if len(regions) == len(predictions) == len(snaps):  # 2-D data: every snapshot has its region map
+            arrays["region"] = np.stack(regions).astype(np.float32)
+            arrays["prediction"] = np.stack(predictions).astype(np.float32)
         for layer in timeline.spline_x:
             if all(layer in s.splines for s in snaps):
                 arrays[f"spline.{layer}"] = np.stack([s.splines[layer] for s in snaps]).astype(np.float32)
@@ -73,10 +75,11 @@ def _decode(meta: Any, arrays: dict[str, np.ndarray]) -> Timeline:
         raise ValueError("snapshot count differs between fields")
     spline_layers = [str(s) for s in meta["spline_layers"]]
     axes = (arrays["x_axis"], arrays["y_axis"]) if "x_axis" in arrays else None
+    x_name, y_name = (str(a) for a in meta["axis_names"])
     timeline = Timeline(planned=[int(e) for e in meta["planned"]], n_experts=int(meta["n_experts"]),
                    task=str(meta["task"]), activation=str(meta["activation"]),
                    probe_regimes=arrays.get("probe_regimes"), region_axes=axes,
-                   axis_names=tuple(str(a) for a in meta["axis_names"]),
+                   axis_names=(x_name, y_name),
                    spline_x={layer: arrays[f"spline_x.{layer}"] for layer in spline_layers},
                    class_names=meta.get("class_names"), max_snapshots=int(meta["max_snapshots"]),
                    batch_size=meta.get("batch_size"))
