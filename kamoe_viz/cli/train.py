@@ -15,13 +15,20 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from kamoe_viz.cli import tracking
 from kamoe_viz.config import (DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, GATE_FAMILIES, MODEL_KINDS, OBJECTIVES,
                               ROUTINGS, DataConfig, ModelConfig, RunConfig, TrainConfig)
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.training.evaluation import ROUTING_JSON_KEYS, routing_report  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE
+    from kamoe_viz.training.results import EpochInfo, TrainedRun
+    from kamoe_viz.training.timeline import Timeline
+    from kamoe_viz.training.trainer import EpochCallback
 
 EXIT_DIVERGED = 3
 # config field -> the flag that sets it, so a validation message names what the user typed
@@ -128,7 +135,7 @@ def set_budget_limits(args: argparse.Namespace) -> None:
             os.environ[name] = str(value)
 
 
-def add_routing_arguments(model_group: Any, train_group: Any) -> None:
+def add_routing_arguments(model_group: argparse._ArgumentGroup, train_group: argparse._ArgumentGroup) -> None:
     """--routing, --top-k, --capacity-factor, --shared-experts, --bias-update-rate (model) and --balance-loss,
     --z-loss, --objective, --gate-lr-scale (training); shared by train and compare."""
     model, train = _defaults()
@@ -265,7 +272,7 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _save(run: Any, runs_dir: str | None) -> str:
+def _save(run: TrainedRun, runs_dir: str | None) -> str:
     try:
         from kamoe_viz.runstore import RunStore
     except ImportError:
@@ -273,7 +280,7 @@ def _save(run: Any, runs_dir: str | None) -> str:
     return RunStore(runs_dir).save(run)
 
 
-def _timeline(args: argparse.Namespace, model: Any, dataset: Any, config: RunConfig) -> Any:
+def _timeline(args: argparse.Namespace, model: KAMoE, dataset: Dataset, config: RunConfig) -> Timeline | None:
     """The training timeline ``--snapshot-every`` asks for (epoch 0 taken now), or None."""
     if args.snapshot_every is None:
         return None
@@ -286,11 +293,11 @@ def _timeline(args: argparse.Namespace, model: Any, dataset: Any, config: RunCon
         raise ValidationError("--snapshot-every", args.snapshot_every, err.allowed) from None
 
 
-def _callbacks(bar: Any, timeline: Any, model: Any) -> Any:
+def _callbacks(bar: EpochCallback | None, timeline: Timeline | None, model: KAMoE) -> EpochCallback | None:
     record = timeline.callback(model) if timeline is not None else None
     if record is None:
         return bar
-    def on_epoch(info: Any) -> None:
+    def on_epoch(info: EpochInfo) -> None:
         if bar is not None:
             bar(info)
         record(info)
@@ -366,7 +373,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_DIVERGED if result.stopped_reason == "diverged" else 0
 
 
-def _report(run: Any, total_seconds: float, interrupted: bool, as_json: bool) -> None:
+def _report(run: TrainedRun, total_seconds: float, interrupted: bool, as_json: bool) -> None:
     result, config, ds = run.result, run.config, run.dataset
     m = result.metrics
     what = "standard network" if config.model.kind == "standard" else \
