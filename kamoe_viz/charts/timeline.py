@@ -4,7 +4,7 @@ epochs with the settle epoch marked). Frames come from :class:`kamoe_viz.trainin
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import altair as alt
 import numpy as np
@@ -15,10 +15,13 @@ from kamoe_viz.charts.theme import HEAT_SCHEME, PREDICTED_CLASS_SCHEME, expert_c
 from kamoe_viz.interpret._common import expert_names, flatten_time
 from kamoe_viz.routing_metrics import ROUTING_METRIC_LABELS
 
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
+
 STORY_METRICS = ("nmi", "routing_entropy")
 
 
-def data_points(dataset: Any, max_rows: int = 600) -> pd.DataFrame:
+def data_points(dataset: Dataset, max_rows: int = 600) -> pd.DataFrame:
     """Training rows of a 2-D dataset in raw units with their target (class name or value), for the maps."""
     from kamoe_viz.interpret._common import reference_set
 

@@ -96,7 +96,7 @@ BAR_WIDTH = 20
 
 
 def _bar(fraction: float) -> str:
-    filled = int(round(BAR_WIDTH * min(1.0, max(0.0, fraction))))
+    filled = round(BAR_WIDTH * min(1.0, max(0.0, fraction)))
     return "#" * filled + "." * (BAR_WIDTH - filled)
 
 

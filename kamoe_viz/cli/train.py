@@ -16,7 +16,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from kamoe_viz.cli import tracking
 from kamoe_viz.cli.train_args import add_arguments, config_from_args, set_budget_limits, with_preset
@@ -24,6 +24,13 @@ from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import TrainingDivergedError, ValidationError
 from kamoe_viz.nn.fast import plain_autograd
 from kamoe_viz.training.evaluation import routing_report
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE
+    from kamoe_viz.training.results import EpochInfo, TrainedRun
+    from kamoe_viz.training.timeline import Timeline
+    from kamoe_viz.training.trainer import EpochCallback
 
 EXIT_DIVERGED = 3
 
@@ -53,7 +60,7 @@ class ProgressBar:
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.every = max(1, self.total // 10)
 
-    def __call__(self, info: Any) -> None:
+    def __call__(self, info: EpochInfo) -> None:
         filled = int(self.width * min(1.0, info.epoch / self.total))
         bar = "#" * filled + "." * (self.width - filled)
         text = (f"[{bar}] epoch {info.epoch}/{self.total}  train {info.train_loss:.4f}  val {info.val_loss:.4f}  "
@@ -78,7 +85,7 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _save(run: Any, runs_dir: str | None) -> str:
+def _save(run: TrainedRun, runs_dir: str | None) -> str:
     try:
         from kamoe_viz.runstore import RunStore
     except ImportError:
@@ -86,7 +93,7 @@ def _save(run: Any, runs_dir: str | None) -> str:
     return RunStore(runs_dir).save(run)
 
 
-def _timeline(args: argparse.Namespace, model: Any, dataset: Any, config: RunConfig) -> Any:
+def _timeline(args: argparse.Namespace, model: KAMoE, dataset: Dataset, config: RunConfig) -> Timeline | None:
     """The training timeline ``--snapshot-every`` asks for (epoch 0 taken now), or None."""
     if args.snapshot_every is None:
         return None
@@ -99,11 +106,11 @@ def _timeline(args: argparse.Namespace, model: Any, dataset: Any, config: RunCon
         raise ValidationError("--snapshot-every", args.snapshot_every, err.allowed) from None
 
 
-def _callbacks(bar: Any, timeline: Any, model: Any) -> Any:
+def _callbacks(bar: EpochCallback | None, timeline: Timeline | None, model: KAMoE) -> EpochCallback | None:
     record = timeline.callback(model) if timeline is not None else None
     if record is None:
         return bar
-    def on_epoch(info: Any) -> None:
+    def on_epoch(info: EpochInfo) -> None:
         if bar is not None:
             bar(info)
         record(info)
@@ -190,7 +197,7 @@ def _train(args: argparse.Namespace, config: RunConfig) -> int:
     return 0
 
 
-def _report(run: Any, total_seconds: float, interrupted: bool, as_json: bool) -> None:
+def _report(run: TrainedRun, total_seconds: float, interrupted: bool, as_json: bool) -> None:
     result, config, ds = run.result, run.config, run.dataset
     m = result.metrics
     what = "standard network" if config.model.kind == "standard" else \

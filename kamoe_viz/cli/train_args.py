@@ -102,7 +102,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 
-def add_budget_arguments(group: Any) -> None:
+def add_budget_arguments(group: argparse._ArgumentGroup) -> None:
     """--max-params, --max-memory-mb: raise (or lower) the cost budget of one model (kamoe_viz/budget.py)."""
     from kamoe_viz import budget
 
@@ -139,7 +139,7 @@ _ROUTING_OPTIONS = (
 )
 
 
-def add_routing_arguments(model_group: Any, train_group: Any) -> None:
+def add_routing_arguments(model_group: argparse._ArgumentGroup, train_group: argparse._ArgumentGroup) -> None:
     """--routing, --top-k, --capacity-factor, --shared-experts, --bias-update-rate (model) and --balance-loss,
     --z-loss, --objective, --gate-lr-scale (training); shared by train and compare."""
     model, train = _defaults()

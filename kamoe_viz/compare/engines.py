@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager, suppress
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -105,7 +106,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _task_outcomes(task: list[RunSpec], result: Callable[[], list[RunOutcome]],
-                   datasets: dict[str, Any]) -> list[RunOutcome]:
+                   datasets: dict[str, Dataset]) -> list[RunOutcome]:
     """The outcomes of a finished task (``result()``: the future's or Ray object's value); a task that failed as a
     whole (a worker process killed, a Ray worker that died twice) gives an error outcome for each of its runs."""
     try:
@@ -237,7 +238,7 @@ class RayEngine:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
-                    for out in _task_outcomes(pending.pop(ref), lambda ref=ref: ray.get(ref), datasets):
+                    for out in _task_outcomes(pending.pop(ref), partial(ray.get, ref), datasets):
                         on_outcome(out)
         except BaseException:
             for ref in pending:
