@@ -86,8 +86,10 @@ def current_run_results() -> None:
     st.caption(f"{esc(info['dataset'])} · gate {info['gate']} · {info['experts']} · {info['device']} · "
                f"epochs {info['epochs']} · {result.seconds:.1f} s"
                + (f" · saved as `{run.run_id}`" if getattr(run, "run_id", None) else ""))
-    if getattr(result, "message", None):
-        st.warning(esc(result.message), icon=":material/warning:")
+    if getattr(result, "message", None):  # a divergence (TrainingDivergedError's message) is an error
+        show = st.error if result.stopped_reason == "diverged" else st.warning
+        show(esc(result.message), icon=":material/error:" if result.stopped_reason == "diverged" else
+             ":material/warning:")
     notice = epoch_cap_notice(result, run.config.train)
     if notice:
         st.info(notice, icon=":material/timer:")

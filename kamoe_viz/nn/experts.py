@@ -85,13 +85,14 @@ class KANExperts(nn.Module):
             z = torch.stack(outs, dim=1)
         return z
 
-    def kan_layers(self) -> list[tuple[str, KANLinear, int | None]]:
+    def kan_layers(self, bank: str = "experts", one: str = "expert") -> list[tuple[str, KANLinear, int | None]]:
         """(name, layer, expert) for every KAN layer; expert None means the fused first layer, whose outputs
-        e*H .. (e+1)*H-1 belong to expert e."""
-        layers: list[tuple[str, KANLinear, int | None]] = [("experts.layer1 (all experts)", self.first, None)]
+        e*H .. (e+1)*H-1 belong to expert e. ``bank`` / ``one``: how the bank and one of its experts are named
+        ("shared" / "shared" for the shared experts)."""
+        layers: list[tuple[str, KANLinear, int | None]] = [(f"{bank}.layer1 (all {bank})", self.first, None)]
         for e, stack in enumerate(self.deeper):
             for depth, layer in enumerate(cast(nn.ModuleList, stack), start=2):
-                layers.append((f"expert{e}.layer{depth}", cast(KANLinear, layer), e))
+                layers.append((f"{one}{e}.layer{depth}", cast(KANLinear, layer), e))
         return layers
 
 
