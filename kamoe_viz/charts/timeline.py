@@ -13,7 +13,7 @@ import pandas as pd
 from kamoe_viz.charts.gates import _cells, region_winner_chart, weight_histogram_chart
 from kamoe_viz.charts.theme import HEAT_SCHEME, PREDICTED_CLASS_SCHEME, expert_color, layered
 from kamoe_viz.interpret._common import expert_names, flatten_time
-from kamoe_viz.routing_metrics import ROUTING_METRIC_LABELS
+from kamoe_viz.labels import ROUTING_METRIC_LABELS
 
 if TYPE_CHECKING:
     from kamoe_viz.data.base import Dataset

@@ -101,7 +101,6 @@ def kan_layer_table(model: KAMoE, dataset: Dataset) -> pd.DataFrame:
     for ref in model.kan_layers():
         layer = ref.layer
         part = _part(ref)
-        inputs, _ = _names(model, dataset, ref)
         expert = -1 if ref.expert is None or ref.shared else ref.expert
         rows.append({"layer": ref.name, "part": part, "expert": expert,
                      "inputs": layer.in_features, "outputs": layer.out_features,

@@ -6,8 +6,8 @@ trainable numbers, as in keras-efficient-kan, which the original KAMoE code uses
 
 Speed: when every input's grid is uniform (the default, and what :meth:`update_grid` produces) the basis is
 evaluated in closed form (the pieces of the cardinal B-spline) instead of the Cox-de Boor recursion. On the CPU in
-float32 the whole layer runs in the native C kernel (:mod:`kamoe_viz.nn.fast.native`) once it is built; otherwise, and on
-GPUs, in :class:`~kamoe_viz.nn.spline_ops.UniformKANFunction`, where the base and spline terms go through one
+float32 the whole layer runs in the native C kernel (:mod:`kamoe_viz.nn.fast.native`) once it is built; otherwise,
+and on GPUs, in :class:`~kamoe_viz.nn.spline_ops.UniformKANFunction`, where the base and spline terms go through one
 matmul. Both give the same outputs and gradients to float rounding (tests/test_native_kan.py). With the fast paths
 off (:func:`kamoe_viz.nn.fast.enabled`) the layer is plain PyTorch ops: basis matrix, one linear, autograd.
 """
@@ -155,8 +155,9 @@ class KANLinear(nn.Module):
 
     # ----- basis --------------------------------------------------------------------------------------------------
     def _uniform_knots(self) -> tuple[torch.Tensor, ...] | None:
-        """(shift, 1/step, first knot, step) per input when the grid is uniform, else None. Cached until the grid buffers change
-        (update_grid, load_state_dict, .to()), so the hot path neither recomputes them nor syncs a GPU on the flag."""
+        """(shift, 1/step, first knot, step) per input when the grid is uniform, else None. Cached until the grid
+        buffers change (update_grid, load_state_dict, .to()), so the hot path neither recomputes them nor syncs a GPU
+        on the flag."""
         grid, flag = self.grid, self.grid_is_uniform
         cached = self.__dict__.get("_knot_cache")
         if (cached is None or cached[0] is not grid or cached[1] != grid._version or cached[2] is not flag

@@ -32,7 +32,7 @@ class MoEOutput(NamedTuple):
     gate_weights: torch.Tensor  # (B, E) or (B, T, E)
     expert_outputs: torch.Tensor  # (B, O, E) or (B, T, O, E): each expert through the shared head
     expert_hidden: torch.Tensor  # (B, E, H) or (B, T, E, H): what the experts hand to the mixture
-    aux: dict[str, torch.Tensor] = {}  # balance_loss, z_loss (scalars, unweighted); dropped_fraction, coverage
+    aux: dict[str, torch.Tensor]  # balance_loss, z_loss (scalars, unweighted); dropped_fraction, coverage
     gate_probs: torch.Tensor | None = None  # (B, E) or (B, T, E): RouterOutput.probs, what the likelihood scores
 
 
