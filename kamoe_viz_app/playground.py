@@ -35,6 +35,7 @@ SESSION = "_playground"
 SPEED = "playground_speed"
 ERROR = "_playground_error"
 POINTS = "_playground_points"  # (dataset id, data points frame)
+MAP_SIZE = 190  # px per live map: two maps with their axes fit half the Train page's right column at 1400 px
 SPECS = "_playground_specs"  # LiveSpecs: the live charts' kept specs
 TRANSPORT = ("Play", "Pause", "Step", "Reset", "New data")
 
@@ -215,9 +216,9 @@ def views(s: TrainingSession) -> None:
     if s.dataset.is_2d and snap.region is not None:
         points = _points(s)
         left, right = st.columns(2)
-        live_show(left.container(key="pg_region"), "region", timeline.region_frame(snap), points, size=230)
+        live_show(left.container(key="pg_region"), "region", timeline.region_frame(snap), points, size=MAP_SIZE)
         live_show(right.container(key="pg_prediction"), "prediction", timeline.prediction_frame(snap), points,
-                  size=230)
+                  size=MAP_SIZE)
     if s.dataset.is_sequence:
         frame = tc.sequence_weights_frame(snap.weights, timeline.probe_regimes, s.dataset.regime_names)
         from kamoe_viz.charts.gates import gates_over_time_chart

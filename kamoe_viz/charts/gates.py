@@ -96,18 +96,24 @@ def _points_layer(points: pd.DataFrame, x_title: str, y_title: str) -> alt.Chart
         x=alt.X("x:Q", title=x_title), y=alt.Y("y:Q", title=y_title), shape=shape, tooltip=tooltip)
 
 
+# Translucent cells drawn edge to edge leave pale seams where anti-aliasing halves the coverage (stripes in PNG and
+# GIF exports); a thin stroke of the cell's own colour closes them.
+SEAM_STROKE = 0.6
+
+
 def region_winner_chart(grid: pd.DataFrame, points: pd.DataFrame | None = None, x_title: str = "x",
                         y_title: str = "y", size: int = 420) -> alt.LayerChart:
     """The input plane coloured by the winning expert (paler where its weight is lower), data on top."""
     cells = _cells(grid.drop_duplicates(["x", "y"]))
     names = sorted(grid["expert"].unique(), key=lambda s: int(s.rsplit(" ", 1)[-1]))
     dx, dy = square_domains(cells)
-    heat = alt.Chart(cells).mark_rect(clip=True).encode(
+    opacity = alt.Opacity("winning_weight:Q", scale=alt.Scale(range=[0.25, 0.9]), title="its weight", legend=None)
+    heat = alt.Chart(cells).mark_rect(clip=True, strokeWidth=SEAM_STROKE).encode(
         x=alt.X("x_lo:Q", title=x_title, scale=alt.Scale(domain=dx, nice=False)), x2="x_hi:Q",
         y=alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(domain=dy, nice=False)), y2="y_hi:Q",
         color=expert_color("winner", names, title="winning expert"),
-        opacity=alt.Opacity("winning_weight:Q", scale=alt.Scale(range=[0.25, 0.9]), title="its weight",
-                            legend=None),
+        stroke=expert_color("winner", names, legend=False), opacity=opacity,
+        strokeOpacity=alt.StrokeOpacity("winning_weight:Q", scale=alt.Scale(range=[0.25, 0.9]), legend=None),
         tooltip=[alt.Tooltip("x:Q", title=x_title, format=".3g"), alt.Tooltip("y:Q", title=y_title, format=".3g"),
                  alt.Tooltip("winner:N", title="winning expert"),
                  alt.Tooltip("winning_weight:Q", title="its weight", format=".3f")])

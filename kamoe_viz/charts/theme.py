@@ -19,7 +19,10 @@ OTHER_VARIANT_COLOR = "#b279a2"
 PART_COLORS = {"total": "#1f1f1f", "base": "#4c78a8", "spline": "#e45756", "symbolic fit": "#54a24b"}
 REGIME_SCHEME: Final = "greys"
 CLASS_SCHEME: Final = "tableau10"  # classes / regimes of a 2-D data preview (not experts)
-PREDICTED_CLASS_SCHEME: Final = "dark2"  # a model's predicted class over the input plane (Playground timeline)
+# A model's predicted class over the input plane (Playground, timeline), drawn beside the region map: none of the
+# first experts' colours (blue, orange, red, teal), so "orange" never means both an expert and a class.
+PREDICTED_CLASS_COLORS: Final = ["#7b3294", "#1b7837", "#8c510a", "#c51b7d", "#666666", "#5aae61", "#bf812d",
+                                 "#9970ab"]
 HEAT_SCHEME: Final = "viridis"
 DIVERGING_SCHEME: Final = "redblue"
 METHOD_COLORS = {"Integrated Gradients": "#4c78a8", "Feature Ablation": "#f58518", "spline importance": "#54a24b"}

@@ -10,8 +10,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from kamoe_viz.charts.gates import _cells, region_winner_chart, weight_histogram_chart
-from kamoe_viz.charts.theme import HEAT_SCHEME, PREDICTED_CLASS_SCHEME, expert_color, layered
+from kamoe_viz.charts.gates import SEAM_STROKE, _cells, region_winner_chart, square_domains, weight_histogram_chart
+from kamoe_viz.charts.theme import HEAT_SCHEME, PREDICTED_CLASS_COLORS, expert_color, layered
 from kamoe_viz.interpret._common import expert_names, flatten_time
 from kamoe_viz.labels import ROUTING_METRIC_LABELS
 
@@ -72,18 +72,22 @@ def prediction_map_chart(frame: pd.DataFrame, points: pd.DataFrame | None, size:
     """The model's output over the plane: predicted class (opacity = its probability) or the predicted value."""
     cells = prediction_map_data(frame, points)[0]
     x_title, y_title = frame.attrs.get("x_name", "x"), frame.attrs.get("y_name", "y")
-    enc = {"x": alt.X("x_lo:Q", title=x_title, scale=alt.Scale(zero=False, nice=False)), "x2": "x_hi:Q",
-           "y": alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(zero=False, nice=False)), "y2": "y_hi:Q"}
+    dx, dy = square_domains(cells)  # the same axes as the region map beside it
+    enc = {"x": alt.X("x_lo:Q", title=x_title, scale=alt.Scale(domain=dx, nice=False)), "x2": "x_hi:Q",
+           "y": alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(domain=dy, nice=False)), "y2": "y_hi:Q"}
     if "predicted" in cells:
-        heat = alt.Chart(cells).mark_rect().encode(
-            **enc, color=alt.Color("predicted:N", scale=alt.Scale(scheme=PREDICTED_CLASS_SCHEME), title="predicted class",
-                                   legend=alt.Legend(orient="bottom")),
+        heat = alt.Chart(cells).mark_rect(clip=True, strokeWidth=SEAM_STROKE).encode(
+            **enc, color=alt.Color("predicted:N", scale=alt.Scale(range=PREDICTED_CLASS_COLORS),
+                                   title="predicted class", legend=alt.Legend(orient="top")),
+            stroke=alt.Stroke("predicted:N", scale=alt.Scale(range=PREDICTED_CLASS_COLORS), legend=None),
             opacity=alt.Opacity("probability:Q", scale=alt.Scale(domain=[0.5, 1], range=[0.15, 0.85]), legend=None),
+            strokeOpacity=alt.StrokeOpacity("probability:Q", scale=alt.Scale(domain=[0.5, 1], range=[0.15, 0.85]),
+                                            legend=None),
             tooltip=[alt.Tooltip("predicted:N"), alt.Tooltip("probability:Q", format=".2f")])
     else:
-        heat = alt.Chart(cells).mark_rect().encode(
+        heat = alt.Chart(cells).mark_rect(clip=True).encode(
             **enc, color=alt.Color("prediction:Q", scale=alt.Scale(scheme=HEAT_SCHEME), title="prediction",
-                                   legend=alt.Legend(orient="bottom")),
+                                   legend=alt.Legend(orient="top")),
             tooltip=[alt.Tooltip("prediction:Q", format=".3g")])
     layers = [heat]
     if points is not None and len(points):
