@@ -55,6 +55,8 @@ def unsupported_reason(config: RunConfig) -> str | None:
     for name in ("balance_loss", "z_loss"):
         if float(getattr(t, name, 0.0) or 0.0) > 0:
             return f"train.{name} > 0 trains one seed at a time"
+    if int(getattr(t, "restarts", 1)) > 1:
+        return "restarts train one seed at a time"
     if getattr(t, "objective", "mse") != "mse" or float(getattr(t, "gate_lr_scale", 1.0)) != 1.0:
         return "this objective / gate learning-rate scale trains one seed at a time"
     if t.device not in ("cpu", "cuda", "auto"):

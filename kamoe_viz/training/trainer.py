@@ -24,6 +24,7 @@ from kamoe_viz.training.cuda_graph import GraphedStep, graphs_enabled
 from kamoe_viz.training.devices import resolve_device
 from kamoe_viz.training.evaluation import EVAL_BATCH, batched_outputs, check_input, evaluate, input_tensor, target_tensor
 from kamoe_viz.training.objectives import AUX_LOSSES, Objective, OutputFields, build_optimizer, prepare_model
+from kamoe_viz.training.restarts import choose_initialisation
 from kamoe_viz.training.results import HISTORY_COLUMNS, EpochInfo, TrainResult
 
 if TYPE_CHECKING:
@@ -112,6 +113,9 @@ class Trainer:
         else:  # no validation split: monitor the training data instead
             self._Xv, self._yv = self._X, self._y
         self._check_output_shape()
+        # train.restarts > 1: the initialisation that looks best after a few epochs (kamoe_viz.training.restarts)
+        self.restart_losses, self.restart_chosen, restart_seconds = choose_initialisation(self.model, dataset,
+                                                                                          self.config)
         self.objective = Objective(self.config, self.task).to(self.device)
         # Adam as kamoe_viz.nn.optim.FastAdam: torch's fused update, bit for bit, little Python per step
         self.optimizer = build_optimizer(self.model, list(self.objective.parameters()), self.config)
@@ -137,7 +141,7 @@ class Trainer:
         self._stop_requested = False
         self.stopped_reason: str | None = None
         self.message: str | None = None
-        self.seconds = 0.0
+        self.seconds = restart_seconds  # the restarts' search counts as the run's time
         self._result: TrainResult | None = None
 
     def _choose_gradient_path(self) -> None:
