@@ -8,7 +8,7 @@ import streamlit as st
 
 from kamoe_viz.charts import training as ct
 from kamoe_viz.config import RunConfig
-from kamoe_viz.metrics import METRIC_NAMES
+from kamoe_viz.labels import METRIC_LABELS
 from kamoe_viz.training.results import epoch_cap_notice
 from kamoe_viz_app import config_state as cfg
 from kamoe_viz_app import state
@@ -55,7 +55,7 @@ def last_job_messages(job: Any) -> None:
 
 def _metrics_table(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> pd.DataFrame:
     rows = []
-    for key, label in METRIC_NAMES.items():
+    for key, label in METRIC_LABELS.items():
         value = metrics.get(key)
         if not isinstance(value, (int, float)):
             continue
