@@ -18,16 +18,12 @@ NO_TIMELINE = ("This run has no training timeline: it was saved before timelines
                "command line without `--snapshot-every`. Train it again on the Train page to scrub through it.")
 
 
-def show(where: Any, chart: Any, validate: bool = True) -> None:
-    """A chart at its designed size (the spec as :func:`kamoe_viz.charts.export.chart_spec` makes it, its data sent
-    as frames, which Streamlit turns into Arrow cheaply)."""
-    import pandas as pd
+def show(where: Any, chart: Any) -> None:
+    """A chart at its designed size, its data sent as frames (:func:`kamoe_viz.charts.export.frames_spec`: no JSON
+    records, no schema check; tests/test_timeline_charts.py validates every builder)."""
+    from kamoe_viz.charts.export import frames_spec
 
-    from kamoe_viz.charts.export import chart_spec
-
-    spec = chart_spec(chart, validate)
-    spec["datasets"] = {name: pd.DataFrame(rows) for name, rows in spec.get("datasets", {}).items()}
-    where.vega_lite_chart(spec, width="content")
+    where.vega_lite_chart(frames_spec(chart), width="content")
 
 
 def _keys(page: str) -> tuple[str, str]:

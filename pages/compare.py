@@ -16,7 +16,8 @@ from kamoe_viz.compare import run as run_comparison
 from kamoe_viz.compare.engines import RAY_ADDRESS_ENV, server_ray_address
 from kamoe_viz.config import EXPERT_TYPES, GATE_FAMILIES, MAX_EPOCHS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.errors import KamoeError, ValidationError
-from kamoe_viz.routing_metrics import ROUTING_METRIC_DEFINITIONS, ROUTING_METRIC_LABELS
+from kamoe_viz.labels import EXPERT_LABELS, GATE_LABELS, ROUTING_METRIC_LABELS, in_variant_labels, variant_label
+from kamoe_viz.routing_metrics import ROUTING_METRIC_DEFINITIONS
 from kamoe_viz.routing_specs import ROUTERS
 from kamoe_viz_app import entry
 from kamoe_viz_app.config_state import master
@@ -24,9 +25,8 @@ from kamoe_viz_app.data_section import dataset_infos
 from kamoe_viz_app.interpret_ui import readable_columns
 from kamoe_viz_app.routing_settings import ROUTER_HELP
 from kamoe_viz_app.safe import esc, unexpected
-from kamoe_viz_app.train_settings import EXPERT_LABELS, GATE_LABELS
 
-entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
+entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 
 RESULT = "compare_result"
 K = "cmp."  # widget key prefix of this page
@@ -169,16 +169,16 @@ def show_result(res: Any) -> None:
     st.markdown(f"**{res.config['data']['name']}** · {len(t)} runs · seeds {res.seeds} · {split} · "
                 f"{res.wall_seconds:.0f} s {where}")
     for _, row in t[t["stopped_reason"] == "error"].iterrows():
-        st.error(f"{cc.variant_label(row.variant)} seed {row.seed} failed: {esc(row.message)}")
+        st.error(f"{variant_label(row.variant)} seed {row.seed} failed: {esc(row.message)}")
     significant = bool(len(res.stats)) and "beats" in res.verdict.split(":")[0]
-    (st.success if significant else st.info)(cc.in_variant_labels(res.verdict), icon=":material/balance:")
+    (st.success if significant else st.info)(in_variant_labels(res.verdict), icon=":material/balance:")
     if res.epoch_cap:
         st.info(res.epoch_cap, icon=":material/timer:")
     for _, row in t[t["diverged"].astype(bool)].iterrows():
-        st.warning(f"{cc.variant_label(row.variant)} seed {row.seed} diverged: "
+        st.warning(f"{variant_label(row.variant)} seed {row.seed} diverged: "
                    f"{row.message or 'loss became NaN/inf'}")
     summary = res.summary.merge(res.cost(), on="variant").merge(res.routing_means(), on="variant", how="left")
-    summary["variant"] = summary["variant"].map(cc.variant_label)
+    summary["variant"] = summary["variant"].map(variant_label)
     st.dataframe(summary, hide_index=True, column_config={
         "mean": st.column_config.NumberColumn(f"mean {label}", format="%.4f"),
         "std": st.column_config.NumberColumn("std", format="%.4f"),
@@ -218,11 +218,11 @@ def show_result(res: Any) -> None:
                    f"Wilcoxon signed-rank test is shown too (with {n_pairs} seeds it cannot go below "
                    f"p = {2 / 2 ** n_pairs:.3g}).")
         for line in res.stats["verdict"]:
-            st.markdown(f"- {cc.in_variant_labels(line)}")
+            st.markdown(f"- {in_variant_labels(line)}")
         with st.expander("Statistics table"):
             st.dataframe(res.stats.drop(columns=["verdict"]), hide_index=True)
     st.subheader("All runs")
-    st.dataframe(t.assign(variant=t["variant"].map(cc.variant_label)), hide_index=True, column_config={
+    st.dataframe(t.assign(variant=t["variant"].map(variant_label)), hide_index=True, column_config={
         **readable_columns(t),
         "test_metric": st.column_config.NumberColumn(f"test {label}", format="%.4f")})
     st.download_button("Download runs (CSV)", res.to_csv(), file_name="comparison.csv", mime="text/csv",

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from kamoe_viz.config import ModelConfig, TrainConfig
 from kamoe_viz.data.base import Dataset
-from kamoe_viz.nn import KANLinear, build_model, native
+from kamoe_viz.nn import KANLinear, build_model
+from kamoe_viz.nn.fast import native
 from kamoe_viz.training import fit
 from kamoe_viz.training.trainer import Trainer
 
@@ -180,7 +181,8 @@ def run_python(code: str, **env: str) -> dict:
 
 TRAIN_TINY = """
 import json, torch
-from kamoe_viz.nn import KANLinear, native
+from kamoe_viz.nn import KANLinear
+from kamoe_viz.nn.fast import native
 layer = KANLinear(5, 2)
 x = torch.randn(16, 5, requires_grad=True)
 first = native.library()  # the first use never waits for a build

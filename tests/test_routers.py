@@ -271,10 +271,10 @@ def test_a_balance_loss_switched_on_between_epochs_is_applied_on_either_gradient
     trainer.update_settings(balance_loss=0.5)
     assert trainer.objective.weights == {"balance_loss": 0.5}
     if trainer.gradient_path == "direct":  # the closed-form path adds the loss's gradient itself
-        assert trainer._direct.aux_weights == {"balance_loss": 0.5}
+        assert trainer.stepper.direct.aux_weights == {"balance_loss": 0.5}
     trainer.update_settings(balance_loss=0.0)
     assert trainer.objective.weights == {}
-    assert trainer._direct is None or trainer._direct.aux_weights == {}
+    assert trainer.stepper.direct is None or trainer.stepper.direct.aux_weights == {}
 
 
 def test_readme_table_lists_every_router_with_its_paper_and_definition():

@@ -13,12 +13,13 @@ import argparse
 import shlex
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
-from kamoe_viz.config import DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.cli import tracking
+from kamoe_viz.config import DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.errors import ValidationError
 
 COMPARE_DEFAULT_EPOCHS = TrainConfig().epochs  # one set of defaults: train, compare and the pages share config's
@@ -37,7 +38,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     """Dataset, model and training options with the names and meaning of `python -m kamoe_viz train`.
 
     The gate and the model kind are what a comparison varies, so `--gate`/`--kind` are not offered; `--seed` is the
-    first training seed. Parsing goes through :func:`kamoe_viz.cli.train.config_from_args`, so both commands read
+    first training seed. Parsing goes through :func:`kamoe_viz.cli.train_args.config_from_args`, so both commands read
     their options the same way.
     """
     model, train = ModelConfig(), TrainConfig()
@@ -69,7 +70,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     t.add_argument("--max-grad-norm", type=float, default=train.max_grad_norm, metavar="X")
     t.add_argument("--seed", type=int, default=0, metavar="N", help="first training seed (default 0)")
     t.add_argument("--device", choices=DEVICES, default="cpu", help="default cpu (runs are small and parallel)")
-    from kamoe_viz.cli.train import add_routing_arguments
+    from kamoe_viz.cli.train_args import add_routing_arguments
 
     add_routing_arguments(m, t)
     parser.set_defaults(kind="moe", gate="grkan")
@@ -77,7 +78,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The base RunConfig of a comparison (validated), read exactly as `train` reads it."""
-    from kamoe_viz.cli.train import config_from_args as train_config
+    from kamoe_viz.cli.train_args import config_from_args as train_config
 
     return train_config(args)
 
@@ -95,7 +96,7 @@ BAR_WIDTH = 20
 
 
 def _bar(fraction: float) -> str:
-    filled = int(round(BAR_WIDTH * min(1.0, max(0.0, fraction))))
+    filled = round(BAR_WIDTH * min(1.0, max(0.0, fraction)))
     return "#" * filled + "." * (BAR_WIDTH - filled)
 
 

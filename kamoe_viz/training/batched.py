@@ -25,17 +25,20 @@ import torch.nn.functional as F
 
 from kamoe_viz.config import SEQUENTIAL_EXPERTS, RunConfig, TrainConfig
 from kamoe_viz.errors import ValidationError
-from kamoe_viz.nn import native
-from kamoe_viz.nn.direct_grad import SWITCH_ENV as DIRECT_SWITCH_ENV
+from kamoe_viz.nn import fast
+from kamoe_viz.nn.fast import native
+from kamoe_viz.nn.fast.direct_grad import SWITCH_ENV as DIRECT_SWITCH_ENV
+from kamoe_viz.nn.fast.stacked_grad import StackedGradients
+from kamoe_viz.nn.fast.stacked_grad import unsupported_reason as direct_unsupported
 from kamoe_viz.nn.routers import RouterOutput, balance_loss, z_loss
 from kamoe_viz.nn.stacked import STACKED_ROUTINGS, stacked_forward
 from kamoe_viz.nn.stacked import unsupported_reason as model_unsupported
-from kamoe_viz.nn.stacked_grad import StackedGradients
-from kamoe_viz.nn.stacked_grad import unsupported_reason as direct_unsupported
 from kamoe_viz.training.evaluation import check_input, evaluate, input_tensor, target_tensor
 from kamoe_viz.training.objectives import AUX_LOSSES
 from kamoe_viz.training.results import HISTORY_COLUMNS, TrainedRun, TrainResult
-from kamoe_viz.training.trainer import GRAD_NORM_LIMIT, PLATEAU_MIN_DELTA, divergence_message
+from kamoe_viz.training.schedule import Schedule
+from kamoe_viz.training.step import GRAD_NORM_LIMIT
+from kamoe_viz.training.trainer import divergence_message
 
 if TYPE_CHECKING:
     from kamoe_viz.data.base import Dataset
@@ -84,15 +87,19 @@ class _SeedState:
         self.lr = float(config.train.lr)
         self.epoch = 0
         self.rows: list[dict[str, float]] = []
-        self.best_epoch: int | None = None
-        self.best_val = math.inf
+        self.schedule = Schedule(config.train)  # best epoch, early stopping, plateau: as the Trainer's
         self.best_state: dict[str, torch.Tensor] = {}
-        self.stop_wait = 0
-        self.plateau_best = math.inf
-        self.plateau_wait = 0
         self.stopped_reason: str | None = None
         self.message: str | None = None
         self.seconds = 0.0
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.schedule.best_epoch
+
+    @property
+    def best_val(self) -> float:
+        return self.schedule.best_val
 
 
 def train_batched(configs: Sequence[RunConfig], dataset: Dataset | None = None,
@@ -244,7 +251,8 @@ def _fit(models: list[KAMoE], configs: list[RunConfig], dataset: Dataset, device
     stack = _Stack({n: torch.stack([dict(m.named_parameters())[n].detach().to(device) for m in models])
                     for n in names})
     active = list(range(len(models)))  # seed positions still training, in stack order
-    lib = native.library() if device.type == "cpu" else None  # the KAN path for the whole sweep, as Trainer does
+    plain = not fast.enabled()  # KAMOE_FAST=0: modules and autograd, as the Trainer then does
+    lib = native.library() if device.type == "cpu" and not plain else None  # the KAN path for the whole sweep
     with native.use(lib is not None):
         _loop(template, cfg, task, stack, seeds, active, X, y, Xv, yv, _direct_path(template, task, names, lib),
               on_epoch)
@@ -252,7 +260,9 @@ def _fit(models: list[KAMoE], configs: list[RunConfig], dataset: Dataset, device
 
 def _direct_path(model: KAMoE, task: str, names: list[str], lib: Any) -> StackedGradients | None:
     """Closed-form stacked gradients where they cover the model (every parameter), else None (autograd)."""
-    if os.environ.get(DIRECT_SWITCH_ENV, "1").strip() == "0" or direct_unsupported(model, task) is not None:
+    if not fast.enabled() or os.environ.get(DIRECT_SWITCH_ENV, "1").strip() == "0":
+        return None
+    if direct_unsupported(model, task) is not None:
         return None
     direct = StackedGradients(model, task, lib)
     return direct if direct.names == set(names) else None
@@ -363,28 +373,13 @@ def _per_seed_loss(task: str, pred: torch.Tensor, target: torch.Tensor) -> torch
 
 
 def _after_epoch(st: _SeedState, val_loss: float) -> bool:
-    """Early stopping and plateau LR reduction, as Trainer._after_epoch; True if this epoch's weights are the
-    seed's best so far (the caller keeps them)."""
-    cfg = st.config.train
-    improved = val_loss < st.best_val
-    if improved:
-        st.best_val, st.best_epoch = val_loss, st.epoch
-        st.stop_wait = 0
-    else:
-        st.stop_wait += 1
-    if cfg.lr_patience > 0:
-        if val_loss < st.plateau_best - PLATEAU_MIN_DELTA:
-            st.plateau_best, st.plateau_wait = val_loss, 0
-        else:
-            st.plateau_wait += 1
-            if st.plateau_wait >= cfg.lr_patience and st.lr > cfg.min_lr:
-                st.lr = max(st.lr * cfg.lr_factor, cfg.min_lr)
-                st.plateau_wait = 0
-    if cfg.early_stopping > 0 and st.stop_wait >= cfg.early_stopping:
-        st.stopped_reason = "early_stopping"
-    elif st.epoch >= cfg.epochs:
-        st.stopped_reason = "completed"
-    return improved
+    """Early stopping and plateau LR reduction, as the Trainer's (the same Schedule); True if this epoch's weights
+    are the seed's best so far (the caller keeps them)."""
+    decision = st.schedule.observe(st.epoch, val_loss, st.lr)
+    st.lr = decision.lr
+    if decision.stopped_reason is not None:
+        st.stopped_reason = decision.stopped_reason
+    return decision.improved
 
 
 def _finish(model: KAMoE, dataset: Dataset, st: _SeedState, device: torch.device) -> TrainResult:

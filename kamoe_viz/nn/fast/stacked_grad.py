@@ -1,6 +1,6 @@
 """Loss and gradients of S stacked parameter sets in closed form, without autograd (CPU or GPU, float32).
 
-Why: the single-run trainer computes a small model's gradients in closed form (:mod:`kamoe_viz.nn.direct_grad`),
+Why: the single-run trainer computes a small model's gradients in closed form (:mod:`kamoe_viz.nn.fast.direct_grad`),
 several times faster than eager autograd, whose per-op cost dominates a 1.5k-parameter model. Batched training
 through autograd (``stacked_forward`` + ``torch.autograd.grad``) paid that cost once for S seeds but still ran
 ~2-3x as many ops as a closed-form step, and measured only 1.3x the runs per minute of training the seeds one by
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from kamoe_viz.nn import native
-from kamoe_viz.nn.direct_grad import _present, router_logit_grad
+from kamoe_viz.nn.fast import native
+from kamoe_viz.nn.fast.closed_form import present, router_logit_grad
 from kamoe_viz.nn.spline_ops import uniform_kan_backward, uniform_kan_forward
 
 if TYPE_CHECKING:
@@ -229,7 +229,7 @@ class StackedGradients:
             grad_hidden = grad_mixed.view(S, B, 1, -1)
         grad_xs = self._experts_backward(p, g, grad_hidden, xs, saved, need_x)
         if self.scale:
-            grad_xs = _present(grad_xs, "dL/dx~ of the experts")
+            grad_xs = present(grad_xs, "dL/dx~ of the experts")
             if grad_xs_gate is not None:
                 grad_xs.add_(grad_xs_gate)
             per_column = grad_xs.mul_(x.reshape(S, B, -1)).sum(1)  # (S, F or T*F)
@@ -331,8 +331,8 @@ class StackedGradients:
             return grad_h.add_(_linear_backward(grad_pre, h, p["gate.dense1.weight"], g["gate.dense1.weight"],
                                                 g["gate.dense1.bias"]))
         grad_a_kan = self._kan_backward("gate.kan2", p, g, a, grad_eta)
-        grad_h_kan = self._kan_backward("gate.kan1", p, g, first, _present(grad_a_kan, "dL/da of the GRKAN gate"))
-        return grad_h.add_(_present(grad_h_kan, "dL/dh of the GRKAN gate"))
+        grad_h_kan = self._kan_backward("gate.kan1", p, g, first, present(grad_a_kan, "dL/da of the GRKAN gate"))
+        return grad_h.add_(present(grad_h_kan, "dL/dh of the GRKAN gate"))
 
 
 __all__ = ["StackedGradients", "unsupported_reason"]
