@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("ray")
 
-from kamoe_viz.compare.tuning import apply_setting, parse_values, tune_search  # noqa: E402
-from kamoe_viz.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from kamoe_viz.errors import ValidationError  # noqa: E402
+from kamoe_viz.compare.tuning import apply_setting, parse_values, tune_search
+from kamoe_viz.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from kamoe_viz.errors import ValidationError
 
 
 def tiny(epochs: int = 4) -> RunConfig:
