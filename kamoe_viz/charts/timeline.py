@@ -106,7 +106,7 @@ def histogram_chart(weights: np.ndarray) -> alt.Chart:
     return weight_histogram_chart(weights_long(weights)).properties(width=110, height=100)
 
 
-def load_bars_chart(load: list[float], width: int = 260) -> alt.LayerChart:
+def load_bars_chart(load: list[float], width: int = 260, title: str = "Load per expert") -> alt.LayerChart:
     """Each expert's load (top-1 share) now, as bars with the balanced share 1/E as a rule."""
     names = expert_names(len(load))
     frame, even = load_bars_data(load)
@@ -117,7 +117,7 @@ def load_bars_chart(load: list[float], width: int = 260) -> alt.LayerChart:
                                                                    alt.Tooltip("load:Q", format=".2f")])
     rule = alt.Chart(even).mark_rule(
         strokeDash=[4, 3], color="#555555").encode(y="even:Q")
-    return layered(bars, rule).properties(width=width, height=160, title="Load per expert")
+    return layered(bars, rule).properties(width=width, height=160, title=title)
 
 
 def load_bars_data(load: list[float], **_: Any) -> list[pd.DataFrame]:
@@ -224,13 +224,14 @@ def regime_share_chart(frame: pd.DataFrame, title: str = "Which expert takes whi
     return layered(heat, text).properties(width=alt.Step(70), height=alt.Step(32), title=title)
 
 
-def spline_curves_chart(frame: pd.DataFrame, columns: int = 4) -> alt.FacetChart:
+def spline_curves_chart(frame: pd.DataFrame, columns: int = 4, title: str | None = None) -> alt.FacetChart:
     """The GRKAN gate's spline curves phi(x) in one snapshot, one small panel per edge."""
-    return alt.Chart(frame).mark_line(strokeWidth=2).encode(
+    chart = alt.Chart(frame).mark_line(strokeWidth=2).encode(
         x=alt.X("x:Q", title=None), y=alt.Y("total:Q", title="φ(x)"), color=alt.Color("layer:N", title=None),
         tooltip=[alt.Tooltip("edge:N"), alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("total:Q", format=".3g")],
     ).properties(width=130, height=90).facet(facet=alt.Facet("edge:N", title=None), columns=columns) \
         .resolve_scale(x="independent", y="independent")
+    return chart if title is None else chart.properties(title=title)
 
 
 def frame_chart(timeline: Any, snap: Any, points: pd.DataFrame | None = None) -> alt.TopLevelMixin:
