@@ -15,10 +15,18 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE
+    from kamoe_viz.runstore import RunStore
+    from kamoe_viz.training import Trainer
+    from kamoe_viz.training.results import EpochInfo, TrainedRun, TrainResult
+    from kamoe_viz.training.timeline import Timeline
 
 MAIN, BASELINE = "main", "baseline"
 
@@ -39,17 +47,24 @@ def background_jobs() -> list["LiveJob"]:
 class Stage:
     kind: str  # MAIN | BASELINE
     config: RunConfig
-    model: Any
-    trainer: Any
-    epochs: list = field(default_factory=list)  # EpochInfo records so far
-    timeline: Any = None  # the main stage's training timeline (kamoe_viz.training.timeline)
+    model: KAMoE | None  # None once a baseline stage has finished (its scores are kept, its weights are not)
+    trainer: Trainer | None  # None once the stage has finished (optimizer state and data copies released)
+    epochs: list[EpochInfo] = field(default_factory=list)  # EpochInfo records so far
+    timeline: Timeline | None = None  # the main stage's training timeline (kamoe_viz.training.timeline)
 
     @property
     def total_epochs(self) -> int:
         return int(self.config.train.epochs)
 
+    @property
+    def live_trainer(self) -> Trainer:
+        """The trainer of a stage that has not finished."""
+        if self.trainer is None:
+            raise RuntimeError(f"the {self.kind} stage has finished; its trainer was released")
+        return self.trainer
 
-def make_stage(kind: str, config: RunConfig, dataset: Any) -> Stage:
+
+def make_stage(kind: str, config: RunConfig, dataset: Dataset) -> Stage:
     """Seed, build the model and its Trainer (raises the library's errors for impossible settings)."""
     import torch
 
@@ -71,15 +86,15 @@ def make_stage(kind: str, config: RunConfig, dataset: Any) -> Stage:
 
 @dataclass
 class LiveJob:
-    dataset: Any
+    dataset: Dataset
     stages: list[Stage]
     index: int = 0
-    run: Any = None  # TrainedRun of the main stage once finished (or the run a baseline-only job belongs to)
-    baseline: Any = None  # TrainResult of the baseline stage once finished
+    run: TrainedRun | None = None  # TrainedRun of the main stage once finished (or the run a baseline-only job belongs to)
+    baseline: TrainResult | None = None  # TrainResult of the baseline stage once finished
     error: str | None = None
     details: str | None = None  # traceback of an unexpected failure, for a bug report
     finished: bool = False
-    store: Any = None  # a RunStore: the main run is saved as soon as it finishes
+    store: RunStore | None = None  # a RunStore: the main run is saved as soon as it finishes
     csv: bytes | None = None  # the uploaded CSV behind the dataset, saved with the run
     notes: list[str] = field(default_factory=list)  # e.g. the run could not be saved
     stopped_idle: bool = False
@@ -91,7 +106,7 @@ class LiveJob:
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, config: RunConfig, dataset: Any, with_baseline: bool = True, store: Any = None,
+    def start(cls, config: RunConfig, dataset: Dataset, with_baseline: bool = True, store: RunStore | None = None,
               csv: bytes | None = None) -> "LiveJob":
         from kamoe_viz.training import baseline_config
 
@@ -101,7 +116,7 @@ class LiveJob:
         return cls(dataset=dataset, stages=stages, store=store, csv=csv)
 
     @classmethod
-    def baseline_for(cls, run: Any) -> "LiveJob":
+    def baseline_for(cls, run: TrainedRun) -> "LiveJob":
         """A job that trains only the plain baseline of an existing run."""
         from kamoe_viz.training import baseline_config
 
@@ -129,11 +144,12 @@ class LiveJob:
             return []
         started = time.perf_counter()
         try:
-            while not stage.trainer.done:
-                stage.epochs.extend(stage.trainer.run_epochs(1))
+            trainer = stage.live_trainer
+            while not trainer.done:
+                stage.epochs.extend(trainer.run_epochs(1))
                 if time.perf_counter() - started >= budget:
                     break
-            if stage.trainer.done:
+            if trainer.done:
                 return [self._finish_stage(stage)]
         except KamoeError as err:
             self._fail(str(err))
@@ -146,7 +162,7 @@ class LiveJob:
         stage = self.stage
         if stage is None or self.finished:
             return []
-        stage.trainer.stop()
+        stage.live_trainer.stop()
         self.stages = self.stages[: self.index + 1]
         try:
             return [self._finish_stage(stage)]
@@ -219,14 +235,17 @@ class LiveJob:
     def _finish_stage(self, stage: Stage) -> str:
         from kamoe_viz.training import TrainedRun
 
+        trainer, model = stage.live_trainer, stage.model
+        if model is None:
+            raise RuntimeError(f"the {stage.kind} stage has finished; its model was released")
         if stage.timeline is not None:  # the last epoch trained, before finish() restores the best weights
             last = stage.epochs[-1] if stage.epochs else None
-            stage.timeline.finalize(stage.model, stage.trainer.epoch, last.train_loss if last else None,
+            stage.timeline.finalize(model, trainer.epoch, last.train_loss if last else None,
                                     last.val_loss if last else None)
-        result = stage.trainer.finish()
+        result = trainer.finish()
         if stage.kind == MAIN:
-            stage.model.cpu().eval()
-            self.run = TrainedRun(config=stage.config, dataset=self.dataset, model=stage.model, result=result,
+            model.cpu().eval()
+            self.run = TrainedRun(config=stage.config, dataset=self.dataset, model=model, result=result,
                                   timeline=stage.timeline)
             if self.store is not None:
                 try:

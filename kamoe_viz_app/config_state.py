@@ -28,7 +28,18 @@ def presenting() -> bool:
 
 
 def config_from_link(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]:
-    """Parse link parameters; a bad parameter is dropped with a warning that names it, the rest are kept."""
+    """Parse link parameters; a bad parameter is dropped with a warning that names it, the rest are kept. Values
+    this server cannot honour (an unknown dataset, an option out of range, a device it lacks...) are named too
+    (:func:`kamoe_viz.links.check_link_settings`)."""
+    from kamoe_viz.links import check_link_settings
+    from kamoe_viz.training.devices import available_devices
+
+    config, warnings = _parse_link(params)
+    config, dropped = check_link_settings(config, ["auto", *available_devices()])
+    return config, warnings + [esc(m) for m in dropped]  # the messages quote a visitor's text
+
+
+def _parse_link(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]:
     remaining = {str(k): str(v) for k, v in params.items() if str(k) != PRESENT}
     warnings: list[str] = []
     for _ in range(len(remaining) + 1):

@@ -1,41 +1,54 @@
-"""Pages run only through app.py, which sets up the page, the navigation and the sidebar.
+"""The app's frame, drawn on every run: page setup, the menu, the sidebar, then the open page.
 
-Why: Streamlit still supports its older multipage mode, in which every file in a ``pages/`` folder is a page of its
-own. Until some session has called ``st.navigation`` (app.py does, on every run), a fresh server treats the first
-request for a page URL such as ``/compare`` in that old mode: it runs ``pages/compare.py`` alone and lists every
-module of ``pages/`` (the private helpers too) in the sidebar. That is exactly what a user sees after restarting the
-server with a page tab still open. Each page calls :func:`ensure` first; a run that did not come through app.py
-switches the old mode off and reruns, so app.py draws the requested page.
+app.py calls :func:`main`. Each page calls :func:`ensure` first, for the one case where Streamlit runs a page file
+without app.py: until some session has called ``st.navigation``, a fresh server is in Streamlit's older folder mode
+(see :mod:`kamoe_viz_app.navigation`), and the first request for a page address such as ``/compare`` (a tab left
+open while the server restarted) runs ``pages/compare.py`` alone. :func:`ensure` then draws the same frame around
+the page in that very run (no rerun, so a click or an upload in it is not lost), and ``st.navigation`` switches the
+folder mode off for good.
 """
 from __future__ import annotations
 
+import sys
 import threading
+from pathlib import Path
 
 import streamlit as st
 
+from kamoe_viz import serving
+from kamoe_viz.training import configure_cpu_threads
+from kamoe_viz_app import navigation, safe
+from kamoe_viz_app.state import render_sidebar
+from kamoe_viz_app.train_live import drain
+
 _RUN = threading.local()  # each script run has its own thread
-_REDIRECTS = "_entry_redirects"
+ABOUT = ("KAMoE Explorer: train small mixtures of experts (linear, GRN, GRKAN gates) and see their gating. "
+         "Paper: arXiv 2409.15161.")
 
 
-def mark(active: bool = True) -> None:
-    """app.py: this run goes through the entry point (``False`` once it is over)."""
-    _RUN.active = active
+def main(app_dir: Path) -> None:
+    """One run of the app: ``app_dir`` is app.py's folder (pages/ and data/icon.png are in it)."""
+    # Server settings come from whoever starts the server (`streamlit run app.py -- --runs-dir X`), never from a
+    # visitor. Under Streamlit sys.argv is app.py followed by the arguments after `--`; under a test runner it is not.
+    if Path(sys.argv[0]).name == "app.py":
+        serving.apply_args(sys.argv[1:])
+    icon = app_dir / "data" / "icon.png"  # local: a :material/ icon is fetched from Google
+    st.set_page_config(page_title="KAMoE Explorer", page_icon=str(icon), layout="wide", menu_items={"About": ABOUT})
+    configure_cpu_threads()  # one torch thread per training (KAMOE_THREADS overrides): sessions share the cores
+    page = navigation.navigation()
+    navigation.menu()
+    drain()  # a training that finished in the background becomes the current run, whichever page is open
+    render_sidebar()
+    _RUN.active = True
+    try:
+        safe.guard(page.run)  # visitors see a short message and a reference; the traceback goes to the server log
+    finally:
+        _RUN.active = False
 
 
-def ensure() -> None:
-    """Stop a page that is being run on its own and rerun the app through app.py."""
+def ensure(page_file: str) -> None:
+    """A page (``page_file`` is its ``__file__``) run without app.py: draw the app around it, then end this run."""
     if getattr(_RUN, "active", False):
         return
-    count = st.session_state.get(_REDIRECTS, 0)
-    if count < 3:  # never loop: after a few tries the page says what happened instead
-        st.session_state[_REDIRECTS] = count + 1
-        try:
-            from streamlit.runtime.pages_manager import PagesManager
-
-            PagesManager.uses_pages_directory = False  # what st.navigation itself sets on its first call
-        except (ImportError, AttributeError):
-            pass
-        st.rerun()
-    st.error("This page was opened outside the app's navigation. Open the app's address without a page name "
-             "(for example http://127.0.0.1:8501/) and choose the page in the sidebar.")
+    main(Path(page_file).resolve().parents[1])
     st.stop()

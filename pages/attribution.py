@@ -9,7 +9,7 @@ from kamoe_viz.interpret import splines as sp
 from kamoe_viz_app import entry
 from kamoe_viz_app.interpret_ui import REFERENCE_ROWS, cached, guarded, page_start, show_chart, show_table
 
-entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
+entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 
 GLOBAL_ROWS = 400
 

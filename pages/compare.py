@@ -14,9 +14,10 @@ from kamoe_viz.charts import compare as cc
 from kamoe_viz.compare import cpu_count
 from kamoe_viz.compare import run as run_comparison
 from kamoe_viz.compare.engines import RAY_ADDRESS_ENV, server_ray_address
-from kamoe_viz.config import EXPERT_TYPES, GATE_FAMILIES, DataConfig, ModelConfig, RunConfig, TrainConfig
+from kamoe_viz.config import EXPERT_TYPES, GATE_FAMILIES, MAX_EPOCHS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.errors import KamoeError, ValidationError
-from kamoe_viz.routing_metrics import ROUTING_METRIC_DEFINITIONS, ROUTING_METRIC_LABELS
+from kamoe_viz.labels import EXPERT_LABELS, GATE_LABELS, ROUTING_METRIC_LABELS, in_variant_labels, variant_label
+from kamoe_viz.routing_metrics import ROUTING_METRIC_DEFINITIONS
 from kamoe_viz.routing_specs import ROUTERS
 from kamoe_viz_app import entry
 from kamoe_viz_app.config_state import master
@@ -24,12 +25,12 @@ from kamoe_viz_app.data_section import dataset_infos
 from kamoe_viz_app.interpret_ui import readable_columns
 from kamoe_viz_app.routing_settings import ROUTER_HELP
 from kamoe_viz_app.safe import esc, unexpected
-from kamoe_viz_app.train_settings import EXPERT_LABELS, GATE_LABELS
 
-entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
+entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 
 RESULT = "compare_result"
 K = "cmp."  # widget key prefix of this page
+MODEL, TRAIN = ModelConfig(), TrainConfig()  # the defaults of Train and the CLI (one definition, in config)
 
 
 def _default(key: str, value: Any) -> str:
@@ -77,7 +78,7 @@ def settings_form(base: RunConfig) -> dict[str, Any] | None:
         seeds = c1.number_input("Seeds", 2, 20, key=_default("seeds", 3), step=1,
                                 help="Each seed changes the initialisation and the batch order. More seeds give "
                                      "the paired test more power.")
-        epochs = c2.number_input("Epochs (at most)", 1, 1000, key=_default("epochs", 15), step=5)
+        epochs = c2.number_input("Epochs (at most)", 1, MAX_EPOCHS, key=_default("epochs", TRAIN.epochs), step=5)
         expert = c3.selectbox("Experts", list(EXPERT_TYPES), format_func=EXPERT_LABELS.get,
                               key=_default("expert", base.model.expert if base.model.expert in ("mlp", "kan")
                                            else "mlp"),
@@ -85,9 +86,12 @@ def settings_form(base: RunConfig) -> dict[str, Any] | None:
         n_experts = c4.number_input("Number of experts", 2, 16, key=_default("n_experts", base.model.n_experts),
                                     step=1)
         c1, c2, c3, c4 = st.columns(4)
-        hidden = c1.text_input("Expert layer widths", key=_default("hidden", "16"), help="e.g. 16 or 32,16")
-        lr = c2.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], key=_default("lr", 3e-3))
-        patience = c3.number_input("Early stopping (epochs, 0 = off)", 0, 200, key=_default("patience", 5))
+        hidden = c1.text_input("Expert layer widths", key=_default("hidden", ",".join(map(str, MODEL.expert_hidden))),
+                               help="e.g. 16 or 32,16")
+        lr = c2.select_slider("Learning rate", sorted({1e-4, 3e-4, 1e-3, 3e-3, 1e-2, TRAIN.lr}),
+                              key=_default("lr", TRAIN.lr))
+        patience = c3.number_input("Early stopping (epochs, 0 = off)", 0, 200,
+                                   key=_default("patience", TRAIN.early_stopping))
         jobs = c4.number_input("Parallel processes", 1, max(1, cpu_count()), key=_default("jobs", 1),
                                help="Independent runs in separate processes. 1 = one after the other.")
         if server_ray_address_text():
@@ -165,14 +169,16 @@ def show_result(res: Any) -> None:
     st.markdown(f"**{res.config['data']['name']}** · {len(t)} runs · seeds {res.seeds} · {split} · "
                 f"{res.wall_seconds:.0f} s {where}")
     for _, row in t[t["stopped_reason"] == "error"].iterrows():
-        st.error(f"{cc.variant_label(row.variant)} seed {row.seed} failed: {esc(row.message)}")
+        st.error(f"{variant_label(row.variant)} seed {row.seed} failed: {esc(row.message)}")
     significant = bool(len(res.stats)) and "beats" in res.verdict.split(":")[0]
-    (st.success if significant else st.info)(cc.in_variant_labels(res.verdict), icon=":material/balance:")
+    (st.success if significant else st.info)(in_variant_labels(res.verdict), icon=":material/balance:")
+    if res.epoch_cap:
+        st.info(res.epoch_cap, icon=":material/timer:")
     for _, row in t[t["diverged"].astype(bool)].iterrows():
-        st.warning(f"{cc.variant_label(row.variant)} seed {row.seed} diverged: "
+        st.warning(f"{variant_label(row.variant)} seed {row.seed} diverged: "
                    f"{row.message or 'loss became NaN/inf'}")
     summary = res.summary.merge(res.cost(), on="variant").merge(res.routing_means(), on="variant", how="left")
-    summary["variant"] = summary["variant"].map(cc.variant_label)
+    summary["variant"] = summary["variant"].map(variant_label)
     st.dataframe(summary, hide_index=True, column_config={
         "mean": st.column_config.NumberColumn(f"mean {label}", format="%.4f"),
         "std": st.column_config.NumberColumn("std", format="%.4f"),
@@ -212,11 +218,11 @@ def show_result(res: Any) -> None:
                    f"Wilcoxon signed-rank test is shown too (with {n_pairs} seeds it cannot go below "
                    f"p = {2 / 2 ** n_pairs:.3g}).")
         for line in res.stats["verdict"]:
-            st.markdown(f"- {cc.in_variant_labels(line)}")
+            st.markdown(f"- {in_variant_labels(line)}")
         with st.expander("Statistics table"):
             st.dataframe(res.stats.drop(columns=["verdict"]), hide_index=True)
     st.subheader("All runs")
-    st.dataframe(t.assign(variant=t["variant"].map(cc.variant_label)), hide_index=True, column_config={
+    st.dataframe(t.assign(variant=t["variant"].map(variant_label)), hide_index=True, column_config={
         **readable_columns(t),
         "test_metric": st.column_config.NumberColumn(f"test {label}", format="%.4f")})
     st.download_button("Download runs (CSV)", res.to_csv(), file_name="comparison.csv", mime="text/csv",
@@ -227,8 +233,8 @@ st.title("Compare gates")
 st.markdown("Does a GRKAN gate beat a GRN or a linear gate **here**? Each gate trains on the same data, split, "
             "experts and settings, once per seed; the seed changes the initialisation and the batch order "
             "(the data split stays fixed unless you ask for a new one per seed). Runs are then compared in pairs "
-            "that share a seed. Small defaults finish in well under a minute; the command line "
-            "(`python -m kamoe_viz compare`) runs bigger sweeps.")
+            "that share a seed. With the Train page's defaults (3 seeds) it takes about half a minute; the command "
+            "line (`python -m kamoe_viz compare`) runs bigger sweeps.")
 base_config = master()
 chosen = settings_form(base_config)
 if chosen is not None:

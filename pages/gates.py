@@ -10,7 +10,7 @@ from kamoe_viz_app import entry
 from kamoe_viz_app import timeline_ui as tl_ui
 from kamoe_viz_app.interpret_ui import REFERENCE_ROWS, cached, gate_label, guarded, page_start, show_chart, show_table
 
-entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
+entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 
 run = page_start(
     "Gates",

@@ -5,13 +5,12 @@ import streamlit as st
 
 from kamoe_viz import serving
 from kamoe_viz.errors import KamoeError
-from kamoe_viz.metrics import METRIC_NAMES, metric_name
+from kamoe_viz.labels import EXPERT_LABELS, GATE_LABELS, METRIC_LABELS, metric_label
 from kamoe_viz.runstore.store import display_filename
 from kamoe_viz_app import entry, state
 from kamoe_viz_app.safe import esc, unexpected
-from kamoe_viz_app.train_settings import EXPERT_LABELS, GATE_LABELS
 
-entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
+entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 
 CONFIRM = "_confirm_delete"
 PICK = "runs_pick"
@@ -31,7 +30,7 @@ def _label(row: dict) -> str:
     if present(row.get("error")):
         parts.append(f"damaged: {str(row['error'])[:60]}")
     elif present(row.get("metric")) and present(row.get("value")):
-        parts.append(f"{metric_name(row['metric'])} {float(row['value']):.3f}")
+        parts.append(f"{metric_label(row['metric'])} {float(row['value']):.3f}")
     if present(row.get("created")):
         parts.append(str(row["created"])[:16].replace("T", " "))
     if present(row.get("imported")):
@@ -105,7 +104,7 @@ shown = table[[c for c in TABLE_COLUMNS if c in table.columns]]
 shown = shown.drop(columns=[c for c in ("notes", "imported", "error") if c in shown and shown[c].isna().all()])
 shown = shown.assign(**{column: shown[column].map(lambda v, names=names: names.get(v, v))
                         for column, names in (("gate", VALUE_LABELS), ("expert", VALUE_LABELS),
-                                              ("metric", METRIC_NAMES)) if column in shown})
+                                              ("metric", METRIC_LABELS)) if column in shown})
 st.dataframe(shown, hide_index=True, width="stretch", key="runs_table",
              column_config={"value": st.column_config.NumberColumn("test score", format="%.4f"),
                             "metric": "metric", "n_experts": "experts", "run_id": "run id",

@@ -24,7 +24,7 @@ from kamoe_viz_app.interpret_ui import (
 from kamoe_viz_app.safe import esc
 from kamoe_viz_app.state import TRAIN_PAGE, require_run, set_current_run
 
-entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
+entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 
 
 def _picked_edge(event) -> tuple[int, int] | None:

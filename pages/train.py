@@ -14,7 +14,7 @@ from kamoe_viz_app.presets import available_presets
 from kamoe_viz_app.safe import esc, unexpected
 from kamoe_viz_app.train_settings import in_page_words, model_settings, training_settings
 
-entry.ensure()  # run through app.py (see kamoe_viz_app/entry.py)
+entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 
 
 @st.cache_data(show_spinner=False)

@@ -5,27 +5,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-# AppTest resets PagesManager.uses_pages_directory before every run, and because a pages/ folder exists next to
-# app.py it then treats the app as an old-style (v1) multipage app: after switch_page() it runs the page file alone,
-# without app.py (no sidebar, no navigation). The real server runs app.py every time once st.navigation has been
-# called (navigation sets the flag to False for good), so make AppTest do the same.
-_original_init = PagesManager.__init__
-
-
-def _v2_pages_init(self, *args, **kwargs):
-    _original_init(self, *args, **kwargs)
-    PagesManager.uses_pages_directory = False
-
-
-PagesManager.__init__ = _v2_pages_init
+from kamoe_viz_app import navigation
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-PAGES = ["pages/train.py", "pages/splines.py", "pages/gates.py", "pages/experts.py", "pages/compare.py",
-         "pages/attribution.py", "pages/runs.py"]
+PAGES = [p.path for p in navigation.PAGES]
 # Tiny, quick settings for the default dataset, given the way a shared link gives them.
 TINY = {"model.expert_hidden": "8", "model.n_experts": "2", "train.epochs": "4", "train.early_stopping": "0",
         "train.batch_size": "256"}
@@ -50,7 +36,7 @@ def no_exception(at: AppTest, where: str = "") -> None:
 
 
 def job(at: AppTest) -> Any:
-    return at.session_state[JOB] if JOB in at.session_state else None
+    return at.session_state.get(JOB)
 
 
 def train_until_done(at: AppTest, timeout: float = 240) -> AppTest:

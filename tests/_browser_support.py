@@ -16,6 +16,23 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 EXCEPTION = '[data-testid="stException"]'
+NAV_LINK = ".st-key-app_nav a"  # the app's page menu in the sidebar (kamoe_viz_app/navigation.py: MENU_KEY)
+# Run in the page before any of its scripts: records every distinct set of sidebar links (and Streamlit's built-in
+# folder menu, stSidebarNav, should it ever appear) from the first byte of the response, in window.__sidebars.
+SIDEBAR_RECORDER = """
+window.__sidebars = [];
+const seen = new Set();
+const record = () => {
+  const side = document.querySelector('[data-testid="stSidebar"]');
+  const folder = document.querySelector('[data-testid="stSidebarNav"]');
+  const links = side ? Array.from(side.querySelectorAll('a')).map(a => a.innerText.trim().split('\\n').pop().trim())
+                            .filter(t => t) : [];
+  const entry = {links: links, folder_menu: folder ? folder.innerText : null};
+  const key = JSON.stringify(entry);
+  if (!seen.has(key)) { seen.add(key); window.__sidebars.push(entry); }
+};
+new MutationObserver(record).observe(document, {subtree: true, childList: true, characterData: true});
+"""
 
 
 def free_port() -> int:

@@ -8,8 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from _browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, app_server
+from _browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, NAV_LINK, app_server
 from _browser_support import no_exception as _no_exception
 from _browser_support import wait_idle as _wait_idle
 
@@ -70,7 +69,7 @@ def test_play_pause_step_and_scrub_the_timeline(tmp_path):
         page.get_by_text(re.compile(r"Epoch 60 / 60 .*finished")).first.wait_for(timeout=180_000)
         _wait_idle(page)
 
-        page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Gates").first.click()
+        page.locator(NAV_LINK).filter(has_text="Gates").first.click()
         page.wait_for_url("**/gates*", timeout=30_000)
         page.get_by_text("Timeline epoch", exact=True).first.wait_for(timeout=120_000)
         slider = page.locator('[data-testid="stSlider"] input[aria-label="Timeline epoch"]')

@@ -7,8 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from _browser_support import ARTIFACTS, CHROMIUM, app_server, no_exception
+from _browser_support import ARTIFACTS, CHROMIUM, NAV_LINK, app_server, no_exception
 from _browser_support import CHROMIUM_ARGS as ARGS
 
 pytestmark = pytest.mark.browser
@@ -52,7 +51,7 @@ def test_interpretation_pages_render_after_training(app_url):
         page.get_by_role("heading", name="Results", exact=True).wait_for(timeout=240_000)
         _idle(page)
         for name, least in PAGES.items():
-            page.locator('[data-testid="stSidebarNav"] a').filter(has_text=name).first.click()
+            page.locator(NAV_LINK).filter(has_text=name).first.click()
             page.wait_for_url(f"**/{name.lower()}*", timeout=30_000)
             _idle(page)
             deadline = time.time() + 120  # first visit computes the page's results, then Vega draws
@@ -64,7 +63,7 @@ def test_interpretation_pages_render_after_training(app_url):
             assert found >= least, f"{name}: expected at least {least} charts, found {found}"
 
         # Splines: a click on a small multiple shows that edge large (the "Edge" select follows the click).
-        page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Splines").first.click()
+        page.locator(NAV_LINK).filter(has_text="Splines").first.click()
         _idle(page)
         page.wait_for_timeout(1000)
         def chosen_edge() -> str:

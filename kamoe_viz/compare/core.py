@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,11 @@ from kamoe_viz.compare.results_file import RUN_KEY, ResultsFile, run_key
 from kamoe_viz.compare.worker import GATE_SAMPLE_ROWS, ROUTING_COLUMNS, RunOutcome, RunSpec, cpu_count, data_key
 from kamoe_viz.config import GATE_FAMILIES, ROUTINGS, SEQUENTIAL_EXPERTS, TOP_K_ROUTINGS, RunConfig
 from kamoe_viz.errors import ValidationError
-from kamoe_viz.metrics import metric_name
+from kamoe_viz.labels import metric_label
+from kamoe_viz.training.results import sweep_epoch_cap_notice
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
 
 MAX_SEEDS = 50
 MAX_RUNS = 2000
@@ -67,10 +71,11 @@ class ComparisonResult:
     started: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     expert_matching: str = ""  # how experts were matched across seeds before pooling (one line, shown with them)
+    epoch_cap: str = ""  # how many runs stopped at the epoch cap rather than by early stopping; "" when none
 
     @property
     def metric_label(self) -> str:
-        return metric_name(self.metric)
+        return metric_label(self.metric)
 
     def cost(self) -> pd.DataFrame:
         """Per variant: parameters, mean training seconds and epochs, runs that diverged."""
@@ -186,7 +191,7 @@ def plan(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", 
     return specs
 
 
-def check_compatible(specs: list[RunSpec], datasets: dict[str, Any]) -> None:
+def check_compatible(specs: list[RunSpec], datasets: dict[str, Dataset]) -> None:
     """Fail before training anything when a variant cannot be built on its data (e.g. LSTM on a table)."""
     from kamoe_viz.nn import build_model
 
@@ -205,11 +210,11 @@ def check_compatible(specs: list[RunSpec], datasets: dict[str, Any]) -> None:
         build_model(copy.deepcopy(spec.config.model), ds)
 
 
-def load_datasets(specs: list[RunSpec]) -> dict[str, Any]:
+def load_datasets(specs: list[RunSpec]) -> dict[str, Dataset]:
     """Load each distinct data split once (the split is identical for every run that shares it)."""
     from kamoe_viz.data import load_dataset
 
-    out: dict[str, Any] = {}
+    out: dict[str, Dataset] = {}
     for spec in specs:
         key = data_key(spec.config)
         if key not in out:
@@ -224,7 +229,7 @@ def check_jobs(jobs: int) -> int:
 
 
 def run_specs(specs: list[RunSpec], *, jobs: int = 1, on_progress: Callable[[Progress], None] | None = None,
-              sample_rows: int = GATE_SAMPLE_ROWS, datasets: dict[str, Any] | None = None,
+              sample_rows: int = GATE_SAMPLE_ROWS, datasets: dict[str, Dataset] | None = None,
               engine: str = "local", address: str | None = None, batch: bool = True,
               results: ResultsFile | None = None, seeds_per_task: int | None = None) -> list[RunOutcome]:
     """Load data, check every variant builds, then train the specs on ``engine`` (see
@@ -374,11 +379,13 @@ def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "
                          address=address, batch=batch, results=results)
     table, histories, gate_samples = assemble(outcomes)
     gate_samples, matching_note = matching.align_gate_samples(gate_samples, shared_rows=not vary_split)
+    ran = stats_rows(table)
+    cap_note = sweep_epoch_cap_notice(list(ran["stopped_reason"]), list(ran["epochs_run"]), specs[0].config.train)
     if results is not None:
         results.write_table(table)
     variants = list(dict.fromkeys(s.variant for s in specs))
     metric = str(table["metric"].iloc[0])
-    label = metric_name(metric)
+    label = metric_label(metric)
     scored = stats_rows(table)
     pair_stats = stats.pairwise(scored, "test_metric", "variant", "seed", order=variants, metric=label)
     bounds = {"r2": (-math.inf, 1.0), "accuracy": (0.0, 1.0)}.get(metric, (-math.inf, math.inf))
@@ -393,7 +400,7 @@ def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "
         line += f" {n_err} run(s) failed (error rows; re-run the same command to retry them)."
     return ComparisonResult(
         table=table, histories=histories, gate_samples=gate_samples, stats=pair_stats, summary=summ,
-        expert_matching=matching_note,
+        expert_matching=matching_note, epoch_cap=cap_note or "",
         verdict=line, metric=metric, config=copy.deepcopy(base_config).validate().to_dict(),
         seeds=sorted({s.seed for s in specs}, key=[s.seed for s in specs].index), variants=variants,
         vary_split=vary_split, jobs=check_jobs(jobs), wall_seconds=time.perf_counter() - t0, started=started,

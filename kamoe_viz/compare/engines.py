@@ -18,9 +18,10 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager, suppress
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kamoe_viz.compare.worker import (
     GATE_SAMPLE_ROWS,
@@ -33,6 +34,9 @@ from kamoe_viz.compare.worker import (
     measure,
 )
 from kamoe_viz.errors import ValidationError
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
 
 ENGINES = ("local", "ray")
 RAY_ADDRESS_ENV = "KAMOE_RAY_ADDRESS"  # the Compare page's Ray cluster, set by whoever starts the server
@@ -60,7 +64,7 @@ def split_tasks(specs: list[RunSpec], seeds_per_task: int) -> list[list[RunSpec]
     return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 
-def execute_task(specs: list[RunSpec], dataset: Any = None, sample_rows: int = GATE_SAMPLE_ROWS,
+def execute_task(specs: list[RunSpec], dataset: Dataset | None = None, sample_rows: int = GATE_SAMPLE_ROWS,
                  batch: bool = True, on_epoch: EpochCallback | None = None) -> list[RunOutcome]:
     """Train one task's seeds (together when ``batch`` and the configuration allows it) and measure each; a seed
     that raises becomes an error row, and so does every seed of a batched task that raises."""
@@ -90,7 +94,7 @@ def batched_reason(spec: RunSpec) -> str | None:
     return unsupported_reason(spec.config)
 
 
-def _dataset(spec: RunSpec, dataset: Any) -> Any:
+def _dataset(spec: RunSpec, dataset: Dataset | None) -> Dataset:
     from kamoe_viz.compare.worker import _dataset_for
 
     return _dataset_for(spec.config, dataset)
@@ -99,6 +103,16 @@ def _dataset(spec: RunSpec, dataset: Any) -> Any:
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()[:500]
+
+
+def _task_outcomes(task: list[RunSpec], result: Callable[[], list[RunOutcome]],
+                   datasets: dict[str, Dataset]) -> list[RunOutcome]:
+    """The outcomes of a finished task (``result()``: the future's or Ray object's value); a task that failed as a
+    whole (a worker process killed, a Ray worker that died twice) gives an error outcome for each of its runs."""
+    try:
+        return result()
+    except Exception as exc:  # any failure of the task itself is reported per run, never raised
+        return [error_outcome(s, _dataset(s, datasets.get(data_key(s.config))), _describe(exc)) for s in task]
 
 
 def _task_in_worker(specs: list[RunSpec], sample_rows: int, batch: bool) -> list[RunOutcome]:
@@ -110,7 +124,7 @@ class Engine(Protocol):
     name: str
     workers: int
 
-    def run(self, tasks: list[list[RunSpec]], datasets: dict[str, Any], on_outcome: OutcomeCallback, *,
+    def run(self, tasks: list[list[RunSpec]], datasets: dict[str, Dataset], on_outcome: OutcomeCallback, *,
             sample_rows: int = GATE_SAMPLE_ROWS, batch: bool = True,
             on_epoch: EpochCallback | None = None) -> None: ...
 
@@ -125,7 +139,7 @@ class LocalEngine:
     def __init__(self, jobs: int = 1) -> None:
         self.workers = max(1, int(jobs))
 
-    def run(self, tasks: list[list[RunSpec]], datasets: dict[str, Any], on_outcome: OutcomeCallback, *,
+    def run(self, tasks: list[list[RunSpec]], datasets: dict[str, Dataset], on_outcome: OutcomeCallback, *,
             sample_rows: int = GATE_SAMPLE_ROWS, batch: bool = True, on_epoch: EpochCallback | None = None) -> None:
         if self.workers <= 1 or len(tasks) <= 1:
             for task in tasks:
@@ -140,13 +154,7 @@ class LocalEngine:
                 while pending:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
-                        task = pending.pop(fut)
-                        try:
-                            outs = fut.result()
-                        except Exception as exc:
-                            ds = datasets.get(data_key(task[0].config))
-                            outs = [error_outcome(s, ds, _describe(exc)) for s in task]
-                        for out in outs:
+                        for out in _task_outcomes(pending.pop(fut), fut.result, datasets):
                             on_outcome(out)
             except BaseException:
                 for fut in pending:
@@ -157,7 +165,7 @@ class LocalEngine:
         return None
 
 
-def _ray_task(specs: list[RunSpec], dataset: Any, sample_rows: int, batch: bool) -> list[RunOutcome]:
+def _ray_task(specs: list[RunSpec], dataset: Dataset | None, sample_rows: int, batch: bool) -> list[RunOutcome]:
     """Body of a Ray task: one worker process, one torch thread, ordinary priority."""
     _prepare_ray_worker()
     return execute_task(specs, dataset, sample_rows, batch)
@@ -217,7 +225,7 @@ class RayEngine:
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
-    def run(self, tasks: list[list[RunSpec]], datasets: dict[str, Any], on_outcome: OutcomeCallback, *,
+    def run(self, tasks: list[list[RunSpec]], datasets: dict[str, Dataset], on_outcome: OutcomeCallback, *,
             sample_rows: int = GATE_SAMPLE_ROWS, batch: bool = True, on_epoch: EpochCallback | None = None) -> None:
         ray = self._ray
         remote = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=False)(_ray_task)
@@ -230,13 +238,7 @@ class RayEngine:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
-                    task = pending.pop(ref)
-                    try:
-                        outs = ray.get(ref)
-                    except Exception as exc:
-                        ds = datasets.get(data_key(task[0].config))
-                        outs = [error_outcome(s, ds, _describe(exc)) for s in task]
-                    for out in outs:
+                    for out in _task_outcomes(pending.pop(ref), partial(ray.get, ref), datasets):
                         on_outcome(out)
         except BaseException:
             for ref in pending:

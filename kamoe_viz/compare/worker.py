@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,10 @@ from kamoe_viz import routing_metrics
 from kamoe_viz.compare.results_file import RUN_KEY, run_key
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError, TrainingDivergedError
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.training.results import EpochInfo, TrainedRun
 
 GATE_SAMPLE_ROWS = 256
 # routing_metrics.routing_summary keys each row carries (routing_entropy and nmi are gate_entropy and regime_nmi)
@@ -87,10 +91,10 @@ def _flat_gate_weights(gw: Any) -> np.ndarray | None:
 
 
 # ----- one run -------------------------------------------------------------------------------------------------------
-_DATASETS: dict[str, Any] = {}  # per-process cache: data key -> Dataset
+_DATASETS: dict[str, Dataset] = {}  # per-process cache: data key -> Dataset
 
 
-def _dataset_for(config: RunConfig, dataset: Any = None) -> Any:
+def _dataset_for(config: RunConfig, dataset: Dataset | None = None) -> Dataset:
     key = data_key(config)
     if dataset is not None:
         _DATASETS.setdefault(key, dataset)
@@ -101,7 +105,7 @@ def _dataset_for(config: RunConfig, dataset: Any = None) -> Any:
     return _DATASETS[key]
 
 
-def base_row(spec: RunSpec, ds: Any) -> dict[str, Any]:
+def base_row(spec: RunSpec, ds: Dataset) -> dict[str, Any]:
     """The columns of a run's row that are known before it trains (what it is, not how it did)."""
     model_cfg = spec.config.model
     return {
@@ -115,7 +119,7 @@ def base_row(spec: RunSpec, ds: Any) -> dict[str, Any]:
     }
 
 
-def error_outcome(spec: RunSpec, ds: Any, message: str) -> RunOutcome:
+def error_outcome(spec: RunSpec, ds: Dataset, message: str) -> RunOutcome:
     """A run that could not finish (a worker died, an unexpected exception): a row saying so, never a crash."""
     row = base_row(spec, ds)
     row.update(train_seconds=float("nan"), params=float("nan"), epochs_run=float("nan"), best_epoch=float("nan"),
@@ -132,7 +136,7 @@ def routing_columns(weights: np.ndarray | None) -> dict[str, float]:
     return {k: float(summary[k]) for k in ROUTING_COLUMNS}
 
 
-def execute(spec: RunSpec, dataset: Any = None, on_epoch: Callable[[Any], None] | None = None,
+def execute(spec: RunSpec, dataset: Dataset | None = None, on_epoch: Callable[[EpochInfo], None] | None = None,
             sample_rows: int = GATE_SAMPLE_ROWS) -> RunOutcome:
     """Train one spec and measure it. A diverged run comes back flagged, with its message, never dropped."""
     from kamoe_viz.training import train_run
@@ -151,7 +155,7 @@ def execute(spec: RunSpec, dataset: Any = None, on_epoch: Callable[[Any], None] 
     return measure(spec, ds, trained, sample_rows, row)
 
 
-def measure(spec: RunSpec, ds: Any, trained: Any, sample_rows: int = GATE_SAMPLE_ROWS,
+def measure(spec: RunSpec, ds: Dataset, trained: TrainedRun, sample_rows: int = GATE_SAMPLE_ROWS,
             row: dict[str, Any] | None = None) -> RunOutcome:
     """The outcome of a trained run (alone or one seed of a batched task): metrics, gate sample, routing."""
     from kamoe_viz.training import predict

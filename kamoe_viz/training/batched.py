@@ -15,22 +15,30 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from kamoe_viz.config import SEQUENTIAL_EXPERTS, RunConfig
+from kamoe_viz.config import SEQUENTIAL_EXPERTS, RunConfig, TrainConfig
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.nn import fast
+from kamoe_viz.nn.fast import native
+from kamoe_viz.nn.fast.direct_grad import SWITCH_ENV as DIRECT_SWITCH_ENV
+from kamoe_viz.nn.fast.stacked_grad import StackedGradients
+from kamoe_viz.nn.fast.stacked_grad import unsupported_reason as direct_unsupported
 from kamoe_viz.nn.routers import RouterOutput, balance_loss, z_loss
 from kamoe_viz.nn.stacked import STACKED_ROUTINGS, stacked_forward
 from kamoe_viz.nn.stacked import unsupported_reason as model_unsupported
 from kamoe_viz.training.evaluation import check_input, evaluate, input_tensor, target_tensor
 from kamoe_viz.training.objectives import AUX_LOSSES
 from kamoe_viz.training.results import HISTORY_COLUMNS, TrainedRun, TrainResult
-from kamoe_viz.training.trainer import GRAD_NORM_LIMIT, PLATEAU_MIN_DELTA, divergence_message
+from kamoe_viz.training.schedule import Schedule
+from kamoe_viz.training.step import GRAD_NORM_LIMIT
+from kamoe_viz.training.trainer import divergence_message
 
 if TYPE_CHECKING:
     from kamoe_viz.data.base import Dataset
@@ -39,6 +47,8 @@ if TYPE_CHECKING:
 BETAS = (0.9, 0.999)  # FastAdam's defaults (torch.optim.Adam's)
 EPS = 1e-8
 CLIP_EPS = 1e-6  # as torch.nn.utils.clip_grads_with_norm_
+FUSED_ADAM = hasattr(torch, "_fused_adam_")
+BatchEpochCallback = Callable[[int, list[float], bool], Any]  # (epoch, each seed's val loss, all stopped)
 
 
 def unsupported_reason(config: RunConfig) -> str | None:
@@ -79,19 +89,27 @@ class _SeedState:
         self.lr = float(config.train.lr)
         self.epoch = 0
         self.rows: list[dict[str, float]] = []
-        self.best_epoch: int | None = None
-        self.best_val = math.inf
+        self.schedule = Schedule(config.train)  # best epoch, early stopping, plateau: as the Trainer's
         self.best_state: dict[str, torch.Tensor] = {}
-        self.stop_wait = 0
-        self.plateau_best = math.inf
-        self.plateau_wait = 0
         self.stopped_reason: str | None = None
         self.message: str | None = None
         self.seconds = 0.0
 
+    @property
+    def best_epoch(self) -> int | None:
+        return self.schedule.best_epoch
 
-def train_batched(configs: Sequence[RunConfig], dataset: Dataset | None = None) -> list[TrainedRun]:
-    """Train configurations that differ only in ``train.seed`` as one stacked model; one TrainedRun per seed."""
+    @property
+    def best_val(self) -> float:
+        return self.schedule.best_val
+
+
+def train_batched(configs: Sequence[RunConfig], dataset: Dataset | None = None,
+                  on_epoch: BatchEpochCallback | None = None) -> list[TrainedRun]:
+    """Train configurations that differ only in ``train.seed`` as one stacked model; one TrainedRun per seed.
+    ``on_epoch(epoch, val_losses, finished)`` after every epoch: each seed's latest validation loss (a seed that
+    has stopped keeps its last) and whether every seed has now stopped, e.g. to report a trial's progress to a
+    scheduler; what it raises ends training."""
     from kamoe_viz.nn import build_model
 
     configs = [copy.deepcopy(c).validate() for c in configs]
@@ -120,7 +138,7 @@ def train_batched(configs: Sequence[RunConfig], dataset: Dataset | None = None) 
     if reason is not None:
         raise ValidationError("configs", configs[0].model.expert, reason)
     seeds = [_SeedState(c) for c in configs]
-    _fit(models, configs, dataset, device, seeds)
+    _fit(models, configs, dataset, device, seeds, on_epoch)
     runs = []
     for model, config, st in zip(models, configs, seeds):
         runs.append(TrainedRun(config=config, dataset=dataset, model=model, result=_finish(model, dataset, st, device)))
@@ -132,7 +150,8 @@ class _Stack:
 
     One flat tensor makes the optimiser, the gradient norms and the finiteness checks a few ops over all
     parameters (a small model's step is bound by per-op overhead); ``seed_of`` maps each element to its seed's
-    row, so per-seed scalars (learning rate, clipping factor, step size) broadcast with one gather."""
+    row, so per-seed scalars (learning rate, clipping factor, step size) broadcast with one gather. ``grad`` (the
+    closed-form path writes into its views ``g``) and ``best`` (each seed's best weights) share the layout."""
 
     def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
         self.names = list(tensors)
@@ -141,6 +160,7 @@ class _Stack:
         self.flat = torch.cat([t.reshape(-1) for t in tensors.values()])
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
+        self.best = self.flat.clone()
         self.steps = torch.zeros(self.S, device=self.flat.device)
         self._index()
 
@@ -148,6 +168,8 @@ class _Stack:
         rows = [torch.arange(self.S, device=self.flat.device).repeat_interleave(self.shapes[n].numel())
                 for n in self.names]
         self.seed_of = torch.cat(rows)
+        self.grad = torch.zeros_like(self.flat)
+        self.p, self.g = self.views(self.flat), self.views(self.grad)
 
     def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         out, offset = {}, 0
@@ -157,22 +179,39 @@ class _Stack:
             offset += k
         return out
 
-    def seed(self, j: int) -> dict[str, torch.Tensor]:
-        return {n: v[j].clone() for n, v in self.views(self.flat).items()}
+    def seed(self, j: int, buffer: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Seed j's weights (``buffer``: another buffer of this layout, e.g. ``best``), as its own tensors."""
+        return {n: v[j].clone() for n, v in self.views(self.flat if buffer is None else buffer).items()}
+
+    def mark_best(self, improved: torch.Tensor) -> None:
+        """The current weights become the best of the seeds where ``improved`` (bool, (S,))."""
+        self.best = torch.where(improved[self.seed_of], self.flat, self.best)
 
     def keep(self, positions: list[int]) -> None:
         """Only the seeds at these stack positions stay."""
         idx = torch.tensor(positions, dtype=torch.long, device=self.flat.device)
         parts = []
-        for buf in (self.flat, self.exp_avg, self.exp_avg_sq):
+        for buf in (self.flat, self.exp_avg, self.exp_avg_sq, self.best):
             parts.append(torch.cat([v.index_select(0, idx).reshape(-1) for v in self.views(buf).values()]))
-        self.flat, self.exp_avg, self.exp_avg_sq = parts
+        self.flat, self.exp_avg, self.exp_avg_sq, self.best = parts
         self.steps = self.steps.index_select(0, idx)
         self.S = len(positions)
         self._index()
 
     def sq_norms(self, grad: torch.Tensor) -> torch.Tensor:
         return torch.zeros(self.S, dtype=grad.dtype, device=grad.device).index_add_(0, self.seed_of, grad * grad)
+
+    @torch.no_grad()
+    def fused_adam(self, grad: torch.Tensor, lr: float, scale: torch.Tensor | None, weight_decay: float) -> None:
+        """The common case, in one call of torch's fused Adam kernel (the single-run FastAdam's, so the same
+        arithmetic): every seed in the stack takes this step with the same learning rate (their step counts are
+        then equal too, since a seed that skipped a step leaves the stack at the end of that epoch)."""
+        if scale is not None:
+            grad = grad * scale[self.seed_of]
+        self.steps += 1
+        torch._fused_adam_([self.flat], [grad], [self.exp_avg], [self.exp_avg_sq], [], [self.steps[:1]], lr=lr,
+                           beta1=BETAS[0], beta2=BETAS[1], weight_decay=weight_decay, eps=EPS, amsgrad=False,
+                           maximize=False)
 
     @torch.no_grad()
     def adam(self, grad: torch.Tensor, lrs: torch.Tensor, keep: torch.Tensor, scale: torch.Tensor | None,
@@ -195,7 +234,7 @@ class _Stack:
 
 
 def _fit(models: list[KAMoE], configs: list[RunConfig], dataset: Dataset, device: torch.device,
-         seeds: list[_SeedState]) -> None:
+         seeds: list[_SeedState], on_epoch: BatchEpochCallback | None = None) -> None:
     cfg = configs[0].train
     task = dataset.task
     template = models[0].to(device)
@@ -214,27 +253,54 @@ def _fit(models: list[KAMoE], configs: list[RunConfig], dataset: Dataset, device
     stack = _Stack({n: torch.stack([dict(m.named_parameters())[n].detach().to(device) for m in models])
                     for n in names})
     active = list(range(len(models)))  # seed positions still training, in stack order
-    for i, st in enumerate(seeds):
-        st.best_state = stack.seed(i)
+    plain = not fast.enabled()  # KAMOE_FAST=0: modules and autograd, as the Trainer then does
+    lib = native.library() if device.type == "cpu" and not plain else None  # the KAN path for the whole sweep
+    with native.use(lib is not None):
+        _loop(template, cfg, task, stack, seeds, active, X, y, Xv, yv, _direct_path(template, task, names, lib),
+              on_epoch)
+
+
+def _direct_path(model: KAMoE, task: str, names: list[str], lib: Any) -> StackedGradients | None:
+    """Closed-form stacked gradients where they cover the model (every parameter), else None (autograd)."""
+    if not fast.enabled() or os.environ.get(DIRECT_SWITCH_ENV, "1").strip() == "0":
+        return None
+    if direct_unsupported(model, task) is not None:
+        return None
+    direct = StackedGradients(model, task, lib)
+    return direct if direct.names == set(names) else None
+
+
+def _loop(template: KAMoE, cfg: TrainConfig, task: str, stack: _Stack, seeds: list[_SeedState],
+          active: list[int], X: torch.Tensor, y: torch.Tensor, Xv: torch.Tensor, yv: torch.Tensor,
+          direct: StackedGradients | None, on_epoch: BatchEpochCallback | None = None) -> None:
+    """Epochs until every seed has stopped; each seed's best weights land in its ``best_state``."""
+    device = X.device
     clip = float(cfg.max_grad_norm)
     limit = GRAD_NORM_LIMIT if clip <= 0 else math.inf
     n_rows = X.shape[0]
     template.train()
+    epoch = 0
     while active:
         started = time.perf_counter()
         orders = [torch.randperm(n_rows, generator=seeds[i].generator).to(device) for i in active]
         Xs = torch.stack([X.index_select(0, o) for o in orders])
         ys = torch.stack([y.index_select(0, o) for o in orders])
-        lrs = torch.tensor([seeds[i].lr for i in active], device=device)
+        lr_list = [seeds[i].lr for i in active]
+        lrs = torch.tensor(lr_list, device=device)
+        all_alive = True
+        fused = FUSED_ADAM and len(set(lr_list)) == 1
         total = torch.zeros(len(active), device=device)
         alive = torch.ones(len(active), dtype=torch.bool, device=device)
         for start in range(0, n_rows, cfg.batch_size):
             xb, yb = Xs[:, start:start + cfg.batch_size], ys[:, start:start + cfg.batch_size]
-            # one leaf per parameter, each a view of the flat buffer (autograd through slices of one flat leaf
-            # would build a full-size zero gradient per parameter); their gradients are concatenated once
-            leaves = {k: v.detach().requires_grad_(True) for k, v in stack.views(stack.flat).items()}
-            losses = _per_seed_loss(task, stacked_forward(template, leaves, xb, stack.S)[0], yb)
-            grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses.sum(), list(leaves.values()))])
+            if direct is not None:  # closed form, written into stack.grad
+                losses, grad = direct.step(stack.p, stack.g, xb, yb), stack.grad
+            else:
+                # one leaf per parameter, each a view of the flat buffer (autograd through slices of one flat
+                # leaf would build a full-size zero gradient per parameter); their gradients are concatenated once
+                leaves = {k: v.detach().requires_grad_(True) for k, v in stack.p.items()}
+                losses = _per_seed_loss(task, stacked_forward(template, leaves, xb, stack.S)[0], yb)
+                grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses.sum(), list(leaves.values()))])
             norm = stack.sq_norms(grad).sqrt()
             ok = torch.isfinite(losses) & (norm < limit) & alive
             bad = alive & ~ok
@@ -245,18 +311,23 @@ def _fit(models: list[KAMoE], configs: list[RunConfig], dataset: Dataset, device
                                                     st.best_epoch, st.best_val, st.lr, clip)
                     st.stopped_reason = "diverged"
                 alive = alive & ok
+                all_alive = False
             scale = (clip / (norm + CLIP_EPS)).clamp(max=1.0) if clip > 0 else None
-            stack.adam(grad, lrs, alive.to(grad.dtype), scale, float(cfg.weight_decay))
+            if fused and all_alive:
+                stack.fused_adam(grad, lr_list[0], scale, float(cfg.weight_decay))
+            else:
+                stack.adam(grad, lrs, alive.to(grad.dtype), scale, float(cfg.weight_decay))
             total += losses.detach().nan_to_num(0.0) * xb.shape[1]
         with torch.no_grad():
             template.eval()
-            pred, weights, logits = stacked_forward(template, stack.views(stack.flat), Xv, stack.S)
+            pred, weights, logits = stacked_forward(template, stack.p, Xv, stack.S)
             val = _per_seed_loss(task, pred, yv.unsqueeze(0).expand(pred.shape[0], *yv.shape))
             aux = [_aux(weights[j], logits[j]) if logits is not None else dict.fromkeys(AUX_LOSSES, math.nan)
                    for j in range(stack.S)]
             template.train()
         elapsed = (time.perf_counter() - started) / len(active)
         train_losses, val_losses, alive_host = (total / n_rows).tolist(), val.tolist(), alive.tolist()
+        improved = [False] * len(active)
         for j, i in enumerate(active):
             st = seeds[i]
             st.seconds += elapsed
@@ -269,11 +340,20 @@ def _fit(models: list[KAMoE], configs: list[RunConfig], dataset: Dataset, device
                 continue
             st.epoch += 1
             lr_used = st.lr
-            _after_epoch(st, val_losses[j], stack, j)
+            improved[j] = _after_epoch(st, val_losses[j])
             st.rows.append({"epoch": st.epoch, "train_loss": train_losses[j], "val_loss": val_losses[j],
                             "lr": lr_used, "seconds": st.seconds, **aux[j]})
+        epoch += 1
+        if on_epoch is not None:
+            on_epoch(epoch, [st.rows[-1]["val_loss"] if st.rows else math.nan for st in seeds],
+                     all(st.stopped_reason is not None for st in seeds))
+        if any(improved):
+            stack.mark_best(torch.tensor(improved, device=device))
         keep_pos = [j for j, i in enumerate(active) if seeds[i].stopped_reason is None]
-        if len(keep_pos) < len(active):  # finished seeds leave the stack
+        if len(keep_pos) < len(active):  # finished seeds leave the stack, with their best weights
+            for j, i in enumerate(active):
+                if seeds[i].stopped_reason is not None:
+                    seeds[i].best_state = stack.seed(j, stack.best)
             if keep_pos:
                 stack.keep(keep_pos)
             active = [active[j] for j in keep_pos]
@@ -294,27 +374,14 @@ def _per_seed_loss(task: str, pred: torch.Tensor, target: torch.Tensor) -> torch
     return (pred - target).square().reshape(S, -1).mean(1)
 
 
-def _after_epoch(st: _SeedState, val_loss: float, stack: _Stack, position: int) -> None:
-    """Best weights, early stopping and plateau LR reduction, as Trainer._after_epoch."""
-    cfg = st.config.train
-    if val_loss < st.best_val:
-        st.best_val, st.best_epoch = val_loss, st.epoch
-        st.best_state = stack.seed(position)
-        st.stop_wait = 0
-    else:
-        st.stop_wait += 1
-    if cfg.lr_patience > 0:
-        if val_loss < st.plateau_best - PLATEAU_MIN_DELTA:
-            st.plateau_best, st.plateau_wait = val_loss, 0
-        else:
-            st.plateau_wait += 1
-            if st.plateau_wait >= cfg.lr_patience and st.lr > cfg.min_lr:
-                st.lr = max(st.lr * cfg.lr_factor, cfg.min_lr)
-                st.plateau_wait = 0
-    if cfg.early_stopping > 0 and st.stop_wait >= cfg.early_stopping:
-        st.stopped_reason = "early_stopping"
-    elif st.epoch >= cfg.epochs:
-        st.stopped_reason = "completed"
+def _after_epoch(st: _SeedState, val_loss: float) -> bool:
+    """Early stopping and plateau LR reduction, as the Trainer's (the same Schedule); True if this epoch's weights
+    are the seed's best so far (the caller keeps them)."""
+    decision = st.schedule.observe(st.epoch, val_loss, st.lr)
+    st.lr = decision.lr
+    if decision.stopped_reason is not None:
+        st.stopped_reason = decision.stopped_reason
+    return decision.improved
 
 
 def _finish(model: KAMoE, dataset: Dataset, st: _SeedState, device: torch.device) -> TrainResult:

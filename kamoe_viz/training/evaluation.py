@@ -1,7 +1,7 @@
 """Loss, batched inference and scores: shared by the trainer, ``evaluate`` and ``predict``."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -9,6 +9,11 @@ import torch.nn.functional as F
 
 from kamoe_viz import metrics as M
 from kamoe_viz.errors import ValidationError
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE
+    from kamoe_viz.training.results import TrainedRun
 
 EVAL_BATCH = 8192
 SPLITS = ("train", "val", "test")
@@ -36,7 +41,7 @@ def input_tensor(X: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32).to(device)
 
 
-def check_input(model: Any, X: np.ndarray, field: str = "X") -> None:
+def check_input(model: KAMoE, X: np.ndarray, field: str = "X") -> None:
     """The shape a model needs: (n, F) for tabular models, (n, T, F) for sequence models."""
     X = np.asarray(X)
     want_ndim = 3 if getattr(model, "is_sequence", False) else 2
@@ -75,7 +80,7 @@ def batched_outputs(model: torch.nn.Module, X: torch.Tensor, batch_size: int = E
         model.train(was_training)
 
 
-def predict(model: torch.nn.Module, X: np.ndarray, batch_size: int = 4096) -> dict[str, np.ndarray]:
+def predict(model: KAMoE, X: np.ndarray, batch_size: int = 4096) -> dict[str, np.ndarray]:
     """Model outputs as numpy: ``prediction`` (scaled units; logits for classification), ``gate_weights``,
     ``expert_outputs`` and, for classifiers, ``probabilities``. Runs on the model's device in eval mode."""
     check_input(model, X)
@@ -89,7 +94,7 @@ def predict(model: torch.nn.Module, X: np.ndarray, batch_size: int = 4096) -> di
     return result
 
 
-def scores(dataset: Any, output: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def scores(dataset: Dataset, output: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Task metrics of a model output against scaled targets (regression scored in original units)."""
     if dataset.task == "classification":
         return M.classification_scores(y, output)
@@ -97,7 +102,7 @@ def scores(dataset: Any, output: np.ndarray, y: np.ndarray) -> dict[str, float]:
                                dataset.unscale_y(np.asarray(output, dtype=np.float64)))
 
 
-def evaluate(model: torch.nn.Module, dataset: Any, split: str = "test",
+def evaluate(model: KAMoE, dataset: Dataset, split: str = "test",
              batch_size: int = EVAL_BATCH) -> dict[str, float]:
     """Metrics of ``model`` on one split: ``r2``, ``rmse``, ``mae`` (original units) or ``accuracy``, ``log_loss``;
     plus ``loss`` (the training loss on that split)."""
@@ -120,7 +125,7 @@ ROUTING_JSON_KEYS = ("nmi", "load", "load_cv", "max_violation", "gini", "min_loa
                      "dropped_fraction")
 
 
-def routing_report(run: Any) -> dict[str, Any]:
+def routing_report(run: TrainedRun) -> dict[str, Any]:
     """The routing metrics of ``train --json`` on the test split (nmi only when the dataset knows its regimes);
     empty for a model without a gate."""
     if run.model.gate is None or len(run.dataset.X_test) == 0:

@@ -20,14 +20,14 @@ Adam with the gate's own learning rate.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from kamoe_viz.config import TrainConfig
+from kamoe_viz.nn.fast.optim import FastAdam
 from kamoe_viz.nn.moe import KAMoE
-from kamoe_viz.nn.optim import FastAdam
 from kamoe_viz.training.evaluation import task_loss
 
 AUX_LOSSES = ("balance_loss", "z_loss")  # MoEOutput.aux keys the trainer weights by the TrainConfig field of that name
@@ -94,7 +94,10 @@ def mixes_normalised(config: TrainConfig) -> bool:
     return config.objective == "likelihood"
 
 
-def prepare_model(model: nn.Module, config: TrainConfig) -> nn.Module:
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def prepare_model(model: ModuleT, config: TrainConfig) -> ModuleT:
     """Set what the objective fixes about the model's forward pass (``KAMoE.normalise_weights``); called by the
     trainer and when a saved run is loaded, so a run predicts as it was trained."""
     if isinstance(model, KAMoE):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -11,6 +11,9 @@ from kamoe_viz.config import RunConfig
 from kamoe_viz.training.devices import resolve_device
 from kamoe_viz.training.results import TrainedRun
 from kamoe_viz.training.trainer import EpochCallback, fit
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
 
 
 def baseline_config(config: RunConfig) -> RunConfig:
@@ -23,7 +26,7 @@ def baseline_config(config: RunConfig) -> RunConfig:
     return plain.validate()
 
 
-def train_run(config: RunConfig, dataset: Any = None, on_epoch: EpochCallback | None = None) -> TrainedRun:
+def train_run(config: RunConfig, dataset: Dataset | None = None, on_epoch: EpochCallback | None = None) -> TrainedRun:
     """Validate ``config``, load its dataset (unless given), build the model from ``train.seed`` and train it.
 
     The same config and seed give the same history and metrics on the CPU: the seed is set before the model's

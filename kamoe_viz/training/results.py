@@ -65,6 +65,17 @@ class TrainedRun:
     timeline: Timeline | None = None  # None: not recorded, or saved before timelines
 
 
+def sweep_epoch_cap_notice(reasons: list[str], epochs_run: list[int], train_config: TrainConfig) -> str | None:
+    """The sweep form of :func:`epoch_cap_notice`: how many of its runs ran out of epochs while early stopping was
+    on (``reasons``/``epochs_run``: each run's stopped_reason and epochs). None when none did."""
+    patience = getattr(train_config, "early_stopping", 0)
+    capped = sum(r == "completed" and int(e) >= train_config.epochs for r, e in zip(reasons, epochs_run, strict=True))
+    if not patience or not capped:
+        return None
+    return (f"{capped} of {len(reasons)} runs stopped at the epoch cap ({train_config.epochs} epochs), not by early "
+            f"stopping (patience {patience}): their validation loss may still be improving; more epochs may help.")
+
+
 def epoch_cap_notice(result: TrainResult, train_config: TrainConfig) -> str | None:
     """A note when training ran out of epochs while early stopping was on (the validation loss was still
     improving, or at least not stalled for the patience): more epochs may help. None otherwise."""

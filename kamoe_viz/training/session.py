@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError, ValidationError
 from kamoe_viz.training.results import EpochInfo, TrainedRun
 from kamoe_viz.training.timeline import Snapshot, Timeline
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
 
 # label -> (epochs per tick or None for as many as fit in REAL_TIME_BUDGET, seconds between ticks)
 SPEEDS: dict[str, tuple[int | None, float]] = {"real time": (None, 0.3), "1 epoch/s": (1, 1.0),
@@ -61,7 +64,7 @@ class TrainingSession:
     """One model being trained interactively, with its timeline. ``playing`` is only a flag: the caller advances
     training with :meth:`tick` (or :meth:`step`)."""
 
-    def __init__(self, config: RunConfig, dataset: Any = None, snapshot_every: int | None = None) -> None:
+    def __init__(self, config: RunConfig, dataset: Dataset | None = None, snapshot_every: int | None = None) -> None:
         self.config = copy.deepcopy(config).validate()
         if dataset is None:
             from kamoe_viz.data import load_dataset
