@@ -169,7 +169,8 @@ def tune_search(base: RunConfig, space: dict[str, list[Any]], *, seeds: int | li
                            run_config=tune.RunConfig(storage_path=storage, name="kamoe", verbose=0))
         grid = tuner.fit()
         rows = []
-        for res in grid:
+        for i in range(len(grid)):  # ResultGrid is indexable, not typed as iterable
+            res = grid[i]
             cfg, m = res.config or {}, res.metrics or {}
             row: dict[str, Any] = {axis: _show(axis, cfg.get(axis)) for axis in space}
             row.update(epochs=int(m.get("epoch", 0) or 0), val_loss=float(m.get(METRIC, math.nan)),
