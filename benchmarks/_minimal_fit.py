@@ -1,5 +1,5 @@
 """A minimal training loop of the same shape as kamoe_viz.training.fit (Adam, MSE, shuffled mini-batches sliced
-from tensors, per-epoch validation loss and gate weights), using kamoe_viz.nn.optim.FastAdam with its on-device
+from tensors, per-epoch validation loss and gate weights), using kamoe_viz.nn.fast.optim.FastAdam with its on-device
 NaN/inf step skipping instead of a per-step gradient-norm check. bench_train.py runs it with ``--ours-path minimal``
 to show what the trainer could gain; it was also the stand-in before kamoe_viz.training existed."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ def fit(model, dataset, train, on_epoch=None):
     y = torch.as_tensor(dataset.y_train)
     Xv = torch.as_tensor(dataset.X_val)
     yv = torch.as_tensor(dataset.y_val)
-    from kamoe_viz.nn.optim import FastAdam
+    from kamoe_viz.nn.fast.optim import FastAdam
 
     optimizer = FastAdam(model.parameters(), lr=train.lr, skip_nonfinite=True)
     start = time.perf_counter()

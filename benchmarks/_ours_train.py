@@ -60,8 +60,8 @@ def main() -> None:
     t_fit = time.perf_counter()
     result = fit(model, dataset, train.validate(), on_epoch=on_epoch)
     starts = [t_fit] + epoch_ends[:-1]
-    from kamoe_viz.nn import native
-    from kamoe_viz.nn.direct_grad import unsupported_reason
+    from kamoe_viz.nn.fast import native
+    from kamoe_viz.nn.fast.direct_grad import unsupported_reason
     on_cpu = str(result.device) == "cpu"
     why_autograd = unsupported_reason(model, dataset.task, native.library()) if on_cpu else str(result.device)
     print(json.dumps({

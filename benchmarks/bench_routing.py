@@ -4,9 +4,10 @@ Configuration: 16,512 x 8 standardised California Housing rows (bench_train.py's
 (3 experts Dense(100, relu), gate Dense(100, relu) -> GRKAN, head Dense(1)); Adam 1e-3; batch 128;
 ``kamoe_viz.training.Trainer`` as the app and CLI use it (validation pass included). Only the routing setting
 changes between variants. Every router and the balance/z losses train on the closed-form gradient path
-(kamoe_viz.nn.direct_grad; a router other than dense as a small autograd graph from the logits); shared experts
+(kamoe_viz.nn.fast.direct_grad; a router other than dense as a small autograd graph from the logits); shared experts
 and the likelihood objective on plain autograd. Two ratios are printed: against dense as it trains by default, and
-against dense forced onto autograd (KAMOE_DIRECT_GRADIENTS=0).
+against dense forced onto autograd (KAMOE_DIRECT_GRADIENTS=0). "dense (plain)" is dense with every fast path off
+(KAMOE_FAST=0: no C kernel, autograd, torch.optim.Adam).
 
     python benchmarks/bench_routing.py                 # 4 epochs, 3 repetitions, every router
     python benchmarks/bench_routing.py --quick         # 3 epochs, 1 repetition
@@ -63,17 +64,18 @@ def california_dataset(csv: Path):
 
 
 def epoch_seconds(dataset, model_over: dict, train_over: dict, epochs: int, batch: int, seed: int,
-                  autograd: bool = False) -> tuple[float, str]:
-    """Median seconds of epochs 2..N, and the gradient path the trainer chose."""
+                  switch: str | None = None) -> tuple[float, str]:
+    """Median seconds of epochs 2..N, and the gradient path the trainer chose; ``switch``: an environment variable
+    set to "0" for this run (KAMOE_DIRECT_GRADIENTS: autograd; KAMOE_FAST: every fast path off)."""
     import torch
 
     from kamoe_viz.config import ModelConfig, TrainConfig
     from kamoe_viz.nn import build_model
-    from kamoe_viz.nn.direct_grad import SWITCH_ENV
     from kamoe_viz.training import Trainer
 
+    SWITCH_ENV = switch or "KAMOE_BENCH_UNUSED"
     previous = os.environ.get(SWITCH_ENV)
-    if autograd:
+    if switch:
         os.environ[SWITCH_ENV] = "0"
     try:
         torch.manual_seed(seed)
@@ -124,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_cpu_threads(batch_size=args.batch_size)
     dataset = california_dataset(args.csv)
-    runs = ["dense", "dense (autograd)"] + [n for n in names if n != "dense"]
+    from kamoe_viz.nn.fast import FAST_ENV
+    from kamoe_viz.nn.fast.direct_grad import SWITCH_ENV
+
+    switches = {"dense (autograd)": SWITCH_ENV, "dense (plain)": FAST_ENV}  # dense with a switch at 0
+    runs = ["dense", *switches] + [n for n in names if n != "dense"]
     print(f"# bench_routing  {time.strftime('%Y-%m-%d %H:%M')}  cpus={os.cpu_count()}  epochs={args.epochs}  "
           f"reps={args.reps}  batch={args.batch_size}  clock={'wall' if args.wall else 'process CPU'}  "
           f"threads={torch_threads()}  load={os.getloadavg()[0]:.1f}", flush=True)
@@ -133,10 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     for rep in range(args.reps):
         order = runs[rep % len(runs):] + runs[:rep % len(runs)]
         for run in order:
-            name = "dense" if run == "dense (autograd)" else run
+            name = "dense" if run in switches else run
             model_over, train_over = VARIANTS[name]
             value, paths[run] = epoch_seconds(dataset, model_over, train_over, args.epochs, args.batch_size,
-                                              rep, autograd=run == "dense (autograd)")
+                                              rep, switch=switches.get(run))
             seconds[run].append(value)
             print(f"rep {rep + 1} {run:18s} {value:.3f} s/epoch ({paths[run]})", flush=True)
     median = {r: statistics.median(v) for r, v in seconds.items()}

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from itertools import pairwise
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kamoe_viz.errors import ValidationError
+
+if TYPE_CHECKING:
+    from kamoe_viz.config import RunConfig
+    from kamoe_viz.data.base import Dataset
 
 ENV_MAX_PARAMS = "KAMOE_MAX_PARAMS"
 ENV_MAX_MEMORY_MB = "KAMOE_MAX_MEMORY_MB"
@@ -46,17 +51,17 @@ def _bank(expert: str, in_features: int, n: int, hidden: tuple[int, ...], n_basi
         return 0, 0
     if expert == "mlp":
         params = in_features * n * hidden[0] + n * hidden[0]
-        params += n * sum(a * b + b for a, b in zip(hidden[:-1], hidden[1:]))
+        params += n * sum(a * b + b for a, b in pairwise(hidden))
         return params, n * sum(hidden)
     if expert == "kan":
         params = _kan(in_features, n * hidden[0], n_basis)
-        params += n * sum(_kan(a, b, n_basis) for a, b in zip(hidden[:-1], hidden[1:]))
+        params += n * sum(_kan(a, b, n_basis) for a, b in pairwise(hidden))
         acts = in_features * (n_basis + 1) + n * hidden[0] + n * sum(a * (n_basis + 1) + b for a, b in
-                                                                        zip(hidden[:-1], hidden[1:]))
+                                                                        pairwise(hidden))
         return params, acts
     gates = _RECURRENT_GATES[expert]
     widths = (in_features, *hidden)
-    params = n * sum(gates * (a * b + b * b + 2 * b) for a, b in zip(widths[:-1], widths[1:]))
+    params = n * sum(gates * (a * b + b * b + 2 * b) for a, b in pairwise(widths))
     return params, (seq_len or 1) * n * sum(gates * b for b in hidden)
 
 
@@ -157,7 +162,7 @@ def check_model(config: Any, n_features: int, n_outputs: int, seq_len: int | Non
     return cost
 
 
-def check_training(config: Any, dataset: Any, environ: Mapping[str, str] = os.environ) -> Cost:
+def check_training(config: RunConfig, dataset: Dataset, environ: Mapping[str, str] = os.environ) -> Cost:
     """:func:`check_model` for a RunConfig on a dataset, with the training batch (at most the training rows)."""
     rows = len(getattr(dataset, "X_train", ())) or config.train.batch_size
     return check_model(config.model, dataset.n_features, dataset.n_outputs, dataset.seq_len,

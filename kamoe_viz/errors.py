@@ -42,7 +42,15 @@ class GridUpdateError(KamoeError):
 
 
 class TrainingDivergedError(KamoeError):
-    """The loss became NaN/inf or gradients exploded; the best weights so far were kept."""
+    """The loss became NaN/inf or gradients exploded; the best weights so far were kept.
+
+    Raised by :class:`kamoe_viz.training.Trainer` built with ``raise_on_divergence=True`` (the CLI); the message
+    names the epoch, the weights kept and what to lower. ``epoch``: the epoch that diverged (1-based);
+    ``best_epoch``: the epoch whose weights were kept (None: the initial weights)."""
+
+    def __init__(self, message: str, epoch: int | None = None, best_epoch: int | None = None) -> None:
+        super().__init__(message)
+        self.epoch, self.best_epoch = epoch, best_epoch
 
 
 class RunFileError(KamoeError):

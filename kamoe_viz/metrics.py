@@ -8,14 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 LOG_LOSS_EPS = 1e-15
-METRIC_NAMES = {"r2": "R²", "rmse": "RMSE", "mae": "MAE", "accuracy": "accuracy", "log_loss": "log loss"}
-
-
-def metric_name(metric: str) -> str:
-    """How a score is written for people: 'r2' -> 'R²', 'rmse' -> 'RMSE'."""
-    return METRIC_NAMES.get(str(metric), str(metric))
-
-
 def _pair(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(y_true, dtype=np.float64).reshape(-1)
     p = np.asarray(y_pred, dtype=np.float64).reshape(-1)

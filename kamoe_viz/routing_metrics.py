@@ -25,19 +25,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-ROUTING_METRIC_LABELS = {
-    "nmi": "NMI vs regimes",
-    "ari": "ARI vs regimes",
-    "mutual_information": "mutual information (nats)",
-    "load_cv": "load CV",
-    "max_violation": "MaxVio",
-    "max_violation_batch": "MaxVio per batch",
-    "gini": "Gini of load",
-    "min_load": "min load",
-    "max_load": "max load",
-    "routing_entropy": "routing entropy",
-    "dropped_fraction": "dropped rows",
-}
+from kamoe_viz.labels import ROUTING_METRIC_LABELS
+
 ROUTING_METRIC_DEFINITIONS = {
     "nmi": "Normalised mutual information between each row's winning expert and its true regime: 0 = unrelated, "
            "1 = each expert takes exactly one regime.",
@@ -237,7 +226,7 @@ def routing_metrics_table(summary: dict[str, Any]) -> "Any":
     return pd.DataFrame(rows, columns=["metric", "value", "definition"])
 
 
-__all__ = ["ROUTING_METRIC_DEFINITIONS", "ROUTING_METRIC_LABELS", "ROUTING_TABLE_KEYS", "routing_metrics_table", "dropped_fraction", "expert_load", "flat_weights",
+__all__ = ["ROUTING_METRIC_DEFINITIONS", "ROUTING_TABLE_KEYS", "routing_metrics_table", "dropped_fraction", "expert_load", "flat_weights",
            "gini", "load_cv", "max_violation", "max_violation_per_batch", "mean_weight", "regime_ari",
            "regime_mutual_information", "regime_nmi", "routed_rows", "routing_entropy", "routing_summary",
            "row_entropy", "winners"]

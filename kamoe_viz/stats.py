@@ -140,7 +140,7 @@ def verdict(s: PairedStats, metric: str = "metric", unit: str = "seeds") -> str:
                 f"(5 or more for a useful answer).")
     if s.significant and (s.mean_diff > 0) != s.higher_is_better:
         s = s.flipped()
-    ci = f"{int(round(s.confidence * 100))}% CI {_fmt(s.ci_low)} to {_fmt(s.ci_high)}"
+    ci = f"{round(s.confidence * 100)}% CI {_fmt(s.ci_low)} to {_fmt(s.ci_high)}"
     numbers = (f"difference {_fmt(s.mean_diff)} {metric} ({ci}; paired t {_fmt_p(s.t_p)}, "
                f"Wilcoxon {_fmt_p(s.wilcoxon_p)}; better in {s.wins_a} vs {s.wins_b} of {s.n} {unit})")
     if s.significant:

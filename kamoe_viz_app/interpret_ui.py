@@ -13,8 +13,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from kamoe_viz import labels
 from kamoe_viz.charts import chart_bytes, chart_spec
 from kamoe_viz.errors import KamoeError
+from kamoe_viz.labels import METRIC_LABELS
 from kamoe_viz_app.safe import esc, unexpected
 from kamoe_viz_app.state import RUN_CACHE, run_cached, run_key
 
@@ -89,12 +91,10 @@ def show_chart(run: Any, key: str, build: Callable[[], alt.TopLevelMixin], where
 
 
 # Column headers as people read them; the CSV download keeps the data's own (snake_case) names.
-_HEADERS = {"f_x": "f(x)", "f_baseline": "f(baseline)", "top1_share": "top-1 share", "rmse": "RMSE",
-            "rmse_on_won_rows": "RMSE on rows won", "mae": "MAE", "r2": "R²", "truth_name": "true regime",
-            "nmi": "NMI", "ari": "ARI", "phi_range": "φ range", "mean_abs_phi": "mean |φ|"}
-
-
-_WORDS = {"rmse": "RMSE", "mae": "MAE", "r2": "R²", "nmi": "NMI", "ari": "ARI", "top1": "top-1"}
+_HEADERS = {"f_x": "f(x)", "f_baseline": "f(baseline)", "top1_share": "top-1 share",
+            "rmse_on_won_rows": "RMSE on rows won", "truth_name": "true regime", "phi_range": "φ range",
+            "mean_abs_phi": "mean |φ|", **METRIC_LABELS, "nmi": "NMI", "ari": "ARI"}
+_WORDS = {**METRIC_LABELS, "nmi": "NMI", "ari": "ARI", "top1": "top-1"}  # words inside snake_case names
 
 
 def readable_header(column: str) -> str:
@@ -160,7 +160,7 @@ def gate_label(run: Any) -> str:
     model = run.config.model
     if model.kind == "standard":
         return "no gate (single expert)"
-    return {"linear": "linear", "grn": "GRN", "grkan": "GRKAN"}.get(model.gate, model.gate)
+    return labels.gate_label(model.gate)
 
 
 def page_start(title: str, caption: str, single_expert_note: str | None = None) -> Any:

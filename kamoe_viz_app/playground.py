@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from kamoe_viz.charts import timeline as tc
 from kamoe_viz.charts import training as ct
+from kamoe_viz.charts.live import LiveSpecs
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError
 from kamoe_viz.training.session import (
@@ -33,6 +35,7 @@ SESSION = "_playground"
 SPEED = "playground_speed"
 ERROR = "_playground_error"
 POINTS = "_playground_points"  # (dataset id, data points frame)
+SPECS = "_playground_specs"  # LiveSpecs: the live charts' kept specs
 TRANSPORT = ("Play", "Pause", "Step", "Reset", "New data")
 
 
@@ -186,9 +189,22 @@ def _points(s: TrainingSession) -> Any:
     return cached[1]
 
 
-def live_show(where: Any, chart: Any) -> None:
-    """Live charts skip the schema check: they are redrawn every tick from builders the tests validate."""
-    tl_ui.show(where, chart, validate=False)
+def _specs() -> LiveSpecs:
+    specs = st.session_state.get(SPECS)
+    if specs is None:
+        specs = st.session_state[SPECS] = LiveSpecs()
+    return specs
+
+
+def live_show(where: Any, name: str, *args: Any, **kwargs: Any) -> None:
+    """A live chart: built once per shape, later redraws only refill its data (:mod:`kamoe_viz.charts.live`). The
+    frames go as Arrow tables made in this thread (Streamlit's own conversion starts a thread pool per frame)."""
+    import pyarrow as pa
+
+    spec = _specs().spec(name, *args, **kwargs)
+    spec["datasets"] = {key: pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
+                        if isinstance(frame, pd.DataFrame) else frame for key, frame in spec["datasets"].items()}
+    where.vega_lite_chart(spec, width="content")
 
 
 def views(s: TrainingSession) -> None:
@@ -199,20 +215,20 @@ def views(s: TrainingSession) -> None:
     if s.dataset.is_2d and snap.region is not None:
         points = _points(s)
         left, right = st.columns(2)
-        live_show(left.container(key="pg_region"), tc.region_map_chart(timeline.region_frame(snap), points, size=230))
-        live_show(right.container(key="pg_prediction"),
-            tc.prediction_map_chart(timeline.prediction_frame(snap), points, size=230))
+        live_show(left.container(key="pg_region"), "region", timeline.region_frame(snap), points, size=230)
+        live_show(right.container(key="pg_prediction"), "prediction", timeline.prediction_frame(snap), points,
+                  size=230)
     if s.dataset.is_sequence:
         frame = tc.sequence_weights_frame(snap.weights, timeline.probe_regimes, s.dataset.regime_names)
         from kamoe_viz.charts.gates import gates_over_time_chart
 
-        live_show(st, gates_over_time_chart(frame, width=560))
+        tl_ui.show(st, gates_over_time_chart(frame, width=560))
     left, right = st.columns(2)
-    live_show(left, tc.load_bars_chart(snap.metrics["load"]))
-    live_show(right, tc.histogram_chart(snap.weights))
+    live_show(left, "load", snap.metrics["load"])
+    live_show(right, "histogram", snap.weights)
     left, right = st.columns(2)
     if s.epochs:
-        live_show(left, ct.loss_chart(ct.history_frame(s.epochs), best_epoch=s.last.best_epoch, height=160))
+        live_show(left, "loss", ct.history_frame(s.epochs), best_epoch=s.last.best_epoch, height=160)
     metrics = timeline.metrics_frame()
     if timeline.probe_regimes is not None and metrics["nmi"].notna().any():
-        live_show(right, tc.story_metrics_chart(metrics, width=240))
+        live_show(right, "story", metrics, width=240)

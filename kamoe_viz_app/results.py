@@ -8,7 +8,7 @@ import streamlit as st
 
 from kamoe_viz.charts import training as ct
 from kamoe_viz.config import RunConfig
-from kamoe_viz.metrics import METRIC_NAMES
+from kamoe_viz.labels import METRIC_LABELS
 from kamoe_viz.training.results import epoch_cap_notice
 from kamoe_viz_app import config_state as cfg
 from kamoe_viz_app import state
@@ -55,7 +55,7 @@ def last_job_messages(job: Any) -> None:
 
 def _metrics_table(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> pd.DataFrame:
     rows = []
-    for key, label in METRIC_NAMES.items():
+    for key, label in METRIC_LABELS.items():
         value = metrics.get(key)
         if not isinstance(value, (int, float)):
             continue
@@ -86,8 +86,10 @@ def current_run_results() -> None:
     st.caption(f"{esc(info['dataset'])} · gate {info['gate']} · {info['experts']} · {info['device']} · "
                f"epochs {info['epochs']} · {result.seconds:.1f} s"
                + (f" · saved as `{run.run_id}`" if getattr(run, "run_id", None) else ""))
-    if getattr(result, "message", None):
-        st.warning(esc(result.message), icon=":material/warning:")
+    if getattr(result, "message", None):  # a divergence (TrainingDivergedError's message) is an error
+        show = st.error if result.stopped_reason == "diverged" else st.warning
+        show(esc(result.message), icon=":material/error:" if result.stopped_reason == "diverged" else
+             ":material/warning:")
     notice = epoch_cap_notice(result, run.config.train)
     if notice:
         st.info(notice, icon=":material/timer:")
@@ -95,9 +97,9 @@ def current_run_results() -> None:
     st.dataframe(_metrics_table(result.metrics, baseline), hide_index=True, width="content")
     if live.busy():
         st.caption("The plain baseline is training; its scores appear here when it is done.")
-    elif baseline is None and run.config.model.kind != "standard":
-        if st.button("Train the plain baseline now", icon=":material/compare_arrows:",
-                     help="The standard single-expert model with the same settings, for comparison."):
+    elif baseline is None and run.config.model.kind != "standard" and st.button(
+            "Train the plain baseline now", icon=":material/compare_arrows:",
+            help="The standard single-expert model with the same settings, for comparison."):
             message = live.start_baseline(run)
             if message:
                 st.error(esc(message))

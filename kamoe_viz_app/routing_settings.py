@@ -100,8 +100,9 @@ def routing_training_settings(t: TrainConfig, disabled: bool) -> dict[str, Any]:
     values["balance_loss"] = c1.number_input(
         "Balance loss weight", *BALANCE_LOSS_RANGE, step=0.01, format="%g", disabled=off(disabled, live=True),
         key=seed("train.balance_loss", float(t.balance_loss)),
-        help=("Applies from the next epoch, also while Play or Step train. α of the Switch auxiliary loss α·E·Σ f_i·P_i (f_i: share of rows whose top expert is i; P_i: mean "
-             "softmax probability of i); 0 = off. Logged per epoch either way."))
+        help=("Applies from the next epoch, also while Play or Step train. α of the Switch auxiliary loss "
+              "α·E·Σ f_i·P_i (f_i: share of rows whose top expert is i; P_i: mean softmax probability of i); "
+              "0 = off. Logged per epoch either way."))
     values["z_loss"] = c2.number_input(
         "Z-loss weight", *Z_LOSS_RANGE, step=0.001, format="%g", disabled=off(disabled),
         key=seed("train.z_loss", float(t.z_loss)),

@@ -6,12 +6,15 @@ older ones are released (they stay on disk in the run store).
 """
 from __future__ import annotations
 
+import contextlib
+
 from pathlib import Path
 from typing import Any, Callable
 
 import streamlit as st
 
 from kamoe_viz import serving
+from kamoe_viz.labels import expert_label, gate_label
 from kamoe_viz.live import background_jobs
 from kamoe_viz_app.safe import esc
 
@@ -37,10 +40,8 @@ def run_key(run: Any) -> str:
     token = getattr(run, "_session_token", None)
     if token is None:
         token = f"unsaved-{id(run):x}"
-        try:
+        with contextlib.suppress(AttributeError):  # a run type that refuses new attributes stays unsaved-id keyed
             run._session_token = token
-        except AttributeError:
-            pass
     return token
 
 
@@ -138,14 +139,14 @@ def describe_run(run: Any) -> dict[str, str]:
     data_label = getattr(dataset, "name", None) or config.data.name
     if model.kind == "standard":
         gate = "none (single expert)"
-        experts = f"1 × {model.expert.upper()} {list(model.expert_hidden)}"
+        experts = f"1 × {expert_label(model.expert)} {list(model.expert_hidden)}"
     else:
-        gate = f"{model.gate.upper() if model.gate != 'linear' else 'linear'} · {model.gate_activation}"
+        gate = f"{gate_label(model.gate)} · {model.gate_activation}"
         if model.routing != "dense":
             gate += f" · {model.routing}" + (f" (k={model.top_k})" if model.top_k else "")
         if model.shared_experts:
             gate += f" · {model.shared_experts} shared"
-        experts = f"{model.n_experts} × {model.expert.upper()} {list(model.expert_hidden)}"
+        experts = f"{model.n_experts} × {expert_label(model.expert)} {list(model.expert_hidden)}"
     result = run.result
     return {
         "dataset": str(data_label),

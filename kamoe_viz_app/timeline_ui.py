@@ -3,6 +3,7 @@ timeline charts at that epoch, Animate (steps the slider through the epochs), th
 export. Everything drawn comes from the run's :class:`kamoe_viz.training.timeline.Timeline`."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import streamlit as st
 
 from kamoe_viz.charts import animation as an
 from kamoe_viz.charts import timeline as tc
+from kamoe_viz.routing_metrics import ROUTING_METRIC_LABELS
 from kamoe_viz.training.timeline import MAX_SNAPSHOTS, SETTLE_DEFINITION, Snapshot
 from kamoe_viz_app import state
 
@@ -18,16 +20,12 @@ NO_TIMELINE = ("This run has no training timeline: it was saved before timelines
                "command line without `--snapshot-every`. Train it again on the Train page to scrub through it.")
 
 
-def show(where: Any, chart: Any, validate: bool = True) -> None:
-    """A chart at its designed size (the spec as :func:`kamoe_viz.charts.export.chart_spec` makes it, its data sent
-    as frames, which Streamlit turns into Arrow cheaply)."""
-    import pandas as pd
+def show(where: Any, chart: Any) -> None:
+    """A chart at its designed size, its data sent as frames (:func:`kamoe_viz.charts.export.frames_spec`: no JSON
+    records, no schema check; tests/test_timeline_charts.py validates every builder)."""
+    from kamoe_viz.charts.export import frames_spec
 
-    from kamoe_viz.charts.export import chart_spec
-
-    spec = chart_spec(chart, validate)
-    spec["datasets"] = {name: pd.DataFrame(rows) for name, rows in spec.get("datasets", {}).items()}
-    where.vega_lite_chart(spec, width="content")
+    where.vega_lite_chart(frames_spec(chart), width="content")
 
 
 def _keys(page: str) -> tuple[str, str]:
@@ -42,18 +40,47 @@ def timeline_section(run: Any, page: str, draw: Callable[[Any, Snapshot], None],
     """Slider, Animate and ``draw(timeline, snapshot)`` at the chosen epoch; with ``story`` the charts of the whole
     run and the export too."""
     timeline = getattr(run, "timeline", None)
-    st.subheader("Training timeline")
     if timeline is None or not timeline.snapshots:
+        st.subheader("Training timeline")
         st.caption(NO_TIMELINE)
         return
+    with st.container(border=True, key=f"{page}_timeline_box"):
+        _timeline_box(run, timeline, page, draw, story)
+    st.info(final_note(run), icon=":material/flag:")
+
+
+def final_note(run: Any) -> str:
+    """What the page's other sections show: the saved model (its best epoch's weights), not the timeline epoch."""
+    best, ran = run.result.best_epoch, run.result.epochs_run
+    which = (f"the weights of epoch {best} of {ran} (lowest validation loss)" if best else
+             f"its weights after {ran} epochs")
+    return (f"**Below this box: the trained model as saved**, {which}, on all its rows. Only the charts inside the "
+            "box follow `Timeline epoch`.")
+
+
+def snapshot_line(snap: Snapshot, best_epoch: int | None) -> str:
+    """``Epoch N · train loss … · val loss … · NMI vs regimes … · routing entropy …`` of one snapshot."""
+    parts = [f"**Epoch {snap.epoch}**" + (" (untrained)" if snap.epoch == 0 else
+                                         " (the saved model's epoch)" if snap.epoch == best_epoch else "")]
+    parts += [f"{label} {value:.4g}" for label, value in (("train loss", snap.train_loss),
+                                                           ("val loss", snap.val_loss)) if value is not None]
+    for key in ("nmi", "routing_entropy"):
+        value = snap.metrics.get(key)
+        if isinstance(value, float) and math.isfinite(value):
+            parts.append(f"{ROUTING_METRIC_LABELS[key]} {value:.2f}")
+    return " · ".join(parts)
+
+
+def _timeline_box(run: Any, timeline: Any, page: str, draw: Callable[[Any, Snapshot], None], story: bool) -> None:
+    st.subheader("Training timeline")
     epochs = timeline.epochs
     key, flag = _keys(f"{page}_{state.run_key(run)}")
     if st.session_state.get(key) not in epochs:
         st.session_state[key] = epochs[-1]
     animating = bool(st.session_state.get(flag))
     st.caption(f"{len(epochs)} snapshots of how the gate routed while it trained (epoch 0 = untrained; at most "
-               f"{MAX_SNAPSHOTS} per run: every epoch for short runs, log-spaced for long ones). Move the slider to "
-               "redraw the charts below at that epoch.")
+               f"{MAX_SNAPSHOTS} per run: every epoch for short runs, log-spaced for long ones), on a fixed probe "
+               "of validation rows. Move the slider to redraw the charts in this box at that epoch.")
     st.button("Stop" if animating else "Animate", key=f"{flag}_button", on_click=_toggle, args=(flag,),
               icon=":material/stop:" if animating else ":material/play_arrow:",
               help="Step the slider through the epochs, one every "
@@ -65,8 +92,9 @@ def timeline_section(run: Any, page: str, draw: Callable[[Any, Snapshot], None],
             at = epochs.index(st.session_state[key]) if st.session_state[key] in epochs else -1
             st.session_state[key] = epochs[(at + 1) % len(epochs)]
         epoch = st.select_slider("Timeline epoch", epochs, key=key,
-                                 help="The epoch whose snapshot the charts below show.")
+                                 help="The epoch whose snapshot the charts in this box show.")
         snap = timeline.at(epoch)
+        st.markdown(snapshot_line(snap, run.result.best_epoch))
         draw(timeline, snap)
         if story:
             story_charts(timeline, snap.epoch)
@@ -74,6 +102,7 @@ def timeline_section(run: Any, page: str, draw: Callable[[Any, Snapshot], None],
     scrub()
     if story:
         export(run, page)
+
 
 
 def story_charts(timeline: Any, current: int) -> None:
@@ -112,9 +141,9 @@ def draw_gates(timeline: Any, snap: Snapshot, run: Any) -> None:
     if region is not None:
         points = state.run_cached(run, "timeline_points", lambda: tc.data_points(run.dataset))
         show(left, tc.region_map_chart(region, points, title=f"Winning expert at epoch {snap.epoch}"))
-        show(right, tc.load_bars_chart(snap.metrics["load"]))
+        show(right, tc.load_bars_chart(snap.metrics["load"], title=f"Load per expert, epoch {snap.epoch}"))
     else:
-        show(left, tc.load_bars_chart(snap.metrics["load"]))
+        show(left, tc.load_bars_chart(snap.metrics["load"], title=f"Load per expert, epoch {snap.epoch}"))
         if run.dataset.is_sequence:
             from kamoe_viz.charts.gates import gates_over_time_chart
 
@@ -133,12 +162,12 @@ def draw_splines(timeline: Any, snap: Snapshot) -> None:
         return
     st.caption(f"The {frame['edge'].nunique()} gate edges whose curves span the widest range at the last snapshot; "
                "every edge is in the ranked view below.")
-    show(st, tc.spline_curves_chart(frame))
+    show(st, tc.spline_curves_chart(frame, title=f"Gate splines φ(x) at epoch {snap.epoch}"))
 
 
 def draw_experts(timeline: Any, snap: Snapshot) -> None:
     left, right = st.columns(2)
-    show(left, tc.load_bars_chart(snap.metrics["load"]))
+    show(left, tc.load_bars_chart(snap.metrics["load"], title=f"Load per expert, epoch {snap.epoch}"))
     shares = tc.regime_share_frame(snap.weights, timeline.probe_regimes)
     if len(shares):
         show(right, tc.regime_share_chart(shares, title=f"Which expert takes which regime, epoch "

@@ -15,17 +15,16 @@ from kamoe_viz.config import (
     RunConfig,
 )
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.labels import EXPERT_LABELS, GATE_LABELS
 from kamoe_viz_app.config_state import seed
 from kamoe_viz_app.lock import off, why
 from kamoe_viz_app.routing_settings import FIELD_LABELS as ROUTING_LABELS
 from kamoe_viz_app.routing_settings import routing_settings, routing_training_settings
 from kamoe_viz_app.safe import esc
 
-GATE_LABELS = {"linear": "Linear", "grn": "GRN", "grkan": "GRKAN"}
 GATE_HELP = ("**Linear**: one dense layer on h. **GRN**: gated residual network (ELU, GLU, skip, layer norm), "
              "as in the Temporal Fusion Transformer. **GRKAN**: the GRN with its two dense layers replaced by KAN "
              "layers (the paper's gate).")
-EXPERT_LABELS = {"mlp": "MLP", "kan": "KAN", "lstm": "LSTM", "gru": "GRU"}
 # Settings as the widgets name them, so messages from the library ("model.top_k: got 5; ...") read in the page's words.
 FIELD_LABELS = {
     "data.name": "Dataset", "data.seed": "Data seed", "data.test_fraction": "Test share",

@@ -16,7 +16,8 @@ from kamoe_viz.compare import run as run_comparison
 from kamoe_viz.compare.engines import RAY_ADDRESS_ENV, server_ray_address
 from kamoe_viz.config import EXPERT_TYPES, GATE_FAMILIES, MAX_EPOCHS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.errors import KamoeError, ValidationError
-from kamoe_viz.routing_metrics import ROUTING_METRIC_DEFINITIONS, ROUTING_METRIC_LABELS
+from kamoe_viz.labels import EXPERT_LABELS, GATE_LABELS, ROUTING_METRIC_LABELS, in_variant_labels, variant_label
+from kamoe_viz.routing_metrics import ROUTING_METRIC_DEFINITIONS
 from kamoe_viz.routing_specs import ROUTERS
 from kamoe_viz_app import entry
 from kamoe_viz_app.config_state import master
@@ -24,7 +25,6 @@ from kamoe_viz_app.data_section import dataset_infos
 from kamoe_viz_app.interpret_ui import readable_columns
 from kamoe_viz_app.routing_settings import ROUTER_HELP
 from kamoe_viz_app.safe import esc, unexpected
-from kamoe_viz_app.train_settings import EXPERT_LABELS, GATE_LABELS
 
 entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 
@@ -172,16 +172,16 @@ def show_result(res: Any) -> None:
     st.markdown(f"**{res.config['data']['name']}** · {len(t)} runs · seeds {res.seeds} · {split} · "
                 f"{res.wall_seconds:.0f} s {where}")
     for _, row in t[t["stopped_reason"] == "error"].iterrows():
-        st.error(f"{cc.variant_label(row.variant)} seed {row.seed} failed: {esc(row.message)}")
+        st.error(f"{variant_label(row.variant)} seed {row.seed} failed: {esc(row.message)}")
     significant = bool(len(res.stats)) and "beats" in res.verdict.split(":")[0]
-    (st.success if significant else st.info)(cc.in_variant_labels(res.verdict), icon=":material/balance:")
+    (st.success if significant else st.info)(in_variant_labels(res.verdict), icon=":material/balance:")
     if res.epoch_cap:
         st.info(res.epoch_cap, icon=":material/timer:")
     for _, row in t[t["diverged"].astype(bool)].iterrows():
-        st.warning(f"{cc.variant_label(row.variant)} seed {row.seed} diverged: "
+        st.warning(f"{variant_label(row.variant)} seed {row.seed} diverged: "
                    f"{row.message or 'loss became NaN/inf'}")
     summary = res.summary.merge(res.cost(), on="variant").merge(res.routing_means(), on="variant", how="left")
-    summary["variant"] = summary["variant"].map(cc.variant_label)
+    summary["variant"] = summary["variant"].map(variant_label)
     st.dataframe(summary, hide_index=True, width="stretch", column_config={
         "variant": st.column_config.Column("variant", pinned=True),  # stays in view when the table scrolls
         "mean": st.column_config.NumberColumn(f"mean {label}", format="%.4f"),
@@ -222,14 +222,14 @@ def show_result(res: Any) -> None:
                    f"Wilcoxon signed-rank test is shown too (with {n_pairs} seeds it cannot go below "
                    f"p = {2 / 2 ** n_pairs:.3g}).")
         for line in res.stats["verdict"]:
-            st.markdown(f"- {cc.in_variant_labels(line)}")
+            st.markdown(f"- {in_variant_labels(line)}")
         with st.expander("Statistics table"):
             st.dataframe(res.stats.drop(columns=["verdict"]), hide_index=True)
     st.subheader("All runs")
     every = st.toggle("Every column", value=False, key="cmp.all_columns",
                       help="Off: the columns that tell the runs apart (the rest are the same for every run or are "
                            "in the CSV). On: all of them; scroll the table sideways.")
-    shown = t.assign(variant=t["variant"].map(cc.variant_label))
+    shown = t.assign(variant=t["variant"].map(variant_label))
     st.dataframe(shown, hide_index=True, width="stretch",
                  column_order=None if every else [c for c in RUN_COLUMNS if c in shown.columns],
                  column_config={**readable_columns(t),

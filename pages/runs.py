@@ -5,11 +5,10 @@ import streamlit as st
 
 from kamoe_viz import serving
 from kamoe_viz.errors import KamoeError
-from kamoe_viz.metrics import METRIC_NAMES, metric_name
+from kamoe_viz.labels import EXPERT_LABELS, GATE_LABELS, METRIC_LABELS, metric_label
 from kamoe_viz.runstore.store import display_filename
 from kamoe_viz_app import entry, state
 from kamoe_viz_app.safe import esc, unexpected
-from kamoe_viz_app.train_settings import EXPERT_LABELS, GATE_LABELS
 
 entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 
@@ -32,7 +31,7 @@ def _label(row: dict) -> str:
     if present(row.get("error")):
         parts.append(f"damaged: {str(row['error'])[:60]}")
     elif present(row.get("metric")) and present(row.get("value")):
-        parts.append(f"{metric_name(row['metric'])} {float(row['value']):.3f}")
+        parts.append(f"{metric_label(row['metric'])} {float(row['value']):.3f}")
     if present(row.get("created")):
         parts.append(str(row["created"])[:16].replace("T", " "))
     if present(row.get("imported")):
@@ -106,7 +105,7 @@ shown = table[[c for c in TABLE_COLUMNS if c in table.columns]]
 shown = shown.drop(columns=[c for c in ("notes", "imported", "error") if c in shown and shown[c].isna().all()])
 shown = shown.assign(**{column: shown[column].map(lambda v, names=names: names.get(v, v))
                         for column, names in (("gate", VALUE_LABELS), ("expert", VALUE_LABELS),
-                                              ("metric", METRIC_NAMES)) if column in shown})
+                                              ("metric", METRIC_LABELS)) if column in shown})
 if "created" in shown:  # 2026-12-03T19:05:29+00:00 -> 2026-12-03 19:05 (UTC)
     shown = shown.assign(created=shown["created"].map(lambda v: str(v)[:16].replace("T", " ") if v else v))
 st.dataframe(shown, hide_index=True, width="stretch", key="runs_table",

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from kamoe_viz.cli.train import routing_report
+from kamoe_viz.training.evaluation import routing_report
 from kamoe_viz.config import RunConfig
 from kamoe_viz.training.pipeline import train_run
 

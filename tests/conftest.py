@@ -12,6 +12,6 @@ os.environ.setdefault("KAMOE_DEBUG", "1")
 def pytest_sessionstart(session):
     """Build (or find) the native KAN kernel before any test trains, so every test in the session takes the same
     path through the KAN layers (a background build finishing mid-session would otherwise switch paths)."""
-    from kamoe_viz.nn import native
+    from kamoe_viz.nn.fast import native
 
     native.build()

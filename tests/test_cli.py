@@ -101,7 +101,7 @@ def test_train_on_csv(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     ([], "COMMAND"),
 ])
 def test_invalid_input_one_line_exit_2(capsys: pytest.CaptureFixture, argv: list[str], needle: str) -> None:
-    code, out, err = run_cli(capsys, *argv)
+    code, _, err = run_cli(capsys, *argv)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), err
@@ -130,7 +130,26 @@ def test_divergence_exit_3_with_advice(capsys: pytest.CaptureFixture) -> None:
     assert code == 3
     record = last_json(out)
     assert record["stopped_reason"] == "diverged" and "lower the learning rate" in record["message"].lower()
-    assert "warning: Training diverged" in err and np.isfinite(record["r2"])
+    assert err.strip().splitlines()[-1].startswith("error: Training diverged in epoch ") and np.isfinite(record["r2"])
+    assert "lower the learning rate" in err.lower() and "warning: Training diverged" not in err
+
+
+def test_no_fast_trains_on_plain_autograd(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kamoe_viz.nn import fast
+    from kamoe_viz.training import trainer as trainer_module
+
+    seen = []
+    original = trainer_module.Trainer.__init__
+
+    def spy(self, *a, **kw):
+        original(self, *a, **kw)
+        seen.append((self.gradient_path, self.gradient_path_reason, self.native_kernel))
+
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", spy)
+    code, out, _ = run_cli(capsys, "train", "--no-fast", "--epochs", "2", "--json", *TINY)
+    assert code == 0 and np.isfinite(last_json(out)["r2"])
+    assert seen == [("autograd", f"{fast.FAST_ENV}=0 (fast paths off)", False)]
+    assert fast.enabled()  # only that command ran plain
 
 
 def test_save_stores_the_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -164,8 +183,10 @@ def test_compare_commands_are_registered(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_progress_bar_lines_and_terminal() -> None:
-    info = lambda e: SimpleNamespace(epoch=e, train_loss=0.5, val_loss=0.4, best_epoch=e, lr=1e-3,  # noqa: E731
-                                     seconds_elapsed=float(e), eta_seconds=float(20 - e))
+    def info(e: int) -> SimpleNamespace:
+        return SimpleNamespace(epoch=e, train_loss=0.5, val_loss=0.4, best_epoch=e, lr=1e-3,
+                               seconds_elapsed=float(e), eta_seconds=float(20 - e))
+
     log = io.StringIO()
     bar = ProgressBar(20, log)
     for e in range(1, 21):

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import csv
 
+import _app_support
 import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import _app_support
 from kamoe_viz import compare
-from kamoe_viz.charts.compare import in_variant_labels, variant_label
 from kamoe_viz.compare.core import routing_verdict
 from kamoe_viz.compare.worker import ROUTING_COLUMNS
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.labels import in_variant_labels, variant_label
 
 TINY = {"data": {"options": {"n_samples": 300}}, "model": {"n_experts": 2, "expert_hidden": [4]},
         "train": {"epochs": 2, "early_stopping": 0}}

@@ -15,11 +15,11 @@ import torch.nn.functional as F
 
 from kamoe_viz.config import ModelConfig
 from kamoe_viz.nn import KAMoE, KANLinear
-from kamoe_viz.nn.optim import FastAdam
+from kamoe_viz.nn.fast.optim import FastAdam
 from kamoe_viz.runstore import RunStore
 from kamoe_viz.training import Trainer, available_devices, evaluate, resolve_device, train_run
-from kamoe_viz.training import trainer as trainer_module
-from kamoe_viz.training.cuda_graph import ENV_SWITCH
+from kamoe_viz.training import step as step_module
+from kamoe_viz.nn.fast.cuda_graph import ENV_SWITCH
 
 from test_nn_fast import autograd_kan, exact_layer
 from test_training import same_state, state_of, tiny_config, tiny_dataset
@@ -158,14 +158,14 @@ def test_a_step_that_cannot_be_captured_falls_back_to_eager(monkeypatch) -> None
     ds = tiny_dataset()
     cfg = tiny_config(epochs=3, device="cuda")
     trainer = trainer_for(cfg, ds, monkeypatch, True)
-    plain = trainer._device_step
+    plain = trainer.stepper.device_step
 
     def syncing_step(xb, yb):
         out = plain(xb, yb)
         float(out[0])  # a host sync: not allowed while capturing
         return out
 
-    trainer._device_step = syncing_step
+    trainer.stepper.device_step = syncing_step
     trainer.run_epochs(3)
     result = trainer.finish()
     assert not trainer.use_graphs and trainer.graph_error
@@ -199,6 +199,6 @@ def test_graphed_divergence_keeps_the_best_weights(monkeypatch) -> None:
     assert result.stopped_reason == "diverged" and "initial weights" in result.message
     assert same_state(state_of(huge.model), initial)
     # exploding norm without clipping diverges; with clipping it trains on
-    monkeypatch.setattr(trainer_module, "GRAD_NORM_LIMIT", 1e-9)
+    monkeypatch.setattr(step_module, "GRAD_NORM_LIMIT", 1e-9)
     assert train_run(tiny_config(epochs=3, device="cuda"), ds).result.stopped_reason == "diverged"
     assert train_run(tiny_config(epochs=3, device="cuda", max_grad_norm=1.0), ds).result.stopped_reason == "completed"

@@ -1,4 +1,4 @@
-"""Direct gradients (kamoe_viz.nn.direct_grad): the same loss and gradients as autograd for every model they cover,
+"""Direct gradients (kamoe_viz.nn.fast.direct_grad): the same loss and gradients as autograd for every model they cover,
 every parameter's gradient written on every step, autograd for what they do not cover, and the same training."""
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from kamoe_viz.config import ModelConfig, TrainConfig
 from kamoe_viz.data.base import Dataset
-from kamoe_viz.nn import build_model, native
-from kamoe_viz.nn.direct_grad import SWITCH_ENV, DirectGradients, unsupported_reason
+from kamoe_viz.nn import build_model
+from kamoe_viz.nn.fast import native
+from kamoe_viz.nn.fast.direct_grad import SWITCH_ENV, DirectGradients, unsupported_reason
 from kamoe_viz.training import fit
 from kamoe_viz.training.evaluation import task_loss
 from kamoe_viz.training.trainer import Trainer
@@ -175,7 +176,7 @@ def test_a_non_uniform_grid_goes_through_autograd_for_that_step(kernel, monkeypa
         layer.grid_is_uniform.fill_(False)
     x, y = torch.as_tensor(data.X_train[:8]), torch.as_tensor(data.y_train[:8])
     before = [p.grad.clone() for p in model.parameters()]
-    assert trainer._direct.step(x, y) is None
+    assert trainer.stepper.direct.step(x, y) is None
     assert all(torch.equal(a, p.grad) for a, p in zip(before, model.parameters()))  # nothing touched
     trainer.run_epochs(2)  # every step through autograd, and training goes on
     assert trainer.epoch == 2 and np.isfinite(trainer.history()["train_loss"]).all()
@@ -204,7 +205,7 @@ def test_training_agrees_with_autograd(kernel, monkeypatch, config, train):
             if train and not trainer.done:
                 with torch.no_grad():
                     for name, inputs in model.kan_layer_inputs(torch.as_tensor(data.X_train)).items():
-                        dict((ref.name, ref.layer) for ref in model.kan_layers())[name].update_grid(inputs)
+                        {ref.name: ref.layer for ref in model.kan_layers()}[name].update_grid(inputs)
         histories.append(trainer.finish().history[["train_loss", "val_loss"]].to_numpy())
     assert paths == ["direct", "autograd"]
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-4)

@@ -134,3 +134,31 @@ def test_unknown_layer_names_the_allowed_ones():
         sp.edge_curves(model, data, "nope")
     with pytest.raises(ValidationError, match="edge"):
         sp.edge_curves(model, data, "gate.kan2", edges=[(0, 99)])
+
+
+def test_shared_experts_kan_layers_are_listed_and_see_their_real_inputs():
+    """Shared (always-on) KAN experts are part of kan_layers(), so the Splines page can show them."""
+    from kamoe_viz.config import ModelConfig
+    from kamoe_viz.data import load_dataset
+    from kamoe_viz.config import DataConfig
+    from kamoe_viz.nn import build_model
+
+    data = load_dataset(DataConfig(name="regimes", options={"n_samples": 200}))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(expert="kan", n_experts=2, expert_hidden=(4, 3), shared_experts=2), data).eval()
+    refs = {ref.name: ref for ref in model.kan_layers()}
+    shared = [name for name, ref in refs.items() if ref.shared]
+    assert shared == ["shared.layer1 (all shared)", "shared0.layer2", "shared1.layer2"]
+    assert refs["shared.layer1 (all shared)"].layer is model.shared.first
+    assert refs["shared1.layer2"].layer is model.shared.deeper[1][0] and refs["shared1.layer2"].expert == 1
+    inputs = model.kan_layer_inputs(torch.as_tensor(data.X_train[:50]))
+    assert set(inputs) == set(refs)
+    with torch.no_grad():  # what shared expert 1's second layer sees: its slice of the first layer's output
+        first = model.shared.first(model.scaled_input(torch.as_tensor(data.X_train[:50])))
+    torch.testing.assert_close(inputs["shared1.layer2"], first.view(50, 2, 4)[:, 1])
+    table = sp.kan_layer_table(model, data)
+    assert set(table.loc[table["layer"].isin(shared), "part"]) == {"shared experts"}
+    importance = sp.edge_importance(model, data, max_rows=100)
+    names = importance.loc[importance["layer"] == "shared0.layer2", "output_name"]
+    assert len(names) == 3 * 4 and names.str.startswith("s0·").all()
+    assert (importance.loc[importance["layer"].isin(shared), "expert"] == -1).all()

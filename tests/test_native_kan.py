@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from kamoe_viz.config import ModelConfig, TrainConfig
 from kamoe_viz.data.base import Dataset
-from kamoe_viz.nn import KANLinear, build_model, native
+from kamoe_viz.nn import KANLinear, build_model
+from kamoe_viz.nn.fast import native
 from kamoe_viz.training import fit
 from kamoe_viz.training.trainer import Trainer
 
@@ -180,7 +181,8 @@ def run_python(code: str, **env: str) -> dict:
 
 TRAIN_TINY = """
 import json, torch
-from kamoe_viz.nn import KANLinear, native
+from kamoe_viz.nn import KANLinear
+from kamoe_viz.nn.fast import native
 layer = KANLinear(5, 2)
 x = torch.randn(16, 5, requires_grad=True)
 first = native.library()  # the first use never waits for a build
@@ -209,7 +211,8 @@ def test_switched_off_by_the_environment(tmp_path):
 def test_first_use_builds_in_the_background_then_loads_from_the_cache(tmp_path):
     cache = str(tmp_path / "cache")
     wait = ("import time\nfor _ in range(600):\n    if native.status().state != 'building': break\n"
-            "    time.sleep(0.05)\nresult['final'] = native.status().state\nresult['ready'] = native.library() is not None\n"
+            "    time.sleep(0.05)\nresult['final'] = native.status().state\n"
+            "result['ready'] = native.library() is not None\n"
             "print(json.dumps(result))")
     out = run_python(TRAIN_TINY + wait, KAMOE_NATIVE_DIR=cache)
     assert out["first"] is False and out["then"] == "building" and out["final"] == "ready" and out["ready"]

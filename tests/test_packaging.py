@@ -76,7 +76,7 @@ def test_installed_package_is_the_one_imported(venv: dict[str, Path]) -> None:
     ui = venv["purelib"] / "kamoe_viz_app"  # the app's helper package, installed as a package beside the app
     assert {p.name for p in (ROOT / "kamoe_viz_app").glob("*.py")} == {p.name for p in ui.glob("*.py")}
     assert (shipped / ".streamlit" / "config.toml").is_file() and (shipped / "data" / "icon.png").is_file()
-    for data in ("nn/kan_kernel.c", "compare/reference_california.csv"):
+    for data in ("nn/fast/kan_kernel.c", "compare/reference_california.csv"):
         assert (Path(package).parent / data).is_file(), data
 
 

@@ -1,10 +1,9 @@
 """AppTest: the Compare page runs a tiny comparison, shows its verdict, charts and table, and keeps it per session."""
 from __future__ import annotations
 
-from streamlit.testing.v1 import AppTest
-
 import _app_support
 from _app_support import charts
+from streamlit.testing.v1 import AppTest
 
 PAGE = "pages/compare.py"
 
@@ -39,7 +38,7 @@ def test_tiny_comparison_end_to_end():
     assert len(result.table) == 6 and set(result.table["variant"]) == {"standard", "linear", "grkan"}
     assert result.table["epochs_run"].max() <= 2
     verdicts = [m.value for m in at.info] + [m.value for m in at.success]
-    from kamoe_viz.charts.compare import in_variant_labels
+    from kamoe_viz.labels import in_variant_labels
     assert any(in_variant_labels(result.verdict) == v for v in verdicts), verdicts
     assert "GRKAN gate" in in_variant_labels(result.verdict)  # the page names variants as its charts do
     # metric dots + CI, loss curves, cost, gate distributions

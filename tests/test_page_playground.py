@@ -118,7 +118,15 @@ def test_timeline_epoch_redraws_gates_splines_experts_and_exports_a_gif():
     no_exception(at, "export")
     gif = at.session_state["_gates_export"][1]
     assert gif[:6] in (b"GIF89a", b"GIF87a")
-    for page in ("pages/splines.py", "pages/experts.py"):
+    best = at.session_state["current_run"].result.best_epoch
+    for page in ("pages/gates.py", "pages/splines.py", "pages/experts.py"):
         at.switch_page(page).run()
         no_exception(at, page)
-        assert [s for s in at.select_slider if s.label == "Timeline epoch"], page
+        slider = [s for s in at.select_slider if s.label == "Timeline epoch"][0]
+        slider.set_value(2).run()
+        texts = [m.value for m in at.markdown]
+        assert any(t.startswith("**Epoch 2**") and "val loss" in t for t in texts), page  # the box's epoch
+        notes = [i.value for i in at.info if "Below this box: the trained model as saved" in i.value]
+        assert notes and f"epoch {best} of 4" in notes[0], page  # what the rest of the page shows
+        if page != "pages/gates.py":
+            assert "epoch 2" in " ".join(str(c.proto.spec) for c in charts(at)), page  # chart titles follow

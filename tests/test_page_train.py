@@ -204,3 +204,14 @@ def test_a_min_lr_not_below_the_learning_rate_is_pointed_out():
     assert any("will never be lowered" in w.value for w in at.warning)
     at.number_input(key="w.train.lr_patience").set_value(0).run()  # plateau reduction off: nothing to point out
     assert not any("Min LR" in w.value for w in at.warning)
+
+
+def test_a_diverged_run_shows_the_divergence_as_an_error():
+    """lr 10 diverges: the page shows TrainingDivergedError's message (epoch, what to lower) as an error."""
+    at = new_app(dict(TINY, **{"train.lr": "10", "train.batch_size": "8", "train.max_grad_norm": "0"}))
+    train_until_done(at)
+    no_exception(at)
+    run = at.session_state["current_run"]
+    assert run is not None and run.result.stopped_reason == "diverged"
+    text = errors_text(at)
+    assert "Training diverged in epoch" in text and "Lower the learning rate" in text

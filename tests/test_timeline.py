@@ -150,9 +150,12 @@ def test_live_settings_apply_on_continue_and_others_are_locked() -> None:
     assert session.trainer.lr == pytest.approx(1e-3) and session.config.train.lr == pytest.approx(1e-3)
     session.step()
     assert session.epochs[-1].lr == pytest.approx(1e-3)
-    session.update(balance_loss=0.5)  # the closed-form gradients have no aux losses: autograd from now on
+    path = session.trainer.gradient_path
+    session.update(balance_loss=0.5)  # the closed-form gradients take the balance loss too: the path stays
     assert session.trainer.objective.weights == {"balance_loss": 0.5}
-    assert session.trainer.gradient_path == "autograd"
+    assert session.trainer.gradient_path == path
+    if path == "direct":
+        assert session.trainer.stepper.direct.aux_weights == {"balance_loss": 0.5}
     session.step()
     assert np.isfinite(session.last.train_loss)
     with pytest.raises(ValidationError, match="Locked"):

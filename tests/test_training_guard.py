@@ -13,7 +13,7 @@ from test_training import same_state, state_of, tiny_config, tiny_dataset
 
 from kamoe_viz.nn import build_model
 from kamoe_viz.training import Trainer, fit, train_run
-from kamoe_viz.training import trainer as trainer_module
+from kamoe_viz.training import step as step_module
 
 ADVICE = ("lower the learning rate (currently", "scale the inputs", "gradient clipping")
 
@@ -92,7 +92,7 @@ def test_inf_in_validation_data() -> None:
 
 def test_exploding_gradient_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
     ds = tiny_dataset()
-    monkeypatch.setattr(trainer_module, "GRAD_NORM_LIMIT", 1e-9)
+    monkeypatch.setattr(step_module, "GRAD_NORM_LIMIT", 1e-9)
     result = train_run(tiny_config(epochs=3), ds).result
     assert result.stopped_reason == "diverged" and "gradient norm exploded" in result.message
     # with clipping on, large gradients are clipped rather than treated as divergence
@@ -112,7 +112,7 @@ def test_clipping_advice_when_already_clipping() -> None:
 @pytest.mark.parametrize(("value", "expected"), [(None, False), ("0", False), ("off", False), ("1", True),
                                                  (" ON ", True), ("yes", True)])
 def test_cuda_graphs_are_opt_in(value: str | None, expected: bool, monkeypatch) -> None:
-    from kamoe_viz.training.cuda_graph import ENV_SWITCH, graphs_enabled
+    from kamoe_viz.nn.fast.cuda_graph import ENV_SWITCH, graphs_enabled
     if value is None:
         monkeypatch.delenv(ENV_SWITCH, raising=False)
     else:

@@ -4,7 +4,6 @@ Pure functions: tidy DataFrames (from :class:`kamoe_viz.compare.ComparisonResult
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import altair as alt
@@ -12,30 +11,13 @@ import numpy as np
 import pandas as pd
 
 from kamoe_viz.charts.theme import OTHER_VARIANT_COLOR, VARIANT_COLORS, expert_color
+from kamoe_viz.labels import variant_label
 
-VARIANT_LABELS = {"standard": "standard (1 expert)", "linear": "linear gate", "grn": "GRN gate",
-                  "grkan": "GRKAN gate"}
 SHAPES = {"finished": "circle", "diverged": "cross"}
 
 
 # variants beyond the four above (gate/router pairs): colours in order of appearance
 EXTRA_COLORS = [OTHER_VARIANT_COLOR, "#e45756", "#72b7b2", "#eeca3b", "#ff9da6", "#9d755d", "#bab0ac", "#439894", "#d67195"]
-
-
-def variant_label(variant: str) -> str:
-    """'grkan' -> 'GRKAN gate', 'grkan/switch' -> 'GRKAN gate · Switch (top-1, capacity)', as the charts name
-    variants."""
-    from kamoe_viz.routing_specs import ROUTERS
-
-    gate, _, routing = str(variant).partition("/")
-    label = VARIANT_LABELS.get(gate, gate)
-    return f"{label} · {ROUTERS[routing].title}" if routing in ROUTERS else label if not routing else str(variant)
-
-
-def in_variant_labels(text: str) -> str:
-    """Variant names in a sentence (a verdict) as the charts name them: 'grkan beats grn' -> 'GRKAN gate beats ...'."""
-    return re.sub(r"\b(" + "|".join(VARIANT_LABELS) + r")(/[a-z_]+)?\b",
-                  lambda m: variant_label(m.group(0)), text)
 
 
 def _order(variants: Sequence[str]) -> list[str]:

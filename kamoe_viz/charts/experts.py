@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from kamoe_viz.charts.theme import expert_color, layered
-from kamoe_viz.metrics import metric_name
+from kamoe_viz.labels import metric_label
 
 ERROR_LABELS = {"on_won_rows": "expert, on the rows it wins", "on_all_rows": "expert, on all rows",
                 "mixture": "whole model, on those rows"}
@@ -96,7 +96,7 @@ def ablation_chart(frame: pd.DataFrame) -> alt.Chart:
     modes = list(dict.fromkeys(data["mode"]))
     return alt.Chart(data).mark_bar().encode(
         y=alt.Y("removed:N", title="expert removed"), yOffset=alt.YOffset("mode:N", sort=modes),
-        x=alt.X("harm:Q", title=f"{metric_name(metric)} worse by (0 = no effect)"),
+        x=alt.X("harm:Q", title=f"{metric_label(metric)} worse by (0 = no effect)"),
         color=alt.Color("mode:N", sort=modes, scale=alt.Scale(scheme="dark2"),
                         legend=alt.Legend(orient="top", title="weights")),
         tooltip=[alt.Tooltip("removed:N"), alt.Tooltip("mode:N", title="weights"),

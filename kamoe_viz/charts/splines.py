@@ -75,7 +75,7 @@ EDGE_PICK = "edge_pick"  # name of the click selection of the small multiples (f
 
 def _edge_layers(frame: pd.DataFrame, faded: bool, x_title: str, y_title: str,
                  selectable: bool = False) -> alt.LayerChart:
-    parts = [p for p in frame["part"].dropna().unique()]
+    parts = list(frame["part"].dropna().unique())
     base = alt.Chart(frame)
     x = alt.X("x:Q", title=x_title, scale=alt.Scale(zero=False, nice=False))
     grid = base.transform_filter(alt.datum.kind == "grid").mark_rect(color=GRID_SHADE, opacity=0.25).encode(

@@ -4,7 +4,7 @@ epochs with the settle epoch marked). Frames come from :class:`kamoe_viz.trainin
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import altair as alt
 import numpy as np
@@ -13,12 +13,15 @@ import pandas as pd
 from kamoe_viz.charts.gates import _cells, region_winner_chart, weight_histogram_chart
 from kamoe_viz.charts.theme import HEAT_SCHEME, PREDICTED_CLASS_SCHEME, expert_color, layered
 from kamoe_viz.interpret._common import expert_names, flatten_time
-from kamoe_viz.routing_metrics import ROUTING_METRIC_LABELS
+from kamoe_viz.labels import ROUTING_METRIC_LABELS
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
 
 STORY_METRICS = ("nmi", "routing_entropy")
 
 
-def data_points(dataset: Any, max_rows: int = 600) -> pd.DataFrame:
+def data_points(dataset: Dataset, max_rows: int = 600) -> pd.DataFrame:
     """Training rows of a 2-D dataset in raw units with their target (class name or value), for the maps."""
     from kamoe_viz.interpret._common import reference_set
 
@@ -38,24 +41,36 @@ def _points(points: pd.DataFrame, x_title: str, y_title: str, categorical: bool)
         else alt.value("circle")
     return alt.Chart(points).mark_point(size=20, filled=True, color="#222222", opacity=0.6).encode(
         x=alt.X("x:Q", title=x_title), y=alt.Y("y:Q", title=y_title), shape=shape,
-        tooltip=[alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("y:Q", format=".3g"), alt.Tooltip("target")])
+        tooltip=[alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("y:Q", format=".3g"),
+                 alt.Tooltip("target:N" if categorical else "target:Q")])
 
 
 def region_map_chart(region: pd.DataFrame, points: pd.DataFrame | None, size: int = 260,
                      title: str = "Winning expert") -> alt.LayerChart:
     """The plane coloured by the winning expert, opacity = its weight, data on top (Gates page's chart)."""
     x_title, y_title = region.attrs.get("x_name", "x"), region.attrs.get("y_name", "y")
+    frames = region_map_data(region, points)
     heat = region_winner_chart(region, None, x_title, y_title, size=size).layer[0]
-    heat = heat.properties(data=_cells(region.drop_duplicates(["x", "y"])))  # the layer's data was lifted to its parent
+    heat = heat.properties(data=frames[0])  # the layer's data was lifted to its parent
     layers = [heat]
-    if points is not None and len(points):
-        layers.append(_points(points, x_title, y_title, points["target"].dtype == object))
+    if len(frames) > 1:
+        layers.append(_points(frames[1], x_title, y_title, frames[1]["target"].dtype == object))
     return layered(*layers).properties(width=size, height=size, title=title)
+
+
+def _with_points(points: pd.DataFrame | None) -> list[pd.DataFrame]:
+    return [points] if points is not None and len(points) else []
+
+
+def region_map_data(region: pd.DataFrame, points: pd.DataFrame | None, **_: Any) -> list[pd.DataFrame]:
+    """The frames of :func:`region_map_chart`, in the order :func:`kamoe_viz.charts.export.frames_spec` names them
+    (the live views redraw a kept spec with these)."""
+    return [_cells(region.drop_duplicates(["x", "y"])), *_with_points(points)]
 
 
 def prediction_map_chart(frame: pd.DataFrame, points: pd.DataFrame | None, size: int = 260) -> alt.LayerChart:
     """The model's output over the plane: predicted class (opacity = its probability) or the predicted value."""
-    cells = _cells(frame)
+    cells = prediction_map_data(frame, points)[0]
     x_title, y_title = frame.attrs.get("x_name", "x"), frame.attrs.get("y_name", "y")
     enc = {"x": alt.X("x_lo:Q", title=x_title, scale=alt.Scale(zero=False, nice=False)), "x2": "x_hi:Q",
            "y": alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(zero=False, nice=False)), "y2": "y_hi:Q"}
@@ -76,6 +91,10 @@ def prediction_map_chart(frame: pd.DataFrame, points: pd.DataFrame | None, size:
     return layered(*layers).properties(width=size, height=size, title="Prediction")
 
 
+def prediction_map_data(frame: pd.DataFrame, points: pd.DataFrame | None, **_: Any) -> list[pd.DataFrame]:
+    return [_cells(frame), *_with_points(points)]
+
+
 def weights_long(weights: np.ndarray) -> pd.DataFrame:
     """(expert, weight) rows from gate weights (rows, E) or (rows, T, E)."""
     flat = flatten_time(np.asarray(weights), 1)
@@ -87,18 +106,27 @@ def histogram_chart(weights: np.ndarray) -> alt.Chart:
     return weight_histogram_chart(weights_long(weights)).properties(width=110, height=100)
 
 
-def load_bars_chart(load: list[float], width: int = 260) -> alt.LayerChart:
+def load_bars_chart(load: list[float], width: int = 260, title: str = "Load per expert") -> alt.LayerChart:
     """Each expert's load (top-1 share) now, as bars with the balanced share 1/E as a rule."""
     names = expert_names(len(load))
-    frame = pd.DataFrame({"expert": names, "load": load})
+    frame, even = load_bars_data(load)
     bars = alt.Chart(frame).mark_bar().encode(
         x=alt.X("expert:N", sort=names, title=None), y=alt.Y("load:Q", scale=alt.Scale(domain=[0, 1]),
                                                            title="load (top-1 share)"),
         color=expert_color("expert", names, legend=False), tooltip=[alt.Tooltip("expert:N"),
                                                                    alt.Tooltip("load:Q", format=".2f")])
-    rule = alt.Chart(pd.DataFrame({"even": [1.0 / max(1, len(load))]})).mark_rule(
+    rule = alt.Chart(even).mark_rule(
         strokeDash=[4, 3], color="#555555").encode(y="even:Q")
-    return layered(bars, rule).properties(width=width, height=160, title="Load per expert")
+    return layered(bars, rule).properties(width=width, height=160, title=title)
+
+
+def load_bars_data(load: list[float], **_: Any) -> list[pd.DataFrame]:
+    return [pd.DataFrame({"expert": expert_names(len(load)), "load": load}),
+            pd.DataFrame({"even": [1.0 / max(1, len(load))]})]
+
+
+def histogram_data(weights: np.ndarray, **_: Any) -> list[pd.DataFrame]:
+    return [weights_long(weights)]
 
 
 def sequence_weights_frame(weights: np.ndarray, regimes: np.ndarray | None = None,
@@ -118,11 +146,14 @@ def sequence_weights_frame(weights: np.ndarray, regimes: np.ndarray | None = Non
     return frame
 
 
+def _rule_frame(epoch: int, label: str) -> pd.DataFrame:
+    return pd.DataFrame({"epoch": [epoch], "label": [label]})
+
+
 def _epoch_rule(epoch: int | None, label: str, color: str = "#d62728") -> list[alt.Chart]:
     if epoch is None:
         return []
-    frame = pd.DataFrame({"epoch": [epoch], "label": [label]})
-    return [alt.Chart(frame).mark_rule(color=color, strokeDash=[5, 3]).encode(
+    return [alt.Chart(_rule_frame(epoch, label)).mark_rule(color=color, strokeDash=[5, 3]).encode(
         x="epoch:Q", tooltip=[alt.Tooltip("label:N", title=""), alt.Tooltip("epoch:Q")])]
 
 
@@ -142,9 +173,7 @@ def load_area_chart(loads: pd.DataFrame, settle: int | None = None, current: int
 def story_metrics_chart(metrics: pd.DataFrame, settle: int | None = None, current: int | None = None,
                         width: int = 560) -> alt.LayerChart:
     """NMI against the regimes (when known) and routing entropy over epochs, settle and current epoch marked."""
-    keep = [m for m in STORY_METRICS if m in metrics and metrics[m].notna().any()]
-    long = metrics.melt(id_vars=["epoch"], value_vars=keep, var_name="metric", value_name="value").dropna()
-    long["metric"] = long["metric"].map(ROUTING_METRIC_LABELS)
+    long, *_ = story_metrics_data(metrics, settle, current)
     lines = alt.Chart(long).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
         x=alt.X("epoch:Q", title="epoch"), y=alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("metric:N", title=None, legend=alt.Legend(orient="bottom")),
@@ -153,8 +182,17 @@ def story_metrics_chart(metrics: pd.DataFrame, settle: int | None = None, curren
     return layered(*layers).properties(width=width, height=180, title="Specialisation over epochs")
 
 
-__all__ = ["data_points", "histogram_chart", "load_area_chart", "load_bars_chart", "prediction_map_chart",
-           "region_map_chart", "sequence_weights_frame", "story_metrics_chart", "weights_long"]
+def story_metrics_data(metrics: pd.DataFrame, settle: int | None = None, current: int | None = None,
+                       **_: Any) -> list[pd.DataFrame]:
+    keep = [m for m in STORY_METRICS if m in metrics and metrics[m].notna().any()]
+    long = metrics.melt(id_vars=["epoch"], value_vars=keep, var_name="metric", value_name="value").dropna()
+    long["metric"] = long["metric"].map(ROUTING_METRIC_LABELS)
+    return [long, *(_rule_frame(e, label) for e, label in ((settle, "settled"), (current, "shown")) if e is not None)]
+
+
+__all__ = ["data_points", "histogram_chart", "histogram_data", "load_area_chart", "load_bars_chart", "load_bars_data",
+           "prediction_map_chart", "prediction_map_data", "region_map_chart", "region_map_data",
+           "sequence_weights_frame", "story_metrics_chart", "story_metrics_data", "weights_long"]
 
 
 def regime_share_frame(weights: np.ndarray, regimes: np.ndarray | None) -> pd.DataFrame:
@@ -186,13 +224,14 @@ def regime_share_chart(frame: pd.DataFrame, title: str = "Which expert takes whi
     return layered(heat, text).properties(width=alt.Step(70), height=alt.Step(32), title=title)
 
 
-def spline_curves_chart(frame: pd.DataFrame, columns: int = 4) -> alt.FacetChart:
+def spline_curves_chart(frame: pd.DataFrame, columns: int = 4, title: str | None = None) -> alt.FacetChart:
     """The GRKAN gate's spline curves phi(x) in one snapshot, one small panel per edge."""
-    return alt.Chart(frame).mark_line(strokeWidth=2).encode(
+    chart = alt.Chart(frame).mark_line(strokeWidth=2).encode(
         x=alt.X("x:Q", title=None), y=alt.Y("total:Q", title="φ(x)"), color=alt.Color("layer:N", title=None),
         tooltip=[alt.Tooltip("edge:N"), alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("total:Q", format=".3g")],
     ).properties(width=130, height=90).facet(facet=alt.Facet("edge:N", title=None), columns=columns) \
         .resolve_scale(x="independent", y="independent")
+    return chart if title is None else chart.properties(title=title)
 
 
 def frame_chart(timeline: Any, snap: Any, points: pd.DataFrame | None = None) -> alt.TopLevelMixin:

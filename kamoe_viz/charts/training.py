@@ -119,13 +119,27 @@ def loss_chart(history: pd.DataFrame, best_epoch: int | None = None, log_scale: 
         tooltip=["epoch:Q", "split:N", alt.Tooltip("loss:Q", format=".4g")],
     )
     chart = base.mark_line(point=len(history) <= 60, strokeWidth=2)
-    if best_epoch is not None and len(history):
-        marker = alt.Chart(pd.DataFrame({"epoch": [best_epoch], "label": [f"best epoch {best_epoch}"]}))
+    frames = loss_data(history, best_epoch)
+    if len(frames) > 1:
+        marker = alt.Chart(frames[1])
         rule = marker.mark_rule(strokeDash=[4, 4], color="gray").encode(x="epoch:Q", tooltip=["label:N"])
         label = marker.mark_text(align="left", baseline="top", dx=4, dy=4, color="gray", fontSize=11).encode(
             x="epoch:Q", y=alt.value(0), text="label:N")  # the line says what it is, without hovering
         chart = layered(chart, rule, label)
     return chart.properties(height=height, title="Loss")
+
+
+def loss_data(history: pd.DataFrame, best_epoch: int | None = None, **_: Any) -> list[pd.DataFrame]:
+    """The frames of :func:`loss_chart` in the order :func:`kamoe_viz.charts.export.frames_spec` names them."""
+    marker = pd.DataFrame({"epoch": [best_epoch], "label": [f"best epoch {best_epoch}"]})
+    return [history, marker] if best_epoch is not None and len(history) else [history]
+
+
+def loss_shape(history: pd.DataFrame, best_epoch: int | None = None, log_scale: bool = True,
+               height: int = 240) -> tuple[Any, ...]:
+    """What in :func:`loss_chart` is fixed apart from its frames."""
+    positive = bool(len(history)) and bool((history["loss"] > 0).all())
+    return positive, len(history) <= 60, best_epoch is not None and bool(len(history)), log_scale, height
 
 
 def chart_height(kind: str, n_experts: int = 1) -> int:

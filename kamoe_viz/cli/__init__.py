@@ -32,7 +32,7 @@ def _error_line(exc: BaseException) -> str:
     """The exception's message in one line; a config field is shown with the flag that sets it."""
     text = _one_line(str(exc))
     if isinstance(exc, ValidationError):
-        from kamoe_viz.cli.train import FLAGS
+        from kamoe_viz.cli.train_args import FLAGS
 
         flag = FLAGS.get(exc.field) or ("--option" if str(exc.field).startswith("data.options.") else None)
         if flag and text.startswith(f"{exc.field}:"):
@@ -93,7 +93,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def cmd_native(args: argparse.Namespace) -> int:
     """Build the native KAN kernel now (it is optional: without it training uses the PyTorch path)."""
-    from kamoe_viz.nn import native
+    from kamoe_viz.nn.fast import native
 
     result = native.build()
     print(result)

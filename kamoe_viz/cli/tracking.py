@@ -3,9 +3,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kamoe_viz.errors import ValidationError
+
+if TYPE_CHECKING:
+    from kamoe_viz.config import RunConfig
+    from kamoe_viz.tracking import Tracker
+    from kamoe_viz.training.results import TrainedRun
 
 EXPERIMENT = "kamoe-viz"
 
@@ -42,13 +47,13 @@ def _check(args: argparse.Namespace) -> None:
         raise ValidationError("--tensorboard", folder, "must be a folder (it is created when missing)")
 
 
-def train_run_name(config: Any) -> str:
+def train_run_name(config: RunConfig) -> str:
     m = config.model
     what = "standard" if m.kind == "standard" else f"{m.gate}-{m.n_experts}x{m.expert}"
     return f"{config.data.name} {what} seed{config.train.seed}"
 
 
-def open_for_train(args: argparse.Namespace, config: Any) -> Any:
+def open_for_train(args: argparse.Namespace, config: RunConfig) -> Tracker | None:
     """The tracker of one `train` run, or None when neither option is given (nothing imported then)."""
     if not wanted(args):
         return None
@@ -59,7 +64,7 @@ def open_for_train(args: argparse.Namespace, config: Any) -> Any:
                         tensorboard=args.tensorboard, experiment=args.mlflow_experiment)
 
 
-def finish_train(tracker: Any, run: Any) -> None:
+def finish_train(tracker: Tracker | None, run: TrainedRun) -> None:
     """Final test/validation metrics at the last epoch, then close (FAILED when training diverged)."""
     if tracker is None:
         return

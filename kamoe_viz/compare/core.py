@@ -23,7 +23,7 @@ from kamoe_viz.compare.results_file import RUN_KEY, ResultsFile, run_key
 from kamoe_viz.compare.worker import GATE_SAMPLE_ROWS, ROUTING_COLUMNS, RunOutcome, RunSpec, cpu_count, data_key
 from kamoe_viz.config import GATE_FAMILIES, ROUTINGS, SEQUENTIAL_EXPERTS, TOP_K_ROUTINGS, RunConfig
 from kamoe_viz.errors import ValidationError
-from kamoe_viz.metrics import metric_name
+from kamoe_viz.labels import metric_label
 from kamoe_viz.training.results import sweep_epoch_cap_notice
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class ComparisonResult:
 
     @property
     def metric_label(self) -> str:
-        return metric_name(self.metric)
+        return metric_label(self.metric)
 
     def cost(self) -> pd.DataFrame:
         """Per variant: parameters, mean training seconds and epochs, runs that diverged."""
@@ -385,7 +385,7 @@ def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "
         results.write_table(table)
     variants = list(dict.fromkeys(s.variant for s in specs))
     metric = str(table["metric"].iloc[0])
-    label = metric_name(metric)
+    label = metric_label(metric)
     scored = stats_rows(table)
     pair_stats = stats.pairwise(scored, "test_metric", "variant", "seed", order=variants, metric=label)
     bounds = {"r2": (-math.inf, 1.0), "accuracy": (0.0, 1.0)}.get(metric, (-math.inf, math.inf))

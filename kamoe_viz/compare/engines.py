@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager, suppress
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -104,6 +105,16 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()[:500]
 
 
+def _task_outcomes(task: list[RunSpec], result: Callable[[], list[RunOutcome]],
+                   datasets: dict[str, Dataset]) -> list[RunOutcome]:
+    """The outcomes of a finished task (``result()``: the future's or Ray object's value); a task that failed as a
+    whole (a worker process killed, a Ray worker that died twice) gives an error outcome for each of its runs."""
+    try:
+        return result()
+    except Exception as exc:  # any failure of the task itself is reported per run, never raised
+        return [error_outcome(s, _dataset(s, datasets.get(data_key(s.config))), _describe(exc)) for s in task]
+
+
 def _task_in_worker(specs: list[RunSpec], sample_rows: int, batch: bool) -> list[RunOutcome]:
     return execute_task(specs, None, sample_rows, batch)
 
@@ -143,13 +154,7 @@ class LocalEngine:
                 while pending:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
-                        task = pending.pop(fut)
-                        try:
-                            outs = fut.result()
-                        except Exception as exc:
-                            ds = _dataset(task[0], datasets.get(data_key(task[0].config)))
-                            outs = [error_outcome(s, ds, _describe(exc)) for s in task]
-                        for out in outs:
+                        for out in _task_outcomes(pending.pop(fut), fut.result, datasets):
                             on_outcome(out)
             except BaseException:
                 for fut in pending:
@@ -233,13 +238,7 @@ class RayEngine:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
-                    task = pending.pop(ref)
-                    try:
-                        outs = ray.get(ref)
-                    except Exception as exc:
-                        ds = _dataset(task[0], datasets.get(data_key(task[0].config)))
-                        outs = [error_outcome(s, ds, _describe(exc)) for s in task]
-                    for out in outs:
+                    for out in _task_outcomes(pending.pop(ref), partial(ray.get, ref), datasets):
                         on_outcome(out)
         except BaseException:
             for ref in pending:

@@ -30,13 +30,11 @@ from kamoe_viz.compare.results_file import ResultsFile
 from kamoe_viz.compare.worker import RunSpec, cpu_count
 from kamoe_viz.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.labels import EXPERT_LABELS, PAPER_VARIANT_LABELS
 
 REFERENCE_CSV = Path(__file__).with_name("reference_california.csv")
 REFERENCE_MEANS = {("mlp", "standard"): 0.772, ("mlp", "grn"): 0.783, ("mlp", "grkan"): 0.784,
                    ("kan", "standard"): 0.675, ("kan", "grn"): 0.763, ("kan", "grkan"): 0.764}
-VARIANT_LABELS = {"standard": "Standard", "grn": "MoE (GRN gate)", "grkan": "KAMoE (GRKAN gate)",
-                  "linear": "MoE (linear gate)"}
-EXPERT_LABELS = {"mlp": "MLP", "kan": "KAN", "lstm": "LSTM", "gru": "GRU"}
 FULL_LAYERS = (1, 2, 3, 4)
 FULL_WIDTHS = (5, 10, 25, 50, 100, 200, 400, 800)
 REDUCED_LAYERS = (1, 2)
@@ -127,8 +125,8 @@ def summarise(table: pd.DataFrame, group: list[str]) -> tuple[pd.DataFrame, pd.D
     pair_rows = []
     for key, sub in t.groupby(group, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        order = [VARIANT_LABELS[v] for v in ("standard", "linear", "grn", "grkan") if v in set(sub["variant"])]
-        sub = sub.assign(label=sub["variant"].map(lambda v: VARIANT_LABELS.get(v, v)))
+        order = [PAPER_VARIANT_LABELS[v] for v in ("standard", "linear", "grn", "grkan") if v in set(sub["variant"])]
+        sub = sub.assign(label=sub["variant"].map(lambda v: PAPER_VARIANT_LABELS.get(v, v)))
         p = stats.pairwise(sub, "test_metric", "label", "pair", order=order, metric="R²", unit="paired runs")
         for g, k in zip(group, key):
             p.insert(0, g, k)
@@ -262,7 +260,7 @@ def render_markdown(rep: Reproduction, command: str = "") -> str:
                   "Ours − reference | Reference, all 32 | Runs (diverged) |",
                   "|---|---|---|---|---|---|---|"]
         for _, r in rep.summary.iterrows():
-            lines.append(f"| {EXPERT_LABELS.get(r.expert, r.expert)} | {VARIANT_LABELS.get(r.variant, r.variant)} | "
+            lines.append(f"| {EXPERT_LABELS.get(r.expert, r.expert)} | {PAPER_VARIANT_LABELS.get(r.variant, r.variant)} | "
                          f"{_pm(r['mean'], r['std'])} | {r.reference_same_grid:.3f} | "
                          f"{r.difference_same_grid:+.3f} | {r.reference_all_32:.3f} | {int(r.n)} "
                          f"({int(r.diverged)}) |")
@@ -270,7 +268,7 @@ def render_markdown(rep: Reproduction, command: str = "") -> str:
                   "", "| Experts | Layers | Width | Variant | Ours | Reference |", "|---|---|---|---|---|---|"]
         for _, r in rep.per_config.iterrows():
             lines.append(f"| {EXPERT_LABELS.get(r.expert, r.expert)} | {r.layers} | {r.width} | "
-                         f"{VARIANT_LABELS.get(r.variant, r.variant)} | {_pm(r['mean'], r['std'])} | "
+                         f"{PAPER_VARIANT_LABELS.get(r.variant, r.variant)} | {_pm(r['mean'], r['std'])} | "
                          f"{r.reference:.3f} |")
     else:
         lines += [f"Series {s['datasets']}, experts {s['experts']}, hidden {s['hidden']}, seeds {s['seeds']}, "
@@ -278,7 +276,7 @@ def render_markdown(rep: Reproduction, command: str = "") -> str:
                   "| Series | Experts | Variant | Mean ± std test R² | Runs (diverged) |", "|---|---|---|---|---|"]
         for _, r in rep.summary.iterrows():
             lines.append(f"| {r.series} | {EXPERT_LABELS.get(r.expert, r.expert)} | "
-                         f"{VARIANT_LABELS.get(r.variant, r.variant)} | {_pm(r['mean'], r['std'])} | {int(r.n)} "
+                         f"{PAPER_VARIANT_LABELS.get(r.variant, r.variant)} | {_pm(r['mean'], r['std'])} | {int(r.n)} "
                          f"({int(r.diverged)}) |")
     if len(rep.pairs):
         lines += ["", "Paired tests (pairs share configuration and seed):", ""]

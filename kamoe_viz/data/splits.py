@@ -77,8 +77,8 @@ def build_windows(
     series = np.asarray(series, dtype=np.float64)
     n_windows = len(series) - window - horizon + 1
     target_pos = np.arange(n_windows) + window + horizon - 1
-    n_test = max(1, int(round(test_fraction * n_windows)))
-    n_val = max(1, int(round(val_fraction * (n_windows - n_test))))
+    n_test = max(1, round(test_fraction * n_windows))
+    n_val = max(1, round(val_fraction * (n_windows - n_test)))
     n_train = n_windows - n_test - n_val
     train_end = int(target_pos[n_train - 1]) + 1
     mean, std = _standardise(series[:train_end], (0,))

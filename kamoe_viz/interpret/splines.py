@@ -69,17 +69,26 @@ def _names(model: KAMoE, dataset: Dataset, ref) -> tuple[list[str], list[str]]:
         else:  # windows flattened: time-major (t, feature)
             steps = layer.in_features // max(len(feats), 1)
             inputs = [f"{feats[i % len(feats)]}[t-{steps - 1 - i // len(feats)}]" for i in range(layer.in_features)]
-        group = max(ref.group_size, 1)
-        outputs = [f"e{j // group}·n{j % group}" for j in range(layer.out_features)]
+        group, letter = max(ref.group_size, 1), _letter(ref)
+        outputs = [f"{letter}{j // group}·n{j % group}" for j in range(layer.out_features)]
         return inputs, outputs
-    prefix = f"e{ref.expert}"
+    prefix = f"{_letter(ref)}{ref.expert}"
     return ([f"{prefix}·n{i}" for i in range(layer.in_features)],
             [f"{prefix}·{ref.name.split('.')[-1]}·n{j}" for j in range(layer.out_features)])
 
 
+def _letter(ref) -> str:
+    """How an expert of this layer is written in edge names: e0, e1... (routed) or s0, s1... (shared)."""
+    return "s" if ref.shared else "e"
+
+
+def _part(ref) -> str:
+    return "gate" if ref.name.startswith("gate.") else ("shared experts" if ref.shared else "experts")
+
+
 def _edge_expert(ref, output: np.ndarray) -> np.ndarray:
-    """The expert each edge belongs to (-1 for gate layers)."""
-    if ref.name.startswith("gate."):
+    """The routed expert each edge belongs to (-1 for gate layers and shared experts, which no gate weighs)."""
+    if ref.name.startswith("gate.") or ref.shared:
         return np.full(len(output), -1)
     if ref.expert is None:
         return output // max(ref.group_size, 1)
@@ -91,14 +100,14 @@ def kan_layer_table(model: KAMoE, dataset: Dataset) -> pd.DataFrame:
     rows = []
     for ref in model.kan_layers():
         layer = ref.layer
-        part = "gate" if ref.name.startswith("gate.") else "experts"
-        inputs, _ = _names(model, dataset, ref)
-        rows.append({"layer": ref.name, "part": part, "expert": -1 if ref.expert is None else ref.expert,
+        part = _part(ref)
+        expert = -1 if ref.expert is None or ref.shared else ref.expert
+        rows.append({"layer": ref.name, "part": part, "expert": expert,
                      "inputs": layer.in_features, "outputs": layer.out_features,
                      "edges": layer.in_features * layer.out_features, "grid_size": layer.grid_size,
                      "spline_order": layer.spline_order, "base": layer.base_activation_name,
                      "input_kind": "gate hidden units h = ReLU(Dense(x))" if ref.name == "gate.kan1" else
-                     ("input features (standardised × input scale)" if ref.expert is None and part == "experts"
+                     ("input features (standardised × input scale)" if ref.expert is None and part != "gate"
                       else "outputs of the previous KAN layer")})
     return pd.DataFrame(rows, columns=["layer", "part", "expert", "inputs", "outputs", "edges", "grid_size",
                                        "spline_order", "base", "input_kind"])

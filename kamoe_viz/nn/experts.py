@@ -7,6 +7,7 @@ Recurrent experts (LSTM, GRU) run one cuDNN/MKL kernel each.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Unpack, cast
 
 import torch
@@ -28,7 +29,7 @@ class MLPExperts(nn.Module):
         nn.init.zeros_(self.first.bias)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for width_in, width_out in zip(hidden[:-1], hidden[1:]):
+        for width_in, width_out in pairwise(hidden):
             weight = torch.empty(n_experts, width_in, width_out)
             self._glorot(weight, width_in, width_out)
             self.weights.append(nn.Parameter(weight))
@@ -64,7 +65,7 @@ class KANExperts(nn.Module):
         self.hidden = tuple(hidden)
         self.first = KANLinear(in_features, n_experts * hidden[0], **kan_options)
         self.deeper = nn.ModuleList(
-            nn.ModuleList(KANLinear(a, b, **kan_options) for a, b in zip(hidden[:-1], hidden[1:]))
+            nn.ModuleList(KANLinear(a, b, **kan_options) for a, b in pairwise(hidden))
             for _ in range(n_experts)
         ) if len(hidden) > 1 else nn.ModuleList()
 
@@ -85,13 +86,14 @@ class KANExperts(nn.Module):
             z = torch.stack(outs, dim=1)
         return z
 
-    def kan_layers(self) -> list[tuple[str, KANLinear, int | None]]:
+    def kan_layers(self, bank: str = "experts", one: str = "expert") -> list[tuple[str, KANLinear, int | None]]:
         """(name, layer, expert) for every KAN layer; expert None means the fused first layer, whose outputs
-        e*H .. (e+1)*H-1 belong to expert e."""
-        layers: list[tuple[str, KANLinear, int | None]] = [("experts.layer1 (all experts)", self.first, None)]
+        e*H .. (e+1)*H-1 belong to expert e. ``bank`` / ``one``: how the bank and one of its experts are named
+        ("shared" / "shared" for the shared experts)."""
+        layers: list[tuple[str, KANLinear, int | None]] = [(f"{bank}.layer1 (all {bank})", self.first, None)]
         for e, stack in enumerate(self.deeper):
             for depth, layer in enumerate(cast(nn.ModuleList, stack), start=2):
-                layers.append((f"expert{e}.layer{depth}", cast(KANLinear, layer), e))
+                layers.append((f"{one}{e}.layer{depth}", cast(KANLinear, layer), e))
         return layers
 
 
@@ -108,7 +110,7 @@ class RecurrentExperts(nn.Module):
         self.experts = nn.ModuleList()
         for _ in range(n_experts):
             widths = (in_features,) + self.hidden
-            self.experts.append(nn.ModuleList(rnn_cls(a, b, batch_first=True) for a, b in zip(widths[:-1], widths[1:])))
+            self.experts.append(nn.ModuleList(rnn_cls(a, b, batch_first=True) for a, b in pairwise(widths)))
 
     @property
     def out_features(self) -> int:

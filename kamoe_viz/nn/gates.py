@@ -21,7 +21,7 @@ from torch import nn
 
 from kamoe_viz.config import GATE_FAMILIES
 from kamoe_viz.errors import ValidationError
-from kamoe_viz.nn.fused_gate import grkan_logits
+from kamoe_viz.nn.fast.fused_gate import grkan_logits
 from kamoe_viz.nn.hooks import has_hooks
 from kamoe_viz.nn.kan import KANLinear
 def glorot_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Linear:

@@ -6,9 +6,10 @@ trainable numbers, as in keras-efficient-kan, which the original KAMoE code uses
 
 Speed: when every input's grid is uniform (the default, and what :meth:`update_grid` produces) the basis is
 evaluated in closed form (the pieces of the cardinal B-spline) instead of the Cox-de Boor recursion. On the CPU in
-float32 the whole layer runs in the native C kernel (:mod:`kamoe_viz.nn.native`) once it is built; otherwise, and on
-GPUs, in :class:`~kamoe_viz.nn.spline_ops.UniformKANFunction`, where the base and spline terms go through one
-matmul. Both give the same outputs and gradients to float rounding (tests/test_native_kan.py).
+float32 the whole layer runs in the native C kernel (:mod:`kamoe_viz.nn.fast.native`) once it is built; otherwise,
+and on GPUs, in :class:`~kamoe_viz.nn.spline_ops.UniformKANFunction`, where the base and spline terms go through one
+matmul. Both give the same outputs and gradients to float rounding (tests/test_native_kan.py). With the fast paths
+off (:func:`kamoe_viz.nn.fast.enabled`) the layer is plain PyTorch ops: basis matrix, one linear, autograd.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kamoe_viz.errors import GridUpdateError
-from kamoe_viz.nn import native
+from kamoe_viz.nn import fast
+from kamoe_viz.nn.fast import native
 from kamoe_viz.nn.spline_ops import UniformKANFunction, dense_basis
 
 # Devices whose kernels the fused KAN function is tested on (put_/take/addmm); others use plain autograd.
@@ -153,8 +155,9 @@ class KANLinear(nn.Module):
 
     # ----- basis --------------------------------------------------------------------------------------------------
     def _uniform_knots(self) -> tuple[torch.Tensor, ...] | None:
-        """(shift, 1/step, first knot, step) per input when the grid is uniform, else None. Cached until the grid buffers change
-        (update_grid, load_state_dict, .to()), so the hot path neither recomputes them nor syncs a GPU on the flag."""
+        """(shift, 1/step, first knot, step) per input when the grid is uniform, else None. Cached until the grid
+        buffers change (update_grid, load_state_dict, .to()), so the hot path neither recomputes them nor syncs a GPU
+        on the flag."""
         grid, flag = self.grid, self.grid_is_uniform
         cached = self.__dict__.get("_knot_cache")
         if (cached is None or cached[0] is not grid or cached[1] != grid._version or cached[2] is not flag
@@ -196,7 +199,7 @@ class KANLinear(nn.Module):
         if kernel is not None and knots is not None:  # one pass over the rows, no intermediate matrices: no chunking needed
             out = native.NativeKANFunction.apply(kernel, flat, self.base_weight, self.spline_weight, self.bias,
                                                  knots[0], knots[1], self.spline_order, self.base_activation_name)
-        elif knots is not None and flat.device.type in _FUSED_DEVICES:
+        elif knots is not None and flat.device.type in _FUSED_DEVICES and fast.enabled():
             if not torch.is_grad_enabled() and flat.shape[0] > _INFERENCE_CHUNK:
                 # inference on many rows (evaluation, plots): in chunks, so the padded feature rows of all rows
                 # never exist at once (peak memory); nothing is kept for a backward pass anyway

@@ -32,7 +32,7 @@ class MoEOutput(NamedTuple):
     gate_weights: torch.Tensor  # (B, E) or (B, T, E)
     expert_outputs: torch.Tensor  # (B, O, E) or (B, T, O, E): each expert through the shared head
     expert_hidden: torch.Tensor  # (B, E, H) or (B, T, E, H): what the experts hand to the mixture
-    aux: dict[str, torch.Tensor] = {}  # balance_loss, z_loss (scalars, unweighted); dropped_fraction, coverage
+    aux: dict[str, torch.Tensor]  # balance_loss, z_loss (scalars, unweighted); dropped_fraction, coverage
     gate_probs: torch.Tensor | None = None  # (B, E) or (B, T, E): RouterOutput.probs, what the likelihood scores
 
 
@@ -41,6 +41,7 @@ class KanLayerRef(NamedTuple):
     layer: KANLinear
     expert: int | None  # the expert a per-expert layer belongs to; None for gate layers and the fused first layer
     group_size: int  # for the fused first expert layer: outputs per expert (H); else the layer's out_features
+    shared: bool = False  # a layer of the shared (always-on) experts; ``expert`` then counts those
 
 
 class KAMoE(nn.Module):
@@ -150,15 +151,18 @@ class KAMoE(nn.Module):
 
     # ----- inspection ---------------------------------------------------------------------------------------------
     def kan_layers(self) -> list[KanLayerRef]:
-        """Every KAN layer of the model, gate first."""
+        """Every KAN layer of the model: gate, routed experts, shared experts."""
         refs: list[KanLayerRef] = []
         if isinstance(self.gate, GRKANGate):
             refs.append(KanLayerRef("gate.kan1", self.gate.kan1, None, self.gate.kan1.out_features))
             refs.append(KanLayerRef("gate.kan2", self.gate.kan2, None, self.gate.kan2.out_features))
-        if isinstance(self.experts, KANExperts):
-            for name, layer, expert in self.experts.kan_layers():
-                group = self.experts.hidden[0] if expert is None else layer.out_features
-                refs.append(KanLayerRef(name, layer, expert, group))
+        banks = [(self.experts, False, self.experts.kan_layers() if isinstance(self.experts, KANExperts) else [])]
+        if isinstance(self.shared, KANExperts):
+            banks.append((self.shared, True, self.shared.kan_layers("shared", "shared")))
+        for bank, shared, layers in banks:
+            for name, layer, expert in layers:
+                group = bank.hidden[0] if expert is None else layer.out_features
+                refs.append(KanLayerRef(name, layer, expert, group, shared))
         return refs
 
     @torch.no_grad()
@@ -171,14 +175,16 @@ class KAMoE(nn.Module):
             inputs["gate.kan1"] = h.reshape(-1, h.shape[-1])
             mid = self.gate.kan1(h)
             inputs["gate.kan2"] = mid.reshape(-1, mid.shape[-1])
-        if isinstance(self.experts, KANExperts):
-            inputs["experts.layer1 (all experts)"] = x_scaled.reshape(-1, x_scaled.shape[-1])
+        for bank, name, one in ((self.experts, "experts", "expert"), (self.shared, "shared", "shared")):
+            if not isinstance(bank, KANExperts):
+                continue
+            inputs[f"{name}.layer1 (all {name})"] = x_scaled.reshape(-1, x_scaled.shape[-1])
             batch = x_scaled.shape[0]
-            z = self.experts.first(x_scaled).view(batch, self.n_experts, self.experts.hidden[0])
-            for e, stack in enumerate(self.experts.deeper):
+            z = bank.first(x_scaled).view(batch, bank.n_experts, bank.hidden[0])
+            for e, stack in enumerate(bank.deeper):
                 ze = z[:, e]
                 for depth, layer in enumerate(cast(nn.ModuleList, stack), start=2):
-                    inputs[f"expert{e}.layer{depth}"] = ze
+                    inputs[f"{one}{e}.layer{depth}"] = ze
                     ze = layer(ze)
         return inputs
 

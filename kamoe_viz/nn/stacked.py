@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from kamoe_viz.nn import native
 from kamoe_viz.nn.experts import KANExperts, MLPExperts
+from kamoe_viz.nn.fast import native
 from kamoe_viz.nn.gates import GRKANGate, GRNGate
 from kamoe_viz.nn.kan import KANLinear, base_activation, bspline_basis_recursive
 from kamoe_viz.nn.moe import KAMoE

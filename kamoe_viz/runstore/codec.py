@@ -22,6 +22,7 @@ from kamoe_viz.errors import KamoeError, RunFileError
 from kamoe_viz.runstore.fileformat import dump_json, load_json, sha256
 
 if TYPE_CHECKING:
+    from kamoe_viz.training.results import TrainResult
     from kamoe_viz.nn.moe import KAMoE
     from kamoe_viz.training.results import TrainedRun
 
@@ -295,7 +296,7 @@ _RESULT_FIELDS: dict[str, tuple[type, ...]] = {
     "stopped_reason": (str, _NONE), "message": (str, _NONE), "device": (str, _NONE)}
 
 
-def decode_result(members: Mapping[str, bytes], where: str) -> Any:
+def decode_result(members: Mapping[str, bytes], where: str) -> TrainResult:
     from kamoe_viz.training import TrainResult
 
     stored = load_json("metrics.json", members["metrics.json"], where)
@@ -335,7 +336,7 @@ def decode_result(members: Mapping[str, bytes], where: str) -> Any:
 
 
 def decode(members: Mapping[str, bytes], where: str, *, run_id: str | None,
-           csv_path: Path | None = None) -> Any:
+           csv_path: Path | None = None) -> TrainedRun:
     """A TrainedRun from verified members (the manifest's hashes already checked)."""
     import torch
 
@@ -371,7 +372,7 @@ def decode(members: Mapping[str, bytes], where: str, *, run_id: str | None,
     return TrainedRun(config=config, dataset=dataset, model=model, result=result, run_id=run_id, timeline=timeline)
 
 
-def check_importable(members: Mapping[str, bytes], where: str) -> Any:
+def check_importable(members: Mapping[str, bytes], where: str) -> TrainedRun | None:
     """Everything :func:`decode` checks, for a run arriving from outside (no folder yet)."""
     if "dataset.safetensors" not in members:
         # Without stored arrays the weights can still be checked against the dimensions the run records.

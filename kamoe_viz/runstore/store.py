@@ -280,7 +280,7 @@ class RunStore:
         """The run's manifest: name, notes, created, versions, member hashes."""
         return self._read_manifest(self._existing(run_id))
 
-    def load(self, run_id: str) -> Any:
+    def load(self, run_id: str) -> TrainedRun:
         """The stored TrainedRun (model on CPU in eval mode) with its history and metrics as a TrainResult."""
         path = self._existing(run_id)
         _, members = self._read_members(path)

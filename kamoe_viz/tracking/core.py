@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from kamoe_viz.routing_metrics import routing_summary
 from kamoe_viz.training.results import EpochInfo
+
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
 
 LOAD_TAG = "routing/load"  # the per-expert load histogram (and, in MLflow, routing/load/expert_<e> series)
 ROUTING_PREFIX = "routing/"
@@ -118,7 +121,7 @@ class Tracker:
         for sink in self.sinks:
             sink.log_load(summary["load"], step)
 
-    def epoch_logger(self, dataset: Any = None, batch_size: int | None = None,
+    def epoch_logger(self, dataset: Dataset | None = None, batch_size: int | None = None,
                      then: Callable[[EpochInfo], Any] | None = None) -> Callable[[EpochInfo], Any]:
         """An ``on_epoch`` callback: losses and learning rate, and routing metrics of the validation subset the
         trainer hands over (its first rows, whose regimes are known when the dataset has them); ``then`` is called

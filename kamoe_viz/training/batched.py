@@ -17,7 +17,7 @@ import copy
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -25,17 +25,20 @@ import torch.nn.functional as F
 
 from kamoe_viz.config import SEQUENTIAL_EXPERTS, RunConfig, TrainConfig
 from kamoe_viz.errors import ValidationError
-from kamoe_viz.nn import native
-from kamoe_viz.nn.direct_grad import SWITCH_ENV as DIRECT_SWITCH_ENV
+from kamoe_viz.nn import fast
+from kamoe_viz.nn.fast import native
+from kamoe_viz.nn.fast.direct_grad import SWITCH_ENV as DIRECT_SWITCH_ENV
+from kamoe_viz.nn.fast.stacked_grad import StackedGradients
+from kamoe_viz.nn.fast.stacked_grad import unsupported_reason as direct_unsupported
 from kamoe_viz.nn.routers import RouterOutput, balance_loss, z_loss
 from kamoe_viz.nn.stacked import STACKED_ROUTINGS, stacked_forward
 from kamoe_viz.nn.stacked import unsupported_reason as model_unsupported
-from kamoe_viz.nn.stacked_grad import StackedGradients
-from kamoe_viz.nn.stacked_grad import unsupported_reason as direct_unsupported
 from kamoe_viz.training.evaluation import check_input, evaluate, input_tensor, target_tensor
 from kamoe_viz.training.objectives import AUX_LOSSES
 from kamoe_viz.training.results import HISTORY_COLUMNS, TrainedRun, TrainResult
-from kamoe_viz.training.trainer import GRAD_NORM_LIMIT, PLATEAU_MIN_DELTA, divergence_message
+from kamoe_viz.training.schedule import Schedule
+from kamoe_viz.training.step import GRAD_NORM_LIMIT
+from kamoe_viz.training.trainer import divergence_message
 
 if TYPE_CHECKING:
     from kamoe_viz.data.base import Dataset
@@ -45,6 +48,7 @@ BETAS = (0.9, 0.999)  # FastAdam's defaults (torch.optim.Adam's)
 EPS = 1e-8
 CLIP_EPS = 1e-6  # as torch.nn.utils.clip_grads_with_norm_
 FUSED_ADAM = hasattr(torch, "_fused_adam_")
+BatchEpochCallback = Callable[[int, list[float], bool], Any]  # (epoch, each seed's val loss, all stopped)
 
 
 def unsupported_reason(config: RunConfig) -> str | None:
@@ -83,19 +87,27 @@ class _SeedState:
         self.lr = float(config.train.lr)
         self.epoch = 0
         self.rows: list[dict[str, float]] = []
-        self.best_epoch: int | None = None
-        self.best_val = math.inf
+        self.schedule = Schedule(config.train)  # best epoch, early stopping, plateau: as the Trainer's
         self.best_state: dict[str, torch.Tensor] = {}
-        self.stop_wait = 0
-        self.plateau_best = math.inf
-        self.plateau_wait = 0
         self.stopped_reason: str | None = None
         self.message: str | None = None
         self.seconds = 0.0
 
+    @property
+    def best_epoch(self) -> int | None:
+        return self.schedule.best_epoch
 
-def train_batched(configs: Sequence[RunConfig], dataset: Dataset | None = None) -> list[TrainedRun]:
-    """Train configurations that differ only in ``train.seed`` as one stacked model; one TrainedRun per seed."""
+    @property
+    def best_val(self) -> float:
+        return self.schedule.best_val
+
+
+def train_batched(configs: Sequence[RunConfig], dataset: Dataset | None = None,
+                  on_epoch: BatchEpochCallback | None = None) -> list[TrainedRun]:
+    """Train configurations that differ only in ``train.seed`` as one stacked model; one TrainedRun per seed.
+    ``on_epoch(epoch, val_losses, finished)`` after every epoch: each seed's latest validation loss (a seed that
+    has stopped keeps its last) and whether every seed has now stopped, e.g. to report a trial's progress to a
+    scheduler; what it raises ends training."""
     from kamoe_viz.nn import build_model
 
     configs = [copy.deepcopy(c).validate() for c in configs]
@@ -124,7 +136,7 @@ def train_batched(configs: Sequence[RunConfig], dataset: Dataset | None = None) 
     if reason is not None:
         raise ValidationError("configs", configs[0].model.expert, reason)
     seeds = [_SeedState(c) for c in configs]
-    _fit(models, configs, dataset, device, seeds)
+    _fit(models, configs, dataset, device, seeds, on_epoch)
     runs = []
     for model, config, st in zip(models, configs, seeds):
         runs.append(TrainedRun(config=config, dataset=dataset, model=model, result=_finish(model, dataset, st, device)))
@@ -220,7 +232,7 @@ class _Stack:
 
 
 def _fit(models: list[KAMoE], configs: list[RunConfig], dataset: Dataset, device: torch.device,
-         seeds: list[_SeedState]) -> None:
+         seeds: list[_SeedState], on_epoch: BatchEpochCallback | None = None) -> None:
     cfg = configs[0].train
     task = dataset.task
     template = models[0].to(device)
@@ -239,14 +251,18 @@ def _fit(models: list[KAMoE], configs: list[RunConfig], dataset: Dataset, device
     stack = _Stack({n: torch.stack([dict(m.named_parameters())[n].detach().to(device) for m in models])
                     for n in names})
     active = list(range(len(models)))  # seed positions still training, in stack order
-    lib = native.library() if device.type == "cpu" else None  # the KAN path for the whole sweep, as Trainer does
+    plain = not fast.enabled()  # KAMOE_FAST=0: modules and autograd, as the Trainer then does
+    lib = native.library() if device.type == "cpu" and not plain else None  # the KAN path for the whole sweep
     with native.use(lib is not None):
-        _loop(template, cfg, task, stack, seeds, active, X, y, Xv, yv, _direct_path(template, task, names, lib))
+        _loop(template, cfg, task, stack, seeds, active, X, y, Xv, yv, _direct_path(template, task, names, lib),
+              on_epoch)
 
 
 def _direct_path(model: KAMoE, task: str, names: list[str], lib: Any) -> StackedGradients | None:
     """Closed-form stacked gradients where they cover the model (every parameter), else None (autograd)."""
-    if os.environ.get(DIRECT_SWITCH_ENV, "1").strip() == "0" or direct_unsupported(model, task) is not None:
+    if not fast.enabled() or os.environ.get(DIRECT_SWITCH_ENV, "1").strip() == "0":
+        return None
+    if direct_unsupported(model, task) is not None:
         return None
     direct = StackedGradients(model, task, lib)
     return direct if direct.names == set(names) else None
@@ -254,13 +270,14 @@ def _direct_path(model: KAMoE, task: str, names: list[str], lib: Any) -> Stacked
 
 def _loop(template: KAMoE, cfg: TrainConfig, task: str, stack: _Stack, seeds: list[_SeedState],
           active: list[int], X: torch.Tensor, y: torch.Tensor, Xv: torch.Tensor, yv: torch.Tensor,
-          direct: StackedGradients | None) -> None:
+          direct: StackedGradients | None, on_epoch: BatchEpochCallback | None = None) -> None:
     """Epochs until every seed has stopped; each seed's best weights land in its ``best_state``."""
     device = X.device
     clip = float(cfg.max_grad_norm)
     limit = GRAD_NORM_LIMIT if clip <= 0 else math.inf
     n_rows = X.shape[0]
     template.train()
+    epoch = 0
     while active:
         started = time.perf_counter()
         orders = [torch.randperm(n_rows, generator=seeds[i].generator).to(device) for i in active]
@@ -324,6 +341,10 @@ def _loop(template: KAMoE, cfg: TrainConfig, task: str, stack: _Stack, seeds: li
             improved[j] = _after_epoch(st, val_losses[j])
             st.rows.append({"epoch": st.epoch, "train_loss": train_losses[j], "val_loss": val_losses[j],
                             "lr": lr_used, "seconds": st.seconds, **aux[j]})
+        epoch += 1
+        if on_epoch is not None:
+            on_epoch(epoch, [st.rows[-1]["val_loss"] if st.rows else math.nan for st in seeds],
+                     all(st.stopped_reason is not None for st in seeds))
         if any(improved):
             stack.mark_best(torch.tensor(improved, device=device))
         keep_pos = [j for j, i in enumerate(active) if seeds[i].stopped_reason is None]
@@ -352,28 +373,13 @@ def _per_seed_loss(task: str, pred: torch.Tensor, target: torch.Tensor) -> torch
 
 
 def _after_epoch(st: _SeedState, val_loss: float) -> bool:
-    """Early stopping and plateau LR reduction, as Trainer._after_epoch; True if this epoch's weights are the
-    seed's best so far (the caller keeps them)."""
-    cfg = st.config.train
-    improved = val_loss < st.best_val
-    if improved:
-        st.best_val, st.best_epoch = val_loss, st.epoch
-        st.stop_wait = 0
-    else:
-        st.stop_wait += 1
-    if cfg.lr_patience > 0:
-        if val_loss < st.plateau_best - PLATEAU_MIN_DELTA:
-            st.plateau_best, st.plateau_wait = val_loss, 0
-        else:
-            st.plateau_wait += 1
-            if st.plateau_wait >= cfg.lr_patience and st.lr > cfg.min_lr:
-                st.lr = max(st.lr * cfg.lr_factor, cfg.min_lr)
-                st.plateau_wait = 0
-    if cfg.early_stopping > 0 and st.stop_wait >= cfg.early_stopping:
-        st.stopped_reason = "early_stopping"
-    elif st.epoch >= cfg.epochs:
-        st.stopped_reason = "completed"
-    return improved
+    """Early stopping and plateau LR reduction, as the Trainer's (the same Schedule); True if this epoch's weights
+    are the seed's best so far (the caller keeps them)."""
+    decision = st.schedule.observe(st.epoch, val_loss, st.lr)
+    st.lr = decision.lr
+    if decision.stopped_reason is not None:
+        st.stopped_reason = decision.stopped_reason
+    return decision.improved
 
 
 def _finish(model: KAMoE, dataset: Dataset, st: _SeedState, device: torch.device) -> TrainResult:

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from kamoe_viz.config import TrainConfig
+from kamoe_viz.nn.fast.optim import FastAdam
 from kamoe_viz.nn.moe import KAMoE
-from kamoe_viz.nn.optim import FastAdam
 from kamoe_viz.training.evaluation import task_loss
 
 AUX_LOSSES = ("balance_loss", "z_loss")  # MoEOutput.aux keys the trainer weights by the TrainConfig field of that name

@@ -10,54 +10,37 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from kamoe_viz.config import TrainConfig
-from kamoe_viz.errors import ValidationError
-from kamoe_viz.nn import native
-from kamoe_viz.nn.direct_grad import DirectGradients, unsupported_reason
-from kamoe_viz.training.cuda_graph import GraphedStep, graphs_enabled
+from kamoe_viz.errors import TrainingDivergedError, ValidationError
+from kamoe_viz.nn.fast import native
 from kamoe_viz.training.devices import resolve_device
-from kamoe_viz.training.evaluation import EVAL_BATCH, batched_outputs, check_input, evaluate, input_tensor, target_tensor
-from kamoe_viz.training.objectives import AUX_LOSSES, Objective, OutputFields, build_optimizer, prepare_model
+from kamoe_viz.training.evaluation import (
+    EVAL_BATCH,
+    batched_outputs,
+    check_input,
+    evaluate,
+    input_tensor,
+    target_tensor,
+)
+from kamoe_viz.training.objectives import AUX_LOSSES, Objective, OutputFields, prepare_model
 from kamoe_viz.training.results import HISTORY_COLUMNS, EpochInfo, TrainResult
+from kamoe_viz.training.schedule import Schedule
+from kamoe_viz.training.step import GRAD_NORM_LIMIT, Stepper
 
 if TYPE_CHECKING:
     from kamoe_viz.data.base import Dataset
     from kamoe_viz.nn.moe import KAMoE
 
 GATE_SUBSET_ROWS = 512  # validation rows whose gate weights every EpochInfo carries
-GRAD_NORM_LIMIT = 1e6  # a gradient norm above this (with clipping off) counts as exploding
-PLATEAU_MIN_DELTA = 1e-4  # as Keras' ReduceLROnPlateau: a smaller improvement does not reset its patience
 
 EpochCallback = Callable[[EpochInfo], Any]
-
-
-def _grad_norm(params: list[torch.nn.Parameter]) -> torch.Tensor:
-    """Global L2 norm of the gradients, as a tensor (no host sync)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-
-
-def _flat_gradients(params: list[torch.nn.Parameter]) -> torch.Tensor | None:
-    """One zeroed buffer holding every parameter's gradient, with each ``p.grad`` a view into it; backward then
-    accumulates into the views in place. Zeroing, the norm and the finiteness check become one op each instead of
-    one per parameter (a small model's step is dominated by per-op overhead). None if the parameters differ in
-    dtype or device."""
-    if not params or any(p.dtype != params[0].dtype or p.device != params[0].device for p in params):
-        return None
-    flat = torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device)
-    offset = 0
-    for p in params:
-        p.grad = flat[offset:offset + p.numel()].view_as(p)
-        offset += p.numel()
-    return flat
 
 
 def divergence_message(epoch: int, loss: float, norm: float | None, what: str | None, best_epoch: int | None,
@@ -90,7 +73,7 @@ class Trainer:
     """
 
     def __init__(self, model: KAMoE, dataset: Dataset, train_config: TrainConfig,
-                 on_epoch: EpochCallback | None = None) -> None:
+                 on_epoch: EpochCallback | None = None, raise_on_divergence: bool = False) -> None:
         self.config = dataclasses.replace(train_config).validate()
         self.device = resolve_device(self.config.device)
         self.dataset = dataset
@@ -100,10 +83,6 @@ class Trainer:
             raise ValidationError("dataset", dataset.name, "has no training rows; it needs at least one")
         check_input(model, dataset.X_train, "dataset.X_train")
         self.model = prepare_model(model, self.config).to(self.device)
-        # KAN layers' path for the whole run (the C kernel if built now), so a build finishing mid-run never
-        # changes the run's arithmetic
-        self._kernel = native.library()
-        self.native_kernel = self._kernel is not None
         self._X = input_tensor(dataset.X_train, self.device)
         self._y = target_tensor(self.task, dataset.y_train, self.device)
         if len(dataset.X_val):
@@ -113,48 +92,56 @@ class Trainer:
             self._Xv, self._yv = self._X, self._y
         self._check_output_shape()
         self.objective = Objective(self.config, self.task).to(self.device)
-        # Adam as kamoe_viz.nn.optim.FastAdam: torch's fused update, bit for bit, little Python per step
-        self.optimizer = build_optimizer(self.model, list(self.objective.parameters()), self.config)
-        self._params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        # CPU only: CUDA steps may be captured in graphs, which keep their own gradient buffers
-        self._flat_grad = _flat_gradients(self._params) if self.device.type == "cpu" else None
-        self._choose_gradient_path()
-        router = getattr(self.model, "router", None)
-        self._router_update = getattr(router, "after_step", None) if getattr(router, "updates_after_step", False) \
-            else None
+        # the optimiser, the gradient path and the other speed-ups are chosen there, once for the run
+        self.stepper = Stepper(self.model, self.objective, self.config, self.task, self.device)
         self._generator = torch.Generator().manual_seed(self.config.seed)
-        self._graphed: GraphedStep | None = None
-        self.use_graphs = graphs_enabled(self.device) and self.optimizer.fused
-        self.graph_error: str | None = None  # why CUDA graphs were turned off for this run, if they were
         self.epoch = 0
         self.rows: list[dict[str, float]] = []
-        self.best_epoch: int | None = None
-        self.best_val = math.inf
+        self.schedule = Schedule(self.config)
         self._best_state = self._snapshot()  # the initial weights until an epoch improves on them
-        self._stop_wait = 0
-        self._plateau_best = math.inf
-        self._plateau_wait = 0
         self._stop_requested = False
         self.stopped_reason: str | None = None
         self.message: str | None = None
+        self.raise_on_divergence = raise_on_divergence
+        self.error: TrainingDivergedError | None = None  # set when training diverged
         self.seconds = 0.0
         self._result: TrainResult | None = None
 
-    def _choose_gradient_path(self) -> None:
-        """The one choice of gradient path: the closed-form gradients (:mod:`kamoe_viz.nn.direct_grad`, CPU; fewer
-        ops than autograd, same values) where they cover the run, else plain autograd; ``gradient_path_reason``
-        says why. Made again when a setting it depends on changes between epochs."""
-        cfg, reason = self.config, None
-        if self._flat_grad is None:
-            reason = f"{self.device.type} device"
-        elif cfg.objective != "mse":
-            reason = f"objective {cfg.objective}"
-        else:
-            reason = unsupported_reason(self.model, self.task, self._kernel)
-        self.gradient_path_reason = reason
-        self._direct = None if reason is not None else DirectGradients(
-            self.model, self.task, self._kernel, {name: getattr(cfg, name) for name in AUX_LOSSES})
-        self.gradient_path = "direct" if self._direct is not None else "autograd"
+    # ----- the step's implementation (chosen by kamoe_viz.training.step) -------------------------------------------
+    @property
+    def optimizer(self) -> Any:
+        return self.stepper.optimizer
+
+    @property
+    def gradient_path(self) -> str:
+        """"direct" (closed-form gradients) or "autograd"; ``gradient_path_reason`` says why not direct."""
+        return self.stepper.gradient_path
+
+    @property
+    def gradient_path_reason(self) -> str | None:
+        return self.stepper.gradient_path_reason
+
+    @property
+    def native_kernel(self) -> bool:
+        """Whether this run's KAN layers use the C kernel."""
+        return self.stepper.kernel is not None
+
+    @property
+    def use_graphs(self) -> bool:
+        return self.stepper.use_graphs
+
+    @property
+    def graph_error(self) -> str | None:
+        """Why CUDA graphs were turned off for this run, if they were."""
+        return self.stepper.graph_error
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.schedule.best_epoch
+
+    @property
+    def best_val(self) -> float:
+        return self.schedule.best_val
 
     # ----- state ----------------------------------------------------------------------------------------------------
     @property
@@ -180,19 +167,11 @@ class Trainer:
             raise ValidationError("train", unknown[0], "is not a training setting")
         self.config = dataclasses.replace(self.config, **changes).validate()
         self.objective.set_weights(self.config)
-        self._choose_gradient_path()  # a loss weight switched on needs autograd
+        self.schedule.config = self.config
+        self.stepper.choose(self.config)  # the closed-form path takes the new loss weights too
         if "lr" in changes and self.config.lr != self.lr:
-            ratio = self.config.lr / self.lr
-            for group in self.optimizer.param_groups:
-                group["lr"] = group["lr"] * ratio
-            self._plateau_wait = 0
-        if any(name in changes for name in AUX_LOSSES):
-            self.objective.weights = {n: float(getattr(self.config, n)) for n in AUX_LOSSES
-                                      if getattr(self.config, n) > 0}
-            self._graphed = None  # a captured step holds the old weights
-            if self.objective.weights and self._direct is not None:  # closed-form gradients lack aux losses
-                self._direct, self.gradient_path = None, "autograd"
-                self.gradient_path_reason = "balance or z loss"
+            self.stepper.scale_lr(self.config.lr / self.lr)
+            self.schedule.restart_plateau()
 
     def history(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
@@ -248,29 +227,19 @@ class Trainer:
 
     def _epoch(self) -> EpochInfo | None:
         started = time.perf_counter()
-        cfg, opt = self.config, self.optimizer
-        lr = self.lr
+        cfg, lr = self.config, self.lr
         n = self._X.shape[0]
         order = torch.randperm(n, generator=self._generator).to(self.device)
         X, y = self._X.index_select(0, order), self._y.index_select(0, order)
-        clip = cfg.max_grad_norm
         total = torch.zeros((), device=self.device)
         self.model.train()
         for start in range(0, n, cfg.batch_size):
             xb, yb = X[start:start + cfg.batch_size], y[start:start + cfg.batch_size]
-            graphed = self._graphed_step(xb, yb) if self.use_graphs else None
-            # a graphed step updates the weights itself, skipping the update on the device when it is not ok
-            loss, norm, ok = graphed(xb, yb) if graphed is not None else self._backward(xb, yb)
-            if not bool(ok):  # one host sync per batch; no step taken: the weights stay finite
+            loss, norm, ok = self.stepper(xb, yb)
+            if not bool(ok):  # one host sync per batch; no step was taken: the weights stay finite
                 self._diverge(self.epoch + 1, float(loss), float(norm))
                 self.seconds += time.perf_counter() - started
                 return None
-            if graphed is None:
-                if clip > 0:
-                    torch.nn.utils.clip_grads_with_norm_(self._params, clip, norm)
-                opt.step()
-                if self._router_update is not None:  # e.g. sigmoid_bias: bias towards the mean load
-                    self._router_update()
             total += loss * xb.shape[0]
         train_loss = float(total) / n
         val_loss, gate_weights, aux = self._validate()
@@ -289,55 +258,6 @@ class Trainer:
                          best_epoch=self.best_epoch,
                          gate_weights=gate_weights, epochs_total=cfg.epochs)
 
-    def _device_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """One training step with no host sync (what a CUDA graph captures): the update is skipped on the device
-        when the loss or gradient norm is not finite, or the norm explodes (clipping off); returns (loss, norm, ok)."""
-        clip = self.config.max_grad_norm
-        loss, norm, ok = self._backward(xb, yb)
-        if clip > 0:
-            torch.nn.utils.clip_grads_with_norm_(self._params, clip, norm)
-        self.optimizer.step(skip=ok.logical_not().float())
-        if self._router_update is not None:
-            self._router_update()
-        return loss, norm, ok
-
-    def _backward(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Loss and gradients of one batch; returns (loss, gradient norm, ok) as tensors, without a host sync.
-        ok is False for a non-finite loss or gradient (NaN compares False) or, with clipping off, an exploding
-        norm: then the step must not be taken."""
-        loss = self._direct.step(xb, yb) if self._direct is not None else None  # writes every p.grad
-        if loss is None:
-            if self._flat_grad is not None:
-                self._flat_grad.zero_()
-            else:
-                self.optimizer.zero_grad(set_to_none=True)
-            total, loss = self.objective(self.model(xb), yb)  # loss: the task part, what train_loss reports
-            total.backward()
-        else:
-            total = loss
-        norm = _grad_norm(self._params) if self._flat_grad is None else torch.linalg.vector_norm(self._flat_grad)
-        limit = GRAD_NORM_LIMIT if self.config.max_grad_norm <= 0 else math.inf  # clipping on: only NaN/inf stop
-        return loss.detach(), norm, torch.isfinite(total) & (norm < limit)
-
-    def _graphed_step(self, xb: torch.Tensor, yb: torch.Tensor) -> GraphedStep | None:
-        """The captured step for full batches at the current learning rate (captured on first use); None for a
-        short last batch, or once capturing failed (then every step runs eagerly, as on the CPU)."""
-        tag = self.lr
-        if self._graphed is not None and self._graphed.matches(xb, tag):
-            return self._graphed
-        if xb.shape[0] != self.config.batch_size:
-            return None
-        self._graphed = None  # free the old graph's memory before capturing the new one
-        # what a step changes in place; not the buffers (KAN grids): touching those would drop the layers' caches
-        state = [*self.model.parameters(), *self.optimizer.state_tensors()]
-        try:
-            self._graphed = GraphedStep(self._device_step, xb, yb, state, tag)
-        except Exception as exc:  # an op that cannot be captured: train eagerly instead, nothing is lost
-            self.use_graphs = False
-            self.graph_error = f"{type(exc).__name__}: {exc}"
-            torch.cuda.synchronize(self.device)
-        return self._graphed
-
     def _validate(self) -> tuple[float, np.ndarray, dict[str, float]]:
         """Validation loss (eval mode, whole split), the gate weights of its first rows and the unweighted balance
         and z losses on the split (NaN without a gate), from one pass."""
@@ -351,33 +271,24 @@ class Trainer:
         return val_loss, out["gate_weights"][:GATE_SUBSET_ROWS].detach().cpu().numpy(), aux
 
     def _after_epoch(self, val_loss: float) -> None:
-        """Best weights, early stopping and plateau LR reduction (Keras semantics), in that order."""
-        cfg = self.config
-        if val_loss < self.best_val:
-            self.best_val, self.best_epoch = val_loss, self.epoch
+        """Best weights, early stopping and plateau LR reduction (:class:`~kamoe_viz.training.schedule.Schedule`)."""
+        decision = self.schedule.observe(self.epoch, val_loss, self.lr)
+        if decision.improved:
             self._best_state = self._snapshot()
-            self._stop_wait = 0
-        else:
-            self._stop_wait += 1
-        if cfg.lr_patience > 0:
-            if val_loss < self._plateau_best - PLATEAU_MIN_DELTA:
-                self._plateau_best, self._plateau_wait = val_loss, 0
-            else:
-                self._plateau_wait += 1
-                if self._plateau_wait >= cfg.lr_patience and self.lr > cfg.min_lr:
-                    ratio = max(self.lr * cfg.lr_factor, cfg.min_lr) / self.lr
-                    for group in self.optimizer.param_groups:  # the gate's group keeps its scale
-                        group["lr"] *= ratio
-                    self._plateau_wait = 0
-        if cfg.early_stopping > 0 and self._stop_wait >= cfg.early_stopping:
-            self.stopped_reason = "early_stopping"
-        elif self.epoch >= cfg.epochs:
-            self.stopped_reason = "completed"
+        if decision.lr != self.lr:
+            self.stepper.scale_lr(decision.lr / self.lr)  # the gate's group keeps its scale
+        if decision.stopped_reason is not None:
+            self.stopped_reason = decision.stopped_reason
 
     def _diverge(self, epoch: int, loss: float, norm: float | None, what: str | None = None) -> None:
+        """Stop: the weights are left at the last finite step; ``finish()`` restores the best ones. With
+        ``raise_on_divergence`` the :class:`~kamoe_viz.errors.TrainingDivergedError` is raised from here."""
         self.message = divergence_message(epoch, loss, norm, what, self.best_epoch, self.best_val, self.lr,
                                           self.config.max_grad_norm)
         self.stopped_reason = "diverged"
+        self.error = TrainingDivergedError(self.message, epoch=epoch, best_epoch=self.best_epoch)
+        if self.raise_on_divergence:
+            raise self.error
 
     # ----- result ---------------------------------------------------------------------------------------------------
     def finish(self) -> TrainResult:

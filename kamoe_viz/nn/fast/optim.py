@@ -30,7 +30,7 @@ class FastAdam:
         self.params: list[torch.Tensor] = [p for p in params if p.requires_grad]
         if not self.params:
             raise ValueError("FastAdam got no trainable parameters")
-        if not 0.0 < lr or not 0.0 <= eps or not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
+        if not lr > 0.0 or not eps >= 0.0 or not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
             raise ValueError(f"invalid Adam settings lr={lr}, betas={betas}, eps={eps}")
         self.defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
         self.param_groups: list[dict[str, Any]] = [{"params": self.params, **self.defaults}]

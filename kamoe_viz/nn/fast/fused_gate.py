@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from kamoe_viz.nn import native
-from kamoe_viz.nn.direct_grad import residual_tail, residual_tail_backward
+from kamoe_viz.nn.fast import native
+from kamoe_viz.nn.fast.closed_form import residual_tail, residual_tail_backward
 
 
 class GRKANLogitsFunction(torch.autograd.Function):

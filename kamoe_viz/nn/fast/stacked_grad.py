@@ -1,6 +1,6 @@
 """Loss and gradients of S stacked parameter sets in closed form, without autograd (CPU or GPU, float32).
 
-Why: the single-run trainer computes a small model's gradients in closed form (:mod:`kamoe_viz.nn.direct_grad`),
+Why: the single-run trainer computes a small model's gradients in closed form (:mod:`kamoe_viz.nn.fast.direct_grad`),
 several times faster than eager autograd, whose per-op cost dominates a 1.5k-parameter model. Batched training
 through autograd (``stacked_forward`` + ``torch.autograd.grad``) paid that cost once for S seeds but still ran
 ~2-3x as many ops as a closed-form step, and measured only 1.3x the runs per minute of training the seeds one by
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from kamoe_viz.nn import native
-from kamoe_viz.nn.direct_grad import _present, router_logit_grad
+from kamoe_viz.nn.fast import native
+from kamoe_viz.nn.fast.closed_form import present, router_logit_grad
 from kamoe_viz.nn.spline_ops import uniform_kan_backward, uniform_kan_forward
 
 if TYPE_CHECKING:
@@ -59,8 +59,13 @@ def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _linear_weights(grad_out: torch.Tensor, x: torch.Tensor, gw: torch.Tensor, gb: torch.Tensor | None) -> None:
-    """Writes dL/dW (S, out, in) and dL/db (S, out) of :func:`_linear` into ``gw``/``gb``."""
-    torch.bmm(_t(grad_out), x, out=gw)
+    """Writes dL/dW (S, out, in) and dL/db (S, out) of :func:`_linear` into ``gw``/``gb``. With fewer inputs than
+    outputs the product runs transposed (as direct_grad.linear_grads: MKL is several times slower at a product
+    whose result has a narrow last dimension)."""
+    if gw.shape[2] < gw.shape[1]:
+        gw.copy_(_t(torch.bmm(_t(x), grad_out)))
+    else:
+        torch.bmm(_t(grad_out), x, out=gw)
     if gb is not None:
         torch.sum(grad_out, 1, out=gb)
 
@@ -69,6 +74,11 @@ def _linear_backward(grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, g
                      gb: torch.Tensor | None) -> torch.Tensor:
     """:func:`_linear_weights`, and returns dL/dx."""
     _linear_weights(grad_out, x, gw, gb)
+    return _input_grad(grad_out, w)
+
+
+def _input_grad(grad_out: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """dL/dx = dL/dy W of :func:`_linear` (the transposed product measured slower here, unlike the weights')."""
     return torch.bmm(grad_out, w)
 
 
@@ -199,7 +209,11 @@ class StackedGradients:
             grad_weights = (projected * grad_pred).sum(-1)
             grad_projected = (weights.unsqueeze(-1) * grad_pred).view(S, B * E, -1)
             torch.bmm(_t(grad_projected), hidden, out=g["head.weight"])
-            grad_hidden = torch.bmm(grad_projected, p["head.weight"]).view(S, B, E, H)
+            head_w = p["head.weight"]
+            if head_w.shape[1] == 1:  # an outer product: a broadcast multiply beats a bmm with K = 1
+                grad_hidden = (grad_projected * head_w).view(S, B, E, H)
+            else:
+                grad_hidden = torch.bmm(grad_projected, head_w).view(S, B, E, H)
             if self.router.name != "dense":
                 grad_logits = router_logit_grad(self.router, logits, weights, grad_weights)
             elif self.sigmoid:
@@ -209,13 +223,13 @@ class StackedGradients:
             grad_h = self._gate_backward(p, g, grad_logits, h, gate_saved)
             grad_h = torch.ops.aten.threshold_backward(grad_h, h, 0)
             _linear_weights(grad_h, xs, g["gate_input.weight"], g["gate_input.bias"])
-            grad_xs_gate = torch.bmm(grad_h, p["gate_input.weight"]) if need_x else None
+            grad_xs_gate = _input_grad(grad_h, p["gate_input.weight"]) if need_x else None
         else:
             grad_mixed = _linear_backward(grad_pred, mixed, p["head.weight"], g["head.weight"], g["head.bias"])
             grad_hidden = grad_mixed.view(S, B, 1, -1)
         grad_xs = self._experts_backward(p, g, grad_hidden, xs, saved, need_x)
         if self.scale:
-            grad_xs = _present(grad_xs, "dL/dx~ of the experts")
+            grad_xs = present(grad_xs, "dL/dx~ of the experts")
             if grad_xs_gate is not None:
                 grad_xs.add_(grad_xs_gate)
             per_column = grad_xs.mul_(x.reshape(S, B, -1)).sum(1)  # (S, F or T*F)
@@ -277,7 +291,7 @@ class StackedGradients:
             grad = grad.view(S, self.E, B, -1).permute(0, 2, 1, 3)
         grad = torch.ops.aten.threshold_backward(grad.reshape(S, B, -1), first, 0)
         _linear_weights(grad, xs, g["experts.first.weight"], g["experts.first.bias"])
-        return torch.bmm(grad, p["experts.first.weight"]) if need_x else None
+        return _input_grad(grad, p["experts.first.weight"]) if need_x else None
 
     def _gate(self, p: Params, h: torch.Tensor):
         if self.gate == "linear":
@@ -317,8 +331,8 @@ class StackedGradients:
             return grad_h.add_(_linear_backward(grad_pre, h, p["gate.dense1.weight"], g["gate.dense1.weight"],
                                                 g["gate.dense1.bias"]))
         grad_a_kan = self._kan_backward("gate.kan2", p, g, a, grad_eta)
-        grad_h_kan = self._kan_backward("gate.kan1", p, g, first, _present(grad_a_kan, "dL/da of the GRKAN gate"))
-        return grad_h.add_(_present(grad_h_kan, "dL/dh of the GRKAN gate"))
+        grad_h_kan = self._kan_backward("gate.kan1", p, g, first, present(grad_a_kan, "dL/da of the GRKAN gate"))
+        return grad_h.add_(present(grad_h_kan, "dL/dh of the GRKAN gate"))
 
 
 __all__ = ["StackedGradients", "unsupported_reason"]

@@ -9,10 +9,11 @@ matmuls), with no graph to build, no AccumulateGrad and no recorded views. The l
 
 Covered: MLP experts and KAN experts (any depth), the linear, GRN and GRKAN gates, sigmoid and softmax outputs,
 input scaling, the standard single-expert model, tabular inputs and flattened windows, MSE and cross-entropy. KAN
-layers run on the native kernel (:mod:`kamoe_viz.nn.native`) when the run has it, else on the PyTorch path's
-functions (:mod:`kamoe_viz.nn.spline_ops`), as the modules do. Anything else (recurrent experts, top-k routing,
-active dropout, routers other than dense, shared experts, hooks on a layer) is left to autograd: :func:`unsupported_reason` says why; so is a batch while a KAN layer's grid is
-not uniform.
+layers run on the native kernel (:mod:`kamoe_viz.nn.fast.native`) when the run has it, else on the PyTorch path's
+functions (:mod:`kamoe_viz.nn.spline_ops`), as the modules do. The layers' backward formulas live in
+:mod:`kamoe_viz.nn.fast.closed_form`. Anything else (recurrent experts, active dropout, shared experts, hooks on a
+layer) is left to autograd: :func:`unsupported_reason` says why; so is a batch while a KAN layer's grid is not
+uniform.
 """
 from __future__ import annotations
 
@@ -21,124 +22,21 @@ import os
 import torch
 import torch.nn.functional as F
 
-from kamoe_viz.nn import native
+from kamoe_viz.nn.fast import native
+from kamoe_viz.nn.fast.closed_form import (
+    CLOSED_FORM_ROUTERS,
+    aux_loss_gradient,
+    grad_buffer,
+    linear_backward,
+    present,
+    residual_tail,
+    residual_tail_backward,
+    router_logit_grad,
+)
 from kamoe_viz.nn.hooks import has_hooks
 from kamoe_viz.nn.spline_ops import uniform_kan_backward, uniform_kan_forward
 
 SWITCH_ENV = "KAMOE_DIRECT_GRADIENTS"  # "0": always autograd (to compare, or to rule this path out)
-
-
-# ----- shared pieces (also used by the autograd function of the GRKAN gate) ---------------------------------------
-def _grad(p: torch.Tensor) -> torch.Tensor:
-    """p.grad, created (zeros) if missing or not contiguous (the kernel writes through raw pointers); gradients
-    are written into it, not accumulated."""
-    grad = p.grad
-    if grad is None or not grad.is_contiguous() or grad.shape != p.shape or grad.dtype != p.dtype:
-        p.grad = grad = torch.zeros_like(p, memory_format=torch.contiguous_format)
-    return grad
-
-
-def linear_grads(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, grad_weight=None, grad_bias=None,
-                 need_input: bool = True, bias: bool = True):
-    """(dL/dx, dL/dW, dL/db) of y = x W^T + b for 2-D x; the weight gradients are written into ``grad_weight`` and
-    ``grad_bias`` when given. dL/dx may be a transposed view.
-
-    Why two layouts: MKL computes a product whose result has a narrow last dimension several times slower than the
-    transposed product (measured here: (B,300)^T (B,8) 47 us against (B,8)^T (B,300) 12 us at B=128), so for a
-    layer with fewer inputs than outputs (8 features -> 300 expert units) both products run transposed."""
-    out_features, in_features = weight.shape
-    if in_features < out_features:
-        transposed = torch.mm(x.t(), grad_out).t()
-        grad_weight = transposed.contiguous() if grad_weight is None else grad_weight.copy_(transposed)
-        grad_x = torch.mm(weight.t(), grad_out.t()).t() if need_input else None
-    else:
-        grad_weight = torch.mm(grad_out.t(), x, out=grad_weight)
-        grad_x = grad_out.mm(weight) if need_input else None
-    grad_bias = torch.sum(grad_out, 0, out=grad_bias) if bias else None
-    return grad_x, grad_weight, grad_bias
-
-
-def linear_backward(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                    need_input: bool = True) -> torch.Tensor | None:
-    """Writes the parameter gradients of y = x W^T + b into their ``.grad``; returns dL/dx if needed."""
-    return linear_grads(grad_out, x, weight, _grad(weight), None if bias is None else _grad(bias), need_input,
-                        bias is not None)[0]
-
-
-def _present(grad: torch.Tensor | None, what: str) -> torch.Tensor:
-    """A gradient this step needs; None here means the step was set up without input gradients."""
-    if grad is None:
-        raise RuntimeError(f"direct-gradient step: {what} was not computed (input gradients disabled)")
-    return grad
-
-
-def residual_tail(h, eta, glu_weight, glu_bias, skip_weight, skip_bias, norm_weight, norm_bias, eps: float):
-    """Logits LayerNorm(skip(h) + GLU(eta)) of the gated residual gates, and what their backward pass needs."""
-    projected = torch.addmm(glu_bias, eta, glu_weight.t())
-    z = torch.addmm(skip_bias, h, skip_weight.t()).add_(F.glu(projected, dim=-1))
-    logits, mean, rstd = torch.native_layer_norm(z, [z.shape[-1]], norm_weight, norm_bias, eps)
-    return logits, (projected, z, mean, rstd)
-
-
-def residual_tail_backward(grad_logits, h, eta, saved, glu_weight, skip_weight, norm_weight, norm_bias,
-                           out: tuple | None = None):
-    """(dL/dh through the skip layer, dL/deta, the six weight gradients) of :func:`residual_tail`; with ``out``
-    (glu weight, glu bias, skip weight, skip bias, norm weight, norm bias) the weight gradients are written there."""
-    projected, z, mean, rstd = saved
-    out = out or (None,) * 6
-    grad_z, grad_norm_w, grad_norm_b = torch.ops.aten.native_layer_norm_backward(
-        grad_logits.contiguous(), z, [z.shape[-1]], mean, rstd, norm_weight, norm_bias, [True, True, True])
-    if out[4] is not None:
-        grad_norm_w, grad_norm_b = out[4].copy_(grad_norm_w), out[5].copy_(grad_norm_b)
-    grad_h, grad_skip_w, grad_skip_b = linear_grads(grad_z, h, skip_weight, out[2], out[3])
-    grad_projected = torch.ops.aten.glu_backward(grad_z, projected, -1)
-    grad_eta, grad_glu_w, grad_glu_b = linear_grads(grad_projected, eta, glu_weight, out[0], out[1])
-    return grad_h, grad_eta, (grad_glu_w, grad_glu_b, grad_skip_w, grad_skip_b, grad_norm_w, grad_norm_b)
-
-
-CLOSED_FORM_ROUTERS = ("dense", "topk", "switch", "expert_choice", "sigmoid_bias", "relu")
-
-
-def router_logit_grad(router, logits: torch.Tensor, weights: torch.Tensor, grad_weights: torch.Tensor):
-    """dL/dlogits of a router in :data:`CLOSED_FORM_ROUTERS` from its weights. Each kept weight is a softmax
-    probability or a sigmoid of the logits (softmax and sigmoid are never exactly 0, so kept = weight > 0) and the
-    selection itself has no gradient; relu's weight is the logit where positive."""
-    name = router.name
-    if name == "relu":
-        return torch.ops.aten.threshold_backward(grad_weights, logits, 0)
-    kept = weights > 0
-    if name == "sigmoid_bias" or (name == "topk" and router.activation == "sigmoid"):
-        affinity = torch.sigmoid(logits)
-        grad = grad_weights * kept
-        if name == "sigmoid_bias" and router.top_k > 1:  # w = s / sum(s) over the selected
-            total = (affinity * kept).sum(-1, keepdim=True)
-            grad = (grad_weights - (grad_weights * weights).sum(-1, keepdim=True)) / total * kept
-        return torch.ops.aten.sigmoid_backward(grad, affinity)
-    if name == "topk" and router.top_k > 1:  # softmax over the kept logits: weights are that softmax
-        return torch._softmax_backward_data(grad_weights, weights, -1, weights.dtype)
-    probs = torch.softmax(logits, -1)  # topk k = 1, switch, expert_choice: w = p * kept
-    return torch._softmax_backward_data(grad_weights * kept, probs, -1, probs.dtype)
-
-
-def aux_loss_gradient(logits: torch.Tensor, weights: torch.Tensor, aux_weights: dict[str, float]) -> torch.Tensor:
-    """d/dlogits of the weighted auxiliary losses of :mod:`kamoe_viz.nn.routers` for (N, E) logits, in closed form:
-    balance E * sum_i f_i P_i with f (the top-1 shares of the weights) constant: dL/dP_ni = E f_i / N through the
-    softmax; z-loss mean_n lse_n^2: dL/dlogits_n = 2 lse_n / N * softmax(logits_n)."""
-    rows, n_experts = logits.shape
-    probs = torch.softmax(logits, -1)
-    grad = torch.zeros_like(logits)
-    weight = aux_weights.get("balance_loss", 0.0)
-    if weight > 0 and rows:
-        routed = (weights > 0).any(-1, keepdim=True)
-        top1 = F.one_hot(weights.argmax(-1), n_experts).to(probs.dtype) * routed
-        f = top1.sum(0) / routed.sum().clamp_min(1)
-        grad_probs = (weight * n_experts / rows) * f.expand_as(probs)
-        grad += torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
-    weight = aux_weights.get("z_loss", 0.0)
-    if weight > 0 and rows:
-        lse = torch.logsumexp(logits, -1, keepdim=True)
-        grad += probs * lse * (2.0 * weight / rows)
-    return grad
 
 
 # ----- what the direct path covers ----------------------------------------------------------------------------------
@@ -258,7 +156,7 @@ class DirectGradients:
         prediction = torch.addmm(self.head[1], mixed, self.head[0].t())
         loss, grad_prediction = self._loss(prediction, y)
 
-        grad_mixed = _present(linear_backward(grad_prediction, mixed, *self.head), "dL/d(mixed)")
+        grad_mixed = present(linear_backward(grad_prediction, mixed, *self.head), "dL/d(mixed)")
         grad_xs_gate = None
         if self.gate_family is not None:
             grad_mixed = grad_mixed.unsqueeze(1)
@@ -281,14 +179,14 @@ class DirectGradients:
             grad_hidden = grad_mixed.unsqueeze(1)
         grad_xs = self._experts_backward(grad_hidden, xs, experts_saved, knots)
         if scale is not None:  # dL/dW of x~ = W * x: sum over rows (and window steps) of dL/dx~ * x
-            grad_xs = _present(grad_xs, "dL/dx~ of the experts")
+            grad_xs = present(grad_xs, "dL/dx~ of the experts")
             if grad_xs_gate is not None:
                 grad_xs.add_(grad_xs_gate)
             per_column = grad_xs.mul_(x.reshape(batch, -1))
             if per_column.shape[1] == scale.shape[0]:
-                torch.sum(per_column, 0, out=_grad(scale))
+                torch.sum(per_column, 0, out=grad_buffer(scale))
             else:
-                _grad(scale).copy_(per_column.sum(0).view(-1, scale.shape[0]).sum(0))
+                grad_buffer(scale).copy_(per_column.sum(0).view(-1, scale.shape[0]).sum(0))
         return loss
 
     # ----- routers: a small autograd graph from the logits --------------------------------------------------------
@@ -301,7 +199,7 @@ class DirectGradients:
     def _route_backward(self, leaf, weights, grad_weights: torch.Tensor) -> torch.Tensor:
         """dL/dlogits (and the router's own parameter gradients, written into their ``.grad``)."""
         for p in self.router_params:  # autograd accumulates: start them from zero
-            _grad(p).zero_()
+            grad_buffer(p).zero_()
         with torch.enable_grad():
             torch.autograd.backward([weights], [grad_weights])
         return leaf.grad
@@ -335,7 +233,7 @@ class DirectGradients:
 
     def _kan_backward(self, layer, state, grad_out: torch.Tensor, knots, need_input: bool = True):
         """Writes the layer's parameter gradients; returns dL/dx if needed."""
-        grad_base, grad_spline = _grad(layer.base_weight), _grad(layer.spline_weight)
+        grad_base, grad_spline = grad_buffer(layer.base_weight), grad_buffer(layer.spline_weight)
         if self.lib is None:
             grad_x, base, spline, _ = uniform_kan_backward(state, grad_out, need_input)
             grad_base.copy_(base)
@@ -346,7 +244,7 @@ class DirectGradients:
                 self.lib, state, layer.base_weight, layer.spline_weight, shift, inv_step, layer.spline_order,
                 layer.base_activation_name, grad_out, need_input, True, weight_grads=(grad_base, grad_spline))
         if layer.bias is not None:
-            torch.sum(grad_out, 0, out=_grad(layer.bias))
+            torch.sum(grad_out, 0, out=grad_buffer(layer.bias))
         return grad_x
 
     # ----- experts ------------------------------------------------------------------------------------------------
@@ -397,8 +295,8 @@ class DirectGradients:
             for depth in range(len(self.deeper) - 1, -1, -1):
                 weight, bias = self.deeper[depth]
                 grad = torch.ops.aten.threshold_backward(grad, layers[depth + 1], 0)
-                torch.bmm(layers[depth].transpose(1, 2), grad, out=_grad(weight))
-                torch.sum(grad, 1, keepdim=True, out=_grad(bias))
+                torch.bmm(layers[depth].transpose(1, 2), grad, out=grad_buffer(weight))
+                torch.sum(grad, 1, keepdim=True, out=grad_buffer(bias))
                 grad = torch.bmm(grad, weight.transpose(1, 2))
             grad = grad.transpose(0, 1)
         grad = torch.ops.aten.threshold_backward(grad.reshape(batch, -1), first, 0)
@@ -420,11 +318,11 @@ class DirectGradients:
 
     def _gate_backward(self, grad_logits: torch.Tensor, h: torch.Tensor, saved, knots) -> torch.Tensor:
         if self.gate_family == "linear":
-            return _present(linear_backward(grad_logits, h, *self.dense), "dL/dh of the linear gate")
+            return present(linear_backward(grad_logits, h, *self.dense), "dL/dh of the linear gate")
         pre, a, eta, tail = saved
         glu_w, _, skip_w, _, norm_w, norm_b = self.tail
         grad_h, grad_eta, _ = residual_tail_backward(grad_logits, h, eta, tail, glu_w, skip_w, norm_w, norm_b,
-                                                     tuple(_grad(p) for p in self.tail))
+                                                     tuple(grad_buffer(p) for p in self.tail))
         if self.gate_family == "grn":
             grad_a = linear_backward(grad_eta, a, *self.dense2)
             grad_pre = torch.ops.aten.elu_backward(grad_a, 1.0, 1, 1.0, False, pre)

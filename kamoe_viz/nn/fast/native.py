@@ -9,7 +9,8 @@ keyed by the source, flags and CPU. Without it everything works, on the PyTorch 
 Nothing ever waits for a compile at run time: the first use in a process loads a cached build or starts one in a
 background thread and carries on with the PyTorch path. A training run picks its path once, when it starts
 (:func:`use`), so a build finishing mid-run never changes a run's arithmetic. ``KAMOE_NATIVE=0`` turns the
-kernel off.
+kernel off;
+so does ``KAMOE_FAST=0`` (every fast path off, :mod:`kamoe_viz.nn.fast`).
 """
 from __future__ import annotations
 
@@ -26,12 +27,14 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from kamoe_viz.nn import fast
 
 SOURCE = Path(__file__).with_name("kan_kernel.c")
 SWITCH_ENV = "KAMOE_NATIVE"  # "0" turns the kernel off
@@ -72,7 +75,7 @@ def _compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cpu_signature() -> str:
     """The CPU's feature flags (``-march=native`` code must not be loaded on another CPU from a shared home)."""
     try:
@@ -206,13 +209,14 @@ def use(enabled: bool):
 
 
 def active() -> ctypes.CDLL | None:
-    """The kernel if KAN layers should use it here and now."""
-    if _choice.get() is False:
+    """The kernel if KAN layers should use it here and now (not inside ``native.use(False)``, nor with the fast
+    paths off: :func:`kamoe_viz.nn.fast.enabled`)."""
+    if _choice.get() is False or not fast.enabled():
         return None
     return library()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tables(order: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Piece coefficients P_r(u) = sum_p coef[r, p] u^p and their u-derivatives, float32 (k+1, k+1)."""
     from kamoe_viz.nn.spline_ops import _piece_coefficients

@@ -16,7 +16,7 @@ that have not yet run on a GPU, so it stays off by default until they have.
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
