@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                                   args.ours_threads, args.ours_path)
                 runs.setdefault((side, batch), []).append(result)
                 epochs_txt = " ".join(f"{s:.3f}" for s in result["epoch_seconds"])
-                print(f"rep {rep + 1} batch {batch:5d} {side:9s} on {result.get('device', '?')} epochs [{epochs_txt}] s  first-epoch-end "
+                print(f"rep {rep + 1} batch {batch:5d} {side:9s} on {result.get('device', '?')} "
+                      f"epochs [{epochs_txt}] s  first-epoch-end "
                       f"{result['first_epoch_end_seconds']:.2f} s  peak {result['peak_rss_mb']:.0f} MB  "
                       f"loss {result['final_loss']:.4f}", flush=True)
     summary = {f"{side}/{batch}": summarise(r) for (side, batch), r in runs.items()}

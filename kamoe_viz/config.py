@@ -38,6 +38,7 @@ BIAS_UPDATE_RATE_RANGE = (0.0, 1.0)
 BALANCE_LOSS_RANGE = (0.0, 100.0)
 Z_LOSS_RANGE = (0.0, 100.0)
 GATE_LR_SCALE_RANGE = (0.01, 1000.0)
+MAX_RESTARTS = 10  # train.restarts: initialisations tried before training (kamoe_viz.training.restarts)
 
 
 def _check_int(section: str, name: str, value: Any, low: int, high: int) -> int:
@@ -194,6 +195,8 @@ class TrainConfig:
     z_loss: float = 0.0  # weight of the router z-loss mean(logsumexp(logits)^2) (ST-MoE); 0 = off
     objective: str = "mse"  # "likelihood": the mixture likelihood of Jacobs et al. 1991 instead of the task loss
     gate_lr_scale: float = 1.0  # the gate's (and router's) learning rate is lr * gate_lr_scale
+    restarts: int = 1  # initialisations tried, each for restart_epochs; the best by validation loss trains; 1 = off
+    restart_epochs: int = 20  # epochs each restart trains before they are compared
 
     def validate(self) -> "TrainConfig":
         s = "train"
@@ -212,6 +215,8 @@ class TrainConfig:
         self.z_loss = _check_float(s, "z_loss", self.z_loss, *Z_LOSS_RANGE)
         _check_choice(s, "objective", self.objective, OBJECTIVES)
         self.gate_lr_scale = _check_float(s, "gate_lr_scale", self.gate_lr_scale, *GATE_LR_SCALE_RANGE)
+        self.restarts = _check_int(s, "restarts", self.restarts, 1, MAX_RESTARTS)
+        self.restart_epochs = _check_int(s, "restart_epochs", self.restart_epochs, 1, MAX_EPOCHS)
         return self
 
 

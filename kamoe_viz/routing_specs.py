@@ -50,7 +50,11 @@ SHARED_EXPERTS_DEFINITION = ("Shared experts (DeepSeekMoE, arXiv 2401.06066): N 
 OBJECTIVE_DEFINITIONS = {
     "mse": "The task loss of the mixed prediction (MSE, or cross-entropy for classes): experts are blended, and "
            "nothing rewards sending a row to the one expert that predicts it best.",
-    "likelihood": "The mixture likelihood (Jacobs et al. 1991): -log sum_e w_e N(y; y_e, sigma^2) with a learned "
-                  "sigma (classes: -log sum_e w_e p_e(y)); each row pulls the gate towards its best expert, which "
-                  "is what makes experts specialise.",
+    "likelihood": "The mixture likelihood (Jacobs et al. 1991): -log sum_e p_e N(y; y_e, sigma^2) with a learned "
+                  "sigma (classes: -log sum_e p_e p_e(y)); each row pulls the gate towards its best expert, which "
+                  "is what makes experts specialise. p: the gate's probabilities over all experts (before top-k); "
+                  "the prediction mixes the routed weights normalised to sum 1 (top-1: the chosen expert's output).",
 }
+RESTARTS_DEFINITION = ("Restarts: try this many initialisations for the given epochs each and train the one with "
+                       "the lowest validation loss (1 = off). Catches some runs whose experts settle on a misplaced "
+                       "regime boundary; costs restarts × epochs extra.")

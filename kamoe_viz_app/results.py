@@ -97,9 +97,9 @@ def current_run_results() -> None:
     st.dataframe(_metrics_table(result.metrics, baseline), hide_index=True, width="content")
     if live.busy():
         st.caption("The plain baseline is training; its scores appear here when it is done.")
-    elif baseline is None and run.config.model.kind != "standard":
-        if st.button("Train the plain baseline now", icon=":material/compare_arrows:",
-                     help="The standard single-expert model with the same settings, for comparison."):
+    elif baseline is None and run.config.model.kind != "standard" and st.button(
+            "Train the plain baseline now", icon=":material/compare_arrows:",
+            help="The standard single-expert model with the same settings, for comparison."):
             message = live.start_baseline(run)
             if message:
                 st.error(esc(message))

@@ -17,7 +17,9 @@ from kamoe_viz.config import (
     CAPACITY_FACTOR_RANGE,
     GATE_ACTIVATIONS,
     GATE_LR_SCALE_RANGE,
+    MAX_EPOCHS,
     MAX_EXPERTS,
+    MAX_RESTARTS,
     MAX_SHARED_EXPERTS,
     OBJECTIVES,
     Z_LOSS_RANGE,
@@ -26,6 +28,7 @@ from kamoe_viz.config import (
 )
 from kamoe_viz.routing_specs import (
     OBJECTIVE_DEFINITIONS,
+    RESTARTS_DEFINITION,
     ROUTERS,
     SHARED_EXPERTS_DEFINITION,
 )
@@ -39,7 +42,8 @@ BATCH_DEPENDENT_NOTE = ("{title} routing depends on the batch: which rows an exp
 FIELD_LABELS = {"model.routing": "Router", "model.capacity_factor": "Capacity factor",
                 "model.shared_experts": "Shared experts", "model.bias_update_rate": "Bias update rate",
                 "train.balance_loss": "Balance loss weight", "train.z_loss": "Z-loss weight",
-                "train.objective": "Training objective", "train.gate_lr_scale": "Gate LR scale"}
+                "train.objective": "Training objective", "train.gate_lr_scale": "Gate LR scale",
+                "train.restarts": "Restarts", "train.restart_epochs": "Epochs per restart"}
 
 
 def routing_settings(m: ModelConfig, n_experts: int, disabled: bool) -> dict[str, Any]:
@@ -100,8 +104,9 @@ def routing_training_settings(t: TrainConfig, disabled: bool) -> dict[str, Any]:
     values["balance_loss"] = c1.number_input(
         "Balance loss weight", *BALANCE_LOSS_RANGE, step=0.01, format="%g", disabled=off(disabled, live=True),
         key=seed("train.balance_loss", float(t.balance_loss)),
-        help=("Applies from the next epoch, also while Play or Step train. α of the Switch auxiliary loss α·E·Σ f_i·P_i (f_i: share of rows whose top expert is i; P_i: mean "
-             "softmax probability of i); 0 = off. Logged per epoch either way."))
+        help=("Applies from the next epoch, also while Play or Step train. α of the Switch auxiliary loss "
+              "α·E·Σ f_i·P_i (f_i: share of rows whose top expert is i; P_i: mean softmax probability of i); "
+              "0 = off. Logged per epoch either way."))
     values["z_loss"] = c2.number_input(
         "Z-loss weight", *Z_LOSS_RANGE, step=0.001, format="%g", disabled=off(disabled),
         key=seed("train.z_loss", float(t.z_loss)),
@@ -110,4 +115,12 @@ def routing_training_settings(t: TrainConfig, disabled: bool) -> dict[str, Any]:
         "Gate LR scale", *GATE_LR_SCALE_RANGE, step=0.5, format="%g",
         disabled=off(disabled), key=seed("train.gate_lr_scale", float(t.gate_lr_scale)),
         help=why(disabled) or ("The gate, its input layer and the router learn at learning rate × this."))
+    c1, c2 = st.columns(2)
+    values["restarts"] = c1.number_input(
+        FIELD_LABELS["train.restarts"], 1, MAX_RESTARTS, step=1, disabled=off(disabled),
+        key=seed("train.restarts", int(t.restarts)), help=why(disabled) or RESTARTS_DEFINITION)
+    values["restart_epochs"] = c2.number_input(
+        FIELD_LABELS["train.restart_epochs"], 1, MAX_EPOCHS, step=5, disabled=off(disabled),
+        key=seed("train.restart_epochs", int(t.restart_epochs)),
+        help=why(disabled) or "Epochs each restart trains before the restarts are compared on the validation split.")
     return values

@@ -6,6 +6,8 @@ older ones are released (they stay on disk in the run store).
 """
 from __future__ import annotations
 
+import contextlib
+
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,10 +40,8 @@ def run_key(run: Any) -> str:
     token = getattr(run, "_session_token", None)
     if token is None:
         token = f"unsaved-{id(run):x}"
-        try:
+        with contextlib.suppress(AttributeError):  # a run type that refuses new attributes stays unsaved-id keyed
             run._session_token = token
-        except AttributeError:
-            pass
     return token
 
 

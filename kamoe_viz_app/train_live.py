@@ -6,6 +6,8 @@ other browser sessions keep their share of the CPU. The job, its models and resu
 """
 from __future__ import annotations
 
+from functools import partial
+
 from typing import Any
 
 import streamlit as st
@@ -102,8 +104,8 @@ def drain() -> list[str]:
             run = j.run
             state.set_current_run(run)
             epochs = list(j.stages[0].epochs)
-            state.run_cached(run, LOAD_HISTORY, lambda: ct.load_history_frame(epochs,
-                                                                               run.config.model.gate_activation))
+            state.run_cached(run, LOAD_HISTORY,
+                             partial(ct.load_history_frame, epochs, run.config.model.gate_activation))
         elif event == BASELINE and j.run is not None and j.baseline is not None:
             st.session_state.setdefault(BASELINES, {})[state.run_key(j.run)] = dict(
                 j.baseline.metrics, epochs_run=j.baseline.epochs_run)

@@ -169,7 +169,7 @@ def training_settings(base: RunConfig, devices: list[str], disabled: bool) -> di
                                     help=why(disabled) or ("Only devices present on this machine are offered. auto = the GPU if "
                                          "there is one, else the CPU."))
     with st.expander("Routing and balance", expanded=t.objective != "mse" or t.balance_loss > 0 or t.z_loss > 0
-                     or t.gate_lr_scale != 1.0):
+                     or t.gate_lr_scale != 1.0 or t.restarts > 1):
         values.update(routing_training_settings(t, disabled))
     with st.expander("More training settings"):
         c1, c2 = st.columns(2)

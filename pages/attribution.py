@@ -60,16 +60,15 @@ with guarded("Attribution chart"):
 if layers.empty:
     st.caption("This model has no KAN layers (no GRKAN gate, no KAN experts), so there are no spline importances "
                "to compare with.")
-left, right = st.columns([3, 2])
-with left:
-    show_table(attributions[attributions["target"] == target], f"attributions_{target}_{baseline}", height=220)
-with right:
-    show_table(deltas, f"ig_convergence_{baseline}", height=220,
-               column_config={"mean_abs_delta": st.column_config.NumberColumn("mean |delta|", format="%.2e"),
-                              "max_abs_delta": st.column_config.NumberColumn("max |delta|", format="%.2e"),
-                              "mean_abs_output_change": st.column_config.NumberColumn("mean |f(x) − f(base)|",
-                                                                                      format="%.3g"),
-                              "relative_delta": st.column_config.NumberColumn("|delta| / change", format="percent")})
+# one above the other at full width: side by side, the convergence table's columns were cut off at its edge
+show_table(attributions[attributions["target"] == target], f"attributions_{target}_{baseline}", height=220)
+st.caption("Integrated Gradients convergence per target:")
+show_table(deltas, f"ig_convergence_{baseline}",
+           column_config={"mean_abs_delta": st.column_config.NumberColumn("mean |delta|", format="%.2e"),
+                          "max_abs_delta": st.column_config.NumberColumn("max |delta|", format="%.2e"),
+                          "mean_abs_output_change": st.column_config.NumberColumn("mean |f(x) − f(base)|",
+                                                                                  format="%.3g"),
+                          "relative_delta": st.column_config.NumberColumn("|delta| / change", format="percent")})
 
 # ----- one row ----------------------------------------------------------------------------------------------------
 st.subheader("One row")

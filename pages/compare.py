@@ -30,6 +30,9 @@ entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 
 RESULT = "compare_result"
 K = "cmp."  # widget key prefix of this page
+# "All runs" shows these by default (they fit the page's width); the toggle shows every column
+RUN_COLUMNS = ["variant", "seed", "test_metric", "epochs_run", "best_epoch", "stopped_reason", "train_seconds",
+               "params", "regime_nmi", "min_load", "message"]  # stopped_reason says "diverged" too
 MODEL, TRAIN = ModelConfig(), TrainConfig()  # the defaults of Train and the CLI (one definition, in config)
 
 
@@ -179,7 +182,8 @@ def show_result(res: Any) -> None:
                    f"{row.message or 'loss became NaN/inf'}")
     summary = res.summary.merge(res.cost(), on="variant").merge(res.routing_means(), on="variant", how="left")
     summary["variant"] = summary["variant"].map(variant_label)
-    st.dataframe(summary, hide_index=True, column_config={
+    st.dataframe(summary, hide_index=True, width="stretch", column_config={
+        "variant": st.column_config.Column("variant", pinned=True),  # stays in view when the table scrolls
         "mean": st.column_config.NumberColumn(f"mean {label}", format="%.4f"),
         "std": st.column_config.NumberColumn("std", format="%.4f"),
         "ci_low": st.column_config.NumberColumn("95% CI low", format="%.4f"),
@@ -222,9 +226,24 @@ def show_result(res: Any) -> None:
         with st.expander("Statistics table"):
             st.dataframe(res.stats.drop(columns=["verdict"]), hide_index=True)
     st.subheader("All runs")
-    st.dataframe(t.assign(variant=t["variant"].map(variant_label)), hide_index=True, column_config={
-        **readable_columns(t),
-        "test_metric": st.column_config.NumberColumn(f"test {label}", format="%.4f")})
+    every = st.toggle("Every column", value=False, key="cmp.all_columns",
+                      help="Off: the columns that tell the runs apart (the rest are the same for every run or are "
+                           "in the CSV). On: all of them; scroll the table sideways.")
+    shown = t.assign(variant=t["variant"].map(variant_label))
+    st.dataframe(shown, hide_index=True, width="stretch",
+                 column_order=None if every else [c for c in RUN_COLUMNS if c in shown.columns],
+                 column_config={**readable_columns(t),
+                                "variant": st.column_config.Column("variant", pinned=True),
+                                "test_metric": st.column_config.NumberColumn(f"test {label}", format="%.4f"),
+                                "epochs_run": st.column_config.NumberColumn("epochs"),
+                                "best_epoch": st.column_config.NumberColumn("best"),
+                                "stopped_reason": st.column_config.Column("stopped by"),
+                                "train_seconds": st.column_config.NumberColumn("s", format="%.1f",
+                                                                               help="training seconds"),
+                                "regime_nmi": st.column_config.NumberColumn(ROUTING_METRIC_LABELS["nmi"],
+                                                                            format="%.2f"),
+                                "min_load": st.column_config.NumberColumn(ROUTING_METRIC_LABELS["min_load"],
+                                                                          format="%.2f")})
     st.download_button("Download runs (CSV)", res.to_csv(), file_name="comparison.csv", mime="text/csv",
                        icon=":material/download:", key="cmp.download")
 

@@ -15,8 +15,9 @@ entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 CONFIRM = "_confirm_delete"
 PICK = "runs_pick"
 VALUE_LABELS = {**GATE_LABELS, **EXPERT_LABELS}
-TABLE_COLUMNS = ["name", "run_id", "created", "dataset", "gate", "expert", "n_experts", "metric", "value", "epochs",
-                 "device", "stopped_reason", "notes", "imported", "error"]
+# what tells runs apart first (they fit the page's width); the rest is reached by scrolling, the name pinned
+TABLE_COLUMNS = ["name", "dataset", "gate", "expert", "n_experts", "metric", "value", "epochs", "stopped_reason",
+                 "created", "device", "run_id", "notes", "imported", "error"]
 IMPORTED = "_imported_files"  # upload file ids already imported in this session (no double import on rerun)
 
 
@@ -105,10 +106,13 @@ shown = shown.drop(columns=[c for c in ("notes", "imported", "error") if c in sh
 shown = shown.assign(**{column: shown[column].map(lambda v, names=names: names.get(v, v))
                         for column, names in (("gate", VALUE_LABELS), ("expert", VALUE_LABELS),
                                               ("metric", METRIC_LABELS)) if column in shown})
+if "created" in shown:  # 2026-12-03T19:05:29+00:00 -> 2026-12-03 19:05 (UTC)
+    shown = shown.assign(created=shown["created"].map(lambda v: str(v)[:16].replace("T", " ") if v else v))
 st.dataframe(shown, hide_index=True, width="stretch", key="runs_table",
-             column_config={"value": st.column_config.NumberColumn("test score", format="%.4f"),
+             column_config={"name": st.column_config.Column("name", pinned=True),
+                            "value": st.column_config.NumberColumn("test score", format="%.4f"),
                             "metric": "metric", "n_experts": "experts", "run_id": "run id",
-                            "stopped_reason": "stopped by"})
+                            "stopped_reason": "stopped by", "created": "created (UTC)"})
 ids = [str(r) for r in table["run_id"]]
 labels = {rid: _label(row) for rid, row in zip(ids, table.to_dict("records"))}
 if st.session_state.get(PICK) not in ids:  # first visit, or the picked run is gone: the current run, else the newest

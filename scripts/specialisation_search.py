@@ -1,100 +1,107 @@
 """Research script: which training recipe makes experts specialise on `regimes` over many seeds (issue 15).
 
-Each candidate is a set of RunConfig overrides; it is trained on seeds 0-9 (data seed = training seed = S) and
-scored by the NMI of the winning expert against the true regime and by R², both on the test split, as
-`train --json` reports them. Results are appended, one JSON line per (candidate, seed), to --out.
+Each candidate is a preset (``--base``, default ``regimes``) plus RunConfig overrides, and optionally a schedule
+tried here before it became a training option. It is trained at each training seed S with data seed 0, as
+``train --preset NAME --seed S --json`` and tests/test_presets.py do, and scored by the NMI of the winning expert
+against the true regime, min load and R² (test split). One JSON line per (candidate, seed) is appended to --out.
 
-    .venv/bin/python scripts/specialisation_search.py --candidates lik_g5,lik_g5_restarts --seeds 0-9
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python scripts/specialisation_search.py --candidates base --seeds 0-9
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from typing import Any
 
 import torch
 
-from kamoe_viz.training.evaluation import routing_report
 from kamoe_viz.config import RunConfig
-from kamoe_viz.training.pipeline import train_run
+from kamoe_viz.presets import get_preset
+from kamoe_viz.training.evaluation import routing_report
 
-BASE = {"data": {"name": "regimes"},
-        "model": {"gate": "grkan", "gate_activation": "softmax", "n_experts": 3, "expert_hidden": [32]},
-        "train": {"epochs": 60, "lr": 3e-3, "early_stopping": 15}}
-LIK = {"train": {"objective": "likelihood", "gate_lr_scale": 5.0}}
-
-CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
-    "today": {},
-    "lik_g5": LIK,
-    "lik_g5_bal01": {"train": {**LIK["train"], "balance_loss": 0.1}},
-    "lik_g5_bal001": {"train": {**LIK["train"], "balance_loss": 0.01}},
-    "lik_g5_e4": {"model": {"n_experts": 4}, **LIK},
-    "lik_g5_h16": {"model": {"expert_hidden": [16]}, **LIK},
-    "lik_g5_h8": {"model": {"expert_hidden": [8]}, **LIK},
-    "lik_g10": {"train": {"objective": "likelihood", "gate_lr_scale": 10.0}},
-    "lik_g5_sigbias": {"model": {"routing": "sigmoid_bias", "top_k": 3, "bias_update_rate": 0.001}, **LIK},
-    "lik_g5_switch_bal": {"model": {"routing": "switch", "capacity_factor": 2.0},
-                          "train": {**LIK["train"], "balance_loss": 0.01}},
-    "lik_g5_long": {"train": {**LIK["train"], "epochs": 200, "early_stopping": 40}},
-    "lik_g5_long_lr1": {"train": {**LIK["train"], "epochs": 200, "early_stopping": 40, "lr": 1e-3}},
-    "lik_g5_long_mlpgate": {"model": {"gate": "grn"}, "train": {**LIK["train"], "epochs": 200, "early_stopping": 40}},
-    "lik_g5_long_r4": {"train": {**LIK["train"], "epochs": 200, "early_stopping": 40},
-                       "restart": {"restarts": 4, "restart_epochs": 15}},
-    "lik_g5_r4": {**LIK, "restart": {"restarts": 4, "restart_epochs": 15}},
-    "lik_g5_long_linear": {"model": {"gate": "linear"}, "train": {**LIK["train"], "epochs": 200, "early_stopping": 40}},
-    "lik_g5_long_linear_r3": {"model": {"gate": "linear"},
-                              "train": {**LIK["train"], "epochs": 200, "early_stopping": 40},
-                              "restart": {"restarts": 3, "restart_epochs": 10}},
-    "lik_g5_linear": {"model": {"gate": "linear"}, **LIK},
-    "lik_g5_grn": {"model": {"gate": "grn"}, **LIK},
+Overrides = dict[str, dict[str, Any]]
+CANDIDATES: dict[str, Overrides] = {
+    "base": {},
+    "g10": {"train": {"gate_lr_scale": 10.0}},
+    "g20": {"train": {"gate_lr_scale": 20.0}},
+    "bal0": {"train": {"balance_loss": 0.0}},
+    "bal01": {"train": {"balance_loss": 0.1}},
+    "bal03": {"train": {"balance_loss": 0.3}},
+    "bal1": {"train": {"balance_loss": 1.0}},
+    "bal03_ep150": {"train": {"balance_loss": 0.3, "epochs": 150, "early_stopping": 30}},
+    "h16_ep150": {"model": {"expert_hidden": [16]}, "train": {"epochs": 150, "early_stopping": 30}},
+    "g2": {"train": {"gate_lr_scale": 2.0}},
+    "b64": {"train": {"batch_size": 64}},
+    "b32": {"train": {"batch_size": 32}},
+    "lr1e2_g2": {"train": {"lr": 1e-2, "gate_lr_scale": 2.0}},
+    "r3k20": {"train": {"restarts": 3, "restart_epochs": 20}},
+    "r3k30": {"train": {"restarts": 3, "restart_epochs": 30}},
+    "r4k20": {"train": {"restarts": 4, "restart_epochs": 20}},
+    "r3k30_ep150": {"train": {"restarts": 3, "restart_epochs": 30, "epochs": 150, "early_stopping": 30}},
+    "ep150": {"train": {"epochs": 150, "early_stopping": 30}},
+    "lr1e2": {"train": {"lr": 1e-2}},
+    "nolrp": {"train": {"lr_patience": 0}},
+    "switch": {"model": {"routing": "switch", "capacity_factor": 2.0}},
+    "switch_bal01": {"model": {"routing": "switch", "capacity_factor": 2.0}, "train": {"balance_loss": 0.1}},
+    "sigbias": {"model": {"routing": "sigmoid_bias", "top_k": 1, "bias_update_rate": 0.01}},
+    "linear": {"model": {"gate": "linear"}},
+    "grn": {"model": {"gate": "grn"}},
+    "e4": {"model": {"n_experts": 4}},
+    "e4_bal0": {"model": {"n_experts": 4}, "train": {"balance_loss": 0.0}},
+    "e4_h16": {"model": {"n_experts": 4, "expert_hidden": [16]}},
+    "h16": {"model": {"expert_hidden": [16]}},
+    "wd": {"train": {"weight_decay": 1e-3}},
 }
+SCHEDULES = ("none", "bal_anneal", "sigma_anneal")
 
 
-def merged(overrides: dict[str, dict[str, Any]], seed: int) -> RunConfig:
-    raw = RunConfig().to_dict()
-    for part in (BASE, overrides):
-        for section, values in part.items():
-            raw[section].update(values)
-    raw["data"]["seed"] = seed
-    raw["train"]["seed"] = seed
+def config_for(base: str, overrides: Overrides, seed: int) -> RunConfig:
+    raw = get_preset(base).config(seed).to_dict()
+    for section, values in overrides.items():
+        raw[section].update(values)
     raw["train"]["device"] = "cpu"
     return RunConfig.from_dict(raw)
 
 
-def restarted_run(config: RunConfig, restarts: int, restart_epochs: int) -> Any:
-    """Train ``restarts`` initialisations for ``restart_epochs`` epochs each, continue the one with the lowest
-    validation objective (validation split only) to the end."""
+def scheduled_run(config: RunConfig, schedule: str, arg: float) -> Any:
+    """Train as train_run does, with a per-epoch schedule: ``bal_anneal`` the balance weight from 10x its value
+    to 0 over the first ``arg`` epochs; ``sigma_anneal`` a floor on the likelihood's sigma from 1 down to 0 over
+    the first ``arg`` epochs."""
     from kamoe_viz.data import load_dataset
     from kamoe_viz.nn import build_model
     from kamoe_viz.training import TrainedRun, Trainer
 
     dataset = load_dataset(config.data)
-    trainers = []
-    for k in range(restarts):
-        torch.manual_seed(config.train.seed * 1000 + k)
-        model = build_model(config.model, dataset)
-        trainer = Trainer(model, dataset, config.train)
-        trainer.run_epochs(restart_epochs)
-        trainers.append(trainer)
-    best = min(trainers, key=lambda t: t.best_val)
-    while not best.done:
-        best.run_epochs(1)
-    result = best.finish()
-    best.model.cpu().eval()
-    return TrainedRun(config=config, dataset=dataset, model=best.model, result=result)
+    torch.manual_seed(config.train.seed)
+    trainer = Trainer(build_model(config.model, dataset), dataset, config.train)
+    alpha0 = max(config.train.balance_loss, 0.01) * 10
+    while not trainer.done:
+        t = trainer.epoch
+        frac = max(0.0, 1.0 - t / arg)
+        if schedule == "bal_anneal":
+            trainer.update_settings(balance_loss=alpha0 * frac)
+        elif schedule == "sigma_anneal" and trainer.objective.log_sigma is not None and frac > 0:
+            with torch.no_grad():
+                trainer.objective.log_sigma.clamp_(min=math.log(max(frac, 1e-3)))
+        trainer.run_epochs(1)
+    result = trainer.finish()
+    trainer.model.cpu().eval()
+    return TrainedRun(config=config, dataset=dataset, model=trainer.model, result=result)
 
 
-def evaluate(name: str, seed: int) -> dict[str, Any]:
+def evaluate(base: str, name: str, seed: int, schedule: str, arg: float) -> dict[str, Any]:
+    from kamoe_viz.training.pipeline import train_run
+
     started = time.perf_counter()
-    overrides = {k: dict(v) for k, v in CANDIDATES[name].items()}
-    restart = overrides.pop("restart", None)
-    config = merged(overrides, seed)
-    run = restarted_run(config, **restart) if restart else train_run(config)
+    config = config_for(base, CANDIDATES[name], seed)
+    run = train_run(config) if schedule == "none" else scheduled_run(config, schedule, arg)
     routing = routing_report(run)
-    return {"candidate": name, "seed": seed, "nmi": round(routing["nmi"], 4),
-            "r2": round(run.result.metrics["r2"], 4), "min_load": round(routing["min_load"], 4),
-            "epochs": run.result.epochs_run, "seconds": round(time.perf_counter() - started, 2)}
+    return {"base": base, "candidate": name, "schedule": schedule, "arg": arg, "seed": seed,
+            "nmi": round(routing["nmi"], 4), "r2": round(run.result.metrics["r2"], 4),
+            "min_load": round(routing["min_load"], 4), "epochs": run.result.epochs_run,
+            "seconds": round(time.perf_counter() - started, 2)}
 
 
 def seeds(text: str) -> list[int]:
@@ -104,7 +111,10 @@ def seeds(text: str) -> list[int]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--candidates", default=",".join(CANDIDATES))
+    p.add_argument("--base", default="regimes")
+    p.add_argument("--candidates", default="base")
+    p.add_argument("--schedule", choices=SCHEDULES, default="none")
+    p.add_argument("--arg", type=float, default=30.0)
     p.add_argument("--seeds", default="0-9")
     p.add_argument("--out", default="scripts/specialisation_results.jsonl")
     args = p.parse_args()
@@ -112,14 +122,16 @@ def main() -> None:
     for name in args.candidates.split(","):
         rows = []
         for seed in seeds(args.seeds):
-            row = evaluate(name, seed)
+            row = evaluate(args.base, name, seed, args.schedule, args.arg)
             rows.append(row)
+            print(json.dumps(row), flush=True)
             with open(args.out, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
         nmi = [r["nmi"] for r in rows]
         r2 = [r["r2"] for r in rows]
-        print(f"{name:22s} nmi mean {sum(nmi)/len(nmi):.3f} min {min(nmi):.3f}  r2 mean {sum(r2)/len(r2):.3f} "
-              f"min {min(r2):.3f}  {sum(r['seconds'] for r in rows):.0f}s", flush=True)
+        print(f"{args.base}/{name}/{args.schedule}:{args.arg:g} nmi mean {sum(nmi)/len(nmi):.3f} min {min(nmi):.3f}"
+              f"  r2 mean {sum(r2)/len(r2):.3f} min {min(r2):.3f}  min_load {min(r['min_load'] for r in rows):.3f}"
+              f"  {sum(r['seconds'] for r in rows):.0f}s", flush=True)
 
 
 if __name__ == "__main__":

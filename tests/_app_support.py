@@ -36,7 +36,7 @@ def no_exception(at: AppTest, where: str = "") -> None:
 
 
 def job(at: AppTest) -> Any:
-    return at.session_state[JOB] if JOB in at.session_state else None
+    return at.session_state.get(JOB)
 
 
 def train_until_done(at: AppTest, timeout: float = 240) -> AppTest:

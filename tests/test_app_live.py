@@ -54,7 +54,7 @@ def test_same_settings_give_the_same_run_as_train_run(setup):
 
 
 def test_background_stop_keeps_the_model_and_skips_the_baseline(setup):
-    config, dataset = setup
+    _, dataset = setup
     long = RunConfig.from_query_params(dict(TINY, **{"train.epochs": "5000"}))
     job = LiveJob.start(long, dataset, with_baseline=True)
     job.start_background(0.05)
@@ -70,7 +70,7 @@ def test_background_stop_keeps_the_model_and_skips_the_baseline(setup):
 
 
 def test_a_job_nobody_watches_stops_itself(setup):
-    config, dataset = setup
+    _, dataset = setup
     long = RunConfig.from_query_params(dict(TINY, **{"train.epochs": "5000"}))
     job = LiveJob.start(long, dataset, with_baseline=False)
     job.idle_timeout = 0.5
@@ -99,7 +99,7 @@ def test_finished_run_is_saved_and_a_failing_store_only_adds_a_note(setup, tmp_p
 
 
 def test_impossible_settings_raise_the_library_error(setup):
-    config, dataset = setup
+    _, dataset = setup
     bad = RunConfig.from_query_params(dict(TINY, **{"model.expert": "lstm"}))
     with pytest.raises(ValidationError, match="model.expert"):
         LiveJob.start(bad, dataset)

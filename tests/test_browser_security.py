@@ -30,19 +30,19 @@ def test_runs_dir_flag_and_no_markdown_image(tmp_path: Path) -> None:
         plain["dataset.json"] = json.dumps(meta).encode()
     RunStore(chosen).import_bytes(rezip(source.export_bytes(source.save(make_run(), name=EVIL)), forge), "x.zip")
     outside: list[str] = []
-    with app_server(decoy, tmp_path / "server.log", app_args=("--runs-dir", str(chosen))) as url:
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.on("request", lambda r: outside.append(r.url) if "198.51.100.7" in r.url else None)
-            page.goto(url + "/runs", wait_until="domcontentloaded")
-            page.get_by_role("button", name="Open in the explorer").wait_for(timeout=150_000)
-            page.get_by_role("button", name="Open in the explorer").click()
-            wait_idle(page, timeout=150)
-            page.wait_for_timeout(1500)
-            images = page.locator('img[src*="198.51.100.7"]').count()
-            text = page.inner_text("body")
-            browser.close()
+    with app_server(decoy, tmp_path / "server.log", app_args=("--runs-dir", str(chosen))) as url, \
+            sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.on("request", lambda r: outside.append(r.url) if "198.51.100.7" in r.url else None)
+        page.goto(url + "/runs", wait_until="domcontentloaded")
+        page.get_by_role("button", name="Open in the explorer").wait_for(timeout=150_000)
+        page.get_by_role("button", name="Open in the explorer").click()
+        wait_idle(page, timeout=150)
+        page.wait_for_timeout(1500)
+        images = page.locator('img[src*="198.51.100.7"]').count()
+        text = page.inner_text("body")
+        browser.close()
     assert not any(p.name != ".keep" for p in decoy.glob("*") if p.is_dir()), "the decoy folder was used"
     assert images == 0 and not outside, outside
     assert "198.51.100.7" in text  # the name is shown, as text

@@ -101,7 +101,7 @@ def test_train_on_csv(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     ([], "COMMAND"),
 ])
 def test_invalid_input_one_line_exit_2(capsys: pytest.CaptureFixture, argv: list[str], needle: str) -> None:
-    code, out, err = run_cli(capsys, *argv)
+    code, _, err = run_cli(capsys, *argv)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), err
@@ -183,8 +183,10 @@ def test_compare_commands_are_registered(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_progress_bar_lines_and_terminal() -> None:
-    info = lambda e: SimpleNamespace(epoch=e, train_loss=0.5, val_loss=0.4, best_epoch=e, lr=1e-3,  # noqa: E731
-                                     seconds_elapsed=float(e), eta_seconds=float(20 - e))
+    def info(e: int) -> SimpleNamespace:
+        return SimpleNamespace(epoch=e, train_loss=0.5, val_loss=0.4, best_epoch=e, lr=1e-3,
+                               seconds_elapsed=float(e), eta_seconds=float(20 - e))
+
     log = io.StringIO()
     bar = ProgressBar(20, log)
     for e in range(1, 21):

@@ -151,13 +151,13 @@ def test_oversize_file_in_every_form(tmp_path: Path) -> None:
     data = csv_bytes(table(n=200))
     path = tmp_path / "big.csv"
     path.write_bytes(data)
-    stream = open(path, "rb")  # a file object reads at most the cap, and is named by its file name only
-    for source, label, size in [(data, "upload", f"{len(data):,}"), (path, "big.csv", f"{len(data):,}"),
-                                (io.BytesIO(data), "upload", "more than 1,000"), (stream, "big.csv", "more than 1,000")]:
-        message = refused_read(source, max_bytes=1000)
-        assert message.startswith(f"{label}: got '{size} bytes'") and "at most 1,000 bytes" in message
-        assert "KAMOE_MAX_UPLOAD_MB" in message
-    stream.close()
+    with open(path, "rb") as stream:  # a file object reads at most the cap, and is named by its file name only
+        for source, label, size in [(data, "upload", f"{len(data):,}"), (path, "big.csv", f"{len(data):,}"),
+                                    (io.BytesIO(data), "upload", "more than 1,000"),
+                                    (stream, "big.csv", "more than 1,000")]:
+            message = refused_read(source, max_bytes=1000)
+            assert message.startswith(f"{label}: got '{size} bytes'") and "at most 1,000 bytes" in message
+            assert "KAMOE_MAX_UPLOAD_MB" in message
     assert "could not be read" in refused_read(stream)
     assert len(read_csv_table(data, max_bytes=len(data))) == 200
 

@@ -205,7 +205,7 @@ def test_training_agrees_with_autograd(kernel, monkeypatch, config, train):
             if train and not trainer.done:
                 with torch.no_grad():
                     for name, inputs in model.kan_layer_inputs(torch.as_tensor(data.X_train)).items():
-                        dict((ref.name, ref.layer) for ref in model.kan_layers())[name].update_grid(inputs)
+                        {ref.name: ref.layer for ref in model.kan_layers()}[name].update_grid(inputs)
         histories.append(trainer.finish().history[["train_loss", "val_loss"]].to_numpy())
     assert paths == ["direct", "autograd"]
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-4)

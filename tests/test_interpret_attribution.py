@@ -28,7 +28,7 @@ def test_integrated_gradients_completeness(case, baseline):
 
 
 def test_baselines_are_training_mean_and_raw_zero():
-    model, data = tiny_model("grkan", "mlp", "sigmoid")
+    _, data = tiny_model("grkan", "mlp", "sigmoid")
     assert np.allclose(at.baseline_row(data, "mean"), data.X_train.mean(0), atol=1e-6)
     assert np.allclose(at.baseline_row(data, "zeros"), raw_to_scaled(data, np.zeros(2)), atol=1e-6)
     _, seq = tiny_model("linear", "kan", "sigmoid", "regression", True)

@@ -211,7 +211,8 @@ def test_switched_off_by_the_environment(tmp_path):
 def test_first_use_builds_in_the_background_then_loads_from_the_cache(tmp_path):
     cache = str(tmp_path / "cache")
     wait = ("import time\nfor _ in range(600):\n    if native.status().state != 'building': break\n"
-            "    time.sleep(0.05)\nresult['final'] = native.status().state\nresult['ready'] = native.library() is not None\n"
+            "    time.sleep(0.05)\nresult['final'] = native.status().state\n"
+            "result['ready'] = native.library() is not None\n"
             "print(json.dumps(result))")
     out = run_python(TRAIN_TINY + wait, KAMOE_NATIVE_DIR=cache)
     assert out["first"] is False and out["then"] == "building" and out["final"] == "ready" and out["ready"]

@@ -17,7 +17,7 @@ from kamoe_viz.nn.gates import gate_parameter_count
 from kamoe_viz.nn.routers import build_router
 from kamoe_viz.nn.kan import bspline_basis_recursive, uniform_knots
 
-B, T, FEAT, E, H, O = 6, 5, 4, 3, 7, 2
+B, T, FEAT, E, H, N_OUT = 6, 5, 4, 3, 7, 2
 TABULAR = [("mlp", (H,)), ("mlp", (H, 5)), ("kan", (H,)), ("kan", (H, 5))]
 
 
@@ -33,12 +33,12 @@ def config(**kw) -> ModelConfig:
 def test_tabular_shapes(gate, activation, top_k, expert, hidden):
     torch.manual_seed(0)
     model = KAMoE(config(gate=gate, gate_activation=activation, top_k=top_k, expert=expert, expert_hidden=hidden),
-                  FEAT, O)
+                  FEAT, N_OUT)
     out = model(torch.randn(B, FEAT))
     assert isinstance(out, MoEOutput)
-    assert out.prediction.shape == (B, O)
+    assert out.prediction.shape == (B, N_OUT)
     assert out.gate_weights.shape == (B, E)
-    assert out.expert_outputs.shape == (B, O, E)
+    assert out.expert_outputs.shape == (B, N_OUT, E)
     assert out.expert_hidden.shape == (B, E, hidden[-1])
     assert model.gate_weights(torch.randn(B, FEAT)).shape == (B, E)
     if top_k:
@@ -52,11 +52,11 @@ def test_tabular_shapes(gate, activation, top_k, expert, hidden):
 @pytest.mark.parametrize("top_k", [0, 2])
 def test_sequence_shapes(gate, expert, top_k):
     torch.manual_seed(0)
-    model = KAMoE(config(gate=gate, expert=expert, top_k=top_k), FEAT, O, seq_len=T)
+    model = KAMoE(config(gate=gate, expert=expert, top_k=top_k), FEAT, N_OUT, seq_len=T)
     out = model(torch.randn(B, T, FEAT))
-    assert out.prediction.shape == (B, O)
+    assert out.prediction.shape == (B, N_OUT)
     assert out.gate_weights.shape == (B, E)
-    assert out.expert_outputs.shape == (B, O, E)
+    assert out.expert_outputs.shape == (B, N_OUT, E)
     assert out.expert_hidden.shape == (B, E, H)
     out.prediction.sum().backward()
 
@@ -67,31 +67,31 @@ def test_sequence_shapes(gate, expert, top_k):
 def test_sequence_shapes_return_sequences(gate, expert, activation):
     torch.manual_seed(0)
     model = KAMoE(config(gate=gate, expert=expert, gate_activation=activation, return_sequences=True,
-                         expert_hidden=(H, 5)), FEAT, O, seq_len=T)
+                         expert_hidden=(H, 5)), FEAT, N_OUT, seq_len=T)
     out = model(torch.randn(B, T, FEAT))
-    assert out.prediction.shape == (B, T, O)
+    assert out.prediction.shape == (B, T, N_OUT)
     assert out.gate_weights.shape == (B, T, E)
-    assert out.expert_outputs.shape == (B, T, O, E)
+    assert out.expert_outputs.shape == (B, T, N_OUT, E)
     assert out.expert_hidden.shape == (B, T, E, 5)
     assert_mixture_identity(model, out)
 
 
 def test_standard_baseline_is_one_expert_without_gate():
-    model = KAMoE(config(kind="standard"), FEAT, O)
+    model = KAMoE(config(kind="standard"), FEAT, N_OUT)
     out = model(torch.randn(B, FEAT))
     assert out.gate_weights.shape == (B, 1) and torch.all(out.gate_weights == 1)
-    assert out.expert_outputs.shape == (B, O, 1)
+    assert out.expert_outputs.shape == (B, N_OUT, 1)
     torch.testing.assert_close(out.prediction, out.expert_outputs[..., 0])
     assert model.gate is None and model.input_scale is None and model.gate_parameter_count() == 0
-    # a plain Dense(H, relu) -> Dense(O) network
-    assert model.parameter_count() == FEAT * H + H + H * O + O
+    # a plain Dense(H, relu) -> Dense(N_OUT) network
+    assert model.parameter_count() == FEAT * H + H + H * N_OUT + N_OUT
 
 
 def test_invalid_combinations_raise_validation_errors():
     with pytest.raises(ValidationError, match="model.expert.*sequential"):
-        KAMoE(config(expert="lstm"), FEAT, O)
+        KAMoE(config(expert="lstm"), FEAT, N_OUT)
     with pytest.raises(ValidationError, match="model.return_sequences"):
-        KAMoE(config(expert="mlp", return_sequences=True), FEAT, O, seq_len=T)
+        KAMoE(config(expert="mlp", return_sequences=True), FEAT, N_OUT, seq_len=T)
 
 
 @pytest.mark.parametrize("u", [1, 8, 32, 100, 257])
@@ -104,9 +104,9 @@ def test_reference_gate_parameter_counts(u):
 
 @pytest.mark.parametrize("u", [16, 100])
 def test_model_gate_parameter_count_uses_gate_width(u):
-    model = KAMoE(config(gate="grkan", gate_hidden=u), FEAT, O)
+    model = KAMoE(config(gate="grkan", gate_hidden=u), FEAT, N_OUT)
     assert model.gate_parameter_count() == 24 * u + 96
-    model = KAMoE(config(gate="grn", expert_hidden=(u,)), FEAT, O)  # u defaults to the expert width
+    model = KAMoE(config(gate="grn", expert_hidden=(u,)), FEAT, N_OUT)  # u defaults to the expert width
     assert model.gate_parameter_count() == 6 * u + 48
 
 
@@ -172,7 +172,7 @@ def assert_mixture_identity(model: KAMoE, out: MoEOutput) -> None:
 @pytest.mark.parametrize("top_k", [0, 2])
 def test_prediction_is_the_gate_weighted_sum_of_expert_outputs(gate, expert, top_k):
     torch.manual_seed(3)
-    model = KAMoE(config(gate=gate, expert=expert, top_k=top_k), FEAT, O)
+    model = KAMoE(config(gate=gate, expert=expert, top_k=top_k), FEAT, N_OUT)
     with torch.no_grad():
         model.head.bias.normal_()
     assert_mixture_identity(model, model(torch.randn(B, FEAT)))
@@ -253,7 +253,7 @@ def ref_model(model: KAMoE, x: torch.Tensor) -> torch.Tensor:
 def test_optimised_forward_equals_slow_reference(gate, expert, hidden, activation, top_k):
     torch.manual_seed(11)
     model = KAMoE(config(gate=gate, expert=expert, expert_hidden=hidden, gate_activation=activation, top_k=top_k),
-                  FEAT, O).double()
+                  FEAT, N_OUT).double()
     with torch.no_grad():  # move every parameter away from its initial value so nothing hides behind ones/zeros
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.3)
@@ -280,7 +280,7 @@ def exact_double_knots(model: KAMoE) -> None:
 
 def test_optimised_gradients_equal_reference_gradients():
     torch.manual_seed(12)
-    model = KAMoE(config(gate="grkan", expert="kan", expert_hidden=(H, 5)), FEAT, O).double()
+    model = KAMoE(config(gate="grkan", expert="kan", expert_hidden=(H, 5)), FEAT, N_OUT).double()
     exact_double_knots(model)
     x = torch.randn(10, FEAT, dtype=torch.float64)
     model(x).prediction.square().sum().backward()
@@ -292,7 +292,7 @@ def test_optimised_gradients_equal_reference_gradients():
 
 
 def test_kan_layer_listing_and_inputs():
-    model = KAMoE(config(gate="grkan", expert="kan", expert_hidden=(H, 5)), FEAT, O)
+    model = KAMoE(config(gate="grkan", expert="kan", expert_hidden=(H, 5)), FEAT, N_OUT)
     refs = model.kan_layers()
     assert all(isinstance(r, KanLayerRef) for r in refs)
     names = [r.name for r in refs]
@@ -304,7 +304,7 @@ def test_kan_layer_listing_and_inputs():
     for ref in refs:
         assert inputs[ref.name].shape == (B, ref.layer.in_features)
     assert model.kan_layers()[0].layer is model.gate.kan1
-    assert KAMoE(config(gate="grn", expert="mlp"), FEAT, O).kan_layers() == []
+    assert KAMoE(config(gate="grn", expert="mlp"), FEAT, N_OUT).kan_layers() == []
 
 
 def test_build_model_uses_the_dataset_shape():
@@ -316,6 +316,6 @@ def test_build_model_uses_the_dataset_shape():
 
 
 def test_input_scaling_starts_at_ones_and_is_trainable():
-    model = KAMoE(config(), FEAT, O)
+    model = KAMoE(config(), FEAT, N_OUT)
     assert torch.equal(model.input_scale.detach(), torch.ones(FEAT)) and model.input_scale.requires_grad
-    assert KAMoE(config(input_scaling=False), FEAT, O).input_scale is None
+    assert KAMoE(config(input_scaling=False), FEAT, N_OUT).input_scale is None

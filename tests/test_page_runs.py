@@ -115,7 +115,6 @@ def test_corrupt_and_foreign_files_are_refused_and_change_nothing(runs_dir):
 
 
 def test_download_offers_the_run_file(runs_dir):
-    root, run_id = runs_dir
     at = _runs_page(new_app())
     labels = [d.proto.label for d in at.get("download_button")]
     assert labels == ["Download as file"], labels

@@ -14,7 +14,7 @@ from kamoe_viz.nn import KAMoE, build_gate, build_router
 from kamoe_viz.nn.routers import ROUTERS, RouterOutput, balance_loss, capacity, z_loss
 from kamoe_viz.training.objectives import mixture_nll
 
-FEAT, O, E = 4, 1, 3
+FEAT, N_OUT, E = 4, 1, 3
 
 
 def model_config(routing: str, **kw) -> ModelConfig:
@@ -114,7 +114,7 @@ def test_balance_and_z_loss_by_hand():
 
 def test_mixture_likelihood_by_hand():
     weights = torch.tensor([[0.25, 0.75]])
-    outputs = torch.tensor([[[0.0, 1.0]]])  # (rows, O, E)
+    outputs = torch.tensor([[[0.0, 1.0]]])  # (rows, N_OUT, E)
     target = torch.tensor([[0.0]])
     density = 0.25 * math.exp(0) / math.sqrt(2 * math.pi) + 0.75 * math.exp(-0.5) / math.sqrt(2 * math.pi)
     assert float(mixture_nll("regression", weights, outputs, target)) == pytest.approx(-math.log(density))
@@ -127,7 +127,7 @@ def test_mixture_likelihood_by_hand():
 @pytest.mark.parametrize("routing", ROUTINGS)
 def test_gradients_reach_the_gate_for_every_router(routing):
     torch.manual_seed(1)
-    model = KAMoE(model_config(routing, gate="linear", gate_activation="softmax"), FEAT, O).train()
+    model = KAMoE(model_config(routing, gate="linear", gate_activation="softmax"), FEAT, N_OUT).train()
     out = model(torch.randn(64, FEAT))
     ((out.prediction - 1.0) ** 2).mean().backward()
     gate_grad = sum(float(p.grad.abs().sum()) for p in model.gate.parameters())
@@ -137,16 +137,16 @@ def test_gradients_reach_the_gate_for_every_router(routing):
 @pytest.mark.parametrize("routing", ROUTINGS)
 def test_sequence_routing_is_per_time_step(routing):
     torch.manual_seed(2)
-    model = KAMoE(model_config(routing, expert="gru", return_sequences=True, gate="linear"), FEAT, O, seq_len=5)
+    model = KAMoE(model_config(routing, expert="gru", return_sequences=True, gate="linear"), FEAT, N_OUT, seq_len=5)
     out = model.train()(torch.randn(8, 5, FEAT))
-    assert out.gate_weights.shape == (8, 5, E) and out.prediction.shape == (8, 5, O)
-    assert out.expert_outputs.shape == (8, 5, O, E)
+    assert out.gate_weights.shape == (8, 5, E) and out.prediction.shape == (8, 5, N_OUT)
+    assert out.expert_outputs.shape == (8, 5, N_OUT, E)
     assert set(out.aux) >= {"balance_loss", "z_loss"}
 
 
 def test_shared_experts_are_always_on():
     torch.manual_seed(3)
-    model = KAMoE(model_config("topk", top_k=1, shared_experts=2), FEAT, O)
+    model = KAMoE(model_config("topk", top_k=1, shared_experts=2), FEAT, N_OUT)
     x = torch.randn(16, FEAT)
     out = model(x)
     assert out.gate_weights.shape == (16, E)
@@ -159,7 +159,7 @@ def test_shared_experts_are_always_on():
 @pytest.mark.parametrize("expert,hidden", [("mlp", (6,)), ("kan", (6, 4))])
 def test_forward_hooks_fire_on_every_gate_and_expert_layer(gate, expert, hidden):
     torch.manual_seed(4)
-    model = KAMoE(model_config("dense", gate=gate, expert=expert, expert_hidden=hidden, dropout=0.1), FEAT, O)
+    model = KAMoE(model_config("dense", gate=gate, expert=expert, expert_hidden=hidden, dropout=0.1), FEAT, N_OUT)
     containers = (torch.nn.ModuleList, torch.nn.ParameterList)
     layers = [(name, m) for name, m in model.named_modules() if name and name.split(".")[0] in
               ("gate", "experts", "gate_input", "router", "head") and not isinstance(m, containers)
@@ -200,7 +200,7 @@ def test_registry_lists_each_router_with_its_options():
     assert tuple(ROUTERS) == ROUTINGS
     for spec in ROUTERS.values():
         assert spec.title and spec.paper and spec.definition
-        assert set(spec.options) <= {f for f in ModelConfig.__dataclass_fields__}
+        assert set(spec.options) <= set(ModelConfig.__dataclass_fields__)
     assert [n for n, s in ROUTERS.items() if s.batch_dependent] == ["expert_choice"]
 
 

@@ -107,7 +107,7 @@ def test_killing_the_driver_loses_no_finished_row_and_the_same_command_resumes(t
                 break
             time.sleep(0.2)
         assert proc.poll() is None, "the sweep ended before it could be killed"
-        cluster = [p for p in psutil.Process(proc.pid).children(recursive=True)]
+        cluster = list(psutil.Process(proc.pid).children(recursive=True))
         first = pd.read_csv(out)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

@@ -106,7 +106,7 @@ def test_classification_uses_cross_entropy_and_scores() -> None:
     ds = tiny_dataset("classification", n=300)
     run = train_run(tiny_config(epochs=15, lr=5e-3), ds)
     m = run.result.metrics
-    assert set(["accuracy", "log_loss", "val_accuracy", "val_log_loss", "params"]) <= set(m)
+    assert {"accuracy", "log_loss", "val_accuracy", "val_log_loss", "params"} <= set(m)
     out = predict(run.model, ds.X_test)
     assert out["prediction"].shape == (len(ds.X_test), 3)
     np.testing.assert_allclose(out["probabilities"].sum(axis=1), 1.0, rtol=1e-5)
@@ -127,7 +127,7 @@ class ScriptedTrainer(Trainer):
         self.states: dict[int, dict[str, torch.Tensor]] = {}
 
     def _validate(self):
-        loss, weights, aux = super()._validate()
+        _, weights, aux = super()._validate()
         self.states[self.epoch + 1] = state_of(self.model)
         return self.script[self.epoch], weights, aux
 

@@ -140,6 +140,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.gates is not None and not [g for g in str(args.gates).split(",") if g.strip()]:
         raise ValidationError("--gates", args.gates, "must name at least one gate (linear, grn, grkan)")
     base = config_from_args(args)
+    if args.tune:
+        return _cmd_tune(args, base)
     if args.out:
         from kamoe_viz.compare.results_file import check_path
 
@@ -182,6 +184,32 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"\nVerdict: {result.verdict}")
     if args.out:
         print(f"Wrote {len(t)} rows to {args.out}")
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace, base: RunConfig) -> int:
+    """compare --tune: the grid of --tune-* values (and --gates when several) searched on Ray Tune with ASHA."""
+    from kamoe_viz.compare.tuning import parse_values, tune_search
+
+    space = {axis: parse_values(axis, getattr(args, f"tune_{axis}")) for axis in ("lr", "width", "grid")
+             if getattr(args, f"tune_{axis}")}
+    gates = [g.strip() for g in str(args.gates or "").split(",") if g.strip()]
+    if len(gates) > 1:
+        space["gate"] = gates
+    elif gates:
+        base.model.gate = gates[0]
+    seeds = _seeds(args.seeds)
+    res = tune_search(base, space, seeds=seeds, address=args.address, cpus=args.jobs if args.jobs > 1 else None,
+                      grace_period=args.tune_grace)
+    print(f"\n{base.data.name}: {len(res.table)} trials x {res.table['seeds'].iloc[0]} seeds on Ray Tune "
+          f"(ASHA, grace {args.tune_grace} epochs), {res.wall_seconds:.1f} s")
+    print(f"Trials, best first (val_loss: mean over the seeds; test_metric: mean {res.metric_label} on the test "
+          "split, for trials that ran to the end):")
+    print(_fmt_table(res.table))
+    print(f"\nBest: {', '.join(f'{k}={v}' for k, v in res.best.items())}")
+    if args.out:
+        res.table.to_csv(args.out, index=False)
+        print(f"Wrote {len(res.table)} rows to {args.out}")
     return 0
 
 
@@ -248,6 +276,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="write one row per gate and seed to this CSV as each run finishes; running the same "
                         "command again skips the runs already in it (resume)")
     add_engine_options(p)
+    tg = p.add_argument_group("search (Ray Tune)")
+    tg.add_argument("--tune", action="store_true",
+                    help="grid search on Ray Tune with ASHA early stopping instead of a comparison: each trial "
+                         "is one setting x the --seeds, trained batched (needs ray; --address as --engine ray)")
+    tg.add_argument("--tune-lr", default=None, metavar="A,B", help="learning rates to search, e.g. 1e-3,1e-2")
+    tg.add_argument("--tune-width", default=None, metavar="A,B", help="expert widths, e.g. 16,32 (32x32: 2 layers)")
+    tg.add_argument("--tune-grid", default=None, metavar="A,B", help="KAN grid sizes, e.g. 3,5")
+    tg.add_argument("--tune-grace", type=int, default=2, metavar="N",
+                    help="epochs every trial runs before ASHA may stop it (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_run_options(p, default_epochs=COMPARE_DEFAULT_EPOCHS)
     tracking.add_options(p)

@@ -35,9 +35,10 @@ FLAGS = {"data.name": "--dataset", "data.options": "--option", "data.seed": "--d
          "model.routing": "--routing", "model.capacity_factor": "--capacity-factor",
          "model.shared_experts": "--shared-experts", "model.bias_update_rate": "--bias-update-rate",
          "train.balance_loss": "--balance-loss", "train.z_loss": "--z-loss", "train.objective": "--objective",
-         "train.gate_lr_scale": "--gate-lr-scale"}
+         "train.gate_lr_scale": "--gate-lr-scale", "train.restarts": "--restarts",
+         "train.restart_epochs": "--restart-epochs"}
 ROUTING_MODEL_FIELDS = ("routing", "capacity_factor", "shared_experts", "bias_update_rate")
-ROUTING_TRAIN_FIELDS = ("balance_loss", "z_loss", "objective", "gate_lr_scale")
+ROUTING_TRAIN_FIELDS = ("balance_loss", "z_loss", "objective", "gate_lr_scale", "restarts", "restart_epochs")
 
 
 def _defaults() -> tuple[ModelConfig, TrainConfig]:
@@ -136,12 +137,15 @@ _ROUTING_OPTIONS = (
     ("train", "balance_loss", "A", "weight of the Switch balance loss A * E * sum f_i P_i (0 = off)"),
     ("train", "z_loss", "B", "weight of the router z-loss (0 = off)"),
     ("train", "gate_lr_scale", "X", "learning rate of the gate and router = lr * X (default 1)"),
+    ("train", "restarts", "R", "try R initialisations for --restart-epochs epochs each and train the one with the "
+                               "lowest validation loss (default 1 = off)"),
+    ("train", "restart_epochs", "N", "epochs each restart trains before they are compared (default %(default)d)"),
 )
 
 
 def add_routing_arguments(model_group: argparse._ArgumentGroup, train_group: argparse._ArgumentGroup) -> None:
     """--routing, --top-k, --capacity-factor, --shared-experts, --bias-update-rate (model) and --balance-loss,
-    --z-loss, --objective, --gate-lr-scale (training); shared by train and compare."""
+    --z-loss, --objective, --gate-lr-scale, --restarts, --restart-epochs (training); shared by train and compare."""
     model, train = _defaults()
     model_group.add_argument("--routing", choices=ROUTINGS, default=model.routing,
                              help="how gate logits become expert weights (default dense; the README's routers table "

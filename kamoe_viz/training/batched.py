@@ -17,7 +17,7 @@ import copy
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -48,6 +48,7 @@ BETAS = (0.9, 0.999)  # FastAdam's defaults (torch.optim.Adam's)
 EPS = 1e-8
 CLIP_EPS = 1e-6  # as torch.nn.utils.clip_grads_with_norm_
 FUSED_ADAM = hasattr(torch, "_fused_adam_")
+BatchEpochCallback = Callable[[int, list[float], bool], Any]  # (epoch, each seed's val loss, all stopped)
 
 
 def unsupported_reason(config: RunConfig) -> str | None:
@@ -64,6 +65,8 @@ def unsupported_reason(config: RunConfig) -> str | None:
     for name in ("balance_loss", "z_loss"):
         if float(getattr(t, name, 0.0) or 0.0) > 0:
             return f"train.{name} > 0 trains one seed at a time"
+    if int(getattr(t, "restarts", 1)) > 1:
+        return "restarts train one seed at a time"
     if getattr(t, "objective", "mse") != "mse" or float(getattr(t, "gate_lr_scale", 1.0)) != 1.0:
         return "this objective / gate learning-rate scale trains one seed at a time"
     if t.device not in ("cpu", "cuda", "auto"):
@@ -101,8 +104,12 @@ class _SeedState:
         return self.schedule.best_val
 
 
-def train_batched(configs: Sequence[RunConfig], dataset: Dataset | None = None) -> list[TrainedRun]:
-    """Train configurations that differ only in ``train.seed`` as one stacked model; one TrainedRun per seed."""
+def train_batched(configs: Sequence[RunConfig], dataset: Dataset | None = None,
+                  on_epoch: BatchEpochCallback | None = None) -> list[TrainedRun]:
+    """Train configurations that differ only in ``train.seed`` as one stacked model; one TrainedRun per seed.
+    ``on_epoch(epoch, val_losses, finished)`` after every epoch: each seed's latest validation loss (a seed that
+    has stopped keeps its last) and whether every seed has now stopped, e.g. to report a trial's progress to a
+    scheduler; what it raises ends training."""
     from kamoe_viz.nn import build_model
 
     configs = [copy.deepcopy(c).validate() for c in configs]
@@ -131,7 +138,7 @@ def train_batched(configs: Sequence[RunConfig], dataset: Dataset | None = None) 
     if reason is not None:
         raise ValidationError("configs", configs[0].model.expert, reason)
     seeds = [_SeedState(c) for c in configs]
-    _fit(models, configs, dataset, device, seeds)
+    _fit(models, configs, dataset, device, seeds, on_epoch)
     runs = []
     for model, config, st in zip(models, configs, seeds):
         runs.append(TrainedRun(config=config, dataset=dataset, model=model, result=_finish(model, dataset, st, device)))
@@ -227,7 +234,7 @@ class _Stack:
 
 
 def _fit(models: list[KAMoE], configs: list[RunConfig], dataset: Dataset, device: torch.device,
-         seeds: list[_SeedState]) -> None:
+         seeds: list[_SeedState], on_epoch: BatchEpochCallback | None = None) -> None:
     cfg = configs[0].train
     task = dataset.task
     template = models[0].to(device)
@@ -249,7 +256,8 @@ def _fit(models: list[KAMoE], configs: list[RunConfig], dataset: Dataset, device
     plain = not fast.enabled()  # KAMOE_FAST=0: modules and autograd, as the Trainer then does
     lib = native.library() if device.type == "cpu" and not plain else None  # the KAN path for the whole sweep
     with native.use(lib is not None):
-        _loop(template, cfg, task, stack, seeds, active, X, y, Xv, yv, _direct_path(template, task, names, lib))
+        _loop(template, cfg, task, stack, seeds, active, X, y, Xv, yv, _direct_path(template, task, names, lib),
+              on_epoch)
 
 
 def _direct_path(model: KAMoE, task: str, names: list[str], lib: Any) -> StackedGradients | None:
@@ -264,13 +272,14 @@ def _direct_path(model: KAMoE, task: str, names: list[str], lib: Any) -> Stacked
 
 def _loop(template: KAMoE, cfg: TrainConfig, task: str, stack: _Stack, seeds: list[_SeedState],
           active: list[int], X: torch.Tensor, y: torch.Tensor, Xv: torch.Tensor, yv: torch.Tensor,
-          direct: StackedGradients | None) -> None:
+          direct: StackedGradients | None, on_epoch: BatchEpochCallback | None = None) -> None:
     """Epochs until every seed has stopped; each seed's best weights land in its ``best_state``."""
     device = X.device
     clip = float(cfg.max_grad_norm)
     limit = GRAD_NORM_LIMIT if clip <= 0 else math.inf
     n_rows = X.shape[0]
     template.train()
+    epoch = 0
     while active:
         started = time.perf_counter()
         orders = [torch.randperm(n_rows, generator=seeds[i].generator).to(device) for i in active]
@@ -334,6 +343,10 @@ def _loop(template: KAMoE, cfg: TrainConfig, task: str, stack: _Stack, seeds: li
             improved[j] = _after_epoch(st, val_losses[j])
             st.rows.append({"epoch": st.epoch, "train_loss": train_losses[j], "val_loss": val_losses[j],
                             "lr": lr_used, "seconds": st.seconds, **aux[j]})
+        epoch += 1
+        if on_epoch is not None:
+            on_epoch(epoch, [st.rows[-1]["val_loss"] if st.rows else math.nan for st in seeds],
+                     all(st.stopped_reason is not None for st in seeds))
         if any(improved):
             stack.mark_best(torch.tensor(improved, device=device))
         keep_pos = [j for j, i in enumerate(active) if seeds[i].stopped_reason is None]

@@ -30,6 +30,7 @@ from kamoe_viz.training.evaluation import (
     target_tensor,
 )
 from kamoe_viz.training.objectives import AUX_LOSSES, Objective, OutputFields, prepare_model
+from kamoe_viz.training.restarts import choose_initialisation
 from kamoe_viz.training.results import HISTORY_COLUMNS, EpochInfo, TrainResult
 from kamoe_viz.training.schedule import Schedule
 from kamoe_viz.training.step import GRAD_NORM_LIMIT, Stepper
@@ -91,6 +92,9 @@ class Trainer:
         else:  # no validation split: monitor the training data instead
             self._Xv, self._yv = self._X, self._y
         self._check_output_shape()
+        # train.restarts > 1: the initialisation that looks best after a few epochs (kamoe_viz.training.restarts)
+        self.restart_losses, self.restart_chosen, restart_seconds = choose_initialisation(self.model, dataset,
+                                                                                          self.config)
         self.objective = Objective(self.config, self.task).to(self.device)
         # the optimiser, the gradient path and the other speed-ups are chosen there, once for the run
         self.stepper = Stepper(self.model, self.objective, self.config, self.task, self.device)
@@ -104,7 +108,7 @@ class Trainer:
         self.message: str | None = None
         self.raise_on_divergence = raise_on_divergence
         self.error: TrainingDivergedError | None = None  # set when training diverged
-        self.seconds = 0.0
+        self.seconds = restart_seconds  # the restarts' search counts as the run's time
         self._result: TrainResult | None = None
 
     # ----- the step's implementation (chosen by kamoe_viz.training.step) -------------------------------------------

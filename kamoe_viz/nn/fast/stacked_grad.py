@@ -59,8 +59,13 @@ def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _linear_weights(grad_out: torch.Tensor, x: torch.Tensor, gw: torch.Tensor, gb: torch.Tensor | None) -> None:
-    """Writes dL/dW (S, out, in) and dL/db (S, out) of :func:`_linear` into ``gw``/``gb``."""
-    torch.bmm(_t(grad_out), x, out=gw)
+    """Writes dL/dW (S, out, in) and dL/db (S, out) of :func:`_linear` into ``gw``/``gb``. With fewer inputs than
+    outputs the product runs transposed (as direct_grad.linear_grads: MKL is several times slower at a product
+    whose result has a narrow last dimension)."""
+    if gw.shape[2] < gw.shape[1]:
+        gw.copy_(_t(torch.bmm(_t(x), grad_out)))
+    else:
+        torch.bmm(_t(grad_out), x, out=gw)
     if gb is not None:
         torch.sum(grad_out, 1, out=gb)
 
@@ -69,6 +74,11 @@ def _linear_backward(grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, g
                      gb: torch.Tensor | None) -> torch.Tensor:
     """:func:`_linear_weights`, and returns dL/dx."""
     _linear_weights(grad_out, x, gw, gb)
+    return _input_grad(grad_out, w)
+
+
+def _input_grad(grad_out: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """dL/dx = dL/dy W of :func:`_linear` (the transposed product measured slower here, unlike the weights')."""
     return torch.bmm(grad_out, w)
 
 
@@ -199,7 +209,11 @@ class StackedGradients:
             grad_weights = (projected * grad_pred).sum(-1)
             grad_projected = (weights.unsqueeze(-1) * grad_pred).view(S, B * E, -1)
             torch.bmm(_t(grad_projected), hidden, out=g["head.weight"])
-            grad_hidden = torch.bmm(grad_projected, p["head.weight"]).view(S, B, E, H)
+            head_w = p["head.weight"]
+            if head_w.shape[1] == 1:  # an outer product: a broadcast multiply beats a bmm with K = 1
+                grad_hidden = (grad_projected * head_w).view(S, B, E, H)
+            else:
+                grad_hidden = torch.bmm(grad_projected, head_w).view(S, B, E, H)
             if self.router.name != "dense":
                 grad_logits = router_logit_grad(self.router, logits, weights, grad_weights)
             elif self.sigmoid:
@@ -209,7 +223,7 @@ class StackedGradients:
             grad_h = self._gate_backward(p, g, grad_logits, h, gate_saved)
             grad_h = torch.ops.aten.threshold_backward(grad_h, h, 0)
             _linear_weights(grad_h, xs, g["gate_input.weight"], g["gate_input.bias"])
-            grad_xs_gate = torch.bmm(grad_h, p["gate_input.weight"]) if need_x else None
+            grad_xs_gate = _input_grad(grad_h, p["gate_input.weight"]) if need_x else None
         else:
             grad_mixed = _linear_backward(grad_pred, mixed, p["head.weight"], g["head.weight"], g["head.bias"])
             grad_hidden = grad_mixed.view(S, B, 1, -1)
@@ -277,7 +291,7 @@ class StackedGradients:
             grad = grad.view(S, self.E, B, -1).permute(0, 2, 1, 3)
         grad = torch.ops.aten.threshold_backward(grad.reshape(S, B, -1), first, 0)
         _linear_weights(grad, xs, g["experts.first.weight"], g["experts.first.bias"])
-        return torch.bmm(grad, p["experts.first.weight"]) if need_x else None
+        return _input_grad(grad, p["experts.first.weight"]) if need_x else None
 
     def _gate(self, p: Params, h: torch.Tensor):
         if self.gate == "linear":
