@@ -78,9 +78,12 @@ def make_stage(kind: str, config: RunConfig, dataset: Dataset) -> Stage:
     check_training(config, dataset)  # parameters and memory of a batch, before anything is built
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, dataset)
+    trainer = Trainer(model, dataset, config.train)  # with train.restarts, this picks the initialisation first
+    # the timeline's epoch-0 snapshot is of the weights training starts from, so it is taken after that choice
     timeline = Timeline.create(model, dataset, config.train.epochs, batch_size=config.train.batch_size) \
         if kind == MAIN else None
-    trainer = Trainer(model, dataset, config.train, on_epoch=timeline.callback(model) if timeline else None)
+    if timeline is not None:
+        trainer.on_epoch = timeline.callback(model)
     return Stage(kind, config, model, trainer, timeline=timeline)
 
 

@@ -75,16 +75,20 @@ class Preset:
 _TRAIN_60 = {"epochs": 60, "lr": 3e-3, "early_stopping": 15}
 # The mixture likelihood with a faster gate: each row's loss rewards sending it to the expert that predicts it
 # best, which is what makes experts specialise (the MSE of the mixed prediction does not; see "MSE vs likelihood").
-_SPECIALISE = {**_TRAIN_60, "objective": "likelihood", "gate_lr_scale": 5.0, "balance_loss": 0.01}
+# It needs ~130 epochs, and about a third of initialisations settle on a misplaced regime boundary, which already
+# shows in the validation loss after 40 epochs: so 150 epochs from the best of 8 initialisations tried for 40 each
+# (scripts/specialisation_findings.md).
+_SPECIALISE = {"epochs": 150, "lr": 3e-3, "early_stopping": 30, "objective": "likelihood", "gate_lr_scale": 5.0,
+               "balance_loss": 0.01, "restarts": 8, "restart_epochs": 40}
 _REGIMES_MODEL = {"gate": "grkan", "gate_activation": "softmax", "n_experts": 3, "expert_hidden": [32]}
 
 PRESET_LIST: tuple[Preset, ...] = (
     Preset("regimes", "Three regimes",
-           "Three regimes, three experts, trained on the mixture likelihood with a 5x faster gate: in most seeds "
-           "each expert takes one regime (NMI against the true regimes on the Gates page); some seeds still "
-           "split a regime between two experts.",
+           "Three regimes, three experts, trained on the mixture likelihood with a 5x faster gate, from the best "
+           "of 8 initialisations (40 epochs each, chosen by validation loss): each expert takes one regime "
+           "(NMI against the true regimes on the Gates page, at least 0.9 on average over seeds).",
            "regimes", {"model": _REGIMES_MODEL, "train": _SPECIALISE},
-           (Claim("nmi", "mean", ">=", 0.78), Claim("r2", "mean", ">=", 0.93))),
+           (Claim("nmi", "mean", ">=", 0.9), Claim("nmi", "min", ">=", 0.75), Claim("r2", "mean", ">=", 0.95))),
     Preset("top1", "Top-1 routing",
            "Switch top-1 routing with the balance loss (0.1): every row goes to exactly one expert and, in every "
            "seed, each expert takes at least a tenth of the rows; the experts share regimes rather than own one.",

@@ -26,6 +26,7 @@ from kamoe_viz.training.session import (
     is_generated,
     live_changes,
 )
+from kamoe_viz.training.restarts import restarts_notice
 from kamoe_viz.training.timeline import MAX_SNAPSHOTS
 from kamoe_viz_app import config_state as cfg
 from kamoe_viz_app import state
@@ -65,7 +66,8 @@ def _ensure(config: RunConfig, dataset: Any) -> TrainingSession | None:
                 if live:
                     s.update(**live)
                 return s
-        s = TrainingSession(config, dataset)
+        with st.spinner(restarts_notice(config.train) or "Building the model…"):
+            s = TrainingSession(config, dataset)
     except KamoeError as err:
         st.session_state[ERROR] = str(err)
         return None

@@ -16,6 +16,7 @@ from kamoe_viz.charts import training as ct
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError
 from kamoe_viz.live import BASELINE, MAIN, LiveJob, Stage, background_jobs
+from kamoe_viz.training.restarts import restarts_notice
 from kamoe_viz_app import state
 from kamoe_viz_app.safe import unexpected
 
@@ -49,7 +50,8 @@ def start(config: RunConfig, dataset: Any, with_baseline: bool, csv: bytes | Non
         st.warning("The server's runs folder cannot be used; this run will not be saved.")
         unexpected(err, "Opening the runs folder")
     try:
-        new = LiveJob.start(config, dataset, with_baseline, store=store, csv=csv)
+        with st.spinner(restarts_notice(config.train) or "Building the model…"):
+            new = LiveJob.start(config, dataset, with_baseline, store=store, csv=csv)
     except KamoeError as err:
         return str(err)
     except Exception as err:  # a setting the library did not foresee: message, not a crash

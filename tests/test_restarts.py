@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -75,3 +76,27 @@ def test_cli_restarts_flags(capsys):
     assert report["epochs"] == 2
     assert main(["train", "--epochs", "1", "--restarts", "0"]) == 2
     assert "--restarts" in capsys.readouterr().err
+
+
+def test_a_live_run_s_timeline_starts_from_the_chosen_initialisation(data):
+    """The epoch-0 snapshot shows the weights training starts from, i.e. after the restarts picked them."""
+    from kamoe_viz.live import MAIN, make_stage
+    from kamoe_viz.training.timeline import Timeline
+
+    config = RunConfig.from_dict({"data": {"name": "regimes", "options": {"n_samples": 600}},
+                                  "model": {"n_experts": 3, "expert_hidden": [6], "gate": "linear"},
+                                  "train": {"epochs": 3, "restarts": 4, "restart_epochs": 2,
+                                            "objective": "likelihood", "seed": 1}})
+    stage = make_stage(MAIN, config, data)
+    assert stage.trainer.restart_chosen != 0  # a fresh candidate won, so the weights changed after the build
+    fresh = Timeline.create(stage.model, data, 3)
+    assert np.array_equal(stage.timeline.at(0).weights, fresh.at(0).weights)
+    assert stage.trainer.on_epoch is not None  # the timeline still records each epoch
+
+
+def test_pages_say_what_the_restarts_search_is_doing():
+    from kamoe_viz.training.restarts import restarts_notice
+
+    assert restarts_notice(TrainConfig()) is None
+    notice = restarts_notice(TrainConfig(restarts=8, restart_epochs=40, epochs=150))
+    assert "8 initialisations" in notice and "40 epochs" in notice

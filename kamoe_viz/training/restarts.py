@@ -28,6 +28,15 @@ def _fresh(model: Any, seed: int, k: int) -> Any:
     return fresh
 
 
+def restarts_notice(config: TrainConfig) -> str | None:
+    """What a page shows while the restarts' search runs (it happens before the first epoch), or None without it."""
+    if config.restarts <= 1:
+        return None
+    epochs = min(config.restart_epochs, config.epochs)
+    return (f"Trying {config.restarts} initialisations for {epochs} epochs each (restarts); the one with the "
+            "lowest validation loss then trains…")
+
+
 def choose_initialisation(model: Any, dataset: Any, config: TrainConfig) -> tuple[list[float], int, float]:
     """Load into ``model`` the initial weights of the best of ``config.restarts`` candidates (candidate 0 is the
     model as given). Returns (each candidate's best validation loss, the chosen index, seconds spent); with
@@ -52,4 +61,4 @@ def choose_initialisation(model: Any, dataset: Any, config: TrainConfig) -> tupl
     return losses, chosen, time.perf_counter() - started
 
 
-__all__ = ["choose_initialisation"]
+__all__ = ["choose_initialisation", "restarts_notice"]
