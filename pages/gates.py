@@ -62,10 +62,13 @@ show_table(loads, f"gate_load_{split}")
 st.subheader("Routing metrics")
 st.caption("The literature's balance and specialisation measures on the same rows; here load is each expert's top-1 "
            "share (the fraction of routed rows where it has the largest weight, summing to 1).")
-routing = cached(run, f"gates_routing:{split}", lambda: rm.routing_metrics_table(rm.routing_summary(
+routing = cached(run, f"gates_routing:{split}", lambda: rm.routing_summary(
     wide[expert_cols].to_numpy(), wide["regime"].to_numpy() if "regime" in wide else None,
-    run.config.train.batch_size)))
-show_table(routing, f"routing_metrics_{split}")
+    run.config.train.batch_size))
+show_table(rm.routing_metrics_table(routing), f"routing_metrics_{split}")
+hint = gt.specialisation_hint(routing["nmi"], run.config.train)
+if hint:
+    st.info(hint, icon=":material/lightbulb:")
 
 st.subheader("Gate weight distribution")
 style = st.segmented_control("Show as", ["histogram", "violin"], default="histogram", key="gates_style")

@@ -114,3 +114,16 @@ def test_partial_dependence_matches_a_manual_computation():
         expected = model.gate_weights(torch.as_tensor(X)).numpy().mean(0)
     got = rows[rows["value"] == value].sort_values("expert")["weight"].to_numpy()
     assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_the_specialisation_hint_names_what_to_try():
+    from kamoe_viz.config import TrainConfig
+    from kamoe_viz.interpret.gates import SPECIALISED_NMI, specialisation_hint
+
+    assert specialisation_hint(float("nan"), TrainConfig()) is None  # no known regimes: nothing to say
+    assert specialisation_hint(SPECIALISED_NMI, TrainConfig()) is None
+    mse = specialisation_hint(0.41, TrainConfig())
+    assert "NMI 0.41" in mse and "mixture likelihood" in mse
+    single = specialisation_hint(0.6, TrainConfig(objective="likelihood"))
+    assert "restarts" in single and "mixture likelihood" not in single
+    assert "another seed" in specialisation_hint(0.6, TrainConfig(objective="likelihood", restarts=8))

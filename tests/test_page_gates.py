@@ -62,3 +62,18 @@ def test_sequences_show_gates_over_time():
     assert any(s.value == "Gate weights over time" for s in at.subheader)
     assert not any(s.value == "Where each expert wins" for s in at.subheader)
     assert len(rendered_charts(at)) >= 4
+
+
+def test_a_run_whose_experts_share_the_regimes_gets_advice():
+    from kamoe_viz import routing_metrics as rm
+    from kamoe_viz.interpret import gates as gt
+
+    run = tiny_run("linear", "mlp", "softmax")  # trained on the MSE: the experts share the regimes
+    wide = gt.gate_weights_frame(run.model, run.dataset, "test", 2000)
+    nmi = rm.routing_summary(wide[[c for c in wide.columns if c.startswith("expert ")]].to_numpy(),
+                             wide["regime"].to_numpy())["nmi"]
+    assert nmi < gt.SPECIALISED_NMI
+    at = open_page(PAGE, run)
+    assert_clean(at)
+    assert any(f"NMI {nmi:.2f}" in i.value and "mixture likelihood" in i.value for i in at.info), \
+        [i.value for i in at.info]

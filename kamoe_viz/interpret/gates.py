@@ -25,6 +25,7 @@ from kamoe_viz.interpret._common import (DEFAULT_REFERENCE_ROWS, expert_names, f
                                          gate_weights_numpy, raw_to_scaled, reference_set, rows_of)
 
 if TYPE_CHECKING:
+    from kamoe_viz.config import TrainConfig
     from kamoe_viz.data.base import Dataset
     from kamoe_viz.nn.moe import KAMoE
 
@@ -253,3 +254,25 @@ def partial_dependence(model: KAMoE, dataset: Dataset, n_values: int = 20, max_r
 
 __all__ = ["ENTROPY_DEFINITION", "LOAD_DEFINITIONS", "gate_summary", "gate_weights_frame", "gates_over_time",
            "load_table", "partial_dependence", "region_frame", "region_grid", "region_map", "region_points", "routing_entropy", "weights_long"]
+
+
+SPECIALISED_NMI = 0.8  # NMI against the true regimes from which a run counts as specialised (presets, hints)
+
+
+def specialisation_hint(nmi: float, train: TrainConfig) -> str | None:
+    """What to try when a run's experts do not each take a regime (``nmi`` < SPECIALISED_NMI; NaN: no known
+    regimes, no hint). The advice follows what was measured on ``regimes`` (scripts/specialisation_findings.md)."""
+    if not np.isfinite(nmi) or nmi >= SPECIALISED_NMI:
+        return None
+    shared = f"The experts share the regimes (NMI {nmi:.2f} against the true regimes; {SPECIALISED_NMI:g} or more " \
+             "means each expert takes one)."
+    if train.objective == "mse":
+        return (f"{shared} This run was trained on the MSE of the mixed prediction, which does not reward sending "
+                "a row to the expert that predicts it best. Train on the mixture likelihood (Objective: "
+                "likelihood, with a faster gate) as the Three regimes preset does, or open the MSE objective "
+                "preset to compare the two.")
+    if train.restarts <= 1:
+        return (f"{shared} With the likelihood objective this usually means a regime boundary settled in the wrong "
+                "place for this initialisation: try restarts (e.g. 8 restarts of 40 epochs, as the Three regimes "
+                "preset does) or another seed.")
+    return f"{shared} Try another seed, more restarts, or a longer training."
