@@ -109,8 +109,10 @@ def story_charts(timeline: Any, current: int) -> None:
     settle = timeline.settle_epoch()
     st.caption(SETTLE_DEFINITION + (f" Here: epoch {settle}." if settle is not None else ""))
     left, right = st.columns(2)
-    show(left, tc.load_area_chart(timeline.load_frame(), settle, current, width=420))
-    show(right, tc.story_metrics_chart(timeline.metrics_frame(), settle, current, width=420))
+    recorded = timeline.epochs
+    epochs = (min(recorded), max(recorded)) if recorded else None  # both charts on the same epoch axis
+    show(left, tc.load_area_chart(timeline.load_frame(), settle, current, width=420, epochs=epochs))
+    show(right, tc.story_metrics_chart(timeline.metrics_frame(), settle, current, width=420, epochs=epochs))
 
 
 def export(run: Any, page: str) -> None:

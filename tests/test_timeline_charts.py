@@ -111,3 +111,21 @@ def test_live_specs_refilled_with_new_data_equal_a_fresh_build() -> None:
     session.reset()  # epoch 0 again: no losses, so the loss chart has no best-epoch rule, another shape
     specs.spec("loss", ct.history_frame([]), best_epoch=None, height=160)
     assert specs.builds == len(LIVE_CHARTS) + 1
+
+
+def test_the_story_charts_share_one_epoch_axis():
+    """Side by side on Gates, the load area and the metrics lines span the same epochs even where a metric is
+    undefined at some of them."""
+    session = _session("regimes")
+    timeline = session.timeline
+    metrics = timeline.metrics_frame()
+    metrics.loc[metrics["epoch"] == 0, [c for c in metrics.columns if c != "epoch"]] = float("nan")
+
+    def domain(chart) -> list:
+        layer = chart.to_dict()["layer"][0]
+        return layer["encoding"]["x"]["scale"]["domain"]
+
+    epochs = (min(timeline.epochs), max(timeline.epochs))
+    area = tc.load_area_chart(timeline.load_frame(), epochs=epochs)
+    story = tc.story_metrics_chart(metrics, epochs=epochs)
+    assert domain(area) == domain(story) == [0, max(timeline.epochs)]

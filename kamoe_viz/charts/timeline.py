@@ -161,12 +161,19 @@ def _epoch_rule(epoch: int | None, label: str, color: str = "#d62728") -> list[a
         x="epoch:Q", tooltip=[alt.Tooltip("label:N", title=""), alt.Tooltip("epoch:Q")])]
 
 
+def _epoch_axis(epochs: tuple[int, int] | None) -> alt.X:
+    """The epoch axis; charts shown side by side pass the same ``epochs`` (first, last) so their axes line up
+    (otherwise each axis spans its own data, which differ where a metric is undefined at some epochs)."""
+    scale = alt.Scale(domain=list(epochs), nice=False) if epochs is not None else alt.Undefined
+    return alt.X("epoch:Q", title="epoch", scale=scale)
+
+
 def load_area_chart(loads: pd.DataFrame, settle: int | None = None, current: int | None = None,
-                    width: int = 560) -> alt.LayerChart:
+                    width: int = 560, epochs: tuple[int, int] | None = None) -> alt.LayerChart:
     """Load per expert over epochs as a stacked area (shares sum to 1), settle and current epoch marked."""
     names = sorted(loads["expert"].unique(), key=lambda s: int(s.rsplit(" ", 1)[-1])) if len(loads) else []
     area = alt.Chart(loads).mark_area(opacity=0.85, interpolate="step-after").encode(
-        x=alt.X("epoch:Q", title="epoch"), y=alt.Y("load:Q", stack="zero", title="load (top-1 share)",
+        x=_epoch_axis(epochs), y=alt.Y("load:Q", stack="zero", title="load (top-1 share)",
                                                   scale=alt.Scale(domain=[0, 1])),
         color=expert_color("expert", names), order=alt.Order("expert:N"),
         tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("expert:N"), alt.Tooltip("load:Q", format=".2f")])
@@ -175,11 +182,11 @@ def load_area_chart(loads: pd.DataFrame, settle: int | None = None, current: int
 
 
 def story_metrics_chart(metrics: pd.DataFrame, settle: int | None = None, current: int | None = None,
-                        width: int = 560) -> alt.LayerChart:
+                        width: int = 560, epochs: tuple[int, int] | None = None) -> alt.LayerChart:
     """NMI against the regimes (when known) and routing entropy over epochs, settle and current epoch marked."""
     long, *_ = story_metrics_data(metrics, settle, current)
     lines = alt.Chart(long).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
-        x=alt.X("epoch:Q", title="epoch"), y=alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 1])),
+        x=_epoch_axis(epochs), y=alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("metric:N", title=None, legend=alt.Legend(orient="bottom")),
         tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("metric:N"), alt.Tooltip("value:Q", format=".3f")])
     layers = [lines, *_epoch_rule(settle, "settled"), *_epoch_rule(current, "shown", "#333333")]
