@@ -32,7 +32,7 @@ from kamoe_viz_app import config_state as cfg
 from kamoe_viz_app import state
 from kamoe_viz_app import timeline_ui as tl_ui
 
-SESSION = "_playground"
+SESSION = state.PLAYGROUND_SESSION
 SPEED = "playground_speed"
 ERROR = "_playground_error"
 POINTS = "_playground_points"  # (dataset id, data points frame)

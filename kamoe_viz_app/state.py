@@ -24,6 +24,15 @@ RUN_CACHE = "_run_cache"
 MAX_RECENT = 3
 TRAIN_PAGE = "pages/train.py"
 TRAIN_JOB = "_train_job"  # session key of the Train page's LiveJob (kamoe_viz_app/train_live.py)
+PLAYGROUND_SESSION = "_playground"  # session key of the playground's TrainingSession (kamoe_viz_app/playground.py)
+PLAYGROUND_NOTE = ("A model is being trained step by step in the playground on the Train page; it becomes the "
+                   "current run, and shows here, when its training ends.")
+
+
+def playground_in_progress() -> bool:
+    """Whether the playground holds a model that has started training and not finished."""
+    s = st.session_state.get(PLAYGROUND_SESSION)
+    return s is not None and not s.done and s.epoch > 0
 
 
 # ----- current run -----------------------------------------------------------------------------------------------
@@ -81,6 +90,10 @@ def require_run() -> Any | None:
         st.info("A model is training on the Train page right now. It appears here as soon as it has finished "
                 "(click this page again then, or watch it train on the Train page).", icon="⏳")
         st.page_link(TRAIN_PAGE, label="Watch it train", icon=":material/model_training:")
+        return None
+    if run is None and playground_in_progress():
+        st.info(PLAYGROUND_NOTE, icon="⏳")
+        st.page_link(TRAIN_PAGE, label="Back to the playground", icon=":material/model_training:")
         return None
     if run is None and background_jobs():  # e.g. started in another tab, or before this page was reloaded
         st.info("No model in this browser session yet, but a model is training in the background (started from "
@@ -188,7 +201,8 @@ def render_sidebar() -> None:
         st.markdown("### Current run")
         run = current_run()
         if run is None:
-            st.caption("No model yet: train one on the Train page or reload a saved run.")
+            st.caption(PLAYGROUND_NOTE if playground_in_progress() else
+                       "No model yet: train one on the Train page or reload a saved run.")
         else:
             info = describe_run(run)
             lines = [f"**Dataset** {esc(info['dataset'])}", f"**Gate** {info['gate']}",

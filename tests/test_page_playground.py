@@ -130,3 +130,17 @@ def test_timeline_epoch_redraws_gates_splines_experts_and_exports_a_gif():
         assert notes and f"epoch {best} of 4" in notes[0], page  # what the rest of the page shows
         if page != "pages/gates.py":
             assert "epoch 2" in " ".join(str(c.proto.spec) for c in charts(at)), page  # chart titles follow
+
+
+def test_while_the_playground_trains_the_sidebar_and_other_pages_say_so():
+    from kamoe_viz_app.state import PLAYGROUND_NOTE
+
+    at = new_app(MOONS)
+    assert any("No model yet" in c.value for c in at.sidebar.caption)
+    button(at, "Step").click().run()
+    sidebar = " ".join(c.value for c in at.sidebar.caption)
+    assert PLAYGROUND_NOTE in sidebar and "No model yet" not in sidebar
+    at.switch_page("pages/gates.py").run()
+    no_exception(at, "Gates while the playground trains")
+    text = " ".join(i.value for i in at.info)
+    assert PLAYGROUND_NOTE in text and "No model trained yet" not in text
