@@ -12,6 +12,6 @@ from pathlib import Path
 # is first imported (by a page); an explicit OMP_WAIT_POLICY in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from kamoe_viz_app import entry  # noqa: E402
+from kamoe_viz_app import entry
 
 entry.main(Path(__file__).resolve().parent)

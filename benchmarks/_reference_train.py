@@ -18,9 +18,8 @@ T_START = time.perf_counter()
 
 def main() -> None:
     data_path, batch_size, epochs, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    import numpy as np
-
     import keras
+    import numpy as np
     from kamoe import KAMoE
 
     data = np.load(data_path)

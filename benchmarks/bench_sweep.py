@@ -55,8 +55,14 @@ def child(spec: dict) -> dict:
                       batch=spec["batch"], engine=spec.get("engine", "local"))
     wall = time.perf_counter() - started
     t = res.table
-    return {"wall": wall, "cpu": time.process_time() - cpu, "runs": len(t), "errors": int((t.stopped_reason == "error").sum()),
-            "mean_test": float(t.test_metric.mean()), "epochs": float(t.epochs_run.mean())}
+    return {
+        "wall": wall,
+        "cpu": time.process_time() - cpu,
+        "runs": len(t),
+        "errors": int((t.stopped_reason == "error").sum()),
+        "mean_test": float(t.test_metric.mean()),
+        "epochs": float(t.epochs_run.mean()),
+    }
 
 
 def measure(spec: dict) -> dict:

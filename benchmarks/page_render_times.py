@@ -31,9 +31,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
+    from interpret_helpers import open_page
+
     from kamoe_viz.config import RunConfig
     from kamoe_viz.training import train_run
-    from interpret_helpers import open_page
 
     config = RunConfig()
     config.data.name = "california"

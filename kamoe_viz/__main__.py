@@ -7,7 +7,7 @@ import sys
 # torch loads; an explicit OMP_WAIT_POLICY in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from kamoe_viz.cli import main  # noqa: E402
+from kamoe_viz.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

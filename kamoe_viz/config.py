@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.routing_specs import ROUTERS
@@ -86,7 +87,7 @@ class DataConfig:
     target: str | None = None
     features: tuple[str, ...] | None = None
 
-    def validate(self) -> "DataConfig":
+    def validate(self) -> DataConfig:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValidationError("data.name", self.name, "must be a dataset name (see `python -m kamoe_viz datasets`)")
         if not isinstance(self.options, dict):
@@ -124,7 +125,7 @@ class ModelConfig:
     input_scaling: bool = True
     return_sequences: bool = False
 
-    def validate(self) -> "ModelConfig":
+    def validate(self) -> ModelConfig:
         s = "model"
         _check_choice(s, "kind", self.kind, MODEL_KINDS)
         _check_choice(s, "gate", self.gate, GATE_FAMILIES)
@@ -198,7 +199,7 @@ class TrainConfig:
     restarts: int = 1  # initialisations tried, each for restart_epochs; the best by validation loss trains; 1 = off
     restart_epochs: int = 20  # epochs each restart trains before they are compared
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         s = "train"
         self.epochs = _check_int(s, "epochs", self.epochs, 1, MAX_EPOCHS)
         self.batch_size = _check_int(s, "batch_size", self.batch_size, 1, 65_536)
@@ -232,7 +233,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def validate(self) -> "RunConfig":
+    def validate(self) -> RunConfig:
         self.data.validate()
         self.model.validate()
         self.train.validate()
@@ -243,7 +244,7 @@ class RunConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> "RunConfig":
+    def from_dict(cls, raw: Mapping[str, Any]) -> RunConfig:
         """Build and validate from a dict; unknown sections or fields are refused by name."""
         if not isinstance(raw, Mapping):
             raise ValidationError("config", raw, "must be a mapping with sections data, model, train")
@@ -259,7 +260,9 @@ class RunConfig:
             bad = set(values) - known
             if bad:
                 raise ValidationError(
-                    f"{name}.{sorted(bad)[0]}", values[sorted(bad)[0]], f"unknown field; allowed: {', '.join(sorted(known))}"
+                    f"{name}.{sorted(bad)[0]}",
+                    values[sorted(bad)[0]],
+                    f"unknown field; allowed: {', '.join(sorted(known))}",
                 )
             kwargs = dict(values)
             for key in ("expert_hidden", "kan_range", "features"):
@@ -318,7 +321,7 @@ class RunConfig:
         return params
 
     @classmethod
-    def from_query_params(cls, params: Mapping[str, str]) -> "RunConfig":
+    def from_query_params(cls, params: Mapping[str, str]) -> RunConfig:
         """Inverse of :meth:`to_query_params`; every value is parsed and validated, unknown keys are refused."""
         defaults = RunConfig()
         raw: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}

@@ -32,11 +32,11 @@ MAIN, BASELINE = "main", "baseline"
 
 # Background jobs of this process that are still training, so that a front end can offer a job whose page was
 # reloaded (its browser session, and with it the reference to the job, is gone) to the new session.
-_BACKGROUND: dict[int, "LiveJob"] = {}
+_BACKGROUND: dict[int, LiveJob] = {}
 _BACKGROUND_LOCK = threading.Lock()
 
 
-def background_jobs() -> list["LiveJob"]:
+def background_jobs() -> list[LiveJob]:
     """Jobs training in a background thread of this process right now, oldest first."""
     with _BACKGROUND_LOCK:
         jobs = list(_BACKGROUND.values())
@@ -68,11 +68,10 @@ def make_stage(kind: str, config: RunConfig, dataset: Dataset) -> Stage:
     """Seed, build the model and its Trainer (raises the library's errors for impossible settings)."""
     import torch
 
+    from kamoe_viz.budget import check_training
     from kamoe_viz.nn import build_model
     from kamoe_viz.training import Trainer
     from kamoe_viz.training.timeline import Timeline
-
-    from kamoe_viz.budget import check_training
 
     config = config.validate()
     check_training(config, dataset)  # parameters and memory of a batch, before anything is built
@@ -92,7 +91,9 @@ class LiveJob:
     dataset: Dataset
     stages: list[Stage]
     index: int = 0
-    run: TrainedRun | None = None  # TrainedRun of the main stage once finished (or the run a baseline-only job belongs to)
+    run: TrainedRun | None = (
+        None  # TrainedRun of the main stage once finished (or the run a baseline-only job belongs to)
+    )
     baseline: TrainResult | None = None  # TrainResult of the baseline stage once finished
     error: str | None = None
     details: str | None = None  # traceback of an unexpected failure, for a bug report
@@ -110,7 +111,7 @@ class LiveJob:
 
     @classmethod
     def start(cls, config: RunConfig, dataset: Dataset, with_baseline: bool = True, store: RunStore | None = None,
-              csv: bytes | None = None) -> "LiveJob":
+              csv: bytes | None = None) -> LiveJob:
         from kamoe_viz.training import baseline_config
 
         stages = [make_stage(MAIN, config, dataset)]
@@ -119,7 +120,7 @@ class LiveJob:
         return cls(dataset=dataset, stages=stages, store=store, csv=csv)
 
     @classmethod
-    def baseline_for(cls, run: TrainedRun) -> "LiveJob":
+    def baseline_for(cls, run: TrainedRun) -> LiveJob:
         """A job that trains only the plain baseline of an existing run."""
         from kamoe_viz.training import baseline_config
 

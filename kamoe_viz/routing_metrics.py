@@ -215,7 +215,7 @@ ROUTING_TABLE_KEYS = ("nmi", "ari", "mutual_information", "load_cv", "max_violat
                       "min_load", "max_load", "routing_entropy", "dropped_fraction")
 
 
-def routing_metrics_table(summary: dict[str, Any]) -> "Any":
+def routing_metrics_table(summary: dict[str, Any]) -> Any:
     """One row per scalar metric of a :func:`routing_summary`: label, value, definition (NaN values, e.g. NMI
     without known regimes, are left out)."""
     import pandas as pd
@@ -226,7 +226,24 @@ def routing_metrics_table(summary: dict[str, Any]) -> "Any":
     return pd.DataFrame(rows, columns=["metric", "value", "definition"])
 
 
-__all__ = ["ROUTING_METRIC_DEFINITIONS", "ROUTING_TABLE_KEYS", "routing_metrics_table", "dropped_fraction", "expert_load", "flat_weights",
-           "gini", "load_cv", "max_violation", "max_violation_per_batch", "mean_weight", "regime_ari",
-           "regime_mutual_information", "regime_nmi", "routed_rows", "routing_entropy", "routing_summary",
-           "row_entropy", "winners"]
+__all__ = [
+    "ROUTING_METRIC_DEFINITIONS",
+    "ROUTING_TABLE_KEYS",
+    "dropped_fraction",
+    "expert_load",
+    "flat_weights",
+    "gini",
+    "load_cv",
+    "max_violation",
+    "max_violation_per_batch",
+    "mean_weight",
+    "regime_ari",
+    "regime_mutual_information",
+    "regime_nmi",
+    "routed_rows",
+    "routing_entropy",
+    "routing_metrics_table",
+    "routing_summary",
+    "row_entropy",
+    "winners",
+]

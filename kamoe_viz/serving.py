@@ -31,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def apply_args(argv: Sequence[str], environ: "os._Environ[str] | dict[str, str]" = os.environ) -> list[str]:
+def apply_args(argv: Sequence[str], environ: os._Environ[str] | dict[str, str] = os.environ) -> list[str]:
     """Copy the server flags in ``argv`` into ``environ``; returns the arguments that were not understood."""
     args, unknown = parser().parse_known_args(list(argv))
     for value, name in ((args.runs_dir, ENV_RUNS_DIR), (args.max_params, ENV_MAX_PARAMS),

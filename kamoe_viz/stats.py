@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from itertools import combinations
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -57,7 +57,7 @@ class PairedStats:
         """Paired t-test below 0.05 (equivalently: the 95% CI excludes zero)."""
         return bool(np.isfinite(self.t_p) and self.t_p < ALPHA)
 
-    def flipped(self) -> "PairedStats":
+    def flipped(self) -> PairedStats:
         """The same comparison seen from b's side (difference = b - a)."""
         return replace(self, a=self.b, b=self.a, mean_a=self.mean_b, mean_b=self.mean_a, mean_diff=-self.mean_diff,
                        ci_low=-self.ci_high, ci_high=-self.ci_low, t_stat=-self.t_stat, wins_a=self.wins_b,
@@ -80,7 +80,7 @@ def paired_stats(a_values: Sequence[float], b_values: Sequence[float], *, a: str
         raise ValidationError("confidence", confidence, "must be between 0 and 1 (e.g. 0.95)")
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
-    n = int(len(x))
+    n = len(x)
     d = x - y
     nan = float("nan")
     mean_a = float(x.mean()) if n else nan

@@ -6,7 +6,8 @@ the whole configuration is mirrored into ``st.query_params`` so the browser's UR
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 import streamlit as st

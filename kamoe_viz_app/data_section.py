@@ -81,8 +81,17 @@ def _option_widget(dataset: str, spec: Any, current: Any, disabled: bool) -> Any
             number = min(max(number, low), high)
         st.session_state[key] = number
         step = cast(spec.step) if spec.step else (1 if spec.type == "int" else 0.05)
-        return st.number_input(label, low, high, step=step, key=key, help=why(disabled) or (spec.help or None), disabled=off(disabled),
-                               **({} if spec.type == "int" else {"format": "%g"}))
+        # low, high and step are all int or all float (spec.type), which number_input's overloads cannot see
+        return st.number_input(  # type: ignore[call-overload]
+            label,
+            low,
+            high,
+            step=step,
+            key=key,
+            help=why(disabled) or (spec.help or None),
+            disabled=off(disabled),
+            **({} if spec.type == "int" else {"format": "%g"}),
+        )
     text = st.text_input(label, key=key, help=why(disabled) or (spec.help or None), disabled=off(disabled))
     return text or None
 
@@ -121,13 +130,35 @@ def split_settings(base: RunConfig, disabled: bool) -> dict[str, Any]:
     d = base.data
     c1, c2, c3 = st.columns(3)
     return {
-        "seed": c1.number_input("Data seed", 0, 2**31 - 1, step=1, disabled=off(disabled), key=seed("data.seed", d.seed),
-                                help=why(disabled) or ("Seeds the generated data and the random split (training has its own seed).")),
-        "test_fraction": c2.number_input("Test share", 0.05, 0.5, step=0.05, format="%g", disabled=off(disabled), help=why(disabled),
-                                         key=seed("data.test_fraction", float(d.test_fraction))),
-        "val_fraction": c3.number_input("Validation share", 0.05, 0.5, step=0.05, format="%g", disabled=off(disabled),
-                                        key=seed("data.val_fraction", float(d.val_fraction)),
-                                        help=why(disabled) or ("Share of what remains after the test split.")),
+        "seed": c1.number_input(
+            "Data seed",
+            0,
+            2**31 - 1,
+            step=1,
+            disabled=off(disabled),
+            key=seed("data.seed", d.seed),
+            help=why(disabled) or ("Seeds the generated data and the random split (training has its own seed)."),
+        ),
+        "test_fraction": c2.number_input(
+            "Test share",
+            0.05,
+            0.5,
+            step=0.05,
+            format="%g",
+            disabled=off(disabled),
+            help=why(disabled),
+            key=seed("data.test_fraction", float(d.test_fraction)),
+        ),
+        "val_fraction": c3.number_input(
+            "Validation share",
+            0.05,
+            0.5,
+            step=0.05,
+            format="%g",
+            disabled=off(disabled),
+            key=seed("data.val_fraction", float(d.val_fraction)),
+            help=why(disabled) or ("Share of what remains after the test split."),
+        ),
     }
 
 
@@ -144,10 +175,17 @@ def upload_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], Any
     with st.expander("Split", expanded=False):
         split = split_settings(base, disabled)
     data.update(name=UPLOAD_NAME, **split)
-    upload = st.file_uploader(f"CSV file (up to {limit_mb} MB)", type=["csv", "txt"], key=UPLOAD_WIDGET,
-                              disabled=off(disabled),
-                              help=why(disabled) or ("One row per example, a header row with column names; numeric features. "
-                                   "Nothing is trained until the file passes the checks."))
+    upload = st.file_uploader(
+        f"CSV file (up to {limit_mb} MB)",
+        type=["csv", "txt"],
+        key=UPLOAD_WIDGET,
+        disabled=off(disabled),
+        help=why(disabled)
+        or (
+            "One row per example, a header row with column names; numeric features. "
+            "Nothing is trained until the file passes the checks."
+        ),
+    )
     if upload is None:
         return data, None, "Upload a CSV file to train on your own data."
     raw = upload.getvalue()
@@ -163,8 +201,17 @@ def upload_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], Any
     others = [c for c in columns if c != target]
     features = st.multiselect("Feature columns", others, default=others, key=f"upload_features_{upload.file_id}",
                               disabled=off(disabled), help=why(disabled))
-    task = st.segmented_control("Task", ["auto", "regression", "classification"], default="auto",
-                                key=f"upload_task_{upload.file_id}", disabled=off(disabled), help=why(disabled)) or "auto"
+    task = (
+        st.segmented_control(
+            "Task",
+            ["auto", "regression", "classification"],
+            default="auto",
+            key=f"upload_task_{upload.file_id}",
+            disabled=off(disabled),
+            help=why(disabled),
+        )
+        or "auto"
+    )
     data.update(target=target, features=list(features))
     digest = hashlib.sha1(raw).hexdigest()
     try:

@@ -7,7 +7,8 @@ import dataclasses
 import hashlib
 import re
 from collections import OrderedDict
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -137,7 +138,7 @@ def guarded(what: str) -> Iterator[None]:
         yield
     except KamoeError as err:
         st.error(f"{what}: {esc(err)}")
-    except Exception as err:  # noqa: BLE001 - one broken view must not take the page down
+    except Exception as err:
         st.error(unexpected(err, f"{what} (showing it)"))
 
 
@@ -148,8 +149,8 @@ def replace_model(run: Any, model: Any) -> Any:
         changes = {"model": model}
         if "run_id" in fields:
             changes["run_id"] = None
-        return dataclasses.replace(run, **changes)
-    clone = type(run).__new__(type(run))
+        return dataclasses.replace(run, **changes)  # type: ignore[type-var]  # run is a dataclass instance here
+    clone = object.__new__(type(run))
     clone.__dict__.update({k: v for k, v in vars(run).items() if k != "_session_token"})
     clone.model = model
     clone.run_id = None

@@ -17,6 +17,7 @@ from kamoe_viz.charts import training as ct
 from kamoe_viz.charts.live import LiveSpecs
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import KamoeError
+from kamoe_viz.training.restarts import restarts_notice
 from kamoe_viz.training.session import (
     DEFAULT_SPEED,
     FIXED_DATA_REASON,
@@ -26,7 +27,6 @@ from kamoe_viz.training.session import (
     is_generated,
     live_changes,
 )
-from kamoe_viz.training.restarts import restarts_notice
 from kamoe_viz.training.timeline import MAX_SNAPSHOTS
 from kamoe_viz_app import config_state as cfg
 from kamoe_viz_app import state
@@ -230,7 +230,7 @@ def views(s: TrainingSession) -> None:
     live_show(left, "load", snap.metrics["load"])
     live_show(right, "histogram", snap.weights)
     left, right = st.columns(2)
-    if s.epochs:
+    if s.epochs and s.last is not None:
         live_show(left, "loss", ct.history_frame(s.epochs), best_epoch=s.last.best_epoch, height=160)
     metrics = timeline.metrics_frame()
     if timeline.probe_regimes is not None and metrics["nmi"].notna().any():

@@ -49,8 +49,14 @@ FIELD_LABELS = {"model.routing": "Router", "model.capacity_factor": "Capacity fa
 def routing_settings(m: ModelConfig, n_experts: int, disabled: bool) -> dict[str, Any]:
     """Router select and the options it reads; options it does not read keep their defaults (top_k 0)."""
     values: dict[str, Any] = {}
-    routing = st.selectbox("Router", list(ROUTERS), format_func=lambda name: ROUTERS[name].title, disabled=off(disabled),
-                           key=seed("model.routing", m.routing), help=why(disabled) or (ROUTER_HELP))
+    routing = st.selectbox(
+        "Router",
+        list(ROUTERS),
+        format_func=lambda name: ROUTERS[name].title,
+        disabled=off(disabled),
+        key=seed("model.routing", m.routing),
+        help=why(disabled) or (ROUTER_HELP),
+    )
     values["routing"] = routing
     spec = ROUTERS[routing]
     st.caption(spec.definition)
@@ -58,11 +64,20 @@ def routing_settings(m: ModelConfig, n_experts: int, disabled: bool) -> dict[str
         st.info(BATCH_DEPENDENT_NOTE.format(title=spec.title), icon="ℹ️")
     defaults = ModelConfig()
     if "gate_activation" in spec.options:
-        values["gate_activation"] = st.segmented_control(
-            "Gate output activation", list(GATE_ACTIVATIONS), disabled=off(disabled),
-            key=seed("model.gate_activation", m.gate_activation),
-            help=why(disabled) or ("softmax: weights sum to 1 (experts compete). sigmoid: each weight in (0, 1) on its own "
-                 "(the reference).")) or m.gate_activation
+        values["gate_activation"] = (
+            st.segmented_control(
+                "Gate output activation",
+                list(GATE_ACTIVATIONS),
+                disabled=off(disabled),
+                key=seed("model.gate_activation", m.gate_activation),
+                help=why(disabled)
+                or (
+                    "softmax: weights sum to 1 (experts compete). sigmoid: each weight in (0, 1) on its own "
+                    "(the reference)."
+                ),
+            )
+            or m.gate_activation
+        )
         st.caption(LOAD_DEFINITIONS[values["gate_activation"]])
     else:
         values["gate_activation"] = m.gate_activation
@@ -88,9 +103,15 @@ def routing_settings(m: ModelConfig, n_experts: int, disabled: bool) -> dict[str
             help=why(disabled) or ("u in b_i += u · sign(mean load − load_i), after every optimiser step."))
     else:
         values["bias_update_rate"] = defaults.bias_update_rate
-    values["shared_experts"] = st.number_input("Shared experts (always on)", 0, MAX_SHARED_EXPERTS, step=1,
-                                               disabled=off(disabled), key=seed("model.shared_experts", m.shared_experts),
-                                               help=why(disabled) or (SHARED_EXPERTS_DEFINITION))
+    values["shared_experts"] = st.number_input(
+        "Shared experts (always on)",
+        0,
+        MAX_SHARED_EXPERTS,
+        step=1,
+        disabled=off(disabled),
+        key=seed("model.shared_experts", m.shared_experts),
+        help=why(disabled) or (SHARED_EXPERTS_DEFINITION),
+    )
     return values
 
 
@@ -108,9 +129,15 @@ def routing_training_settings(t: TrainConfig, disabled: bool) -> dict[str, Any]:
               "α·E·Σ f_i·P_i (f_i: share of rows whose top expert is i; P_i: mean softmax probability of i); "
               "0 = off. Logged per epoch either way."))
     values["z_loss"] = c2.number_input(
-        "Z-loss weight", *Z_LOSS_RANGE, step=0.001, format="%g", disabled=off(disabled),
+        "Z-loss weight",
+        *Z_LOSS_RANGE,
+        step=0.001,
+        format="%g",
+        disabled=off(disabled),
         key=seed("train.z_loss", float(t.z_loss)),
-        help=why(disabled) or ("Weight of the router z-loss mean(logsumexp(logits)²) (ST-MoE), which keeps logits small; 0 = off."))
+        help=why(disabled)
+        or ("Weight of the router z-loss mean(logsumexp(logits)²) (ST-MoE), which keeps logits small; 0 = off."),
+    )
     values["gate_lr_scale"] = c3.number_input(
         "Gate LR scale", *GATE_LR_SCALE_RANGE, step=0.5, format="%g",
         disabled=off(disabled), key=seed("train.gate_lr_scale", float(t.gate_lr_scale)),

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 
@@ -42,7 +43,7 @@ def guard(run: Callable[[], Any], what: str = "This page") -> None:
     """Run a page; an unforeseen error becomes :func:`unexpected`'s message (re-raised with KAMOE_DEBUG=1)."""
     try:
         run()
-    except Exception as err:  # noqa: BLE001 - the last line of defence between a bug and a visitor
+    except Exception as err:
         if serving.debug():
             raise
         st.error(unexpected(err, what), icon=":material/error:")

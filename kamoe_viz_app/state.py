@@ -7,9 +7,9 @@ older ones are released (they stay on disk in the run store).
 from __future__ import annotations
 
 import contextlib
-
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import streamlit as st
 

@@ -7,7 +7,6 @@ other browser sessions keep their share of the CPU. The job, its models and resu
 from __future__ import annotations
 
 from functools import partial
-
 from typing import Any
 
 import streamlit as st
@@ -138,7 +137,7 @@ def render_live_charts(stage: Stage, epochs: list) -> None:
         right.caption("The baseline is one expert without a gate: there are no gate weights to show.")
         return
     weights = epochs[-1].gate_weights
-    if weights is not None and getattr(weights, "size", 0):
+    if weights is not None and bool(getattr(weights, "size", None)):
         right.altair_chart(ct.gate_distribution_chart(ct.gate_weight_frame(weights)), width="stretch")
     loads = ct.load_history_frame(epochs, stage.config.model.gate_activation)
     if len(loads):

@@ -75,34 +75,58 @@ def model_settings(base: RunConfig, is_sequence: bool, disabled: bool) -> tuple[
     m = base.model
     errors: list[str] = []
     values: dict[str, Any] = {}
-    values["gate"] = st.segmented_control(
-        "Gate family", list(GATE_FAMILIES), format_func=GATE_LABELS.get, disabled=off(disabled),
-        key=seed("model.gate", m.gate), help=why(disabled) or (GATE_HELP)) or m.gate
+    values["gate"] = (
+        st.segmented_control(
+            "Gate family",
+            list(GATE_FAMILIES),
+            format_func=lambda name: GATE_LABELS.get(name, name),
+            disabled=off(disabled),
+            key=seed("model.gate", m.gate),
+            help=why(disabled) or (GATE_HELP),
+        )
+        or m.gate
+    )
     values["n_experts"] = st.number_input("Experts", 1, MAX_EXPERTS, step=1, disabled=off(disabled), help=why(disabled),
                                           key=seed("model.n_experts", m.n_experts))
     values.update(routing_settings(m, int(values["n_experts"]), disabled))
     experts = list(EXPERT_TYPES)
     values["expert"] = st.selectbox(
-        "Expert type", experts, format_func=EXPERT_LABELS.get, disabled=off(disabled),
+        "Expert type",
+        experts,
+        format_func=lambda name: EXPERT_LABELS.get(name, name),
+        disabled=off(disabled),
         key=seed("model.expert", m.expert),
-        help=why(disabled) or ("MLP and KAN experts work on every dataset (windows are flattened); LSTM and GRU experts need a "
-             "time-series dataset."))
+        help=why(disabled)
+        or (
+            "MLP and KAN experts work on every dataset (windows are flattened); LSTM and GRU experts need a "
+            "time-series dataset."
+        ),
+    )
     if values["expert"] in SEQUENTIAL_EXPERTS and not is_sequence:
         errors.append(f"model.expert: got {EXPERT_LABELS[values['expert']]}; these experts need a "
                       "time-series dataset (windows). Choose MLP or KAN for tabular data, or pick a "
                       "sequential dataset.")
     c1, c2 = st.columns(2)
-    hidden_text = c1.text_input("Expert hidden sizes", disabled=off(disabled),
-                                key=seed("model.expert_hidden", ",".join(str(h) for h in m.expert_hidden)),
-                                help=why(disabled) or ("Widths of each expert's layers, comma-separated, e.g. 100 or 64,32."))
+    hidden_text = c1.text_input(
+        "Expert hidden sizes",
+        disabled=off(disabled),
+        key=seed("model.expert_hidden", ",".join(str(h) for h in m.expert_hidden)),
+        help=why(disabled) or ("Widths of each expert's layers, comma-separated, e.g. 100 or 64,32."),
+    )
     try:
         values["expert_hidden"] = parse_widths(hidden_text, "model.expert_hidden")
     except ValidationError as err:
         errors.append(str(err))
         values["expert_hidden"] = m.expert_hidden
-    values["gate_hidden"] = c2.number_input("Gate hidden width (0 = auto)", 0, 1024, step=1, disabled=off(disabled),
-                                            key=seed("model.gate_hidden", m.gate_hidden),
-                                            help=why(disabled) or ("Width u of h = ReLU(Dense(x)); 0 uses the experts' output width."))
+    values["gate_hidden"] = c2.number_input(
+        "Gate hidden width (0 = auto)",
+        0,
+        1024,
+        step=1,
+        disabled=off(disabled),
+        key=seed("model.gate_hidden", m.gate_hidden),
+        help=why(disabled) or ("Width u of h = ReLU(Dense(x)); 0 uses the experts' output width."),
+    )
     uses_kan = values["gate"] == "grkan" or values["expert"] == "kan"
     if uses_kan:
         c1, c2 = st.columns(2)
@@ -114,30 +138,56 @@ def model_settings(base: RunConfig, is_sequence: bool, disabled: bool) -> tuple[
                                               help=why(disabled) or ("3 = cubic B-splines."))
     if values["gate"] == "grkan":
         values["grkan_second_base"] = st.selectbox(
-            "GRKAN second KAN layer base", list(BASE_ACTIVATIONS), disabled=off(disabled),
+            "GRKAN second KAN layer base",
+            list(BASE_ACTIVATIONS),
+            disabled=off(disabled),
             key=seed("model.grkan_second_base", m.grkan_second_base),
-            help=why(disabled) or ("Base activation of the GRKAN's second KAN layer: the reference code uses relu, the paper "
-                 "describes SiLU."))
+            help=why(disabled)
+            or (
+                "Base activation of the GRKAN's second KAN layer: the reference code uses relu, the paper "
+                "describes SiLU."
+            ),
+        )
     if values["expert"] in SEQUENTIAL_EXPERTS and is_sequence:
-        values["return_sequences"] = st.checkbox("Gate every time step (return sequences)", disabled=off(disabled), help=why(disabled),
-                                                 key=seed("model.return_sequences", m.return_sequences))
+        values["return_sequences"] = st.checkbox(
+            "Gate every time step (return sequences)",
+            disabled=off(disabled),
+            help=why(disabled),
+            key=seed("model.return_sequences", m.return_sequences),
+        )
     else:
         values["return_sequences"] = False
     with st.expander("More model settings"):
         if uses_kan:
             c1, c2 = st.columns(2)
-            low = c1.number_input("KAN grid from", -1000.0, 1000.0, step=0.5, disabled=off(disabled), help=why(disabled),
-                                  key=seed("model.kan_range.low", float(m.kan_range[0])))
+            low = c1.number_input(
+                "KAN grid from",
+                -1000.0,
+                1000.0,
+                step=0.5,
+                disabled=off(disabled),
+                help=why(disabled),
+                key=seed("model.kan_range.low", float(m.kan_range[0])),
+            )
             high = c2.number_input("KAN grid to", -1000.0, 1000.0, step=0.5, disabled=off(disabled), help=why(disabled),
                                    key=seed("model.kan_range.high", float(m.kan_range[1])))
             values["kan_range"] = (low, high)
             if values["expert"] == "kan":
-                values["kan_base"] = st.selectbox("KAN expert base activation", list(BASE_ACTIVATIONS),
-                                                  disabled=off(disabled), help=why(disabled), key=seed("model.kan_base", m.kan_base))
+                values["kan_base"] = st.selectbox(
+                    "KAN expert base activation",
+                    list(BASE_ACTIVATIONS),
+                    disabled=off(disabled),
+                    help=why(disabled),
+                    key=seed("model.kan_base", m.kan_base),
+                )
         values["dropout"] = st.slider("Gate dropout", 0.0, 0.9, step=0.05, disabled=off(disabled), help=why(disabled),
                                       key=seed("model.dropout", float(m.dropout)))
-        values["input_scaling"] = st.checkbox("Learnable input scaling (x~ = W·x)", disabled=off(disabled), help=why(disabled),
-                                              key=seed("model.input_scaling", m.input_scaling))
+        values["input_scaling"] = st.checkbox(
+            "Learnable input scaling (x~ = W·x)",
+            disabled=off(disabled),
+            help=why(disabled),
+            key=seed("model.input_scaling", m.input_scaling),
+        )
     return values, errors
 
 
@@ -149,9 +199,15 @@ def training_settings(base: RunConfig, devices: list[str], disabled: bool) -> di
     values["epochs"] = c1.number_input("Epochs", 1, 10_000, step=10, disabled=off(disabled), help=why(disabled),
                                        key=seed("train.epochs", t.epochs))
     values["early_stopping"] = c2.number_input(
-        "Early stopping (0 = off)", 0, 10_000, step=5, disabled=off(disabled), key=seed("train.early_stopping",
-                                                                                    t.early_stopping),
-        help=why(disabled) or ("Stop after this many epochs without a better validation loss; the best weights are kept."))
+        "Early stopping (0 = off)",
+        0,
+        10_000,
+        step=5,
+        disabled=off(disabled),
+        key=seed("train.early_stopping", t.early_stopping),
+        help=why(disabled)
+        or ("Stop after this many epochs without a better validation loss; the best weights are kept."),
+    )
     lr_choices = sorted(set(LR_CHOICES) | {t.lr})
     values["lr"] = st.select_slider("Learning rate", lr_choices, disabled=off(disabled, live=True),
                                     help="Applies from the next epoch, also while Play or Step train.",
@@ -160,32 +216,79 @@ def training_settings(base: RunConfig, devices: list[str], disabled: bool) -> di
     batch_choices = sorted(set(BATCH_CHOICES) | {t.batch_size})
     values["batch_size"] = c1.selectbox("Batch size", batch_choices, disabled=off(disabled), help=why(disabled),
                                         key=seed("train.batch_size", t.batch_size))
-    values["seed"] = c2.number_input("Seed", 0, 2**31 - 1, step=1, disabled=off(disabled), key=seed("train.seed", t.seed),
-                                     help=why(disabled) or ("Seeds the weights and the batch order; the same seed gives the same "
-                                          "run."))
+    values["seed"] = c2.number_input(
+        "Seed",
+        0,
+        2**31 - 1,
+        step=1,
+        disabled=off(disabled),
+        key=seed("train.seed", t.seed),
+        help=why(disabled) or ("Seeds the weights and the batch order; the same seed gives the same run."),
+    )
     options = ["auto"] + [d for d in devices if d != "auto"]
     device = t.device if t.device in options else "auto"
-    values["device"] = st.selectbox("Device", options, disabled=off(disabled), key=seed("train.device", device),
-                                    help=why(disabled) or ("Only devices present on this machine are offered. auto = the GPU if "
-                                         "there is one, else the CPU."))
+    values["device"] = st.selectbox(
+        "Device",
+        options,
+        disabled=off(disabled),
+        key=seed("train.device", device),
+        help=why(disabled)
+        or ("Only devices present on this machine are offered. auto = the GPU if there is one, else the CPU."),
+    )
     with st.expander("Routing and balance", expanded=t.objective != "mse" or t.balance_loss > 0 or t.z_loss > 0
                      or t.gate_lr_scale != 1.0 or t.restarts > 1):
         values.update(routing_training_settings(t, disabled))
     with st.expander("More training settings"):
         c1, c2 = st.columns(2)
-        values["weight_decay"] = c1.number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%g",
-                                                 disabled=off(disabled), help=why(disabled), key=seed("train.weight_decay", t.weight_decay))
-        values["max_grad_norm"] = c2.number_input("Clip gradient norm (0 = off)", 0.0, 1e6, step=1.0, format="%g",
-                                                  disabled=off(disabled), help=why(disabled), key=seed("train.max_grad_norm",
-                                                                              t.max_grad_norm))
+        values["weight_decay"] = c1.number_input(
+            "Weight decay",
+            0.0,
+            1.0,
+            step=1e-4,
+            format="%g",
+            disabled=off(disabled),
+            help=why(disabled),
+            key=seed("train.weight_decay", t.weight_decay),
+        )
+        values["max_grad_norm"] = c2.number_input(
+            "Clip gradient norm (0 = off)",
+            0.0,
+            1e6,
+            step=1.0,
+            format="%g",
+            disabled=off(disabled),
+            help=why(disabled),
+            key=seed("train.max_grad_norm", t.max_grad_norm),
+        )
         c1, c2, c3 = st.columns(3)
-        values["lr_patience"] = c1.number_input("LR patience", 0, 10_000, step=1, disabled=off(disabled),
-                                                key=seed("train.lr_patience", t.lr_patience),
-                                                help=why(disabled) or ("Epochs without improvement before the learning rate drops."))
-        values["lr_factor"] = c2.number_input("LR factor", 0.01, 1.0, step=0.05, disabled=off(disabled), help=why(disabled),
-                                              key=seed("train.lr_factor", t.lr_factor))
-        values["min_lr"] = c3.number_input("Min LR", 0.0, 10.0, step=1e-5, format="%g", disabled=off(disabled), help=why(disabled),
-                                           key=seed("train.min_lr", t.min_lr))
+        values["lr_patience"] = c1.number_input(
+            "LR patience",
+            0,
+            10_000,
+            step=1,
+            disabled=off(disabled),
+            key=seed("train.lr_patience", t.lr_patience),
+            help=why(disabled) or ("Epochs without improvement before the learning rate drops."),
+        )
+        values["lr_factor"] = c2.number_input(
+            "LR factor",
+            0.01,
+            1.0,
+            step=0.05,
+            disabled=off(disabled),
+            help=why(disabled),
+            key=seed("train.lr_factor", t.lr_factor),
+        )
+        values["min_lr"] = c3.number_input(
+            "Min LR",
+            0.0,
+            10.0,
+            step=1e-5,
+            format="%g",
+            disabled=off(disabled),
+            help=why(disabled),
+            key=seed("train.min_lr", t.min_lr),
+        )
         lr = values.get("lr", t.lr)
         if values["lr_patience"] > 0 and values["min_lr"] >= lr:
             st.warning(f"Min LR ({values['min_lr']:g}) is not below the learning rate ({lr:g}): the learning rate "

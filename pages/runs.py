@@ -162,15 +162,14 @@ else:
         st.session_state.pop(CONFIRM, None)
         st.rerun()
 
-with st.expander("Name and notes", icon=":material/edit_note:"):
-    with st.form(f"rename_{run_id}", border=False):
-        name = st.text_input("Name", value=_text(row.get("name")), max_chars=120)
-        notes = st.text_area("Notes", value=_text(row.get("notes")), max_chars=10_000,
-                             help="What you tried and what you saw; kept with the run and in its exported file.")
-        if st.form_submit_button("Save name and notes"):
-            try:
-                store.rename(run_id, name=name, notes=notes)
-                st.toast("Saved.")
-                st.rerun()
-            except KamoeError as err:
-                st.error(esc(err))
+with st.expander("Name and notes", icon=":material/edit_note:"), st.form(f"rename_{run_id}", border=False):
+    name = st.text_input("Name", value=_text(row.get("name")), max_chars=120)
+    notes = st.text_area("Notes", value=_text(row.get("notes")), max_chars=10_000,
+                         help="What you tried and what you saw; kept with the run and in its exported file.")
+    if st.form_submit_button("Save name and notes"):
+        try:
+            store.rename(run_id, name=name, notes=notes)
+            st.toast("Saved.")
+            st.rerun()
+        except KamoeError as err:
+            st.error(esc(err))

@@ -117,10 +117,9 @@ if pending and pending[0] == id(run):
     if drop.button("Discard", key="spl_drop"):
         st.session_state.pop("_spl_grid_update", None)
         st.rerun()
-with st.expander("Grid coverage per input", icon=":material/fit_screen:"):
-    with guarded("Grid coverage"):
-        show_chart(run, f"grid_coverage_{layer}", lambda: ch.coverage_chart(layer_cov, sp.OUTSIDE_GRID_WARNING))
-        show_table(layer_cov, f"grid_coverage_{layer}")
+with st.expander("Grid coverage per input", icon=":material/fit_screen:"), guarded("Grid coverage"):
+    show_chart(run, f"grid_coverage_{layer}", lambda: ch.coverage_chart(layer_cov, sp.OUTSIDE_GRID_WARNING))
+    show_table(layer_cov, f"grid_coverage_{layer}")
 
 # ----- importance and small multiples ----------------------------------------------------------------------------
 st.subheader("Edges ranked by importance")

@@ -49,7 +49,7 @@ def _preflight(config: RunConfig, dataset) -> tuple[str | None, str | None]:
         outcome = (f"{cost.params:,} parameters, of which the gate has {cost.gate_params:,}", None)
     except KamoeError as err:
         outcome = (None, str(err))
-    except Exception as err:  # noqa: BLE001 - a combination the library did not foresee
+    except Exception as err:
         outcome = (None, unexpected(err, "Checking these settings"))
     st.session_state["_preflight"] = (key, outcome)
     return outcome

@@ -12,5 +12,9 @@ if (( ${#apt_packages[@]} )); then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
 fi
 bash scripts/setup.sh dev
+echo "ruff check"
+.venv/bin/ruff check .
+echo "mypy"
+.venv/bin/python -m mypy
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 exec .venv/bin/python -m pytest "$@"

@@ -59,7 +59,7 @@ def toy_sequences(n: int = 300, steps: int = 6, seed: int = 0) -> Dataset:
                    x_mean=np.zeros(2, np.float32), x_std=np.ones(2, np.float32))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_run(gate: str = "grkan", expert: str = "mlp", activation: str = "sigmoid", task: str = "regression",
              sequence: bool = False, epochs: int = 40):
     """A real TrainedRun (kamoe_viz.training.train_run) of a tiny model on a toy dataset, trained in about a
@@ -83,7 +83,7 @@ def tiny_model(gate: str = "grkan", expert: str = "mlp", activation: str = "sigm
 # ----- AppTest --------------------------------------------------------------------------------------------------
 def open_page(page: str, run=None, timeout: float = 120):
     """An AppTest of the whole app (app.py + navigation) showing ``page``, with ``run`` as the current run."""
-    import _app_support  # noqa: F401 - makes AppTest run app.py around every page, as the real server does
+    import _app_support
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(_app_support.APP, default_timeout=timeout)

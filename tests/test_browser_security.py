@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-
 from _browser_support import CHROMIUM, CHROMIUM_ARGS, app_server, wait_idle
-from kamoe_viz.runstore import RunStore
 from test_runs import make_run
 from test_runs_files import rezip
+
+from kamoe_viz.runstore import RunStore
 
 pytestmark = pytest.mark.browser
 if not Path(CHROMIUM).exists():

@@ -9,10 +9,10 @@ import time
 
 import pytest
 import torch
+from _app_support import ROOT, new_app
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _app_support import ROOT, new_app
 from kamoe_viz import budget
 from kamoe_viz.config import EXPERT_TYPES, GATE_FAMILIES, ModelConfig, RunConfig
 from kamoe_viz.errors import ValidationError

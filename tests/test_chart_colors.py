@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
 from interpret_helpers import tiny_run
+
 from kamoe_viz import charts as ch
 from kamoe_viz.charts import compare as cc
 from kamoe_viz.charts import theme

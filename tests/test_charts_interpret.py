@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 import pytest
-
 from interpret_helpers import tiny_model
+
 from kamoe_viz import charts as ch
 from kamoe_viz.interpret import attribution, experts, gates, splines, symbolic
 

@@ -7,13 +7,13 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from _california import CALIFORNIA_CSV
 
 from kamoe_viz import compare
 from kamoe_viz.cli.compare import main
 from kamoe_viz.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.errors import ValidationError
 
-from _california import CALIFORNIA_CSV  # noqa: E402
 CALIFORNIA = CALIFORNIA_CSV
 TINY_DATA = DataConfig(name="regimes", options={"n_samples": 300})
 

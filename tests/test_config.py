@@ -98,8 +98,15 @@ def test_bad_link_parameters_are_refused_by_name(params, fragment):
 
 
 _text = st.text(max_size=12)
-_scalar = st.one_of(st.integers(-10**6, 10**6), st.integers(min_value=10**300), st.floats(allow_nan=True, allow_infinity=True), _text, st.none(),
-                    st.booleans(), st.lists(st.integers(-5, 2000), max_size=8))
+_scalar = st.one_of(
+    st.integers(-(10**6), 10**6),
+    st.integers(min_value=10**300),
+    st.floats(allow_nan=True, allow_infinity=True),
+    _text,
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(-5, 2000), max_size=8),
+)
 _sections = st.fixed_dictionaries({}, optional={
     "data": st.dictionaries(st.sampled_from(["name", "seed", "test_fraction", "val_fraction", "options", "junk"]),
                             _scalar, max_size=4),

@@ -12,17 +12,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_nn_fast import autograd_kan, exact_layer
+from test_training import same_state, state_of, tiny_config, tiny_dataset
 
 from kamoe_viz.config import ModelConfig
 from kamoe_viz.nn import KAMoE, KANLinear
+from kamoe_viz.nn.fast.cuda_graph import ENV_SWITCH
 from kamoe_viz.nn.fast.optim import FastAdam
 from kamoe_viz.runstore import RunStore
 from kamoe_viz.training import Trainer, available_devices, evaluate, resolve_device, train_run
 from kamoe_viz.training import step as step_module
-from kamoe_viz.nn.fast.cuda_graph import ENV_SWITCH
-
-from test_nn_fast import autograd_kan, exact_layer
-from test_training import same_state, state_of, tiny_config, tiny_dataset
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 CUDA = torch.device("cuda")

@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _california import CALIFORNIA_CSV  # env KAMOE_CALIFORNIA_CSV, else ../shared
 
 from kamoe_viz.config import DataConfig
-from kamoe_viz.data import load_dataset
-from kamoe_viz.data import tabular
+from kamoe_viz.data import load_dataset, tabular
 from kamoe_viz.errors import DataError
 
-from _california import CALIFORNIA_CSV  # env KAMOE_CALIFORNIA_CSV, else ../shared
 FEATURES = ["MedInc", "HouseAge", "AveRooms", "AveBedrms", "Population", "AveOccup", "Latitude", "Longitude"]
 
 needs_csv = pytest.mark.skipif(not CALIFORNIA_CSV.is_file(),

@@ -8,13 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _california import CALIFORNIA_CSV  # env KAMOE_CALIFORNIA_CSV, else ../shared
 
 from kamoe_viz.config import DataConfig
-from kamoe_viz.data import dataset_from_frame, load_dataset, read_csv_table
-from kamoe_viz.data import tabular
+from kamoe_viz.data import dataset_from_frame, load_dataset, read_csv_table, tabular
 from kamoe_viz.errors import DataError, ValidationError
-
-from _california import CALIFORNIA_CSV  # env KAMOE_CALIFORNIA_CSV, else ../shared
 
 
 def table(n: int = 40, seed: int = 0) -> pd.DataFrame:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _california import CALIFORNIA_CSV  # env KAMOE_CALIFORNIA_CSV, else ../shared
 
 from kamoe_viz.config import DataConfig
 from kamoe_viz.data import DEFAULT_DATASET, Dataset, dataset_info, list_datasets, load_dataset
 from kamoe_viz.errors import DataError, KamoeError, ValidationError
 
-from _california import CALIFORNIA_CSV  # env KAMOE_CALIFORNIA_CSV, else ../shared
 NAMES = [info.name for info in list_datasets()]
 SEQUENCES = [info.name for info in list_datasets() if info.is_sequence]
 TABULAR = [info.name for info in list_datasets() if not info.is_sequence]
@@ -77,7 +77,7 @@ def test_loader_shapes_dtypes_and_metadata(name: str) -> None:
             assert y.dtype == np.float32 and y.shape == (len(X), 1) and np.isfinite(y).all()
         else:
             assert y.dtype == np.int64 and y.shape == (len(X),)
-            assert 0 <= y.min() and y.max() < ds.n_outputs
+            assert y.min() >= 0 and y.max() < ds.n_outputs
         assert (regimes is not None) == info.has_regimes
     if ds.task == "classification":
         assert ds.class_names and len(ds.class_names) == ds.n_outputs >= 2

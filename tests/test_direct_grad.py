@@ -44,10 +44,24 @@ def dataset(task: str = "regression", features: int = 4, rows: int = 96, seq_len
     else:
         y = rng.normal(size=(rows, 1)).astype(np.float32)
     cut = rows * 3 // 4
-    return Dataset(name="t", task=task, feature_names=[f"x{i}" for i in range(features)], target_name="y",
-                   X_train=X[:cut], y_train=y[:cut], X_val=X[cut:], y_val=y[cut:], X_test=X[cut:], y_test=y[cut:],
-                   class_names=[f"c{i}" for i in range(classes)] if task == "classification" else None,
-                   is_sequence=seq_len is not None, x_mean=np.zeros(features), x_std=np.ones(features), y_mean=0.0, y_std=1.0)
+    return Dataset(
+        name="t",
+        task=task,
+        feature_names=[f"x{i}" for i in range(features)],
+        target_name="y",
+        X_train=X[:cut],
+        y_train=y[:cut],
+        X_val=X[cut:],
+        y_val=y[cut:],
+        X_test=X[cut:],
+        y_test=y[cut:],
+        class_names=[f"c{i}" for i in range(classes)] if task == "classification" else None,
+        is_sequence=seq_len is not None,
+        x_mean=np.zeros(features),
+        x_std=np.ones(features),
+        y_mean=0.0,
+        y_std=1.0,
+    )
 
 
 def autograd_and_direct(model, data: Dataset, lib, rows: int = 24):

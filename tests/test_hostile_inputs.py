@@ -94,8 +94,9 @@ def numeric_tables(draw: st.DrawFn) -> bytes:
     n_cols = draw(st.integers(2, 6))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     with np.errstate(over="ignore"):
-        values = rng.normal(size=(n_rows, n_cols)) * draw(st.sampled_from([1.0, 1.0, 1.0, 1e6, 1e-300, 1e-30, 1e29, 1e30, 1e31,
-                                                                            1e150, 1e308]))
+        values = rng.normal(size=(n_rows, n_cols)) * draw(
+            st.sampled_from([1.0, 1.0, 1.0, 1e6, 1e-300, 1e-30, 1e29, 1e30, 1e31, 1e150, 1e308])
+        )
     text_cells = [[repr(float(v)) for v in row] for row in values]
     for _ in range(draw(st.sampled_from([0, 0, 0, 0, 0, 1, 2, 3]))):
         i, j = draw(st.integers(0, n_rows - 1)), draw(st.integers(0, n_cols - 1))
@@ -161,8 +162,14 @@ def _through_validator(data: bytes, draw: st.DrawFn, kind: str, max_bytes: int =
     if pick < 6:  # the default: every other column
         features = None
     elif pick < 9:  # a subset, sometimes with the target or a repeat in it
-        features = draw(st.lists(st.sampled_from(columns), min_size=min(pick - 6, len(columns)), max_size=min(len(columns), 250),
-                                 unique=pick < 8))
+        features = draw(
+            st.lists(
+                st.sampled_from(columns),
+                min_size=min(pick - 6, len(columns)),
+                max_size=min(len(columns), 250),
+                unique=pick < 8,
+            )
+        )
     else:
         features = draw(st.lists(st.text(max_size=3), max_size=3))
     task = draw(st.sampled_from([None, None, None, "regression", "classification", "clustering"]))

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from interpret_helpers import tiny_model
+
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.interpret import attribution as at
 from kamoe_viz.interpret._common import raw_to_scaled

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from interpret_helpers import tiny_model
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from interpret_helpers import tiny_model
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.interpret import experts as ex
 from kamoe_viz.interpret._common import regression_metrics

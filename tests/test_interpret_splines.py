@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from interpret_helpers import tiny_model
+
 from kamoe_viz.errors import GridUpdateError, ValidationError
 from kamoe_viz.interpret import splines as sp
 
@@ -138,9 +138,8 @@ def test_unknown_layer_names_the_allowed_ones():
 
 def test_shared_experts_kan_layers_are_listed_and_see_their_real_inputs():
     """Shared (always-on) KAN experts are part of kan_layers(), so the Splines page can show them."""
-    from kamoe_viz.config import ModelConfig
+    from kamoe_viz.config import DataConfig, ModelConfig
     from kamoe_viz.data import load_dataset
-    from kamoe_viz.config import DataConfig
     from kamoe_viz.nn import build_model
 
     data = load_dataset(DataConfig(name="regimes", options={"n_samples": 200}))

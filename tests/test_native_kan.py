@@ -193,9 +193,12 @@ result = {"first": first is not None, "then": status_then, "grad_ok": bool(torch
 
 
 def test_without_a_compiler_everything_works_on_the_pytorch_path(tmp_path):
-    out = run_python(TRAIN_TINY + "import time\nfor _ in range(100):\n    if native.status().state != 'building': break\n"
-                     "    time.sleep(0.05)\nresult['final'] = str(native.status())\nprint(json.dumps(result))",
-                     CC=str(tmp_path / "no-such-compiler"), KAMOE_NATIVE_DIR=str(tmp_path / "cache"))
+    out = run_python(
+        TRAIN_TINY + "import time\nfor _ in range(100):\n    if native.status().state != 'building': break\n"
+        "    time.sleep(0.05)\nresult['final'] = str(native.status())\nprint(json.dumps(result))",
+        CC=str(tmp_path / "no-such-compiler"),
+        KAMOE_NATIVE_DIR=str(tmp_path / "cache"),
+    )
     assert out["first"] is False and out["then"] == "building" and out["grad_ok"]
     assert "unavailable" in out["final"] and "no-such-compiler" in out["final"]
 

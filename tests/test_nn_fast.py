@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from kamoe_viz.config import ModelConfig
 from kamoe_viz.nn import KAMoE, KANLinear
 from kamoe_viz.nn.fast import native
-from kamoe_viz.nn.kan import bspline_basis_recursive, uniform_knots
 from kamoe_viz.nn.fast.optim import FastAdam
+from kamoe_viz.nn.kan import bspline_basis_recursive, uniform_knots
 from kamoe_viz.nn.spline_ops import _piece_coefficients
 
 

@@ -134,7 +134,9 @@ def test_edge_functions_sum_to_the_layer_output(bias):
     total = curves.total.sum(dim=2) + (layer.bias if bias else 0)
     torch.testing.assert_close(total, layer(x).detach(), atol=1e-5, rtol=1e-5)
     # the base part is exactly w_base * b(x) per edge
-    torch.testing.assert_close(curves.base[:, 1, 2], layer.base_weight[1, 2].detach() * torch.nn.functional.silu(x[:, 2]))
+    torch.testing.assert_close(
+        curves.base[:, 1, 2], layer.base_weight[1, 2].detach() * torch.nn.functional.silu(x[:, 2])
+    )
 
 
 def test_knots_are_uniform_and_cover_the_range():

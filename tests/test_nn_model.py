@@ -11,11 +11,20 @@ import torch.nn.functional as F
 
 from kamoe_viz.config import ModelConfig
 from kamoe_viz.errors import ValidationError
-from kamoe_viz.nn import GRKANGate, GRNGate, KAMoE, KanLayerRef, KANLinear, LinearGate, MoEOutput, build_gate, \
-    build_model
+from kamoe_viz.nn import (
+    GRKANGate,
+    GRNGate,
+    KAMoE,
+    KanLayerRef,
+    KANLinear,
+    LinearGate,
+    MoEOutput,
+    build_gate,
+    build_model,
+)
 from kamoe_viz.nn.gates import gate_parameter_count
-from kamoe_viz.nn.routers import build_router
 from kamoe_viz.nn.kan import bspline_basis_recursive, uniform_knots
+from kamoe_viz.nn.routers import build_router
 
 B, T, FEAT, E, H, N_OUT = 6, 5, 4, 3, 7, 2
 TABULAR = [("mlp", (H,)), ("mlp", (H, 5)), ("kan", (H,)), ("kan", (H, 5))]
@@ -264,8 +273,12 @@ def test_optimised_forward_equals_slow_reference(gate, expert, hidden, activatio
         expected = ref_model(model, x)
     torch.testing.assert_close(out.prediction.detach(), expected, atol=1e-10, rtol=1e-10)
     for e in range(E):
-        torch.testing.assert_close(out.expert_hidden[:, e].detach(), ref_expert(model, e, x * model.input_scale).detach(),
-                                   atol=1e-10, rtol=1e-10)
+        torch.testing.assert_close(
+            out.expert_hidden[:, e].detach(),
+            ref_expert(model, e, x * model.input_scale).detach(),
+            atol=1e-10,
+            rtol=1e-10,
+        )
 
 
 def exact_double_knots(model: KAMoE) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from interpret_helpers import assert_clean, open_page, rendered_charts, run_cache, tiny_run
 
 PAGE = "pages/attribution.py"

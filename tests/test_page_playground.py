@@ -4,7 +4,6 @@ presentation mode."""
 from __future__ import annotations
 
 import pytest
-
 from _app_support import button, charts, new_app, no_exception
 
 from kamoe_viz.training.session import FIXED_DATA_REASON, LOCK_REASON

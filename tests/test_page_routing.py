@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from _app_support import TINY, new_app, no_exception, train_until_done
 from interpret_helpers import assert_clean, open_page, tiny_run
+
 from kamoe_viz.config import RunConfig
 from kamoe_viz.routing_metrics import ROUTING_METRIC_DEFINITIONS, routing_summary
 from kamoe_viz.routing_specs import ROUTERS

@@ -6,10 +6,10 @@ import os
 import shutil
 
 import pytest
-
 from _app_support import TINY, button, errors_text, new_app, no_exception, train_until_done
-from kamoe_viz.runstore import RunStore
 from test_runs import make_run
+
+from kamoe_viz.runstore import RunStore
 
 
 @pytest.fixture(scope="module")

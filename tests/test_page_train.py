@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from _app_support import TINY, button, charts, errors_text, job, new_app, no_exception, train_until_done
 
 

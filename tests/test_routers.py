@@ -220,8 +220,8 @@ def test_old_configs_with_top_k_load_as_topk_and_round_trip():
 
 # ----- training -------------------------------------------------------------------------------------------------------
 def _dataset():
-    from kamoe_viz.data import load_dataset
     from kamoe_viz.config import DataConfig
+    from kamoe_viz.data import load_dataset
 
     return load_dataset(DataConfig(name="regimes", options={"n_samples": 600}))
 

@@ -8,17 +8,17 @@ import io
 import json
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 import torch
+from test_runs import entries, make_run, predictions
 
 from kamoe_viz.errors import RunFileError
 from kamoe_viz.runstore import MIGRATIONS, RunStore
 from kamoe_viz.runstore.fileformat import sha256
-from test_runs import entries, make_run, predictions
 
 
 @pytest.fixture()
@@ -195,7 +195,7 @@ def foreign_files() -> dict[str, bytes]:
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
     return {"random.zip": random_zip.getvalue(), "model.pt": pt.getvalue(), "state.pkl": pickle.dumps({"a": 1}),
             "old.pkl": pickle.dumps([1, 2], protocol=0), "image.zip": png, "empty.zip": b"",
-            "text.zip": "config = 1\n".encode(), "noise.zip": np.random.default_rng(0).bytes(5000)}
+            "text.zip": b"config = 1\n", "noise.zip": np.random.default_rng(0).bytes(5000)}
 
 
 @pytest.mark.parametrize("filename", sorted(foreign_files()))

@@ -6,17 +6,16 @@ loads and predicts exactly like the original. No other exception type may escape
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_runs import entries, make_run, predictions
+from test_runs_files import rezip
 
 from kamoe_viz.errors import RunFileError
 from kamoe_viz.runstore import RunStore
-from test_runs import entries, make_run, predictions
-from test_runs_files import rezip
 
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_runs import make_run, predictions
 
 from kamoe_viz.runstore import RunStore
-from test_runs import make_run, predictions
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 

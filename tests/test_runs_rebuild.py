@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_runs import predictions
 
 from kamoe_viz.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.data import dataset_from_frame, load_dataset, read_csv_table
@@ -14,7 +15,6 @@ from kamoe_viz.errors import RunFileError
 from kamoe_viz.runstore import RunStore
 from kamoe_viz.runstore.fileformat import sha256
 from kamoe_viz.training import train_run
-from test_runs import predictions
 
 CSV = "x1,x2,label\n" + "".join(f"{i % 7},{(i * 3) % 11},{(i % 7) * 0.5 + (i % 3)}\n" for i in range(80))
 

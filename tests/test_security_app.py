@@ -5,8 +5,9 @@ import logging
 import shutil
 
 from _app_support import button, new_app, no_exception
-from kamoe_viz.runstore import RunStore
 from test_runs import make_run
+
+from kamoe_viz.runstore import RunStore
 
 
 def test_no_page_lets_a_visitor_type_a_server_path(tmp_path, monkeypatch):
@@ -16,7 +17,7 @@ def test_no_page_lets_a_visitor_type_a_server_path(tmp_path, monkeypatch):
     assert [t.label for t in at.sidebar.text_input] == []
     at.switch_page("pages/runs.py").run()
     no_exception(at, "runs page")
-    assert not any("Folder" == t.label for t in at.text_input)
+    assert not any(t.label == "Folder" for t in at.text_input)
     shown = " ".join(c.value for c in at.caption) + " ".join(m.value for m in at.markdown)
     assert str(tmp_path) not in shown, "the page shows the server's path"
 

@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+from test_runs import entries, make_run
 
 from kamoe_viz import serving
 from kamoe_viz.errors import RunFileError
 from kamoe_viz.runstore import RunStore
-from test_runs import entries, make_run
 
 
 def test_a_folder_without_a_run_marker_is_not_listed_and_not_deleted(tmp_path: Path) -> None:

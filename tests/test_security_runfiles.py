@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_runs import make_run
+from test_runs_files import members_of, rezip
 
 from kamoe_viz.config import DataConfig
 from kamoe_viz.data import load_dataset
 from kamoe_viz.errors import KamoeError, RunFileError
 from kamoe_viz.runstore import RunStore
-from test_runs import make_run
-from test_runs_files import members_of, rezip
 
 _OPENED: list[str] | None = None
 
@@ -83,9 +83,8 @@ def blob(tmp_path: Path) -> bytes:
 def test_import_refuses_a_run_that_points_at_a_server_file(tmp_path: Path, blob: bytes, secret: Path,
                                                            option: bool) -> None:
     store = RunStore(tmp_path / "runs")
-    with Watch() as opened:
-        with pytest.raises(RunFileError, match="names a file") as info:
-            store.import_bytes(pointing_at(blob, secret, option=option), "shared.zip")
+    with Watch() as opened, pytest.raises(RunFileError, match="names a file") as info:
+        store.import_bytes(pointing_at(blob, secret, option=option), "shared.zip")
     assert_not_leaked(str(info.value), secret)
     assert not any("server_private" in p for p in opened)
     assert store.run_ids() == []
@@ -97,9 +96,8 @@ def test_a_stored_run_pointing_outside_is_not_opened(tmp_path: Path, blob: bytes
     plain = {name.split("/", 1)[1]: data for name, data in members_of(pointing_at(blob, secret)).items()}
     plain.pop("format.json")
     run_id = store._commit(plain, {"name": "planted", "notes": "", "created": "2025-01-01T00:00:00+00:00"}, None)
-    with Watch() as opened:
-        with pytest.raises(RunFileError) as info:
-            store.load(run_id)
+    with Watch() as opened, pytest.raises(RunFileError) as info:
+        store.load(run_id)
     assert_not_leaked(str(info.value), secret)
     assert not any("server_private" in p for p in opened)
 

@@ -17,8 +17,8 @@ import pytest
 pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
-from kamoe_viz import compare  # noqa: E402
-from kamoe_viz.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from kamoe_viz import compare
+from kamoe_viz.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 VOLATILE = ["train_seconds"]  # wall-clock time is the only column allowed to differ between engines

@@ -11,12 +11,12 @@ import pytest
 pytest.importorskip("mlflow", reason="the tracking extra (mlflow-skinny) is not installed")
 pytest.importorskip("tensorboard", reason="the tracking extra (tensorboard) is not installed")
 
-from mlflow.tracking import MlflowClient  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from mlflow.tracking import MlflowClient
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from kamoe_viz.cli import main  # noqa: E402
-from kamoe_viz.routing_metrics import routing_summary  # noqa: E402
-from kamoe_viz.tracking import LOAD_TAG, Tracker, config_params  # noqa: E402
+from kamoe_viz.cli import main
+from kamoe_viz.routing_metrics import routing_summary
+from kamoe_viz.tracking import LOAD_TAG, Tracker, config_params
 
 TINY = ["--option", "n_samples=300", "--hidden", "8", "--experts", "3", "--batch-size", "64", "--device", "cpu",
         "--quiet"]

@@ -12,8 +12,19 @@ from kamoe_viz.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.data.base import Dataset
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.nn import build_model
-from kamoe_viz.training import (EpochInfo, Trainer, TrainedRun, TrainResult, available_devices, baseline_config,
-                                evaluate, fit, predict, resolve_device, train_run)
+from kamoe_viz.training import (
+    EpochInfo,
+    TrainedRun,
+    Trainer,
+    TrainResult,
+    available_devices,
+    baseline_config,
+    evaluate,
+    fit,
+    predict,
+    resolve_device,
+    train_run,
+)
 
 
 # ----- tiny data (shared with the other test_training_* modules) -----------------------------------------------------

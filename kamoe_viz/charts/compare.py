@@ -17,7 +17,17 @@ SHAPES = {"finished": "circle", "diverged": "cross"}
 
 
 # variants beyond the four above (gate/router pairs): colours in order of appearance
-EXTRA_COLORS = [OTHER_VARIANT_COLOR, "#e45756", "#72b7b2", "#eeca3b", "#ff9da6", "#9d755d", "#bab0ac", "#439894", "#d67195"]
+EXTRA_COLORS = [
+    OTHER_VARIANT_COLOR,
+    "#e45756",
+    "#72b7b2",
+    "#eeca3b",
+    "#ff9da6",
+    "#9d755d",
+    "#bab0ac",
+    "#439894",
+    "#d67195",
+]
 
 
 def _order(variants: Sequence[str]) -> list[str]:

@@ -260,10 +260,12 @@ def render_markdown(rep: Reproduction, command: str = "") -> str:
                   "Ours − reference | Reference, all 32 | Runs (diverged) |",
                   "|---|---|---|---|---|---|---|"]
         for _, r in rep.summary.iterrows():
-            lines.append(f"| {EXPERT_LABELS.get(r.expert, r.expert)} | {PAPER_VARIANT_LABELS.get(r.variant, r.variant)} | "
-                         f"{_pm(r['mean'], r['std'])} | {r.reference_same_grid:.3f} | "
-                         f"{r.difference_same_grid:+.3f} | {r.reference_all_32:.3f} | {int(r.n)} "
-                         f"({int(r.diverged)}) |")
+            lines.append(
+                f"| {EXPERT_LABELS.get(r.expert, r.expert)} | {PAPER_VARIANT_LABELS.get(r.variant, r.variant)} | "
+                f"{_pm(r['mean'], r['std'])} | {r.reference_same_grid:.3f} | "
+                f"{r.difference_same_grid:+.3f} | {r.reference_all_32:.3f} | {int(r.n)} "
+                f"({int(r.diverged)}) |"
+            )
         lines += ["", "Per configuration (mean ± std over seeds; reference = the notebook's mean over its 5 runs):",
                   "", "| Experts | Layers | Width | Variant | Ours | Reference |", "|---|---|---|---|---|---|"]
         for _, r in rep.per_config.iterrows():

@@ -66,7 +66,7 @@ def _read_bytes(source: str | os.PathLike | bytes | IO[Any], max_bytes: int) -> 
 
 _UNICODE_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"),
                  (b"\xfe\xff", "utf-16"))
-_CONTROL = frozenset(chr(c) for c in [*range(0, 9), 11, 12, *range(14, 32), *range(0x7F, 0xA0)])
+_CONTROL = frozenset(chr(c) for c in [*range(9), 11, 12, *range(14, 32), *range(0x7F, 0xA0)])
 
 
 def _binary(label: str) -> DataError:

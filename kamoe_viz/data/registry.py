@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, SupportsInt, cast
+from typing import Any, SupportsInt, cast
 
 from kamoe_viz.config import DataConfig
 from kamoe_viz.data import csv, sequences, synthetic, tabular

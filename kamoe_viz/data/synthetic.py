@@ -73,9 +73,19 @@ def xor(*, seed: int, test_fraction: float, val_fraction: float, n_samples: int 
     y = (np.sign(clean[:, 0]) == np.sign(clean[:, 1])).astype(int)
     X = clean + noise * rng.standard_normal(clean.shape)
     return _classification_2d(
-        "xor", X, y, quadrant, ["x1>0, x2>0", "x1>0, x2<0", "x1<0, x2>0", "x1<0, x2<0"], ["different sign", "same sign"],
+        "xor",
+        X,
+        y,
+        quadrant,
+        ["x1>0, x2>0", "x1>0, x2<0", "x1<0, x2>0", "x1<0, x2<0"],
+        ["different sign", "same sign"],
         "XOR of the signs of x1 and x2 (2-D classification), with Gaussian noise on the points. Regime = quadrant: "
-        "a natural job for four experts.", seed, test_fraction, val_fraction, dict(n_samples=n_samples, noise=noise))
+        "a natural job for four experts.",
+        seed,
+        test_fraction,
+        val_fraction,
+        dict(n_samples=n_samples, noise=noise),
+    )
 
 
 def spiral(*, seed: int, test_fraction: float, val_fraction: float, n_samples: int = 1000, noise: float = 0.2,

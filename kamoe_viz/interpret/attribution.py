@@ -12,7 +12,8 @@ For sequence windows a feature's attribution is summed over the window's time st
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,8 +21,14 @@ import torch
 from captum.attr import FeatureAblation, IntegratedGradients
 
 from kamoe_viz.errors import ValidationError
-from kamoe_viz.interpret._common import (check_split, expert_names, feature_names, raw_to_scaled, reference_set,
-                                         to_tensor)
+from kamoe_viz.interpret._common import (
+    check_split,
+    expert_names,
+    feature_names,
+    raw_to_scaled,
+    reference_set,
+    to_tensor,
+)
 
 if TYPE_CHECKING:
     from kamoe_viz.data.base import Dataset

@@ -15,8 +15,16 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from kamoe_viz.errors import ValidationError
-from kamoe_viz.interpret._common import (expert_names, flatten_time, forward_numpy, primary_metric, reference_set,
-                                         rows_of, softmax_np, task_metrics)
+from kamoe_viz.interpret._common import (
+    expert_names,
+    flatten_time,
+    forward_numpy,
+    primary_metric,
+    reference_set,
+    rows_of,
+    softmax_np,
+    task_metrics,
+)
 
 if TYPE_CHECKING:
     from kamoe_viz.data.base import Dataset
@@ -114,7 +122,7 @@ def agreement(table: pd.DataFrame) -> dict[str, float]:
     rows, cols = linear_sum_assignment(-counts)
     return {"nmi": float(normalized_mutual_info_score(truth, winner)),
             "ari": float(adjusted_rand_score(truth, winner)),
-            "matched_accuracy": float(counts[rows, cols].sum() / counts.sum()), "rows": int(len(known))}
+            "matched_accuracy": float(counts[rows, cols].sum() / counts.sum()), "rows": len(known)}
 
 
 def _metrics(dataset: Dataset, table: pd.DataFrame, column: str, mask: np.ndarray) -> dict[str, float]:

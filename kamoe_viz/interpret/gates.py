@@ -20,9 +20,17 @@ import numpy as np
 import pandas as pd
 
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.interpret._common import (
+    DEFAULT_REFERENCE_ROWS,
+    expert_names,
+    feature_names,
+    flatten_time,
+    gate_weights_numpy,
+    raw_to_scaled,
+    reference_set,
+    rows_of,
+)
 from kamoe_viz.routing_metrics import row_entropy
-from kamoe_viz.interpret._common import (DEFAULT_REFERENCE_ROWS, expert_names, feature_names, flatten_time,
-                                         gate_weights_numpy, raw_to_scaled, reference_set, rows_of)
 
 if TYPE_CHECKING:
     from kamoe_viz.config import TrainConfig
@@ -252,8 +260,21 @@ def partial_dependence(model: KAMoE, dataset: Dataset, n_values: int = 20, max_r
     return pd.concat(frames, ignore_index=True)
 
 
-__all__ = ["ENTROPY_DEFINITION", "LOAD_DEFINITIONS", "gate_summary", "gate_weights_frame", "gates_over_time",
-           "load_table", "partial_dependence", "region_frame", "region_grid", "region_map", "region_points", "routing_entropy", "weights_long"]
+__all__ = [
+    "ENTROPY_DEFINITION",
+    "LOAD_DEFINITIONS",
+    "gate_summary",
+    "gate_weights_frame",
+    "gates_over_time",
+    "load_table",
+    "partial_dependence",
+    "region_frame",
+    "region_grid",
+    "region_map",
+    "region_points",
+    "routing_entropy",
+    "weights_long",
+]
 
 
 SPECIALISED_NMI = 0.8  # NMI against the true regimes from which a run counts as specialised (presets, hints)

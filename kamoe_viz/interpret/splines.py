@@ -15,8 +15,15 @@ import pandas as pd
 import torch
 
 from kamoe_viz.errors import GridUpdateError, ValidationError
-from kamoe_viz.interpret._common import (DEFAULT_REFERENCE_ROWS, feature_names, forward_numpy, model_loss,
-                                         reference_set, task_metrics, to_tensor)
+from kamoe_viz.interpret._common import (
+    DEFAULT_REFERENCE_ROWS,
+    feature_names,
+    forward_numpy,
+    model_loss,
+    reference_set,
+    task_metrics,
+    to_tensor,
+)
 
 if TYPE_CHECKING:
     from kamoe_viz.data.base import Dataset

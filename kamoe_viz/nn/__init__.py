@@ -4,5 +4,20 @@ from kamoe_viz.nn.kan import EdgeCurves, KANLinear
 from kamoe_viz.nn.moe import KAMoE, KanLayerRef, MoEOutput, build_model
 from kamoe_viz.nn.routers import ROUTERS, Router, RouterOutput, build_router
 
-__all__ = ["GATES", "EdgeCurves", "GRKANGate", "GRNGate", "KAMoE", "KANLinear", "KanLayerRef", "LinearGate",
-           "MoEOutput", "ROUTERS", "Router", "RouterOutput", "build_gate", "build_model", "build_router"]
+__all__ = [
+           "GATES",
+           "ROUTERS",
+           "EdgeCurves",
+           "GRKANGate",
+           "GRNGate",
+           "KAMoE",
+           "KANLinear",
+           "KanLayerRef",
+           "LinearGate",
+           "MoEOutput",
+           "Router",
+           "RouterOutput",
+           "build_gate",
+           "build_model",
+           "build_router",
+]

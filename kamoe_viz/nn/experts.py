@@ -59,7 +59,9 @@ class MLPExperts(nn.Module):
 class KANExperts(nn.Module):
     """E KANs; the first KAN layer of all experts is one KANLinear of width E*H, deeper layers are per expert."""
 
-    def __init__(self, in_features: int, n_experts: int, hidden: tuple[int, ...], **kan_options: Unpack[KanOptions]) -> None:
+    def __init__(
+        self, in_features: int, n_experts: int, hidden: tuple[int, ...], **kan_options: Unpack[KanOptions]
+    ) -> None:
         super().__init__()
         self.n_experts = n_experts
         self.hidden = tuple(hidden)

@@ -24,6 +24,8 @@ from kamoe_viz.errors import ValidationError
 from kamoe_viz.nn.fast.fused_gate import grkan_logits
 from kamoe_viz.nn.hooks import has_hooks
 from kamoe_viz.nn.kan import KANLinear
+
+
 def glorot_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Linear:
     """nn.Linear with Keras' default init (Glorot uniform, zero bias), to match the reference."""
     layer = nn.Linear(in_features, out_features, bias=bias)
@@ -162,5 +164,16 @@ def gate_parameter_count(gate: Gate) -> int:
     return sum(p.numel() for p in gate.parameters() if p.requires_grad)
 
 
-__all__ = ["GATES", "GATE_OPTIONS", "GLU", "Gate", "GRKANGate", "GRNGate", "LinearGate", "build_gate", "gate_options",
-           "gate_parameter_count", "has_hooks"]
+__all__ = [
+    "GATES",
+    "GATE_OPTIONS",
+    "GLU",
+    "GRKANGate",
+    "GRNGate",
+    "Gate",
+    "LinearGate",
+    "build_gate",
+    "gate_options",
+    "gate_parameter_count",
+    "has_hooks",
+]

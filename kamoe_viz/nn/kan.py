@@ -196,7 +196,9 @@ class KANLinear(nn.Module):
         flat = x if x.dim() == 2 else x.reshape(-1, self.in_features)
         knots = self._uniform_knots()
         kernel = self._native_kernel(flat) if knots is not None else None
-        if kernel is not None and knots is not None:  # one pass over the rows, no intermediate matrices: no chunking needed
+        if (
+            kernel is not None and knots is not None
+        ):  # one pass over the rows, no intermediate matrices: no chunking needed
             out = native.NativeKANFunction.apply(kernel, flat, self.base_weight, self.spline_weight, self.bias,
                                                  knots[0], knots[1], self.spline_order, self.base_activation_name)
         elif knots is not None and flat.device.type in _FUSED_DEVICES and fast.enabled():

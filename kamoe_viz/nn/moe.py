@@ -65,8 +65,12 @@ class KAMoE(nn.Module):
         # Non-recurrent experts on windows see the flattened window, as the reference does.
         self.flatten_input = self.is_sequence and not recurrent
         expert_in = n_features * seq_len if self.flatten_input and seq_len is not None else n_features
-        kan_options: KanOptions = dict(grid_size=config.kan_grid, spline_order=config.kan_order, grid_range=config.kan_range,
-                           base_activation=config.kan_base)
+        kan_options: KanOptions = dict(
+            grid_size=config.kan_grid,
+            spline_order=config.kan_order,
+            grid_range=config.kan_range,
+            base_activation=config.kan_base,
+        )
         self.input_scale = nn.Parameter(torch.ones(n_features)) if (config.input_scaling and not self.is_standard) \
             else None
         self.experts = build_experts(config.expert, expert_in, self.n_experts, config.expert_hidden,

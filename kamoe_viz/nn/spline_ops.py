@@ -12,14 +12,14 @@ ops per layer; the fused function does the whole layer in ~12 forward and ~8 bac
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 
-@lru_cache(maxsize=None)
+@cache
 def _piece_coefficients(order: int) -> tuple[tuple[float, ...], ...]:
     """C (k+1, k+1) with P_r(u) = sum_p C[r][p] u^p, the piece of the cardinal B-spline N_k on [r, r+1]."""
     k = order

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,9 +23,8 @@ from kamoe_viz.errors import KamoeError, RunFileError
 from kamoe_viz.runstore.fileformat import dump_json, load_json, sha256
 
 if TYPE_CHECKING:
-    from kamoe_viz.training.results import TrainResult
     from kamoe_viz.nn.moe import KAMoE
-    from kamoe_viz.training.results import TrainedRun
+    from kamoe_viz.training.results import TrainedRun, TrainResult
 
 DEFAULT_MAX_DATASET_BYTES = 256 * 1024**2  # larger datasets are rebuilt from their loader instead of stored
 _ARRAY_DTYPES = (np.float32, np.float64, np.int64, np.int32)

@@ -14,8 +14,9 @@ import re
 import secrets
 import unicodedata
 import zipfile
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from kamoe_viz.errors import RunFileError, ValidationError
 
@@ -39,7 +40,7 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 # ----- ids, names ---------------------------------------------------------------------------------------------------
 def new_run_id(now: datetime | None = None) -> str:
     """``20250131-142501-3fa9c2``: sorts by creation time, unique thanks to the random suffix."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return now.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
@@ -284,4 +285,4 @@ def read_zip(data: bytes, where: str, max_bytes: int = DEFAULT_MAX_RUN_BYTES) ->
 
 
 def utc_now_text() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

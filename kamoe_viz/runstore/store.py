@@ -12,20 +12,44 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from kamoe_viz import __version__
 from kamoe_viz.errors import KamoeError, RunFileError, ValidationError
 from kamoe_viz.runstore import codec
-from kamoe_viz.runstore.fileformat import (ALL_MEMBERS, DEFAULT_MAX_RUN_BYTES, MANIFEST, MAX_NAME_CHARS,
-                                           MAX_NOTES_CHARS, build_manifest, check_manifest, check_run_id,
-                                           clean_text, dump_json, load_json, migrate, new_run_id, read_zip, sha256,
-                                           utc_now_text, verify_members, write_zip)
-from kamoe_viz.runstore.folders import (TMP_PREFIX, TRASH_PREFIX, fsync_dir, is_member_file, pid_alive,
-                                        remove_known, stale_manifest_copies)
+from kamoe_viz.runstore.fileformat import (
+    ALL_MEMBERS,
+    DEFAULT_MAX_RUN_BYTES,
+    MANIFEST,
+    MAX_NAME_CHARS,
+    MAX_NOTES_CHARS,
+    build_manifest,
+    check_manifest,
+    check_run_id,
+    clean_text,
+    dump_json,
+    load_json,
+    migrate,
+    new_run_id,
+    read_zip,
+    sha256,
+    utc_now_text,
+    verify_members,
+    write_zip,
+)
+from kamoe_viz.runstore.folders import (
+    TMP_PREFIX,
+    TRASH_PREFIX,
+    fsync_dir,
+    is_member_file,
+    pid_alive,
+    remove_known,
+    stale_manifest_copies,
+)
 from kamoe_viz.runstore.folders import write_file as _write_file  # tests replace it to simulate a full disk
 
 if TYPE_CHECKING:
@@ -297,7 +321,7 @@ class RunStore:
 
     def _summary(self, run_id: str) -> dict[str, Any]:
         path = self.root / run_id
-        row: dict[str, Any] = {c: None for c in LIST_COLUMNS}
+        row: dict[str, Any] = dict.fromkeys(LIST_COLUMNS)
         row["run_id"] = run_id
         where = f"run {run_id}"
         try:

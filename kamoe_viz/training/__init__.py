@@ -10,6 +10,21 @@ from kamoe_viz.training.pipeline import baseline_config, train_run
 from kamoe_viz.training.results import STOP_REASONS, EpochInfo, TrainedRun, TrainResult
 from kamoe_viz.training.trainer import GATE_SUBSET_ROWS, GRAD_NORM_LIMIT, Trainer, fit
 
-__all__ = ["GATE_SUBSET_ROWS", "GRAD_NORM_LIMIT", "STOP_REASONS", "EpochInfo", "TrainResult", "TrainedRun", "Trainer",
-           "available_devices", "baseline_config", "configure_cpu_threads", "evaluate", "fit", "predict", "resolve_device", "train_run",
-           "tune_allocator"]
+__all__ = [
+    "GATE_SUBSET_ROWS",
+    "GRAD_NORM_LIMIT",
+    "STOP_REASONS",
+    "EpochInfo",
+    "TrainResult",
+    "TrainedRun",
+    "Trainer",
+    "available_devices",
+    "baseline_config",
+    "configure_cpu_threads",
+    "evaluate",
+    "fit",
+    "predict",
+    "resolve_device",
+    "train_run",
+    "tune_allocator",
+]

@@ -21,9 +21,16 @@ import torch
 class FastAdam:
     """Adam (Kingma & Ba) with L2 weight decay added to the gradient, as ``torch.optim.Adam``."""
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, fused: bool | None = None,
-                 skip_nonfinite: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        fused: bool | None = None,
+        skip_nonfinite: bool = False,
+    ) -> None:
         """``skip_nonfinite``: check every step's gradients for NaN/inf on the device (one op, no host sync) and
         skip that update; ``skipped_steps`` (a 0-d tensor) counts the skipped steps, for a loop to read once an
         epoch instead of syncing on every batch."""
