@@ -142,6 +142,21 @@ def test_classification_and_windows(kernel, expert):
     assert_same(*autograd_and_direct(model, windows, kernel))
 
 
+@pytest.mark.parametrize("expert,hidden", [("mlp", (6,)), ("mlp", (5, 3)), ("kan", (4,)), ("kan", (4, 3))])
+@pytest.mark.parametrize("gate,routing,shared", [("linear", "dense", 1), ("grkan", "dense", 2), ("grn", "topk", 1),
+                                                 ("grkan", "switch", 2)])
+def test_shared_experts_equal_autograd(kernel, expert, hidden, gate, routing, shared):
+    """Shared (always-on) experts beside the routed ones: each enters the mix with weight 1, so every shared
+    expert's gradient is the mix's, and dL/dx~ gathers the routed, shared and gate contributions."""
+    torch.manual_seed(7)
+    for data in (dataset(), dataset(seq_len=3, features=2)):
+        model = build_model(ModelConfig(gate=gate, expert=expert, expert_hidden=hidden, routing=routing,
+                                        shared_experts=shared, n_experts=3,
+                                        top_k=2 if routing == "topk" else 0), data)
+        assert model.shared is not None and unsupported_reason(model, data.task, kernel) is None
+        assert_same(*autograd_and_direct(model, data, kernel))
+
+
 @settings(max_examples=25, deadline=None)
 @given(rows=st.integers(1, 40), features=st.integers(1, 12), experts=st.integers(1, 5),
        width=st.integers(1, 24), gate=st.sampled_from(["linear", "grn", "grkan"]),
@@ -159,7 +174,6 @@ def test_what_is_left_to_autograd(kernel, monkeypatch):
     tabular, windows = dataset(), dataset(seq_len=4, features=3)
     cases = {
         "lstm experts": (ModelConfig(expert="lstm", expert_hidden=(4,)), windows),
-        "shared experts": (ModelConfig(shared_experts=1, expert_hidden=(4,)), tabular),
         "gate dropout": (ModelConfig(dropout=0.2, expert_hidden=(4,)), tabular),
     }
     for reason, (config, data) in cases.items():
@@ -265,8 +279,8 @@ def test_fit_uses_direct_gradients_where_they_apply(kernel, monkeypatch):
     for model, train, reason in [
             (ModelConfig(expert_hidden=(4,), top_k=2), TrainConfig(epochs=1), None),  # routers: closed form too
             (ModelConfig(expert_hidden=(4,)), TrainConfig(epochs=1, balance_loss=0.1, gate_lr_scale=5.0), None),
-            (ModelConfig(expert_hidden=(4,)), TrainConfig(epochs=1, objective="likelihood"), "objective likelihood"),
-            (ModelConfig(expert_hidden=(4,), shared_experts=1), TrainConfig(epochs=1), "shared experts")]:
+            (ModelConfig(expert_hidden=(4,)), TrainConfig(epochs=1, objective="likelihood"), None),
+            (ModelConfig(expert_hidden=(4,), shared_experts=1), TrainConfig(epochs=1), None)]:
         trainer = Trainer(build_model(model, data), data, train)
         expected = ("direct", None) if reason is None else ("autograd", reason)
         assert (trainer.gradient_path, trainer.gradient_path_reason) == expected
@@ -306,3 +320,62 @@ def test_every_router_and_the_aux_losses_in_closed_form_equal_autograd(kernel, r
     assert_same(expected, (got, [p.grad.clone() for p in params]))
     gate_grad = sum(float(p.grad.abs().sum()) for p in model.gate.parameters())
     assert gate_grad > 0
+
+
+@pytest.mark.parametrize("routing,top_k,activation,shared,expert", [
+    ("dense", 0, "sigmoid", 0, "mlp"), ("dense", 0, "softmax", 0, "kan"), ("switch", 0, "softmax", 0, "mlp"),
+    ("topk", 2, "softmax", 1, "kan"), ("noisy_topk", 1, "softmax", 0, "mlp"), ("sigmoid_bias", 1, "sigmoid", 0, "mlp"),
+    ("expert_choice", 0, "softmax", 2, "mlp"), ("relu", 0, "sigmoid", 0, "kan")])
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_the_likelihood_objective_in_closed_form_equals_autograd(kernel, routing, top_k, activation, shared, expert,
+                                                                 task):
+    """The mixture likelihood (Objective, autograd) against DirectGradients(likelihood=True): the loss, every
+    model parameter's gradient, log sigma's, and the balance / z losses on top, for the routers and shared experts."""
+    from kamoe_viz.training.objectives import Objective, prepare_model
+
+    data = dataset(task, classes=3)
+    torch.manual_seed(11)
+    config = TrainConfig(objective="likelihood", balance_loss=0.2, z_loss=0.01)
+    model = prepare_model(build_model(ModelConfig(expert=expert, expert_hidden=(5,), routing=routing, top_k=top_k,
+                                                  gate_activation=activation, shared_experts=shared, n_experts=3),
+                                      data), config)
+    objective = Objective(config, task)
+    if objective.log_sigma is not None:
+        objective.log_sigma.data.fill_(-0.3)  # away from 0, so a wrong sign or factor shows
+    x, y = torch.as_tensor(data.X_train[:40]), torch.as_tensor(data.y_train[:40])
+    model.train()
+    params = list(model.parameters()) + list(objective.parameters())
+    for p in params:
+        p.grad = None
+    torch.manual_seed(9)
+    with native.use(kernel is not None):
+        total, part = objective(model(x), y)
+    total.backward()
+    expected = (part.detach(), [p.grad.clone() for p in params])
+    for p in params:
+        p.grad.fill_(float("nan"))
+    direct = DirectGradients(model, task, kernel, objective.weights, likelihood=True, log_sigma=objective.log_sigma)
+    torch.manual_seed(9)
+    with native.use(kernel is not None):
+        got = direct.step(x, y)
+    assert got is not None
+    assert_same(expected, (got, [p.grad.clone() for p in params]))
+    assert sum(float(p.grad.abs().sum()) for p in model.gate.parameters()) > 0
+
+
+def test_likelihood_training_takes_the_direct_path_and_matches_autograd(monkeypatch):
+    """A few epochs of Three-regimes-style training (likelihood, gate lr x5, balance loss) on both paths: the same
+    losses, epoch by epoch."""
+    data = dataset(rows=160)
+    train = TrainConfig(epochs=3, batch_size=32, objective="likelihood", gate_lr_scale=5.0, balance_loss=0.01,
+                        lr=3e-3)
+    histories = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv(SWITCH_ENV, switch)
+        torch.manual_seed(4)
+        model = build_model(ModelConfig(expert_hidden=(6,), gate="grkan"), data)
+        assert Trainer(model, data, train).gradient_path == ("direct" if switch == "1" else "autograd")
+        torch.manual_seed(4)
+        model = build_model(ModelConfig(expert_hidden=(6,), gate="grkan"), data)
+        histories.append(fit(model, data, train).history["train_loss"])
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-4, atol=1e-5)

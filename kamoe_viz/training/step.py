@@ -105,13 +105,13 @@ class Stepper:
             reason: str | None = f"{fast.FAST_ENV}=0 (fast paths off)"
         elif self._flat_grad is None:
             reason = f"{self.device.type} device"
-        elif config.objective != "mse":
-            reason = f"objective {config.objective}"
         else:
             reason = unsupported_reason(self.model, self.task, self.kernel)
         self.gradient_path_reason = reason
         aux = {name: float(getattr(config, name)) for name in AUX_LOSSES}
-        self.direct = None if reason is not None else DirectGradients(self.model, self.task, self.kernel, aux)
+        likelihood = config.objective == "likelihood"
+        self.direct = None if reason is not None else DirectGradients(
+            self.model, self.task, self.kernel, aux, likelihood=likelihood, log_sigma=self.objective.log_sigma)
         self.gradient_path = "direct" if self.direct is not None else "autograd"
         self._graphed = None  # a captured step holds the old loss weights
 
