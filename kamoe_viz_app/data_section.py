@@ -8,6 +8,7 @@ import streamlit as st
 
 from kamoe_viz.charts import training as ct
 from kamoe_viz.config import DataConfig, RunConfig
+from kamoe_viz.data.base import Dataset
 from kamoe_viz.errors import KamoeError
 from kamoe_viz_app.config_state import seed
 from kamoe_viz_app.lock import off, why
@@ -232,7 +233,7 @@ def _safe_name(filename: str) -> str:
     return cleaned or "upload"
 
 
-def dataset_card(dataset: Any) -> None:
+def dataset_card(dataset: Dataset) -> None:
     """Size, task, source, and a preview table or (2-D inputs) a scatter of the training inputs."""
     sizes = dataset.sizes()
     cols = st.columns(3)

@@ -16,6 +16,7 @@ from kamoe_viz.charts import timeline as tc
 from kamoe_viz.charts import training as ct
 from kamoe_viz.charts.live import LiveSpecs
 from kamoe_viz.config import RunConfig
+from kamoe_viz.data.base import Dataset
 from kamoe_viz.errors import KamoeError
 from kamoe_viz.training.restarts import restarts_notice
 from kamoe_viz.training.session import (
@@ -56,7 +57,7 @@ def locked() -> str | None:
     return LOCK_REASON if s is not None and not s.done and s.epoch > 0 else None
 
 
-def _ensure(config: RunConfig, dataset: Any) -> TrainingSession | None:
+def _ensure(config: RunConfig, dataset: Dataset) -> TrainingSession | None:
     """The session to act on: the current one with live settings applied, or a new one for changed settings."""
     s = session()
     try:
@@ -87,7 +88,7 @@ def _finished(s: TrainingSession) -> None:
     state.set_current_run(run)
 
 
-def _act(action: str, config: RunConfig, dataset: Any) -> None:
+def _act(action: str, config: RunConfig, dataset: Dataset) -> None:
     st.session_state.pop(ERROR, None)
     s = session()
     if action == "Pause":
@@ -122,7 +123,7 @@ def _act(action: str, config: RunConfig, dataset: Any) -> None:
         _finished(s)
 
 
-def controls(config: RunConfig | None, dataset: Any, ready: bool, busy: bool) -> None:
+def controls(config: RunConfig | None, dataset: Dataset, ready: bool, busy: bool) -> None:
     """The transport buttons, the speed and the live area."""
     s = session()
     playing = s is not None and s.playing

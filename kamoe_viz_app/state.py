@@ -15,7 +15,7 @@ import streamlit as st
 
 from kamoe_viz import serving
 from kamoe_viz.labels import expert_label, gate_label
-from kamoe_viz.live import background_jobs
+from kamoe_viz.training.live import background_jobs
 from kamoe_viz_app.safe import esc
 
 CURRENT = "current_run"

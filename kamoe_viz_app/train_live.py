@@ -13,8 +13,9 @@ import streamlit as st
 
 from kamoe_viz.charts import training as ct
 from kamoe_viz.config import RunConfig
+from kamoe_viz.data.base import Dataset
 from kamoe_viz.errors import KamoeError
-from kamoe_viz.live import BASELINE, MAIN, LiveJob, Stage, background_jobs
+from kamoe_viz.training.live import BASELINE, MAIN, LiveJob, Stage, background_jobs
 from kamoe_viz.training.restarts import restarts_notice
 from kamoe_viz_app import state
 from kamoe_viz_app.safe import unexpected
@@ -40,7 +41,7 @@ def _begin(new: LiveJob) -> None:
     new.start_background(BURST_SECONDS)
 
 
-def start(config: RunConfig, dataset: Any, with_baseline: bool, csv: bytes | None = None) -> str | None:
+def start(config: RunConfig, dataset: Dataset, with_baseline: bool, csv: bytes | None = None) -> str | None:
     """Begin training ``config`` on ``dataset`` in the background; returns an error message instead of raising."""
     try:
         store = state.run_store()

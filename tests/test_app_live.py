@@ -1,4 +1,4 @@
-"""kamoe_viz.live: the app's training jobs (bursts, background thread, stop, idle stop, saving, baseline)."""
+"""kamoe_viz.training.live: the app's training jobs (bursts, background thread, stop, idle stop, saving, baseline)."""
 from __future__ import annotations
 
 import time
@@ -9,7 +9,7 @@ import pytest
 from kamoe_viz.config import RunConfig
 from kamoe_viz.data import load_dataset
 from kamoe_viz.errors import ValidationError
-from kamoe_viz.live import BASELINE, MAIN, LiveJob
+from kamoe_viz.training.live import BASELINE, MAIN, LiveJob
 from kamoe_viz.runstore import RunStore
 from kamoe_viz.training import train_run
 

@@ -16,7 +16,7 @@ def test_without_a_run_it_says_how_to_get_one():
 def test_a_model_training_in_another_tab_is_pointed_to():
     from kamoe_viz.config import RunConfig
     from kamoe_viz.data import load_dataset
-    from kamoe_viz.live import LiveJob
+    from kamoe_viz.training.live import LiveJob
     config = RunConfig.from_query_params({"model.expert_hidden": "8", "train.epochs": "5000",
                                           "train.early_stopping": "0", "data.options.n_samples": "600"})
     elsewhere = LiveJob.start(config, load_dataset(config.data), with_baseline=False)

@@ -80,7 +80,7 @@ def test_cli_restarts_flags(capsys):
 
 def test_a_live_run_s_timeline_starts_from_the_chosen_initialisation(data):
     """The epoch-0 snapshot shows the weights training starts from, i.e. after the restarts picked them."""
-    from kamoe_viz.live import MAIN, make_stage
+    from kamoe_viz.training.live import MAIN, make_stage
     from kamoe_viz.training.timeline import Timeline
 
     config = RunConfig.from_dict({"data": {"name": "regimes", "options": {"n_samples": 600}},

@@ -1,4 +1,5 @@
-"""Training: :class:`Trainer` (bursts of epochs), :func:`fit`, :func:`train_run`, evaluation and prediction.
+"""Training: :class:`Trainer` (bursts of epochs), :func:`fit`, :func:`train_run`, evaluation and prediction;
+``training.live`` runs them as jobs a front end advances or leaves in a background thread.
 
 Adam with MSE (regression) or cross-entropy (classification), early stopping with best-weights restore, plateau LR
 reduction, optional gradient clipping, a divergence guard that stops cleanly with advice, and device selection

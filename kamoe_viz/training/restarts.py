@@ -13,14 +13,18 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from kamoe_viz.config import TrainConfig
 
+if TYPE_CHECKING:
+    from kamoe_viz.data.base import Dataset
+    from kamoe_viz.nn.moe import KAMoE
 
-def _fresh(model: Any, seed: int, k: int) -> Any:
+
+def _fresh(model: KAMoE, seed: int, k: int) -> KAMoE:
     """Another initialisation of ``model``'s architecture (same class and config), drawn from its own seed."""
     torch.manual_seed((seed + 1) * 104_729 + k)  # distinct from every run's own seed and from each other
     fresh = type(model)(model.config, model.n_features, model.n_outputs, model.seq_len)
@@ -37,7 +41,7 @@ def restarts_notice(config: TrainConfig) -> str | None:
             "lowest validation loss then trains…")
 
 
-def choose_initialisation(model: Any, dataset: Any, config: TrainConfig) -> tuple[list[float], int, float]:
+def choose_initialisation(model: KAMoE, dataset: Dataset, config: TrainConfig) -> tuple[list[float], int, float]:
     """Load into ``model`` the initial weights of the best of ``config.restarts`` candidates (candidate 0 is the
     model as given). Returns (each candidate's best validation loss, the chosen index, seconds spent); with
     restarts = 1 nothing is trained: ([], 0, 0.0)."""
