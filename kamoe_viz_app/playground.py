@@ -200,6 +200,11 @@ def _specs() -> LiveSpecs:
     return specs
 
 
+# Single-view charts take their column's width (a fixed width overflowed a narrow column and clipped the newest
+# epochs); the maps and the faceted histogram keep the width their builder gives them.
+STRETCHED = frozenset({"load", "loss", "story"})
+
+
 def live_show(where: Any, name: str, *args: Any, **kwargs: Any) -> None:
     """A live chart: built once per shape, later redraws only refill its data (:mod:`kamoe_viz.charts.live`). The
     frames go as Arrow tables made in this thread (Streamlit's own conversion starts a thread pool per frame)."""
@@ -208,7 +213,9 @@ def live_show(where: Any, name: str, *args: Any, **kwargs: Any) -> None:
     spec = _specs().spec(name, *args, **kwargs)
     spec["datasets"] = {key: pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
                         if isinstance(frame, pd.DataFrame) else frame for key, frame in spec["datasets"].items()}
-    where.vega_lite_chart(spec, width="content")
+    if name in STRETCHED:
+        spec = {**spec, "width": "container", "autosize": {"type": "fit-x", "contains": "padding"}}
+    where.vega_lite_chart(spec, width="stretch" if name in STRETCHED else "content")
 
 
 def views(s: TrainingSession) -> None:
@@ -235,4 +242,4 @@ def views(s: TrainingSession) -> None:
         live_show(left, "loss", ct.history_frame(s.epochs), best_epoch=s.last.best_epoch, height=160)
     metrics = timeline.metrics_frame()
     if timeline.probe_regimes is not None and metrics["nmi"].notna().any():
-        live_show(right, "story", metrics, width=240)
+        live_show(right, "story", metrics)

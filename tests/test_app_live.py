@@ -9,9 +9,9 @@ import pytest
 from kamoe_viz.config import RunConfig
 from kamoe_viz.data import load_dataset
 from kamoe_viz.errors import ValidationError
-from kamoe_viz.training.live import BASELINE, MAIN, LiveJob
 from kamoe_viz.runstore import RunStore
 from kamoe_viz.training import train_run
+from kamoe_viz.training.live import BASELINE, MAIN, LiveJob
 
 TINY = {"model.expert_hidden": "8", "model.n_experts": "2", "train.epochs": "5", "train.early_stopping": "0",
         "train.batch_size": "256", "data.options.n_samples": "600"}

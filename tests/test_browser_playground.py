@@ -62,6 +62,14 @@ def test_play_pause_step_and_scrub_the_timeline(tmp_path):
         assert region.is_visible()
         _no_exception(page, "Train page while paused")
         page.screenshot(path=str(ARTIFACTS / "playground_paused.png"), full_page=True)
+        # every live chart fits its column (a fixed-width chart overflowed it: the newest epochs were cut off and the
+        # load bars hid under the histogram beside them)
+        overflow = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stColumn"]')].flatMap(col => {
+            const right = col.getBoundingClientRect().right;
+            return [...col.querySelectorAll('.vega-embed :is(canvas, svg)')]
+                .map(el => el.getBoundingClientRect().right - right).filter(excess => excess > 2);
+        })""")
+        assert overflow == [], f"live charts wider than their column by {overflow} px"
 
         page.get_by_text("real time", exact=True).first.click()  # finish quickly
         _wait_idle(page)

@@ -10,14 +10,17 @@ from kamoe_viz.charts.theme import HEAT_SCHEME, REGIME_SCHEME, SMALL, WIDE, expe
 LOAD_LABELS = {"mean_weight": "mean weight", "normalised_share": "normalised share", "top1_share": "top-1 share"}
 
 
-def weight_histogram_chart(weights: pd.DataFrame, bins: int = 25) -> alt.Chart:
-    """Per expert, the histogram of its gate weight over the rows (long frame: expert, weight)."""
+def weight_histogram_chart(weights: pd.DataFrame, bins: int = 25, wrap: int | None = None) -> alt.Chart:
+    """Per expert, the histogram of its gate weight over the rows (long frame: expert, weight); ``wrap``: at most
+    this many experts side by side, the rest on further rows (for a narrow column)."""
     names = list(weights["expert"].unique())
+    facet = (alt.Facet("expert:N", title=None, sort=names, columns=wrap) if wrap
+             else alt.Column("expert:N", title=None, sort=names))
     return alt.Chart(weights).mark_bar(opacity=0.85).encode(
         x=alt.X("weight:Q", bin=alt.Bin(maxbins=bins, extent=[0, 1]), title="gate weight"),
         y=alt.Y("count():Q", title="rows"),
         color=expert_color("expert", names, legend=False),
-        column=alt.Column("expert:N", title=None, sort=names),
+        **({"facet": facet} if wrap else {"column": facet}),
         tooltip=[alt.Tooltip("expert:N"), alt.Tooltip("weight:Q", bin=alt.Bin(maxbins=bins, extent=[0, 1]),
                                                       title="weight bin"), alt.Tooltip("count():Q", title="rows")],
     ).properties(width=SMALL, height=120)

@@ -107,7 +107,8 @@ def weights_long(weights: np.ndarray) -> pd.DataFrame:
 
 
 def histogram_chart(weights: np.ndarray) -> alt.Chart:
-    return weight_histogram_chart(weights_long(weights)).properties(width=110, height=100)
+    """Gate-weight histograms sized for half of the Train page's panel: two experts per row."""
+    return weight_histogram_chart(weights_long(weights), wrap=2).properties(width=90, height=100)
 
 
 def load_bars_chart(load: list[float], width: int = 260, title: str = "Load per expert") -> alt.LayerChart:
@@ -115,8 +116,8 @@ def load_bars_chart(load: list[float], width: int = 260, title: str = "Load per 
     names = expert_names(len(load))
     frame, even = load_bars_data(load)
     bars = alt.Chart(frame).mark_bar().encode(
-        x=alt.X("expert:N", sort=names, title=None), y=alt.Y("load:Q", scale=alt.Scale(domain=[0, 1]),
-                                                           title="load (top-1 share)"),
+        x=alt.X("expert:N", sort=names, title=None, axis=alt.Axis(labelAngle=0 if len(load) <= 4 else -90)),
+        y=alt.Y("load:Q", scale=alt.Scale(domain=[0, 1]), title="load (top-1 share)"),
         color=expert_color("expert", names, legend=False), tooltip=[alt.Tooltip("expert:N"),
                                                                    alt.Tooltip("load:Q", format=".2f")])
     rule = alt.Chart(even).mark_rule(
