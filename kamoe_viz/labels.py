@@ -34,6 +34,19 @@ PAPER_VARIANT_LABELS = {"standard": "Standard", "linear": "MoE (linear gate)", "
                         "grkan": "KAMoE (GRKAN gate)"}
 
 
+def gate_kan_units(layer: str, n_in: int, n_out: int) -> tuple[list[str], list[str]]:
+    """Names of a GRKAN gate KAN layer's inputs and outputs: its first layer reads the gate's hidden units h
+    (ReLU(Dense(x)), not the input features) and writes kan1·j; the second reads kan1·i and writes kan2·j."""
+    inputs = [f"h{i}" for i in range(n_in)] if layer.endswith("kan1") else [f"kan1·{i}" for i in range(n_in)]
+    return inputs, [f"{layer.split('.')[-1]}·{j}" for j in range(n_out)]
+
+
+def gate_kan_edge(layer: str, i: int, j: int) -> str:
+    """One GRKAN gate edge as the Splines page names it, e.g. ``h12 → kan1·1``."""
+    inputs, outputs = gate_kan_units(layer, i + 1, j + 1)
+    return f"{inputs[i]} → {outputs[j]}"
+
+
 def gate_label(gate: str) -> str:
     return GATE_LABELS.get(gate, gate)
 

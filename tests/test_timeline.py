@@ -90,6 +90,11 @@ def test_snapshots_are_bounded_and_pauses_are_kept() -> None:
     kept = {(r.layer, r.output, r.input) for r in top.itertuples()}
     assert min(float(np.ptp(last[lay][:, j, i])) for lay, j, i in kept) == spans[4]  # the five widest
     assert set(timeline.spline_frame(timeline.at(0), top=5)["edge"]) == set(top["edge"])  # same panels each epoch
+    from kamoe_viz.interpret.splines import edge_curves
+
+    for layer in ("gate.kan1", "gate.kan2"):  # edges named as on the Splines page (h3 → kan1·0), not "in 3 → out 0"
+        page = edge_curves(session.model, session.dataset, layer)
+        assert set(every_edge[every_edge.layer == layer]["edge"]) == set(page["edge"])
     frame = timeline.region_frame(snap)
     assert {"x", "y", "expert", "weight", "winner", "winning_weight"} <= set(frame.columns)
 

@@ -24,6 +24,7 @@ from kamoe_viz.interpret._common import (
     task_metrics,
     to_tensor,
 )
+from kamoe_viz.labels import gate_kan_units
 
 if TYPE_CHECKING:
     from kamoe_viz.data.base import Dataset
@@ -65,10 +66,8 @@ def layer_inputs(model: KAMoE, dataset: Dataset, split: str = "train", max_rows:
 def _names(model: KAMoE, dataset: Dataset, ref) -> tuple[list[str], list[str]]:
     """Readable names of a layer's inputs and outputs."""
     layer = ref.layer
-    if ref.name == "gate.kan1":
-        return [f"h{i}" for i in range(layer.in_features)], [f"kan1·{j}" for j in range(layer.out_features)]
-    if ref.name == "gate.kan2":
-        return [f"kan1·{i}" for i in range(layer.in_features)], [f"kan2·{j}" for j in range(layer.out_features)]
+    if ref.name in ("gate.kan1", "gate.kan2"):
+        return gate_kan_units(ref.name, layer.in_features, layer.out_features)
     if ref.expert is None:  # fused first expert layer: inputs are the (scaled) features
         feats = feature_names(dataset)
         if layer.in_features == len(feats):

@@ -24,6 +24,7 @@ import torch
 
 from kamoe_viz import routing_metrics as rm
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.labels import gate_kan_edge
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -342,7 +343,7 @@ class Timeline:
                 for i in range(n_in):
                     if keep is not None and (layer, j, i) not in keep:
                         continue
-                    frames.append(pd.DataFrame({"layer": layer, "edge": f"{layer}: in {i} → out {j}", "input": i,
+                    frames.append(pd.DataFrame({"layer": layer, "edge": gate_kan_edge(layer, i, j), "input": i,
                                                 "output": j, "x": x[:, i], "total": values[:, j, i]}))
         columns = ["layer", "edge", "input", "output", "x", "total"]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
