@@ -10,10 +10,13 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import ValidationError
+
+if TYPE_CHECKING:
+    from kamoe_viz.training.results import TrainResult
 
 STATISTICS: dict[str, Callable[[Sequence[float]], float]] = {
     "mean": lambda values: sum(values) / len(values),
@@ -157,6 +160,40 @@ def preset_config(name: str, seed: int | None = None) -> RunConfig:
 def available_presets(dataset_names: Sequence[str]) -> list[Preset]:
     """The presets whose dataset is available (California needs its CSV or a download)."""
     return [p for p in PRESET_LIST if p.dataset in dataset_names]
+
+
+def _settings(config: RunConfig) -> dict[str, Any]:
+    """A configuration without what a preset leaves to the user (the seeds, the device)."""
+    raw = config.to_dict()
+    for section, key in (("data", "seed"), ("train", "seed"), ("train", "device")):
+        raw[section].pop(key, None)
+    return raw
+
+
+def preset_of(config: RunConfig) -> Preset | None:
+    """The preset whose settings ``config`` has (any seed and device), or None."""
+    settings = _settings(config)
+    return next((p for p in PRESET_LIST if _settings(p.config()) == settings), None)
+
+
+def claims_budget_note(config: RunConfig) -> str | None:
+    """For a run of a preset with claims: that they hold for its epoch budget, which an epoch-cap notice's
+    "more epochs may help" would otherwise invite the user to change. None for other runs."""
+    preset = preset_of(config)
+    if preset is None or not preset.claims:
+        return None
+    return (f"The {preset.title} preset's claims are measured with exactly this budget ({config.train.epochs} "
+            "epochs, over seeds 0-9); with more epochs it may show something else.")
+
+
+def run_epoch_cap_notice(result: TrainResult, config: RunConfig) -> str | None:
+    """:func:`kamoe_viz.training.results.epoch_cap_notice` for a finished run, with :func:`claims_budget_note`
+    added when the run is a preset's (what the Train page and ``train`` print)."""
+    from kamoe_viz.training.results import epoch_cap_notice
+
+    notice = epoch_cap_notice(result, config.train)
+    note = claims_budget_note(config) if notice else None
+    return f"{notice} {note}" if note else notice
 
 
 def measure(config: RunConfig) -> dict[str, Any]:

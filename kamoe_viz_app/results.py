@@ -9,7 +9,7 @@ import streamlit as st
 from kamoe_viz.charts import training as ct
 from kamoe_viz.config import RunConfig
 from kamoe_viz.labels import METRIC_LABELS
-from kamoe_viz.training.results import epoch_cap_notice
+from kamoe_viz.presets import run_epoch_cap_notice
 from kamoe_viz_app import config_state as cfg
 from kamoe_viz_app import state
 from kamoe_viz_app import train_live as live
@@ -90,7 +90,7 @@ def current_run_results() -> None:
         show = st.error if result.stopped_reason == "diverged" else st.warning
         show(esc(result.message), icon=":material/error:" if result.stopped_reason == "diverged" else
              ":material/warning:")
-    notice = epoch_cap_notice(result, run.config.train)
+    notice = run_epoch_cap_notice(result, run.config)
     if notice:
         st.info(notice, icon=":material/timer:")
     baseline = live.baseline_metrics(run)

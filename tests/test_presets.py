@@ -83,3 +83,20 @@ def test_cli_unknown_preset_exits_2(capsys):
 def test_claims_measured_in_worker_processes_equal_those_measured_here():
     preset = PRESETS["moons"]
     assert check_claims(preset, (0, 1), jobs=2) == check_claims(preset, (0, 1), jobs=1)
+
+
+def test_a_preset_run_at_its_epoch_cap_says_its_claims_hold_for_that_budget():
+    from kamoe_viz.config import RunConfig
+    from kamoe_viz.presets import claims_budget_note, preset_of, run_epoch_cap_notice
+    from kamoe_viz.training.results import TrainResult
+
+    collapse = preset_config("collapse", seed=7)
+    assert preset_of(collapse) is PRESETS["collapse"] and preset_of(RunConfig()) is None
+    capped = TrainResult(epochs_run=collapse.train.epochs, stopped_reason="completed")
+    notice = run_epoch_cap_notice(capped, collapse)
+    assert notice is not None and "epoch cap (60 epochs)" in notice and "Collapse preset's claims" in notice
+    longer = RunConfig.from_dict({**collapse.to_dict(), "train": {**collapse.to_dict()["train"], "epochs": 200}})
+    assert preset_of(longer) is None and claims_budget_note(longer) is None  # changed settings: no longer the preset
+    assert "claims" not in (run_epoch_cap_notice(TrainResult(epochs_run=200), longer) or "")
+    assert run_epoch_cap_notice(TrainResult(epochs_run=12, stopped_reason="early_stopping"), collapse) is None
+    assert claims_budget_note(preset_config("series")) is None  # no claims, nothing to protect

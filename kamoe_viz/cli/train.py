@@ -208,9 +208,9 @@ def _report(run: TrainedRun, total_seconds: float, interrupted: bool, as_json: b
           f"{what}; {result.params:,} parameters; device {result.device}")
     print(f"stopped: {result.stopped_reason}{' (interrupted)' if interrupted else ''} after {result.epochs_run} "
           f"epochs, {best_epoch_text(result.best_epoch)}, {result.seconds:.1f} s training")
-    from kamoe_viz.training.results import epoch_cap_notice
+    from kamoe_viz.presets import run_epoch_cap_notice
 
-    notice = None if interrupted else epoch_cap_notice(result, run.config.train)
+    notice = None if interrupted else run_epoch_cap_notice(result, run.config)
     if notice:
         print(f"note: {notice}")
     print("test:       " + "  ".join(f"{k} {m[k]:.4f}" for k in main if k in m))
