@@ -2,6 +2,7 @@
 127.0.0.1, see .streamlit/config.toml). What every run draws (page setup, the menu, the sidebar, then the open page)
 is :func:`kamoe_viz_app.entry.main`.
 """
+
 from __future__ import annotations
 
 import os

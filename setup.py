@@ -6,6 +6,7 @@ works from a checkout), so it is not a package setuptools can find; this copies 
 The app's helpers are the ordinary package ``kamoe_viz_app`` (found by pyproject's patterns), so only the entry
 script, the page modules and two data files are copied.
 """
+
 from __future__ import annotations
 
 import shutil

@@ -1,5 +1,6 @@
 """Private virtual environments for the comparison packages, made on first use under benchmarks/.envs/ (ignored by
 git). The reference code is installed from PyPI with pip, never copied into this repository."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,19 @@ PACKAGES = {
     # the original KAMoE (Keras 3 + JAX) and what it needs; kamoe 0.1.8 requires Python < 3.12
     "reference": ["kamoe==0.1.8", "keras", "keras-efficient-kan", "jax", "jaxlib"],
     # pykan (the original KAN); it imports these at module level
-    "pykan": ["pykan", "torch==2.13.0", "numpy", "scipy", "scikit-learn", "sympy", "matplotlib", "pandas", "pyyaml",
-              "tqdm", "setuptools"],
+    "pykan": [
+        "pykan",
+        "torch==2.13.0",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "sympy",
+        "matplotlib",
+        "pandas",
+        "pyyaml",
+        "tqdm",
+        "setuptools",
+    ],
 }
 
 
@@ -36,11 +48,21 @@ def ensure_env(name: str, quiet: bool = False) -> Path:
     packages = PACKAGES[name]
     print(f"[setup] pip install {' '.join(packages)}", file=sys.stderr, flush=True)
     extra: list[str] = []
-    cmd = [str(python), "-m", "pip", "install", "--disable-pip-version-check", *(["-q"] if quiet else []), *extra,
-           *packages]
+    cmd = [
+        str(python),
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        *(["-q"] if quiet else []),
+        *extra,
+        *packages,
+    ]
     result = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr)
     if result.returncode != 0:
-        raise SystemExit(f"could not install {name} environment: pip exited with {result.returncode}; "
-                         f"see the output above (command: {' '.join(cmd)})")
+        raise SystemExit(
+            f"could not install {name} environment: pip exited with {result.returncode}; "
+            f"see the output above (command: {' '.join(cmd)})"
+        )
     marker.write_text(" ".join(packages) + "\n")
     return python

@@ -7,6 +7,7 @@ Measured, for a KAN of widths [8, WIDTH, 1] (two layers, grid GRID, order ORDER,
 standardised California rows: Adam training steps per second at batch 32 (random contiguous batches, MSE), and
 forward+backward time at batch 1024, both as the median over several timed blocks after a warm-up.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,13 +28,23 @@ def build(side: str, width: int, grid: int, order: int, seed: int):
     if side == "ours":
         from kamoe_viz.nn import KANLinear
 
-        net = torch.nn.Sequential(KANLinear(8, width, grid_size=grid, spline_order=order, base_activation="silu"),
-                                  KANLinear(width, 1, grid_size=grid, spline_order=order, base_activation="silu"))
+        net = torch.nn.Sequential(
+            KANLinear(8, width, grid_size=grid, spline_order=order, base_activation="silu"),
+            KANLinear(width, 1, grid_size=grid, spline_order=order, base_activation="silu"),
+        )
         return net, lambda x: net(x)
     from kan import KAN
 
-    net = KAN(width=[8, width, 1], grid=grid, k=order, seed=seed, auto_save=False, symbolic_enabled=False,
-              save_act=False, ckpt_path=tempfile.mkdtemp(prefix="pykan-"))
+    net = KAN(
+        width=[8, width, 1],
+        grid=grid,
+        k=order,
+        seed=seed,
+        auto_save=False,
+        symbolic_enabled=False,
+        save_act=False,
+        ckpt_path=tempfile.mkdtemp(prefix="pykan-"),
+    )
     net = net.speed() if hasattr(net, "speed") else net
     return net, lambda x: net(x)
 
@@ -67,7 +78,7 @@ def main() -> None:
 
     def train_step() -> None:
         s = next(cursor)
-        loss = torch.nn.functional.mse_loss(forward(X[s:s + 32]), y[s:s + 32])
+        loss = torch.nn.functional.mse_loss(forward(X[s : s + 32]), y[s : s + 32])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -85,13 +96,22 @@ def main() -> None:
     per_block = max(1, steps // 5)
     step_times = timed_blocks(train_step, 5, per_block)
     fb_times = timed_blocks(fwd_bwd, 5, max(1, per_block // 4))
-    print(json.dumps({
-        "side": side, "width": width, "grid": grid, "order": order, "params": int(params),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "train_steps_per_second_b32": 1.0 / statistics.median(step_times),
-        "fwd_bwd_ms_b1024": 1e3 * statistics.median(fb_times),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))
+    print(
+        json.dumps(
+            {
+                "side": side,
+                "width": width,
+                "grid": grid,
+                "order": order,
+                "params": int(params),
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+                "train_steps_per_second_b32": 1.0 / statistics.median(step_times),
+                "fwd_bwd_ms_b1024": 1e3 * statistics.median(fb_times),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

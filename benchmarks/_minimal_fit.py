@@ -2,6 +2,7 @@
 from tensors, per-epoch validation loss and gate weights), using kamoe_viz.nn.fast.optim.FastAdam with its on-device
 NaN/inf step skipping instead of a per-step gradient-norm check. bench_train.py runs it with ``--ours-path minimal``
 to show what the trainer could gain; it was also the stand-in before kamoe_viz.training existed."""
+
 from __future__ import annotations
 
 import time
@@ -26,7 +27,7 @@ def fit(model, dataset, train, on_epoch=None):
         order = torch.randperm(X.shape[0])
         total = torch.zeros(())
         for i in range(0, X.shape[0], train.batch_size):
-            idx = order[i:i + train.batch_size]
+            idx = order[i : i + train.batch_size]
             optimizer.zero_grad(set_to_none=True)
             loss = F.mse_loss(model(X[idx]).prediction, y[idx])
             loss.backward()
@@ -38,6 +39,12 @@ def fit(model, dataset, train, on_epoch=None):
             val = F.mse_loss(out.prediction, yv)
             out.gate_weights[:512].numpy()
         if on_epoch is not None:
-            on_epoch(SimpleNamespace(epoch=epoch, train_loss=float(total) / X.shape[0], val_loss=float(val),
-                                     seconds_elapsed=time.perf_counter() - start))
+            on_epoch(
+                SimpleNamespace(
+                    epoch=epoch,
+                    train_loss=float(total) / X.shape[0],
+                    val_loss=float(val),
+                    seconds_elapsed=time.perf_counter() - start,
+                )
+            )
     return SimpleNamespace(device="cpu")

@@ -3,6 +3,7 @@
 
 Usage: python _ours_train.py DATA.npz BATCH EPOCHS SEED [DEVICE]
 """
+
 from __future__ import annotations
 
 import json
@@ -32,20 +33,32 @@ def main() -> None:
     tune_allocator()  # as the CLI
     try:
         from kamoe_viz.training import fit
+
         path = "kamoe_viz.training.fit"
     except ImportError:  # the trainer is not written yet: a minimal loop of the same shape stands in
         fit, path = None, ""
     if fit is None or os.environ.get("KAMOE_BENCH_PATH") == "minimal":
         from _minimal_fit import fit
+
         path = "benchmarks/_minimal_fit.py (FastAdam, no per-step sync)"
 
     t_import = time.perf_counter()
     data = np.load(data_path)
     dataset = Dataset(
-        name="california", task="regression", feature_names=[f"x{i}" for i in range(data["X"].shape[1])],
-        target_name="MedHouseVal", X_train=data["X"], y_train=data["y"], X_val=data["X_val"], y_val=data["y_val"],
-        X_test=data["X_val"], y_test=data["y_val"], x_mean=data["x_mean"], x_std=data["x_std"],
-        y_mean=float(data["y_mean"]), y_std=float(data["y_std"]),
+        name="california",
+        task="regression",
+        feature_names=[f"x{i}" for i in range(data["X"].shape[1])],
+        target_name="MedHouseVal",
+        X_train=data["X"],
+        y_train=data["y"],
+        X_val=data["X_val"],
+        y_val=data["y_val"],
+        X_test=data["X_val"],
+        y_test=data["y_val"],
+        x_mean=data["x_mean"],
+        x_std=data["x_std"],
+        y_mean=float(data["y_mean"]),
+        y_std=float(data["y_std"]),
     )
     torch.manual_seed(seed)
     model = build_model(ModelConfig(), dataset)  # defaults = the reference California configuration
@@ -62,26 +75,33 @@ def main() -> None:
     starts = [t_fit] + epoch_ends[:-1]
     from kamoe_viz.nn.fast import native
     from kamoe_viz.nn.fast.direct_grad import unsupported_reason
+
     on_cpu = str(result.device) == "cpu"
     why_autograd = unsupported_reason(model, dataset.task, native.library()) if on_cpu else str(result.device)
-    print(json.dumps({
-        "side": "ours",
-        "path": path,
-        "gradients": "direct" if why_autograd is None else f"autograd ({why_autograd})",
-        "device": str(result.device),
-        "versions": {"torch": torch.__version__},
-        "threads": torch.get_num_threads(),
-        "batch_size": batch_size,
-        "epochs": epochs,
-        "rows": int(dataset.X_train.shape[0]),
-        "params": int(model.parameter_count()),
-        "import_seconds": t_import - T_START,
-        "first_epoch_end_seconds": epoch_ends[0] - t_import,  # data + build + first epoch (+ its validation)
-        "epoch_seconds": [end - start for start, end in zip(starts, epoch_ends)],
-        "final_loss": losses[-1],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if str(result.device).startswith("cuda") else None,
-    }))
+    print(
+        json.dumps(
+            {
+                "side": "ours",
+                "path": path,
+                "gradients": "direct" if why_autograd is None else f"autograd ({why_autograd})",
+                "device": str(result.device),
+                "versions": {"torch": torch.__version__},
+                "threads": torch.get_num_threads(),
+                "batch_size": batch_size,
+                "epochs": epochs,
+                "rows": int(dataset.X_train.shape[0]),
+                "params": int(model.parameter_count()),
+                "import_seconds": t_import - T_START,
+                "first_epoch_end_seconds": epoch_ends[0] - t_import,  # data + build + first epoch (+ its validation)
+                "epoch_seconds": [end - start for start, end in zip(starts, epoch_ends)],
+                "final_loss": losses[-1],
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20
+                if str(result.device).startswith("cuda")
+                else None,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
     python benchmarks/bench_playground.py            # 5 repetitions of the small timings
     python benchmarks/bench_playground.py --reps 9 --scrubs 8
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-BUDGETS = {"live view share of training": 0.30, "one snapshot (s)": 0.005, "60x60 region map (s)": 0.020,
-           "timeline scrub page redraw (s)": 0.300}
+BUDGETS = {
+    "live view share of training": 0.30,
+    "one snapshot (s)": 0.005,
+    "60x60 region map (s)": 0.020,
+    "timeline scrub page redraw (s)": 0.300,
+}
 
 
 def _median_seconds(fn, reps: int) -> float:
@@ -96,9 +101,18 @@ def scrub_redraw(scrubs: int) -> float:
     import _app_support  # noqa: F401  (AppTest runs app.py as the server does)
     from _app_support import new_app
 
-    query = {"data.name": "moons", "model.gate": "grkan", "model.gate_activation": "softmax", "model.n_experts": "2",
-             "model.expert": "kan", "model.expert_hidden": "8", "model.kan_grid": "5", "train.epochs": "30",
-             "train.early_stopping": "0", "train.lr": "0.01"}
+    query = {
+        "data.name": "moons",
+        "model.gate": "grkan",
+        "model.gate_activation": "softmax",
+        "model.n_experts": "2",
+        "model.expert": "kan",
+        "model.expert_hidden": "8",
+        "model.kan_grid": "5",
+        "train.epochs": "30",
+        "train.early_stopping": "0",
+        "train.lr": "0.01",
+    }
     at = new_app(query, timeout=300)
     next(b for b in at.button if b.label == "Play").click().run()
     session = at.session_state["_playground"]
@@ -132,10 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     share, ticks, first = live_view_share(args.trainings)
     snap, region = snapshot_and_region(args.reps)
     scrub = scrub_redraw(args.scrubs)
-    measured = {"live view share of training": share, "one snapshot (s)": snap, "60x60 region map (s)": region,
-                "timeline scrub page redraw (s)": scrub}
-    print(f"Moons · GRKAN preset, torch {torch.__version__}, {torch.get_num_threads()} thread(s); live view over "
-          f"{ticks} ticks of {args.trainings} trainings (first draw, not in the share: {first * 1000:.0f} ms)")
+    measured = {
+        "live view share of training": share,
+        "one snapshot (s)": snap,
+        "60x60 region map (s)": region,
+        "timeline scrub page redraw (s)": scrub,
+    }
+    print(
+        f"Moons · GRKAN preset, torch {torch.__version__}, {torch.get_num_threads()} thread(s); live view over "
+        f"{ticks} ticks of {args.trainings} trainings (first draw, not in the share: {first * 1000:.0f} ms)"
+    )
     print(f"{'measure':34s} {'measured':>10s} {'budget':>8s} {'ratio':>7s}")
     for name, value in measured.items():
         budget = BUDGETS[name]

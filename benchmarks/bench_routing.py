@@ -17,6 +17,7 @@ Per-epoch time is this process's CPU time (``time.process_time``; ``--wall`` for
 epochs 2..N, then the median over repetitions; variants alternate within each
 repetition (in a rotated order) so drift in machine load spreads over all of them. Target: ratio <= 1.15.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,14 +58,26 @@ def california_dataset(csv: Path):
 
     data = np.load(california_npz(csv))
     return Dataset(
-        name="california", task="regression", feature_names=[f"x{i}" for i in range(data["X"].shape[1])],
-        target_name="MedHouseVal", X_train=data["X"], y_train=data["y"], X_val=data["X_val"], y_val=data["y_val"],
-        X_test=data["X_val"], y_test=data["y_val"], x_mean=data["x_mean"], x_std=data["x_std"],
-        y_mean=float(data["y_mean"]), y_std=float(data["y_std"]))
+        name="california",
+        task="regression",
+        feature_names=[f"x{i}" for i in range(data["X"].shape[1])],
+        target_name="MedHouseVal",
+        X_train=data["X"],
+        y_train=data["y"],
+        X_val=data["X_val"],
+        y_val=data["y_val"],
+        X_test=data["X_val"],
+        y_test=data["y_val"],
+        x_mean=data["x_mean"],
+        x_std=data["x_std"],
+        y_mean=float(data["y_mean"]),
+        y_std=float(data["y_std"]),
+    )
 
 
-def epoch_seconds(dataset, model_over: dict, train_over: dict, epochs: int, batch: int, seed: int,
-                  switch: str | None = None) -> tuple[float, str]:
+def epoch_seconds(
+    dataset, model_over: dict, train_over: dict, epochs: int, batch: int, seed: int, switch: str | None = None
+) -> tuple[float, str]:
     """Median seconds of epochs 2..N, and the gradient path the trainer chose; ``switch``: an environment variable
     set to "0" for this run (KAMOE_DIRECT_GRADIENTS: autograd; KAMOE_FAST: every fast path off)."""
     import torch
@@ -80,8 +93,11 @@ def epoch_seconds(dataset, model_over: dict, train_over: dict, epochs: int, batc
     try:
         torch.manual_seed(seed)
         model = build_model(ModelConfig(**model_over), dataset)
-        trainer = Trainer(model, dataset, TrainConfig(epochs=epochs, batch_size=batch, seed=seed, device="cpu",
-                                                      early_stopping=0, **train_over))
+        trainer = Trainer(
+            model,
+            dataset,
+            TrainConfig(epochs=epochs, batch_size=batch, seed=seed, device="cpu", early_stopping=0, **train_over),
+        )
         times = []
         for _ in range(epochs):
             started = CLOCK()
@@ -131,18 +147,22 @@ def main(argv: list[str] | None = None) -> int:
 
     switches = {"dense (autograd)": SWITCH_ENV, "dense (plain)": FAST_ENV}  # dense with a switch at 0
     runs = ["dense", *switches] + [n for n in names if n != "dense"]
-    print(f"# bench_routing  {time.strftime('%Y-%m-%d %H:%M')}  cpus={os.cpu_count()}  epochs={args.epochs}  "
-          f"reps={args.reps}  batch={args.batch_size}  clock={'wall' if args.wall else 'process CPU'}  "
-          f"threads={torch_threads()}  load={os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"# bench_routing  {time.strftime('%Y-%m-%d %H:%M')}  cpus={os.cpu_count()}  epochs={args.epochs}  "
+        f"reps={args.reps}  batch={args.batch_size}  clock={'wall' if args.wall else 'process CPU'}  "
+        f"threads={torch_threads()}  load={os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     seconds: dict[str, list[float]] = {r: [] for r in runs}
     paths: dict[str, str] = {}
     for rep in range(args.reps):
-        order = runs[rep % len(runs):] + runs[:rep % len(runs)]
+        order = runs[rep % len(runs) :] + runs[: rep % len(runs)]
         for run in order:
             name = "dense" if run in switches else run
             model_over, train_over = VARIANTS[name]
-            value, paths[run] = epoch_seconds(dataset, model_over, train_over, args.epochs, args.batch_size,
-                                              rep, switch=switches.get(run))
+            value, paths[run] = epoch_seconds(
+                dataset, model_over, train_over, args.epochs, args.batch_size, rep, switch=switches.get(run)
+            )
             seconds[run].append(value)
             print(f"rep {rep + 1} {run:18s} {value:.3f} s/epoch ({paths[run]})", flush=True)
     median = {r: statistics.median(v) for r, v in seconds.items()}

@@ -11,6 +11,7 @@ repetitions and medians are reported. Runs per minute = runs / wall time of the 
 final evaluation of every run included). CPU seconds are reported too: on a shared machine they are steadier than
 wall time. The last line printed is the batched/one-by-one runs-per-minute ratio at S = 5.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,15 @@ def child(spec: dict) -> dict:
     args = _base_config(spec.get("epochs"))
     base = config_from_args(args)
     started, cpu = time.perf_counter(), time.process_time()
-    res = compare.run(base, gates=GATES, seeds=spec["seeds"], include_standard=False, jobs=spec.get("jobs", 1),
-                      batch=spec["batch"], engine=spec.get("engine", "local"))
+    res = compare.run(
+        base,
+        gates=GATES,
+        seeds=spec["seeds"],
+        include_standard=False,
+        jobs=spec.get("jobs", 1),
+        batch=spec["batch"],
+        engine=spec.get("engine", "local"),
+    )
     wall = time.perf_counter() - started
     t = res.table
     return {
@@ -95,10 +103,11 @@ def main() -> None:
         a.seeds, a.threads, a.reps, a.epochs, a.no_ray = "5", "1", 1, a.epochs or 10, True
     seeds = [int(s) for s in a.seeds.split(",")]
     threads = [int(t) for t in a.threads.split(",")]
-    print(f"Measured configuration {' '.join(MEASURED)}, gates {GATES}, epochs {a.epochs or 30}; "
-          f"{os.cpu_count()} CPUs visible; medians of {a.reps} repetition(s)\n")
-    print(f"{'S':>3} {'threads':>7} {'mode':>11} {'runs':>5} {'wall s':>8} {'cpu s':>8} {'runs/min':>9} "
-          f"{'mean R2':>8}")
+    print(
+        f"Measured configuration {' '.join(MEASURED)}, gates {GATES}, epochs {a.epochs or 30}; "
+        f"{os.cpu_count()} CPUs visible; medians of {a.reps} repetition(s)\n"
+    )
+    print(f"{'S':>3} {'threads':>7} {'mode':>11} {'runs':>5} {'wall s':>8} {'cpu s':>8} {'runs/min':>9} {'mean R2':>8}")
     ratios: dict[tuple[int, int], float] = {}
     for S in seeds:
         for t in threads:
@@ -112,8 +121,10 @@ def main() -> None:
                 rows = results[batch]
                 wall, cpu = median_of(rows, "wall"), median_of(rows, "cpu")
                 rpm[batch] = rows[0]["runs"] / wall * 60
-                print(f"{S:>3} {t:>7} {'batched' if batch else 'one-by-one':>11} {rows[0]['runs']:>5} {wall:>8.2f} "
-                      f"{cpu:>8.2f} {rpm[batch]:>9.1f} {median_of(rows, 'mean_test'):>8.4f}")
+                print(
+                    f"{S:>3} {t:>7} {'batched' if batch else 'one-by-one':>11} {rows[0]['runs']:>5} {wall:>8.2f} "
+                    f"{cpu:>8.2f} {rpm[batch]:>9.1f} {median_of(rows, 'mean_test'):>8.4f}"
+                )
             ratios[(S, t)] = rpm[True] / rpm[False]
             print(f"    batched/one-by-one at S={S}, {t} thread(s): x{ratios[(S, t)]:.2f} runs per minute")
     if not a.no_ray:
@@ -121,13 +132,21 @@ def main() -> None:
         print(f"\nRay overhead: {runs} runs one by one (no batching), 2 workers, 1 thread each")
         walls: dict[str, list[float]] = {"pool": [], "ray": []}
         for rep in range(a.reps):
-            for engine in (("pool", "ray") if rep % 2 == 0 else ("ray", "pool")):
-                spec = {"seeds": a.ray_seeds, "threads": 1, "batch": False, "epochs": a.epochs, "jobs": 2,
-                        "engine": "ray" if engine == "ray" else "local"}
+            for engine in ("pool", "ray") if rep % 2 == 0 else ("ray", "pool"):
+                spec = {
+                    "seeds": a.ray_seeds,
+                    "threads": 1,
+                    "batch": False,
+                    "epochs": a.epochs,
+                    "jobs": 2,
+                    "engine": "ray" if engine == "ray" else "local",
+                }
                 walls[engine].append(measure(spec)["wall"])
         pool, ray_ = statistics.median(walls["pool"]), statistics.median(walls["ray"])
-        print(f"local pool (2 processes): {pool:.1f} s; private Ray cluster (2 CPUs, start-up included): {ray_:.1f} s;"
-              f" Ray/pool wall time x{ray_ / pool:.2f}")
+        print(
+            f"local pool (2 processes): {pool:.1f} s; private Ray cluster (2 CPUs, start-up included): {ray_:.1f} s;"
+            f" Ray/pool wall time x{ray_ / pool:.2f}"
+        )
     first = [ratios[k] for k in ratios if k[0] == 5]
     if first:
         print(f"batched/one-by-one runs-per-minute ratio at S=5: {first[0]:.2f}")

@@ -16,6 +16,7 @@ initialisation for us); "first epoch" is the time from the end of the imports to
 build, compile where there is one, first epoch). Our epochs also compute the validation loss and gate weights
 (what the app shows live); the reference's do not. The last line printed is the batch-128 throughput ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,13 +57,31 @@ def california_npz(csv: Path) -> Path:
     train, val = order[:TRAIN_ROWS], order[TRAIN_ROWS:]
     x_mean, x_std = X[train].mean(0), X[train].std(0)
     y_mean, y_std = y[train].mean(), y[train].std()
-    np.savez(out, X=(X[train] - x_mean) / x_std, y=(y[train] - y_mean) / y_std, X_val=(X[val] - x_mean) / x_std,
-             y_val=(y[val] - y_mean) / y_std, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std)
+    np.savez(
+        out,
+        X=(X[train] - x_mean) / x_std,
+        y=(y[train] - y_mean) / y_std,
+        X_val=(X[val] - x_mean) / x_std,
+        y_val=(y[val] - y_mean) / y_std,
+        x_mean=x_mean,
+        x_std=x_std,
+        y_mean=y_mean,
+        y_std=y_std,
+    )
     return out
 
 
-def run_side(side: str, python: Path, data: Path, batch: int, epochs: int, seed: int, device: str,
-             threads: int = 0, path: str = "fit") -> dict:
+def run_side(
+    side: str,
+    python: Path,
+    data: Path,
+    batch: int,
+    epochs: int,
+    seed: int,
+    device: str,
+    threads: int = 0,
+    path: str = "fit",
+) -> dict:
     script = HERE / ("_ours_train.py" if side == "ours" else "_reference_train.py")
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     if side == "ours" and threads > 0:
@@ -74,8 +93,7 @@ def run_side(side: str, python: Path, data: Path, batch: int, epochs: int, seed:
     proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=3600)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{side} run (batch {batch}) failed with exit code {proc.returncode}:\n"
-                         f"{proc.stderr[-3000:]}")
+        raise SystemExit(f"{side} run (batch {batch}) failed with exit code {proc.returncode}:\n{proc.stderr[-3000:]}")
     return json.loads(lines[-1])
 
 
@@ -103,18 +121,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="batch 128 only, 3 epochs, 1 repetition")
     parser.add_argument("--device", default="cpu", help="our device: cpu (default), cuda, auto")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--csv", type=Path, default=Path(os.environ.get("KAMOE_CALIFORNIA_CSV", DEFAULT_CSV)),
-                        help="California Housing CSV with sklearn's column names")
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        default=Path(os.environ.get("KAMOE_CALIFORNIA_CSV", DEFAULT_CSV)),
+        help="California Housing CSV with sklearn's column names",
+    )
     parser.add_argument("--sides", default="ours,reference", help="which sides to run (default both)")
-    parser.add_argument("--reference-python", type=Path, default=None, metavar="PYTHON",
-                        help="a Python that already has kamoe, keras and jax (e.g. on a machine without internet); "
-                             "default: benchmarks/.envs/reference, made on first use")
-    parser.add_argument("--ours-path", choices=("fit", "minimal"), default="fit",
-                        help="fit: kamoe_viz.training.fit (default); minimal: benchmarks/_minimal_fit.py (same model, "
-                             "FastAdam, no per-step sync) to show what the loop itself costs")
-    parser.add_argument("--ours-threads", type=int, default=0,
-                        help="torch CPU threads for our side (default 0: what the CLI uses: KAMOE_THREADS, else 1, "
-                             "or up to 4 cores from batch 512 on)")
+    parser.add_argument(
+        "--reference-python",
+        type=Path,
+        default=None,
+        metavar="PYTHON",
+        help="a Python that already has kamoe, keras and jax (e.g. on a machine without internet); "
+        "default: benchmarks/.envs/reference, made on first use",
+    )
+    parser.add_argument(
+        "--ours-path",
+        choices=("fit", "minimal"),
+        default="fit",
+        help="fit: kamoe_viz.training.fit (default); minimal: benchmarks/_minimal_fit.py (same model, "
+        "FastAdam, no per-step sync) to show what the loop itself costs",
+    )
+    parser.add_argument(
+        "--ours-threads",
+        type=int,
+        default=0,
+        help="torch CPU threads for our side (default 0: what the CLI uses: KAMOE_THREADS, else 1, "
+        "or up to 4 cores from batch 512 on)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.reps, args.batch_sizes = 3, 1, "128"
@@ -131,47 +166,76 @@ def main(argv: list[str] | None = None) -> int:
     if "reference" in sides:
         pythons["reference"] = args.reference_python or ensure_env("reference")
     data = california_npz(args.csv)
-    print(f"# bench_train  {time.strftime('%Y-%m-%d %H:%M')}  cpus={os.cpu_count()}  epochs={args.epochs}  "
-          f"reps={args.reps}  batches={batches}  device={args.device}  "
-          f"ours_threads={args.ours_threads or 'kamoe_viz default'}  ours_path={args.ours_path}  "
-          f"load={os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"# bench_train  {time.strftime('%Y-%m-%d %H:%M')}  cpus={os.cpu_count()}  epochs={args.epochs}  "
+        f"reps={args.reps}  batches={batches}  device={args.device}  "
+        f"ours_threads={args.ours_threads or 'kamoe_viz default'}  ours_path={args.ours_path}  "
+        f"load={os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     runs: dict[tuple[str, int], list[dict]] = {}
     for rep in range(args.reps):
         for i, batch in enumerate(batches):
             order = sides if (rep + i) % 2 == 0 else sides[::-1]
             for side in order:
-                result = run_side(side, pythons[side], data, batch, args.epochs, args.seed + rep, args.device,
-                                  args.ours_threads, args.ours_path)
+                result = run_side(
+                    side,
+                    pythons[side],
+                    data,
+                    batch,
+                    args.epochs,
+                    args.seed + rep,
+                    args.device,
+                    args.ours_threads,
+                    args.ours_path,
+                )
                 runs.setdefault((side, batch), []).append(result)
                 epochs_txt = " ".join(f"{s:.3f}" for s in result["epoch_seconds"])
-                print(f"rep {rep + 1} batch {batch:5d} {side:9s} on {result.get('device', '?')} "
-                      f"epochs [{epochs_txt}] s  first-epoch-end "
-                      f"{result['first_epoch_end_seconds']:.2f} s  peak {result['peak_rss_mb']:.0f} MB  "
-                      f"loss {result['final_loss']:.4f}", flush=True)
+                print(
+                    f"rep {rep + 1} batch {batch:5d} {side:9s} on {result.get('device', '?')} "
+                    f"epochs [{epochs_txt}] s  first-epoch-end "
+                    f"{result['first_epoch_end_seconds']:.2f} s  peak {result['peak_rss_mb']:.0f} MB  "
+                    f"loss {result['final_loss']:.4f}",
+                    flush=True,
+                )
     summary = {f"{side}/{batch}": summarise(r) for (side, batch), r in runs.items()}
     print("\nbatch  side       epoch_s  samples/s  first_epoch_s  import_s  peak_MB  final_loss")
     for batch in batches:
         for side in sides:
             s = summary[f"{side}/{batch}"]
-            print(f"{batch:5d}  {side:9s} {s['epoch_seconds']:8.3f} {s['samples_per_second']:10.0f} "
-                  f"{s['first_epoch_end_seconds']:14.2f} {s['import_seconds']:9.2f} {s['peak_rss_mb']:8.0f} "
-                  f"{s['final_loss']:11.4f}")
+            print(
+                f"{batch:5d}  {side:9s} {s['epoch_seconds']:8.3f} {s['samples_per_second']:10.0f} "
+                f"{s['first_epoch_end_seconds']:14.2f} {s['import_seconds']:9.2f} {s['peak_rss_mb']:8.0f} "
+                f"{s['final_loss']:11.4f}"
+            )
     ratios = {}
     if {"ours", "reference"} <= set(sides):
         print("\nratios ours/reference (throughput: higher is better; time and memory: lower is better)")
         for batch in batches:
             o, r = summary[f"ours/{batch}"], summary[f"reference/{batch}"]
-            ratios[batch] = {"throughput": o["samples_per_second"] / r["samples_per_second"],
-                             "first_epoch": o["first_epoch_end_seconds"] / r["first_epoch_end_seconds"],
-                             "peak_rss": o["peak_rss_mb"] / r["peak_rss_mb"]}
+            ratios[batch] = {
+                "throughput": o["samples_per_second"] / r["samples_per_second"],
+                "first_epoch": o["first_epoch_end_seconds"] / r["first_epoch_end_seconds"],
+                "peak_rss": o["peak_rss_mb"] / r["peak_rss_mb"],
+            }
             q = ratios[batch]
-            print(f"batch {batch:5d}: throughput x{q['throughput']:.2f}  first-epoch time x{q['first_epoch']:.2f}"
-                  f"  peak memory x{q['peak_rss']:.2f}")
+            print(
+                f"batch {batch:5d}: throughput x{q['throughput']:.2f}  first-epoch time x{q['first_epoch']:.2f}"
+                f"  peak memory x{q['peak_rss']:.2f}"
+            )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"bench_train-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "summary": summary,
-                               "ratios": {str(k): v for k, v in ratios.items()},
-                               "runs": {f"{s}/{b}": r for (s, b), r in runs.items()}}, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "summary": summary,
+                "ratios": {str(k): v for k, v in ratios.items()},
+                "runs": {f"{s}/{b}": r for (s, b), r in runs.items()},
+            },
+            indent=1,
+        )
+    )
     print(f"\n(details: {out.relative_to(ROOT)})")
     print(f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus)")
     if 128 in ratios:

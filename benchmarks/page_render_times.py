@@ -7,6 +7,7 @@ For each page: the first visit (computes and caches the interpretation results),
 another page and a plain rerun (both served from the per-run cache), each the median of ``--repeats``. Training
 quality does not matter for these timings, so a few epochs are enough.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,10 @@ def main() -> None:
     config.train.device = "cpu"
     start = time.perf_counter()
     run = train_run(config)
-    print(f"trained {args.gate}/{args.expert} on {run.dataset.sizes()} in {time.perf_counter() - start:.1f}s",
-          file=sys.stderr)
+    print(
+        f"trained {args.gate}/{args.expert} on {run.dataset.sizes()} in {time.perf_counter() - start:.1f}s",
+        file=sys.stderr,
+    )
 
     at = None
     results = {}
@@ -68,11 +71,23 @@ def main() -> None:
             rerun.append(time.perf_counter() - t)
             assert not at.exception, [e.value for e in at.exception]
         charts = len(list(at.get("vega_lite_chart")) + list(at.get("arrow_vega_lite_chart")))
-        results[page].update(switch_to_s=round(statistics.median(switch), 3),
-                             rerun_s=round(statistics.median(rerun), 3), charts=charts)
+        results[page].update(
+            switch_to_s=round(statistics.median(switch), 3), rerun_s=round(statistics.median(rerun), 3), charts=charts
+        )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(json.dumps({"gate": args.gate, "expert": args.expert, "rows": run.dataset.sizes(),
-                      "cpu_count": os.cpu_count(), "load_avg_1min": round(load, 2), "pages": results}, indent=2))
+    print(
+        json.dumps(
+            {
+                "gate": args.gate,
+                "expert": args.expert,
+                "rows": run.dataset.sizes(),
+                "cpu_count": os.cpu_count(),
+                "load_avg_1min": round(load, 2),
+                "pages": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

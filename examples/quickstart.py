@@ -42,9 +42,11 @@ print(dataset.name, dataset.task, dataset.sizes(), dataset.feature_names)
 # ## 2. Train a mixture of experts with a GRKAN gate
 
 # %%
-config = RunConfig(data=data_config,
-                   model=ModelConfig(gate="grkan", expert="mlp", n_experts=3, expert_hidden=(16,)),
-                   train=TrainConfig(epochs=EPOCHS, batch_size=64, lr=0.01, seed=0, device="cpu"))
+config = RunConfig(
+    data=data_config,
+    model=ModelConfig(gate="grkan", expert="mlp", n_experts=3, expert_hidden=(16,)),
+    train=TrainConfig(epochs=EPOCHS, batch_size=64, lr=0.01, seed=0, device="cpu"),
+)
 run = train_run(config, dataset=dataset)
 result = run.result
 print(f"test R² {result.metrics['r2']:.3f} after {result.epochs_run} epochs ({result.stopped_reason})")
@@ -65,9 +67,14 @@ layer_importance = importance[importance["layer"] == layer]
 top = layer_importance.nsmallest(8, "rank")
 edges = list(zip(top["input"].astype(int), top["output"].astype(int)))
 coverage = splines.grid_coverage_table(model, dataset, inputs)
-frame = ch.edge_frame(splines.edge_curves(model, dataset, layer, edges, inputs), layer_importance,
-                      splines.knot_table(model, layer), coverage[coverage["layer"] == layer],
-                      splines.input_histograms(model, dataset, layer, inputs=inputs), parts=("total", "base", "spline"))
+frame = ch.edge_frame(
+    splines.edge_curves(model, dataset, layer, edges, inputs),
+    layer_importance,
+    splines.knot_table(model, layer),
+    coverage[coverage["layer"] == layer],
+    splines.input_histograms(model, dataset, layer, inputs=inputs),
+    parts=("total", "base", "spline"),
+)
 charts["splines"] = ch.edge_grid_chart(frame, columns=4)
 charts["splines"]
 

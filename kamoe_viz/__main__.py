@@ -1,4 +1,5 @@
 """``python -m kamoe_viz``: the command line (see :mod:`kamoe_viz.cli`)."""
+
 import os
 import sys
 

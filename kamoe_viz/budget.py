@@ -6,6 +6,7 @@ such a model before a tensor is allocated (``build_model`` calls it), and :func:
 memory of a batch. The limits are the server's: env ``KAMOE_MAX_PARAMS`` / ``KAMOE_MAX_MEMORY_MB`` (or the app's
 ``--max-params`` / ``--max-memory-mb`` flags, or the CLI's) raise them.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,9 @@ def _kan(i: int, o: int, n_basis: int, bias: bool = False) -> int:
     return o * i * (1 + n_basis) + (o if bias else 0)
 
 
-def _bank(expert: str, in_features: int, n: int, hidden: tuple[int, ...], n_basis: int,
-          seq_len: int | None) -> tuple[int, int]:
+def _bank(
+    expert: str, in_features: int, n: int, hidden: tuple[int, ...], n_basis: int, seq_len: int | None
+) -> tuple[int, int]:
     """(parameters, activations per row) of ``n`` experts of one type."""
     if n == 0:
         return 0, 0
@@ -56,8 +58,7 @@ def _bank(expert: str, in_features: int, n: int, hidden: tuple[int, ...], n_basi
     if expert == "kan":
         params = _kan(in_features, n * hidden[0], n_basis)
         params += n * sum(_kan(a, b, n_basis) for a, b in pairwise(hidden))
-        acts = in_features * (n_basis + 1) + n * hidden[0] + n * sum(a * (n_basis + 1) + b for a, b in
-                                                                        pairwise(hidden))
+        acts = in_features * (n_basis + 1) + n * hidden[0] + n * sum(a * (n_basis + 1) + b for a, b in pairwise(hidden))
         return params, acts
     gates = _RECURRENT_GATES[expert]
     widths = (in_features, *hidden)
@@ -74,8 +75,7 @@ def _gate(family: str, u: int, e: int, n_basis: int) -> int:
     return residual + _kan(u, e, n_basis) + _kan(e, e, n_basis)
 
 
-def estimate(config: Any, n_features: int, n_outputs: int, seq_len: int | None = None,
-             batch_size: int = 1) -> Cost:
+def estimate(config: Any, n_features: int, n_outputs: int, seq_len: int | None = None, batch_size: int = 1) -> Cost:
     """Parameters (as ``KAMoE.parameter_count()`` counts them) and training memory, from the numbers alone."""
     standard = config.kind == "standard"
     n = 1 if standard else config.n_experts
@@ -106,6 +106,7 @@ def estimate(config: Any, n_features: int, n_outputs: int, seq_len: int | None =
 
 def limits(environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
     """(largest parameter count, largest memory estimate in MB) this server allows."""
+
     def read(name: str, default: int) -> int:
         text = (environ.get(name) or "").strip()
         if not text:
@@ -117,6 +118,7 @@ def limits(environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
         if value < 1:
             raise ValidationError(name, text, "must be a positive whole number")
         return value
+
     return read(ENV_MAX_PARAMS, DEFAULT_MAX_PARAMS), read(ENV_MAX_MEMORY_MB, DEFAULT_MAX_MEMORY_MB)
 
 
@@ -142,28 +144,44 @@ def _human(count: float) -> str:
     return f"{count:g}"
 
 
-def check_model(config: Any, n_features: int, n_outputs: int, seq_len: int | None = None,
-                batch_size: int = 1, environ: Mapping[str, str] = os.environ) -> Cost:
+def check_model(
+    config: Any,
+    n_features: int,
+    n_outputs: int,
+    seq_len: int | None = None,
+    batch_size: int = 1,
+    environ: Mapping[str, str] = os.environ,
+) -> Cost:
     """The estimate, or :class:`ValidationError` naming the settings to lower when it is over the limits."""
     cost = estimate(config, n_features, n_outputs, seq_len, batch_size)
     max_params, max_mb = limits(environ)
     if cost.params > max_params:
         raise ValidationError(
-            "model", f"{_human(cost.params)} parameters",
+            "model",
+            f"{_human(cost.params)} parameters",
             f"must have at most {_human(max_params)} parameters on this server",
             f"Lower {_settings_to_lower(config, seq_len, False)}; whoever runs the server can raise the limit "
-            f"({ENV_MAX_PARAMS} or --max-params).")
+            f"({ENV_MAX_PARAMS} or --max-params).",
+        )
     if cost.memory_mb > max_mb:
         raise ValidationError(
-            "model", f"about {cost.memory_mb:,.0f} MB to train",
+            "model",
+            f"about {cost.memory_mb:,.0f} MB to train",
             f"must need at most {max_mb:,} MB on this server",
             f"Lower {_settings_to_lower(config, seq_len, batch_size > 1)}; whoever runs the server can raise the "
-            f"limit ({ENV_MAX_MEMORY_MB} or --max-memory-mb).")
+            f"limit ({ENV_MAX_MEMORY_MB} or --max-memory-mb).",
+        )
     return cost
 
 
 def check_training(config: RunConfig, dataset: Dataset, environ: Mapping[str, str] = os.environ) -> Cost:
     """:func:`check_model` for a RunConfig on a dataset, with the training batch (at most the training rows)."""
     rows = len(getattr(dataset, "X_train", ())) or config.train.batch_size
-    return check_model(config.model, dataset.n_features, dataset.n_outputs, dataset.seq_len,
-                       min(config.train.batch_size, rows), environ)
+    return check_model(
+        config.model,
+        dataset.n_features,
+        dataset.n_outputs,
+        dataset.seq_len,
+        min(config.train.batch_size, rows),
+        environ,
+    )

@@ -4,6 +4,7 @@ A :class:`RunConfig` is the single description of a run. It round-trips through 
 through flat string parameters (the app's shareable URL), and it is validated once, here, at the boundary:
 every bad value raises :class:`~kamoe_viz.errors.ValidationError` naming the field, the value and what is allowed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,10 @@ MAX_RESTARTS = 10  # train.restarts: initialisations tried before training (kamo
 
 
 def _check_int(section: str, name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-        isinstance(value, float) and not value.is_integer()
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not value.is_integer())
     ):
         raise ValidationError(f"{section}.{name}", value, f"must be an integer from {low} to {high}")
     value = int(value)
@@ -143,8 +146,11 @@ class ModelConfig:
             self.routing = "topk"  # settings from before routing was its own field: top_k > 0 meant top-k routing
         _check_choice(s, "routing", self.routing, ROUTINGS)
         if self.routing in TOP_K_ROUTINGS and self.top_k == 0:  # the router lacks its k (0 is top_k's default)
-            raise ValidationError("model.routing", self.routing, f"needs model.top_k from 1 to model.n_experts "
-                                  f"({self.n_experts}), the experts per row")
+            raise ValidationError(
+                "model.routing",
+                self.routing,
+                f"needs model.top_k from 1 to model.n_experts ({self.n_experts}), the experts per row",
+            )
         self.capacity_factor = _check_float(s, "capacity_factor", self.capacity_factor, *CAPACITY_FACTOR_RANGE)
         self.shared_experts = _check_int(s, "shared_experts", self.shared_experts, 0, MAX_SHARED_EXPERTS)
         self.bias_update_rate = _check_float(s, "bias_update_rate", self.bias_update_rate, *BIAS_UPDATE_RATE_RANGE)
@@ -156,8 +162,11 @@ class ModelConfig:
         try:
             self.expert_hidden = tuple(_check_int(s, "expert_hidden", h, 1, MAX_WIDTH) for h in hidden)
         except ValidationError as err:  # name the list, not one number of it
-            raise ValidationError(s + ".expert_hidden", hidden, f"each width must be an integer from 1 to "
-                                  f"{MAX_WIDTH} (got {err.value!r} among them)") from None
+            raise ValidationError(
+                s + ".expert_hidden",
+                hidden,
+                f"each width must be an integer from 1 to {MAX_WIDTH} (got {err.value!r} among them)",
+            ) from None
         self.gate_hidden = _check_int(s, "gate_hidden", self.gate_hidden, 0, MAX_WIDTH)
         self.kan_grid = _check_int(s, "kan_grid", self.kan_grid, 1, 50)
         self.kan_order = _check_int(s, "kan_order", self.kan_order, 1, 5)
@@ -331,8 +340,12 @@ class RunConfig:
                 raise ValidationError(f"link parameter {key}", text, "is not a known setting")
             section = parts[0]
             if parts[-1] in _NOT_IN_LINKS:
-                raise ValidationError(f"link parameter {key}", text, "file paths are not accepted in links",
-                                      "Upload the CSV on the Train page instead.")
+                raise ValidationError(
+                    f"link parameter {key}",
+                    text,
+                    "file paths are not accepted in links",
+                    "Upload the CSV on the Train page instead.",
+                )
             if parts[1] == "options" and section == "data" and len(parts) == 3:
                 raw["data"].setdefault("options", {})[parts[2]] = _decode_scalar(str(text))
                 continue

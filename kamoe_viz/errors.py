@@ -3,6 +3,7 @@
 Every problem a user can cause (bad CSV, impossible setting, corrupt run file, diverging training) is raised as a
 subclass of :class:`KamoeError`, so the app and the CLI can show its message instead of a traceback.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -4,6 +4,7 @@ compared variants and datasets. Torch- and streamlit-free.
 Routers carry their titles in their specs (:data:`kamoe_viz.routing_specs.ROUTERS`) and datasets in the dataset
 registry (``DatasetInfo.title``); :func:`router_label` reads the former.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,8 +31,12 @@ STANDARD_LABEL = "standard (1 expert)"  # the single-expert baseline of a compar
 # A comparison's variants: the baseline and one per gate ("GRKAN gate"); "gate/router" pairs add the router.
 VARIANT_LABELS = {"standard": STANDARD_LABEL, **{gate: f"{label} gate" for gate, label in GATE_LABELS.items()}}
 # The paper's names for the same variants, used in the reproduction report's tables.
-PAPER_VARIANT_LABELS = {"standard": "Standard", "linear": "MoE (linear gate)", "grn": "MoE (GRN gate)",
-                        "grkan": "KAMoE (GRKAN gate)"}
+PAPER_VARIANT_LABELS = {
+    "standard": "Standard",
+    "linear": "MoE (linear gate)",
+    "grn": "MoE (GRN gate)",
+    "grkan": "KAMoE (GRKAN gate)",
+}
 
 
 def gate_kan_units(layer: str, n_in: int, n_out: int) -> tuple[list[str], list[str]]:

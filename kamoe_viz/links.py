@@ -32,19 +32,37 @@ def check_link_settings(config: RunConfig, devices: Sequence[str]) -> tuple[RunC
     default = DataConfig()
     names = [info.name for info in list_datasets()]
     if data.name != UPLOAD_DATASET and data.name not in names:
-        messages.append(_ignored("data.name", data.name, f"this server has no such dataset (it has "
-                                 f"{', '.join(names)})", f"{default.name} is used"))
+        messages.append(
+            _ignored(
+                "data.name",
+                data.name,
+                f"this server has no such dataset (it has {', '.join(names)})",
+                f"{default.name} is used",
+            )
+        )
         for key, value in data.options.items():
-            messages.append(_ignored(f"data.options.{key}", value, f"it is an option of the unknown dataset "
-                                     f"{data.name!r}", "it was dropped with it"))
+            messages.append(
+                _ignored(
+                    f"data.options.{key}",
+                    value,
+                    f"it is an option of the unknown dataset {data.name!r}",
+                    "it was dropped with it",
+                )
+            )
         data.name, data.options = default.name, {}
     if data.name != UPLOAD_DATASET:
         for field in ("target", "features"):
             value = getattr(data, field)
             if value:
                 shown = ",".join(value) if field == "features" else value
-                messages.append(_ignored(f"data.{field}", shown, f"a {field} is chosen only for an uploaded CSV, and "
-                                         f"{data.name} has its own", "the dataset's is used"))
+                messages.append(
+                    _ignored(
+                        f"data.{field}",
+                        shown,
+                        f"a {field} is chosen only for an uploaded CSV, and {data.name} has its own",
+                        "the dataset's is used",
+                    )
+                )
                 setattr(data, field, None)
         info = dataset_info(data.name)
         options = dict(data.options)
@@ -63,8 +81,14 @@ def check_link_settings(config: RunConfig, devices: Sequence[str]) -> tuple[RunC
     device = cfg.train.device
     if device not in devices:
         fallback = TrainConfig().device if TrainConfig().device in devices else devices[0]
-        messages.append(_ignored("train.device", device, f"this server has no {device} device (it offers "
-                                 f"{', '.join(devices)})", f"{fallback} is used"))
+        messages.append(
+            _ignored(
+                "train.device",
+                device,
+                f"this server has no {device} device (it offers {', '.join(devices)})",
+                f"{fallback} is used",
+            )
+        )
         cfg.train.device = fallback
     return cfg, messages
 

@@ -3,11 +3,14 @@
 Regression scores are meant for targets in their original units (un-scale first with ``Dataset.unscale_y``); every
 function flattens its inputs, so sequence targets ``(n, T, 1)`` are scored over all time steps.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 LOG_LOSS_EPS = 1e-15
+
+
 def _pair(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(y_true, dtype=np.float64).reshape(-1)
     p = np.asarray(y_pred, dtype=np.float64).reshape(-1)

@@ -5,6 +5,7 @@ A claim is a measurable statement over training seeds, e.g. "mean NMI against th
 Train page never says more than was measured. ``python -m kamoe_viz presets`` lists them; ``train --preset NAME``
 starts from one (flags given on the command line still win).
 """
+
 from __future__ import annotations
 
 import operator
@@ -25,8 +26,12 @@ STATISTICS: dict[str, Callable[[Sequence[float]], float]] = {
 }
 OPERATORS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le}
 CLAIM_SEEDS = tuple(range(10))  # the seeds every claim is tested over (training seed; the data seed stays 0)
-METRIC_NAMES = {"nmi": "NMI of the winning expert vs the true regime", "r2": "test R²",
-                "accuracy": "test accuracy", "min_load": "smallest expert's share of rows (top-1)"}
+METRIC_NAMES = {
+    "nmi": "NMI of the winning expert vs the true regime",
+    "r2": "test R²",
+    "accuracy": "test accuracy",
+    "min_load": "smallest expert's share of rows (top-1)",
+}
 
 
 @dataclass(frozen=True)
@@ -81,75 +86,137 @@ _TRAIN_60 = {"epochs": 60, "lr": 3e-3, "early_stopping": 15}
 # It needs ~130 epochs, and about a third of initialisations settle on a misplaced regime boundary, which already
 # shows in the validation loss after 40 epochs: so 150 epochs from the best of 8 initialisations tried for 40 each
 # (scripts/specialisation_findings.md).
-_SPECIALISE = {"epochs": 150, "lr": 3e-3, "early_stopping": 30, "objective": "likelihood", "gate_lr_scale": 5.0,
-               "balance_loss": 0.01, "restarts": 8, "restart_epochs": 40}
+_SPECIALISE = {
+    "epochs": 150,
+    "lr": 3e-3,
+    "early_stopping": 30,
+    "objective": "likelihood",
+    "gate_lr_scale": 5.0,
+    "balance_loss": 0.01,
+    "restarts": 8,
+    "restart_epochs": 40,
+}
 _REGIMES_MODEL = {"gate": "grkan", "gate_activation": "softmax", "n_experts": 3, "expert_hidden": [32]}
 
 PRESET_LIST: tuple[Preset, ...] = (
-    Preset("regimes", "Three regimes",
-           "Three regimes, three experts, trained on the mixture likelihood with a 5x faster gate, from the best "
-           "of 8 initialisations (40 epochs each, chosen by validation loss): each expert takes one regime "
-           "(NMI against the true regimes on the Gates page, at least 0.9 on average over seeds).",
-           "regimes", {"model": _REGIMES_MODEL, "train": _SPECIALISE},
-           (Claim("nmi", "mean", ">=", 0.9), Claim("nmi", "min", ">=", 0.75), Claim("r2", "mean", ">=", 0.95))),
-    Preset("top1", "Top-1 routing",
-           "Switch top-1 routing (capacity factor 2) with the balance loss (0.1), trained like Three regimes (mixture "
-           "likelihood, 5x faster gate, best of 8 initialisations): every row goes to exactly one expert, every "
-           "expert keeps at least a tenth of the rows in every seed, and each expert takes one regime.",
-           "regimes", {"model": {**_REGIMES_MODEL, "routing": "switch", "capacity_factor": 2.0},
-                       "train": {**_SPECIALISE, "balance_loss": 0.1}},
-           (Claim("min_load", "min", ">=", 0.10), Claim("nmi", "mean", ">=", 0.9), Claim("r2", "mean", ">=", 0.93))),
-    Preset("moons", "Moons · GRKAN",
-           "Two interleaved half-moons, two KAN experts behind a GRKAN gate: the moons are classified (accuracy "
-           "at least 0.95 in every seed); either expert could do it alone, and in some seeds one does, so look "
-           "at the region map to see how the gate split the plane this time.",
-           "moons", {"model": {"gate": "grkan", "gate_activation": "softmax", "n_experts": 2, "expert": "kan",
-                               "expert_hidden": [8], "kan_grid": 5},
-                     "train": {"epochs": 60, "lr": 1e-2, "early_stopping": 15}},
-           (Claim("accuracy", "min", ">=", 0.95),)),
-    Preset("series", "Series · LSTM",
-           "A series that switches between regimes: LSTM experts on windows with a GRKAN gate. One window rarely "
-           "reveals its regime, so expect shared, not specialised, experts.",
-           "regime_series", {"model": {"gate": "grkan", "gate_activation": "softmax", "n_experts": 3,
-                                       "expert": "lstm", "expert_hidden": [16]},
-                             "train": {"epochs": 30, "lr": 3e-3, "early_stopping": 10}}),
-    Preset("california", "California (paper)",
-           "The paper's setting on California housing: GRKAN gate, sigmoid, 3 MLP experts of 100 units, Adam 1e-3.",
-           "california", {}),
-    Preset("collapse", "Collapse",
-           "Top-1 routing trained on the mixed prediction's MSE with no balancing: one expert is nearly starved "
-           "(on average the least-used expert takes under an eighth of the rows). Compare with Top-1 routing, "
-           "which adds the balance loss and the likelihood objective.",
-           "regimes", {"model": {**_REGIMES_MODEL, "routing": "topk", "top_k": 1}, "train": _TRAIN_60},
-           (Claim("min_load", "mean", "<=", 0.12),)),
-    Preset("bias_balance", "Bias balancing",
-           "DeepSeek-V3 style: sigmoid affinities with a per-expert bias nudged after every step toward equal "
-           "load, no auxiliary loss, top-1, trained on the mixture likelihood: every expert keeps at least a "
-           "quarter of the rows in every seed and most seeds give each expert one regime, with a lower R² than "
-           "the soft mixture of Three regimes. Compare its load bars with Top-1 routing's balance loss.",
-           "regimes", {"model": {**_REGIMES_MODEL, "routing": "sigmoid_bias", "top_k": 1, "bias_update_rate": 0.01},
-                       "train": {**_TRAIN_60, "objective": "likelihood", "gate_lr_scale": 5.0}},
-           (Claim("min_load", "min", ">=", 0.25), Claim("nmi", "mean", ">=", 0.8),
-            Claim("r2", "mean", ">=", 0.85))),
-    Preset("expert_choice", "Expert choice",
-           "Each expert picks its top rows of the batch (capacity 1.25), so some rows get no expert or several "
-           "(coverage on the Gates page) and predictions depend on the batch; every expert stays in use.",
-           "regimes", {"model": {**_REGIMES_MODEL, "routing": "expert_choice", "capacity_factor": 1.25},
-                       "train": _TRAIN_60},
-           (Claim("min_load", "min", ">=", 0.18), Claim("r2", "mean", ">=", 0.88))),
-    Preset("mse", "MSE objective",
-           "Three regimes trained on the MSE of the mixed prediction, as most MoE code does: the experts fit well "
-           "together but rarely one regime each. Compare its NMI with Three regimes (the likelihood objective).",
-           "regimes", {"model": _REGIMES_MODEL, "train": _TRAIN_60},
-           (Claim("nmi", "mean", "<=", 0.6), Claim("r2", "mean", ">=", 0.9))),
+    Preset(
+        "regimes",
+        "Three regimes",
+        "Three regimes, three experts, trained on the mixture likelihood with a 5x faster gate, from the best "
+        "of 8 initialisations (40 epochs each, chosen by validation loss): each expert takes one regime "
+        "(NMI against the true regimes on the Gates page, at least 0.9 on average over seeds).",
+        "regimes",
+        {"model": _REGIMES_MODEL, "train": _SPECIALISE},
+        (Claim("nmi", "mean", ">=", 0.9), Claim("nmi", "min", ">=", 0.75), Claim("r2", "mean", ">=", 0.95)),
+    ),
+    Preset(
+        "top1",
+        "Top-1 routing",
+        "Switch top-1 routing (capacity factor 2) with the balance loss (0.1), trained like Three regimes (mixture "
+        "likelihood, 5x faster gate, best of 8 initialisations): every row goes to exactly one expert, every "
+        "expert keeps at least a tenth of the rows in every seed, and each expert takes one regime.",
+        "regimes",
+        {
+            "model": {**_REGIMES_MODEL, "routing": "switch", "capacity_factor": 2.0},
+            "train": {**_SPECIALISE, "balance_loss": 0.1},
+        },
+        (Claim("min_load", "min", ">=", 0.10), Claim("nmi", "mean", ">=", 0.9), Claim("r2", "mean", ">=", 0.93)),
+    ),
+    Preset(
+        "moons",
+        "Moons · GRKAN",
+        "Two interleaved half-moons, two KAN experts behind a GRKAN gate: the moons are classified (accuracy "
+        "at least 0.95 in every seed); either expert could do it alone, and in some seeds one does, so look "
+        "at the region map to see how the gate split the plane this time.",
+        "moons",
+        {
+            "model": {
+                "gate": "grkan",
+                "gate_activation": "softmax",
+                "n_experts": 2,
+                "expert": "kan",
+                "expert_hidden": [8],
+                "kan_grid": 5,
+            },
+            "train": {"epochs": 60, "lr": 1e-2, "early_stopping": 15},
+        },
+        (Claim("accuracy", "min", ">=", 0.95),),
+    ),
+    Preset(
+        "series",
+        "Series · LSTM",
+        "A series that switches between regimes: LSTM experts on windows with a GRKAN gate. One window rarely "
+        "reveals its regime, so expect shared, not specialised, experts.",
+        "regime_series",
+        {
+            "model": {
+                "gate": "grkan",
+                "gate_activation": "softmax",
+                "n_experts": 3,
+                "expert": "lstm",
+                "expert_hidden": [16],
+            },
+            "train": {"epochs": 30, "lr": 3e-3, "early_stopping": 10},
+        },
+    ),
+    Preset(
+        "california",
+        "California (paper)",
+        "The paper's setting on California housing: GRKAN gate, sigmoid, 3 MLP experts of 100 units, Adam 1e-3.",
+        "california",
+        {},
+    ),
+    Preset(
+        "collapse",
+        "Collapse",
+        "Top-1 routing trained on the mixed prediction's MSE with no balancing: one expert is nearly starved "
+        "(on average the least-used expert takes under an eighth of the rows). Compare with Top-1 routing, "
+        "which adds the balance loss and the likelihood objective.",
+        "regimes",
+        {"model": {**_REGIMES_MODEL, "routing": "topk", "top_k": 1}, "train": _TRAIN_60},
+        (Claim("min_load", "mean", "<=", 0.12),),
+    ),
+    Preset(
+        "bias_balance",
+        "Bias balancing",
+        "DeepSeek-V3 style: sigmoid affinities with a per-expert bias nudged after every step toward equal "
+        "load, no auxiliary loss, top-1, trained on the mixture likelihood: every expert keeps at least a "
+        "quarter of the rows in every seed and most seeds give each expert one regime, with a lower R² than "
+        "the soft mixture of Three regimes. Compare its load bars with Top-1 routing's balance loss.",
+        "regimes",
+        {
+            "model": {**_REGIMES_MODEL, "routing": "sigmoid_bias", "top_k": 1, "bias_update_rate": 0.01},
+            "train": {**_TRAIN_60, "objective": "likelihood", "gate_lr_scale": 5.0},
+        },
+        (Claim("min_load", "min", ">=", 0.25), Claim("nmi", "mean", ">=", 0.8), Claim("r2", "mean", ">=", 0.85)),
+    ),
+    Preset(
+        "expert_choice",
+        "Expert choice",
+        "Each expert picks its top rows of the batch (capacity 1.25), so some rows get no expert or several "
+        "(coverage on the Gates page) and predictions depend on the batch; every expert stays in use.",
+        "regimes",
+        {"model": {**_REGIMES_MODEL, "routing": "expert_choice", "capacity_factor": 1.25}, "train": _TRAIN_60},
+        (Claim("min_load", "min", ">=", 0.18), Claim("r2", "mean", ">=", 0.88)),
+    ),
+    Preset(
+        "mse",
+        "MSE objective",
+        "Three regimes trained on the MSE of the mixed prediction, as most MoE code does: the experts fit well "
+        "together but rarely one regime each. Compare its NMI with Three regimes (the likelihood objective).",
+        "regimes",
+        {"model": _REGIMES_MODEL, "train": _TRAIN_60},
+        (Claim("nmi", "mean", "<=", 0.6), Claim("r2", "mean", ">=", 0.9)),
+    ),
 )
 PRESETS: dict[str, Preset] = {p.name: p for p in PRESET_LIST}
 
 
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
-        raise ValidationError("preset", name, f"must be one of {', '.join(PRESETS)} (see `python -m kamoe_viz "
-                                              "presets`)")
+        raise ValidationError(
+            "preset", name, f"must be one of {', '.join(PRESETS)} (see `python -m kamoe_viz presets`)"
+        )
     return PRESETS[name]
 
 
@@ -182,8 +249,10 @@ def claims_budget_note(config: RunConfig) -> str | None:
     preset = preset_of(config)
     if preset is None or not preset.claims:
         return None
-    return (f"The {preset.title} preset's claims are measured with exactly this budget ({config.train.epochs} "
-            "epochs, over seeds 0-9); with more epochs it may show something else.")
+    return (
+        f"The {preset.title} preset's claims are measured with exactly this budget ({config.train.epochs} "
+        "epochs, over seeds 0-9); with more epochs it may show something else."
+    )
 
 
 def run_epoch_cap_notice(result: TrainResult, config: RunConfig) -> str | None:

@@ -17,6 +17,7 @@ expert-choice rows that no expert took (all weights 0).
   renaming the experts); **mutual information** in nats.
 - **dropped fraction**: rows whose weights are all zero (Switch capacity overflow, expert choice left them out).
 """
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,7 @@ from kamoe_viz.labels import ROUTING_METRIC_LABELS
 
 ROUTING_METRIC_DEFINITIONS = {
     "nmi": "Normalised mutual information between each row's winning expert and its true regime: 0 = unrelated, "
-           "1 = each expert takes exactly one regime.",
+    "1 = each expert takes exactly one regime.",
     "ari": "Adjusted Rand index between winning expert and true regime: 0 = chance, 1 = identical partitions.",
     "mutual_information": "Mutual information between winning expert and true regime, in nats.",
     "load_cv": "Coefficient of variation of the loads (top-1 shares): 0 = perfectly balanced.",
@@ -39,7 +40,7 @@ ROUTING_METRIC_DEFINITIONS = {
     "min_load": "The smallest expert's top-1 share; near 0 means a dead expert.",
     "max_load": "The largest expert's top-1 share; near 1 means routing collapsed onto one expert.",
     "routing_entropy": "Mean over rows of the entropy of the row's weights (normalised to sum 1) / log E: "
-                       "0 = every row goes to one expert, 1 = every row is split evenly.",
+    "0 = every row goes to one expert, 1 = every row is split evenly.",
     "dropped_fraction": "Share of rows that no expert took (capacity overflow or expert choice).",
 }
 
@@ -97,7 +98,7 @@ def max_violation_per_batch(weights: ArrayLike, batch_size: int) -> float:
     w = flat_weights(weights)
     if batch_size < 1 or len(w) == 0:
         return float("nan")
-    values = [max_violation(expert_load(w[i:i + batch_size])) for i in range(0, len(w), batch_size)]
+    values = [max_violation(expert_load(w[i : i + batch_size])) for i in range(0, len(w), batch_size)]
     values = [v for v in values if math.isfinite(v)]
     return float(np.mean(values)) if values else float("nan")
 
@@ -184,8 +185,9 @@ def dropped_fraction(weights: ArrayLike) -> float:
     return float(1.0 - routed_rows(w).mean()) if len(w) else float("nan")
 
 
-def routing_summary(weights: ArrayLike, regimes: ArrayLike | None = None,
-                    batch_size: int | None = None) -> dict[str, Any]:
+def routing_summary(
+    weights: ArrayLike, regimes: ArrayLike | None = None, batch_size: int | None = None
+) -> dict[str, Any]:
     """Every routing metric of one set of gate weights, under the keys ``train --json`` and Compare use:
     ``load`` (list of top-1 shares, summing to 1), ``mean_weight`` (list), ``load_cv``, ``max_violation``,
     ``gini``, ``min_load``, ``max_load``, ``routing_entropy``, ``dropped_fraction``, and ``nmi``, ``ari``,
@@ -211,8 +213,19 @@ def routing_summary(weights: ArrayLike, regimes: ArrayLike | None = None,
     return summary
 
 
-ROUTING_TABLE_KEYS = ("nmi", "ari", "mutual_information", "load_cv", "max_violation", "max_violation_batch", "gini",
-                      "min_load", "max_load", "routing_entropy", "dropped_fraction")
+ROUTING_TABLE_KEYS = (
+    "nmi",
+    "ari",
+    "mutual_information",
+    "load_cv",
+    "max_violation",
+    "max_violation_batch",
+    "gini",
+    "min_load",
+    "max_load",
+    "routing_entropy",
+    "dropped_fraction",
+)
 
 
 def routing_metrics_table(summary: dict[str, Any]) -> Any:
@@ -220,9 +233,15 @@ def routing_metrics_table(summary: dict[str, Any]) -> Any:
     without known regimes, are left out)."""
     import pandas as pd
 
-    rows = [{"metric": ROUTING_METRIC_LABELS[key], "value": float(summary[key]),
-             "definition": ROUTING_METRIC_DEFINITIONS[key]}
-            for key in ROUTING_TABLE_KEYS if key in summary and math.isfinite(float(summary[key]))]
+    rows = [
+        {
+            "metric": ROUTING_METRIC_LABELS[key],
+            "value": float(summary[key]),
+            "definition": ROUTING_METRIC_DEFINITIONS[key],
+        }
+        for key in ROUTING_TABLE_KEYS
+        if key in summary and math.isfinite(float(summary[key]))
+    ]
     return pd.DataFrame(rows, columns=["metric", "value", "definition"])
 
 

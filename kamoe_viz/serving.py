@@ -4,6 +4,7 @@
 they set: KAMOE_RUNS_DIR, KAMOE_MAX_PARAMS, KAMOE_MAX_MEMORY_MB, KAMOE_DEBUG). The flags win over the environment;
 they are copied into the environment once, so the library (run store, cost budget, error reports) reads one place.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,11 @@ log = logging.getLogger("kamoe_viz.app")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="streamlit run app.py --", add_help=False,
-                                description="KAMoE Explorer server settings (after streamlit's own '--').")
+    p = argparse.ArgumentParser(
+        prog="streamlit run app.py --",
+        add_help=False,
+        description="KAMoE Explorer server settings (after streamlit's own '--').",
+    )
     p.add_argument("--runs-dir", help=f"folder of saved runs (env {ENV_RUNS_DIR}; default ./{DEFAULT_RUNS_DIR})")
     p.add_argument("--max-params", type=int, help=f"largest model, in parameters (env {ENV_MAX_PARAMS})")
     p.add_argument("--max-memory-mb", type=int, help=f"largest training memory estimate (env {ENV_MAX_MEMORY_MB})")
@@ -34,8 +38,11 @@ def parser() -> argparse.ArgumentParser:
 def apply_args(argv: Sequence[str], environ: os._Environ[str] | dict[str, str] = os.environ) -> list[str]:
     """Copy the server flags in ``argv`` into ``environ``; returns the arguments that were not understood."""
     args, unknown = parser().parse_known_args(list(argv))
-    for value, name in ((args.runs_dir, ENV_RUNS_DIR), (args.max_params, ENV_MAX_PARAMS),
-                        (args.max_memory_mb, ENV_MAX_MEMORY_MB)):
+    for value, name in (
+        (args.runs_dir, ENV_RUNS_DIR),
+        (args.max_params, ENV_MAX_PARAMS),
+        (args.max_memory_mb, ENV_MAX_MEMORY_MB),
+    ):
         if value is not None:
             environ[name] = str(value)
     if args.debug:

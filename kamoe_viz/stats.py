@@ -12,6 +12,7 @@ With few seeds these tests have little power: with 5 pairs the smallest two-side
 so Wilcoxon alone can never reach 0.05. The verdict therefore uses the paired t-test (and its CI) for the decision,
 reports both p-values, and says plainly when the evidence is too thin.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,9 +60,19 @@ class PairedStats:
 
     def flipped(self) -> PairedStats:
         """The same comparison seen from b's side (difference = b - a)."""
-        return replace(self, a=self.b, b=self.a, mean_a=self.mean_b, mean_b=self.mean_a, mean_diff=-self.mean_diff,
-                       ci_low=-self.ci_high, ci_high=-self.ci_low, t_stat=-self.t_stat, wins_a=self.wins_b,
-                       wins_b=self.wins_a)
+        return replace(
+            self,
+            a=self.b,
+            b=self.a,
+            mean_a=self.mean_b,
+            mean_b=self.mean_a,
+            mean_diff=-self.mean_diff,
+            ci_low=-self.ci_high,
+            ci_high=-self.ci_low,
+            t_stat=-self.t_stat,
+            wins_a=self.wins_b,
+            wins_b=self.wins_a,
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -69,8 +80,15 @@ class PairedStats:
         return d
 
 
-def paired_stats(a_values: Sequence[float], b_values: Sequence[float], *, a: str = "A", b: str = "B",
-                 confidence: float = 0.95, higher_is_better: bool = True) -> PairedStats:
+def paired_stats(
+    a_values: Sequence[float],
+    b_values: Sequence[float],
+    *,
+    a: str = "A",
+    b: str = "B",
+    confidence: float = 0.95,
+    higher_is_better: bool = True,
+) -> PairedStats:
     """Paired statistics of two equally long sequences; pairs with a NaN/inf on either side are left out."""
     x = np.asarray(a_values, dtype=float)
     y = np.asarray(b_values, dtype=float)
@@ -110,10 +128,26 @@ def paired_stats(a_values: Sequence[float], b_values: Sequence[float], *, a: str
             w_stat, w_p = float(res.statistic), float(res.pvalue)
     better = d > 0 if higher_is_better else d < 0
     worse = d < 0 if higher_is_better else d > 0
-    return PairedStats(a=a, b=b, n=n, mean_a=mean_a, mean_b=mean_b, mean_diff=mean_diff, sd_diff=sd,
-                       ci_low=ci_low, ci_high=ci_high, t_stat=t_stat, t_p=t_p, wilcoxon_stat=w_stat,
-                       wilcoxon_p=w_p, wins_a=int(better.sum()), wins_b=int(worse.sum()),
-                       ties=int((d == 0).sum()), confidence=confidence, higher_is_better=higher_is_better)
+    return PairedStats(
+        a=a,
+        b=b,
+        n=n,
+        mean_a=mean_a,
+        mean_b=mean_b,
+        mean_diff=mean_diff,
+        sd_diff=sd,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        t_stat=t_stat,
+        t_p=t_p,
+        wilcoxon_stat=w_stat,
+        wilcoxon_p=w_p,
+        wins_a=int(better.sum()),
+        wins_b=int(worse.sum()),
+        ties=int((d == 0).sum()),
+        confidence=confidence,
+        higher_is_better=higher_is_better,
+    )
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -136,13 +170,17 @@ def verdict(s: PairedStats, metric: str = "metric", unit: str = "seeds") -> str:
     second variant wins, the line is written from its side, so the difference shown is always winner - loser.
     """
     if s.n < 2:
-        return (f"{s.a} vs {s.b}: not enough paired {unit} ({s.n}) for a test; run at least 2 "
-                f"(5 or more for a useful answer).")
+        return (
+            f"{s.a} vs {s.b}: not enough paired {unit} ({s.n}) for a test; run at least 2 "
+            f"(5 or more for a useful answer)."
+        )
     if s.significant and (s.mean_diff > 0) != s.higher_is_better:
         s = s.flipped()
     ci = f"{round(s.confidence * 100)}% CI {_fmt(s.ci_low)} to {_fmt(s.ci_high)}"
-    numbers = (f"difference {_fmt(s.mean_diff)} {metric} ({ci}; paired t {_fmt_p(s.t_p)}, "
-               f"Wilcoxon {_fmt_p(s.wilcoxon_p)}; better in {s.wins_a} vs {s.wins_b} of {s.n} {unit})")
+    numbers = (
+        f"difference {_fmt(s.mean_diff)} {metric} ({ci}; paired t {_fmt_p(s.t_p)}, "
+        f"Wilcoxon {_fmt_p(s.wilcoxon_p)}; better in {s.wins_a} vs {s.wins_b} of {s.n} {unit})"
+    )
     if s.significant:
         line = f"{s.a} beats {s.b}: {numbers}."
         if s.n < 5:
@@ -150,8 +188,10 @@ def verdict(s: PairedStats, metric: str = "metric", unit: str = "seeds") -> str:
         return line
     line = f"No significant difference between {s.a} and {s.b} ({s.a} - {s.b}): {numbers}."
     if s.n < 10:
-        line += (f" With only {s.n} {unit} the test has little power, so a small real difference could be "
-                 f"missed; add seeds for a firmer answer.")
+        line += (
+            f" With only {s.n} {unit} the test has little power, so a small real difference could be "
+            f"missed; add seeds for a firmer answer."
+        )
     return line
 
 
@@ -162,14 +202,26 @@ def _pairs_frame(table: pd.DataFrame, value: str, by: str, pair_on: str) -> pd.D
     dup = table.duplicated(subset=[by, pair_on])
     if dup.any():
         row = table.loc[dup, [by, pair_on]].iloc[0].tolist()
-        raise ValidationError("results table", row, f"has two rows for the same ({by}, {pair_on}); "
-                                                     "pairing needs one value per variant and seed")
+        raise ValidationError(
+            "results table",
+            row,
+            f"has two rows for the same ({by}, {pair_on}); pairing needs one value per variant and seed",
+        )
     return table.pivot(index=pair_on, columns=by, values=value)
 
 
-def pairwise(table: pd.DataFrame, value: str = "test_metric", by: str = "variant", pair_on: str = "seed",
-             order: Iterable[str] | None = None, *, confidence: float = 0.95, higher_is_better: bool = True,
-             metric: str | None = None, unit: str = "seeds") -> pd.DataFrame:
+def pairwise(
+    table: pd.DataFrame,
+    value: str = "test_metric",
+    by: str = "variant",
+    pair_on: str = "seed",
+    order: Iterable[str] | None = None,
+    *,
+    confidence: float = 0.95,
+    higher_is_better: bool = True,
+    metric: str | None = None,
+    unit: str = "seeds",
+) -> pd.DataFrame:
     """Paired statistics for every pair of variants in a tidy table (one row per variant and seed).
 
     Rows are ordered as ``order`` (default: order of first appearance) and each pair (a, b) has a before b.
@@ -180,8 +232,14 @@ def pairwise(table: pd.DataFrame, value: str = "test_metric", by: str = "variant
     names = [n for n in names if n in wide.columns]
     rows = []
     for a, b in combinations(names, 2):
-        s = paired_stats(wide[a].to_numpy(float), wide[b].to_numpy(float), a=str(a), b=str(b),
-                         confidence=confidence, higher_is_better=higher_is_better)
+        s = paired_stats(
+            wide[a].to_numpy(float),
+            wide[b].to_numpy(float),
+            a=str(a),
+            b=str(b),
+            confidence=confidence,
+            higher_is_better=higher_is_better,
+        )
         row = s.to_dict()
         row["verdict"] = verdict(s, metric or value, unit)
         rows.append(row)
@@ -189,9 +247,14 @@ def pairwise(table: pd.DataFrame, value: str = "test_metric", by: str = "variant
     return pd.DataFrame(rows, columns=columns)
 
 
-def summary(table: pd.DataFrame, value: str = "test_metric", by: str = "variant",
-            order: Iterable[str] | None = None, confidence: float = 0.95,
-            bounds: tuple[float, float] = (-math.inf, math.inf)) -> pd.DataFrame:
+def summary(
+    table: pd.DataFrame,
+    value: str = "test_metric",
+    by: str = "variant",
+    order: Iterable[str] | None = None,
+    confidence: float = 0.95,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+) -> pd.DataFrame:
     """Per variant: n (finite values), mean, std (ddof=1), standard error, t-based CI of the mean, min, max.
 
     ``bounds``: the values the metric can take (R² at most 1, accuracy in [0, 1]); the CI is clipped to them, since
@@ -208,14 +271,31 @@ def summary(table: pd.DataFrame, value: str = "test_metric", by: str = "variant"
         std = float(v.std(ddof=1)) if n >= 2 else float("nan")
         sem = std / math.sqrt(n) if n >= 2 else float("nan")
         half = float(sps.t.ppf(0.5 + confidence / 2.0, n - 1)) * sem if n >= 2 else float("nan")
-        rows.append({by: name, "n": n, "mean": mean, "std": std, "sem": sem, "ci_low": max(mean - half, bounds[0]),
-                     "ci_high": min(mean + half, bounds[1]), "min": float(v.min()) if n else float("nan"),
-                     "max": float(v.max()) if n else float("nan")})
+        rows.append(
+            {
+                by: name,
+                "n": n,
+                "mean": mean,
+                "std": std,
+                "sem": sem,
+                "ci_low": max(mean - half, bounds[0]),
+                "ci_high": min(mean + half, bounds[1]),
+                "min": float(v.min()) if n else float("nan"),
+                "max": float(v.max()) if n else float("nan"),
+            }
+        )
     return pd.DataFrame(rows, columns=[by, "n", "mean", "std", "sem", "ci_low", "ci_high", "min", "max"])
 
 
-def headline(table: pd.DataFrame, value: str = "test_metric", by: str = "variant", pair_on: str = "seed", *,
-             higher_is_better: bool = True, metric: str | None = None) -> str:
+def headline(
+    table: pd.DataFrame,
+    value: str = "test_metric",
+    by: str = "variant",
+    pair_on: str = "seed",
+    *,
+    higher_is_better: bool = True,
+    metric: str | None = None,
+) -> str:
     """The one-line answer: the best variant by mean against the runner-up, paired by seed."""
     summ = summary(table, value, by).dropna(subset=["mean"])
     if summ.empty:
@@ -225,6 +305,7 @@ def headline(table: pd.DataFrame, value: str = "test_metric", by: str = "variant
     summ = summ.sort_values("mean", ascending=not higher_is_better, kind="stable")
     best, second = str(summ[by].iloc[0]), str(summ[by].iloc[1])
     wide = _pairs_frame(table, value, by, pair_on)
-    s = paired_stats(wide[best].to_numpy(float), wide[second].to_numpy(float), a=best, b=second,
-                     higher_is_better=higher_is_better)
+    s = paired_stats(
+        wide[best].to_numpy(float), wide[second].to_numpy(float), a=best, b=second, higher_is_better=higher_is_better
+    )
     return verdict(s, metric or value)

@@ -4,6 +4,7 @@ The session keeps one master copy of the settings (``session_state["run_config"]
 seeded from it (Streamlit forgets widget values when the user visits another page), edits flow back into it, and
 the whole configuration is mirrored into ``st.query_params`` so the browser's URL is a shareable link.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -62,7 +63,7 @@ def _parse_link(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]:
 def _param_for_error(err: ValidationError, params: Mapping[str, str]) -> str | None:
     field = str(err.field)
     if field.startswith("link parameter "):
-        field = field[len("link parameter "):]
+        field = field[len("link parameter ") :]
     if field in params:
         return field
     # errors about an option name ("data.options.noise") or a section ("model") map to the parameters under it

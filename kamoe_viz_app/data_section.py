@@ -1,4 +1,5 @@
 """The Train page's data choice: a built-in dataset with its options, or an uploaded CSV; and the dataset card."""
+
 from __future__ import annotations
 
 import hashlib
@@ -52,12 +53,29 @@ def read_upload(data: bytes, max_bytes: int) -> Any:
 
 
 @st.cache_data(max_entries=8, show_spinner="Preparing the dataset…")
-def dataset_from_upload(digest: str, _frame: Any, target: str, features: tuple[str, ...], name: str, seed_: int,
-                        test_fraction: float, val_fraction: float, task: str | None) -> Any:
+def dataset_from_upload(
+    digest: str,
+    _frame: Any,
+    target: str,
+    features: tuple[str, ...],
+    name: str,
+    seed_: int,
+    test_fraction: float,
+    val_fraction: float,
+    task: str | None,
+) -> Any:
     from kamoe_viz.data import dataset_from_frame
 
-    return dataset_from_frame(_frame, target, list(features), name=name, seed=seed_, test_fraction=test_fraction,
-                              val_fraction=val_fraction, task=task)
+    return dataset_from_frame(
+        _frame,
+        target,
+        list(features),
+        name=name,
+        seed=seed_,
+        test_fraction=test_fraction,
+        val_fraction=val_fraction,
+        task=task,
+    )
 
 
 def _option_widget(dataset: str, spec: Any, current: Any, disabled: bool) -> Any:
@@ -102,13 +120,21 @@ def builtin_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], An
     infos = {info.name: info for info in dataset_infos()}
     names = list(infos)
     name = base.data.name if base.data.name in infos else (names[0] if names else base.data.name)
-    name = st.selectbox("Dataset", names, key=seed("data.name", name), disabled=off(disabled), help=why(disabled),
-                        format_func=lambda n: f"{getattr(infos[n], 'title', n)}  ({n})")
+    name = st.selectbox(
+        "Dataset",
+        names,
+        key=seed("data.name", name),
+        disabled=off(disabled),
+        help=why(disabled),
+        format_func=lambda n: f"{getattr(infos[n], 'title', n)}  ({n})",
+    )
     info = infos[name]
     st.caption(getattr(info, "description", ""))
     if getattr(info, "needs_download", False):
-        st.caption(":material/cloud_download: Downloaded once on first use, then cached (or read from a local CSV "
-                   "named by env KAMOE_CALIFORNIA_CSV).")
+        st.caption(
+            ":material/cloud_download: Downloaded once on first use, then cached (or read from a local CSV "
+            "named by env KAMOE_CALIFORNIA_CSV)."
+        )
     specs = [o for o in info.option_specs if o.name != "csv_path"]  # server paths never come from the page
     chosen = base.data.options if base.data.name == name else {}
     options: dict[str, Any] = {}
@@ -197,11 +223,23 @@ def upload_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], Any
     except Exception as err:
         return data, None, f"upload: {upload.name!r} could not be read as CSV ({type(err).__name__}: {err})."
     columns = [str(c) for c in frame.columns]
-    target = st.selectbox("Target column", columns, index=len(columns) - 1, key=f"upload_target_{upload.file_id}",
-                          disabled=off(disabled), help=why(disabled))
+    target = st.selectbox(
+        "Target column",
+        columns,
+        index=len(columns) - 1,
+        key=f"upload_target_{upload.file_id}",
+        disabled=off(disabled),
+        help=why(disabled),
+    )
     others = [c for c in columns if c != target]
-    features = st.multiselect("Feature columns", others, default=others, key=f"upload_features_{upload.file_id}",
-                              disabled=off(disabled), help=why(disabled))
+    features = st.multiselect(
+        "Feature columns",
+        others,
+        default=others,
+        key=f"upload_features_{upload.file_id}",
+        disabled=off(disabled),
+        help=why(disabled),
+    )
     task = (
         st.segmented_control(
             "Task",
@@ -216,9 +254,17 @@ def upload_section(base: RunConfig, disabled: bool) -> tuple[dict[str, Any], Any
     data.update(target=target, features=list(features))
     digest = hashlib.sha1(raw).hexdigest()
     try:
-        dataset = dataset_from_upload(digest, frame, target, tuple(features), _safe_name(upload.name),
-                                      int(split["seed"]), float(split["test_fraction"]),
-                                      float(split["val_fraction"]), None if task == "auto" else task)
+        dataset = dataset_from_upload(
+            digest,
+            frame,
+            target,
+            tuple(features),
+            _safe_name(upload.name),
+            int(split["seed"]),
+            float(split["test_fraction"]),
+            float(split["val_fraction"]),
+            None if task == "auto" else task,
+        )
     except KamoeError as err:
         return data, None, str(err)
     except Exception as err:
@@ -239,18 +285,26 @@ def dataset_card(dataset: Dataset) -> None:
     cols = st.columns(3)
     cols[0].metric("Training rows", f"{sizes['train']:,}")
     cols[1].metric("Validation / test", f"{sizes['val']:,} / {sizes['test']:,}")
-    cols[2].metric("Features", f"{dataset.n_features}" + (f" × {dataset.seq_len} steps" if dataset.is_sequence
-                                                          else ""))
+    cols[2].metric("Features", f"{dataset.n_features}" + (f" × {dataset.seq_len} steps" if dataset.is_sequence else ""))
     task = dataset.task + (f" with {len(dataset.class_names)} classes" if dataset.class_names else "")
     target = f"target {esc(dataset.target_name)}"
     regimes = f", {len(dataset.regime_names)} known regimes" if dataset.regime_names else ""
-    st.caption(f"{task.capitalize()}, {target}{regimes}. Inputs are standardised on the training split; the "
-               "preview shows original units.")
+    st.caption(
+        f"{task.capitalize()}, {target}{regimes}. Inputs are standardised on the training split; the "
+        "preview shows original units."
+    )
     X = dataset.unscale_X(dataset.X_train[:600])
     y = dataset.unscale_y(dataset.y_train[:600])
-    frame = ct.preview_frame(X, y, dataset.feature_names, dataset.target_name, dataset.class_names,
-                             dataset.regimes_train[:600] if dataset.regimes_train is not None else None,
-                             dataset.regime_names, limit=600)
+    frame = ct.preview_frame(
+        X,
+        y,
+        dataset.feature_names,
+        dataset.target_name,
+        dataset.class_names,
+        dataset.regimes_train[:600] if dataset.regimes_train is not None else None,
+        dataset.regime_names,
+        limit=600,
+    )
     if dataset.is_2d:
         a, b = dataset.feature_names
         nominal = dataset.class_names is not None
@@ -259,8 +313,9 @@ def dataset_card(dataset: Dataset) -> None:
             color = "regime"
             nominal = True
         tab_plot, tab_table = st.tabs(["Scatter", "Table"])
-        tab_plot.altair_chart(ct.scatter_2d_chart(frame, a, b, color, nominal), width="stretch",
-                              height=ct.chart_height("scatter"))
+        tab_plot.altair_chart(
+            ct.scatter_2d_chart(frame, a, b, color, nominal), width="stretch", height=ct.chart_height("scatter")
+        )
         tab_table.dataframe(frame.head(200), height=280, width="stretch")
     else:
         st.dataframe(frame.head(200), height=280, width="stretch")

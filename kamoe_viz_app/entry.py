@@ -7,6 +7,7 @@ open while the server restarted) runs ``pages/compare.py`` alone. :func:`ensure`
 the page in that very run (no rerun, so a click or an upload in it is not lost), and ``st.navigation`` switches the
 folder mode off for good.
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,10 @@ from kamoe_viz_app.state import render_sidebar
 from kamoe_viz_app.train_live import drain
 
 _RUN = threading.local()  # each script run has its own thread
-ABOUT = ("KAMoE Explorer: train small mixtures of experts (linear, GRN, GRKAN gates) and see their gating. "
-         "Paper: arXiv 2409.15161.")
+ABOUT = (
+    "KAMoE Explorer: train small mixtures of experts (linear, GRN, GRKAN gates) and see their gating. "
+    "Paper: arXiv 2409.15161."
+)
 
 
 def main(app_dir: Path) -> None:

@@ -1,5 +1,6 @@
 """Shared widgets of the interpretation pages: cached results per run, charts with PNG/SVG downloads, tables with
 CSV downloads, and error boxes. Layout only; every number comes from kamoe_viz.interpret."""
+
 from __future__ import annotations
 
 import contextlib
@@ -49,8 +50,15 @@ def _chart_specs(run: Any) -> OrderedDict:
     return per_run.setdefault("_chart_specs", OrderedDict())
 
 
-def show_chart(run: Any, key: str, build: Callable[[], alt.TopLevelMixin], where: Any = None,
-               stretch: bool = False, select: str | None = None, widget_key: str | None = None) -> Any:
+def show_chart(
+    run: Any,
+    key: str,
+    build: Callable[[], alt.TopLevelMixin],
+    where: Any = None,
+    stretch: bool = False,
+    select: str | None = None,
+    widget_key: str | None = None,
+) -> Any:
     """A chart, built and validated once per (run, key) and then served from the session's cache (a rerun costs
     only the transfer), with PNG and SVG download buttons (rendered only when clicked).
 
@@ -72,29 +80,54 @@ def show_chart(run: Any, key: str, build: Callable[[], alt.TopLevelMixin], where
         while len(specs) > MAX_CHARTS_PER_RUN:
             specs.popitem(last=False)
     spec, shown = specs[key]
-    is_composite = any(k in spec for k in ("facet", "hconcat", "concat", "vconcat")) or \
-        "column" in spec.get("encoding", {})
+    is_composite = any(k in spec for k in ("facet", "hconcat", "concat", "vconcat")) or "column" in spec.get(
+        "encoding", {}
+    )
     width = "stretch" if (stretch and not is_composite) else "content"
     if select:
-        event = where.vega_lite_chart(shown, width=width, on_select="rerun", selection_mode=select,
-                                      key=widget_key or f"sel_{_token(key)}")
+        event = where.vega_lite_chart(
+            shown, width=width, on_select="rerun", selection_mode=select, key=widget_key or f"sel_{_token(key)}"
+        )
     else:
         event = where.vega_lite_chart(shown, width=width)
     slug, token = _slug(key), _token(key)
     row = where.container(horizontal=True, gap="small")
-    row.download_button("PNG", data=lambda: chart_bytes(spec, "png"), file_name=f"{slug}.png",
-                            mime="image/png", key=f"png_{token}", icon=":material/image:", on_click="ignore",
-                            help="Save this chart as a PNG image (2× resolution)")
-    row.download_button("SVG", data=lambda: chart_bytes(spec, "svg"), file_name=f"{slug}.svg",
-                            mime="image/svg+xml", key=f"svg_{token}", icon=":material/draw:", on_click="ignore",
-                            help="Save this chart as an SVG vector image")
+    row.download_button(
+        "PNG",
+        data=lambda: chart_bytes(spec, "png"),
+        file_name=f"{slug}.png",
+        mime="image/png",
+        key=f"png_{token}",
+        icon=":material/image:",
+        on_click="ignore",
+        help="Save this chart as a PNG image (2× resolution)",
+    )
+    row.download_button(
+        "SVG",
+        data=lambda: chart_bytes(spec, "svg"),
+        file_name=f"{slug}.svg",
+        mime="image/svg+xml",
+        key=f"svg_{token}",
+        icon=":material/draw:",
+        on_click="ignore",
+        help="Save this chart as an SVG vector image",
+    )
     return event
 
 
 # Column headers as people read them; the CSV download keeps the data's own (snake_case) names.
-_HEADERS = {"f_x": "f(x)", "f_baseline": "f(baseline)", "top1_share": "top-1 share",
-            "rmse_on_won_rows": "RMSE on rows won", "truth_name": "true regime", "phi_range": "φ range",
-            "mean_abs_phi": "mean |φ|", **METRIC_LABELS, "nmi": "NMI", "ari": "ARI"}
+_HEADERS = {
+    "f_x": "f(x)",
+    "f_baseline": "f(baseline)",
+    "top1_share": "top-1 share",
+    "rmse_on_won_rows": "RMSE on rows won",
+    "truth_name": "true regime",
+    "phi_range": "φ range",
+    "mean_abs_phi": "mean |φ|",
+    **METRIC_LABELS,
+    "nmi": "NMI",
+    "ari": "ARI",
+}
 _WORDS = {**METRIC_LABELS, "nmi": "NMI", "ari": "ARI", "top1": "top-1"}  # words inside snake_case names
 
 
@@ -105,18 +138,22 @@ def readable_header(column: str) -> str:
     words = [_WORDS.get(word, word) for word in column.split("_")]
     if "abs" in words[:-1]:  # mean_abs_output_change -> mean |output change|
         at = words.index("abs")
-        words[at:] = [f"|{' '.join(words[at + 1:])}|"]
+        words[at:] = [f"|{' '.join(words[at + 1 :])}|"]
     return " ".join(words)
 
 
 def readable_columns(frame: pd.DataFrame) -> dict[str, Any]:
     """``st.dataframe`` column config that shows the frame's snake_case columns under readable headers."""
-    return {str(c): st.column_config.Column(readable_header(str(c))) for c in frame.columns
-            if "_" in str(c) or str(c) in _HEADERS}
+    return {
+        str(c): st.column_config.Column(readable_header(str(c)))
+        for c in frame.columns
+        if "_" in str(c) or str(c) in _HEADERS
+    }
 
 
-def show_table(frame: pd.DataFrame, name: str, where: Any = None, height: int | str = "auto",
-               column_config: dict | None = None) -> None:
+def show_table(
+    frame: pd.DataFrame, name: str, where: Any = None, height: int | str = "auto", column_config: dict | None = None
+) -> None:
     """The table (readable headers) and a CSV download button (the frame as it is)."""
     where = where or st
     config = {**readable_columns(frame), **(column_config or {})}
@@ -126,9 +163,16 @@ def show_table(frame: pd.DataFrame, name: str, where: Any = None, height: int | 
 
 def csv_download(frame: pd.DataFrame, name: str, where: Any = None, label: str = "CSV") -> None:
     where = where or st
-    where.download_button(label, data=lambda: frame.to_csv(index=False).encode("utf-8"),
-                          file_name=f"{_slug(name)}.csv", mime="text/csv", key=f"csv_{_token(name)}",
-                          icon=":material/download:", on_click="ignore", help="Download this table as CSV")
+    where.download_button(
+        label,
+        data=lambda: frame.to_csv(index=False).encode("utf-8"),
+        file_name=f"{_slug(name)}.csv",
+        mime="text/csv",
+        key=f"csv_{_token(name)}",
+        icon=":material/download:",
+        on_click="ignore",
+        help="Download this table as CSV",
+    )
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ The settings builders take ``disabled`` as False, True (a training runs: everyth
 (a model exists: settings that fix its shape or data are off, with the reason as their tooltip; live settings such
 as the learning rate stay on, see kamoe_viz.training.session.LIVE_SETTINGS).
 """
+
 from __future__ import annotations
 
 

@@ -9,6 +9,7 @@ is Streamlit's setting that hides that folder menu; it hides ``st.navigation``'s
 ``st.navigation(position="hidden")`` and draws the menu below with ``st.page_link`` (Streamlit's documented way to
 build a custom menu). The first request thus only ever shows this menu.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple

@@ -5,6 +5,7 @@ The session (:class:`kamoe_viz.training.session.TrainingSession`) trains in this
 one tick per refresh, so a paused session costs nothing. When training ends its run (with the timeline) becomes the
 current run and is saved, so the Gates, Splines and Experts pages can scrub back through it.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -128,28 +129,47 @@ def controls(config: RunConfig | None, dataset: Dataset, ready: bool, busy: bool
     s = session()
     playing = s is not None and s.playing
     off = busy or not ready
-    why = "Fix the messages above first." if not ready else ("A training is running; stop it first." if busy
-                                                             else None)
+    why = "Fix the messages above first." if not ready else ("A training is running; stop it first." if busy else None)
     cols = st.columns(len(TRANSPORT), vertical_alignment="center")
-    helps = {"Play": "Train epoch after epoch, redrawing the views; continues from where Pause left off. A new "
-                     "learning rate or balance-loss weight applies from the next epoch.",
-             "Pause": "Stop after this epoch; Step or Play continue from here.",
-             "Step": "Train exactly one epoch.",
-             "Reset": "Re-initialise the model with the same seed (same data, current settings).",
-             "New data": "Draw the dataset again with the next data seed, then reset."}
-    icons = {"Play": ":material/play_arrow:", "Pause": ":material/pause:", "Step": ":material/skip_next:",
-             "Reset": ":material/restart_alt:", "New data": ":material/shuffle:"}
+    helps = {
+        "Play": "Train epoch after epoch, redrawing the views; continues from where Pause left off. A new "
+        "learning rate or balance-loss weight applies from the next epoch.",
+        "Pause": "Stop after this epoch; Step or Play continue from here.",
+        "Step": "Train exactly one epoch.",
+        "Reset": "Re-initialise the model with the same seed (same data, current settings).",
+        "New data": "Draw the dataset again with the next data seed, then reset.",
+    }
+    icons = {
+        "Play": ":material/play_arrow:",
+        "Pause": ":material/pause:",
+        "Step": ":material/skip_next:",
+        "Reset": ":material/restart_alt:",
+        "New data": ":material/shuffle:",
+    }
     generated = config is not None and is_generated(config.data.name)
     for col, label in zip(cols, TRANSPORT):
         disabled = off or (label == "Play" and playing) or (label == "Pause" and not playing)
         help_text = why or helps[label]
         if label == "New data" and not generated:
             disabled, help_text = True, FIXED_DATA_REASON
-        col.button(label, key=f"pg_{label.replace(' ', '_').lower()}", icon=icons[label], disabled=disabled,
-                   help=help_text, on_click=_act, args=(label, config, dataset), width="stretch")
-    st.segmented_control("Speed", list(SPEEDS), default=DEFAULT_SPEED, key=SPEED,
-                         help="How fast Play trains: as fast as the machine goes (real time), or one epoch per second "
-                              "or five per second to narrate.")
+        col.button(
+            label,
+            key=f"pg_{label.replace(' ', '_').lower()}",
+            icon=icons[label],
+            disabled=disabled,
+            help=help_text,
+            on_click=_act,
+            args=(label, config, dataset),
+            width="stretch",
+        )
+    st.segmented_control(
+        "Speed",
+        list(SPEEDS),
+        default=DEFAULT_SPEED,
+        key=SPEED,
+        help="How fast Play trains: as fast as the machine goes (real time), or one epoch per second "
+        "or five per second to narrate.",
+    )
     if st.session_state.get(ERROR):
         st.error(st.session_state[ERROR], icon=":material/error:")
     live_area(config)
@@ -176,9 +196,11 @@ def live_area(config: RunConfig | None) -> None:
         total = current.total_epochs if current is not None else (config.train.epochs if config else 0)
         st.markdown(f"**{current.status_line() if current is not None else f'Epoch 0 / {total}'}**")
         if current is None:
-            st.caption(f"Play, Pause and Step train the model in front of you; the views below redraw every epoch. "
-                       f"Up to {MAX_SNAPSHOTS} epochs are kept as a timeline to scrub back through on the Gates, "
-                       "Splines and Experts pages.")
+            st.caption(
+                f"Play, Pause and Step train the model in front of you; the views below redraw every epoch. "
+                f"Up to {MAX_SNAPSHOTS} epochs are kept as a timeline to scrub back through on the Gates, "
+                "Splines and Experts pages."
+            )
             return
         views(current)
 
@@ -211,8 +233,10 @@ def live_show(where: Any, name: str, *args: Any, **kwargs: Any) -> None:
     import pyarrow as pa
 
     spec = _specs().spec(name, *args, **kwargs)
-    spec["datasets"] = {key: pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
-                        if isinstance(frame, pd.DataFrame) else frame for key, frame in spec["datasets"].items()}
+    spec["datasets"] = {
+        key: pa.Table.from_pandas(frame, preserve_index=False, nthreads=1) if isinstance(frame, pd.DataFrame) else frame
+        for key, frame in spec["datasets"].items()
+    }
     if name in STRETCHED:
         spec = {**spec, "width": "container", "autosize": {"type": "fit-x", "contains": "padding"}}
     where.vega_lite_chart(spec, width="stretch" if name in STRETCHED else "content")
@@ -227,8 +251,9 @@ def views(s: TrainingSession) -> None:
         points = _points(s)
         left, right = st.columns(2)
         live_show(left.container(key="pg_region"), "region", timeline.region_frame(snap), points, size=MAP_SIZE)
-        live_show(right.container(key="pg_prediction"), "prediction", timeline.prediction_frame(snap), points,
-                  size=MAP_SIZE)
+        live_show(
+            right.container(key="pg_prediction"), "prediction", timeline.prediction_frame(snap), points, size=MAP_SIZE
+        )
     if s.dataset.is_sequence:
         frame = tc.sequence_weights_frame(snap.weights, timeline.probe_regimes, s.dataset.regime_names)
         from kamoe_viz.charts.gates import gates_over_time_chart

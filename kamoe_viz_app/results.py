@@ -1,4 +1,5 @@
 """The Train page's lower half: the shareable link, messages of the last training, and the current run's results."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,14 +28,17 @@ def share_link(config: RunConfig) -> None:
     except Exception:  # no browser context (tests, scripts)
         base_url = None
     with st.popover("Copy link", icon=":material/link:"):
-        st.caption("Opening this link restores every setting on this page (the data itself is not in the link "
-                   "for uploaded CSVs).")
+        st.caption(
+            "Opening this link restores every setting on this page (the data itself is not in the link "
+            "for uploaded CSVs)."
+        )
         if base_url:
             root = base_url.rstrip("/") + "/"
             st.code(f"{root}?{query}" if query else root, language=None, wrap_lines=True)
         else:
-            st.code(f"?{query}" if query else "(default settings: the app's plain address)", language=None,
-                    wrap_lines=True)
+            st.code(
+                f"?{query}" if query else "(default settings: the app's plain address)", language=None, wrap_lines=True
+            )
             st.caption("Append this to the app's address.")
 
 
@@ -83,13 +87,17 @@ def current_run_results() -> None:
     result = run.result
     info = state.describe_run(run)
     st.subheader("Results")
-    st.caption(f"{esc(info['dataset'])} · gate {info['gate']} · {info['experts']} · {info['device']} · "
-               f"epochs {info['epochs']} · {result.seconds:.1f} s"
-               + (f" · saved as `{run.run_id}`" if getattr(run, "run_id", None) else ""))
+    st.caption(
+        f"{esc(info['dataset'])} · gate {info['gate']} · {info['experts']} · {info['device']} · "
+        f"epochs {info['epochs']} · {result.seconds:.1f} s"
+        + (f" · saved as `{run.run_id}`" if getattr(run, "run_id", None) else "")
+    )
     if getattr(result, "message", None):  # a divergence (TrainingDivergedError's message) is an error
         show = st.error if result.stopped_reason == "diverged" else st.warning
-        show(esc(result.message), icon=":material/error:" if result.stopped_reason == "diverged" else
-             ":material/warning:")
+        show(
+            esc(result.message),
+            icon=":material/error:" if result.stopped_reason == "diverged" else ":material/warning:",
+        )
     notice = run_epoch_cap_notice(result, run.config)
     if notice:
         st.info(notice, icon=":material/timer:")
@@ -97,36 +105,50 @@ def current_run_results() -> None:
     st.dataframe(_metrics_table(result.metrics, baseline), hide_index=True, width="content")
     if live.busy():
         st.caption("The plain baseline is training; its scores appear here when it is done.")
-    elif baseline is None and run.config.model.kind != "standard" and st.button(
-            "Train the plain baseline now", icon=":material/compare_arrows:",
-            help="The standard single-expert model with the same settings, for comparison."):
-            message = live.start_baseline(run)
-            if message:
-                st.error(esc(message))
-            else:
-                st.rerun()
+    elif (
+        baseline is None
+        and run.config.model.kind != "standard"
+        and st.button(
+            "Train the plain baseline now",
+            icon=":material/compare_arrows:",
+            help="The standard single-expert model with the same settings, for comparison.",
+        )
+    ):
+        message = live.start_baseline(run)
+        if message:
+            st.error(esc(message))
+        else:
+            st.rerun()
     left, right = st.columns(2)
     history = ct.history_frame(result.history)
-    left.altair_chart(ct.loss_chart(history, best_epoch=result.best_epoch), width="stretch",
-                     height=ct.chart_height("loss"))
+    left.altair_chart(
+        ct.loss_chart(history, best_epoch=result.best_epoch), width="stretch", height=ct.chart_height("loss")
+    )
     if run.config.model.kind != "standard":
         weights = state.run_cached(run, "val_gate_weights", lambda: _val_gate_weights(run))
         right.altair_chart(ct.gate_distribution_chart(ct.gate_weight_frame(weights)), width="stretch")
         loads = state.run_cached(run, live.LOAD_HISTORY, lambda: pd.DataFrame(columns=["epoch", "expert", "load"]))
         if len(loads):
             left.altair_chart(ct.load_chart(loads, height=160), width="stretch", height=ct.chart_height("load"))
-        right.caption(ct.LOAD_DEFINITIONS[run.config.model.gate_activation]
-                      + (" " + ct.TOP_K_NOTE if run.config.model.top_k else ""))
+        right.caption(
+            ct.LOAD_DEFINITIONS[run.config.model.gate_activation]
+            + (" " + ct.TOP_K_NOTE if run.config.model.top_k else "")
+        )
     st.markdown("**Explore this model:**")
     cols = st.columns(3)
-    for i, (page, label, icon) in enumerate([
-        ("pages/splines.py", "Splines", ":material/show_chart:"), ("pages/gates.py", "Gates", ":material/alt_route:"),
-        ("pages/experts.py", "Experts", ":material/groups:"), ("pages/attribution.py", "Attribution",
-                                                              ":material/insights:"),
-        ("pages/compare.py", "Compare gates", ":material/compare_arrows:"), ("pages/runs.py", "Saved runs",
-                                                                         ":material/folder_open:")]):
+    for i, (page, label, icon) in enumerate(
+        [
+            ("pages/splines.py", "Splines", ":material/show_chart:"),
+            ("pages/gates.py", "Gates", ":material/alt_route:"),
+            ("pages/experts.py", "Experts", ":material/groups:"),
+            ("pages/attribution.py", "Attribution", ":material/insights:"),
+            ("pages/compare.py", "Compare gates", ":material/compare_arrows:"),
+            ("pages/runs.py", "Saved runs", ":material/folder_open:"),
+        ]
+    ):
         cols[i % 3].page_link(page, label=label, icon=icon)
-    if st.button("Load this run's settings into the form", icon=":material/settings_backup_restore:",
-                 disabled=live.busy()):
+    if st.button(
+        "Load this run's settings into the form", icon=":material/settings_backup_restore:", disabled=live.busy()
+    ):
         cfg.set_master(run.config, reseed=True)
         st.rerun()

@@ -6,6 +6,7 @@ browser fetch an outside image. ``unexpected``: a short message with a reference
 goes to the server log under that reference (``KAMOE_DEBUG=1`` shows it in the page too, and lets uncaught errors
 reach Streamlit).
 """
+
 from __future__ import annotations
 
 import re
@@ -32,8 +33,10 @@ def unexpected(err: BaseException, what: str) -> str:
     """Log ``err`` with its traceback under a fresh reference; the short message to show instead of it."""
     reference = secrets.token_hex(4)
     serving.log.error("unexpected error %s (%s)", reference, what, exc_info=err)
-    message = (f"{what} failed unexpectedly (reference {reference}); whoever runs the server finds the details in "
-               "its log under that reference.")
+    message = (
+        f"{what} failed unexpectedly (reference {reference}); whoever runs the server finds the details in "
+        "its log under that reference."
+    )
     if serving.debug():
         message += f" Details: {type(err).__name__}: {err}"
     return esc(message) if serving.debug() else message

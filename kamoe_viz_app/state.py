@@ -4,6 +4,7 @@ Trained models live only in ``st.session_state`` (one browser session = its own 
 put in a global cache. Memory is bounded: the current run plus at most ``MAX_RECENT - 1`` earlier ones are kept,
 older ones are released (they stay on disk in the run store).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,10 @@ MAX_RECENT = 3
 TRAIN_PAGE = "pages/train.py"
 TRAIN_JOB = "_train_job"  # session key of the Train page's LiveJob (kamoe_viz_app/train_live.py)
 PLAYGROUND_SESSION = "_playground"  # session key of the playground's TrainingSession (kamoe_viz_app/playground.py)
-PLAYGROUND_NOTE = ("A model is being trained step by step in the playground on the Train page; it becomes the "
-                   "current run, and shows here, when its training ends.")
+PLAYGROUND_NOTE = (
+    "A model is being trained step by step in the playground on the Train page; it becomes the "
+    "current run, and shows here, when its training ends."
+)
 
 
 def playground_in_progress() -> bool:
@@ -87,8 +90,11 @@ def require_run() -> Any | None:
     run = current_run()
     training = st.session_state.get(TRAIN_JOB)
     if run is None and training is not None and getattr(training, "running", False):
-        st.info("A model is training on the Train page right now. It appears here as soon as it has finished "
-                "(click this page again then, or watch it train on the Train page).", icon="⏳")
+        st.info(
+            "A model is training on the Train page right now. It appears here as soon as it has finished "
+            "(click this page again then, or watch it train on the Train page).",
+            icon="⏳",
+        )
         st.page_link(TRAIN_PAGE, label="Watch it train", icon=":material/model_training:")
         return None
     if run is None and playground_in_progress():
@@ -96,14 +102,20 @@ def require_run() -> Any | None:
         st.page_link(TRAIN_PAGE, label="Back to the playground", icon=":material/model_training:")
         return None
     if run is None and background_jobs():  # e.g. started in another tab, or before this page was reloaded
-        st.info("No model in this browser session yet, but a model is training in the background (started from "
-                "another tab, or before this page was reloaded). Open the Train page and click **Watch it here** "
-                "to follow it; this page shows it once it has finished there.", icon="⏳")
+        st.info(
+            "No model in this browser session yet, but a model is training in the background (started from "
+            "another tab, or before this page was reloaded). Open the Train page and click **Watch it here** "
+            "to follow it; this page shows it once it has finished there.",
+            icon="⏳",
+        )
         st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
         return None
     if run is None:
-        st.info("No model trained yet. Train one on the Train page (a click trains the default dataset in a few "
-                "seconds), or reload a saved run on the Runs page; this page then shows it.", icon="ℹ️")
+        st.info(
+            "No model trained yet. Train one on the Train page (a click trains the default dataset in a few "
+            "seconds), or reload a saved run on the Runs page; this page then shows it.",
+            icon="ℹ️",
+        )
         cols = st.columns([1, 1, 4])
         cols[0].page_link(TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
         cols[1].page_link("pages/runs.py", label="Saved runs", icon=":material/folder_open:")
@@ -136,8 +148,12 @@ def run_store():
 # ----- sidebar ---------------------------------------------------------------------------------------------------
 def _metric_text(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     shown = []
-    for key, label, fmt in (("r2", "test R²", "{:.3f}"), ("rmse", "test RMSE", "{:.4g}"),
-                            ("accuracy", "test accuracy", "{:.1%}"), ("log_loss", "test log loss", "{:.3f}")):
+    for key, label, fmt in (
+        ("r2", "test R²", "{:.3f}"),
+        ("rmse", "test RMSE", "{:.4g}"),
+        ("accuracy", "test accuracy", "{:.1%}"),
+        ("log_loss", "test log loss", "{:.3f}"),
+    ):
         value = metrics.get(key)
         if isinstance(value, (int, float)):
             shown.append((label, fmt.format(value)))
@@ -177,8 +193,11 @@ RECENT_PICK = "_recent_pick"
 def _recent_label(run: Any) -> str:
     """Dataset, gate, test score and run id: two runs of the same settings still read differently."""
     info = describe_run(run)
-    parts = [info["dataset"], info["gate"], *(f"{label} {value}" for label, value in
-                                              _metric_text(run.result.metrics)[:1])]
+    parts = [
+        info["dataset"],
+        info["gate"],
+        *(f"{label} {value}" for label, value in _metric_text(run.result.metrics)[:1]),
+    ]
     run_id = getattr(run, "run_id", None)
     parts.append(str(run_id) if run_id else "not saved")
     return " · ".join(parts)
@@ -201,13 +220,20 @@ def render_sidebar() -> None:
         st.markdown("### Current run")
         run = current_run()
         if run is None:
-            st.caption(PLAYGROUND_NOTE if playground_in_progress() else
-                       "No model yet: train one on the Train page or reload a saved run.")
+            st.caption(
+                PLAYGROUND_NOTE
+                if playground_in_progress()
+                else "No model yet: train one on the Train page or reload a saved run."
+            )
         else:
             info = describe_run(run)
-            lines = [f"**Dataset** {esc(info['dataset'])}", f"**Gate** {info['gate']}",
-                     f"**Experts** {info['experts']}", f"**Device** {info['device']}",
-                     f"**Epochs** {info['epochs']}"]
+            lines = [
+                f"**Dataset** {esc(info['dataset'])}",
+                f"**Gate** {info['gate']}",
+                f"**Experts** {info['experts']}",
+                f"**Device** {info['device']}",
+                f"**Epochs** {info['epochs']}",
+            ]
             st.markdown("  \n".join(lines))
             metrics = _metric_text(run.result.metrics)
             if metrics:
@@ -218,8 +244,15 @@ def render_sidebar() -> None:
         others = [r for r in recent_runs() if run is None or run_key(r) != run_key(run)]
         if others:
             labels = {run_key(r): _recent_label(r) for r in others}
-            st.selectbox("Switch to a recent run", [NO_PICK] + list(labels),
-                         format_func=lambda k: labels.get(k, NO_PICK), key=RECENT_PICK,
-                         on_change=_switch_to_picked, args=(others,))
-        st.caption(f"Finished runs are saved in the server's runs folder `{runs_dir().name}` "
-                   "(chosen when the server starts: --runs-dir or KAMOE_RUNS_DIR).")
+            st.selectbox(
+                "Switch to a recent run",
+                [NO_PICK] + list(labels),
+                format_func=lambda k: labels.get(k, NO_PICK),
+                key=RECENT_PICK,
+                on_change=_switch_to_picked,
+                args=(others,),
+            )
+        st.caption(
+            f"Finished runs are saved in the server's runs folder `{runs_dir().name}` "
+            "(chosen when the server starts: --runs-dir or KAMOE_RUNS_DIR)."
+        )

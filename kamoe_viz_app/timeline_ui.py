@@ -1,6 +1,7 @@
 """The training timeline on the Gates, Splines and Experts pages: a `Timeline epoch` slider that redraws the page's
 timeline charts at that epoch, Animate (steps the slider through the epochs), the story charts and the GIF / PNG
 export. Everything drawn comes from the run's :class:`kamoe_viz.training.timeline.Timeline`."""
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,10 @@ from kamoe_viz.training.timeline import MAX_SNAPSHOTS, SETTLE_DEFINITION, Snapsh
 from kamoe_viz_app import state
 
 ANIMATE_SECONDS = 0.6  # one timeline epoch per this many seconds while animating
-NO_TIMELINE = ("This run has no training timeline: it was saved before timelines existed, or trained on the "
-               "command line without `--snapshot-every`. Train it again on the Train page to scrub through it.")
+NO_TIMELINE = (
+    "This run has no training timeline: it was saved before timelines existed, or trained on the "
+    "command line without `--snapshot-every`. Train it again on the Train page to scrub through it."
+)
 
 
 def show(where: Any, chart: Any) -> None:
@@ -52,18 +55,26 @@ def timeline_section(run: Any, page: str, draw: Callable[[Any, Snapshot], None],
 def final_note(run: Any) -> str:
     """What the page's other sections show: the saved model (its best epoch's weights), not the timeline epoch."""
     best, ran = run.result.best_epoch, run.result.epochs_run
-    which = (f"the weights of epoch {best} of {ran} (lowest validation loss)" if best else
-             f"its weights after {ran} epochs")
-    return (f"**Below this box: the trained model as saved**, {which}, on all its rows. Only the charts inside the "
-            "box follow `Timeline epoch`.")
+    which = (
+        f"the weights of epoch {best} of {ran} (lowest validation loss)" if best else f"its weights after {ran} epochs"
+    )
+    return (
+        f"**Below this box: the trained model as saved**, {which}, on all its rows. Only the charts inside the "
+        "box follow `Timeline epoch`."
+    )
 
 
 def snapshot_line(snap: Snapshot, best_epoch: int | None) -> str:
     """``Epoch N · train loss … · val loss … · NMI vs regimes … · routing entropy …`` of one snapshot."""
-    parts = [f"**Epoch {snap.epoch}**" + (" (untrained)" if snap.epoch == 0 else
-                                         " (the saved model's epoch)" if snap.epoch == best_epoch else "")]
-    parts += [f"{label} {value:.4g}" for label, value in (("train loss", snap.train_loss),
-                                                           ("val loss", snap.val_loss)) if value is not None]
+    parts = [
+        f"**Epoch {snap.epoch}**"
+        + (" (untrained)" if snap.epoch == 0 else " (the saved model's epoch)" if snap.epoch == best_epoch else "")
+    ]
+    parts += [
+        f"{label} {value:.4g}"
+        for label, value in (("train loss", snap.train_loss), ("val loss", snap.val_loss))
+        if value is not None
+    ]
     for key in ("nmi", "routing_entropy"):
         value = snap.metrics.get(key)
         if isinstance(value, float) and math.isfinite(value):
@@ -78,21 +89,29 @@ def _timeline_box(run: Any, timeline: Any, page: str, draw: Callable[[Any, Snaps
     if st.session_state.get(key) not in epochs:
         st.session_state[key] = epochs[-1]
     animating = bool(st.session_state.get(flag))
-    st.caption(f"{len(epochs)} snapshots of how the gate routed while it trained (epoch 0 = untrained; at most "
-               f"{MAX_SNAPSHOTS} per run: every epoch for short runs, log-spaced for long ones), on a fixed probe "
-               "of validation rows. Move the slider to redraw the charts in this box at that epoch.")
-    st.button("Stop" if animating else "Animate", key=f"{flag}_button", on_click=_toggle, args=(flag,),
-              icon=":material/stop:" if animating else ":material/play_arrow:",
-              help="Step the slider through the epochs, one every "
-                   f"{ANIMATE_SECONDS:g} s, and start again from epoch 0 at the end.")
+    st.caption(
+        f"{len(epochs)} snapshots of how the gate routed while it trained (epoch 0 = untrained; at most "
+        f"{MAX_SNAPSHOTS} per run: every epoch for short runs, log-spaced for long ones), on a fixed probe "
+        "of validation rows. Move the slider to redraw the charts in this box at that epoch."
+    )
+    st.button(
+        "Stop" if animating else "Animate",
+        key=f"{flag}_button",
+        on_click=_toggle,
+        args=(flag,),
+        icon=":material/stop:" if animating else ":material/play_arrow:",
+        help="Step the slider through the epochs, one every "
+        f"{ANIMATE_SECONDS:g} s, and start again from epoch 0 at the end.",
+    )
 
     @st.fragment(run_every=ANIMATE_SECONDS if animating else None)
     def scrub() -> None:
         if st.session_state.get(flag):  # advance before the slider is drawn
             at = epochs.index(st.session_state[key]) if st.session_state[key] in epochs else -1
             st.session_state[key] = epochs[(at + 1) % len(epochs)]
-        epoch = st.select_slider("Timeline epoch", epochs, key=key,
-                                 help="The epoch whose snapshot the charts in this box show.")
+        epoch = st.select_slider(
+            "Timeline epoch", epochs, key=key, help="The epoch whose snapshot the charts in this box show."
+        )
         snap = timeline.at(epoch)
         st.markdown(snapshot_line(snap, run.result.best_epoch))
         draw(timeline, snap)
@@ -102,7 +121,6 @@ def _timeline_box(run: Any, timeline: Any, page: str, draw: Callable[[Any, Snaps
     scrub()
     if story:
         export(run, page)
-
 
 
 def story_charts(timeline: Any, current: int) -> None:
@@ -121,19 +139,29 @@ def export(run: Any, page: str) -> None:
     name = f"timeline_{state.run_key(run)}"
     ready = st.session_state.get(f"_{page}_export")
     cols = st.columns([1.4, 1, 1], vertical_alignment="center")
-    if cols[0].button("Prepare GIF and PNG frames", icon=":material/movie:", key=f"{page}_export_prepare",
-                      help=f"Renders up to {an.MAX_FRAMES} frames (region map and load per epoch) for slides; a few "
-                           "seconds."):
+    if cols[0].button(
+        "Prepare GIF and PNG frames",
+        icon=":material/movie:",
+        key=f"{page}_export_prepare",
+        help=f"Renders up to {an.MAX_FRAMES} frames (region map and load per epoch) for slides; a few seconds.",
+    ):
         with st.spinner("Rendering frames…"):
             points = tc.data_points(run.dataset) if run.dataset.is_2d else None
             frames = an.render_frames(timeline, lambda snap: tc.frame_chart(timeline, snap, points))
             ready = (state.run_key(run), an.gif_bytes(frames), an.png_zip(frames))
             st.session_state[f"_{page}_export"] = ready
     if ready and ready[0] == state.run_key(run):
-        cols[1].download_button("GIF", ready[1], f"{name}.gif", "image/gif", icon=":material/download:",
-                                key=f"{page}_export_gif")
-        cols[2].download_button("PNG frames (zip)", ready[2], f"{name}_frames.zip", "application/zip",
-                                icon=":material/download:", key=f"{page}_export_zip")
+        cols[1].download_button(
+            "GIF", ready[1], f"{name}.gif", "image/gif", icon=":material/download:", key=f"{page}_export_gif"
+        )
+        cols[2].download_button(
+            "PNG frames (zip)",
+            ready[2],
+            f"{name}_frames.zip",
+            "application/zip",
+            icon=":material/download:",
+            key=f"{page}_export_zip",
+        )
 
 
 # ----- what each page draws at the chosen epoch --------------------------------------------------------------------
@@ -162,8 +190,10 @@ def draw_splines(timeline: Any, snap: Snapshot) -> None:
     if not len(frame):
         st.caption("The timeline keeps the GRKAN gate's spline curves; this run's gate has none.")
         return
-    st.caption(f"The {frame['edge'].nunique()} gate edges whose curves span the widest range at the last snapshot; "
-               "every edge is in the ranked view below.")
+    st.caption(
+        f"The {frame['edge'].nunique()} gate edges whose curves span the widest range at the last snapshot; "
+        "every edge is in the ranked view below."
+    )
     show(st, tc.spline_curves_chart(frame, title=f"Gate splines φ(x) at epoch {snap.epoch}"))
 
 
@@ -172,7 +202,6 @@ def draw_experts(timeline: Any, snap: Snapshot) -> None:
     show(left, tc.load_bars_chart(snap.metrics["load"], title=f"Load per expert, epoch {snap.epoch}"))
     shares = tc.regime_share_frame(snap.weights, timeline.probe_regimes)
     if len(shares):
-        show(right, tc.regime_share_chart(shares, title=f"Which expert takes which regime, epoch "
-                                                               f"{snap.epoch}"))
+        show(right, tc.regime_share_chart(shares, title=f"Which expert takes which regime, epoch {snap.epoch}"))
     else:
         right.caption("This dataset has no known regimes to compare the experts with.")

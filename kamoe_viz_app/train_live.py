@@ -4,6 +4,7 @@ fragment shows its progress, loss curves and gate weights, and offers Stop.
 The page stays responsive while training (widgets, other pages), Stop is honoured after the current epoch, and
 other browser sessions keep their share of the CPU. The job, its models and results live in this session only.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -67,11 +68,17 @@ def unwatched_jobs_notice() -> None:
     others = [j for j in background_jobs() if j is not mine]
     for index, other in enumerate(others[:3]):
         box = st.container(border=True)
-        box.markdown(f"**A training is still running on this server** (started in another tab, or before this "
-                     f"page was reloaded): {other.describe()}. When it finishes it is saved to the runs folder "
-                     f"(Runs page).")
-        if box.button("Watch it here", key=f"adopt_{index}", icon=":material/visibility:",
-                      help="Show its live progress on this page and make it the current run when it is done."):
+        box.markdown(
+            f"**A training is still running on this server** (started in another tab, or before this "
+            f"page was reloaded): {other.describe()}. When it finishes it is saved to the runs folder "
+            f"(Runs page)."
+        )
+        if box.button(
+            "Watch it here",
+            key=f"adopt_{index}",
+            icon=":material/visibility:",
+            help="Show its live progress on this page and make it the current run when it is done.",
+        ):
             st.session_state[JOB] = other
             other.touch()
             st.rerun()
@@ -106,11 +113,13 @@ def drain() -> list[str]:
             run = j.run
             state.set_current_run(run)
             epochs = list(j.stages[0].epochs)
-            state.run_cached(run, LOAD_HISTORY,
-                             partial(ct.load_history_frame, epochs, run.config.model.gate_activation))
+            state.run_cached(
+                run, LOAD_HISTORY, partial(ct.load_history_frame, epochs, run.config.model.gate_activation)
+            )
         elif event == BASELINE and j.run is not None and j.baseline is not None:
             st.session_state.setdefault(BASELINES, {})[state.run_key(j.run)] = dict(
-                j.baseline.metrics, epochs_run=j.baseline.epochs_run)
+                j.baseline.metrics, epochs_run=j.baseline.epochs_run
+            )
     return events
 
 
@@ -122,8 +131,10 @@ def _progress(stage: Stage, epochs: list) -> tuple[float, str]:
     last = epochs[-1]
     eta = last.eta_seconds
     eta_text = f" · at most {eta:.0f} s left" if isinstance(eta, (int, float)) and eta == eta else ""
-    text = (f"{label}: epoch {last.epoch}/{total} · train loss {last.train_loss:.4g} · "
-            f"val loss {last.val_loss:.4g}{eta_text}")
+    text = (
+        f"{label}: epoch {last.epoch}/{total} · train loss {last.train_loss:.4g} · "
+        f"val loss {last.val_loss:.4g}{eta_text}"
+    )
     return min(1.0, last.epoch / max(1, total)), text
 
 
@@ -132,8 +143,11 @@ def render_live_charts(stage: Stage, epochs: list) -> None:
     if not epochs:
         return
     left, right = st.columns(2)
-    left.altair_chart(ct.loss_chart(ct.history_frame(epochs), best_epoch=epochs[-1].best_epoch), width="stretch",
-                      height=ct.chart_height("loss"))
+    left.altair_chart(
+        ct.loss_chart(ct.history_frame(epochs), best_epoch=epochs[-1].best_epoch),
+        width="stretch",
+        height=ct.chart_height("loss"),
+    )
     if stage.kind != MAIN:
         right.caption("The baseline is one expert without a gate: there are no gate weights to show.")
         return
@@ -159,8 +173,12 @@ def live_panel() -> None:
         if MAIN in events or not current.running:
             st.rerun(scope="app")  # redraw the whole page: results, sidebar (and settings once all is done)
         stage = current.stage or current.stages[-1]
-        if st.button("Stop", icon=":material/stop_circle:", key="stop_training",
-                     help="Stop after the current epoch and keep the model trained so far (its best weights)."):
+        if st.button(
+            "Stop",
+            icon=":material/stop_circle:",
+            key="stop_training",
+            help="Stop after the current epoch and keep the model trained so far (its best weights).",
+        ):
             current.request_stop()
         if current._stop_requested:
             st.caption("Stopping after the current epoch…")

@@ -1,4 +1,5 @@
 """The Train page's model and training settings (widgets only); each returns the section's values as a dict."""
+
 from __future__ import annotations
 
 import re
@@ -22,24 +23,47 @@ from kamoe_viz_app.routing_settings import FIELD_LABELS as ROUTING_LABELS
 from kamoe_viz_app.routing_settings import routing_settings, routing_training_settings
 from kamoe_viz_app.safe import esc
 
-GATE_HELP = ("**Linear**: one dense layer on h. **GRN**: gated residual network (ELU, GLU, skip, layer norm), "
-             "as in the Temporal Fusion Transformer. **GRKAN**: the GRN with its two dense layers replaced by KAN "
-             "layers (the paper's gate).")
+GATE_HELP = (
+    "**Linear**: one dense layer on h. **GRN**: gated residual network (ELU, GLU, skip, layer norm), "
+    "as in the Temporal Fusion Transformer. **GRKAN**: the GRN with its two dense layers replaced by KAN "
+    "layers (the paper's gate)."
+)
 # Settings as the widgets name them, so messages from the library ("model.top_k: got 5; ...") read in the page's words.
 FIELD_LABELS = {
-    "data.name": "Dataset", "data.seed": "Data seed", "data.test_fraction": "Test share",
-    "data.val_fraction": "Validation share", "model.gate": "Gate family", "model.gate_activation": "Output activation",
-    "model.n_experts": "Experts", "model.top_k": "Top-k", "model.expert": "Expert type",
-    "model.expert_hidden": "Expert hidden sizes", "model.gate_hidden": "Gate hidden width",
-    "model.kan_grid": "KAN grid size", "model.kan_order": "Spline order",
-    "model.grkan_second_base": "GRKAN second KAN layer base", "model.return_sequences": "Gate every time step",
-    "model.kan_range.low": "KAN grid from", "model.kan_range.high": "KAN grid to", "model.kan_range": "KAN grid range",
-    "model.kan_base": "KAN expert base activation", "model.dropout": "Gate dropout",
-    "model.input_scaling": "Learnable input scaling", "train.epochs": "Epochs",
-    "train.early_stopping": "Early stopping", "train.lr": "Learning rate", "train.batch_size": "Batch size",
-    "train.seed": "Seed", "train.device": "Device", "train.weight_decay": "Weight decay",
-    "train.max_grad_norm": "Clip gradient norm", "train.lr_patience": "LR patience", "train.lr_factor": "LR factor",
-    "train.min_lr": "Min LR", **ROUTING_LABELS}
+    "data.name": "Dataset",
+    "data.seed": "Data seed",
+    "data.test_fraction": "Test share",
+    "data.val_fraction": "Validation share",
+    "model.gate": "Gate family",
+    "model.gate_activation": "Output activation",
+    "model.n_experts": "Experts",
+    "model.top_k": "Top-k",
+    "model.expert": "Expert type",
+    "model.expert_hidden": "Expert hidden sizes",
+    "model.gate_hidden": "Gate hidden width",
+    "model.kan_grid": "KAN grid size",
+    "model.kan_order": "Spline order",
+    "model.grkan_second_base": "GRKAN second KAN layer base",
+    "model.return_sequences": "Gate every time step",
+    "model.kan_range.low": "KAN grid from",
+    "model.kan_range.high": "KAN grid to",
+    "model.kan_range": "KAN grid range",
+    "model.kan_base": "KAN expert base activation",
+    "model.dropout": "Gate dropout",
+    "model.input_scaling": "Learnable input scaling",
+    "train.epochs": "Epochs",
+    "train.early_stopping": "Early stopping",
+    "train.lr": "Learning rate",
+    "train.batch_size": "Batch size",
+    "train.seed": "Seed",
+    "train.device": "Device",
+    "train.weight_decay": "Weight decay",
+    "train.max_grad_norm": "Clip gradient norm",
+    "train.lr_patience": "LR patience",
+    "train.lr_factor": "LR factor",
+    "train.min_lr": "Min LR",
+    **ROUTING_LABELS,
+}
 
 
 def in_page_words(message: str) -> str:
@@ -86,8 +110,15 @@ def model_settings(base: RunConfig, is_sequence: bool, disabled: bool) -> tuple[
         )
         or m.gate
     )
-    values["n_experts"] = st.number_input("Experts", 1, MAX_EXPERTS, step=1, disabled=off(disabled), help=why(disabled),
-                                          key=seed("model.n_experts", m.n_experts))
+    values["n_experts"] = st.number_input(
+        "Experts",
+        1,
+        MAX_EXPERTS,
+        step=1,
+        disabled=off(disabled),
+        help=why(disabled),
+        key=seed("model.n_experts", m.n_experts),
+    )
     values.update(routing_settings(m, int(values["n_experts"]), disabled))
     experts = list(EXPERT_TYPES)
     values["expert"] = st.selectbox(
@@ -103,9 +134,11 @@ def model_settings(base: RunConfig, is_sequence: bool, disabled: bool) -> tuple[
         ),
     )
     if values["expert"] in SEQUENTIAL_EXPERTS and not is_sequence:
-        errors.append(f"model.expert: got {EXPERT_LABELS[values['expert']]}; these experts need a "
-                      "time-series dataset (windows). Choose MLP or KAN for tabular data, or pick a "
-                      "sequential dataset.")
+        errors.append(
+            f"model.expert: got {EXPERT_LABELS[values['expert']]}; these experts need a "
+            "time-series dataset (windows). Choose MLP or KAN for tabular data, or pick a "
+            "sequential dataset."
+        )
     c1, c2 = st.columns(2)
     hidden_text = c1.text_input(
         "Expert hidden sizes",
@@ -130,12 +163,24 @@ def model_settings(base: RunConfig, is_sequence: bool, disabled: bool) -> tuple[
     uses_kan = values["gate"] == "grkan" or values["expert"] == "kan"
     if uses_kan:
         c1, c2 = st.columns(2)
-        values["kan_grid"] = c1.number_input("KAN grid size", 1, 50, step=1, disabled=off(disabled),
-                                             key=seed("model.kan_grid", m.kan_grid),
-                                             help=why(disabled) or ("Number of spline intervals on the grid range."))
-        values["kan_order"] = c2.number_input("Spline order", 1, 5, step=1, disabled=off(disabled),
-                                              key=seed("model.kan_order", m.kan_order),
-                                              help=why(disabled) or ("3 = cubic B-splines."))
+        values["kan_grid"] = c1.number_input(
+            "KAN grid size",
+            1,
+            50,
+            step=1,
+            disabled=off(disabled),
+            key=seed("model.kan_grid", m.kan_grid),
+            help=why(disabled) or ("Number of spline intervals on the grid range."),
+        )
+        values["kan_order"] = c2.number_input(
+            "Spline order",
+            1,
+            5,
+            step=1,
+            disabled=off(disabled),
+            key=seed("model.kan_order", m.kan_order),
+            help=why(disabled) or ("3 = cubic B-splines."),
+        )
     if values["gate"] == "grkan":
         values["grkan_second_base"] = st.selectbox(
             "GRKAN second KAN layer base",
@@ -169,8 +214,15 @@ def model_settings(base: RunConfig, is_sequence: bool, disabled: bool) -> tuple[
                 help=why(disabled),
                 key=seed("model.kan_range.low", float(m.kan_range[0])),
             )
-            high = c2.number_input("KAN grid to", -1000.0, 1000.0, step=0.5, disabled=off(disabled), help=why(disabled),
-                                   key=seed("model.kan_range.high", float(m.kan_range[1])))
+            high = c2.number_input(
+                "KAN grid to",
+                -1000.0,
+                1000.0,
+                step=0.5,
+                disabled=off(disabled),
+                help=why(disabled),
+                key=seed("model.kan_range.high", float(m.kan_range[1])),
+            )
             values["kan_range"] = (low, high)
             if values["expert"] == "kan":
                 values["kan_base"] = st.selectbox(
@@ -180,8 +232,15 @@ def model_settings(base: RunConfig, is_sequence: bool, disabled: bool) -> tuple[
                     help=why(disabled),
                     key=seed("model.kan_base", m.kan_base),
                 )
-        values["dropout"] = st.slider("Gate dropout", 0.0, 0.9, step=0.05, disabled=off(disabled), help=why(disabled),
-                                      key=seed("model.dropout", float(m.dropout)))
+        values["dropout"] = st.slider(
+            "Gate dropout",
+            0.0,
+            0.9,
+            step=0.05,
+            disabled=off(disabled),
+            help=why(disabled),
+            key=seed("model.dropout", float(m.dropout)),
+        )
         values["input_scaling"] = st.checkbox(
             "Learnable input scaling (x~ = W·x)",
             disabled=off(disabled),
@@ -196,8 +255,9 @@ def training_settings(base: RunConfig, devices: list[str], disabled: bool) -> di
     t = base.train
     values: dict[str, Any] = {}
     c1, c2 = st.columns(2)
-    values["epochs"] = c1.number_input("Epochs", 1, 10_000, step=10, disabled=off(disabled), help=why(disabled),
-                                       key=seed("train.epochs", t.epochs))
+    values["epochs"] = c1.number_input(
+        "Epochs", 1, 10_000, step=10, disabled=off(disabled), help=why(disabled), key=seed("train.epochs", t.epochs)
+    )
     values["early_stopping"] = c2.number_input(
         "Early stopping (0 = off)",
         0,
@@ -209,13 +269,23 @@ def training_settings(base: RunConfig, devices: list[str], disabled: bool) -> di
         or ("Stop after this many epochs without a better validation loss; the best weights are kept."),
     )
     lr_choices = sorted(set(LR_CHOICES) | {t.lr})
-    values["lr"] = st.select_slider("Learning rate", lr_choices, disabled=off(disabled, live=True),
-                                    help="Applies from the next epoch, also while Play or Step train.",
-                                    key=seed("train.lr", t.lr), format_func=lambda v: f"{v:g}")
+    values["lr"] = st.select_slider(
+        "Learning rate",
+        lr_choices,
+        disabled=off(disabled, live=True),
+        help="Applies from the next epoch, also while Play or Step train.",
+        key=seed("train.lr", t.lr),
+        format_func=lambda v: f"{v:g}",
+    )
     c1, c2 = st.columns(2)
     batch_choices = sorted(set(BATCH_CHOICES) | {t.batch_size})
-    values["batch_size"] = c1.selectbox("Batch size", batch_choices, disabled=off(disabled), help=why(disabled),
-                                        key=seed("train.batch_size", t.batch_size))
+    values["batch_size"] = c1.selectbox(
+        "Batch size",
+        batch_choices,
+        disabled=off(disabled),
+        help=why(disabled),
+        key=seed("train.batch_size", t.batch_size),
+    )
     values["seed"] = c2.number_input(
         "Seed",
         0,
@@ -235,8 +305,10 @@ def training_settings(base: RunConfig, devices: list[str], disabled: bool) -> di
         help=why(disabled)
         or ("Only devices present on this machine are offered. auto = the GPU if there is one, else the CPU."),
     )
-    with st.expander("Routing and balance", expanded=t.objective != "mse" or t.balance_loss > 0 or t.z_loss > 0
-                     or t.gate_lr_scale != 1.0 or t.restarts > 1):
+    with st.expander(
+        "Routing and balance",
+        expanded=t.objective != "mse" or t.balance_loss > 0 or t.z_loss > 0 or t.gate_lr_scale != 1.0 or t.restarts > 1,
+    ):
         values.update(routing_training_settings(t, disabled))
     with st.expander("More training settings"):
         c1, c2 = st.columns(2)
@@ -291,7 +363,9 @@ def training_settings(base: RunConfig, devices: list[str], disabled: bool) -> di
         )
         lr = values.get("lr", t.lr)
         if values["lr_patience"] > 0 and values["min_lr"] >= lr:
-            st.warning(f"Min LR ({values['min_lr']:g}) is not below the learning rate ({lr:g}): the learning rate "
-                       "will never be lowered on a plateau. Set Min LR lower, or LR patience to 0 to say so.",
-                       icon="⚠️")
+            st.warning(
+                f"Min LR ({values['min_lr']:g}) is not below the learning rate ({lr:g}): the learning rate "
+                "will never be lowered on a plateau. Set Min LR lower, or LR patience to 0 to say so.",
+                icon="⚠️",
+            )
     return values

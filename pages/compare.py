@@ -3,6 +3,7 @@
 Widgets and layout only: kamoe_viz.compare trains and tests, kamoe_viz.charts.compare draws. The latest comparison
 of this browser session is kept in ``st.session_state`` (per user), so visiting other pages does not lose it.
 """
+
 from __future__ import annotations
 
 import time
@@ -31,8 +32,19 @@ entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 RESULT = "compare_result"
 K = "cmp."  # widget key prefix of this page
 # "All runs" shows these by default (they fit the page's width); the toggle shows every column
-RUN_COLUMNS = ["variant", "seed", "test_metric", "epochs_run", "best_epoch", "stopped_reason", "train_seconds",
-               "params", "regime_nmi", "min_load", "message"]  # stopped_reason says "diverged" too
+RUN_COLUMNS = [
+    "variant",
+    "seed",
+    "test_metric",
+    "epochs_run",
+    "best_epoch",
+    "stopped_reason",
+    "train_seconds",
+    "params",
+    "regime_nmi",
+    "min_load",
+    "message",
+]  # stopped_reason says "diverged" too
 MODEL, TRAIN = ModelConfig(), TrainConfig()  # the defaults of Train and the CLI (one definition, in config)
 
 
@@ -70,60 +82,122 @@ def settings_form(base: RunConfig) -> dict[str, Any] | None:
     start = base.data.name if base.data.name in names else ("regimes" if "regimes" in names else names[0])
     with st.form("cmp.form"):
         c1, c2, c3 = st.columns([2, 2, 1])
-        dataset = c1.selectbox("Dataset", names, key=_default("dataset", start),
-                               format_func=lambda n: f"{getattr(infos.get(n), 'title', n)} ({n})",
-                               help="The Train page's dataset options are used when it is the same dataset.")
-        gates = c2.multiselect("Gates", list(GATE_FAMILIES), key=_default("gates", list(GATE_FAMILIES)),
-                               format_func=GATE_LABELS.get)
-        standard = c3.checkbox("Plain model too", key=_default("standard", True),
-                               help="A single expert without a gate (the paper's 'standard' network).")
+        dataset = c1.selectbox(
+            "Dataset",
+            names,
+            key=_default("dataset", start),
+            format_func=lambda n: f"{getattr(infos.get(n), 'title', n)} ({n})",
+            help="The Train page's dataset options are used when it is the same dataset.",
+        )
+        gates = c2.multiselect(
+            "Gates", list(GATE_FAMILIES), key=_default("gates", list(GATE_FAMILIES)), format_func=GATE_LABELS.get
+        )
+        standard = c3.checkbox(
+            "Plain model too",
+            key=_default("standard", True),
+            help="A single expert without a gate (the paper's 'standard' network).",
+        )
         c1, c2, c3, c4 = st.columns(4)
-        seeds = c1.number_input("Seeds", 2, 20, key=_default("seeds", 3), step=1,
-                                help="Each seed changes the initialisation and the batch order. More seeds give "
-                                     "the paired test more power.")
+        seeds = c1.number_input(
+            "Seeds",
+            2,
+            20,
+            key=_default("seeds", 3),
+            step=1,
+            help="Each seed changes the initialisation and the batch order. More seeds give "
+            "the paired test more power.",
+        )
         epochs = c2.number_input("Epochs (at most)", 1, MAX_EPOCHS, key=_default("epochs", TRAIN.epochs), step=5)
-        expert = c3.selectbox("Experts", list(EXPERT_TYPES), format_func=EXPERT_LABELS.get,
-                              key=_default("expert", base.model.expert if base.model.expert in ("mlp", "kan")
-                                           else "mlp"),
-                              help="LSTM/GRU need a sequence dataset.")
-        n_experts = c4.number_input("Number of experts", 2, 16, key=_default("n_experts", base.model.n_experts),
-                                    step=1)
+        expert = c3.selectbox(
+            "Experts",
+            list(EXPERT_TYPES),
+            format_func=EXPERT_LABELS.get,
+            key=_default("expert", base.model.expert if base.model.expert in ("mlp", "kan") else "mlp"),
+            help="LSTM/GRU need a sequence dataset.",
+        )
+        n_experts = c4.number_input("Number of experts", 2, 16, key=_default("n_experts", base.model.n_experts), step=1)
         c1, c2, c3, c4 = st.columns(4)
-        hidden = c1.text_input("Expert layer widths", key=_default("hidden", ",".join(map(str, MODEL.expert_hidden))),
-                               help="e.g. 16 or 32,16")
-        lr = c2.select_slider("Learning rate", sorted({1e-4, 3e-4, 1e-3, 3e-3, 1e-2, TRAIN.lr}),
-                              key=_default("lr", TRAIN.lr))
-        patience = c3.number_input("Early stopping (epochs, 0 = off)", 0, 200,
-                                   key=_default("patience", TRAIN.early_stopping))
-        jobs = c4.number_input("Parallel processes", 1, max(1, cpu_count()), key=_default("jobs", 1),
-                               help="Independent runs in separate processes. 1 = one after the other.")
+        hidden = c1.text_input(
+            "Expert layer widths",
+            key=_default("hidden", ",".join(map(str, MODEL.expert_hidden))),
+            help="e.g. 16 or 32,16",
+        )
+        lr = c2.select_slider(
+            "Learning rate", sorted({1e-4, 3e-4, 1e-3, 3e-3, 1e-2, TRAIN.lr}), key=_default("lr", TRAIN.lr)
+        )
+        patience = c3.number_input(
+            "Early stopping (epochs, 0 = off)", 0, 200, key=_default("patience", TRAIN.early_stopping)
+        )
+        jobs = c4.number_input(
+            "Parallel processes",
+            1,
+            max(1, cpu_count()),
+            key=_default("jobs", 1),
+            help="Independent runs in separate processes. 1 = one after the other.",
+        )
         if server_ray_address_text():
-            st.caption(f"Runs go to the Ray cluster at {server_ray_address_text()} (set by the server's "
-                       f"{RAY_ADDRESS_ENV}); the number of processes is then the cluster's.")
+            st.caption(
+                f"Runs go to the Ray cluster at {server_ray_address_text()} (set by the server's "
+                f"{RAY_ADDRESS_ENV}); the number of processes is then the cluster's."
+            )
         routings = st.multiselect(
-            "Routers (optional)", list(ROUTERS), key=_default("routings", []),
+            "Routers (optional)",
+            list(ROUTERS),
+            key=_default("routings", []),
             format_func=lambda name: ROUTERS[name].title,
             help="Each gate also runs with each chosen router (variants gate/router); none = dense routing as on "
-                 "the Train page. " + ROUTER_HELP)
-        vary = st.checkbox("Also draw a new train/validation/test split for each seed", key=_default("vary", False),
-                           help="Off: every run uses the same split, so only training randomness varies.")
-        pressed = st.form_submit_button("Run comparison", type="primary", icon=":material/play_arrow:",
-                                        key="cmp.run")
+            "the Train page. " + ROUTER_HELP,
+        )
+        vary = st.checkbox(
+            "Also draw a new train/validation/test split for each seed",
+            key=_default("vary", False),
+            help="Off: every run uses the same split, so only training randomness varies.",
+        )
+        pressed = st.form_submit_button("Run comparison", type="primary", icon=":material/play_arrow:", key="cmp.run")
     if not pressed:
         return None
-    return dict(dataset=dataset, gates=gates, standard=standard, seeds=int(seeds), epochs=int(epochs),
-                expert=expert, n_experts=int(n_experts), hidden=hidden, lr=float(lr), patience=int(patience),
-                jobs=int(jobs), vary=bool(vary), routings=list(routings))
+    return dict(
+        dataset=dataset,
+        gates=gates,
+        standard=standard,
+        seeds=int(seeds),
+        epochs=int(epochs),
+        expert=expert,
+        n_experts=int(n_experts),
+        hidden=hidden,
+        lr=float(lr),
+        patience=int(patience),
+        jobs=int(jobs),
+        vary=bool(vary),
+        routings=list(routings),
+    )
 
 
 def build_config(base: RunConfig, s: dict[str, Any]) -> RunConfig:
     options = dict(base.data.options) if base.data.name == s["dataset"] else {}
-    data = DataConfig(name=s["dataset"], options=options, seed=base.data.seed,
-                      test_fraction=base.data.test_fraction, val_fraction=base.data.val_fraction)
-    model = ModelConfig(kind="moe", gate="grkan", gate_activation=base.model.gate_activation,
-                        n_experts=s["n_experts"], expert=s["expert"], expert_hidden=_widths(s["hidden"]))
-    train = TrainConfig(epochs=s["epochs"], batch_size=base.train.batch_size, lr=s["lr"],
-                        early_stopping=s["patience"], seed=0, device="cpu")
+    data = DataConfig(
+        name=s["dataset"],
+        options=options,
+        seed=base.data.seed,
+        test_fraction=base.data.test_fraction,
+        val_fraction=base.data.val_fraction,
+    )
+    model = ModelConfig(
+        kind="moe",
+        gate="grkan",
+        gate_activation=base.model.gate_activation,
+        n_experts=s["n_experts"],
+        expert=s["expert"],
+        expert_hidden=_widths(s["hidden"]),
+    )
+    train = TrainConfig(
+        epochs=s["epochs"],
+        batch_size=base.train.batch_size,
+        lr=s["lr"],
+        early_stopping=s["patience"],
+        seed=0,
+        device="cpu",
+    )
     return RunConfig(data=data, model=model, train=train).validate()
 
 
@@ -141,15 +215,25 @@ def run_now(base: RunConfig, s: dict[str, Any]) -> None:
     started = time.perf_counter()
 
     def progress(p: Any) -> None:
-        bar.progress(min(1.0, p.fraction), text=f"Run {min(p.done + 1, p.total)} of {p.total} · {p.message} · "
-                                                f"{time.perf_counter() - started:.0f} s")
+        bar.progress(
+            min(1.0, p.fraction),
+            text=f"Run {min(p.done + 1, p.total)} of {p.total} · {p.message} · {time.perf_counter() - started:.0f} s",
+        )
 
     try:
         address = server_ray_address()  # set by whoever started the server, never by a visitor
-        result = run_comparison(config, gates=s["gates"], seeds=s["seeds"], include_standard=s["standard"],
-                                jobs=s["jobs"], on_progress=progress, vary_split=s["vary"],
-                                engine="ray" if address else "local", address=address,
-                                routings=s["routings"] or None)
+        result = run_comparison(
+            config,
+            gates=s["gates"],
+            seeds=s["seeds"],
+            include_standard=s["standard"],
+            jobs=s["jobs"],
+            on_progress=progress,
+            vary_split=s["vary"],
+            engine="ray" if address else "local",
+            address=address,
+            routings=s["routings"] or None,
+        )
     except KamoeError as err:
         bar.empty()
         st.error(esc(err))
@@ -165,12 +249,20 @@ def run_now(base: RunConfig, s: dict[str, Any]) -> None:
 def show_result(res: Any) -> None:
     label = res.metric_label
     t = res.table
-    split = ("a new split per seed" if res.vary_split
-             else f"the same split for every run (data seed {res.config['data']['seed']})")
-    where = (f"on Ray at {res.extra['address']}" if res.extra.get("engine") == "ray"
-             else f"with {res.jobs} process{'es' if res.jobs != 1 else ''}")
-    st.markdown(f"**{res.config['data']['name']}** · {len(t)} runs · seeds {res.seeds} · {split} · "
-                f"{res.wall_seconds:.0f} s {where}")
+    split = (
+        "a new split per seed"
+        if res.vary_split
+        else f"the same split for every run (data seed {res.config['data']['seed']})"
+    )
+    where = (
+        f"on Ray at {res.extra['address']}"
+        if res.extra.get("engine") == "ray"
+        else f"with {res.jobs} process{'es' if res.jobs != 1 else ''}"
+    )
+    st.markdown(
+        f"**{res.config['data']['name']}** · {len(t)} runs · seeds {res.seeds} · {split} · "
+        f"{res.wall_seconds:.0f} s {where}"
+    )
     for _, row in t[t["stopped_reason"] == "error"].iterrows():
         st.error(f"{variant_label(row.variant)} seed {row.seed} failed: {esc(row.message)}")
     significant = bool(len(res.stats)) and "beats" in res.verdict.split(":")[0]
@@ -178,31 +270,45 @@ def show_result(res: Any) -> None:
     if res.epoch_cap:
         st.info(res.epoch_cap, icon=":material/timer:")
     for _, row in t[t["diverged"].astype(bool)].iterrows():
-        st.warning(f"{variant_label(row.variant)} seed {row.seed} diverged: "
-                   f"{row.message or 'loss became NaN/inf'}")
+        st.warning(f"{variant_label(row.variant)} seed {row.seed} diverged: {row.message or 'loss became NaN/inf'}")
     summary = res.summary.merge(res.cost(), on="variant").merge(res.routing_means(), on="variant", how="left")
     summary["variant"] = summary["variant"].map(variant_label)
-    st.dataframe(summary, hide_index=True, width="stretch", column_config={
-        "variant": st.column_config.Column("variant", pinned=True),  # stays in view when the table scrolls
-        "mean": st.column_config.NumberColumn(f"mean {label}", format="%.4f"),
-        "std": st.column_config.NumberColumn("std", format="%.4f"),
-        "ci_low": st.column_config.NumberColumn("95% CI low", format="%.4f"),
-        "ci_high": st.column_config.NumberColumn("95% CI high", format="%.4f"),
-        "sem": None, "min": None, "max": None,
-        "params": st.column_config.NumberColumn("parameters", format="%d"),
-        "train_seconds": st.column_config.NumberColumn("s per run", format="%.2f"),
-        "epochs_run": st.column_config.NumberColumn("epochs (mean)", format="%.0f"),
-        **{key: st.column_config.NumberColumn(ROUTING_METRIC_LABELS[key], format="%.2f",
-                                              help=ROUTING_METRIC_DEFINITIONS[key])
-           for key in ROUTING_METRIC_LABELS if key in summary.columns},
-        "regime_nmi": st.column_config.NumberColumn(ROUTING_METRIC_LABELS["nmi"], format="%.2f",
-                                                    help=ROUTING_METRIC_DEFINITIONS["nmi"]),
-        "gate_entropy": st.column_config.NumberColumn(ROUTING_METRIC_LABELS["routing_entropy"], format="%.2f",
-                                                      help=ROUTING_METRIC_DEFINITIONS["routing_entropy"])})
+    st.dataframe(
+        summary,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "variant": st.column_config.Column("variant", pinned=True),  # stays in view when the table scrolls
+            "mean": st.column_config.NumberColumn(f"mean {label}", format="%.4f"),
+            "std": st.column_config.NumberColumn("std", format="%.4f"),
+            "ci_low": st.column_config.NumberColumn("95% CI low", format="%.4f"),
+            "ci_high": st.column_config.NumberColumn("95% CI high", format="%.4f"),
+            "sem": None,
+            "min": None,
+            "max": None,
+            "params": st.column_config.NumberColumn("parameters", format="%d"),
+            "train_seconds": st.column_config.NumberColumn("s per run", format="%.2f"),
+            "epochs_run": st.column_config.NumberColumn("epochs (mean)", format="%.0f"),
+            **{
+                key: st.column_config.NumberColumn(
+                    ROUTING_METRIC_LABELS[key], format="%.2f", help=ROUTING_METRIC_DEFINITIONS[key]
+                )
+                for key in ROUTING_METRIC_LABELS
+                if key in summary.columns
+            },
+            "regime_nmi": st.column_config.NumberColumn(
+                ROUTING_METRIC_LABELS["nmi"], format="%.2f", help=ROUTING_METRIC_DEFINITIONS["nmi"]
+            ),
+            "gate_entropy": st.column_config.NumberColumn(
+                ROUTING_METRIC_LABELS["routing_entropy"],
+                format="%.2f",
+                help=ROUTING_METRIC_DEFINITIONS["routing_entropy"],
+            ),
+        },
+    )
     left, right = st.columns(2)
     bounded = res.metric in ("r2", "accuracy")  # neither can exceed 1
-    left.altair_chart(cc.metric_chart(t, res.summary, label, upper_bound=1.0 if bounded else None),
-                      width="stretch")
+    left.altair_chart(cc.metric_chart(t, res.summary, label, upper_bound=1.0 if bounded else None), width="stretch")
     log = right.toggle("Log scale", value=True, key="cmp.log")
     right.altair_chart(cc.loss_curves_chart(res.histories, log_scale=log), width="stretch")
     st.altair_chart(cc.cost_chart(res.cost()))
@@ -213,47 +319,66 @@ def show_result(res: Any) -> None:
         st.altair_chart(cc.gate_distribution_chart(res.gate_samples, None if pick == "all seeds" else int(pick)))
         if res.expert_matching:
             st.caption(res.expert_matching)
-        st.caption("Normalised gate entropy per run is in the table below (0 = one expert per input, "
-                   "1 = all experts equally); regime agreement (NMI) appears when the dataset knows its regimes.")
+        st.caption(
+            "Normalised gate entropy per run is in the table below (0 = one expert per input, "
+            "1 = all experts equally); regime agreement (NMI) appears when the dataset knows its regimes."
+        )
     if len(res.stats):
         st.subheader("Paired comparisons")
         n_pairs = len(res.seeds)
-        st.caption(f"Pairs share the seed. Decision by the paired t-test at 5% (its 95% CI excludes 0); the "
-                   f"Wilcoxon signed-rank test is shown too (with {n_pairs} seeds it cannot go below "
-                   f"p = {2 / 2 ** n_pairs:.3g}).")
+        st.caption(
+            f"Pairs share the seed. Decision by the paired t-test at 5% (its 95% CI excludes 0); the "
+            f"Wilcoxon signed-rank test is shown too (with {n_pairs} seeds it cannot go below "
+            f"p = {2 / 2**n_pairs:.3g})."
+        )
         for line in res.stats["verdict"]:
             st.markdown(f"- {in_variant_labels(line)}")
         with st.expander("Statistics table"):
             st.dataframe(res.stats.drop(columns=["verdict"]), hide_index=True)
     st.subheader("All runs")
-    every = st.toggle("Every column", value=False, key="cmp.all_columns",
-                      help="Off: the columns that tell the runs apart (the rest are the same for every run or are "
-                           "in the CSV). On: all of them; scroll the table sideways.")
+    every = st.toggle(
+        "Every column",
+        value=False,
+        key="cmp.all_columns",
+        help="Off: the columns that tell the runs apart (the rest are the same for every run or are "
+        "in the CSV). On: all of them; scroll the table sideways.",
+    )
     shown = t.assign(variant=t["variant"].map(variant_label))
-    st.dataframe(shown, hide_index=True, width="stretch",
-                 column_order=None if every else [c for c in RUN_COLUMNS if c in shown.columns],
-                 column_config={**readable_columns(t),
-                                "variant": st.column_config.Column("variant", pinned=True),
-                                "test_metric": st.column_config.NumberColumn(f"test {label}", format="%.4f"),
-                                "epochs_run": st.column_config.NumberColumn("epochs"),
-                                "best_epoch": st.column_config.NumberColumn("best"),
-                                "stopped_reason": st.column_config.Column("stopped by"),
-                                "train_seconds": st.column_config.NumberColumn("s", format="%.1f",
-                                                                               help="training seconds"),
-                                "regime_nmi": st.column_config.NumberColumn(ROUTING_METRIC_LABELS["nmi"],
-                                                                            format="%.2f"),
-                                "min_load": st.column_config.NumberColumn(ROUTING_METRIC_LABELS["min_load"],
-                                                                          format="%.2f")})
-    st.download_button("Download runs (CSV)", res.to_csv(), file_name="comparison.csv", mime="text/csv",
-                       icon=":material/download:", key="cmp.download")
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        column_order=None if every else [c for c in RUN_COLUMNS if c in shown.columns],
+        column_config={
+            **readable_columns(t),
+            "variant": st.column_config.Column("variant", pinned=True),
+            "test_metric": st.column_config.NumberColumn(f"test {label}", format="%.4f"),
+            "epochs_run": st.column_config.NumberColumn("epochs"),
+            "best_epoch": st.column_config.NumberColumn("best"),
+            "stopped_reason": st.column_config.Column("stopped by"),
+            "train_seconds": st.column_config.NumberColumn("s", format="%.1f", help="training seconds"),
+            "regime_nmi": st.column_config.NumberColumn(ROUTING_METRIC_LABELS["nmi"], format="%.2f"),
+            "min_load": st.column_config.NumberColumn(ROUTING_METRIC_LABELS["min_load"], format="%.2f"),
+        },
+    )
+    st.download_button(
+        "Download runs (CSV)",
+        res.to_csv(),
+        file_name="comparison.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key="cmp.download",
+    )
 
 
 st.title("Compare gates")
-st.markdown("Does a GRKAN gate beat a GRN or a linear gate **here**? Each gate trains on the same data, split, "
-            "experts and settings, once per seed; the seed changes the initialisation and the batch order "
-            "(the data split stays fixed unless you ask for a new one per seed). Runs are then compared in pairs "
-            "that share a seed. With the Train page's defaults (3 seeds) it takes about half a minute; the command "
-            "line (`python -m kamoe_viz compare`) runs bigger sweeps.")
+st.markdown(
+    "Does a GRKAN gate beat a GRN or a linear gate **here**? Each gate trains on the same data, split, "
+    "experts and settings, once per seed; the seed changes the initialisation and the batch order "
+    "(the data split stays fixed unless you ask for a new one per seed). Runs are then compared in pairs "
+    "that share a seed. With the Train page's defaults (3 seeds) it takes about half a minute; the command "
+    "line (`python -m kamoe_viz compare`) runs bigger sweeps."
+)
 base_config = master()
 chosen = settings_form(base_config)
 if chosen is not None:

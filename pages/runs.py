@@ -1,4 +1,5 @@
 """Runs page: the saved runs of the runs folder; open one in the explorer, download, delete, or upload a run file."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -16,14 +17,29 @@ CONFIRM = "_confirm_delete"
 PICK = "runs_pick"
 VALUE_LABELS = {**GATE_LABELS, **EXPERT_LABELS}
 # what tells runs apart first (they fit the page's width); the rest is reached by scrolling, the name pinned
-TABLE_COLUMNS = ["name", "dataset", "gate", "expert", "n_experts", "metric", "value", "epochs", "stopped_reason",
-                 "created", "device", "run_id", "notes", "imported", "error"]
+TABLE_COLUMNS = [
+    "name",
+    "dataset",
+    "gate",
+    "expert",
+    "n_experts",
+    "metric",
+    "value",
+    "epochs",
+    "stopped_reason",
+    "created",
+    "device",
+    "run_id",
+    "notes",
+    "imported",
+    "error",
+]
 IMPORTED = "_imported_files"  # upload file ids already imported in this session (no double import on rerun)
-
 
 
 def _label(row: dict) -> str:
     """'name · R² 0.912 · 2025-01-31 14:25' (or the problem of a damaged run) for the run picker."""
+
     def present(value) -> bool:
         return value is not None and value == value and value != ""
 
@@ -47,10 +63,12 @@ def _text(value) -> str:
 
 st.title("Saved runs")
 folder = state.runs_dir()
-st.caption(f"Every finished training is saved in the server's runs folder `{folder.name}` (settings, weights as "
-           "safetensors, metrics, loss history). Open one to explore it on the other pages, download it as a single "
-           ".zip file, or upload a file someone shared. The folder is chosen when the server starts (--runs-dir or "
-           "KAMOE_RUNS_DIR).")
+st.caption(
+    f"Every finished training is saved in the server's runs folder `{folder.name}` (settings, weights as "
+    "safetensors, metrics, loss history). Open one to explore it on the other pages, download it as a single "
+    ".zip file, or upload a file someone shared. The folder is chosen when the server starts (--runs-dir or "
+    "KAMOE_RUNS_DIR)."
+)
 
 try:
     store = state.run_store()
@@ -58,15 +76,18 @@ except KamoeError as err:
     st.error(esc(err), icon=":material/error:")
     st.stop()
 except OSError as err:
-    st.error("The server's runs folder cannot be used; whoever runs the server can choose another one "
-             "(--runs-dir or KAMOE_RUNS_DIR).")
+    st.error(
+        "The server's runs folder cannot be used; whoever runs the server can choose another one "
+        "(--runs-dir or KAMOE_RUNS_DIR)."
+    )
     serving.log.warning("runs folder %s cannot be used: %s", folder, err)
     st.stop()
 
 with st.expander("Upload a run file", icon=":material/upload:"):
     limit_mb = int(st.get_option("server.maxUploadSize"))
-    upload = st.file_uploader(f"Run file (.zip exported from KAMoE Explorer, up to {limit_mb} MB)", type=["zip"],
-                              key="run_upload")
+    upload = st.file_uploader(
+        f"Run file (.zip exported from KAMoE Explorer, up to {limit_mb} MB)", type=["zip"], key="run_upload"
+    )
     if upload is not None:
         done = st.session_state.setdefault(IMPORTED, {})
         if upload.file_id not in done:
@@ -74,16 +95,25 @@ with st.expander("Upload a run file", icon=":material/upload:"):
                 known = set(store.run_ids())
                 run_id = store.import_bytes(upload.getvalue(), upload.name)
                 shown = esc(display_filename(upload.name))
-                done[upload.file_id] = ("ok", f"{shown} is already saved here as run `{run_id}` (the same settings, "
-                                              "weights and results); it is selected below." if run_id in known else
-                                        f"Imported {shown} as run `{run_id}`; it is selected below.")
+                done[upload.file_id] = (
+                    "ok",
+                    f"{shown} is already saved here as run `{run_id}` (the same settings, "
+                    "weights and results); it is selected below."
+                    if run_id in known
+                    else f"Imported {shown} as run `{run_id}`; it is selected below.",
+                )
                 st.session_state[PICK] = run_id  # select the new run in the picker
             except KamoeError as err:
-                done[upload.file_id] = ("error", esc(f"{display_filename(upload.name)} was not imported; nothing was "
-                                                     f"changed. {err}"))
+                done[upload.file_id] = (
+                    "error",
+                    esc(f"{display_filename(upload.name)} was not imported; nothing was changed. {err}"),
+                )
             except Exception as err:  # anything unforeseen in a hostile file: refuse it, keep the store as it is
-                done[upload.file_id] = ("error", f"{esc(display_filename(upload.name))} was not imported; nothing "
-                                                 f"was changed. {unexpected(err, 'Reading the run file')}")
+                done[upload.file_id] = (
+                    "error",
+                    f"{esc(display_filename(upload.name))} was not imported; nothing "
+                    f"was changed. {unexpected(err, 'Reading the run file')}",
+                )
         kind, message = done[upload.file_id]
         (st.success if kind == "ok" else st.error)(message)
 
@@ -103,16 +133,30 @@ current_id = getattr(current, "run_id", None) if current is not None else None
 st.markdown(f"**{len(table)} saved run{'s' if len(table) != 1 else ''}**")
 shown = table[[c for c in TABLE_COLUMNS if c in table.columns]]
 shown = shown.drop(columns=[c for c in ("notes", "imported", "error") if c in shown and shown[c].isna().all()])
-shown = shown.assign(**{column: shown[column].map(lambda v, names=names: names.get(v, v))
-                        for column, names in (("gate", VALUE_LABELS), ("expert", VALUE_LABELS),
-                                              ("metric", METRIC_LABELS)) if column in shown})
+shown = shown.assign(
+    **{
+        column: shown[column].map(lambda v, names=names: names.get(v, v))
+        for column, names in (("gate", VALUE_LABELS), ("expert", VALUE_LABELS), ("metric", METRIC_LABELS))
+        if column in shown
+    }
+)
 if "created" in shown:  # 2026-12-03T19:05:29+00:00 -> 2026-12-03 19:05 (UTC)
     shown = shown.assign(created=shown["created"].map(lambda v: str(v)[:16].replace("T", " ") if v else v))
-st.dataframe(shown, hide_index=True, width="stretch", key="runs_table",
-             column_config={"name": st.column_config.Column("name", pinned=True),
-                            "value": st.column_config.NumberColumn("test score", format="%.4f"),
-                            "metric": "metric", "n_experts": "experts", "run_id": "run id",
-                            "stopped_reason": "stopped by", "created": "created (UTC)"})
+st.dataframe(
+    shown,
+    hide_index=True,
+    width="stretch",
+    key="runs_table",
+    column_config={
+        "name": st.column_config.Column("name", pinned=True),
+        "value": st.column_config.NumberColumn("test score", format="%.4f"),
+        "metric": "metric",
+        "n_experts": "experts",
+        "run_id": "run id",
+        "stopped_reason": "stopped by",
+        "created": "created (UTC)",
+    },
+)
 ids = [str(r) for r in table["run_id"]]
 labels = {rid: _label(row) for rid, row in zip(ids, table.to_dict("records"))}
 if st.session_state.get(PICK) not in ids:  # first visit, or the picked run is gone: the current run, else the newest
@@ -124,8 +168,9 @@ st.subheader(f"Run `{run_id}`" + ("  (open now)" if run_id == current_id else ""
 c1, c2, c3 = st.columns(3)
 if damaged:
     st.error(f"This run cannot be opened: {esc(damaged.rstrip('.'))}. Delete it, or replace it with a good copy.")
-if c1.button("Open in the explorer", type="primary", icon=":material/open_in_browser:", width="stretch",
-             disabled=bool(damaged)):
+if c1.button(
+    "Open in the explorer", type="primary", icon=":material/open_in_browser:", width="stretch", disabled=bool(damaged)
+):
     try:
         with st.spinner("Loading the run…"):
             run = store.load(run_id)
@@ -137,8 +182,14 @@ if c1.button("Open in the explorer", type="primary", icon=":material/open_in_bro
 
 try:
     payload = store.export_bytes(run_id)
-    c2.download_button("Download as file", payload, file_name=store.export_filename(run_id), mime="application/zip",
-                       icon=":material/download:", width="stretch")
+    c2.download_button(
+        "Download as file",
+        payload,
+        file_name=store.export_filename(run_id),
+        mime="application/zip",
+        icon=":material/download:",
+        width="stretch",
+    )
 except KamoeError as err:
     c2.error(f"Cannot export: {esc(err)}")
 
@@ -164,8 +215,12 @@ else:
 
 with st.expander("Name and notes", icon=":material/edit_note:"), st.form(f"rename_{run_id}", border=False):
     name = st.text_input("Name", value=_text(row.get("name")), max_chars=120)
-    notes = st.text_area("Notes", value=_text(row.get("notes")), max_chars=10_000,
-                         help="What you tried and what you saw; kept with the run and in its exported file.")
+    notes = st.text_area(
+        "Notes",
+        value=_text(row.get("notes")),
+        max_chars=10_000,
+        help="What you tried and what you saw; kept with the run and in its exported file.",
+    )
     if st.form_submit_button("Save name and notes"):
         try:
             store.rename(run_id, name=name, notes=notes)

@@ -1,4 +1,5 @@
 """Train page: pick data, build a mixture of experts, watch it learn, compare it with a plain baseline."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -58,9 +59,11 @@ def _preflight(config: RunConfig, dataset) -> tuple[str | None, str | None]:
 present = cfg.presenting()
 st.title("Train a mixture of experts")
 if not present:
-    st.caption("Pick data, choose a gate (linear, GRN or the paper's GRKAN) and experts, then press Train, or Play "
-               "and Step to watch the gate learn to route. The URL always holds the settings: copy it to share this "
-               "exact setup (add `present=1` for a classroom view with only the data, the controls and the views).")
+    st.caption(
+        "Pick data, choose a gate (linear, GRN or the paper's GRKAN) and experts, then press Train, or Play "
+        "and Step to watch the gate learn to route. The URL always holds the settings: copy it to share this "
+        "exact setup (add `present=1` for a classroom view with only the data, the controls and the views)."
+    )
 base = cfg.master()  # on the session's first visit: the link's settings
 for warning in cfg.pop_link_warnings():
     st.warning(warning, icon=":material/link_off:")  # escaped where it is made
@@ -69,14 +72,24 @@ lock = busy or pg.locked() or False  # True: a training runs; a reason: the Play
 
 presets = [] if present else available_presets([i.name for i in data_ui.dataset_infos()])
 if presets:
-    with st.expander("Presets: known-good starting points", expanded=st.session_state.get("_first_visit", True),
-                     icon=":material/auto_awesome:"):
+    with st.expander(
+        "Presets: known-good starting points",
+        expanded=st.session_state.get("_first_visit", True),
+        icon=":material/auto_awesome:",
+    ):
         per_row = 5
         for start in range(0, len(presets), per_row):
             cols = st.columns(per_row)
-            for col, preset in zip(cols, presets[start:start + per_row]):
-                col.button(preset.title, key=f"preset_{preset.name}", on_click=_apply_preset, args=(preset.name,),
-                           disabled=bool(lock), width="stretch", help=lock if isinstance(lock, str) else None)
+            for col, preset in zip(cols, presets[start : start + per_row]):
+                col.button(
+                    preset.title,
+                    key=f"preset_{preset.name}",
+                    on_click=_apply_preset,
+                    args=(preset.name,),
+                    disabled=bool(lock),
+                    width="stretch",
+                    help=lock if isinstance(lock, str) else None,
+                )
                 col.caption(preset.caption)
 st.session_state["_first_visit"] = False
 
@@ -84,14 +97,22 @@ left, right = st.columns([1, 1.7], gap="large")
 with left:
     st.subheader("Data")
     link_upload = base.data.name == data_ui.UPLOAD_NAME
-    source = st.segmented_control(
-        "Source", [data_ui.SOURCE_BUILTIN, data_ui.SOURCE_UPLOAD], disabled=bool(lock), label_visibility="collapsed",
-        key=cfg.seed("source", data_ui.SOURCE_UPLOAD if link_upload else data_ui.SOURCE_BUILTIN),
-    ) or data_ui.SOURCE_BUILTIN
+    source = (
+        st.segmented_control(
+            "Source",
+            [data_ui.SOURCE_BUILTIN, data_ui.SOURCE_UPLOAD],
+            disabled=bool(lock),
+            label_visibility="collapsed",
+            key=cfg.seed("source", data_ui.SOURCE_UPLOAD if link_upload else data_ui.SOURCE_BUILTIN),
+        )
+        or data_ui.SOURCE_BUILTIN
+    )
     if source == data_ui.SOURCE_UPLOAD:
         if link_upload and base.data.target and st.session_state.get(data_ui.UPLOAD_WIDGET) is None:
-            st.info(f"These settings were made on an uploaded CSV (target {esc(base.data.target)}). Upload the same "
-                    "file to train on it.")
+            st.info(
+                f"These settings were made on an uploaded CSV (target {esc(base.data.target)}). Upload the same "
+                "file to train on it."
+            )
         data, dataset, data_error = data_ui.upload_section(base, lock)
     else:
         data, dataset, data_error = data_ui.builtin_section(base, lock)
@@ -132,12 +153,22 @@ with right:
         pg.controls(config, dataset, ready, busy)
         st.stop()
     c1, c2, c3 = st.columns([1, 1.5, 1], vertical_alignment="center")
-    clicked = c1.button("Train", type="primary", icon=":material/play_arrow:", disabled=busy or not ready
-                        or pg.playing(), width="stretch",
-                        help=None if ready else "Fix the messages above first.")
-    with_baseline = c2.checkbox("Also train a plain baseline", value=True, key="with_baseline", disabled=busy,
-                                help="After the mixture, train the standard single-expert model with the same "
-                                     "settings and show both test scores side by side.")
+    clicked = c1.button(
+        "Train",
+        type="primary",
+        icon=":material/play_arrow:",
+        disabled=busy or not ready or pg.playing(),
+        width="stretch",
+        help=None if ready else "Fix the messages above first.",
+    )
+    with_baseline = c2.checkbox(
+        "Also train a plain baseline",
+        value=True,
+        key="with_baseline",
+        disabled=busy,
+        help="After the mixture, train the standard single-expert model with the same "
+        "settings and show both test scores side by side.",
+    )
     with c3:
         if config is not None:
             results.share_link(config)

@@ -2,6 +2,7 @@
 
 The icon ships as a local file because Streamlit fetches ``:material/...`` page icons from Google's font servers,
 which a classroom or air-gapped machine may not reach. Run: ``python scripts/make_icon.py``."""
+
 from pathlib import Path
 
 from PIL import Image, ImageDraw

@@ -7,6 +7,7 @@ against the true regime, min load and R² (test split). One JSON line per (candi
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python scripts/specialisation_search.py --candidates base --seeds 0-9
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,15 +43,49 @@ CANDIDATES: dict[str, Overrides] = {
     "r3k30_ep150": {"train": {"restarts": 3, "restart_epochs": 30, "epochs": 150, "early_stopping": 30}},
     "ep150": {"train": {"epochs": 150, "early_stopping": 30}},
     "ep150_r5k40": {"train": {"epochs": 150, "early_stopping": 30, "restarts": 5, "restart_epochs": 40}},
-    "lik_r5k40": {"train": {"objective": "likelihood", "gate_lr_scale": 5.0, "epochs": 150, "early_stopping": 30,
-                            "restarts": 5, "restart_epochs": 40}},
-    "lik_r5k40_bal001": {"train": {"objective": "likelihood", "gate_lr_scale": 5.0, "epochs": 150,
-                                   "early_stopping": 30, "restarts": 5, "restart_epochs": 40, "balance_loss": 0.01}},
+    "lik_r5k40": {
+        "train": {
+            "objective": "likelihood",
+            "gate_lr_scale": 5.0,
+            "epochs": 150,
+            "early_stopping": 30,
+            "restarts": 5,
+            "restart_epochs": 40,
+        }
+    },
+    "lik_r5k40_bal001": {
+        "train": {
+            "objective": "likelihood",
+            "gate_lr_scale": 5.0,
+            "epochs": 150,
+            "early_stopping": 30,
+            "restarts": 5,
+            "restart_epochs": 40,
+            "balance_loss": 0.01,
+        }
+    },
     "ep150_r8k40": {"train": {"epochs": 150, "early_stopping": 30, "restarts": 8, "restart_epochs": 40}},
-    "lik_r8k40": {"train": {"objective": "likelihood", "gate_lr_scale": 5.0, "epochs": 150, "early_stopping": 30,
-                            "restarts": 8, "restart_epochs": 40}},
-    "lik_r8k40_bal001": {"train": {"objective": "likelihood", "gate_lr_scale": 5.0, "epochs": 150,
-                                   "early_stopping": 30, "restarts": 8, "restart_epochs": 40, "balance_loss": 0.01}},
+    "lik_r8k40": {
+        "train": {
+            "objective": "likelihood",
+            "gate_lr_scale": 5.0,
+            "epochs": 150,
+            "early_stopping": 30,
+            "restarts": 8,
+            "restart_epochs": 40,
+        }
+    },
+    "lik_r8k40_bal001": {
+        "train": {
+            "objective": "likelihood",
+            "gate_lr_scale": 5.0,
+            "epochs": 150,
+            "early_stopping": 30,
+            "restarts": 8,
+            "restart_epochs": 40,
+            "balance_loss": 0.01,
+        }
+    },
     "ep150_r4k50": {"train": {"epochs": 150, "early_stopping": 30, "restarts": 4, "restart_epochs": 50}},
     "lr1e2": {"train": {"lr": 1e-2}},
     "nolrp": {"train": {"lr_patience": 0}},
@@ -109,10 +144,18 @@ def evaluate(base: str, name: str, seed: int, schedule: str, arg: float) -> dict
     config = config_for(base, CANDIDATES[name], seed)
     run = train_run(config) if schedule == "none" else scheduled_run(config, schedule, arg)
     routing = routing_report(run)
-    return {"base": base, "candidate": name, "schedule": schedule, "arg": arg, "seed": seed,
-            "nmi": round(routing["nmi"], 4), "r2": round(run.result.metrics["r2"], 4),
-            "min_load": round(routing["min_load"], 4), "epochs": run.result.epochs_run,
-            "seconds": round(time.perf_counter() - started, 2)}
+    return {
+        "base": base,
+        "candidate": name,
+        "schedule": schedule,
+        "arg": arg,
+        "seed": seed,
+        "nmi": round(routing["nmi"], 4),
+        "r2": round(run.result.metrics["r2"], 4),
+        "min_load": round(routing["min_load"], 4),
+        "epochs": run.result.epochs_run,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
 
 
 def seeds(text: str) -> list[int]:
@@ -140,9 +183,12 @@ def main() -> None:
                 fh.write(json.dumps(row) + "\n")
         nmi = [r["nmi"] for r in rows]
         r2 = [r["r2"] for r in rows]
-        print(f"{args.base}/{name}/{args.schedule}:{args.arg:g} nmi mean {sum(nmi)/len(nmi):.3f} min {min(nmi):.3f}"
-              f"  r2 mean {sum(r2)/len(r2):.3f} min {min(r2):.3f}  min_load {min(r['min_load'] for r in rows):.3f}"
-              f"  {sum(r['seconds'] for r in rows):.0f}s", flush=True)
+        print(
+            f"{args.base}/{name}/{args.schedule}:{args.arg:g} nmi mean {sum(nmi) / len(nmi):.3f} min {min(nmi):.3f}"
+            f"  r2 mean {sum(r2) / len(r2):.3f} min {min(r2):.3f}  min_load {min(r['min_load'] for r in rows):.3f}"
+            f"  {sum(r['seconds'] for r in rows):.0f}s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

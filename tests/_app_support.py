@@ -1,4 +1,5 @@
 """Shared helpers for the AppTest tests of the Streamlit app (not a test module itself)."""
+
 from __future__ import annotations
 
 import time
@@ -13,8 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 PAGES = [p.path for p in navigation.PAGES]
 # Tiny, quick settings for the default dataset, given the way a shared link gives them.
-TINY = {"model.expert_hidden": "8", "model.n_experts": "2", "train.epochs": "4", "train.early_stopping": "0",
-        "train.batch_size": "256"}
+TINY = {
+    "model.expert_hidden": "8",
+    "model.n_experts": "2",
+    "train.epochs": "4",
+    "train.early_stopping": "0",
+    "train.batch_size": "256",
+}
 JOB = "_train_job"
 
 

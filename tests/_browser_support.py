@@ -1,4 +1,5 @@
 """Shared by the browser tests: a real `streamlit run app.py` server and small page helpers (Playwright)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 EXCEPTION = '[data-testid="stException"]'
 NAV_LINK = ".st-key-app_nav a"  # the app's page menu in the sidebar (kamoe_viz_app/navigation.py: MENU_KEY)
 # Run in the page before any of its scripts: records every distinct set of sidebar links (and Streamlit's built-in
@@ -49,9 +57,25 @@ def app_server(runs: Path, log_path: Path, app_args: tuple[str, ...] = (), env: 
     env = dict(os.environ, KAMOE_RUNS_DIR=str(runs), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", **(env or {}))
     log = log_path.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", *(("--", *app_args) if app_args else ())], cwd=ROOT, env=env, stdout=log,
-        stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            *(("--", *app_args) if app_args else ()),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90

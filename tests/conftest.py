@@ -1,6 +1,7 @@
 """Test-wide setup. Idle OpenMP threads must sleep, not spin: on a 2-core machine running several torch processes
 (the app server, worker processes, pytest itself) spinning threads make training many times slower. This must be
 set before torch is first imported, which is why it lives here."""
+
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

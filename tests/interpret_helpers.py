@@ -1,4 +1,5 @@
 """Tiny trained models for the interpretation, chart and page tests (shared, built once per test session)."""
+
 from __future__ import annotations
 
 import functools
@@ -34,11 +35,24 @@ def toy_regimes(n: int = 600, seed: int = 0, task: str = "regression") -> Datase
         ys = (yy[:a], yy[a:b], yy[b:])
         extra = dict(y_mean=ym, y_std=ys_)
     return Dataset(
-        name="toy", task=task, feature_names=["x0", "x1"], target_name="y",
-        X_train=X[:a], y_train=ys[0], X_val=X[a:b], y_val=ys[1], X_test=X[b:], y_test=ys[2],
-        regimes_train=regime[:a].astype(np.int64), regimes_val=regime[a:b].astype(np.int64),
-        regimes_test=regime[b:].astype(np.int64), regime_names=["left", "middle", "right"],
-        x_mean=mean.astype(np.float32), x_std=std.astype(np.float32), **extra)
+        name="toy",
+        task=task,
+        feature_names=["x0", "x1"],
+        target_name="y",
+        X_train=X[:a],
+        y_train=ys[0],
+        X_val=X[a:b],
+        y_val=ys[1],
+        X_test=X[b:],
+        y_test=ys[2],
+        regimes_train=regime[:a].astype(np.int64),
+        regimes_val=regime[a:b].astype(np.int64),
+        regimes_test=regime[b:].astype(np.int64),
+        regime_names=["left", "middle", "right"],
+        x_mean=mean.astype(np.float32),
+        x_std=std.astype(np.float32),
+        **extra,
+    )
 
 
 def toy_sequences(n: int = 300, steps: int = 6, seed: int = 0) -> Dataset:
@@ -48,33 +62,60 @@ def toy_sequences(n: int = 300, steps: int = 6, seed: int = 0) -> Dataset:
     regime = (np.arange(length) // 50) % 2
     series = np.cumsum(rng.normal(0, 1, size=(length, 2)), axis=0) * 0.1
     series[:, 1] = np.where(regime == 1, np.sin(np.arange(length) / 3), series[:, 1])
-    X = np.stack([series[i:i + steps] for i in range(n)]).astype(np.float32)
-    y = series[steps:steps + n, 0:1].astype(np.float32)
-    reg = regime[steps - 1:steps - 1 + n].astype(np.int64)
+    X = np.stack([series[i : i + steps] for i in range(n)]).astype(np.float32)
+    y = series[steps : steps + n, 0:1].astype(np.float32)
+    reg = regime[steps - 1 : steps - 1 + n].astype(np.int64)
     a, b = int(n * 0.6), int(n * 0.8)
-    return Dataset(name="toyseq", task="regression", feature_names=["a", "b"], target_name="a_next",
-                   X_train=X[:a], y_train=y[:a], X_val=X[a:b], y_val=y[a:b], X_test=X[b:], y_test=y[b:],
-                   regimes_train=reg[:a], regimes_val=reg[a:b], regimes_test=reg[b:],
-                   regime_names=["calm", "wave"], is_sequence=True,
-                   x_mean=np.zeros(2, np.float32), x_std=np.ones(2, np.float32))
+    return Dataset(
+        name="toyseq",
+        task="regression",
+        feature_names=["a", "b"],
+        target_name="a_next",
+        X_train=X[:a],
+        y_train=y[:a],
+        X_val=X[a:b],
+        y_val=y[a:b],
+        X_test=X[b:],
+        y_test=y[b:],
+        regimes_train=reg[:a],
+        regimes_val=reg[a:b],
+        regimes_test=reg[b:],
+        regime_names=["calm", "wave"],
+        is_sequence=True,
+        x_mean=np.zeros(2, np.float32),
+        x_std=np.ones(2, np.float32),
+    )
 
 
 @functools.cache
-def tiny_run(gate: str = "grkan", expert: str = "mlp", activation: str = "sigmoid", task: str = "regression",
-             sequence: bool = False, epochs: int = 40):
+def tiny_run(
+    gate: str = "grkan",
+    expert: str = "mlp",
+    activation: str = "sigmoid",
+    task: str = "regression",
+    sequence: bool = False,
+    epochs: int = 40,
+):
     """A real TrainedRun (kamoe_viz.training.train_run) of a tiny model on a toy dataset, trained in about a
     second; cached per argument set for the whole test session (treat it as read-only)."""
     dataset = toy_sequences() if sequence else toy_regimes(task=task)
     config = RunConfig(
-        model=ModelConfig(gate=gate, expert=expert, gate_activation=activation, n_experts=3, expert_hidden=(8,),
-                          gate_hidden=6),
-        train=TrainConfig(epochs=epochs, batch_size=64, lr=0.01, early_stopping=0, seed=0, device="cpu"))
+        model=ModelConfig(
+            gate=gate, expert=expert, gate_activation=activation, n_experts=3, expert_hidden=(8,), gate_hidden=6
+        ),
+        train=TrainConfig(epochs=epochs, batch_size=64, lr=0.01, early_stopping=0, seed=0, device="cpu"),
+    )
     config.data.name = dataset.name
     return train_run(config, dataset=dataset)
 
 
-def tiny_model(gate: str = "grkan", expert: str = "mlp", activation: str = "sigmoid", task: str = "regression",
-               sequence: bool = False):
+def tiny_model(
+    gate: str = "grkan",
+    expert: str = "mlp",
+    activation: str = "sigmoid",
+    task: str = "regression",
+    sequence: bool = False,
+):
     """(model, dataset) of :func:`tiny_run`."""
     run = tiny_run(gate, expert, activation, task, sequence)
     return run.model, run.dataset

@@ -1,4 +1,5 @@
 """AppTest: the shell renders every page with no run; shareable links restore settings or warn by name."""
+
 from __future__ import annotations
 
 import pytest
@@ -36,8 +37,16 @@ def test_train_page_opens_on_the_default_dataset_with_the_reference_settings():
 
 
 def test_a_link_restores_the_configuration():
-    query = {"model.gate": "grn", "model.gate_activation": "softmax", "model.n_experts": "4", "model.top_k": "2",
-             "model.expert_hidden": "32,16", "train.lr": "0.01", "train.epochs": "12", "train.seed": "7"}
+    query = {
+        "model.gate": "grn",
+        "model.gate_activation": "softmax",
+        "model.n_experts": "4",
+        "model.top_k": "2",
+        "model.expert_hidden": "32,16",
+        "train.lr": "0.01",
+        "train.epochs": "12",
+        "train.seed": "7",
+    }
     at = new_app(query)
     no_exception(at)
     assert not at.warning, [w.value for w in at.warning]
@@ -96,20 +105,31 @@ def test_top_k_above_the_number_of_experts_is_refused():
     at.number_input(key="w.model.top_k").set_value(3).run()
     at.number_input(key="w.model.n_experts").set_value(2).run()
     no_exception(at)
-    assert any("**Top-k**: got 3" in e.value and "**Experts** (2)" in e.value for e in at.error), \
-        [e.value for e in at.error]
+    assert any("**Top-k**: got 3" in e.value and "**Experts** (2)" in e.value for e in at.error), [
+        e.value for e in at.error
+    ]
 
 
-@pytest.mark.parametrize("preset", ["regimes", "moons", "top1", "series", "california", "collapse",
-                                    "bias_balance", "expert_choice", "mse"])
+@pytest.mark.parametrize(
+    "preset", ["regimes", "moons", "top1", "series", "california", "collapse", "bias_balance", "expert_choice", "mse"]
+)
 def test_presets_fill_the_form_and_never_crash(preset, tmp_path, monkeypatch):
     from kamoe_viz.presets import PRESETS
 
     if preset == "california":  # a small CSV with scikit-learn's columns: no download in tests
         import numpy as np
 
-        columns = ["MedInc", "HouseAge", "AveRooms", "AveBedrms", "Population", "AveOccup", "Latitude",
-                   "Longitude", "MedHouseVal"]
+        columns = [
+            "MedInc",
+            "HouseAge",
+            "AveRooms",
+            "AveBedrms",
+            "Population",
+            "AveOccup",
+            "Latitude",
+            "Longitude",
+            "MedHouseVal",
+        ]
         values = np.random.default_rng(0).uniform(1, 5, size=(300, len(columns)))
         csv = tmp_path / "california.csv"
         csv.write_text(",".join(columns) + "\n" + "\n".join(",".join(f"{v:.4f}" for v in row) for row in values))
@@ -131,8 +151,7 @@ def test_a_2d_dataset_shows_a_scatter_of_its_inputs():
     at = new_app()
     at.selectbox(key="w.data.name").set_value("moons").run()
     no_exception(at)
-    specs = [c.proto.spec for c in at.get("arrow_vega_lite_chart")] + [c.proto.spec for c in
-                                                                        at.get("vega_lite_chart")]
+    specs = [c.proto.spec for c in at.get("arrow_vega_lite_chart")] + [c.proto.spec for c in at.get("vega_lite_chart")]
     assert any('"circle"' in spec for spec in specs), "no scatter of the 2-D inputs"
     assert at.query_params.get("data.name") == "moons"
 
@@ -163,6 +182,7 @@ def test_switching_to_a_recent_run_happens_once():
     assert box.value == "—" and len(box.options) == 2
     assert "GRN" in box.options[1] and "test R²" in box.options[1]  # the labels tell runs apart
     from kamoe_viz_app.state import run_key
+
     # the raw option (a run key): AppTest cannot map a formatted label back to it
     at.sidebar.selectbox(key="_recent_pick").set_value(run_key(second)).run()
     no_exception(at)

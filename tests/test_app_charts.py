@@ -1,4 +1,5 @@
 """kamoe_viz.charts.training: frames built from training records, and the Train page's Altair charts."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -12,8 +13,16 @@ from kamoe_viz.charts import training as ct
 
 def _records(n: int = 4, experts: int = 3) -> list:
     rng = np.random.default_rng(0)
-    return [SimpleNamespace(epoch=e, train_loss=1.0 / e, val_loss=1.5 / e, best_epoch=e,
-                            gate_weights=rng.dirichlet(np.ones(experts), size=20)) for e in range(1, n + 1)]
+    return [
+        SimpleNamespace(
+            epoch=e,
+            train_loss=1.0 / e,
+            val_loss=1.5 / e,
+            best_epoch=e,
+            gate_weights=rng.dirichlet(np.ones(experts), size=20),
+        )
+        for e in range(1, n + 1)
+    ]
 
 
 def test_history_frame_from_records_and_from_a_history_table():
@@ -44,8 +53,15 @@ def test_expert_load_definitions():
 
 def test_preview_frame_names_classes_regimes_and_uses_the_last_step_of_windows():
     X = np.arange(24, dtype=float).reshape(4, 3, 2)  # 4 windows, 3 steps, 2 features
-    frame = ct.preview_frame(X, np.array([0, 1, 1, 0]), ["a", "b"], "y", class_names=["no", "yes"],
-                             regimes=np.array([1, 0, 1, 1]), regime_names=["calm", "storm"])
+    frame = ct.preview_frame(
+        X,
+        np.array([0, 1, 1, 0]),
+        ["a", "b"],
+        "y",
+        class_names=["no", "yes"],
+        regimes=np.array([1, 0, 1, 1]),
+        regime_names=["calm", "storm"],
+    )
     assert list(frame.columns) == ["a", "b", "y", "regime"]
     assert frame["a"].tolist() == [4.0, 10.0, 16.0, 22.0]
     assert frame["y"].tolist() == ["no", "yes", "yes", "no"] and frame["regime"].tolist()[:2] == ["storm", "calm"]
@@ -63,6 +79,8 @@ def test_charts_are_valid_vega_lite():
     load = ct.load_chart(ct.load_history_frame(records, "sigmoid")).to_dict()
     assert load["encoding"]["y"]["stack"] == "normalize"
     frame = pd.DataFrame({"x1": [0.0, 1.0], "x2": [1.0, 0.0], "class": ["a", "b"]})
-    assert ct.scatter_2d_chart(frame, "x1", "x2", "class", nominal=True).to_dict()["encoding"]["color"]["type"] == \
-        "nominal"
+    assert (
+        ct.scatter_2d_chart(frame, "x1", "x2", "class", nominal=True).to_dict()["encoding"]["color"]["type"]
+        == "nominal"
+    )
     assert ct.chart_height("gates", 4) > ct.chart_height("gates", 2)

@@ -1,4 +1,5 @@
 """kamoe_viz.training.live: the app's training jobs (bursts, background thread, stop, idle stop, saving, baseline)."""
+
 from __future__ import annotations
 
 import time
@@ -13,8 +14,14 @@ from kamoe_viz.runstore import RunStore
 from kamoe_viz.training import train_run
 from kamoe_viz.training.live import BASELINE, MAIN, LiveJob
 
-TINY = {"model.expert_hidden": "8", "model.n_experts": "2", "train.epochs": "5", "train.early_stopping": "0",
-        "train.batch_size": "256", "data.options.n_samples": "600"}
+TINY = {
+    "model.expert_hidden": "8",
+    "model.n_experts": "2",
+    "train.epochs": "5",
+    "train.early_stopping": "0",
+    "train.batch_size": "256",
+    "data.options.n_samples": "600",
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +55,7 @@ def test_same_settings_give_the_same_run_as_train_run(setup):
     job = LiveJob.start(config, dataset, with_baseline=False)
     _run_to_end(job)
     reference = train_run(config, dataset=dataset)
-    np.testing.assert_allclose(job.run.result.history["val_loss"], reference.result.history["val_loss"],
-                               rtol=1e-5)
+    np.testing.assert_allclose(job.run.result.history["val_loss"], reference.result.history["val_loss"], rtol=1e-5)
     assert job.run.result.metrics["r2"] == pytest.approx(reference.result.metrics["r2"], rel=1e-5)
 
 

@@ -1,6 +1,7 @@
 """Batched multi-seed training: each seed of a stacked run equals training that seed alone (same init, same
 batches) to float tolerance, for every gate family, MLP and KAN experts, the plain model, classification with top-k,
 per-seed early stopping and clipping; the unstacked runs save, load and predict like any other run."""
+
 from __future__ import annotations
 
 import copy
@@ -22,9 +23,11 @@ RTOL = 2e-4  # closed-form gradients and C kernels (single run) vs autograd (sta
 
 def _config(data: DataConfig, epochs: int = 3, **model) -> RunConfig:
     model = {"expert_hidden": (8,), "n_experts": 3, **model}
-    return RunConfig(data=data, model=ModelConfig(**model),
-                     train=TrainConfig(epochs=epochs, batch_size=32, early_stopping=0, max_grad_norm=1.0,
-                                       device="cpu")).validate()
+    return RunConfig(
+        data=data,
+        model=ModelConfig(**model),
+        train=TrainConfig(epochs=epochs, batch_size=32, early_stopping=0, max_grad_norm=1.0, device="cpu"),
+    ).validate()
 
 
 def _seeds(base: RunConfig, seeds=(0, 1, 2)) -> list[RunConfig]:
@@ -51,10 +54,17 @@ def _assert_same(batched, alone):
 REGIMES = DataConfig(name="regimes", options={"n_samples": 400})
 
 
-@pytest.mark.parametrize("kind,gate,expert,hidden", [
-    ("moe", "linear", "mlp", (8,)), ("moe", "grn", "mlp", (8, 6)), ("moe", "grkan", "mlp", (8,)),
-    ("moe", "grkan", "kan", (6, 4)), ("standard", "grkan", "kan", (6,)), ("standard", "linear", "mlp", (8,)),
-])
+@pytest.mark.parametrize(
+    "kind,gate,expert,hidden",
+    [
+        ("moe", "linear", "mlp", (8,)),
+        ("moe", "grn", "mlp", (8, 6)),
+        ("moe", "grkan", "mlp", (8,)),
+        ("moe", "grkan", "kan", (6, 4)),
+        ("standard", "grkan", "kan", (6,)),
+        ("standard", "linear", "mlp", (8,)),
+    ],
+)
 def test_each_seed_equals_training_it_alone(kind, gate, expert, hidden):
     base = _config(REGIMES, kind=kind, gate=gate, expert=expert, expert_hidden=hidden)
     configs = _seeds(base)
@@ -67,8 +77,14 @@ def test_each_seed_equals_training_it_alone(kind, gate, expert, hidden):
 
 
 def test_classification_softmax_top_k_and_plateau_lr():
-    base = _config(DataConfig(name="moons", options={"n_samples": 300}), epochs=4, gate="grn",
-                   gate_activation="softmax", routing="topk", top_k=2)
+    base = _config(
+        DataConfig(name="moons", options={"n_samples": 300}),
+        epochs=4,
+        gate="grn",
+        gate_activation="softmax",
+        routing="topk",
+        top_k=2,
+    )
     base.train.lr_patience, base.train.lr_factor, base.train.weight_decay = 1, 0.5, 1e-3
     configs = _seeds(base.validate(), (3, 7))
     ds = load_dataset(base.data)
@@ -87,8 +103,7 @@ def test_seeds_stop_early_on_their_own():
     assert any(r.result.stopped_reason == "early_stopping" for r in alone)
     for run, ref in zip(batched, alone):  # compare the first epochs (rounding grows with every epoch)
         n = min(5, len(ref.result.history))
-        np.testing.assert_allclose(run.result.history["val_loss"][:n], ref.result.history["val_loss"][:n],
-                                   rtol=1e-3)
+        np.testing.assert_allclose(run.result.history["val_loss"][:n], ref.result.history["val_loss"][:n], rtol=1e-3)
 
 
 def test_stacked_forward_equals_the_module():
@@ -101,8 +116,10 @@ def test_stacked_forward_equals_the_module():
 
         models.append(build_model(base.model, ds))
     x = torch.as_tensor(ds.X_val[:50], dtype=torch.float32)
-    params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models])
-              for n, _ in models[0].named_parameters()}
+    params = {
+        n: torch.stack([dict(m.named_parameters())[n].detach() for m in models])
+        for n, _ in models[0].named_parameters()
+    }
     pred, weights, _ = stacked_forward(models[0], params, x)
     for s, m in enumerate(models):
         out = m(x)
@@ -119,14 +136,16 @@ def test_unstacked_runs_save_load_and_predict(tmp_path):
     store = RunStore(tmp_path)
     loaded = store.load(store.save(runs[1]))
     X = ds.X_test[:20]
-    np.testing.assert_allclose(predict(loaded.model, X)["prediction"], predict(runs[1].model, X)["prediction"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        predict(loaded.model, X)["prediction"], predict(runs[1].model, X)["prediction"], rtol=1e-6
+    )
     assert loaded.config.train.seed == 1
 
 
 def test_what_trains_one_seed_at_a_time_is_named():
-    series = RunConfig(data=DataConfig(name="regimes"), model=ModelConfig(expert="lstm"),
-                       train=TrainConfig(device="cpu"))
+    series = RunConfig(
+        data=DataConfig(name="regimes"), model=ModelConfig(expert="lstm"), train=TrainConfig(device="cpu")
+    )
     assert "LSTM" in unsupported_reason(series)
     dropout = _config(REGIMES, dropout=0.2)
     assert "dropout" in unsupported_reason(dropout)

@@ -3,6 +3,7 @@
 Needs Debian's chromium at /usr/bin/chromium (scripts/test.sh installs it) and the `playwright` package; it is
 skipped, with the reason, when either is missing. Screenshots go to test-artifacts/ (gitignored).
 """
+
 from __future__ import annotations
 
 import time
@@ -18,9 +19,14 @@ pytestmark = pytest.mark.browser
 # A small, quick configuration of the default dataset, given as a link (this also checks that links restore it).
 QUICK = "model.expert_hidden=16&train.epochs=120&train.early_stopping=0"
 # Pages after Train, in navigation order: (page title, least number of Vega charts it shows once a model exists).
-PAGES_AFTER_TRAINING = {"Splines": ("Splines", 1), "Gates": ("Gates", 1), "Experts": ("Experts", 1),
-                        "Compare": ("Compare gates", 0), "Attribution": ("Attribution", 0),
-                        "Runs": ("Saved runs", 0)}
+PAGES_AFTER_TRAINING = {
+    "Splines": ("Splines", 1),
+    "Gates": ("Gates", 1),
+    "Experts": ("Experts", 1),
+    "Compare": ("Compare gates", 0),
+    "Attribution": ("Attribution", 0),
+    "Runs": ("Saved runs", 0),
+}
 CHART = ".vega-embed canvas, .vega-embed svg"
 
 if not Path(CHROMIUM).exists():
@@ -154,8 +160,10 @@ def test_two_sessions_train_at_once_and_stay_independent(server, browser):
     side_a = a.locator('[data-testid="stSidebar"]').inner_text()
     side_b = b.locator('[data-testid="stSidebar"]').inner_text()
     assert "2 × MLP" in side_a and "4 × MLP" in side_b, (side_a, side_b)
-    print(f"\n[concurrency] one session alone: {alone:.1f} s; with both training: B's first epoch after "
-          f"{first_epoch:.1f} s (A still training: {a_still_training}), both done after {both:.1f} s")
+    print(
+        f"\n[concurrency] one session alone: {alone:.1f} s; with both training: B's first epoch after "
+        f"{first_epoch:.1f} s (A still training: {a_still_training}), both done after {both:.1f} s"
+    )
     assert first_epoch < 30  # B starts right away instead of queueing behind A's training
     # Two sessions share the cores: together they take about twice as long as one, not many times longer (a full
     # gc.collect after every redraw once made it 6-10x; see .streamlit/config.toml).
@@ -232,11 +240,11 @@ def test_a_fresh_servers_first_request_shows_only_the_apps_menu(browser, tmp_pat
         seen = page.evaluate("window.__sidebars")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"fresh_server_{address.strip('/') or 'root'}.png"))
-        assert [s["links"][:len(MENU)] for s in seen if s["links"]][-1] == MENU, seen  # the menu was drawn
+        assert [s["links"][: len(MENU)] for s in seen if s["links"]][-1] == MENU, seen  # the menu was drawn
         for state in seen:
             assert state["folder_menu"] is None, f"Streamlit's folder menu showed: {state}"
-            shown = state["links"][:len(MENU)]  # the menu may be caught half drawn, never with another entry
-            assert shown == MENU[:len(shown)], f"the sidebar listed something else: {state}"
+            shown = state["links"][: len(MENU)]  # the menu may be caught half drawn, never with another entry
+            assert shown == MENU[: len(shown)], f"the sidebar listed something else: {state}"
         sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
         assert "Current run" in sidebar and "No model yet" in sidebar  # app.py's sidebar was drawn
         page.close()

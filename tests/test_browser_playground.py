@@ -1,6 +1,7 @@
 """The Playground in headless Chromium: Step shows `Epoch 1`, Play then Pause stops the epoch count, the region map
 shows while paused, and moving `Timeline epoch` on the Gates page redraws its chart. Screenshots go to
 test-artifacts/ (gitignored)."""
+
 from __future__ import annotations
 
 import re
@@ -14,8 +15,10 @@ from _browser_support import wait_idle as _wait_idle
 
 pytestmark = pytest.mark.browser
 
-MOONS = ("data.name=moons&model.gate=grkan&model.gate_activation=softmax&model.n_experts=2&model.expert_hidden=8"
-         "&train.epochs=60&train.early_stopping=0&train.lr=0.01")
+MOONS = (
+    "data.name=moons&model.gate=grkan&model.gate_activation=softmax&model.n_experts=2&model.expert_hidden=8"
+    "&train.epochs=60&train.early_stopping=0&train.lr=0.01"
+)
 STATUS = re.compile(r"Epoch (\d+) / (\d+)")
 
 if not Path(CHROMIUM).exists():

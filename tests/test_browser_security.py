@@ -1,5 +1,6 @@
 """The real server: `streamlit run app.py -- --runs-dir X` chooses the runs folder (over KAMOE_RUNS_DIR), and a run
 whose names are Markdown image syntax shows no image in the visitor's browser."""
+
 from __future__ import annotations
 
 import json
@@ -28,10 +29,13 @@ def test_runs_dir_flag_and_no_markdown_image(tmp_path: Path) -> None:
         meta = json.loads(plain["dataset.json"])
         meta.update(name=EVIL, target_name=EVIL)
         plain["dataset.json"] = json.dumps(meta).encode()
+
     RunStore(chosen).import_bytes(rezip(source.export_bytes(source.save(make_run(), name=EVIL)), forge), "x.zip")
     outside: list[str] = []
-    with app_server(decoy, tmp_path / "server.log", app_args=("--runs-dir", str(chosen))) as url, \
-            sync_api.sync_playwright() as pw:
+    with (
+        app_server(decoy, tmp_path / "server.log", app_args=("--runs-dir", str(chosen))) as url,
+        sync_api.sync_playwright() as pw,
+    ):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         page.on("request", lambda r: outside.append(r.url) if "198.51.100.7" in r.url else None)

@@ -1,5 +1,6 @@
 """Tables in headless Chromium: the Attribution tables and Compare's "All runs" fit the page's width; the wide ones
 (Runs, Compare's per-variant summary) scroll sideways. Screenshots of each table go to test-artifacts/."""
+
 from __future__ import annotations
 
 from pathlib import Path

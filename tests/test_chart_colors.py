@@ -1,5 +1,6 @@
 """One theme: expert k has the same colour in every chart builder (Train, Compare, Gates, Experts pages), whatever
 order the experts first appear in each chart's data."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,10 +46,28 @@ def test_every_builder_gives_each_expert_the_same_colour() -> None:
     w = wide[names].to_numpy()
     order = np.argsort(-w[:, 2])  # expert 2's strongest rows first: first-appearance order differs per chart
     long = gates.weights_long(wide.iloc[order])
-    samples = pd.DataFrame({"variant": "grkan", "seed": 0, "row": np.repeat(np.arange(len(w)), 3),
-                            "expert": np.tile([2, 0, 1], len(w)), "weight": w[order][:, [2, 0, 1]].reshape(-1)})
-    records = [EpochInfo(epoch=e, train_loss=1.0, val_loss=1.0, lr=0.01, seconds_elapsed=e, eta_seconds=0,
-                         best_epoch=e, gate_weights=w[::-1]) for e in (1, 2)]
+    samples = pd.DataFrame(
+        {
+            "variant": "grkan",
+            "seed": 0,
+            "row": np.repeat(np.arange(len(w)), 3),
+            "expert": np.tile([2, 0, 1], len(w)),
+            "weight": w[order][:, [2, 0, 1]].reshape(-1),
+        }
+    )
+    records = [
+        EpochInfo(
+            epoch=e,
+            train_loss=1.0,
+            val_loss=1.0,
+            lr=0.01,
+            seconds_elapsed=e,
+            eta_seconds=0,
+            best_epoch=e,
+            gate_weights=w[::-1],
+        )
+        for e in (1, 2)
+    ]
     table = experts.routing_table(model, data)
     charts = {
         "train: gate distribution": ct.gate_distribution_chart(ct.gate_weight_frame(w[order][:, [0, 1, 2]])),

@@ -1,5 +1,6 @@
 """Interpretation charts without Streamlit: every builder gives a valid Vega-Lite spec with the key encodings and
 tooltips; PNG/SVG export works offline."""
+
 from __future__ import annotations
 
 import json
@@ -31,6 +32,7 @@ def _fields(spec) -> set[str]:
         elif isinstance(node, list):
             for value in node:
                 walk(value)
+
     walk({k: v for k, v in spec.items() if k != "datasets"})
     return found
 
@@ -83,7 +85,9 @@ def test_gate_charts(kan_model):
     grid = gates.region_map(model, data, resolution=15)
     points = gates.region_points(model, data, max_rows=40)
     charts = {
-        "hist": ch.weight_histogram_chart(long), "violin": ch.weight_violin_chart(long), "load": ch.load_chart(loads),
+        "hist": ch.weight_histogram_chart(long),
+        "violin": ch.weight_violin_chart(long),
+        "load": ch.load_chart(loads),
         "winner": ch.region_winner_chart(grid, points, "x0", "x1"),
         "weights": ch.region_weight_charts(grid, points, "x0", "x1"),
         "pdp": ch.partial_dependence_chart(gates.partial_dependence(model, data, n_values=4, max_rows=20)),
@@ -104,10 +108,12 @@ def test_expert_and_sequence_charts():
     spec = _spec(ch.gates_over_time_chart(over))
     assert len(spec["vconcat"]) == 2 and "regime" in _fields(spec)
     table = experts.routing_table(model, data)
-    for chart in (ch.contingency_chart(experts.contingency(table)),
-                  ch.expert_error_chart(experts.expert_errors(data, table)),
-                  ch.expert_vs_target_chart(experts.expert_vs_target(table, 60)),
-                  ch.ablation_chart(experts.ablation(model, data))):
+    for chart in (
+        ch.contingency_chart(experts.contingency(table)),
+        ch.expert_error_chart(experts.expert_errors(data, table)),
+        ch.expert_vs_target_chart(experts.expert_vs_target(table, 60)),
+        ch.ablation_chart(experts.ablation(model, data)),
+    ):
         assert _has_tooltips(_spec(chart))
     assert {"share_of_truth", "count"} <= _fields(_spec(ch.contingency_chart(experts.contingency(table))))
     assert "harm" in _fields(_spec(ch.ablation_chart(experts.ablation(model, data))))

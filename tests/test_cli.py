@@ -1,4 +1,5 @@
 """Command line: train (text, --json, --csv, --save, divergence), datasets, and one-line errors with exit status 2."""
+
 from __future__ import annotations
 
 import io
@@ -20,8 +21,19 @@ from kamoe_viz.cli import main
 from kamoe_viz.cli.train import ProgressBar
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--option", "n_samples=300", "--hidden", "8", "--experts", "2", "--batch-size", "64", "--device", "cpu",
-        "--quiet"]
+TINY = [
+    "--option",
+    "n_samples=300",
+    "--hidden",
+    "8",
+    "--experts",
+    "2",
+    "--batch-size",
+    "64",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
@@ -38,8 +50,18 @@ def test_train_json_last_line(capsys: pytest.CaptureFixture) -> None:
     code, out, err = run_cli(capsys, "train", "--epochs", "3", "--seed", "1", "--json", *TINY)
     assert code == 0, err
     record = last_json(out)
-    for key in ("r2", "rmse", "val_r2", "params", "epochs", "seconds", "device", "gate", "best_epoch",
-                "stopped_reason"):
+    for key in (
+        "r2",
+        "rmse",
+        "val_r2",
+        "params",
+        "epochs",
+        "seconds",
+        "device",
+        "gate",
+        "best_epoch",
+        "stopped_reason",
+    ):
         assert key in record
     assert record["epochs"] == 3 and record["gate"] == "grkan" and record["device"] == "cpu"
     assert record["dataset"] == "regimes" and record["stopped_reason"] == "completed" and record["seed"] == 1
@@ -52,8 +74,9 @@ def test_train_json_last_line(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_train_classification_and_standard(capsys: pytest.CaptureFixture) -> None:
-    code, out, err = run_cli(capsys, "train", "--dataset", "moons", "--gate", "linear", "--expert", "kan",
-                             "--epochs", "2", "--json", *TINY)
+    code, out, err = run_cli(
+        capsys, "train", "--dataset", "moons", "--gate", "linear", "--expert", "kan", "--epochs", "2", "--json", *TINY
+    )
     assert code == 0, err
     record = last_json(out)
     assert 0 <= record["accuracy"] <= 1 and record["log_loss"] > 0 and "r2" not in record
@@ -68,38 +91,71 @@ def test_train_on_csv(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     frame["price"] = 2 * frame["a"] - frame["b"] ** 2
     path = tmp_path / "houses.csv"
     frame.to_csv(path, index=False)
-    code, out, err = run_cli(capsys, "train", "--csv", str(path), "--target", "price", "--features", "a,b",
-                             "--epochs", "2", "--hidden", "8", "--device", "cpu", "--quiet", "--json")
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--csv",
+        str(path),
+        "--target",
+        "price",
+        "--features",
+        "a,b",
+        "--epochs",
+        "2",
+        "--hidden",
+        "8",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--json",
+    )
     assert code == 0, err
     record = last_json(out)
     assert "r2" in record and record["epochs"] == 2
     # the model saw two features: 2 input scales + gate input 2x8+8 + ... -> compare with all three features
-    code, out3, _ = run_cli(capsys, "train", "--csv", str(path), "--target", "price", "--epochs", "2", "--hidden",
-                            "8", "--device", "cpu", "--quiet", "--json")
+    code, out3, _ = run_cli(
+        capsys,
+        "train",
+        "--csv",
+        str(path),
+        "--target",
+        "price",
+        "--epochs",
+        "2",
+        "--hidden",
+        "8",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--json",
+    )
     assert last_json(out3)["params"] > record["params"]
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["train", "--experts", "0"], "--experts"),
-    (["train", "--gate", "foo"], "--gate"),
-    (["train", "--device", "tpu"], "--device"),
-    (["train", "--epochs", "ten"], "--epochs"),
-    (["train", "--dataset", "nope"], "'nope'"),
-    (["train", "--lr", "-1"], "--lr"),
-    (["train", "--epochs", "0"], "--epochs"),
-    (["train", "--top-k", "5", "--experts", "3"], "--top-k"),
-    (["train", "--hidden", "8,x"], "--hidden"),
-    (["train", "--option", "noise"], "KEY=VALUE"),
-    (["train", "--option", "colour=red"], "--option"),
-    (["train", "--option", "noise=99"], "noise"),
-    (["train", "--expert", "lstm"], "model.expert"),
-    (["train", "--csv", "/no/such/file.csv", "--target", "y"], "--csv"),
-    (["train", "--csv", "x.csv"], "--target"),
-    (["train", "--target", "y"], "--csv"),
-    (["train", "--threads", "0"], "--threads"),
-    (["nonsense"], "nonsense"),
-    ([], "COMMAND"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["train", "--experts", "0"], "--experts"),
+        (["train", "--gate", "foo"], "--gate"),
+        (["train", "--device", "tpu"], "--device"),
+        (["train", "--epochs", "ten"], "--epochs"),
+        (["train", "--dataset", "nope"], "'nope'"),
+        (["train", "--lr", "-1"], "--lr"),
+        (["train", "--epochs", "0"], "--epochs"),
+        (["train", "--top-k", "5", "--experts", "3"], "--top-k"),
+        (["train", "--hidden", "8,x"], "--hidden"),
+        (["train", "--option", "noise"], "KEY=VALUE"),
+        (["train", "--option", "colour=red"], "--option"),
+        (["train", "--option", "noise=99"], "noise"),
+        (["train", "--expert", "lstm"], "model.expert"),
+        (["train", "--csv", "/no/such/file.csv", "--target", "y"], "--csv"),
+        (["train", "--csv", "x.csv"], "--target"),
+        (["train", "--target", "y"], "--csv"),
+        (["train", "--threads", "0"], "--threads"),
+        (["nonsense"], "nonsense"),
+        ([], "COMMAND"),
+    ],
+)
 def test_invalid_input_one_line_exit_2(capsys: pytest.CaptureFixture, argv: list[str], needle: str) -> None:
     code, _, err = run_cli(capsys, *argv)
     assert code == 2
@@ -155,8 +211,7 @@ def test_no_fast_trains_on_plain_autograd(capsys: pytest.CaptureFixture, monkeyp
 def test_save_stores_the_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from kamoe_viz.runstore import RunStore
 
-    code, out, err = run_cli(capsys, "train", "--epochs", "2", "--save", "--runs-dir", str(tmp_path), "--json",
-                             *TINY)
+    code, out, err = run_cli(capsys, "train", "--epochs", "2", "--save", "--runs-dir", str(tmp_path), "--json", *TINY)
     assert code == 0, err
     run_id = last_json(out)["run_id"]
     assert run_id and f"saved as run {run_id}" in out
@@ -184,8 +239,15 @@ def test_compare_commands_are_registered(capsys: pytest.CaptureFixture) -> None:
 
 def test_progress_bar_lines_and_terminal() -> None:
     def info(e: int) -> SimpleNamespace:
-        return SimpleNamespace(epoch=e, train_loss=0.5, val_loss=0.4, best_epoch=e, lr=1e-3,
-                               seconds_elapsed=float(e), eta_seconds=float(20 - e))
+        return SimpleNamespace(
+            epoch=e,
+            train_loss=0.5,
+            val_loss=0.4,
+            best_epoch=e,
+            lr=1e-3,
+            seconds_elapsed=float(e),
+            eta_seconds=float(20 - e),
+        )
 
     log = io.StringIO()
     bar = ProgressBar(20, log)
@@ -209,12 +271,24 @@ def test_progress_bar_lines_and_terminal() -> None:
 
 def test_module_entry_point_subprocess() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    ok = subprocess.run([sys.executable, "-m", "kamoe_viz", "train", "--epochs", "2", "--json", *TINY[:-1]],
-                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    ok = subprocess.run(
+        [sys.executable, "-m", "kamoe_viz", "train", "--epochs", "2", "--json", *TINY[:-1]],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "r2" in json.loads(ok.stdout.strip().splitlines()[-1])
     assert "epoch 2/2" in ok.stderr  # progress on stderr, not in the JSON stream
-    bad = subprocess.run([sys.executable, "-m", "kamoe_viz", "train", "--experts", "-3"], capture_output=True,
-                         text=True, cwd=ROOT, env=env, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "kamoe_viz", "train", "--experts", "-3"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
     assert bad.returncode == 2 and bad.stdout == ""
     assert len(bad.stderr.strip().splitlines()) == 1 and "--experts" in bad.stderr and "Traceback" not in bad.stderr

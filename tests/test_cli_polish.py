@@ -1,5 +1,6 @@
 """Rough edges a new user meets at the command line: ragged CSVs, an empty --gates, too many --threads, the CLI
 piped into `head`, and the wording when no epoch improved."""
+
 from __future__ import annotations
 
 import os
@@ -30,15 +31,25 @@ def test_an_empty_gate_list_is_refused(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_threads_above_the_cores_are_capped_with_a_warning() -> None:
-    proc = subprocess.run([sys.executable, "-m", "kamoe_viz", "train", "--threads", "4096", "--epochs", "1",
-                           "--hidden", "4", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kamoe_viz", "train", "--threads", "4096", "--epochs", "1", "--hidden", "4", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"using {os.cpu_count()}" in proc.stderr
 
 
 def test_piped_into_head_it_stops_quietly() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "kamoe_viz", "datasets"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kamoe_viz", "datasets"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
     proc.stdout.close()  # what `head` does once it has its lines (here: before the first one is written)
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and "BrokenPipe" not in err and "Traceback" not in err, err
@@ -86,8 +97,9 @@ def test_runs_stopping_at_the_epoch_cap_say_so(capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize("out", ["{tmp}/a-file/results.csv", "/proc/results.csv", "{tmp}"])
-def test_compare_refuses_an_unwritable_out_before_training(out: str, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_refuses_an_unwritable_out_before_training(
+    out: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "a-file").write_text("x")
     code = main(["compare", "--gates", "linear", "--seeds", "1", "--epochs", "1", "--out", out.format(tmp=tmp_path)])
     err = capsys.readouterr().err
@@ -96,10 +108,12 @@ def test_compare_refuses_an_unwritable_out_before_training(out: str, tmp_path: P
 
 
 @pytest.mark.parametrize("out_dir", ["{tmp}/a-file", "{tmp}/a-file/sub", "/proc/kamoe-results"])
-def test_reproduce_refuses_a_bad_out_dir_before_training(out_dir: str, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_reproduce_refuses_a_bad_out_dir_before_training(
+    out_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "a-file").write_text("x")
-    code = main(["reproduce", "sequential", "--seeds", "1", "--max-epochs", "1",
-                 "--out-dir", out_dir.format(tmp=tmp_path)])
+    code = main(
+        ["reproduce", "sequential", "--seeds", "1", "--max-epochs", "1", "--out-dir", out_dir.format(tmp=tmp_path)]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "--out-dir" in err and "finished" not in err

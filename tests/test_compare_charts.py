@@ -1,4 +1,5 @@
 """Compare-page chart builders: pure DataFrame -> Altair, checked without Streamlit or training."""
+
 from __future__ import annotations
 
 import altair as alt
@@ -15,17 +16,36 @@ VARIANTS = ["standard", "linear", "grn", "grkan"]
 @pytest.fixture
 def frames():
     rng = np.random.default_rng(0)
-    table = pd.DataFrame({
-        "variant": np.repeat(VARIANTS, 3), "seed": np.tile([0, 1, 2], 4),
-        "test_metric": rng.normal(0.8, 0.02, 12), "diverged": [False] * 11 + [True],
-        "epochs_run": 10, "train_seconds": rng.uniform(1, 3, 12), "stopped_reason": "completed",
-        "params": np.repeat([40, 160, 230, 420], 3),
-    })
+    table = pd.DataFrame(
+        {
+            "variant": np.repeat(VARIANTS, 3),
+            "seed": np.tile([0, 1, 2], 4),
+            "test_metric": rng.normal(0.8, 0.02, 12),
+            "diverged": [False] * 11 + [True],
+            "epochs_run": 10,
+            "train_seconds": rng.uniform(1, 3, 12),
+            "stopped_reason": "completed",
+            "params": np.repeat([40, 160, 230, 420], 3),
+        }
+    )
     table.loc[11, "test_metric"] = np.nan  # a diverged run without a score
-    hist = pd.DataFrame([{"variant": v, "seed": s, "epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e}
-                         for v in VARIANTS for s in range(3) for e in range(1, 6)])
-    samples = pd.DataFrame([{"variant": v, "seed": s, "row": r, "expert": e, "weight": rng.uniform()}
-                            for v in VARIANTS[1:] for s in range(2) for r in range(20) for e in range(3)])
+    hist = pd.DataFrame(
+        [
+            {"variant": v, "seed": s, "epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e}
+            for v in VARIANTS
+            for s in range(3)
+            for e in range(1, 6)
+        ]
+    )
+    samples = pd.DataFrame(
+        [
+            {"variant": v, "seed": s, "row": r, "expert": e, "weight": rng.uniform()}
+            for v in VARIANTS[1:]
+            for s in range(2)
+            for r in range(20)
+            for e in range(3)
+        ]
+    )
     return table, hist, samples
 
 
@@ -68,9 +88,11 @@ def test_loss_curves_one_line_per_run(frames):
 
 def test_cost_chart_side_by_side(frames):
     table, _, _ = frames
-    cost = table.groupby("variant", sort=False).agg(params=("params", "median"),
-                                                     train_seconds=("train_seconds", "mean"),
-                                                     epochs_run=("epochs_run", "mean")).reset_index()
+    cost = (
+        table.groupby("variant", sort=False)
+        .agg(params=("params", "median"), train_seconds=("train_seconds", "mean"), epochs_run=("epochs_run", "mean"))
+        .reset_index()
+    )
     chart = cc.cost_chart(cost)
     assert isinstance(chart, alt.HConcatChart) and len(chart.hconcat) == 2
 

@@ -1,4 +1,5 @@
 """Experts are matched across seeds before "expert k" is pooled: expert numbering is arbitrary per seed."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,15 @@ def _samples(weights: dict[int, np.ndarray], regimes: np.ndarray | None = None) 
     frames = []
     for seed, w in weights.items():
         n, e = w.shape
-        f = pd.DataFrame({"variant": "grkan", "seed": seed, "row": np.repeat(np.arange(n), e),
-                          "expert": np.tile(np.arange(e), n), "weight": w.reshape(-1)})
+        f = pd.DataFrame(
+            {
+                "variant": "grkan",
+                "seed": seed,
+                "row": np.repeat(np.arange(n), e),
+                "expert": np.tile(np.arange(e), n),
+                "weight": w.reshape(-1),
+            }
+        )
         if regimes is not None:
             f["regime"] = np.repeat(regimes, e)
         frames.append(f)
@@ -68,9 +76,11 @@ def test_different_splits_match_on_regimes_or_say_they_cannot() -> None:
 
 @pytest.mark.parametrize("vary_split", [False, True])
 def test_compare_run_matches_and_says_so(vary_split: bool) -> None:
-    base = RunConfig(data=DataConfig(name="regimes", options={"n_samples": 300}),
-                     model=ModelConfig(expert_hidden=(4,), n_experts=3),
-                     train=TrainConfig(epochs=2, batch_size=64, early_stopping=0, device="cpu")).validate()
+    base = RunConfig(
+        data=DataConfig(name="regimes", options={"n_samples": 300}),
+        model=ModelConfig(expert_hidden=(4,), n_experts=3),
+        train=TrainConfig(epochs=2, batch_size=64, early_stopping=0, device="cpu"),
+    ).validate()
     res = compare.run(base, gates=("linear",), seeds=2, include_standard=False, vary_split=vary_split)
     g = res.gate_samples
     assert {"regime", SEED_EXPERT} <= set(g.columns)

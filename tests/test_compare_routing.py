@@ -1,5 +1,6 @@
 """Routing as a Compare axis: planned variants, their configs, metric columns in the table and CSV, the verdict,
 the CLI's --routings and the Compare page's router choice."""
+
 from __future__ import annotations
 
 import csv
@@ -17,16 +18,26 @@ from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import ValidationError
 from kamoe_viz.labels import in_variant_labels, variant_label
 
-TINY = {"data": {"options": {"n_samples": 300}}, "model": {"n_experts": 2, "expert_hidden": [4]},
-        "train": {"epochs": 2, "early_stopping": 0}}
+TINY = {
+    "data": {"options": {"n_samples": 300}},
+    "model": {"n_experts": 2, "expert_hidden": [4]},
+    "train": {"epochs": 2, "early_stopping": 0},
+}
 
 
 def test_plan_crosses_gates_with_routers():
     base = RunConfig.from_dict(TINY)
     specs = compare.plan(base, gates="linear,grn", seeds=1, routings="dense,switch,sigmoid_bias")
     variants = [s.variant for s in specs]
-    assert variants == ["standard", "linear/dense", "linear/switch", "linear/sigmoid_bias", "grn/dense",
-                        "grn/switch", "grn/sigmoid_bias"]
+    assert variants == [
+        "standard",
+        "linear/dense",
+        "linear/switch",
+        "linear/sigmoid_bias",
+        "grn/dense",
+        "grn/switch",
+        "grn/sigmoid_bias",
+    ]
     by_name = {s.variant: s.config.model for s in specs}
     assert by_name["grn/switch"].routing == "switch" and by_name["grn/switch"].gate == "grn"
     assert by_name["linear/sigmoid_bias"].top_k == 1  # a router that needs k gets one
@@ -37,8 +48,15 @@ def test_plan_crosses_gates_with_routers():
 
 
 def test_routing_verdict_names_the_best_match_and_collapse():
-    table = pd.DataFrame({"variant": ["a", "a", "b", "b"], "kind": "moe", "regime_nmi": [0.9, 0.8, 0.2, 0.1],
-                          "min_load": [0.3, 0.3, 0.01, 0.0], "load_cv": [0.1, 0.1, 1.2, 1.3]})
+    table = pd.DataFrame(
+        {
+            "variant": ["a", "a", "b", "b"],
+            "kind": "moe",
+            "regime_nmi": [0.9, 0.8, 0.2, 0.1],
+            "min_load": [0.3, 0.3, 0.01, 0.0],
+            "load_cv": [0.1, 0.1, 1.2, 1.3],
+        }
+    )
     line = routing_verdict(table, ["a", "b"])
     assert "best with a (mean NMI 0.85, min load 0.30)" in line and "collapsed" in line and line.endswith("b.")
 
@@ -53,9 +71,29 @@ def test_cli_compare_routings_writes_the_metric_columns(tmp_path, capsys):
     from kamoe_viz.cli import main
 
     out = tmp_path / "runs.csv"
-    code = main(["compare", "--gates", "linear", "--routings", "dense,switch", "--seeds", "2", "--epochs", "2",
-                 "--experts", "2", "--hidden", "4", "--option", "n_samples=300", "--no-standard", "--quiet",
-                 "--out", str(out)])
+    code = main(
+        [
+            "compare",
+            "--gates",
+            "linear",
+            "--routings",
+            "dense,switch",
+            "--seeds",
+            "2",
+            "--epochs",
+            "2",
+            "--experts",
+            "2",
+            "--hidden",
+            "4",
+            "--option",
+            "n_samples=300",
+            "--no-standard",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))

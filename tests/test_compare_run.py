@@ -1,5 +1,6 @@
 """compare.run with the real trainer on tiny settings: the table, reproducibility from seeds, processes = in-process,
 diverged runs kept, and the command line writing one CSV row per gate and seed."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,11 @@ TINY_DATA = DataConfig(name="regimes", options={"n_samples": 300})
 
 
 def tiny(epochs: int = 2, **model) -> RunConfig:
-    return RunConfig(data=TINY_DATA, model=ModelConfig(expert_hidden=(4,), n_experts=2, **model),
-                     train=TrainConfig(epochs=epochs, batch_size=64, early_stopping=0, device="cpu")).validate()
+    return RunConfig(
+        data=TINY_DATA,
+        model=ModelConfig(expert_hidden=(4,), n_experts=2, **model),
+        train=TrainConfig(epochs=epochs, batch_size=64, early_stopping=0, device="cpu"),
+    ).validate()
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +36,17 @@ def test_table_has_one_row_per_variant_and_seed(result):
     t = result.table
     assert len(t) == 6 and list(t["variant"].unique()) == ["standard", "linear", "grkan"]
     assert sorted(t["seed"].unique()) == [0, 1] and set(t["data_seed"]) == {0}
-    for col in ("test_metric", "train_seconds", "params", "epochs_run", "best_epoch", "stopped_reason",
-                "diverged", "gate_entropy", "regime_nmi"):
+    for col in (
+        "test_metric",
+        "train_seconds",
+        "params",
+        "epochs_run",
+        "best_epoch",
+        "stopped_reason",
+        "diverged",
+        "gate_entropy",
+        "regime_nmi",
+    ):
         assert col in t.columns
     assert result.metric == "r2" and np.isfinite(t["test_metric"]).all()
     params = t.groupby("variant")["params"].first()
@@ -93,9 +106,29 @@ def test_sequential_experts_on_a_table_fail_before_training():
 
 def test_cli_compare_writes_one_row_per_gate_and_seed(tmp_path, capsys):
     out = tmp_path / "results.csv"
-    code = main(["compare", "--dataset", "regimes", "--option", "n_samples=300", "--gates", "linear,grn",
-                 "--seeds", "2", "--epochs", "2", "--hidden", "4", "--experts", "2", "--no-standard",
-                 "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "compare",
+            "--dataset",
+            "regimes",
+            "--option",
+            "n_samples=300",
+            "--gates",
+            "linear,grn",
+            "--seeds",
+            "2",
+            "--epochs",
+            "2",
+            "--hidden",
+            "4",
+            "--experts",
+            "2",
+            "--no-standard",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     table = pd.read_csv(out)
     assert len(table) == 4 and set(table["variant"]) == {"linear", "grn"}
@@ -106,8 +139,25 @@ def test_cli_compare_writes_one_row_per_gate_and_seed(tmp_path, capsys):
 @pytest.mark.skipif(not CALIFORNIA.exists(), reason=f"{CALIFORNIA} is missing")
 def test_cli_reproduce_california_tiny(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KAMOE_CALIFORNIA_CSV", str(CALIFORNIA))
-    code = main(["reproduce", "california", "--seeds", "2", "--layers", "1", "--widths", "3", "--experts", "mlp",
-                 "--max-epochs", "1", "--out-dir", str(tmp_path), "--quiet"])
+    code = main(
+        [
+            "reproduce",
+            "california",
+            "--seeds",
+            "2",
+            "--layers",
+            "1",
+            "--widths",
+            "3",
+            "--experts",
+            "mlp",
+            "--max-epochs",
+            "1",
+            "--out-dir",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     assert code == 0
     md = (tmp_path / "california.md").read_text()
     assert "| MLP | KAMoE (GRKAN gate) |" in md and "0.784" in md and "Command: `python -m kamoe_viz" in md

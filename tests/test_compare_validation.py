@@ -1,4 +1,5 @@
 """Comparison planning and bad input: clear messages before anything trains (no training in this file)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,14 @@ def _base() -> RunConfig:
 
 def test_plan_is_seed_major_and_keeps_the_split_fixed():
     specs = compare.plan(_base(), "grn,grkan", 2)
-    assert [(s.variant, s.seed) for s in specs] == [("standard", 10), ("grn", 10), ("grkan", 10),
-                                                     ("standard", 11), ("grn", 11), ("grkan", 11)]
+    assert [(s.variant, s.seed) for s in specs] == [
+        ("standard", 10),
+        ("grn", 10),
+        ("grkan", 10),
+        ("standard", 11),
+        ("grn", 11),
+        ("grkan", 11),
+    ]
     assert {s.config.data.seed for s in specs} == {0}
     assert [s.config.model.kind for s in specs[:2]] == ["standard", "moe"]
     assert specs[2].config.model.gate == "grkan" and specs[2].config.train.seed == 10
@@ -32,8 +39,9 @@ def test_bad_gates(gates, message):
         compare.plan(_base(), gates, 2, include_standard=False)
 
 
-@pytest.mark.parametrize("seeds, message", [(0, "count from 1"), ([1, 1], "only once"), ([-1], "integer from 0"),
-                                             (True, "count from 1")])
+@pytest.mark.parametrize(
+    "seeds, message", [(0, "count from 1"), ([1, 1], "only once"), ([-1], "integer from 0"), (True, "count from 1")]
+)
 def test_bad_seeds(seeds, message):
     with pytest.raises(ValidationError, match=message):
         compare.plan(_base(), "grn", seeds)
@@ -54,16 +62,19 @@ def test_gate_entropy_and_regime_agreement():
     assert np.isnan(gate_entropy(np.ones((4, 1))))
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["compare", "--gates", "linear,fancy"], "gates: got 'fancy'"),
-    (["compare", "--seeds", "two"], "--seeds: got 'two'"),
-    (["compare", "--csv", "/no/such.csv", "--target", "y"], "--csv: got '/no/such.csv'"),
-    (["compare", "--csv", __file__], "--target"),
-    (["compare", "--epochs", "0"], "--epochs (train.epochs): got 0"),
-    (["compare", "--jobs", "0", "--epochs", "1"], "jobs: got 0"),
-    (["reproduce", "california", "--widths", "0"], "widths: got 0"),
-    (["reproduce", "california", "--experts", "lstm"], "experts: got 'lstm'"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["compare", "--gates", "linear,fancy"], "gates: got 'fancy'"),
+        (["compare", "--seeds", "two"], "--seeds: got 'two'"),
+        (["compare", "--csv", "/no/such.csv", "--target", "y"], "--csv: got '/no/such.csv'"),
+        (["compare", "--csv", __file__], "--target"),
+        (["compare", "--epochs", "0"], "--epochs (train.epochs): got 0"),
+        (["compare", "--jobs", "0", "--epochs", "1"], "jobs: got 0"),
+        (["reproduce", "california", "--widths", "0"], "widths: got 0"),
+        (["reproduce", "california", "--experts", "lstm"], "experts: got 'lstm'"),
+    ],
+)
 def test_cli_bad_input_exits_2_with_one_line(argv, needle, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

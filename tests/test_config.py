@@ -1,4 +1,5 @@
 """RunConfig: validation messages, dict/JSON and URL round trips, and random (hostile) settings."""
+
 from __future__ import annotations
 
 import contextlib
@@ -74,8 +75,9 @@ def test_validation_messages_name_field_value_and_allowed(raw, field, fragment):
 
 
 def test_links_never_carry_file_paths():
-    config = RunConfig(data=DataConfig(name="csv", csv_path="/home/me/data.csv", target="y",
-                                       options={"csv_path": "/x.csv"})).validate()
+    config = RunConfig(
+        data=DataConfig(name="csv", csv_path="/home/me/data.csv", target="y", options={"csv_path": "/x.csv"})
+    ).validate()
     assert not any("csv_path" in key for key in config.to_query_params())
 
 
@@ -107,15 +109,40 @@ _scalar = st.one_of(
     st.booleans(),
     st.lists(st.integers(-5, 2000), max_size=8),
 )
-_sections = st.fixed_dictionaries({}, optional={
-    "data": st.dictionaries(st.sampled_from(["name", "seed", "test_fraction", "val_fraction", "options", "junk"]),
-                            _scalar, max_size=4),
-    "model": st.dictionaries(st.sampled_from(["gate", "n_experts", "top_k", "expert", "expert_hidden", "kan_grid",
-                                              "kan_order", "kan_range", "dropout", "gate_activation", "kind"]),
-                             _scalar, max_size=5),
-    "train": st.dictionaries(st.sampled_from(["epochs", "batch_size", "lr", "device", "seed", "early_stopping",
-                                              "lr_factor", "max_grad_norm"]), _scalar, max_size=5),
-})
+_sections = st.fixed_dictionaries(
+    {},
+    optional={
+        "data": st.dictionaries(
+            st.sampled_from(["name", "seed", "test_fraction", "val_fraction", "options", "junk"]), _scalar, max_size=4
+        ),
+        "model": st.dictionaries(
+            st.sampled_from(
+                [
+                    "gate",
+                    "n_experts",
+                    "top_k",
+                    "expert",
+                    "expert_hidden",
+                    "kan_grid",
+                    "kan_order",
+                    "kan_range",
+                    "dropout",
+                    "gate_activation",
+                    "kind",
+                ]
+            ),
+            _scalar,
+            max_size=5,
+        ),
+        "train": st.dictionaries(
+            st.sampled_from(
+                ["epochs", "batch_size", "lr", "device", "seed", "early_stopping", "lr_factor", "max_grad_norm"]
+            ),
+            _scalar,
+            max_size=5,
+        ),
+    },
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -142,8 +169,13 @@ def test_problems_lists_every_bad_field_at_once():
     raw["model"].update(top_k=9, expert_hidden=[0], kan_grid=0)
     raw["train"]["epochs"] = -1
     found = RunConfig.problems(raw)
-    assert [p.split(":")[0] for p in found] == ["model.top_k", "model.expert_hidden", "model.kan_grid",
-                                                "train.epochs"], found
+    assert [p.split(":")[0] for p in found] == [
+        "model.top_k",
+        "model.expert_hidden",
+        "model.kan_grid",
+        "train.epochs",
+    ], found
     assert RunConfig.problems(RunConfig().to_dict()) == []
-    assert RunConfig.problems({"nonsense": 1}) == ["config: got 'nonsense'; unknown section; allowed: data, model, "
-                                                   "train."]
+    assert RunConfig.problems({"nonsense": 1}) == [
+        "config: got 'nonsense'; unknown section; allowed: data, model, train."
+    ]

@@ -1,5 +1,6 @@
 """CUDA: the same layers, model, optimiser and training on a GPU. Skipped where torch sees no CUDA device (CI and
 the 2-core development machine); run on a lent GPU machine with ``python -m pytest tests/test_cuda.py``."""
+
 from __future__ import annotations
 
 import copy
@@ -36,8 +37,7 @@ def test_auto_picks_cuda() -> None:
 @pytest.mark.parametrize("base", ["silu", "elu", "relu"])
 def test_fused_kan_on_cuda_equals_autograd_and_cpu(order: int, base: str) -> None:
     torch.manual_seed(order)
-    layer = exact_layer(6, 4, grid_size=5, spline_order=order, grid_range=(-1.0, 1.5), base_activation=base,
-                        bias=True)
+    layer = exact_layer(6, 4, grid_size=5, spline_order=order, grid_range=(-1.0, 1.5), base_activation=base, bias=True)
     x_cpu = torch.randn(300, 6, dtype=torch.float64) * 1.5
     weights = torch.randn(300, 4, dtype=torch.float64)
     grads = {}
@@ -72,8 +72,16 @@ def test_kan_grid_update_on_cuda_equals_cpu() -> None:
     torch.testing.assert_close(on_gpu(x.to(CUDA)).detach().cpu(), layer(x).detach(), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("gate,expert,seq", [("grkan", "mlp", False), ("grn", "kan", False), ("linear", "mlp", False),
-                                             ("grkan", "lstm", True), ("grn", "gru", True)])
+@pytest.mark.parametrize(
+    "gate,expert,seq",
+    [
+        ("grkan", "mlp", False),
+        ("grn", "kan", False),
+        ("linear", "mlp", False),
+        ("grkan", "lstm", True),
+        ("grn", "gru", True),
+    ],
+)
 def test_model_forward_on_cuda_equals_cpu(gate: str, expert: str, seq: bool) -> None:
     torch.manual_seed(1)
     cfg = ModelConfig(gate=gate, expert=expert, expert_hidden=(16,), n_experts=3).validate()
@@ -117,9 +125,26 @@ def test_training_on_cuda_learns_like_cpu_and_saves(gate: str, expert: str, tmp_
 
 
 def test_cli_trains_on_cuda(tmp_path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "kamoe_viz", "train", "--dataset", "regimes", "--epochs", "3",
-                           "--device", "cuda", "--quiet", "--json"], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "KAMOE_RUNS_DIR": str(tmp_path)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kamoe_viz",
+            "train",
+            "--dataset",
+            "regimes",
+            "--epochs",
+            "3",
+            "--device",
+            "cuda",
+            "--quiet",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "KAMOE_RUNS_DIR": str(tmp_path)},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
     facts = json.loads(line)
@@ -131,6 +156,7 @@ def trainer_for(cfg, ds, monkeypatch, graphs: bool) -> Trainer:
     monkeypatch.setenv(ENV_SWITCH, "1" if graphs else "0")
     torch.manual_seed(cfg.train.seed)
     from kamoe_viz.nn import build_model
+
     return Trainer(build_model(cfg.model, ds), ds, cfg.train)
 
 

@@ -1,5 +1,6 @@
 """California Housing: from the shared CSV (env variable or the csv_path option), never downloaded in tests, and the
 messages when the CSV is wrong or when neither a CSV nor scikit-learn's cache is there."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,13 +16,15 @@ from kamoe_viz.errors import DataError
 
 FEATURES = ["MedInc", "HouseAge", "AveRooms", "AveBedrms", "Population", "AveOccup", "Latitude", "Longitude"]
 
-needs_csv = pytest.mark.skipif(not CALIFORNIA_CSV.is_file(),
-                               reason=f"California CSV not found at {CALIFORNIA_CSV} (tests never download it)")
+needs_csv = pytest.mark.skipif(
+    not CALIFORNIA_CSV.is_file(), reason=f"California CSV not found at {CALIFORNIA_CSV} (tests never download it)"
+)
 
 
 @pytest.fixture(autouse=True)
 def _no_download(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any test here that reached scikit-learn's fetcher would fail loudly instead of touching the network."""
+
     def refuse(*args, **kwargs):
         raise OSError("network disabled in tests: no cached copy of California Housing")
 

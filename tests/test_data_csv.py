@@ -1,5 +1,6 @@
 """User CSVs: one test per refusal message of the reader and the validator, and the files spreadsheets really write
 (Windows-1252, semicolons, decimal commas, BOMs) read fine; task inference and class names."""
+
 from __future__ import annotations
 
 import io
@@ -41,6 +42,7 @@ def refused_read(data, **kwargs) -> str:
 
 
 # ---------------------------------------------------------------- the validator's messages
+
 
 def test_missing_target_lists_the_available_columns() -> None:
     message = refused(table(), target="price")
@@ -152,9 +154,12 @@ def test_oversize_file_in_every_form(tmp_path: Path) -> None:
     path = tmp_path / "big.csv"
     path.write_bytes(data)
     with open(path, "rb") as stream:  # a file object reads at most the cap, and is named by its file name only
-        for source, label, size in [(data, "upload", f"{len(data):,}"), (path, "big.csv", f"{len(data):,}"),
-                                    (io.BytesIO(data), "upload", "more than 1,000"),
-                                    (stream, "big.csv", "more than 1,000")]:
+        for source, label, size in [
+            (data, "upload", f"{len(data):,}"),
+            (path, "big.csv", f"{len(data):,}"),
+            (io.BytesIO(data), "upload", "more than 1,000"),
+            (stream, "big.csv", "more than 1,000"),
+        ]:
             message = refused_read(source, max_bytes=1000)
             assert message.startswith(f"{label}: got '{size} bytes'") and "at most 1,000 bytes" in message
             assert "KAMOE_MAX_UPLOAD_MB" in message
@@ -192,6 +197,7 @@ def test_single_class_target() -> None:
 
 
 # ---------------------------------------------------------------- what reads fine
+
 
 def test_windows_1252_and_latin1_files_read_fine() -> None:
     frame = table(n=30)
@@ -246,6 +252,7 @@ def test_huge_values_refused_below_float32_overflow() -> None:
 
 
 # ---------------------------------------------------------------- task inference
+
 
 def test_categorical_string_target_is_classification_with_class_names() -> None:
     frame = table(species=["setosa", "virginica", "versicolor", "setosa"] * 10)

@@ -1,5 +1,6 @@
 """User CSVs: one test per refusal message of ``read_csv_table`` and ``dataset_from_frame``, and what is accepted
 (encodings, delimiters, file-likes, categorical targets, task inference)."""
+
 from __future__ import annotations
 
 import io
@@ -33,6 +34,7 @@ def csv_bytes(frame: pd.DataFrame, **kwargs) -> bytes:
 
 # ---------------------------------------------------------------- read_csv_table: what it accepts
 
+
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16"])
 def test_reads_common_encodings(encoding: str) -> None:
     text = "Température,prix €,y\n" if encoding != "latin-1" else "Température,prix,y\n"
@@ -57,6 +59,7 @@ def test_reads_paths_and_file_likes(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- read_csv_table: one test per refusal
+
 
 def test_empty_file() -> None:
     assert "an empty file" in refused(read_csv_table, b"  \n\n")
@@ -110,6 +113,7 @@ def test_missing_file_and_wrong_source_type(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- dataset_from_frame: one test per refusal
+
 
 def test_missing_target_lists_the_columns() -> None:
     message = refused(dataset_from_frame, table(), "price")
@@ -197,6 +201,7 @@ def test_not_a_table() -> None:
 
 
 # ---------------------------------------------------------------- dataset_from_frame: what it accepts
+
 
 def test_task_inference() -> None:
     rng = np.random.default_rng(3)

@@ -1,5 +1,6 @@
 """Every built-in dataset: shapes, dtypes, split sizes, seeds, train-only scaling, regimes, chronological windows,
 and the messages for bad options or names."""
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,14 @@ NAMES = [info.name for info in list_datasets()]
 SEQUENCES = [info.name for info in list_datasets() if info.is_sequence]
 TABULAR = [info.name for info in list_datasets() if not info.is_sequence]
 # Small but valid settings, to keep the suite fast; every other option keeps its default.
-SMALL = {"regimes": {"n_samples": 600}, "moons": {"n_samples": 300}, "xor": {"n_samples": 300},
-         "spiral": {"n_samples": 300}, "blobs": {"n_samples": 300}, "regime_series": {"length": 600}}
+SMALL = {
+    "regimes": {"n_samples": 600},
+    "moons": {"n_samples": 300},
+    "xor": {"n_samples": 300},
+    "spiral": {"n_samples": 300},
+    "blobs": {"n_samples": 300},
+    "regime_series": {"length": 600},
+}
 # Rows in the fixed real tables (the generated ones have n_samples rows).
 REAL_ROWS = {"california": 20640, "diabetes": 442, "wine": 178, "breast_cancer": 569}
 
@@ -47,8 +54,20 @@ def test_registry_lists_the_default_first_with_sane_option_specs() -> None:
     infos = list_datasets()
     assert infos[0].name == DEFAULT_DATASET == "regimes" == DataConfig().name
     assert len(set(NAMES)) == len(NAMES)
-    assert {"regimes", "moons", "xor", "spiral", "blobs", "california", "diabetes", "wine", "breast_cancer",
-            "regime_series", "sunspots", "co2"} <= set(NAMES)
+    assert {
+        "regimes",
+        "moons",
+        "xor",
+        "spiral",
+        "blobs",
+        "california",
+        "diabetes",
+        "wine",
+        "breast_cancer",
+        "regime_series",
+        "sunspots",
+        "co2",
+    } <= set(NAMES)
     for info in infos:
         assert info.task in ("regression", "classification") and info.title and info.description
         assert dataset_info(info.name) is info
@@ -170,12 +189,25 @@ def test_default_regimes_follow_the_sector_of_x0_x1() -> None:
     # Noise-free: within one regime y is a function of (x2, x3) only, so two regimes' formulas differ on the
     # same inputs. A least-squares fit per regime on a shared basis explains far more than one global fit.
     y = ds.unscale_y(ds.y_train)[:, 0]
-    basis = np.column_stack([np.ones(len(X)), X[:, 2], X[:, 3], X[:, 2] ** 2, X[:, 3] ** 2, X[:, 2] * X[:, 3],
-                             np.sin(1.5 * X[:, 2]), np.tanh(2 * X[:, 3]), np.abs(X[:, 2]) * X[:, 3], X[:, 0],
-                             X[:, 1]])
+    basis = np.column_stack(
+        [
+            np.ones(len(X)),
+            X[:, 2],
+            X[:, 3],
+            X[:, 2] ** 2,
+            X[:, 3] ** 2,
+            X[:, 2] * X[:, 3],
+            np.sin(1.5 * X[:, 2]),
+            np.tanh(2 * X[:, 3]),
+            np.abs(X[:, 2]) * X[:, 3],
+            X[:, 0],
+            X[:, 1],
+        ]
+    )
     global_res = np.linalg.lstsq(basis, y, rcond=None)[1][0]
-    per_regime = sum(np.linalg.lstsq(basis[ds.regimes_train == r], y[ds.regimes_train == r], rcond=None)[1][0]
-                     for r in range(4))
+    per_regime = sum(
+        np.linalg.lstsq(basis[ds.regimes_train == r], y[ds.regimes_train == r], rcond=None)[1][0] for r in range(4)
+    )
     assert per_regime < 0.05 * global_res
 
 
@@ -192,13 +224,20 @@ def test_xor_regime_is_the_quadrant_and_label_the_sign_agreement() -> None:
     np.testing.assert_array_equal(ds.regimes_train, (X[:, 0] < 0) * 2 + (X[:, 1] < 0))
 
 
-@pytest.mark.parametrize(("name", "options", "check"), [
-    ("regimes", {"n_samples": 250, "n_features": 7}, lambda ds: (sum(ds.sizes().values()), ds.n_features) == (250, 7)),
-    ("spiral", {"n_classes": 5}, lambda ds: ds.n_outputs == 5),
-    ("blobs", {"centers": 3}, lambda ds: ds.n_outputs == 3),
-    ("regime_series", {"n_regimes": 4}, lambda ds: len(ds.regime_names) == 4),
-    ("regime_series", {"window": 5}, lambda ds: ds.seq_len == 5),
-])
+@pytest.mark.parametrize(
+    ("name", "options", "check"),
+    [
+        (
+            "regimes",
+            {"n_samples": 250, "n_features": 7},
+            lambda ds: (sum(ds.sizes().values()), ds.n_features) == (250, 7),
+        ),
+        ("spiral", {"n_classes": 5}, lambda ds: ds.n_outputs == 5),
+        ("blobs", {"centers": 3}, lambda ds: ds.n_outputs == 3),
+        ("regime_series", {"n_regimes": 4}, lambda ds: len(ds.regime_names) == 4),
+        ("regime_series", {"window": 5}, lambda ds: ds.seq_len == 5),
+    ],
+)
 def test_options_take_effect_and_are_recorded(name: str, options: dict, check) -> None:
     ds = load(name, options=options)
     assert check(ds)
@@ -251,14 +290,16 @@ def test_sequence_length_sets_the_number_of_windows() -> None:
 
 # ---------------------------------------------------------------- messages
 
+
 def _message(name: str, options: dict) -> str:
     with pytest.raises(ValidationError) as caught:
         load_dataset(DataConfig(name=name, options=options))
     return str(caught.value)
 
 
-@pytest.mark.parametrize(("name", "key"), [(i.name, k) for i in list_datasets() for k, s in i.options.items()
-                                           if s.type in ("int", "float")])
+@pytest.mark.parametrize(
+    ("name", "key"), [(i.name, k) for i in list_datasets() for k, s in i.options.items() if s.type in ("int", "float")]
+)
 def test_out_of_range_and_wrong_type_messages_name_the_option_value_and_range(name: str, key: str) -> None:
     spec = dataset_info(name).options[key]
     too_big = spec.max + (1 if spec.type == "int" else 0.5)
@@ -306,8 +347,10 @@ def test_unknown_dataset_name_lists_the_known_ones() -> None:
         dataset_info("")
 
 
-@pytest.mark.parametrize(("field", "value"), [("seed", -1), ("seed", "x"), ("test_fraction", 0.9),
-                                              ("val_fraction", 0.0), ("test_fraction", 10**400)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("seed", -1), ("seed", "x"), ("test_fraction", 0.9), ("val_fraction", 0.0), ("test_fraction", 10**400)],
+)
 def test_bad_split_settings_name_the_field(field: str, value) -> None:
     with pytest.raises(ValidationError) as caught:
         load_dataset(DataConfig(name="moons", **{field: value}))

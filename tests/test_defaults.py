@@ -1,4 +1,5 @@
 """One set of defaults: the Train page, the Compare page, `train` and `compare` all start from config's."""
+
 from __future__ import annotations
 
 import _app_support
@@ -19,15 +20,22 @@ def test_cli_train_and_compare_share_configs_defaults() -> None:
     parser = build_parser()
     for command in (["train"], ["compare"]):
         args = parser.parse_args(command)
-        assert (args.hidden, args.epochs, args.lr, args.patience) == (WIDTHS, TRAIN.epochs, TRAIN.lr,
-                                                                     TRAIN.early_stopping), command
+        assert (args.hidden, args.epochs, args.lr, args.patience) == (
+            WIDTHS,
+            TRAIN.epochs,
+            TRAIN.lr,
+            TRAIN.early_stopping,
+        ), command
     assert TRAIN.epochs == cli_compare.COMPARE_DEFAULT_EPOCHS
 
 
-@pytest.mark.parametrize("page, keys", [
-    ("pages/compare.py", ("cmp.hidden", "cmp.epochs", "cmp.lr", "cmp.patience")),
-    ("pages/train.py", ("w.model.expert_hidden", "w.train.epochs", "w.train.lr", "w.train.early_stopping")),
-])
+@pytest.mark.parametrize(
+    "page, keys",
+    [
+        ("pages/compare.py", ("cmp.hidden", "cmp.epochs", "cmp.lr", "cmp.patience")),
+        ("pages/train.py", ("w.model.expert_hidden", "w.train.epochs", "w.train.lr", "w.train.early_stopping")),
+    ],
+)
 def test_pages_start_from_configs_defaults(page: str, keys: tuple[str, ...]) -> None:
     at = AppTest.from_file(_app_support.APP, default_timeout=120).switch_page(page).run()
     assert not at.exception
@@ -44,7 +52,22 @@ def test_sweep_notice_counts_runs_at_the_cap() -> None:
 
 
 def test_compare_output_says_runs_hit_the_cap(capsys: pytest.CaptureFixture[str]) -> None:
-    code = cli_compare.main(["compare", "--gates", "linear", "--seeds", "2", "--no-standard", "--epochs", "2",
-                             "--hidden", "4", "--option", "n_samples=300", "--quiet"])
+    code = cli_compare.main(
+        [
+            "compare",
+            "--gates",
+            "linear",
+            "--seeds",
+            "2",
+            "--no-standard",
+            "--epochs",
+            "2",
+            "--hidden",
+            "4",
+            "--option",
+            "n_samples=300",
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "note: 2 of 2 runs stopped at the epoch cap (2 epochs)" in out

@@ -1,5 +1,6 @@
 """Direct gradients (kamoe_viz.nn.fast.direct_grad): the same loss and gradients as autograd for every model they cover,
 every parameter's gradient written on every step, autograd for what they do not cover, and the same training."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +35,14 @@ def kernel(request):
     return request.getfixturevalue("built")
 
 
-def dataset(task: str = "regression", features: int = 4, rows: int = 96, seq_len: int | None = None,
-            classes: int = 3, seed: int = 0) -> Dataset:
+def dataset(
+    task: str = "regression",
+    features: int = 4,
+    rows: int = 96,
+    seq_len: int | None = None,
+    classes: int = 3,
+    seed: int = 0,
+) -> Dataset:
     rng = np.random.default_rng(seed)
     shape = (rows, features) if seq_len is None else (rows, seq_len, features)
     X = rng.normal(size=shape).astype(np.float32) * 1.5  # some inputs beyond the KAN grid range
@@ -103,21 +110,25 @@ def assert_same(expected, got, tol: float = 2e-5):
 def test_same_loss_and_gradients_as_autograd(kernel, gate, activation, expert, hidden):
     data = dataset()
     torch.manual_seed(1)
-    model = build_model(ModelConfig(gate=gate, gate_activation=activation, expert=expert, expert_hidden=hidden,
-                                    n_experts=3), data)
+    model = build_model(
+        ModelConfig(gate=gate, gate_activation=activation, expert=expert, expert_hidden=hidden, n_experts=3), data
+    )
     assert_same(*autograd_and_direct(model, data, kernel))
 
 
-@pytest.mark.parametrize("config", [
-    dict(kind="standard"),
-    dict(kind="standard", expert="kan", expert_hidden=(4, 2)),
-    dict(input_scaling=False),
-    dict(input_scaling=False, expert="kan", gate="grn"),
-    dict(gate_hidden=2, n_experts=4),  # a gate input narrower than the gate: the transposed products
-    dict(n_experts=1),
-    dict(gate="grkan", grkan_second_base="silu", kan_grid=5, kan_order=2),
-    dict(expert="kan", kan_base="silu", kan_order=1, kan_range=(-2.0, 3.0)),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(kind="standard"),
+        dict(kind="standard", expert="kan", expert_hidden=(4, 2)),
+        dict(input_scaling=False),
+        dict(input_scaling=False, expert="kan", gate="grn"),
+        dict(gate_hidden=2, n_experts=4),  # a gate input narrower than the gate: the transposed products
+        dict(n_experts=1),
+        dict(gate="grkan", grkan_second_base="silu", kan_grid=5, kan_order=2),
+        dict(expert="kan", kan_base="silu", kan_order=1, kan_range=(-2.0, 3.0)),
+    ],
+)
 def test_other_model_settings(kernel, config):
     data = dataset(features=10)
     torch.manual_seed(2)
@@ -133,8 +144,9 @@ def test_classification_and_windows(kernel, expert):
         assert_same(*autograd_and_direct(model, data, kernel))
     # experts narrower than the classes (the head's transposed products), standard and mixture
     for kind in ("standard", "moe"):
-        model = build_model(ModelConfig(kind=kind, expert=expert, expert_hidden=(2,)), dataset("classification",
-                                                                                               classes=6))
+        model = build_model(
+            ModelConfig(kind=kind, expert=expert, expert_hidden=(2,)), dataset("classification", classes=6)
+        )
         assert_same(*autograd_and_direct(model, data=dataset("classification", classes=6), lib=kernel))
     # windows with input scaling, deeper experts and a softmax GRKAN gate
     windows = dataset(seq_len=4, features=3)
@@ -143,24 +155,40 @@ def test_classification_and_windows(kernel, expert):
 
 
 @pytest.mark.parametrize("expert,hidden", [("mlp", (6,)), ("mlp", (5, 3)), ("kan", (4,)), ("kan", (4, 3))])
-@pytest.mark.parametrize("gate,routing,shared", [("linear", "dense", 1), ("grkan", "dense", 2), ("grn", "topk", 1),
-                                                 ("grkan", "switch", 2)])
+@pytest.mark.parametrize(
+    "gate,routing,shared", [("linear", "dense", 1), ("grkan", "dense", 2), ("grn", "topk", 1), ("grkan", "switch", 2)]
+)
 def test_shared_experts_equal_autograd(kernel, expert, hidden, gate, routing, shared):
     """Shared (always-on) experts beside the routed ones: each enters the mix with weight 1, so every shared
     expert's gradient is the mix's, and dL/dx~ gathers the routed, shared and gate contributions."""
     torch.manual_seed(7)
     for data in (dataset(), dataset(seq_len=3, features=2)):
-        model = build_model(ModelConfig(gate=gate, expert=expert, expert_hidden=hidden, routing=routing,
-                                        shared_experts=shared, n_experts=3,
-                                        top_k=2 if routing == "topk" else 0), data)
+        model = build_model(
+            ModelConfig(
+                gate=gate,
+                expert=expert,
+                expert_hidden=hidden,
+                routing=routing,
+                shared_experts=shared,
+                n_experts=3,
+                top_k=2 if routing == "topk" else 0,
+            ),
+            data,
+        )
         assert model.shared is not None and unsupported_reason(model, data.task, kernel) is None
         assert_same(*autograd_and_direct(model, data, kernel))
 
 
 @settings(max_examples=25, deadline=None)
-@given(rows=st.integers(1, 40), features=st.integers(1, 12), experts=st.integers(1, 5),
-       width=st.integers(1, 24), gate=st.sampled_from(["linear", "grn", "grkan"]),
-       expert=st.sampled_from(["mlp", "kan"]), seed=st.integers(0, 2**16))
+@given(
+    rows=st.integers(1, 40),
+    features=st.integers(1, 12),
+    experts=st.integers(1, 5),
+    width=st.integers(1, 24),
+    gate=st.sampled_from(["linear", "grn", "grkan"]),
+    expert=st.sampled_from(["mlp", "kan"]),
+    seed=st.integers(0, 2**16),
+)
 def test_any_shape(rows, features, experts, width, gate, expert, seed):
     data = dataset(features=features, rows=64, seed=seed)
     native.build()  # loaded here whatever ran before (None without a compiler: then the PyTorch path only)
@@ -210,13 +238,18 @@ def test_a_non_uniform_grid_goes_through_autograd_for_that_step(kernel, monkeypa
     assert trainer.epoch == 2 and np.isfinite(trainer.history()["train_loss"]).all()
 
 
-@pytest.mark.parametrize("config,train", [
-    (ModelConfig(gate="grkan", expert="mlp", n_experts=3, expert_hidden=(8,)), {}),
-    (ModelConfig(gate="grn", expert="kan", n_experts=2, expert_hidden=(5,)), {}),
-    # clipping, weight decay, and KAN grids moved to the data between bursts (knots change in place)
-    (ModelConfig(gate="grkan", expert="kan", n_experts=2, expert_hidden=(4, 3)),
-     dict(max_grad_norm=0.05, weight_decay=1e-3)),
-])
+@pytest.mark.parametrize(
+    "config,train",
+    [
+        (ModelConfig(gate="grkan", expert="mlp", n_experts=3, expert_hidden=(8,)), {}),
+        (ModelConfig(gate="grn", expert="kan", n_experts=2, expert_hidden=(5,)), {}),
+        # clipping, weight decay, and KAN grids moved to the data between bursts (knots change in place)
+        (
+            ModelConfig(gate="grkan", expert="kan", n_experts=2, expert_hidden=(4, 3)),
+            dict(max_grad_norm=0.05, weight_decay=1e-3),
+        ),
+    ],
+)
 def test_training_agrees_with_autograd(kernel, monkeypatch, config, train):
     """Same seed, either gradient path: the same training to float rounding (no accuracy cost)."""
     trainer_path(kernel, monkeypatch)
@@ -253,8 +286,14 @@ def test_divergence_and_best_weights_as_with_autograd(kernel, monkeypatch):
         trainer._X[5, 1] = float("inf")  # one corrupt training value: epoch 4's loss is not finite
         trainer.run_epochs(3)
         result = trainer.finish()
-        outcomes.append((result.stopped_reason, result.best_epoch, result.epochs_run,
-                         [p.detach().clone() for p in model.parameters()]))
+        outcomes.append(
+            (
+                result.stopped_reason,
+                result.best_epoch,
+                result.epochs_run,
+                [p.detach().clone() for p in model.parameters()],
+            )
+        )
     (reason_d, best_d, epochs_d, weights_d), (reason_a, best_a, epochs_a, weights_a) = outcomes
     assert reason_d == reason_a == "diverged" and (best_d, epochs_d) == (best_a, epochs_a) and epochs_d == 3
     for a, b in zip(weights_d, weights_a):
@@ -277,10 +316,11 @@ def test_fit_uses_direct_gradients_where_they_apply(kernel, monkeypatch):
     trainer = Trainer(build_model(ModelConfig(expert_hidden=(4,)), data), data, TrainConfig(epochs=1))
     assert (trainer.gradient_path, trainer.gradient_path_reason) == ("direct", None)
     for model, train, reason in [
-            (ModelConfig(expert_hidden=(4,), top_k=2), TrainConfig(epochs=1), None),  # routers: closed form too
-            (ModelConfig(expert_hidden=(4,)), TrainConfig(epochs=1, balance_loss=0.1, gate_lr_scale=5.0), None),
-            (ModelConfig(expert_hidden=(4,)), TrainConfig(epochs=1, objective="likelihood"), None),
-            (ModelConfig(expert_hidden=(4,), shared_experts=1), TrainConfig(epochs=1), None)]:
+        (ModelConfig(expert_hidden=(4,), top_k=2), TrainConfig(epochs=1), None),  # routers: closed form too
+        (ModelConfig(expert_hidden=(4,)), TrainConfig(epochs=1, balance_loss=0.1, gate_lr_scale=5.0), None),
+        (ModelConfig(expert_hidden=(4,)), TrainConfig(epochs=1, objective="likelihood"), None),
+        (ModelConfig(expert_hidden=(4,), shared_experts=1), TrainConfig(epochs=1), None),
+    ]:
         trainer = Trainer(build_model(model, data), data, train)
         expected = ("direct", None) if reason is None else ("autograd", reason)
         assert (trainer.gradient_path, trainer.gradient_path_reason) == expected
@@ -288,15 +328,28 @@ def test_fit_uses_direct_gradients_where_they_apply(kernel, monkeypatch):
     assert result.epochs_run == 2 and np.isfinite(result.history["train_loss"]).all()
 
 
-@pytest.mark.parametrize("routing,top_k,activation", [
-    ("topk", 1, "softmax"), ("topk", 2, "softmax"), ("topk", 2, "sigmoid"), ("noisy_topk", 2, "softmax"),
-    ("switch", 0, "softmax"), ("expert_choice", 0, "softmax"), ("sigmoid_bias", 1, "sigmoid"),
-    ("sigmoid_bias", 2, "sigmoid"), ("relu", 0, "sigmoid"), ("dense", 0, "softmax"), ("dense", 0, "sigmoid")])
+@pytest.mark.parametrize(
+    "routing,top_k,activation",
+    [
+        ("topk", 1, "softmax"),
+        ("topk", 2, "softmax"),
+        ("topk", 2, "sigmoid"),
+        ("noisy_topk", 2, "softmax"),
+        ("switch", 0, "softmax"),
+        ("expert_choice", 0, "softmax"),
+        ("sigmoid_bias", 1, "sigmoid"),
+        ("sigmoid_bias", 2, "sigmoid"),
+        ("relu", 0, "sigmoid"),
+        ("dense", 0, "softmax"),
+        ("dense", 0, "sigmoid"),
+    ],
+)
 def test_every_router_and_the_aux_losses_in_closed_form_equal_autograd(kernel, routing, top_k, activation):
     data = dataset()
     torch.manual_seed(5)
-    model = build_model(ModelConfig(expert_hidden=(6,), routing=routing, gate_activation=activation, top_k=top_k,
-                                    n_experts=4), data)
+    model = build_model(
+        ModelConfig(expert_hidden=(6,), routing=routing, gate_activation=activation, top_k=top_k, n_experts=4), data
+    )
     weights = {"balance_loss": 0.3, "z_loss": 0.05}
     x, y = torch.as_tensor(data.X_train[:40]), torch.as_tensor(data.y_train[:40])
     model.train()
@@ -306,8 +359,9 @@ def test_every_router_and_the_aux_losses_in_closed_form_equal_autograd(kernel, r
     with native.use(kernel is not None):
         out = model(x)
         loss = task_loss(data.task, out.prediction, y)
-        total = loss + sum(w * {"balance_loss": out.aux["balance_loss"], "z_loss": out.aux["z_loss"]}[k]
-                           for k, w in weights.items())
+        total = loss + sum(
+            w * {"balance_loss": out.aux["balance_loss"], "z_loss": out.aux["z_loss"]}[k] for k, w in weights.items()
+        )
     total.backward()
     expected = (loss.detach(), [p.grad.clone() for p in params])
     for p in params:
@@ -322,13 +376,23 @@ def test_every_router_and_the_aux_losses_in_closed_form_equal_autograd(kernel, r
     assert gate_grad > 0
 
 
-@pytest.mark.parametrize("routing,top_k,activation,shared,expert", [
-    ("dense", 0, "sigmoid", 0, "mlp"), ("dense", 0, "softmax", 0, "kan"), ("switch", 0, "softmax", 0, "mlp"),
-    ("topk", 2, "softmax", 1, "kan"), ("noisy_topk", 1, "softmax", 0, "mlp"), ("sigmoid_bias", 1, "sigmoid", 0, "mlp"),
-    ("expert_choice", 0, "softmax", 2, "mlp"), ("relu", 0, "sigmoid", 0, "kan")])
+@pytest.mark.parametrize(
+    "routing,top_k,activation,shared,expert",
+    [
+        ("dense", 0, "sigmoid", 0, "mlp"),
+        ("dense", 0, "softmax", 0, "kan"),
+        ("switch", 0, "softmax", 0, "mlp"),
+        ("topk", 2, "softmax", 1, "kan"),
+        ("noisy_topk", 1, "softmax", 0, "mlp"),
+        ("sigmoid_bias", 1, "sigmoid", 0, "mlp"),
+        ("expert_choice", 0, "softmax", 2, "mlp"),
+        ("relu", 0, "sigmoid", 0, "kan"),
+    ],
+)
 @pytest.mark.parametrize("task", ["regression", "classification"])
-def test_the_likelihood_objective_in_closed_form_equals_autograd(kernel, routing, top_k, activation, shared, expert,
-                                                                 task):
+def test_the_likelihood_objective_in_closed_form_equals_autograd(
+    kernel, routing, top_k, activation, shared, expert, task
+):
     """The mixture likelihood (Objective, autograd) against DirectGradients(likelihood=True): the loss, every
     model parameter's gradient, log sigma's, and the balance / z losses on top, for the routers and shared experts."""
     from kamoe_viz.training.objectives import Objective, prepare_model
@@ -336,9 +400,21 @@ def test_the_likelihood_objective_in_closed_form_equals_autograd(kernel, routing
     data = dataset(task, classes=3)
     torch.manual_seed(11)
     config = TrainConfig(objective="likelihood", balance_loss=0.2, z_loss=0.01)
-    model = prepare_model(build_model(ModelConfig(expert=expert, expert_hidden=(5,), routing=routing, top_k=top_k,
-                                                  gate_activation=activation, shared_experts=shared, n_experts=3),
-                                      data), config)
+    model = prepare_model(
+        build_model(
+            ModelConfig(
+                expert=expert,
+                expert_hidden=(5,),
+                routing=routing,
+                top_k=top_k,
+                gate_activation=activation,
+                shared_experts=shared,
+                n_experts=3,
+            ),
+            data,
+        ),
+        config,
+    )
     objective = Objective(config, task)
     if objective.log_sigma is not None:
         objective.log_sigma.data.fill_(-0.3)  # away from 0, so a wrong sign or factor shows
@@ -367,8 +443,7 @@ def test_likelihood_training_takes_the_direct_path_and_matches_autograd(monkeypa
     """A few epochs of Three-regimes-style training (likelihood, gate lr x5, balance loss) on both paths: the same
     losses, epoch by epoch."""
     data = dataset(rows=160)
-    train = TrainConfig(epochs=3, batch_size=32, objective="likelihood", gate_lr_scale=5.0, balance_loss=0.01,
-                        lr=3e-3)
+    train = TrainConfig(epochs=3, batch_size=32, objective="likelihood", gate_lr_scale=5.0, balance_loss=0.01, lr=3e-3)
     histories = []
     for switch in ("1", "0"):
         monkeypatch.setenv(SWITCH_ENV, switch)

@@ -1,5 +1,6 @@
 """examples/quickstart.ipynb runs top to bottom (tiny epochs), shows its charts, and has exactly the cells of
 examples/quickstart.py (the notebook is generated from the script by scripts/make_quickstart_notebook.py)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -18,8 +19,9 @@ NOTEBOOK = ROOT / "examples" / "quickstart.ipynb"
 
 
 def _maker():
-    spec = importlib.util.spec_from_file_location("make_quickstart_notebook",
-                                                  ROOT / "scripts" / "make_quickstart_notebook.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_quickstart_notebook", ROOT / "scripts" / "make_quickstart_notebook.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -28,8 +30,9 @@ def _maker():
 def test_notebook_has_the_scripts_cells() -> None:
     nb = nbformat.read(NOTEBOOK, as_version=4)
     ours = [(c.cell_type, c.source) for c in nb.cells]
-    assert ours == _maker().script_cells(SCRIPT.read_text(encoding="utf-8")), \
+    assert ours == _maker().script_cells(SCRIPT.read_text(encoding="utf-8")), (
         "examples/quickstart.ipynb is out of date: run scripts/make_quickstart_notebook.py"
+    )
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
 
 
@@ -39,8 +42,9 @@ def test_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path":
-                                                                                                     str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
@@ -52,6 +56,12 @@ def test_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     drawn = [h for h in html if "vegaEmbed" in h and "vega-lite" in h]
     assert len(drawn) >= 5  # loss, splines, gate map, comparison metric and curves, drawn inline
     saved = sorted(p.name for p in (tmp_path / "charts").iterdir())
-    assert saved == ["compare_curves.svg", "compare_metric.svg", "load.svg", "loss.svg", "splines.svg",
-                     "winner_map.svg"]
+    assert saved == [
+        "compare_curves.svg",
+        "compare_metric.svg",
+        "load.svg",
+        "loss.svg",
+        "splines.svg",
+        "winner_map.svg",
+    ]
     assert all((tmp_path / "charts" / name).read_bytes().startswith(b"<svg") for name in saved)

@@ -6,6 +6,7 @@ the app and the CLI can show) or returns a Dataset whose arrays are finite and c
 Set KAMOE_HOSTILE_COUNTS=/some/file.json to have the number of inputs tried written there (nothing is printed;
 KAMOE_HOSTILE_DEBUG=1 adds why each refused table was refused), KAMOE_FUZZ_RANDOM=1 to explore new inputs.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,9 +25,13 @@ from kamoe_viz.data import Dataset, dataset_from_frame, dataset_info, load_datas
 from kamoe_viz.errors import KamoeError
 
 # Derandomized so CI runs the same inputs every time; KAMOE_FUZZ_RANDOM=1 explores new ones.
-FUZZ = settings(max_examples=120, deadline=None, derandomize=not os.environ.get("KAMOE_FUZZ_RANDOM"), database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.large_base_example])
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=not os.environ.get("KAMOE_FUZZ_RANDOM"),
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
 COUNTS: Counter[str] = Counter()
 
 
@@ -43,16 +48,72 @@ def _write_counts():
 # ---------------------------------------------------------------- CSV text pieces
 
 NAMES = st.one_of(
-    st.sampled_from(["x", "y", "target", "a", "b", "c", " a ", "x", "é", "Température", "", "1", "nan", "a,b",
-                     'q"uote', "line\nbreak", "\ufeffbom", "€", "名前", "a;b", "NaN", "None", "-"]),
+    st.sampled_from(
+        [
+            "x",
+            "y",
+            "target",
+            "a",
+            "b",
+            "c",
+            " a ",
+            "x",
+            "é",
+            "Température",
+            "",
+            "1",
+            "nan",
+            "a,b",
+            'q"uote',
+            "line\nbreak",
+            "\ufeffbom",
+            "€",
+            "名前",
+            "a;b",
+            "NaN",
+            "None",
+            "-",
+        ]
+    ),
     st.text(min_size=0, max_size=6),
 )
 CELLS = st.one_of(
     st.integers(-5, 5).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["", " ", "nan", "NaN", "inf", "-inf", "Infinity", "1e308", "-1e308", "1e309", "1e-320",
-                     "1,5", "1.5.2", "abc", "True", "false", '"1"', '"a,b"', '"multi\nline"', "NULL", "#N/A",
-                     "0x1F", "1_000", "١٢", "  3  ", "9" * 400, "-0", "2024-01-01", "€", "é"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            "Infinity",
+            "1e308",
+            "-1e308",
+            "1e309",
+            "1e-320",
+            "1,5",
+            "1.5.2",
+            "abc",
+            "True",
+            "false",
+            '"1"',
+            '"a,b"',
+            '"multi\nline"',
+            "NULL",
+            "#N/A",
+            "0x1F",
+            "1_000",
+            "١٢",
+            "  3  ",
+            "9" * 400,
+            "-0",
+            "2024-01-01",
+            "€",
+            "é",
+        ]
+    ),
     st.text(max_size=5),
 )
 
@@ -133,6 +194,7 @@ RANDOM_BYTES = st.one_of(st.binary(max_size=300), st.text(max_size=200).map(lamb
 
 # ---------------------------------------------------------------- the contract
 
+
 def _check_dataset(ds: Dataset) -> None:
     for split in ("train", "val", "test"):
         X, y, regimes = ds.split(split)
@@ -175,8 +237,15 @@ def _through_validator(data: bytes, draw: st.DrawFn, kind: str, max_bytes: int =
     task = draw(st.sampled_from([None, None, None, "regression", "classification", "clustering"]))
     fractions = draw(st.sampled_from([(0.2, 0.2), (0.05, 0.05), (0.5, 0.5)]))
     try:
-        ds = dataset_from_frame(frame, target, features, seed=draw(st.integers(0, 3)), test_fraction=fractions[0],
-                                val_fraction=fractions[1], task=task)
+        ds = dataset_from_frame(
+            frame,
+            target,
+            features,
+            seed=draw(st.integers(0, 3)),
+            test_fraction=fractions[0],
+            val_fraction=fractions[1],
+            task=task,
+        )
     except KamoeError as error:
         if os.environ.get("KAMOE_HOSTILE_DEBUG"):
             COUNTS["why: " + str(error)[:50]] += 1
@@ -213,8 +282,14 @@ def test_random_bytes(data: bytes, draw: st.DataObject) -> None:
 
 SYNTHETIC = ["regimes", "moons", "xor", "spiral", "blobs", "regime_series"]
 ODD_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.just(10**400), st.just(-10**400),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4), st.lists(st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.just(10**400),
+    st.just(-(10**400)),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=4),
+    st.lists(st.integers(), max_size=2),
     st.sampled_from([np.int64(3), np.float32(0.5), np.array([1, 2]), {"a": 1}, b"1", "3", 2.5]),
 )
 

@@ -1,4 +1,5 @@
 """Captum attributions: Integrated Gradients completeness, Feature Ablation by hand, tables and messages."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,11 @@ from kamoe_viz.errors import ValidationError
 from kamoe_viz.interpret import attribution as at
 from kamoe_viz.interpret._common import raw_to_scaled
 
-CASES = [("grkan", "mlp", "sigmoid", "regression", False), ("grn", "mlp", "softmax", "classification", False),
-         ("linear", "kan", "sigmoid", "regression", True)]
+CASES = [
+    ("grkan", "mlp", "sigmoid", "regression", False),
+    ("grn", "mlp", "softmax", "classification", False),
+    ("linear", "kan", "sigmoid", "regression", True),
+]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c)))
@@ -39,8 +43,9 @@ def test_baselines_are_training_mean_and_raw_zero():
 
 def test_feature_ablation_matches_a_manual_computation():
     model, data = tiny_model("grkan", "mlp", "sigmoid")
-    frame = at.row_attributions(model, data, 3, "test", "mean", targets=["gate weight: expert 2"],
-                                methods=("ablation",))
+    frame = at.row_attributions(
+        model, data, 3, "test", "mean", targets=["gate weight: expert 2"], methods=("ablation",)
+    )
     x = data.X_test[3:4].copy()
     base = at.baseline_row(data, "mean")
     with torch.no_grad():

@@ -1,6 +1,7 @@
 """The interpretation pages in headless Chromium: after training on the default dataset, each page draws its
 charts (Vega canvas/SVG in the DOM) without a Streamlit exception, and clicking a small multiple on the Splines
 page shows that edge large. Screenshots go to test-artifacts/ (gitignored)."""
+
 from __future__ import annotations
 
 import time
@@ -38,8 +39,6 @@ def _visible_charts(page) -> int:
     return sum(1 for i in range(charts.count()) if charts.nth(i).is_visible())
 
 
-
-
 def test_interpretation_pages_render_after_training(app_url):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as pw:
@@ -66,6 +65,7 @@ def test_interpretation_pages_render_after_training(app_url):
         page.locator(NAV_LINK).filter(has_text="Splines").first.click()
         _idle(page)
         page.wait_for_timeout(1000)
+
         def chosen_edge() -> str:
             return page.get_by_role("combobox", name="Edge", exact=True).input_value()
 
@@ -75,8 +75,11 @@ def test_interpretation_pages_render_after_training(app_url):
         # the small multiples: the first chart below "Edges ranked by importance" (the timeline's charts come first)
         heading = page.get_by_role("heading", name="Edges ranked by importance").bounding_box()
         assert heading is not None
-        grid = next(e for e in (embeds.nth(i) for i in range(embeds.count()))
-                    if e.is_visible() and (e.bounding_box() or {"y": -1})["y"] > heading["y"])
+        grid = next(
+            e
+            for e in (embeds.nth(i) for i in range(embeds.count()))
+            if e.is_visible() and (e.bounding_box() or {"y": -1})["y"] > heading["y"]
+        )
         grid.scroll_into_view_if_needed()
         box = grid.bounding_box()
         assert box is not None

@@ -1,4 +1,5 @@
 """Expert specialisation from the real gate weights: winners, contingency, agreement, errors, ablation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,9 +14,15 @@ from kamoe_viz.interpret import experts as ex
 from kamoe_viz.interpret._common import regression_metrics
 
 
-@pytest.fixture(scope="module", params=[("grkan", "mlp", "sigmoid", "regression"),
-                                        ("grkan", "kan", "softmax", "classification"),
-                                        ("linear", "mlp", "softmax", "regression")], ids=lambda c: "-".join(c))
+@pytest.fixture(
+    scope="module",
+    params=[
+        ("grkan", "mlp", "sigmoid", "regression"),
+        ("grkan", "kan", "softmax", "classification"),
+        ("linear", "mlp", "softmax", "regression"),
+    ],
+    ids=lambda c: "-".join(c),
+)
 def trained(request):
     model, data = tiny_model(*request.param)
     return model, data, ex.routing_table(model, data, "test")

@@ -1,4 +1,5 @@
 """Gate statistics: definitions hold on hand-made weights, and every view uses the model's real gate weights."""
+
 from __future__ import annotations
 
 import numpy as np

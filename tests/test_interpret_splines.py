@@ -1,5 +1,6 @@
 """Spline interpretation on tiny trained models: curves are the layer's own function, importance is what it says,
 coverage and histograms match the data, the grid update works on a copy and reports before/after."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,11 @@ from interpret_helpers import tiny_model
 from kamoe_viz.errors import GridUpdateError, ValidationError
 from kamoe_viz.interpret import splines as sp
 
-CASES = [("grkan", "mlp", "sigmoid", "regression", False), ("grkan", "kan", "softmax", "classification", False),
-         ("linear", "kan", "sigmoid", "regression", True)]
+CASES = [
+    ("grkan", "mlp", "sigmoid", "regression", False),
+    ("grkan", "kan", "softmax", "classification", False),
+    ("linear", "kan", "sigmoid", "regression", True),
+]
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: "-".join(map(str, c)))
@@ -40,8 +44,13 @@ def test_edge_curves_sum_to_the_layers_output(trained):
         first = curves[curves["output"] == 0].sort_values(["input", "x"])
         points = first["x"].to_numpy().reshape(layer.in_features, 25).T  # (G, in): row g = g-th point per input
         summed = curves.groupby(["output", "input"], sort=True)["total"].apply(np.asarray)
-        total = np.stack([np.sum(np.stack([summed[(j, i)] for i in range(layer.in_features)]), axis=0)
-                          for j in range(layer.out_features)], axis=1)  # (G, out)
+        total = np.stack(
+            [
+                np.sum(np.stack([summed[(j, i)] for i in range(layer.in_features)]), axis=0)
+                for j in range(layer.out_features)
+            ],
+            axis=1,
+        )  # (G, out)
         with torch.no_grad():
             expected = layer(torch.tensor(points, dtype=torch.float32)).numpy()
         assert np.allclose(total, expected, atol=1e-4), ref.name

@@ -1,4 +1,5 @@
 """Symbolic fit: recovers known functions from the fixed library, reports R² honestly, refuses bad input."""
+
 from __future__ import annotations
 
 import numpy as np

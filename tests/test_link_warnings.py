@@ -1,5 +1,6 @@
 """A link value the server cannot honour is named in a warning on the page, never dropped silently (AppTest with
 the link's query parameters, then the library check on its own)."""
+
 from __future__ import annotations
 
 import _app_support
@@ -19,14 +20,23 @@ def _page_warnings(query: dict[str, str]) -> tuple[list[str], dict]:
     return [w.value for w in at.warning], at.session_state["run_config"]
 
 
-@pytest.mark.parametrize("query, named, check", [
-    ({"data.name": "nosuch"}, "data.name='nosuch'", lambda c: c["data"]["name"] == "regimes"),
-    ({"data.target": "price"}, "data.target='price'", lambda c: c["data"]["target"] is None),
-    ({"data.name": "sunspots", "data.options.window": "100000"}, "data.options.window=100000",
-     lambda c: c["data"]["name"] == "sunspots" and c["data"]["options"]["window"] == 12),
-    ({"data.name": "sunspots", "data.options.noise": "0.3"}, "data.options.noise=0.3",
-     lambda c: "noise" not in c["data"]["options"]),
-])
+@pytest.mark.parametrize(
+    "query, named, check",
+    [
+        ({"data.name": "nosuch"}, "data.name='nosuch'", lambda c: c["data"]["name"] == "regimes"),
+        ({"data.target": "price"}, "data.target='price'", lambda c: c["data"]["target"] is None),
+        (
+            {"data.name": "sunspots", "data.options.window": "100000"},
+            "data.options.window=100000",
+            lambda c: c["data"]["name"] == "sunspots" and c["data"]["options"]["window"] == 12,
+        ),
+        (
+            {"data.name": "sunspots", "data.options.noise": "0.3"},
+            "data.options.noise=0.3",
+            lambda c: "noise" not in c["data"]["options"],
+        ),
+    ],
+)
 def test_a_dropped_link_value_is_named_on_the_page(query, named, check) -> None:
     warnings, config = _page_warnings(query)
     assert any(named in w and "was ignored" in w for w in warnings), warnings
@@ -50,7 +60,10 @@ def test_library_check_names_every_dropped_value() -> None:
     cfg = RunConfig.from_query_params({"data.name": "nosuch", "data.options.window": "5", "train.device": "cuda"})
     fixed, messages = check_link_settings(cfg, ["auto", "cpu"])
     assert (fixed.data.name, fixed.data.options, fixed.train.device) == ("regimes", {}, "auto")
-    assert [m.split("=")[0] for m in messages] == ["Link parameter data.name", "Link parameter data.options.window",
-                                                   "Link parameter train.device"]
+    assert [m.split("=")[0] for m in messages] == [
+        "Link parameter data.name",
+        "Link parameter data.options.window",
+        "Link parameter train.device",
+    ]
     same, none = check_link_settings(RunConfig().validate(), ["auto", "cpu"])
     assert none == [] and same.to_dict() == RunConfig().validate().to_dict()

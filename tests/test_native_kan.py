@@ -1,6 +1,7 @@
 """The native C kernel for KAN layers gives the PyTorch path's outputs and gradients, is optional (no compiler, a
 failed build or KAMOE_NATIVE=0 leave the PyTorch path working), never makes a caller wait for a build, and a
 training run keeps the path it started on."""
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,15 @@ def assert_same(native_result, torch_result, tol=2e-5):
 @pytest.mark.parametrize("out_features", [3, 40, 150])
 def test_kernel_equals_pytorch_path(kernel, order, base, out_features):
     torch.manual_seed(order * 7 + out_features)
-    layer = KANLinear(9, out_features, grid_size=4, spline_order=order, grid_range=(-1.5, 2.0),
-                      base_activation=base, bias=out_features == 3)
+    layer = KANLinear(
+        9,
+        out_features,
+        grid_size=4,
+        spline_order=order,
+        grid_range=(-1.5, 2.0),
+        base_activation=base,
+        bias=out_features == 3,
+    )
     with torch.no_grad():
         layer.spline_weight.normal_()
         if layer.bias is not None:
@@ -80,8 +88,15 @@ def test_kernel_equals_pytorch_path(kernel, order, base, out_features):
 
 @needs_kernel
 @settings(max_examples=25, deadline=None)
-@given(rows=st.integers(1, 70), inputs=st.integers(1, 20), outputs=st.integers(1, 140), grid=st.integers(1, 8),
-       order=st.integers(1, 5), spread=st.floats(0.1, 5.0), seed=st.integers(0, 2**16))
+@given(
+    rows=st.integers(1, 70),
+    inputs=st.integers(1, 20),
+    outputs=st.integers(1, 140),
+    grid=st.integers(1, 8),
+    order=st.integers(1, 5),
+    spread=st.floats(0.1, 5.0),
+    seed=st.integers(0, 2**16),
+)
 def test_kernel_equals_pytorch_path_on_any_shape(rows, inputs, outputs, grid, order, spread, seed):
     native.build()
     torch.manual_seed(seed)
@@ -123,9 +138,22 @@ def small_dataset(rows: int = 256) -> Dataset:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(rows, 4)).astype(np.float32)
     y = (np.sin(X[:, 0]) + X[:, 1] * X[:, 2]).astype(np.float32)[:, None]
-    return Dataset(name="toy", task="regression", feature_names=list("abcd"), target_name="y", X_train=X[:192],
-                   y_train=y[:192], X_val=X[192:], y_val=y[192:], X_test=X[192:], y_test=y[192:],
-                   x_mean=np.zeros(4), x_std=np.ones(4), y_mean=0.0, y_std=1.0)
+    return Dataset(
+        name="toy",
+        task="regression",
+        feature_names=list("abcd"),
+        target_name="y",
+        X_train=X[:192],
+        y_train=y[:192],
+        X_val=X[192:],
+        y_val=y[192:],
+        X_test=X[192:],
+        y_test=y[192:],
+        x_mean=np.zeros(4),
+        x_std=np.ones(4),
+        y_mean=0.0,
+        y_std=1.0,
+    )
 
 
 def test_a_run_keeps_the_path_it_started_on(kernel, monkeypatch):
@@ -173,8 +201,14 @@ def test_training_results_agree_between_paths(kernel):
 
 
 def run_python(code: str, **env: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -204,8 +238,9 @@ def test_without_a_compiler_everything_works_on_the_pytorch_path(tmp_path):
 
 
 def test_switched_off_by_the_environment(tmp_path):
-    out = run_python(TRAIN_TINY + "print(json.dumps(result))", KAMOE_NATIVE="0",
-                     KAMOE_NATIVE_DIR=str(tmp_path / "cache"))
+    out = run_python(
+        TRAIN_TINY + "print(json.dumps(result))", KAMOE_NATIVE="0", KAMOE_NATIVE_DIR=str(tmp_path / "cache")
+    )
     assert out == {"first": False, "then": "off", "grad_ok": True}
     assert not (tmp_path / "cache").exists()  # nothing was built
 
@@ -213,10 +248,12 @@ def test_switched_off_by_the_environment(tmp_path):
 @needs_kernel
 def test_first_use_builds_in_the_background_then_loads_from_the_cache(tmp_path):
     cache = str(tmp_path / "cache")
-    wait = ("import time\nfor _ in range(600):\n    if native.status().state != 'building': break\n"
-            "    time.sleep(0.05)\nresult['final'] = native.status().state\n"
-            "result['ready'] = native.library() is not None\n"
-            "print(json.dumps(result))")
+    wait = (
+        "import time\nfor _ in range(600):\n    if native.status().state != 'building': break\n"
+        "    time.sleep(0.05)\nresult['final'] = native.status().state\n"
+        "result['ready'] = native.library() is not None\n"
+        "print(json.dumps(result))"
+    )
     out = run_python(TRAIN_TINY + wait, KAMOE_NATIVE_DIR=cache)
     assert out["first"] is False and out["then"] == "building" and out["final"] == "ready" and out["ready"]
     assert len(list(Path(cache).glob("kan_kernel-*.so"))) == 1
@@ -225,12 +262,28 @@ def test_first_use_builds_in_the_background_then_loads_from_the_cache(tmp_path):
 
 
 def test_cli_reports_the_kernel(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "kamoe_viz", "native"], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "KAMOE_NATIVE": "0"}, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "kamoe_viz", "native"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "KAMOE_NATIVE": "0"},
+        timeout=120,
+    )
     assert done.returncode == 0 and "native KAN kernel: off" in done.stdout
-    done = subprocess.run([sys.executable, "-m", "kamoe_viz", "native", "--strict"], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "CC": str(tmp_path / "none"),
-                                         "KAMOE_NATIVE_DIR": str(tmp_path / "c")}, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "kamoe_viz", "native", "--strict"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "CC": str(tmp_path / "none"),
+            "KAMOE_NATIVE_DIR": str(tmp_path / "c"),
+        },
+        timeout=120,
+    )
     assert done.returncode == 1 and "unavailable" in done.stdout and "none" in done.stdout
 
 

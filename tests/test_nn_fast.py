@@ -1,5 +1,6 @@
 """The speed paths keep exact behaviour: the fused KAN function against autograd through the textbook basis,
 edge cases of the local basis (outside the knots, knots themselves, NaN), and FastAdam against torch.optim.Adam."""
+
 from __future__ import annotations
 
 import copy
@@ -28,8 +29,11 @@ def autograd_kan(layer: KANLinear, x: torch.Tensor) -> torch.Tensor:
 def exact_layer(in_f: int, out_f: int, **kw) -> KANLinear:
     layer = KANLinear(in_f, out_f, **kw).double()
     with torch.no_grad():
-        layer.grid.copy_(uniform_knots(*layer.grid_range, layer.grid_size, layer.spline_order,
-                                       dtype=torch.float64).expand_as(layer.grid))
+        layer.grid.copy_(
+            uniform_knots(*layer.grid_range, layer.grid_size, layer.spline_order, dtype=torch.float64).expand_as(
+                layer.grid
+            )
+        )
     return layer
 
 
@@ -37,8 +41,7 @@ def exact_layer(in_f: int, out_f: int, **kw) -> KANLinear:
 @pytest.mark.parametrize("base", ["silu", "relu", "elu", "identity"])
 def test_fused_forward_and_backward_equal_autograd(order, base):
     torch.manual_seed(order)
-    layer = exact_layer(6, 4, grid_size=4, spline_order=order, grid_range=(-1.5, 2.0), base_activation=base,
-                        bias=True)
+    layer = exact_layer(6, 4, grid_size=4, spline_order=order, grid_range=(-1.5, 2.0), base_activation=base, bias=True)
     with torch.no_grad():
         layer.bias.normal_()
     # inside, outside, and exactly on knots (where pieces switch)
@@ -62,9 +65,10 @@ def test_gradcheck_of_the_fused_function_without_bias():
     torch.manual_seed(0)
     layer = exact_layer(3, 2, grid_size=5, spline_order=3, base_activation="silu")
     x = (torch.rand(7, 3, dtype=torch.float64) * 2.4 - 1.2).requires_grad_()
-    assert torch.autograd.gradcheck(lambda inp, w, s: torch.func.functional_call(
-        layer, {"base_weight": w, "spline_weight": s}, (inp,)),
-        (x, layer.base_weight.detach().clone().requires_grad_(), layer.spline_weight.detach().clone().requires_grad_()))
+    assert torch.autograd.gradcheck(
+        lambda inp, w, s: torch.func.functional_call(layer, {"base_weight": w, "spline_weight": s}, (inp,)),
+        (x, layer.base_weight.detach().clone().requires_grad_(), layer.spline_weight.detach().clone().requires_grad_()),
+    )
 
 
 def test_far_outside_and_nan_inputs():

@@ -1,4 +1,5 @@
 """KANLinear: basis, forward vs a slow reference, edge functions, knots, grid update and its errors."""
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,9 @@ def reference_kan(layer: KANLinear, x: torch.Tensor) -> torch.Tensor:
     for n in range(x.shape[0]):
         for i in range(layer.in_features):
             v = float(x[n, i])
-            basis = torch.tensor([cox_de_boor(v, grid[i], m, layer.spline_order) for m in range(layer.n_basis)],
-                                 dtype=torch.float64)
+            basis = torch.tensor(
+                [cox_de_boor(v, grid[i], m, layer.spline_order) for m in range(layer.n_basis)], dtype=torch.float64
+            )
             out[n] += wb[:, i] * act(v) + ws[:, i, :] @ basis
     if layer.bias is not None:
         out += layer.bias.double()
@@ -64,8 +66,10 @@ def test_closed_form_uniform_basis_equals_cox_de_boor(order, grid_size):
     closed = bspline_basis_uniform(x, knots[:1], knots[1:2] - knots[:1], n_basis, order)
     assert closed.shape == recursive.shape == (x.shape[0], 1, n_basis)
     torch.testing.assert_close(closed, recursive, atol=1e-10, rtol=0)
-    scalar = torch.tensor([[cox_de_boor(float(v), knots.tolist(), m, order) for m in range(n_basis)] for v in x[:, 0]],
-                          dtype=torch.float64)
+    scalar = torch.tensor(
+        [[cox_de_boor(float(v), knots.tolist(), m, order) for m in range(n_basis)] for v in x[:, 0]],
+        dtype=torch.float64,
+    )
     torch.testing.assert_close(recursive[:, 0], scalar, atol=1e-12, rtol=0)
 
 
@@ -117,8 +121,9 @@ def test_input_gradient_matches_finite_differences():
 def test_parameter_count_matches_keras_efficient_kan():
     # (grid + order) spline coefficients + 1 base weight per edge, no bias
     assert sum(p.numel() for p in KANLinear(10, 7).parameters()) == 10 * 7 * (3 + 3 + 1)
-    assert sum(p.numel() for p in KANLinear(10, 7, grid_size=5, spline_order=2, bias=True).parameters()) == \
-        10 * 7 * 8 + 7
+    assert (
+        sum(p.numel() for p in KANLinear(10, 7, grid_size=5, spline_order=2, bias=True).parameters()) == 10 * 7 * 8 + 7
+    )
 
 
 @pytest.mark.parametrize("bias", [False, True])

@@ -1,5 +1,6 @@
 """Gates, experts and KAMoE: shapes for every combination, reference parameter counts, gate activations, top-k,
 the mixture identity and equality with a slow, readable reference computation of the same model."""
+
 from __future__ import annotations
 
 import itertools
@@ -36,13 +37,15 @@ def config(**kw) -> ModelConfig:
     return ModelConfig(**kw).validate()
 
 
-@pytest.mark.parametrize("gate,activation,top_k", list(itertools.product(["linear", "grn", "grkan"],
-                                                                          ["sigmoid", "softmax"], [0, 1, 2])))
+@pytest.mark.parametrize(
+    "gate,activation,top_k", list(itertools.product(["linear", "grn", "grkan"], ["sigmoid", "softmax"], [0, 1, 2]))
+)
 @pytest.mark.parametrize("expert,hidden", TABULAR)
 def test_tabular_shapes(gate, activation, top_k, expert, hidden):
     torch.manual_seed(0)
-    model = KAMoE(config(gate=gate, gate_activation=activation, top_k=top_k, expert=expert, expert_hidden=hidden),
-                  FEAT, N_OUT)
+    model = KAMoE(
+        config(gate=gate, gate_activation=activation, top_k=top_k, expert=expert, expert_hidden=hidden), FEAT, N_OUT
+    )
     out = model(torch.randn(B, FEAT))
     assert isinstance(out, MoEOutput)
     assert out.prediction.shape == (B, N_OUT)
@@ -75,8 +78,12 @@ def test_sequence_shapes(gate, expert, top_k):
 @pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
 def test_sequence_shapes_return_sequences(gate, expert, activation):
     torch.manual_seed(0)
-    model = KAMoE(config(gate=gate, expert=expert, gate_activation=activation, return_sequences=True,
-                         expert_hidden=(H, 5)), FEAT, N_OUT, seq_len=T)
+    model = KAMoE(
+        config(gate=gate, expert=expert, gate_activation=activation, return_sequences=True, expert_hidden=(H, 5)),
+        FEAT,
+        N_OUT,
+        seq_len=T,
+    )
     out = model(torch.randn(B, T, FEAT))
     assert out.prediction.shape == (B, T, N_OUT)
     assert out.gate_weights.shape == (B, T, E)
@@ -237,12 +244,12 @@ def ref_expert(model: KAMoE, e: int, x: torch.Tensor) -> torch.Tensor:
     """Expert e on its own, as a Keras user would write it (layer after layer)."""
     experts, h0 = model.experts, model.experts.hidden[0]
     if model.config.expert == "mlp":
-        w, b = experts.first.weight[e * h0:(e + 1) * h0], experts.first.bias[e * h0:(e + 1) * h0]
+        w, b = experts.first.weight[e * h0 : (e + 1) * h0], experts.first.bias[e * h0 : (e + 1) * h0]
         z = torch.relu(x @ w.T + b)
         for weight, bias in zip(experts.weights, experts.biases):
             z = torch.relu(z @ weight[e] + bias[e, 0])
         return z
-    z = ref_kan(experts.first, x)[:, e * h0:(e + 1) * h0]
+    z = ref_kan(experts.first, x)[:, e * h0 : (e + 1) * h0]
     for layer in experts.deeper[e] if len(experts.deeper) else []:
         z = ref_kan(layer, z)
     return z
@@ -252,7 +259,7 @@ def ref_model(model: KAMoE, x: torch.Tensor) -> torch.Tensor:
     xs = x * model.input_scale
     h = torch.relu(xs @ model.gate_input.weight.T + model.gate_input.bias)
     weights = ref_gate(model.gate, h, model.router)
-    mixed = sum(weights[:, e:e + 1] * ref_expert(model, e, xs) for e in range(model.n_experts))
+    mixed = sum(weights[:, e : e + 1] * ref_expert(model, e, xs) for e in range(model.n_experts))
     return mixed @ model.head.weight.T + model.head.bias
 
 
@@ -261,8 +268,9 @@ def ref_model(model: KAMoE, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("activation,top_k", [("sigmoid", 0), ("softmax", 0), ("sigmoid", 2), ("softmax", 1)])
 def test_optimised_forward_equals_slow_reference(gate, expert, hidden, activation, top_k):
     torch.manual_seed(11)
-    model = KAMoE(config(gate=gate, expert=expert, expert_hidden=hidden, gate_activation=activation, top_k=top_k),
-                  FEAT, N_OUT).double()
+    model = KAMoE(
+        config(gate=gate, expert=expert, expert_hidden=hidden, gate_activation=activation, top_k=top_k), FEAT, N_OUT
+    ).double()
     with torch.no_grad():  # move every parameter away from its initial value so nothing hides behind ones/zeros
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.3)
@@ -287,8 +295,11 @@ def exact_double_knots(model: KAMoE) -> None:
     with torch.no_grad():
         for ref in model.kan_layers():
             layer = ref.layer
-            layer.grid.copy_(uniform_knots(*layer.grid_range, layer.grid_size, layer.spline_order,
-                                           dtype=torch.float64).expand_as(layer.grid))
+            layer.grid.copy_(
+                uniform_knots(*layer.grid_range, layer.grid_size, layer.spline_order, dtype=torch.float64).expand_as(
+                    layer.grid
+                )
+            )
 
 
 def test_optimised_gradients_equal_reference_gradients():

@@ -1,6 +1,7 @@
 """The likelihood objective and the prediction agree for every router: the likelihood scores the gate's full
 probabilities (so top-1 routers still train the gate), and the model mixes the routed weights normalised to sum 1
 (so the prediction is the routed mixture's mean; top-1: the chosen expert's own output)."""
+
 from __future__ import annotations
 
 import math
@@ -72,14 +73,19 @@ def test_a_saved_likelihood_run_predicts_as_trained(tmp_path):
     from kamoe_viz.runstore import RunStore
     from kamoe_viz.training import predict, train_run
 
-    config = RunConfig.from_dict({"data": {"options": {"n_samples": 600}},
-                                  "model": {"routing": "switch", "expert_hidden": [6], "gate": "linear"},
-                                  "train": {"epochs": 2, "objective": "likelihood"}})
+    config = RunConfig.from_dict(
+        {
+            "data": {"options": {"n_samples": 600}},
+            "model": {"routing": "switch", "expert_hidden": [6], "gate": "linear"},
+            "train": {"epochs": 2, "objective": "likelihood"},
+        }
+    )
     run = train_run(config)
     assert run.model.normalise_weights
     store = RunStore(str(tmp_path))
     loaded = store.load(store.save(run))
     assert loaded.model.normalise_weights
     X = run.dataset.X_test[:50]
-    np.testing.assert_allclose(predict(loaded.model, X)["prediction"], predict(run.model, X)["prediction"],
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        predict(loaded.model, X)["prediction"], predict(run.model, X)["prediction"], rtol=1e-6, atol=1e-6
+    )

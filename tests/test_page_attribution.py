@@ -1,4 +1,5 @@
 """AppTest: the Attribution page without a run, for each gate family; baseline, target and row controls."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """AppTest: the Compare page runs a tiny comparison, shows its verdict, charts and table, and keeps it per session."""
+
 from __future__ import annotations
 
 import _app_support
@@ -39,6 +40,7 @@ def test_tiny_comparison_end_to_end():
     assert result.table["epochs_run"].max() <= 2
     verdicts = [m.value for m in at.info] + [m.value for m in at.success]
     from kamoe_viz.labels import in_variant_labels
+
     assert any(in_variant_labels(result.verdict) == v for v in verdicts), verdicts
     assert "GRKAN gate" in in_variant_labels(result.verdict)  # the page names variants as its charts do
     # metric dots + CI, loss curves, cost, gate distributions

@@ -1,4 +1,5 @@
 """AppTest: the Experts page without a run, for each gate family, and for classification."""
+
 from __future__ import annotations
 
 import pytest

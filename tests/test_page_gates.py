@@ -1,4 +1,5 @@
 """AppTest: the Gates page without a run and for each gate family, 2-D maps and sequences."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,8 +18,15 @@ def test_a_model_training_in_another_tab_is_pointed_to():
     from kamoe_viz.config import RunConfig
     from kamoe_viz.data import load_dataset
     from kamoe_viz.training.live import LiveJob
-    config = RunConfig.from_query_params({"model.expert_hidden": "8", "train.epochs": "5000",
-                                          "train.early_stopping": "0", "data.options.n_samples": "600"})
+
+    config = RunConfig.from_query_params(
+        {
+            "model.expert_hidden": "8",
+            "train.epochs": "5000",
+            "train.early_stopping": "0",
+            "data.options.n_samples": "600",
+        }
+    )
     elsewhere = LiveJob.start(config, load_dataset(config.data), with_baseline=False)
     elsewhere.start_background(0.05)  # as another browser session's Train page does
     try:
@@ -69,10 +77,12 @@ def test_a_run_whose_experts_share_the_regimes_gets_advice():
 
     run = tiny_run("linear", "mlp", "softmax")  # trained on the MSE: the experts share the regimes
     wide = gt.gate_weights_frame(run.model, run.dataset, "test", 2000)
-    nmi = rm.routing_summary(wide[[c for c in wide.columns if c.startswith("expert ")]].to_numpy(),
-                             wide["regime"].to_numpy())["nmi"]
+    nmi = rm.routing_summary(
+        wide[[c for c in wide.columns if c.startswith("expert ")]].to_numpy(), wide["regime"].to_numpy()
+    )["nmi"]
     assert nmi < gt.SPECIALISED_NMI
     at = open_page(PAGE, run)
     assert_clean(at)
-    assert any(f"NMI {nmi:.2f}" in i.value and "mixture likelihood" in i.value for i in at.info), \
-        [i.value for i in at.info]
+    assert any(f"NMI {nmi:.2f}" in i.value and "mixture likelihood" in i.value for i in at.info), [
+        i.value for i in at.info
+    ]

@@ -1,6 +1,7 @@
 """AppTest of the Train page's Playground controls: order and labels, Step, Play and Pause, Reset, New data (and
 its reason on a fixed dataset), locked settings with their tooltip, the finished run with its timeline, and
 presentation mode."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,9 +9,17 @@ from _app_support import button, charts, new_app, no_exception
 
 from kamoe_viz.training.session import FIXED_DATA_REASON, LOCK_REASON
 
-MOONS = {"data.name": "moons", "data.options.n_samples": "300", "model.expert_hidden": "8", "model.n_experts": "2",
-         "model.gate": "grkan", "model.gate_activation": "softmax", "train.epochs": "6",
-         "train.early_stopping": "0", "train.batch_size": "64"}
+MOONS = {
+    "data.name": "moons",
+    "data.options.n_samples": "300",
+    "model.expert_hidden": "8",
+    "model.n_experts": "2",
+    "model.gate": "grkan",
+    "model.gate_activation": "softmax",
+    "train.epochs": "6",
+    "train.early_stopping": "0",
+    "train.batch_size": "64",
+}
 SESSION = "_playground"
 
 

@@ -1,5 +1,6 @@
 """AppTest: the Train page's router settings (options shown only where the router reads them, help from the registry,
 the expert-choice note, links round-trip, a routed model trains) and the Gates page's routing metrics table."""
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,14 @@ def test_router_options_appear_only_where_the_router_reads_them():
     router = at.selectbox(key="w.model.routing")
     assert list(router.options) == [spec.title for spec in ROUTERS.values()]
     assert ROUTERS["sigmoid_bias"].definition in router.help
-    expected = {"dense": {"w.model.gate_activation"}, "topk": {"w.model.top_k", "w.model.gate_activation"},
-                "switch": {"w.model.capacity_factor"}, "expert_choice": {"w.model.capacity_factor"},
-                "sigmoid_bias": {"w.model.top_k", "w.model.bias_update_rate"}, "relu": set()}
+    expected = {
+        "dense": {"w.model.gate_activation"},
+        "topk": {"w.model.top_k", "w.model.gate_activation"},
+        "switch": {"w.model.capacity_factor"},
+        "expert_choice": {"w.model.capacity_factor"},
+        "sigmoid_bias": {"w.model.top_k", "w.model.bias_update_rate"},
+        "relu": set(),
+    }
     options = {"w.model.top_k", "w.model.gate_activation", "w.model.capacity_factor", "w.model.bias_update_rate"}
     for name, shown in expected.items():
         at.selectbox(key="w.model.routing").set_value(name).run()
@@ -43,9 +49,17 @@ def test_router_options_appear_only_where_the_router_reads_them():
 
 
 def test_routing_and_balance_settings_round_trip_through_the_link():
-    query = {**TINY, "model.routing": "sigmoid_bias", "model.top_k": "1", "model.bias_update_rate": "0.01",
-             "model.shared_experts": "1", "train.balance_loss": "0.05", "train.z_loss": "0.001",
-             "train.objective": "likelihood", "train.gate_lr_scale": "5"}
+    query = {
+        **TINY,
+        "model.routing": "sigmoid_bias",
+        "model.top_k": "1",
+        "model.bias_update_rate": "0.01",
+        "model.shared_experts": "1",
+        "train.balance_loss": "0.05",
+        "train.z_loss": "0.001",
+        "train.objective": "likelihood",
+        "train.gate_lr_scale": "5",
+    }
     at = new_app(query)
     no_exception(at)
     assert at.selectbox(key="w.model.routing").value == "sigmoid_bias"

@@ -1,5 +1,6 @@
 """AppTest: the Runs page lists saved runs, reloads one into the explorer, deletes with confirmation, and
 imports/exports run files; corrupt or foreign files are refused with a message and change nothing."""
+
 from __future__ import annotations
 
 import os
@@ -90,8 +91,11 @@ def test_corrupt_and_foreign_files_are_refused_and_change_nothing(runs_dir):
     good = RunStore(root).export_bytes(run_id)
     before = sorted(p.name for p in root.iterdir())
     at = _runs_page(new_app())
-    for name, data in [("notes.zip", b"this is not a zip file"), ("cut.zip", good[: len(good) // 2]),
-                       ("foreign.zip", _foreign_zip())]:
+    for name, data in [
+        ("notes.zip", b"this is not a zip file"),
+        ("cut.zip", good[: len(good) // 2]),
+        ("foreign.zip", _foreign_zip()),
+    ]:
         at.file_uploader(key="run_upload").set_value((name, data, "application/zip")).run()
         no_exception(at, name)
         message = errors_text(at)

@@ -1,4 +1,5 @@
 """AppTest: the Splines page without a run, for each gate family, grid update, edge detail and symbolic fit."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """AppTest: train a tiny model live, stop one mid-way, switch pages, refuse a bad CSV, keep sessions apart."""
+
 from __future__ import annotations
 
 import time
@@ -152,8 +153,9 @@ def test_two_sessions_training_at_once_stay_independent():
     for n, at in apps.items():
         assert f"{n} × MLP" in " ".join(m.value for m in at.sidebar.markdown)
         assert at.number_input(key="w.model.n_experts").value == n
-    print(f"\n[sessions] one session alone {alone:.2f} s; two sessions at once {both:.2f} s "
-          f"(30 epochs + baseline each)")
+    print(
+        f"\n[sessions] one session alone {alone:.2f} s; two sessions at once {both:.2f} s (30 epochs + baseline each)"
+    )
     assert both < 3.5 * alone + 5  # they share the cores; neither waits for the other to finish first
 
 

@@ -1,5 +1,6 @@
 """Every preset's caption is backed by claims (kamoe_viz.presets), and each claim is checked here by training the
 preset over seeds 0-9: a caption on the Train page never says more than this test measured."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """train.restarts: R initialisations tried for a few epochs each; the run trains from the one with the lowest
 validation loss, and is then exactly the run that initialisation gives."""
+
 from __future__ import annotations
 
 import copy
@@ -70,8 +71,24 @@ def test_restarts_train_one_seed_at_a_time_and_round_trip_in_links():
 
 
 def test_cli_restarts_flags(capsys):
-    assert main(["train", "--option", "n_samples=600", "--epochs", "2", "--restarts", "2", "--restart-epochs", "1",
-                 "--json", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--option",
+                "n_samples=600",
+                "--epochs",
+                "2",
+                "--restarts",
+                "2",
+                "--restart-epochs",
+                "1",
+                "--json",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["epochs"] == 2
     assert main(["train", "--epochs", "1", "--restarts", "0"]) == 2
@@ -83,10 +100,13 @@ def test_a_live_run_s_timeline_starts_from_the_chosen_initialisation(data):
     from kamoe_viz.training.live import MAIN, make_stage
     from kamoe_viz.training.timeline import Timeline
 
-    config = RunConfig.from_dict({"data": {"name": "regimes", "options": {"n_samples": 600}},
-                                  "model": {"n_experts": 3, "expert_hidden": [6], "gate": "linear"},
-                                  "train": {"epochs": 3, "restarts": 4, "restart_epochs": 2,
-                                            "objective": "likelihood", "seed": 1}})
+    config = RunConfig.from_dict(
+        {
+            "data": {"name": "regimes", "options": {"n_samples": 600}},
+            "model": {"n_experts": 3, "expert_hidden": [6], "gate": "linear"},
+            "train": {"epochs": 3, "restarts": 4, "restart_epochs": 2, "objective": "likelihood", "seed": 1},
+        }
+    )
     stage = make_stage(MAIN, config, data)
     assert stage.trainer.restart_chosen != 0  # a fresh candidate won, so the weights changed after the build
     fresh = Timeline.create(stage.model, data, 3)

@@ -1,5 +1,6 @@
 """Routers against hand-computed examples, gradients reaching the gate for every router, sequence shapes, the
 balance and z losses, the mixture likelihood, hooks on every layer, refused options, and old configs loading."""
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,7 @@ def test_top1_weight_is_the_plain_probability_and_the_gate_gets_a_gradient():
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]], requires_grad=True)
     weights = build_router("topk", 4, top_k=1, gate_activation="softmax")(logits).weights
     e = math.e
-    expected = e ** 2 / (e ** 2 + e + 1 + 1 / e)
+    expected = e**2 / (e**2 + e + 1 + 1 / e)
     torch.testing.assert_close(weights, torch.tensor([[expected, 0.0, 0.0, 0.0]]))
     weights.sum().backward()
     assert logits.grad.abs().sum() > 0.1  # renormalised, the weight would be exactly 1 and this gradient 0
@@ -67,8 +68,12 @@ def test_expert_choice_gives_each_expert_exactly_c_rows():
     # a hand-made batch: expert 0 and 1 both want row 0 most, expert 2 row 1; C = ceil(0.5 * 4 / 3) = 1
     logits = torch.tensor([[5.0, 5.0, 0.0], [0.0, 0.0, 5.0], [0.0, 0.0, 0.0], [-1.0, -1.0, -1.0]])
     out = build_router("expert_choice", 3, capacity_factor=0.5)(logits)
-    assert (out.weights > 0).tolist() == [[True, True, False], [False, False, True], [False, False, False],
-                                          [False, False, False]]
+    assert (out.weights > 0).tolist() == [
+        [True, True, False],
+        [False, False, True],
+        [False, False, False],
+        [False, False, False],
+    ]
     assert float(out.aux["coverage"]) == pytest.approx(0.5)
 
 
@@ -96,8 +101,9 @@ def test_relu_router_and_noisy_topk_is_deterministic_at_inference():
     logits = torch.tensor([[1.0, -2.0, 0.5]])
     torch.testing.assert_close(build_router("relu", 3)(logits).weights, torch.tensor([[1.0, 0.0, 0.5]]))
     noisy = build_router("noisy_topk", 3, top_k=1).eval()
-    torch.testing.assert_close(noisy(logits).weights, build_router("topk", 3, top_k=1, gate_activation="softmax")(
-        logits).weights)
+    torch.testing.assert_close(
+        noisy(logits).weights, build_router("topk", 3, top_k=1, gate_activation="softmax")(logits).weights
+    )
     noisy.train()
     torch.manual_seed(0)
     draws = {tuple((noisy(torch.zeros(1, 3)).weights > 0).flatten().tolist()) for _ in range(30)}
@@ -119,7 +125,7 @@ def test_mixture_likelihood_by_hand():
     density = 0.25 * math.exp(0) / math.sqrt(2 * math.pi) + 0.75 * math.exp(-0.5) / math.sqrt(2 * math.pi)
     assert float(mixture_nll("regression", weights, outputs, target)) == pytest.approx(-math.log(density))
     logits = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])  # (rows, classes, E); class 0
-    p0 = 0.25 * math.e ** 2 / (math.e ** 2 + 1) + 0.75 * 0.5
+    p0 = 0.25 * math.e**2 / (math.e**2 + 1) + 0.75 * 0.5
     assert float(mixture_nll("classification", weights, logits, torch.tensor([0]))) == pytest.approx(-math.log(p0))
 
 
@@ -161,9 +167,14 @@ def test_forward_hooks_fire_on_every_gate_and_expert_layer(gate, expert, hidden)
     torch.manual_seed(4)
     model = KAMoE(model_config("dense", gate=gate, expert=expert, expert_hidden=hidden, dropout=0.1), FEAT, N_OUT)
     containers = (torch.nn.ModuleList, torch.nn.ParameterList)
-    layers = [(name, m) for name, m in model.named_modules() if name and name.split(".")[0] in
-              ("gate", "experts", "gate_input", "router", "head") and not isinstance(m, containers)
-              and name != "experts"]
+    layers = [
+        (name, m)
+        for name, m in model.named_modules()
+        if name
+        and name.split(".")[0] in ("gate", "experts", "gate_input", "router", "head")
+        and not isinstance(m, containers)
+        and name != "experts"
+    ]
     called: set[str] = set()
     handles = [m.register_forward_hook(lambda mod, inp, out, name=name: called.add(name)) for name, m in layers]
     try:
@@ -210,8 +221,12 @@ def test_old_configs_with_top_k_load_as_topk_and_round_trip():
     assert config.model.routing == "topk" and config.model.top_k == 1
     assert config.train.objective == "mse" and config.train.balance_loss == 0.0
     assert RunConfig.from_dict(RunConfig().to_dict()).model.routing == "dense"
-    new = RunConfig.from_dict({"model": {"routing": "switch", "capacity_factor": 2.0, "shared_experts": 1},
-                               "train": {"balance_loss": 0.01, "objective": "likelihood", "gate_lr_scale": 5}})
+    new = RunConfig.from_dict(
+        {
+            "model": {"routing": "switch", "capacity_factor": 2.0, "shared_experts": 1},
+            "train": {"balance_loss": 0.01, "objective": "likelihood", "gate_lr_scale": 5},
+        }
+    )
     params = new.to_query_params()
     assert params["model.routing"] == "switch" and params["train.objective"] == "likelihood"
     assert RunConfig.from_query_params(params).to_dict() == new.to_dict()
@@ -248,8 +263,13 @@ def test_gate_lr_scale_and_likelihood_train():
     data = _dataset()
     torch.manual_seed(0)
     model = build_model(model_config("dense", gate_activation="softmax"), data)
-    trainer = Trainer(model, data, TrainConfig(epochs=2, lr=2e-3, objective="likelihood", gate_lr_scale=5.0,
-                                               lr_patience=1, lr_factor=0.5, min_lr=1e-6))
+    trainer = Trainer(
+        model,
+        data,
+        TrainConfig(
+            epochs=2, lr=2e-3, objective="likelihood", gate_lr_scale=5.0, lr_patience=1, lr_factor=0.5, min_lr=1e-6
+        ),
+    )
     assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([2e-3, 1e-2])
     gate_ids = {id(p) for p in model.routing_parameters()}
     assert all(id(p) in gate_ids for p in trainer.optimizer.param_groups[1]["params"])
@@ -281,7 +301,7 @@ def test_readme_table_lists_every_router_with_its_paper_and_definition():
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Routing"):]
+    section = readme[readme.index("## Routing") :]
     for spec in ROUTERS.values():
         assert f"| `{spec.name}` | {spec.paper} | {spec.definition} |" in section, spec.name
 
@@ -291,10 +311,13 @@ def test_a_saved_routed_run_loads_with_its_router_state(routing, tmp_path):
     from kamoe_viz.runstore import RunStore
     from kamoe_viz.training import predict, train_run
 
-    config = RunConfig.from_dict({"data": {"options": {"n_samples": 600}},
-                                  "model": {"routing": routing, "top_k": 1, "shared_experts": 1,
-                                            "expert_hidden": [6]},
-                                  "train": {"epochs": 2, "balance_loss": 0.01}})
+    config = RunConfig.from_dict(
+        {
+            "data": {"options": {"n_samples": 600}},
+            "model": {"routing": routing, "top_k": 1, "shared_experts": 1, "expert_hidden": [6]},
+            "train": {"epochs": 2, "balance_loss": 0.01},
+        }
+    )
     run = train_run(config)
     store = RunStore(str(tmp_path))
     loaded = store.load(store.save(run))
@@ -302,7 +325,8 @@ def test_a_saved_routed_run_loads_with_its_router_state(routing, tmp_path):
     for name, tensor in run.model.state_dict().items():
         torch.testing.assert_close(loaded.model.state_dict()[name], tensor)
     X = run.dataset.X_test[:50]
-    np.testing.assert_allclose(predict(loaded.model, X)["prediction"], predict(run.model, X)["prediction"],
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        predict(loaded.model, X)["prediction"], predict(run.model, X)["prediction"], rtol=1e-6, atol=1e-6
+    )
     if routing == "sigmoid_bias":
         assert float(loaded.model.router.bias.abs().sum()) > 0  # the learned balance is part of the run

@@ -1,4 +1,5 @@
 """Routing metrics: hand-computed values, edge cases, and that every caller uses the one definition."""
+
 from __future__ import annotations
 
 import math
@@ -66,8 +67,17 @@ def test_summary_keys_and_sequences():
     w = rng.random((10, 4, 3))  # (rows, T, E) is flattened over time
     regimes = rng.integers(0, 3, size=40)
     s = rm.routing_summary(w, regimes, batch_size=8)
-    for key in ("load", "load_cv", "max_violation", "gini", "min_load", "routing_entropy", "dropped_fraction",
-                "nmi", "max_violation_batch"):
+    for key in (
+        "load",
+        "load_cv",
+        "max_violation",
+        "gini",
+        "min_load",
+        "routing_entropy",
+        "dropped_fraction",
+        "nmi",
+        "max_violation_batch",
+    ):
         assert key in s
     assert sum(s["load"]) == pytest.approx(1.0) and len(s["load"]) == 3
 

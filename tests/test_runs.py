@@ -1,4 +1,5 @@
 """RunStore on disk: save/load round trip, listing, rename, delete, root selection, stale temp folders, paths."""
+
 from __future__ import annotations
 
 import os
@@ -29,29 +30,71 @@ def make_dataset(task: str = "regression", n: int = 30, features: int = 3, seed:
         return X, y, (X[:, 1] > 0).astype(np.int64)
 
     (Xtr, ytr, rtr), (Xva, yva, rva), (Xte, yte, rte) = split(n), split(n // 3), split(n // 3)
-    return Dataset(name="tiny", task=task, feature_names=[f"f{i}" for i in range(features)], target_name="t",
-                   X_train=Xtr, y_train=ytr, X_val=Xva, y_val=yva, X_test=Xte, y_test=yte, description="tiny test set",
-                   class_names=["no", "yes"] if task == "classification" else None, regimes_train=rtr,
-                   regimes_val=rva, regimes_test=rte, regime_names=["low", "high"],
-                   x_mean=np.zeros(features, np.float32), x_std=np.ones(features, np.float32), y_mean=0.5, y_std=2.0,
-                   source="generated in tests", options={"noise": 0.1})
+    return Dataset(
+        name="tiny",
+        task=task,
+        feature_names=[f"f{i}" for i in range(features)],
+        target_name="t",
+        X_train=Xtr,
+        y_train=ytr,
+        X_val=Xva,
+        y_val=yva,
+        X_test=Xte,
+        y_test=yte,
+        description="tiny test set",
+        class_names=["no", "yes"] if task == "classification" else None,
+        regimes_train=rtr,
+        regimes_val=rva,
+        regimes_test=rte,
+        regime_names=["low", "high"],
+        x_mean=np.zeros(features, np.float32),
+        x_std=np.ones(features, np.float32),
+        y_mean=0.5,
+        y_std=2.0,
+        source="generated in tests",
+        options={"noise": 0.1},
+    )
 
 
-def make_run(task: str = "regression", gate: str = "grkan", expert: str = "kan", hidden: tuple[int, ...] = (4,),
-             n_experts: int = 2, seed: int = 0):
+def make_run(
+    task: str = "regression",
+    gate: str = "grkan",
+    expert: str = "kan",
+    hidden: tuple[int, ...] = (4,),
+    n_experts: int = 2,
+    seed: int = 0,
+):
     from kamoe_viz.training import TrainedRun, TrainResult
 
     dataset = make_dataset(task, seed=seed)
-    config = RunConfig(DataConfig(name="regimes", options={"noise": 0.1}),
-                       ModelConfig(gate=gate, expert=expert, expert_hidden=hidden, n_experts=n_experts),
-                       TrainConfig(epochs=3, device="cpu")).validate()
+    config = RunConfig(
+        DataConfig(name="regimes", options={"noise": 0.1}),
+        ModelConfig(gate=gate, expert=expert, expert_hidden=hidden, n_experts=n_experts),
+        TrainConfig(epochs=3, device="cpu"),
+    ).validate()
     torch.manual_seed(seed)
     model = build_model(config.model, dataset).eval()
-    history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.25], "val_loss": [1.1, 0.6, float("nan")],
-                            "lr": [1e-3] * 3, "seconds": [0.1, 0.2, 0.3]})
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "train_loss": [1.0, 0.5, 0.25],
+            "val_loss": [1.1, 0.6, float("nan")],
+            "lr": [1e-3] * 3,
+            "seconds": [0.1, 0.2, 0.3],
+        }
+    )
     metrics = {"r2": 0.75, "rmse": 0.5, "val_r2": 0.7} if task == "regression" else {"accuracy": 0.9, "log_loss": 0.3}
-    result = TrainResult(history=history, metrics=metrics, best_epoch=2, epochs_run=3, stopped_reason="completed",
-                         message=None, seconds=0.6, device="cpu", params=model.parameter_count())
+    result = TrainResult(
+        history=history,
+        metrics=metrics,
+        best_epoch=2,
+        epochs_run=3,
+        stopped_reason="completed",
+        message=None,
+        seconds=0.6,
+        device="cpu",
+        params=model.parameter_count(),
+    )
     return TrainedRun(config=config, dataset=dataset, model=model, result=result)
 
 
@@ -66,8 +109,10 @@ def entries(root: Path) -> list[str]:
 
 
 # ----- round trip ----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("task,gate,expert", [("regression", "grkan", "kan"), ("classification", "linear", "mlp"),
-                                              ("regression", "grn", "mlp")])
+@pytest.mark.parametrize(
+    "task,gate,expert",
+    [("regression", "grkan", "kan"), ("classification", "linear", "mlp"), ("regression", "grn", "mlp")],
+)
 def test_save_load_round_trip_identical(tmp_path: Path, task: str, gate: str, expert: str) -> None:
     store = RunStore(tmp_path)
     run = make_run(task, gate, expert)
@@ -102,8 +147,17 @@ def test_weights_are_safetensors_and_nothing_is_pickled(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
     run_id = store.save(make_run())
     folder = tmp_path / run_id
-    assert sorted(os.listdir(folder)) == sorted(["format.json", "config.json", "weights.safetensors", "metrics.json",
-                                                 "history.csv", "dataset.json", "dataset.safetensors"])
+    assert sorted(os.listdir(folder)) == sorted(
+        [
+            "format.json",
+            "config.json",
+            "weights.safetensors",
+            "metrics.json",
+            "history.csv",
+            "dataset.json",
+            "dataset.safetensors",
+        ]
+    )
     assert set(load_file(folder / "weights.safetensors")) == set(make_run().model.state_dict())
     for file in folder.iterdir():
         assert b"\x80\x04\x95" not in file.read_bytes()[:16], file  # no pickle protocol-4 header anywhere
@@ -146,8 +200,13 @@ def test_list_runs_newest_first_with_summary(tmp_path: Path) -> None:
     table = store.list_runs()
     assert list(table["run_id"]) == [second, first]
     row = table.iloc[1]
-    assert (row["name"], row["dataset"], row["gate"], row["expert"], row["n_experts"]) == ("older", "regimes",
-                                                                                          "grkan", "kan", 2)
+    assert (row["name"], row["dataset"], row["gate"], row["expert"], row["n_experts"]) == (
+        "older",
+        "regimes",
+        "grkan",
+        "kan",
+        2,
+    )
     assert (row["metric"], row["value"], row["epochs"], row["device"]) == ("r2", 0.75, 3, "cpu")
     assert table.iloc[0]["metric"] == "accuracy" and table.iloc[0]["name"].startswith("regimes: linear gate")
     assert table["error"].isna().all()
@@ -205,8 +264,9 @@ def test_delete(tmp_path: Path) -> None:
         store.load(gone)
 
 
-@pytest.mark.parametrize("bad", ["..", "../outside", "/etc", "a/b", "a\\b", ".tmp-1-x", "", "x" * 81, "run id",
-                                 "~", "C:evil", None, 5])
+@pytest.mark.parametrize(
+    "bad", ["..", "../outside", "/etc", "a/b", "a\\b", ".tmp-1-x", "", "x" * 81, "run id", "~", "C:evil", None, 5]
+)
 def test_path_traversal_and_bad_ids_are_refused(tmp_path: Path, bad: object) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -258,6 +318,7 @@ def test_disk_full_during_save_changes_nothing(tmp_path: Path, monkeypatch: pyte
         if path.name == "history.csv":
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(path, data)
+
     monkeypatch.setattr(store_module, "_write_file", full_disk)
     with pytest.raises(RunFileError, match="No space left on device.*no saved run was changed"):
         store.save(make_run())
@@ -278,9 +339,11 @@ def test_runs_folder_removed_while_open(tmp_path: Path) -> None:
 def test_really_trained_run_round_trip(tmp_path: Path, lr: float) -> None:
     from kamoe_viz.training import train_run
 
-    config = RunConfig(DataConfig(name="regimes"), ModelConfig(gate="grkan", expert="kan", expert_hidden=(4,),
-                                                               n_experts=2),
-                       TrainConfig(epochs=4, batch_size=16, lr=lr, device="cpu", max_grad_norm=0.0))
+    config = RunConfig(
+        DataConfig(name="regimes"),
+        ModelConfig(gate="grkan", expert="kan", expert_hidden=(4,), n_experts=2),
+        TrainConfig(epochs=4, batch_size=16, lr=lr, device="cpu", max_grad_norm=0.0),
+    )
     run = train_run(config, dataset=make_dataset(n=60))
     store = RunStore(tmp_path)
     loaded = store.load(store.save(run))
@@ -291,4 +354,7 @@ def test_really_trained_run_round_trip(tmp_path: Path, lr: float) -> None:
     for key, value in run.result.metrics.items():
         assert loaded.result.metrics[key] == pytest.approx(value, nan_ok=True), key
     assert (loaded.result.epochs_run, loaded.result.params, loaded.result.message) == (
-        run.result.epochs_run, run.result.params, run.result.message)
+        run.result.epochs_run,
+        run.result.params,
+        run.result.message,
+    )

@@ -2,6 +2,7 @@
 
 Each refused file must raise RunFileError with a message saying what is wrong, and leave the store untouched.
 """
+
 from __future__ import annotations
 
 import io
@@ -66,6 +67,7 @@ def edit_json(member: str, edit: Callable[[dict], None]) -> Callable[[dict[str, 
         value = json.loads(plain[member])
         edit(value)
         plain[member] = json.dumps(value).encode()
+
     return change
 
 
@@ -118,6 +120,7 @@ def test_truncated_zip(exported: tuple[RunStore, str, bytes], target: RunStore, 
 def test_edited_member_without_new_hash(exported: tuple[RunStore, str, bytes], target: RunStore) -> None:
     def same_length(plain: dict[str, bytes]) -> None:
         plain["metrics.json"] = plain["metrics.json"].replace(b"0.75", b"0.99")  # a nicer score, same size
+
     refused(target, rezip(exported[2], same_length, fix_hashes=False), "metrics.json does not match its sha256")
     longer = rezip(exported[2], edit_json("metrics.json", lambda m: m["metrics"].update(r2=0.999)), fix_hashes=False)
     refused(target, longer, "metrics.json has .* bytes but format.json records")
@@ -152,34 +155,42 @@ def test_weights_that_are_not_safetensors(exported: tuple[RunStore, str, bytes],
         buffer = io.BytesIO()
         torch.save({"x": torch.ones(2)}, buffer)
         plain["weights.safetensors"] = buffer.getvalue()
+
     refused(target, rezip(exported[2], torch_pickle), "weights.safetensors cannot be read")
 
 
 def test_edited_dataset_is_caught(exported: tuple[RunStore, str, bytes], target: RunStore) -> None:
     def shuffle(plain: dict[str, bytes]) -> None:
         from safetensors.numpy import load, save
+
         arrays = load(plain["dataset.safetensors"])
         arrays["X_test"] = arrays["X_test"][::-1].copy()
         plain["dataset.safetensors"] = save(arrays)
+
     refused(target, rezip(exported[2], shuffle), "fingerprint")
     refused(target, rezip(exported[2], edit_json("dataset.json", lambda d: d.update(task="poetry"))), "task")
 
 
-def test_format_versions(exported: tuple[RunStore, str, bytes], target: RunStore,
-                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_format_versions(
+    exported: tuple[RunStore, str, bytes], target: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     newer = rezip(exported[2], edit_json("format.json", lambda m: m.update(format_version=7, library_version="9.0")))
     message = refused(target, newer, "format version 7")
     assert "9.0" in message and "up to 1" in message and "Upgrade" in message
     older = rezip(exported[2], edit_json("format.json", lambda m: m.update(format_version=0)))
     assert "older than any format" in refused(target, older, "format version 0")
-    refused(target, rezip(exported[2], edit_json("format.json", lambda m: m.update(format="other-tool"))),
-            "does not describe a KAMoE Explorer run")
+    refused(
+        target,
+        rezip(exported[2], edit_json("format.json", lambda m: m.update(format="other-tool"))),
+        "does not describe a KAMoE Explorer run",
+    )
     # a registered migration makes the older file load
     seen = []
 
     def from_v0(manifest: dict, members: dict) -> tuple[dict, dict]:
         seen.append(sorted(members))
         return dict(manifest, format_version=1), members
+
     monkeypatch.setitem(MIGRATIONS, 0, from_v0)
     run_id = target.import_bytes(older, "old.zip")
     assert seen and target.load(run_id).run_id == run_id
@@ -193,9 +204,16 @@ def foreign_files() -> dict[str, bytes]:
     pt = io.BytesIO()
     torch.save({"weight": torch.zeros(3)}, pt)
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
-    return {"random.zip": random_zip.getvalue(), "model.pt": pt.getvalue(), "state.pkl": pickle.dumps({"a": 1}),
-            "old.pkl": pickle.dumps([1, 2], protocol=0), "image.zip": png, "empty.zip": b"",
-            "text.zip": b"config = 1\n", "noise.zip": np.random.default_rng(0).bytes(5000)}
+    return {
+        "random.zip": random_zip.getvalue(),
+        "model.pt": pt.getvalue(),
+        "state.pkl": pickle.dumps({"a": 1}),
+        "old.pkl": pickle.dumps([1, 2], protocol=0),
+        "image.zip": png,
+        "empty.zip": b"",
+        "text.zip": b"config = 1\n",
+        "noise.zip": np.random.default_rng(0).bytes(5000),
+    }
 
 
 @pytest.mark.parametrize("filename", sorted(foreign_files()))
@@ -210,10 +228,21 @@ def test_zip_without_manifest_or_with_extra_member(exported: tuple[RunStore, str
     refused(target, rezip(exported[2], lambda p: p.update({"run.py": b"import os"})), "unexpected member")
 
 
-@pytest.mark.parametrize("evil", ["../escape.json", "/abs/config.json", "run/../../config.json", "C:/win/config.json",
-                                  "a\\..\\config.json", "deep/er/config.json", "./config.json"])
-def test_member_paths_outside_the_run_are_refused(exported: tuple[RunStore, str, bytes], target: RunStore,
-                                                  tmp_path: Path, evil: str) -> None:
+@pytest.mark.parametrize(
+    "evil",
+    [
+        "../escape.json",
+        "/abs/config.json",
+        "run/../../config.json",
+        "C:/win/config.json",
+        "a\\..\\config.json",
+        "deep/er/config.json",
+        "./config.json",
+    ],
+)
+def test_member_paths_outside_the_run_are_refused(
+    exported: tuple[RunStore, str, bytes], target: RunStore, tmp_path: Path, evil: str
+) -> None:
     data = bytearray(exported[2])
     buffer = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as src, zipfile.ZipFile(buffer, "w") as dst:
@@ -243,10 +272,21 @@ def test_duplicate_members(exported: tuple[RunStore, str, bytes], target: RunSto
 
 
 def test_hostile_manifest_text_is_refused(exported: tuple[RunStore, str, bytes], target: RunStore) -> None:
-    refused(target, rezip(exported[2], edit_json("format.json", lambda m: m.update(name="a\x1b[31mred"))),
-            "control characters")
-    refused(target, rezip(exported[2], edit_json("format.json", lambda m: m["files"].update(
-        {"../x": {"sha256": "0", "size": 1}})), fix_hashes=False), "unexpected member")
-    run_id = target.import_bytes(rezip(exported[2], edit_json("format.json", lambda m: m.update(run_id="../../x"))),
-                                 "renamed.zip")
+    refused(
+        target,
+        rezip(exported[2], edit_json("format.json", lambda m: m.update(name="a\x1b[31mred"))),
+        "control characters",
+    )
+    refused(
+        target,
+        rezip(
+            exported[2],
+            edit_json("format.json", lambda m: m["files"].update({"../x": {"sha256": "0", "size": 1}})),
+            fix_hashes=False,
+        ),
+        "unexpected member",
+    )
+    run_id = target.import_bytes(
+        rezip(exported[2], edit_json("format.json", lambda m: m.update(run_id="../../x"))), "renamed.zip"
+    )
     assert (target.root / run_id).is_dir() and ".." not in run_id

@@ -3,6 +3,7 @@
 Whatever arrives, import_bytes either refuses it with RunFileError and writes nothing, or accepts a run that then
 loads and predicts exactly like the original. No other exception type may escape.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,12 @@ from test_runs_files import rezip
 from kamoe_viz.errors import RunFileError
 from kamoe_viz.runstore import RunStore
 
-FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 class Original(tuple):
@@ -69,21 +74,23 @@ def test_random_byte_damage(original: tuple[bytes, np.ndarray], target: RunStore
         damaged[where:where] = data.draw(st.binary(min_size=1, max_size=64))
     else:
         chunk = data.draw(st.binary(min_size=1, max_size=64))
-        damaged[where:where + len(chunk)] = chunk
+        damaged[where : where + len(chunk)] = chunk
     import_or_refuse(target, bytes(damaged), expected)
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=8)
+    max_leaves=8,
+)
 FORGEABLE = {"config.json": ["data", "model", "train"], "dataset.json": None, "metrics.json": None}
 
 
 @FUZZ
 @given(member=st.sampled_from(sorted(FORGEABLE)), data=st.data(), value=JSON_VALUES)
-def test_forged_json_members_with_valid_hashes(original: tuple[bytes, np.ndarray], target: RunStore, member: str,
-                                              data: st.DataObject, value: object) -> None:
+def test_forged_json_members_with_valid_hashes(
+    original: tuple[bytes, np.ndarray], target: RunStore, member: str, data: st.DataObject, value: object
+) -> None:
     """A forger who recomputes the hashes: every JSON field replaced by an arbitrary JSON value."""
     blob, expected = original
 
@@ -94,14 +101,18 @@ def test_forged_json_members_with_valid_hashes(original: tuple[bytes, np.ndarray
         key = data.draw(st.sampled_from(sorted(holder)))
         holder[key] = value
         plain[member] = json.dumps(doc).encode()
+
     import_or_refuse(target, rezip(blob, forge), expected)
 
 
 @FUZZ
-@given(member=st.sampled_from(["history.csv", "weights.safetensors", "dataset.safetensors", "format.json"]),
-       content=st.binary(max_size=300))
-def test_forged_binary_members_with_valid_hashes(original: tuple[bytes, np.ndarray], target: RunStore, member: str,
-                                                content: bytes) -> None:
+@given(
+    member=st.sampled_from(["history.csv", "weights.safetensors", "dataset.safetensors", "format.json"]),
+    content=st.binary(max_size=300),
+)
+def test_forged_binary_members_with_valid_hashes(
+    original: tuple[bytes, np.ndarray], target: RunStore, member: str, content: bytes
+) -> None:
     blob, expected = original
     import_or_refuse(target, rezip(blob, lambda plain: plain.update({member: content})), expected)
 

@@ -4,6 +4,7 @@ A child process saves runs; the parent kills it (1) while it sits paused right a
 (2) at random moments of a tight loop of saves. Afterwards every run the child finished is listed without error and
 loads, the earlier run still predicts as before, and the next RunStore opened removes the dead save's temp folder.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,8 +52,13 @@ else:
 def start_child(mode: str, root: Path) -> subprocess.Popen:
     tests_dir = str(Path(__file__).parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(tests_dir).parent), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.Popen([sys.executable, "-c", CHILD, mode, str(root), tests_dir], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, mode, str(root), tests_dir],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def wait_for(child: subprocess.Popen, word: str) -> list[str]:

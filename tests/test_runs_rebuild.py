@@ -1,5 +1,6 @@
 """Runs saved without their dataset arrays (too large to store) are rebuilt with the data loaders: built-in datasets
 by load_dataset, uploaded CSVs from the copy kept in the run; a rebuild that differs from the original is refused."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,11 @@ CSV = "x1,x2,label\n" + "".join(f"{i % 7},{(i * 3) % 11},{(i % 7) * 0.5 + (i % 3
 
 
 def config(data: DataConfig) -> RunConfig:
-    return RunConfig(data, ModelConfig(gate="linear", expert="mlp", expert_hidden=(4,), n_experts=2),
-                     TrainConfig(epochs=2, batch_size=16, device="cpu"))
+    return RunConfig(
+        data,
+        ModelConfig(gate="linear", expert="mlp", expert_hidden=(4,), n_experts=2),
+        TrainConfig(epochs=2, batch_size=16, device="cpu"),
+    )
 
 
 def forge_config(folder: Path, edit) -> None:
@@ -57,8 +61,16 @@ def test_builtin_dataset_is_rebuilt_and_checked(tmp_path: Path) -> None:
 
 def test_uploaded_csv_is_rebuilt_from_the_copy_in_the_run(tmp_path: Path) -> None:
     raw = CSV.encode()
-    dataset = dataset_from_frame(read_csv_table(raw), "label", ["x1", "x2"], name="my_upload", seed=0,
-                                 test_fraction=0.2, val_fraction=0.2, task="regression")
+    dataset = dataset_from_frame(
+        read_csv_table(raw),
+        "label",
+        ["x1", "x2"],
+        name="my_upload",
+        seed=0,
+        test_fraction=0.2,
+        val_fraction=0.2,
+        task="regression",
+    )
     data = DataConfig(name="csv", target="label", features=("x1", "x2"))
     run = train_run(config(data), dataset=dataset)
     store = RunStore(tmp_path, max_dataset_bytes=0)

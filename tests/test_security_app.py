@@ -1,4 +1,5 @@
 """AppTest: a visitor cannot choose the server's runs folder, and the Runs page's picker raises no widget warning."""
+
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
 """Visitors see a short error and a reference (details in the server log), and text from imported runs or uploaded
 files is shown as text, never as Markdown (no image a visitor's browser would fetch)."""
+
 from __future__ import annotations
 
 import json
@@ -67,6 +68,7 @@ def test_names_from_an_imported_run_are_text(tmp_path, monkeypatch) -> None:
         meta = json.loads(plain["dataset.json"])
         meta.update(name=EVIL, target_name=EVIL, source=EVIL)
         plain["dataset.json"] = json.dumps(meta).encode()
+
     blob = rezip(source.export_bytes(source.save(make_run(), name=EVIL, notes=EVIL)), forge)
     at = new_app().switch_page("pages/runs.py").run()
     at.file_uploader(key="run_upload").set_value((EVIL + ".zip", blob, "application/zip")).run()

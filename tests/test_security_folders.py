@@ -1,5 +1,6 @@
 """The runs folder belongs to whoever starts the server: a visitor cannot choose it, and Delete removes only what
 the run store wrote (a folder with a valid run marker and nothing but run members)."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 An audit hook records every file the process opens while a test imports or loads a run; a server file planted
 outside the runs folder must never appear there, and no message may quote its name or content.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,6 +57,7 @@ def secret(tmp_path: Path) -> Path:
 
 def pointing_at(blob: bytes, path: Path, *, option: bool = False) -> bytes:
     """The run file with its dataset members removed and config.json pointing at ``path`` (hashes recomputed)."""
+
     def change(plain: dict[str, bytes]) -> None:
         plain.pop("dataset.safetensors", None)
         plain.pop("data.csv", None)
@@ -65,6 +67,7 @@ def pointing_at(blob: bytes, path: Path, *, option: bool = False) -> bytes:
         else:
             config["data"].update(name="csv", csv_path=str(path), target="price", options={})
         plain["config.json"] = json.dumps(config).encode()
+
     return rezip(blob, change)
 
 
@@ -80,8 +83,9 @@ def blob(tmp_path: Path) -> bytes:
 
 
 @pytest.mark.parametrize("option", [False, True], ids=["data.csv_path", "california csv_path option"])
-def test_import_refuses_a_run_that_points_at_a_server_file(tmp_path: Path, blob: bytes, secret: Path,
-                                                           option: bool) -> None:
+def test_import_refuses_a_run_that_points_at_a_server_file(
+    tmp_path: Path, blob: bytes, secret: Path, option: bool
+) -> None:
     store = RunStore(tmp_path / "runs")
     with Watch() as opened, pytest.raises(RunFileError, match="names a file") as info:
         store.import_bytes(pointing_at(blob, secret, option=option), "shared.zip")
@@ -109,6 +113,7 @@ def test_an_exported_csv_run_carries_its_data_and_no_path(tmp_path: Path) -> Non
     run.config.data = DataConfig(name="csv", csv_path=str(csv), target="price")
     run.dataset = load_dataset(run.config.data)
     from kamoe_viz.nn import build_model
+
     run.model = build_model(run.config.model, run.dataset).eval()
     source = RunStore(tmp_path / "source")
     exported = source.export_bytes(source.save(run))
@@ -127,14 +132,30 @@ OPTION_KEYS = st.sampled_from(["csv_path", "path", "noise", "n_samples", "window
 VALUES = st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=False, width=32) | PATHISH
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(name=NAMES, csv_path=PATHISH, target=st.none() | st.sampled_from(["price", "SECRETCOLUMN", "y"]),
-       options=st.dictionaries(OPTION_KEYS, VALUES, max_size=3), keep=st.sampled_from(["none", "arrays", "csv"]))
-def test_fuzzed_data_sections_never_open_a_server_file(tmp_path_factory: pytest.TempPathFactory, blob: bytes,
-                                                       secret: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       name: str, csv_path: str | None,
-                                                       target: str | None, options: dict, keep: str) -> None:
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    name=NAMES,
+    csv_path=PATHISH,
+    target=st.none() | st.sampled_from(["price", "SECRETCOLUMN", "y"]),
+    options=st.dictionaries(OPTION_KEYS, VALUES, max_size=3),
+    keep=st.sampled_from(["none", "arrays", "csv"]),
+)
+def test_fuzzed_data_sections_never_open_a_server_file(
+    tmp_path_factory: pytest.TempPathFactory,
+    blob: bytes,
+    secret: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    csv_path: str | None,
+    target: str | None,
+    options: dict,
+    keep: str,
+) -> None:
     monkeypatch.setenv("KAMOE_CALIFORNIA_CSV", str(secret.parent / "california_absent.csv"))  # no download
     store = RunStore(tmp_path_factory.mktemp("fuzz_runs"))
 
@@ -147,8 +168,9 @@ def test_fuzzed_data_sections_never_open_a_server_file(tmp_path_factory: pytest.
         if keep == "csv":
             plain["data.csv"] = b"a,price\n1,2\n3,4\n"
         config = json.loads(plain["config.json"])
-        config["data"].update(name=name, csv_path=fill(csv_path), target=target,
-                              options={k: fill(v) for k, v in options.items()})
+        config["data"].update(
+            name=name, csv_path=fill(csv_path), target=target, options={k: fill(v) for k, v in options.items()}
+        )
         plain["config.json"] = json.dumps(config).encode()
 
     with Watch() as opened:

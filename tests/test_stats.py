@@ -1,4 +1,5 @@
 """Paired statistics: hand-computed values, agreement with scipy on a fixed table, verdict wording, edge cases."""
+
 from __future__ import annotations
 
 import math
@@ -35,12 +36,19 @@ def test_hand_computed_paired_values():
 def test_matches_scipy_on_a_fixed_table():
     rng = np.random.default_rng(7)
     base = rng.normal(0.78, 0.01, size=8)
-    table = pd.DataFrame({
-        "variant": np.repeat(["linear", "grn", "grkan"], 8),
-        "seed": np.tile(np.arange(8), 3),
-        "test_metric": np.concatenate([base - 0.01 + rng.normal(0, 0.004, 8), base + rng.normal(0, 0.004, 8),
-                                       base + 0.002 + rng.normal(0, 0.004, 8)]),
-    })
+    table = pd.DataFrame(
+        {
+            "variant": np.repeat(["linear", "grn", "grkan"], 8),
+            "seed": np.tile(np.arange(8), 3),
+            "test_metric": np.concatenate(
+                [
+                    base - 0.01 + rng.normal(0, 0.004, 8),
+                    base + rng.normal(0, 0.004, 8),
+                    base + 0.002 + rng.normal(0, 0.004, 8),
+                ]
+            ),
+        }
+    )
     out = pairwise(table, metric="R²")
     assert list(zip(out["a"], out["b"])) == [("linear", "grn"), ("linear", "grkan"), ("grn", "grkan")]
     for _, row in out.iterrows():
@@ -111,8 +119,7 @@ def test_bad_inputs_raise_validation_errors():
 
 
 def test_summary_and_headline():
-    table = pd.DataFrame({"variant": ["x"] * 5 + ["y"] * 5, "seed": list(range(5)) * 2,
-                          "test_metric": A + B})
+    table = pd.DataFrame({"variant": ["x"] * 5 + ["y"] * 5, "seed": list(range(5)) * 2, "test_metric": A + B})
     summ = summary(table)
     row = summ.set_index("variant").loc["x"]
     assert row["n"] == 5 and row["mean"] == pytest.approx(11.0) and row["std"] == pytest.approx(np.std(A, ddof=1))

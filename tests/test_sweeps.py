@@ -1,4 +1,5 @@
 """Sweep plumbing without Ray: tasks of one configuration x seeds, the resumable results CSV, engine options."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -12,9 +13,11 @@ from kamoe_viz.errors import ValidationError
 
 
 def tiny(epochs: int = 2) -> RunConfig:
-    return RunConfig(data=DataConfig(name="regimes", options={"n_samples": 300}),
-                     model=ModelConfig(expert_hidden=(4,), n_experts=2),
-                     train=TrainConfig(epochs=epochs, batch_size=64, early_stopping=0, device="cpu")).validate()
+    return RunConfig(
+        data=DataConfig(name="regimes", options={"n_samples": 300}),
+        model=ModelConfig(expert_hidden=(4,), n_experts=2),
+        train=TrainConfig(epochs=epochs, batch_size=64, early_stopping=0, device="cpu"),
+    ).validate()
 
 
 def test_tasks_group_the_seeds_of_one_configuration():

@@ -1,6 +1,7 @@
 """Sweeps through a real private Ray cluster on 127.0.0.1 (2 CPUs): the same table as the local engine, a worker
 killed mid-sweep (its task is retried or becomes an error row; the sweep completes), and a driver killed mid-sweep
 (no finished row lost, the cluster goes away, the same command resumes)."""
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,11 @@ VOLATILE = ["train_seconds"]  # wall-clock time is the only column allowed to di
 
 
 def tiny(epochs: int = 2, n_samples: int = 300) -> RunConfig:
-    return RunConfig(data=DataConfig(name="regimes", options={"n_samples": n_samples}),
-                     model=ModelConfig(expert_hidden=(4,), n_experts=2),
-                     train=TrainConfig(epochs=epochs, batch_size=64, early_stopping=0, device="cpu")).validate()
+    return RunConfig(
+        data=DataConfig(name="regimes", options={"n_samples": n_samples}),
+        model=ModelConfig(expert_hidden=(4,), n_experts=2),
+        train=TrainConfig(epochs=epochs, batch_size=64, early_stopping=0, device="cpu"),
+    ).validate()
 
 
 def _ray_processes() -> list:
@@ -41,8 +44,15 @@ def _ray_processes() -> list:
 
 def test_ray_engine_writes_the_local_engines_table(tmp_path):
     local = compare.run(tiny(), gates=("linear", "grkan"), seeds=2, include_standard=True)
-    ray_res = compare.run(tiny(), gates=("linear", "grkan"), seeds=2, include_standard=True, jobs=2,
-                          engine="ray", results_path=str(tmp_path / "runs.csv"))
+    ray_res = compare.run(
+        tiny(),
+        gates=("linear", "grkan"),
+        seeds=2,
+        include_standard=True,
+        jobs=2,
+        engine="ray",
+        results_path=str(tmp_path / "runs.csv"),
+    )
     cols = [c for c in local.table.columns if c not in VOLATILE]
     pd.testing.assert_frame_equal(local.table[cols], ray_res.table[cols])
     assert ray_res.extra["engine"] == "ray"
@@ -72,8 +82,16 @@ def test_a_killed_worker_is_retried_or_reported_and_the_sweep_completes(tmp_path
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     try:
-        res = compare.run(tiny(epochs=60, n_samples=1000), gates=("linear",), seeds=2, include_standard=True, jobs=2,
-                          engine="ray", batch=False, results_path=str(tmp_path / "runs.csv"))
+        res = compare.run(
+            tiny(epochs=60, n_samples=1000),
+            gates=("linear",),
+            seeds=2,
+            include_standard=True,
+            jobs=2,
+            engine="ray",
+            batch=False,
+            results_path=str(tmp_path / "runs.csv"),
+        )
     finally:
         stop.set()
         thread.join(5)
@@ -89,16 +107,39 @@ def test_a_killed_worker_is_retried_or_reported_and_the_sweep_completes(tmp_path
 
 
 def _compare_cmd(out: Path) -> list[str]:
-    return [sys.executable, "-m", "kamoe_viz", "compare", "--engine", "ray", "--jobs", "2", "--no-batch",
-            "--gates", "linear,grn", "--seeds", "2", "--epochs", "120", "--patience", "0", "--hidden", "4",
-            "--experts", "2", "--option", "n_samples=1000", "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "kamoe_viz",
+        "compare",
+        "--engine",
+        "ray",
+        "--jobs",
+        "2",
+        "--no-batch",
+        "--gates",
+        "linear,grn",
+        "--seeds",
+        "2",
+        "--epochs",
+        "120",
+        "--patience",
+        "0",
+        "--hidden",
+        "4",
+        "--experts",
+        "2",
+        "--option",
+        "n_samples=1000",
+        "--out",
+        str(out),
+    ]
 
 
 def test_killing_the_driver_loses_no_finished_row_and_the_same_command_resumes(tmp_path):
     out = tmp_path / "runs.csv"
     env = {**os.environ, "KAMOE_THREADS": "1"}
-    proc = subprocess.Popen(_compare_cmd(out), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_compare_cmd(out), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cluster: list = []
     try:
         deadline = time.monotonic() + 240

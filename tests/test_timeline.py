@@ -1,5 +1,6 @@
 """Training timeline and the play/pause/step session: continuing equals never pausing, bounded snapshots, the
 timeline saved in the run (and runs without one still load), live settings, new data, ``train --snapshot-every``."""
+
 from __future__ import annotations
 
 import json
@@ -85,8 +86,10 @@ def test_snapshots_are_bounded_and_pauses_are_kept() -> None:
     every_edge, top = timeline.spline_frame(snap), timeline.spline_frame(snap, top=5)
     assert top["edge"].nunique() == 5 < every_edge["edge"].nunique()
     last = timeline.snapshots[-1].splines
-    spans = sorted((float(np.ptp(v[:, j, i])) for v in last.values() for j in range(v.shape[1])
-                    for i in range(v.shape[2])), reverse=True)
+    spans = sorted(
+        (float(np.ptp(v[:, j, i])) for v in last.values() for j in range(v.shape[1]) for i in range(v.shape[2])),
+        reverse=True,
+    )
     kept = {(r.layer, r.output, r.input) for r in top.itertuples()}
     assert min(float(np.ptp(last[lay][:, j, i])) for lay, j, i in kept) == spans[4]  # the five widest
     assert set(timeline.spline_frame(timeline.at(0), top=5)["edge"]) == set(top["edge"])  # same panels each epoch
@@ -167,8 +170,13 @@ def test_live_settings_apply_on_continue_and_others_are_locked() -> None:
         session.update(batch_size=8)
     with pytest.raises(ValidationError, match="train.lr"):
         session.update(lr=-1.0)
-    changed = RunConfig.from_dict({**config.to_dict(), "train": {**config.to_dict()["train"], "lr": 0.5},
-                                   "model": {**config.to_dict()["model"], "n_experts": 3}})
+    changed = RunConfig.from_dict(
+        {
+            **config.to_dict(),
+            "train": {**config.to_dict()["train"], "lr": 0.5},
+            "model": {**config.to_dict()["model"], "n_experts": 3},
+        }
+    )
     live, locked = live_changes(config, changed)
     assert live == {"lr": 0.5} and locked == ["model.n_experts"]
 
@@ -184,8 +192,9 @@ def test_reset_and_new_data() -> None:
     session.new_data()
     assert session.config.data.seed == 1 and not np.array_equal(session.dataset.X_train, old)
     assert is_generated("moons") and is_generated("regime_series") and not is_generated("diabetes")
-    fixed = RunConfig.from_dict({**RunConfig().to_dict(), "data": {"name": "diabetes"},
-                                 "train": {"epochs": 2, "device": "cpu"}})
+    fixed = RunConfig.from_dict(
+        {**RunConfig().to_dict(), "data": {"name": "diabetes"}, "train": {"epochs": 2, "device": "cpu"}}
+    )
     with pytest.raises(ValidationError, match="generated datasets only"):
         TrainingSession(fixed).new_data()
 
@@ -207,9 +216,32 @@ def test_sequence_and_standard_models_get_a_timeline() -> None:
 
 
 def test_cli_snapshot_every_saves_a_timeline(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code = main(["train", "--dataset", "moons", "--option", "n_samples=200", "--hidden", "8", "--experts", "2",
-                 "--epochs", "7", "--patience", "0", "--device", "cpu", "--quiet", "--snapshot-every", "3",
-                 "--save", "--runs-dir", str(tmp_path), "--json"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "moons",
+            "--option",
+            "n_samples=200",
+            "--hidden",
+            "8",
+            "--experts",
+            "2",
+            "--epochs",
+            "7",
+            "--patience",
+            "0",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--snapshot-every",
+            "3",
+            "--save",
+            "--runs-dir",
+            str(tmp_path),
+            "--json",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     run_id = json.loads(out.strip().splitlines()[-1])["run_id"]

@@ -1,5 +1,6 @@
 """The timeline and Playground charts: every builder's spec is valid Vega-Lite, and :func:`frames_spec` (what the
 pages send, data kept as frames) is the same spec as :func:`chart_spec` (data as records)."""
+
 from __future__ import annotations
 
 import json
@@ -32,32 +33,40 @@ def _session(name: str, csv: str | None = None, **data_options: object) -> Train
 
 def _charts(session: TrainingSession) -> dict[str, object]:
     snap, timeline = session.current(), session.timeline
-    charts = {"load": tc.load_bars_chart(snap.metrics["load"]), "histogram": tc.histogram_chart(snap.weights),
-              "story": tc.story_metrics_chart(timeline.metrics_frame(), 1, 2),
-              "area": tc.load_area_chart(timeline.load_frame(), 1, 2),
-              "loss": ct.loss_chart(ct.history_frame(session.epochs), best_epoch=session.last.best_epoch),
-              "splines": tc.spline_curves_chart(timeline.spline_frame(snap, top=4))}
+    charts = {
+        "load": tc.load_bars_chart(snap.metrics["load"]),
+        "histogram": tc.histogram_chart(snap.weights),
+        "story": tc.story_metrics_chart(timeline.metrics_frame(), 1, 2),
+        "area": tc.load_area_chart(timeline.load_frame(), 1, 2),
+        "loss": ct.loss_chart(ct.history_frame(session.epochs), best_epoch=session.last.best_epoch),
+        "splines": tc.spline_curves_chart(timeline.spline_frame(snap, top=4)),
+    }
     if session.dataset.is_2d:
         points = tc.data_points(session.dataset)
-        charts |= {"region": tc.region_map_chart(timeline.region_frame(snap), points),
-                   "prediction": tc.prediction_map_chart(timeline.prediction_frame(snap), points),
-                   "frame": tc.frame_chart(timeline, snap, points)}
+        charts |= {
+            "region": tc.region_map_chart(timeline.region_frame(snap), points),
+            "prediction": tc.prediction_map_chart(timeline.prediction_frame(snap), points),
+            "frame": tc.frame_chart(timeline, snap, points),
+        }
     return charts
 
 
 def _canonical(spec: dict) -> str:
     """The spec with each dataset's name replaced by its rows (names differ: content hash vs frame number)."""
     spec = dict(spec)
-    datasets = {name: rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
-                for name, rows in spec.pop("datasets", {}).items()}
+    datasets = {
+        name: rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
+        for name, rows in spec.pop("datasets", {}).items()
+    }
     text = json.dumps(spec, sort_keys=True)
     for name, rows in datasets.items():
         text = text.replace(json.dumps(name), json.dumps(json.dumps(rows, sort_keys=True, default=float)))
     return text
 
 
-@pytest.mark.parametrize("dataset", ["moons", "regimes", "csv"],
-                         ids=["2-D classification", "regression with regimes", "2-D regression"])
+@pytest.mark.parametrize(
+    "dataset", ["moons", "regimes", "csv"], ids=["2-D classification", "regression with regimes", "2-D regression"]
+)
 def test_every_timeline_chart_is_valid_and_frames_spec_matches(dataset: str, tmp_path) -> None:
     if dataset == "csv":
         rng = np.random.default_rng(0)
@@ -71,8 +80,9 @@ def test_every_timeline_chart_is_valid_and_frames_spec_matches(dataset: str, tmp
         values = chart_spec(chart, validate=True)  # raises on an invalid spec
         frames = frames_spec(chart)
         assert all(isinstance(v, pd.DataFrame) for v in frames["datasets"].values()), name
-        assert sum(len(v) for v in frames["datasets"].values()) == sum(
-            len(v) for v in values["datasets"].values()), name
+        assert sum(len(v) for v in frames["datasets"].values()) == sum(len(v) for v in values["datasets"].values()), (
+            name
+        )
         assert _canonical(frames) == _canonical(values), name
 
 
@@ -88,11 +98,14 @@ def _live_inputs(session: TrainingSession) -> dict[str, tuple[tuple, dict]]:
     snap, timeline = session.current(), session.timeline
     points = tc.data_points(session.dataset)
     history = ct.history_frame(session.epochs)
-    return {"region": ((timeline.region_frame(snap), points), {"size": 230}),
-            "prediction": ((timeline.prediction_frame(snap), points), {"size": 230}),
-            "load": ((snap.metrics["load"],), {}), "histogram": ((snap.weights,), {}),
-            "story": ((timeline.metrics_frame(),), {"width": 240}),
-            "loss": ((history,), {"best_epoch": session.last.best_epoch, "height": 160})}
+    return {
+        "region": ((timeline.region_frame(snap), points), {"size": 230}),
+        "prediction": ((timeline.prediction_frame(snap), points), {"size": 230}),
+        "load": ((snap.metrics["load"],), {}),
+        "histogram": ((snap.weights,), {}),
+        "story": ((timeline.metrics_frame(),), {"width": 240}),
+        "loss": ((history,), {"best_epoch": session.last.best_epoch, "height": 160}),
+    }
 
 
 def test_live_specs_refilled_with_new_data_equal_a_fresh_build() -> None:

@@ -1,5 +1,6 @@
 """Experiment tracking export: what `train`/`compare --mlflow --tensorboard` write, read back with MLflow's client
 and TensorBoard's event reader, and compared with values computed independently here."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,19 @@ from kamoe_viz.cli import main
 from kamoe_viz.routing_metrics import routing_summary
 from kamoe_viz.tracking import LOAD_TAG, Tracker, config_params
 
-TINY = ["--option", "n_samples=300", "--hidden", "8", "--experts", "3", "--batch-size", "64", "--device", "cpu",
-        "--quiet"]
+TINY = [
+    "--option",
+    "n_samples=300",
+    "--hidden",
+    "8",
+    "--experts",
+    "3",
+    "--batch-size",
+    "64",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def _events(folder: Path) -> EventAccumulator:
@@ -42,9 +54,11 @@ def test_library_tracker_logs_what_the_trainer_saw(tmp_path: Path, monkeypatch: 
     from kamoe_viz.nn import build_model
     from kamoe_viz.training import Trainer
 
-    config = RunConfig(data=DataConfig(name="regimes", options={"n_samples": 300}),
-                       model=ModelConfig(gate="grkan", n_experts=3, expert_hidden=(8,)),
-                       train=TrainConfig(epochs=3, batch_size=64, device="cpu")).validate()
+    config = RunConfig(
+        data=DataConfig(name="regimes", options={"n_samples": 300}),
+        model=ModelConfig(gate="grkan", n_experts=3, expert_hidden=(8,)),
+        train=TrainConfig(epochs=3, batch_size=64, device="cpu"),
+    ).validate()
     dataset = load_dataset(config.data)
     torch.manual_seed(0)
     model = build_model(config.model, dataset)
@@ -56,8 +70,9 @@ def test_library_tracker_logs_what_the_trainer_saw(tmp_path: Path, monkeypatch: 
     sink.log_params(config_params(config))
     tracker.sinks.append(sink)
     seen = []
-    trainer = Trainer(model, dataset, config.train,
-                      on_epoch=tracker.epoch_logger(dataset, 64, then=lambda info: seen.append(info)))
+    trainer = Trainer(
+        model, dataset, config.train, on_epoch=tracker.epoch_logger(dataset, 64, then=lambda info: seen.append(info))
+    )
     trainer.run_epochs(3)
     tracker.close()
     assert len(seen) == 3
@@ -84,8 +99,9 @@ def test_library_tracker_logs_what_the_trainer_saw(tmp_path: Path, monkeypatch: 
         assert scalars[info.epoch] == pytest.approx(expected["nmi"], rel=1e-5)
 
 
-def test_train_cli_writes_both_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_cli_writes_both_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the default store: sqlite in the working directory
     assert main(["train", *TINY, "--epochs", "4", "--json", "--mlflow", "--tensorboard", "tb"]) == 0
@@ -112,9 +128,28 @@ def test_compare_cli_logs_a_parent_and_one_child_per_run(tmp_path: Path, monkeyp
     uri = f"sqlite:///{tmp_path / 'cmp.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
-    code = main(["compare", "--gates", "linear,grkan", "--seeds", "2", "--no-standard", "--epochs", "3",
-                 "--patience", "0", *TINY, "--out", "runs.csv", "--mlflow", "--mlflow-experiment", "cmp",
-                 "--tensorboard", "tb"])
+    code = main(
+        [
+            "compare",
+            "--gates",
+            "linear,grkan",
+            "--seeds",
+            "2",
+            "--no-standard",
+            "--epochs",
+            "3",
+            "--patience",
+            "0",
+            *TINY,
+            "--out",
+            "runs.csv",
+            "--mlflow",
+            "--mlflow-experiment",
+            "cmp",
+            "--tensorboard",
+            "tb",
+        ]
+    )
     assert code == 0
     import pandas as pd
 
@@ -138,8 +173,7 @@ def test_compare_cli_logs_a_parent_and_one_child_per_run(tmp_path: Path, monkeyp
     assert len(_events(next((tmp_path / "tb").glob("*/grkan_seed1"))).Histograms(LOAD_TAG)) == 1
 
 
-def test_bad_tensorboard_folder_is_refused_before_training(tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_tensorboard_folder_is_refused_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
     assert main(["train", *TINY, "--epochs", "1", "--tensorboard", str(blocker)]) == 2

@@ -1,4 +1,5 @@
 """Training: determinism, early stopping and best weights, plateau LR, bursts, callbacks, evaluation, prediction."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,15 @@ from kamoe_viz.training import (
 
 
 # ----- tiny data (shared with the other test_training_* modules) -----------------------------------------------------
-def tiny_dataset(task: str = "regression", n: int = 240, features: int = 3, seed: int = 0, classes: int = 3,
-                 y_mean: float = 5.0, y_std: float = 2.0) -> Dataset:
+def tiny_dataset(
+    task: str = "regression",
+    n: int = 240,
+    features: int = 3,
+    seed: int = 0,
+    classes: int = 3,
+    y_mean: float = 5.0,
+    y_std: float = 2.0,
+) -> Dataset:
     """Train/val/test from one smooth function; regression targets scaled as a loader would (y_mean, y_std)."""
     rng = np.random.default_rng(seed)
 
@@ -43,17 +51,35 @@ def tiny_dataset(task: str = "regression", n: int = 240, features: int = 3, seed
         return X, y, (signal > 0).astype(np.int64)
 
     (Xa, ya, ra), (Xb, yb, rb), (Xc, yc, rc) = part(n), part(n // 3), part(n // 3)
-    return Dataset(name="tiny", task=task, feature_names=[f"x{i}" for i in range(features)], target_name="y",
-                   X_train=Xa, y_train=ya, X_val=Xb, y_val=yb, X_test=Xc, y_test=yc,
-                   class_names=[f"c{i}" for i in range(classes)] if task == "classification" else None,
-                   regimes_train=ra, regimes_val=rb, regimes_test=rc, y_mean=y_mean, y_std=y_std,
-                   x_mean=np.zeros(features, np.float32), x_std=np.ones(features, np.float32))
+    return Dataset(
+        name="tiny",
+        task=task,
+        feature_names=[f"x{i}" for i in range(features)],
+        target_name="y",
+        X_train=Xa,
+        y_train=ya,
+        X_val=Xb,
+        y_val=yb,
+        X_test=Xc,
+        y_test=yc,
+        class_names=[f"c{i}" for i in range(classes)] if task == "classification" else None,
+        regimes_train=ra,
+        regimes_val=rb,
+        regimes_test=rc,
+        y_mean=y_mean,
+        y_std=y_std,
+        x_mean=np.zeros(features, np.float32),
+        x_std=np.ones(features, np.float32),
+    )
 
 
 def tiny_config(gate: str = "grkan", expert: str = "mlp", epochs: int = 4, **train) -> RunConfig:
     train = {"batch_size": 32, "device": "cpu", **train}
-    return RunConfig(DataConfig(), ModelConfig(gate=gate, expert=expert, expert_hidden=(8,), n_experts=3),
-                     TrainConfig(epochs=epochs, **train)).validate()
+    return RunConfig(
+        DataConfig(),
+        ModelConfig(gate=gate, expert=expert, expert_hidden=(8,), n_experts=3),
+        TrainConfig(epochs=epochs, **train),
+    ).validate()
 
 
 def state_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -71,7 +97,8 @@ def test_same_seed_same_result_bitwise(gate: str, expert: str) -> None:
     a = train_run(tiny_config(gate, expert, epochs=3), ds)
     b = train_run(tiny_config(gate, expert, epochs=3), ds)
     assert a.result.history[["epoch", "train_loss", "val_loss", "lr"]].equals(
-        b.result.history[["epoch", "train_loss", "val_loss", "lr"]])
+        b.result.history[["epoch", "train_loss", "val_loss", "lr"]]
+    )
     assert a.result.metrics == b.result.metrics
     assert same_state(state_of(a.model), state_of(b.model))
     c = train_run(tiny_config(gate, expert, epochs=3, seed=1), ds)
@@ -212,8 +239,9 @@ def test_bursts_equal_one_fit_and_keep_optimiser_state() -> None:
 def test_epoch_info_contents() -> None:
     ds = tiny_dataset(n=2400)  # 800 validation rows: gate weights come from the first 512
     infos: list[EpochInfo] = []
-    result = fit(build_model(tiny_config().model, ds), ds, tiny_config(epochs=3, batch_size=256).train,
-                 on_epoch=infos.append)
+    result = fit(
+        build_model(tiny_config().model, ds), ds, tiny_config(epochs=3, batch_size=256).train, on_epoch=infos.append
+    )
     assert [i.epoch for i in infos] == [1, 2, 3]
     for info in infos:
         assert info.gate_weights.shape == (512, 3) and info.gate_weights.dtype == np.float32
@@ -226,12 +254,14 @@ def test_epoch_info_contents() -> None:
 
 def test_callback_false_and_stop_end_training() -> None:
     ds = tiny_dataset()
-    result = fit(build_model(tiny_config().model, ds), ds, tiny_config(epochs=50).train,
-                 on_epoch=lambda info: info.epoch < 2)
+    result = fit(
+        build_model(tiny_config().model, ds), ds, tiny_config(epochs=50).train, on_epoch=lambda info: info.epoch < 2
+    )
     assert result.stopped_reason == "stopped" and result.epochs_run == 2
     calls = iter([False, False, True])
-    result = fit(build_model(tiny_config().model, ds), ds, tiny_config(epochs=50).train,
-                 should_stop=lambda: next(calls))
+    result = fit(
+        build_model(tiny_config().model, ds), ds, tiny_config(epochs=50).train, should_stop=lambda: next(calls)
+    )
     assert result.stopped_reason == "stopped" and result.epochs_run == 3
     trainer = Trainer(build_model(tiny_config().model, ds), ds, tiny_config(epochs=50).train)
     trainer.run_epochs(1)
@@ -250,8 +280,19 @@ def sequence_dataset(seq_targets: bool, n: int = 120, T: int = 6) -> Dataset:
         return X, (y if seq_targets else y[:, -1])
 
     (a, b), (c, d), (e, f) = part(n), part(n // 3), part(n // 3)
-    return Dataset(name="seq", task="regression", feature_names=["u", "v"], target_name="y", X_train=a, y_train=b,
-                   X_val=c, y_val=d, X_test=e, y_test=f, is_sequence=True)
+    return Dataset(
+        name="seq",
+        task="regression",
+        feature_names=["u", "v"],
+        target_name="y",
+        X_train=a,
+        y_train=b,
+        X_val=c,
+        y_val=d,
+        X_test=e,
+        y_test=f,
+        is_sequence=True,
+    )
 
 
 def test_sequence_targets_need_return_sequences() -> None:

@@ -1,4 +1,5 @@
 """Divergence guard: NaN/inf losses and exploding gradients stop training cleanly, keep the best weights, advise."""
+
 from __future__ import annotations
 
 import math
@@ -109,10 +110,12 @@ def test_clipping_advice_when_already_clipping() -> None:
     assert "clip gradients harder (train.max_grad_norm, currently 5)" in result.message
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, False), ("0", False), ("off", False), ("1", True),
-                                                 (" ON ", True), ("yes", True)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, False), ("0", False), ("off", False), ("1", True), (" ON ", True), ("yes", True)]
+)
 def test_cuda_graphs_are_opt_in(value: str | None, expected: bool, monkeypatch) -> None:
     from kamoe_viz.nn.fast.cuda_graph import ENV_SWITCH, graphs_enabled
+
     if value is None:
         monkeypatch.delenv(ENV_SWITCH, raising=False)
     else:

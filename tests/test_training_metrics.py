@@ -1,4 +1,5 @@
 """kamoe_viz.metrics against scikit-learn and hand-computed values."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """The step's one choice point (kamoe_viz.training.step): the switch that turns every fast path off trains like
 the fast paths, and uses none of them; a diverging run can raise TrainingDivergedError."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,11 +24,16 @@ def _train(config: ModelConfig, train: TrainConfig, data) -> tuple[Trainer, np.n
     return trainer, trainer.finish().history[["train_loss", "val_loss"]].to_numpy()
 
 
-@pytest.mark.parametrize("config,train", [
-    (ModelConfig(gate="grkan", expert="kan", n_experts=3, expert_hidden=(4,)), {}),
-    (ModelConfig(gate="grn", expert="mlp", n_experts=3, expert_hidden=(8,), routing="switch"),
-     dict(balance_loss=0.01, gate_lr_scale=3.0)),
-])
+@pytest.mark.parametrize(
+    "config,train",
+    [
+        (ModelConfig(gate="grkan", expert="kan", n_experts=3, expert_hidden=(4,)), {}),
+        (
+            ModelConfig(gate="grn", expert="mlp", n_experts=3, expert_hidden=(8,), routing="switch"),
+            dict(balance_loss=0.01, gate_lr_scale=3.0),
+        ),
+    ],
+)
 def test_plain_autograd_trains_like_the_fast_paths(config, train, monkeypatch):
     native.build()
     data = tiny_dataset(n=200)
@@ -73,8 +79,12 @@ def test_plain_autograd_block_turns_the_kernel_off_for_modules():
 def test_a_diverging_run_raises_when_asked_and_keeps_the_best_weights():
     data = tiny_dataset()
     torch.manual_seed(0)
-    trainer = Trainer(build_model(ModelConfig(expert_hidden=(6,)), data), data,
-                      TrainConfig(epochs=6, batch_size=32, seed=0, device="cpu"), raise_on_divergence=True)
+    trainer = Trainer(
+        build_model(ModelConfig(expert_hidden=(6,)), data),
+        data,
+        TrainConfig(epochs=6, batch_size=32, seed=0, device="cpu"),
+        raise_on_divergence=True,
+    )
     trainer.run_epochs(2)
     trainer._X[3, 0] = float("nan")  # epoch 3's loss is not finite
     with pytest.raises(TrainingDivergedError) as caught:
@@ -87,8 +97,11 @@ def test_a_diverging_run_raises_when_asked_and_keeps_the_best_weights():
     # without the flag the same run returns a diverged result
     data = tiny_dataset()  # the trainer's tensors share the arrays' memory: fresh data
     torch.manual_seed(0)
-    quiet = Trainer(build_model(ModelConfig(expert_hidden=(6,)), data), data,
-                    TrainConfig(epochs=6, batch_size=32, seed=0, device="cpu"))
+    quiet = Trainer(
+        build_model(ModelConfig(expert_hidden=(6,)), data),
+        data,
+        TrainConfig(epochs=6, batch_size=32, seed=0, device="cpu"),
+    )
     quiet.run_epochs(2)
     quiet._X[3, 0] = float("nan")
     quiet.run_epochs(4)

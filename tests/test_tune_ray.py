@@ -1,5 +1,6 @@
 """compare --tune: a grid over learning rate and expert width on a real private Ray Tune cluster (127.0.0.1,
 2 CPUs) with ASHA and reused actors; each trial trains its seeds batched and reports every epoch."""
+
 from __future__ import annotations
 
 import math
@@ -14,9 +15,11 @@ from kamoe_viz.errors import ValidationError
 
 
 def tiny(epochs: int = 4) -> RunConfig:
-    return RunConfig(data=DataConfig(name="regimes", options={"n_samples": 300}),
-                     model=ModelConfig(expert_hidden=(4,), n_experts=2, gate="linear"),
-                     train=TrainConfig(epochs=epochs, batch_size=64, early_stopping=0, device="cpu")).validate()
+    return RunConfig(
+        data=DataConfig(name="regimes", options={"n_samples": 300}),
+        model=ModelConfig(expert_hidden=(4,), n_experts=2, gate="linear"),
+        train=TrainConfig(epochs=epochs, batch_size=64, early_stopping=0, device="cpu"),
+    ).validate()
 
 
 def test_tune_grid_with_asha_reports_every_trial_and_the_best(monkeypatch):

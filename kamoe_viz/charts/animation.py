@@ -1,5 +1,6 @@
 """A training timeline as an animated GIF and as a zip of PNG frames, for slides (rendered offline by vl-convert;
 the GIF is assembled with Pillow, which Streamlit already depends on)."""
+
 from __future__ import annotations
 
 import io
@@ -24,12 +25,15 @@ def frame_indices(n_snapshots: int, max_frames: int = MAX_FRAMES) -> list[int]:
     return sorted(set(np.round(np.linspace(0, n_snapshots - 1, min(n_snapshots, max_frames))).astype(int).tolist()))
 
 
-def render_frames(timeline: Any, build: Callable[[Any], Any], max_frames: int = MAX_FRAMES,
-                  scale: float = 1.0) -> list[tuple[int, bytes]]:
+def render_frames(
+    timeline: Any, build: Callable[[Any], Any], max_frames: int = MAX_FRAMES, scale: float = 1.0
+) -> list[tuple[int, bytes]]:
     """(epoch, PNG bytes) for up to ``max_frames`` snapshots; ``build(snapshot)`` makes each frame's chart."""
     snaps = timeline.snapshots
-    return [(snaps[i].epoch, chart_bytes(build(snaps[i]), "png", scale=scale))
-            for i in frame_indices(len(snaps), max_frames)]
+    return [
+        (snaps[i].epoch, chart_bytes(build(snaps[i]), "png", scale=scale))
+        for i in frame_indices(len(snaps), max_frames)
+    ]
 
 
 def gif_bytes(frames: list[tuple[int, bytes]], seconds_per_frame: float = FRAME_SECONDS) -> bytes:
@@ -48,8 +52,9 @@ def gif_bytes(frames: list[tuple[int, bytes]], seconds_per_frame: float = FRAME_
         canvas.append(page.convert("P", palette=Image.Palette.ADAPTIVE))
     ms = int(seconds_per_frame * 1000)
     out = io.BytesIO()
-    canvas[0].save(out, format="GIF", save_all=True, append_images=canvas[1:], loop=0,
-                   duration=[ms] * (len(canvas) - 1) + [ms * 3])
+    canvas[0].save(
+        out, format="GIF", save_all=True, append_images=canvas[1:], loop=0, duration=[ms] * (len(canvas) - 1) + [ms * 3]
+    )
     return out.getvalue()
 
 

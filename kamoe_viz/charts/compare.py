@@ -2,6 +2,7 @@
 
 Pure functions: tidy DataFrames (from :class:`kamoe_viz.compare.ComparisonResult`) in, ``alt.Chart`` out.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -37,12 +38,15 @@ def _order(variants: Sequence[str]) -> list[str]:
 def _color(variants: Sequence[str]) -> alt.Scale:
     names = list(dict.fromkeys(variants))
     extra = iter(EXTRA_COLORS * (1 + len(names) // len(EXTRA_COLORS)))
-    return alt.Scale(domain=[variant_label(v) for v in names],
-                     range=[VARIANT_COLORS[v] if v in VARIANT_COLORS else next(extra) for v in names])
+    return alt.Scale(
+        domain=[variant_label(v) for v in names],
+        range=[VARIANT_COLORS[v] if v in VARIANT_COLORS else next(extra) for v in names],
+    )
 
 
-def metric_chart(table: pd.DataFrame, summary: pd.DataFrame, metric_label: str = "test metric",
-                 upper_bound: float | None = None) -> alt.Chart:
+def metric_chart(
+    table: pd.DataFrame, summary: pd.DataFrame, metric_label: str = "test metric", upper_bound: float | None = None
+) -> alt.Chart:
     """One dot per run (seed) and the mean with its 95% CI, per variant; diverged runs drawn as crosses.
 
     ``upper_bound``: the metric's largest possible value (1 for R² and accuracy); the drawn interval stops there
@@ -60,22 +64,55 @@ def metric_chart(table: pd.DataFrame, summary: pd.DataFrame, metric_label: str =
         s["ci_high"] = s["ci_high"].astype(float).clip(upper=upper_bound)
     y = alt.Y("variant_label:N", title=None, sort=_order(variants))
     color = alt.Color("variant_label:N", scale=_color(variants), legend=None)
-    dots = alt.Chart(t).mark_point(size=70, filled=True, opacity=0.75).encode(
-        x=alt.X("test_metric:Q", title=metric_label, scale=alt.Scale(zero=False)), y=y,
-        yOffset=alt.YOffset("jitter:Q"), color=color,
-        shape=alt.Shape("status:N", scale=alt.Scale(domain=statuses, range=[SHAPES[v] for v in statuses]),
-                        title="run", legend=alt.Legend() if len(statuses) > 1 else None),
-        tooltip=["variant", "seed", alt.Tooltip("test_metric:Q", format=".4f", title=metric_label),
-                 "epochs_run", alt.Tooltip("train_seconds:Q", format=".1f"), "stopped_reason"],
-    ).transform_calculate(jitter="random() * 16 - 8")
-    ci = alt.Chart(s).mark_rule(strokeWidth=3, color="black").encode(
-        x="ci_low:Q", x2="ci_high:Q", y=y,
-        tooltip=["variant", alt.Tooltip("mean:Q", format=".4f"), alt.Tooltip("ci_low:Q", format=".4f"),
-                 alt.Tooltip("ci_high:Q", format=".4f"), "n"])
-    mean = alt.Chart(s).mark_tick(thickness=3, size=26, color="black").encode(
-        x="mean:Q", y=y, tooltip=["variant", alt.Tooltip("mean:Q", format=".4f"), "n"])
+    dots = (
+        alt.Chart(t)
+        .mark_point(size=70, filled=True, opacity=0.75)
+        .encode(
+            x=alt.X("test_metric:Q", title=metric_label, scale=alt.Scale(zero=False)),
+            y=y,
+            yOffset=alt.YOffset("jitter:Q"),
+            color=color,
+            shape=alt.Shape(
+                "status:N",
+                scale=alt.Scale(domain=statuses, range=[SHAPES[v] for v in statuses]),
+                title="run",
+                legend=alt.Legend() if len(statuses) > 1 else None,
+            ),
+            tooltip=[
+                "variant",
+                "seed",
+                alt.Tooltip("test_metric:Q", format=".4f", title=metric_label),
+                "epochs_run",
+                alt.Tooltip("train_seconds:Q", format=".1f"),
+                "stopped_reason",
+            ],
+        )
+        .transform_calculate(jitter="random() * 16 - 8")
+    )
+    ci = (
+        alt.Chart(s)
+        .mark_rule(strokeWidth=3, color="black")
+        .encode(
+            x="ci_low:Q",
+            x2="ci_high:Q",
+            y=y,
+            tooltip=[
+                "variant",
+                alt.Tooltip("mean:Q", format=".4f"),
+                alt.Tooltip("ci_low:Q", format=".4f"),
+                alt.Tooltip("ci_high:Q", format=".4f"),
+                "n",
+            ],
+        )
+    )
+    mean = (
+        alt.Chart(s)
+        .mark_tick(thickness=3, size=26, color="black")
+        .encode(x="mean:Q", y=y, tooltip=["variant", alt.Tooltip("mean:Q", format=".4f"), "n"])
+    )
     return (ci + mean + dots).properties(
-        title=f"{metric_label} per run (dots) and mean with 95% CI (black)", height=alt.Step(46))
+        title=f"{metric_label} per run (dots) and mean with 95% CI (black)", height=alt.Step(46)
+    )
 
 
 def loss_curves_chart(histories: pd.DataFrame, log_scale: bool = True) -> alt.Chart:
@@ -90,13 +127,18 @@ def loss_curves_chart(histories: pd.DataFrame, log_scale: bool = True) -> alt.Ch
     h["variant_label"] = h["variant"].map(variant_label) if len(h) else pd.Series(dtype=str)
     h["run"] = h["variant"].astype(str) + " / seed " + h["seed"].astype(str) if len(h) else pd.Series(dtype=str)
     # points too: a run of one epoch has no line to draw
-    return alt.Chart(h).mark_line(opacity=0.7, strokeWidth=1.5, point=alt.OverlayMarkDef(size=18)).encode(
-        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(format="d", tickMinStep=1)),
-        y=alt.Y("val_loss:Q", title="validation loss", scale=alt.Scale(type="log" if log_scale else "linear")),
-        color=alt.Color("variant_label:N", scale=_color(variants), title="variant"),
-        detail="run:N",
-        tooltip=["variant", "seed", "epoch", alt.Tooltip("val_loss:Q", format=".4g")],
-    ).properties(title="Validation loss (one line per seed)", height=300)
+    return (
+        alt.Chart(h)
+        .mark_line(opacity=0.7, strokeWidth=1.5, point=alt.OverlayMarkDef(size=18))
+        .encode(
+            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(format="d", tickMinStep=1)),
+            y=alt.Y("val_loss:Q", title="validation loss", scale=alt.Scale(type="log" if log_scale else "linear")),
+            color=alt.Color("variant_label:N", scale=_color(variants), title="variant"),
+            detail="run:N",
+            tooltip=["variant", "seed", "epoch", alt.Tooltip("val_loss:Q", format=".4g")],
+        )
+        .properties(title="Validation loss (one line per seed)", height=300)
+    )
 
 
 def cost_chart(cost: pd.DataFrame) -> alt.HConcatChart:
@@ -106,14 +148,32 @@ def cost_chart(cost: pd.DataFrame) -> alt.HConcatChart:
     c["variant_label"] = c["variant"].map(variant_label)
     y = alt.Y("variant_label:N", title=None, sort=_order(variants))
     color = alt.Color("variant_label:N", scale=_color(variants), legend=None)
-    params = alt.Chart(c).mark_bar().encode(
-        x=alt.X("params:Q", title="trainable parameters"), y=y, color=color,
-        tooltip=["variant", alt.Tooltip("params:Q", format=",.0f")]).properties(title="Parameters", width=260)
-    seconds = alt.Chart(c).mark_bar().encode(
-        x=alt.X("train_seconds:Q", title="mean training time per run (s)"), y=y, color=color,
-        tooltip=["variant", alt.Tooltip("train_seconds:Q", format=".1f"),
-                 alt.Tooltip("epochs_run:Q", format=".0f", title="mean epochs")]).properties(
-        title="Training time", width=260)
+    params = (
+        alt.Chart(c)
+        .mark_bar()
+        .encode(
+            x=alt.X("params:Q", title="trainable parameters"),
+            y=y,
+            color=color,
+            tooltip=["variant", alt.Tooltip("params:Q", format=",.0f")],
+        )
+        .properties(title="Parameters", width=260)
+    )
+    seconds = (
+        alt.Chart(c)
+        .mark_bar()
+        .encode(
+            x=alt.X("train_seconds:Q", title="mean training time per run (s)"),
+            y=y,
+            color=color,
+            tooltip=[
+                "variant",
+                alt.Tooltip("train_seconds:Q", format=".1f"),
+                alt.Tooltip("epochs_run:Q", format=".0f", title="mean epochs"),
+            ],
+        )
+        .properties(title="Training time", width=260)
+    )
     return alt.hconcat(params, seconds)
 
 
@@ -129,8 +189,15 @@ def gate_histogram_frame(gate_samples: pd.DataFrame, bins: int = 20, seed: int |
         counts, _ = np.histogram(w, bins=edges)
         total = max(1, counts.sum())
         for i, count in enumerate(counts):
-            rows.append({"variant": variant, "expert": f"expert {int(expert)}", "bin_start": edges[i],
-                         "bin_end": edges[i + 1], "fraction": count / total})
+            rows.append(
+                {
+                    "variant": variant,
+                    "expert": f"expert {int(expert)}",
+                    "bin_start": edges[i],
+                    "bin_end": edges[i + 1],
+                    "fraction": count / total,
+                }
+            )
     return pd.DataFrame(rows, columns=["variant", "expert", "bin_start", "bin_end", "fraction"])
 
 
@@ -140,12 +207,22 @@ def gate_distribution_chart(gate_samples: pd.DataFrame, seed: int | None = None,
     variants = list(dict.fromkeys(frame["variant"]))
     frame["variant_label"] = frame["variant"].map(variant_label)
     which = f"seed {seed}" if seed is not None else "all seeds"
-    return alt.Chart(frame).mark_bar(opacity=0.6, binSpacing=0).encode(
-        x=alt.X("bin_start:Q", bin="binned", title="gate weight", scale=alt.Scale(domain=[0, 1])),
-        x2="bin_end:Q",
-        y=alt.Y("fraction:Q", title="share of test rows", stack=None),
-        color=expert_color("expert", list(frame["expert"].unique())),
-        column=alt.Column("variant_label:N", title=None, sort=_order(variants)),
-        tooltip=["variant", "expert", alt.Tooltip("bin_start:Q", format=".2f"),
-                 alt.Tooltip("bin_end:Q", format=".2f"), alt.Tooltip("fraction:Q", format=".1%")],
-    ).properties(width=220, height=180, title=f"Gate weights on the same test rows ({which})")
+    return (
+        alt.Chart(frame)
+        .mark_bar(opacity=0.6, binSpacing=0)
+        .encode(
+            x=alt.X("bin_start:Q", bin="binned", title="gate weight", scale=alt.Scale(domain=[0, 1])),
+            x2="bin_end:Q",
+            y=alt.Y("fraction:Q", title="share of test rows", stack=None),
+            color=expert_color("expert", list(frame["expert"].unique())),
+            column=alt.Column("variant_label:N", title=None, sort=_order(variants)),
+            tooltip=[
+                "variant",
+                "expert",
+                alt.Tooltip("bin_start:Q", format=".2f"),
+                alt.Tooltip("bin_end:Q", format=".2f"),
+                alt.Tooltip("fraction:Q", format=".1%"),
+            ],
+        )
+        .properties(width=220, height=180, title=f"Gate weights on the same test rows ({which})")
+    )

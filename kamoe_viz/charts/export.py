@@ -1,4 +1,5 @@
 """A chart as a Vega-Lite dict (validated once, data inline), and as PNG or SVG bytes (vl-convert, offline)."""
+
 from __future__ import annotations
 
 from typing import Any

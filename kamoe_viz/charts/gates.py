@@ -1,4 +1,5 @@
 """Charts of the gate: weight distributions, load bars, region maps, weights over time, partial dependence."""
+
 from __future__ import annotations
 
 import altair as alt
@@ -14,52 +15,93 @@ def weight_histogram_chart(weights: pd.DataFrame, bins: int = 25, wrap: int | No
     """Per expert, the histogram of its gate weight over the rows (long frame: expert, weight); ``wrap``: at most
     this many experts side by side, the rest on further rows (for a narrow column)."""
     names = list(weights["expert"].unique())
-    facet = (alt.Facet("expert:N", title=None, sort=names, columns=wrap) if wrap
-             else alt.Column("expert:N", title=None, sort=names))
-    return alt.Chart(weights).mark_bar(opacity=0.85).encode(
-        x=alt.X("weight:Q", bin=alt.Bin(maxbins=bins, extent=[0, 1]), title="gate weight"),
-        y=alt.Y("count():Q", title="rows"),
-        color=expert_color("expert", names, legend=False),
-        **({"facet": facet} if wrap else {"column": facet}),
-        tooltip=[alt.Tooltip("expert:N"), alt.Tooltip("weight:Q", bin=alt.Bin(maxbins=bins, extent=[0, 1]),
-                                                      title="weight bin"), alt.Tooltip("count():Q", title="rows")],
-    ).properties(width=SMALL, height=120)
+    facet = (
+        alt.Facet("expert:N", title=None, sort=names, columns=wrap)
+        if wrap
+        else alt.Column("expert:N", title=None, sort=names)
+    )
+    return (
+        alt.Chart(weights)
+        .mark_bar(opacity=0.85)
+        .encode(
+            x=alt.X("weight:Q", bin=alt.Bin(maxbins=bins, extent=[0, 1]), title="gate weight"),
+            y=alt.Y("count():Q", title="rows"),
+            color=expert_color("expert", names, legend=False),
+            **({"facet": facet} if wrap else {"column": facet}),
+            tooltip=[
+                alt.Tooltip("expert:N"),
+                alt.Tooltip("weight:Q", bin=alt.Bin(maxbins=bins, extent=[0, 1]), title="weight bin"),
+                alt.Tooltip("count():Q", title="rows"),
+            ],
+        )
+        .properties(width=SMALL, height=120)
+    )
 
 
 def weight_violin_chart(weights: pd.DataFrame) -> alt.Chart:
     """Per expert, a violin (density) of its gate weight."""
     names = list(weights["expert"].unique())
-    return alt.Chart(weights).transform_density(
-        "weight", as_=["weight", "density"], groupby=["expert"], extent=[0, 1]).mark_area(orient="horizontal").encode(
-        y=alt.Y("weight:Q", title="gate weight", scale=alt.Scale(domain=[0, 1])),
-        x=alt.X("density:Q", stack="center", impute=None, title=None,
-                axis=alt.Axis(labels=False, values=[0], grid=False, ticks=True)),
-        color=expert_color("expert", names, legend=False),
-        column=alt.Column("expert:N", title=None, sort=names, spacing=0,
-                          header=alt.Header(labelOrient="bottom")),
-        tooltip=[alt.Tooltip("expert:N"), alt.Tooltip("weight:Q", format=".2f"),
-                 alt.Tooltip("density:Q", format=".3g")],
-    ).properties(width=90, height=200)
+    return (
+        alt.Chart(weights)
+        .transform_density("weight", as_=["weight", "density"], groupby=["expert"], extent=[0, 1])
+        .mark_area(orient="horizontal")
+        .encode(
+            y=alt.Y("weight:Q", title="gate weight", scale=alt.Scale(domain=[0, 1])),
+            x=alt.X(
+                "density:Q",
+                stack="center",
+                impute=None,
+                title=None,
+                axis=alt.Axis(labels=False, values=[0], grid=False, ticks=True),
+            ),
+            color=expert_color("expert", names, legend=False),
+            column=alt.Column("expert:N", title=None, sort=names, spacing=0, header=alt.Header(labelOrient="bottom")),
+            tooltip=[
+                alt.Tooltip("expert:N"),
+                alt.Tooltip("weight:Q", format=".2f"),
+                alt.Tooltip("density:Q", format=".3g"),
+            ],
+        )
+        .properties(width=90, height=200)
+    )
 
 
 def load_chart(loads: pd.DataFrame) -> alt.LayerChart:
     """Grouped bars per expert: mean weight, normalised share and top-1 share (from ``load_table``), with the
     expert's status written above its bars when it is dead or always on."""
-    long = loads.melt(id_vars=["expert", "status"], value_vars=list(LOAD_LABELS), var_name="measure",
-                      value_name="value")
+    long = loads.melt(
+        id_vars=["expert", "status"], value_vars=list(LOAD_LABELS), var_name="measure", value_name="value"
+    )
     long["measure"] = long["measure"].map(LOAD_LABELS)
     names = list(loads["expert"])
     x = alt.X("expert:N", title=None, sort=names, axis=alt.Axis(labelAngle=0))
-    bars = alt.Chart(long).mark_bar().encode(
-        x=x, xOffset=alt.XOffset("measure:N", sort=list(LOAD_LABELS.values())),
-        y=alt.Y("value:Q", title="share / weight", scale=alt.Scale(domain=[0, 1.08])),
-        color=alt.Color("measure:N", sort=list(LOAD_LABELS.values()), scale=alt.Scale(scheme="set2"),
-                        legend=alt.Legend(orient="top", title=None)),
-        tooltip=[alt.Tooltip("expert:N"), alt.Tooltip("measure:N"), alt.Tooltip("value:Q", format=".3f"),
-                 alt.Tooltip("status:N")])
+    bars = (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            x=x,
+            xOffset=alt.XOffset("measure:N", sort=list(LOAD_LABELS.values())),
+            y=alt.Y("value:Q", title="share / weight", scale=alt.Scale(domain=[0, 1.08])),
+            color=alt.Color(
+                "measure:N",
+                sort=list(LOAD_LABELS.values()),
+                scale=alt.Scale(scheme="set2"),
+                legend=alt.Legend(orient="top", title=None),
+            ),
+            tooltip=[
+                alt.Tooltip("expert:N"),
+                alt.Tooltip("measure:N"),
+                alt.Tooltip("value:Q", format=".3f"),
+                alt.Tooltip("status:N"),
+            ],
+        )
+    )
     flags = loads[loads["status"] != "active"].assign(y=1.04)
-    text = alt.Chart(flags).mark_text(color="#d62728", fontWeight="bold").encode(
-        x=x, y="y:Q", text="status:N", tooltip=[alt.Tooltip("expert:N"), alt.Tooltip("status:N")])
+    text = (
+        alt.Chart(flags)
+        .mark_text(color="#d62728", fontWeight="bold")
+        .encode(x=x, y="y:Q", text="status:N", tooltip=[alt.Tooltip("expert:N"), alt.Tooltip("status:N")])
+    )
     return layered(bars, text).properties(width=max(340, 90 * len(names)), height=220)
 
 
@@ -88,15 +130,25 @@ def square_domains(cells: pd.DataFrame) -> tuple[list[float], list[float]]:
 
 
 def _points_layer(points: pd.DataFrame, x_title: str, y_title: str) -> alt.Chart:
-    shape = alt.Shape("regime:N", legend=alt.Legend(orient="right", title="true regime")) \
-        if "regime" in points else alt.value("circle")
-    tooltip = [alt.Tooltip("x:Q", title=x_title, format=".3g"), alt.Tooltip("y:Q", title=y_title, format=".3g"),
-               alt.Tooltip("winner:N", title="winning expert"),
-               alt.Tooltip("winning_weight:Q", title="its weight", format=".2f"), alt.Tooltip("target", title="target")]
+    shape = (
+        alt.Shape("regime:N", legend=alt.Legend(orient="right", title="true regime"))
+        if "regime" in points
+        else alt.value("circle")
+    )
+    tooltip = [
+        alt.Tooltip("x:Q", title=x_title, format=".3g"),
+        alt.Tooltip("y:Q", title=y_title, format=".3g"),
+        alt.Tooltip("winner:N", title="winning expert"),
+        alt.Tooltip("winning_weight:Q", title="its weight", format=".2f"),
+        alt.Tooltip("target", title="target"),
+    ]
     if "regime" in points:
         tooltip.append(alt.Tooltip("regime:N", title="true regime"))
-    return alt.Chart(points).mark_point(size=22, filled=True, color="#222222", opacity=0.65, strokeWidth=0.5).encode(
-        x=alt.X("x:Q", title=x_title), y=alt.Y("y:Q", title=y_title), shape=shape, tooltip=tooltip)
+    return (
+        alt.Chart(points)
+        .mark_point(size=22, filled=True, color="#222222", opacity=0.65, strokeWidth=0.5)
+        .encode(x=alt.X("x:Q", title=x_title), y=alt.Y("y:Q", title=y_title), shape=shape, tooltip=tooltip)
+    )
 
 
 # Translucent cells drawn edge to edge leave pale seams where anti-aliasing halves the coverage (stripes in PNG and
@@ -104,28 +156,46 @@ def _points_layer(points: pd.DataFrame, x_title: str, y_title: str) -> alt.Chart
 SEAM_STROKE = 0.6
 
 
-def region_winner_chart(grid: pd.DataFrame, points: pd.DataFrame | None = None, x_title: str = "x",
-                        y_title: str = "y", size: int = 420) -> alt.LayerChart:
+def region_winner_chart(
+    grid: pd.DataFrame, points: pd.DataFrame | None = None, x_title: str = "x", y_title: str = "y", size: int = 420
+) -> alt.LayerChart:
     """The input plane coloured by the winning expert (paler where its weight is lower), data on top."""
     cells = _cells(grid.drop_duplicates(["x", "y"]))
     names = sorted(grid["expert"].unique(), key=lambda s: int(s.rsplit(" ", 1)[-1]))
     dx, dy = square_domains(cells)
     opacity = alt.Opacity("winning_weight:Q", scale=alt.Scale(range=[0.25, 0.9]), title="its weight", legend=None)
-    heat = alt.Chart(cells).mark_rect(clip=True, strokeWidth=SEAM_STROKE).encode(
-        x=alt.X("x_lo:Q", title=x_title, scale=alt.Scale(domain=dx, nice=False)), x2="x_hi:Q",
-        y=alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(domain=dy, nice=False)), y2="y_hi:Q",
-        color=expert_color("winner", names, title="winning expert"),
-        stroke=expert_color("winner", names, legend=False), opacity=opacity,
-        strokeOpacity=alt.StrokeOpacity("winning_weight:Q", scale=alt.Scale(range=[0.25, 0.9]), legend=None),
-        tooltip=[alt.Tooltip("x:Q", title=x_title, format=".3g"), alt.Tooltip("y:Q", title=y_title, format=".3g"),
-                 alt.Tooltip("winner:N", title="winning expert"),
-                 alt.Tooltip("winning_weight:Q", title="its weight", format=".3f")])
+    heat = (
+        alt.Chart(cells)
+        .mark_rect(clip=True, strokeWidth=SEAM_STROKE)
+        .encode(
+            x=alt.X("x_lo:Q", title=x_title, scale=alt.Scale(domain=dx, nice=False)),
+            x2="x_hi:Q",
+            y=alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(domain=dy, nice=False)),
+            y2="y_hi:Q",
+            color=expert_color("winner", names, title="winning expert"),
+            stroke=expert_color("winner", names, legend=False),
+            opacity=opacity,
+            strokeOpacity=alt.StrokeOpacity("winning_weight:Q", scale=alt.Scale(range=[0.25, 0.9]), legend=None),
+            tooltip=[
+                alt.Tooltip("x:Q", title=x_title, format=".3g"),
+                alt.Tooltip("y:Q", title=y_title, format=".3g"),
+                alt.Tooltip("winner:N", title="winning expert"),
+                alt.Tooltip("winning_weight:Q", title="its weight", format=".3f"),
+            ],
+        )
+    )
     layers = [heat] + ([_points_layer(points, x_title, y_title)] if points is not None and len(points) else [])
     return layered(*layers).properties(width=size, height=size, title="Winning expert")
 
 
-def region_weight_charts(grid: pd.DataFrame, points: pd.DataFrame | None = None, x_title: str = "x",
-                         y_title: str = "y", size: int = 185, columns: int = 3) -> alt.ConcatChart:
+def region_weight_charts(
+    grid: pd.DataFrame,
+    points: pd.DataFrame | None = None,
+    x_title: str = "x",
+    y_title: str = "y",
+    size: int = 185,
+    columns: int = 3,
+) -> alt.ConcatChart:
     """One heatmap per expert of its gate weight over the input plane, the data on top; ``columns`` per row
     (three of ``size`` px with axes and the legend fit the main column of a 1400 px window)."""
     cells = _cells(grid)
@@ -134,13 +204,25 @@ def region_weight_charts(grid: pd.DataFrame, points: pd.DataFrame | None = None,
     top = float(cells["weight"].max()) if len(cells) else 1.0
     dx, dy = square_domains(cells)
     for name in names:
-        heat = alt.Chart(cells[cells["expert"] == name]).mark_rect(clip=True).encode(
-            x=alt.X("x_lo:Q", title=x_title, scale=alt.Scale(domain=dx, nice=False)), x2="x_hi:Q",
-            y=alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(domain=dy, nice=False)), y2="y_hi:Q",
-            color=alt.Color("weight:Q", scale=alt.Scale(scheme=HEAT_SCHEME, domain=[0, max(top, 1e-9)]),
-                            title="gate weight"),
-            tooltip=[alt.Tooltip("expert:N"), alt.Tooltip("x:Q", title=x_title, format=".3g"),
-                     alt.Tooltip("y:Q", title=y_title, format=".3g"), alt.Tooltip("weight:Q", format=".3f")])
+        heat = (
+            alt.Chart(cells[cells["expert"] == name])
+            .mark_rect(clip=True)
+            .encode(
+                x=alt.X("x_lo:Q", title=x_title, scale=alt.Scale(domain=dx, nice=False)),
+                x2="x_hi:Q",
+                y=alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(domain=dy, nice=False)),
+                y2="y_hi:Q",
+                color=alt.Color(
+                    "weight:Q", scale=alt.Scale(scheme=HEAT_SCHEME, domain=[0, max(top, 1e-9)]), title="gate weight"
+                ),
+                tooltip=[
+                    alt.Tooltip("expert:N"),
+                    alt.Tooltip("x:Q", title=x_title, format=".3g"),
+                    alt.Tooltip("y:Q", title=y_title, format=".3g"),
+                    alt.Tooltip("weight:Q", format=".3f"),
+                ],
+            )
+        )
         layers = [heat] + ([_points_layer(points, x_title, y_title)] if points is not None and len(points) else [])
         charts.append(layered(*layers).properties(width=size, height=size, title=name))
     return alt.concat(*charts, columns=columns)
@@ -154,19 +236,40 @@ def gates_over_time_chart(frame: pd.DataFrame, width: int = WIDE) -> alt.VConcat
     has_band = "regime" in frame
     # With the regime band underneath, the axis title goes below the band (it overlapped the band before).
     top_x = alt.X("t:Q", title=None, scale=alt.Scale(nice=False, domain=[0, end])) if has_band else x
-    lines = alt.Chart(frame).mark_line(strokeWidth=1.5).encode(
-        x=top_x, y=alt.Y("weight:Q", title="gate weight"), color=expert_color("expert", names),
-        tooltip=[alt.Tooltip("t:Q", title="window"), alt.Tooltip("expert:N"), alt.Tooltip("weight:Q", format=".3f")]
-    ).properties(width=width, height=220)
+    lines = (
+        alt.Chart(frame)
+        .mark_line(strokeWidth=1.5)
+        .encode(
+            x=top_x,
+            y=alt.Y("weight:Q", title="gate weight"),
+            color=expert_color("expert", names),
+            tooltip=[
+                alt.Tooltip("t:Q", title="window"),
+                alt.Tooltip("expert:N"),
+                alt.Tooltip("weight:Q", format=".3f"),
+            ],
+        )
+        .properties(width=width, height=220)
+    )
     charts = [lines]
     if has_band:
         band = frame.drop_duplicates("t")[["t", "regime"]].copy()
         band["t2"] = band["t"] + 1
-        charts.append(alt.Chart(band).mark_rect(strokeWidth=0).encode(
-            x=x, x2="t2:Q", color=alt.Color("regime:N", scale=alt.Scale(scheme=REGIME_SCHEME),
-                                           legend=alt.Legend(orient="bottom", title="true regime")),
-            tooltip=[alt.Tooltip("t:Q", title="window"), alt.Tooltip("regime:N", title="true regime")],
-        ).properties(width=width, height=28))
+        charts.append(
+            alt.Chart(band)
+            .mark_rect(strokeWidth=0)
+            .encode(
+                x=x,
+                x2="t2:Q",
+                color=alt.Color(
+                    "regime:N",
+                    scale=alt.Scale(scheme=REGIME_SCHEME),
+                    legend=alt.Legend(orient="bottom", title="true regime"),
+                ),
+                tooltip=[alt.Tooltip("t:Q", title="window"), alt.Tooltip("regime:N", title="true regime")],
+            )
+            .properties(width=width, height=28)
+        )
     return alt.vconcat(*charts, spacing=18).resolve_scale(color="independent")
 
 
@@ -175,12 +278,24 @@ def partial_dependence_chart(frame: pd.DataFrame, columns: int = 4) -> alt.Facet
     feature in its original units."""
     names = sorted(frame["expert"].unique(), key=lambda s: int(s.rsplit(" ", 1)[-1]))
     features = list(dict.fromkeys(frame["feature"]))
-    return alt.Chart(frame).mark_line(point=alt.OverlayMarkDef(size=14)).encode(
-        x=alt.X("value:Q", title=None, scale=alt.Scale(zero=False, nice=False)),
-        y=alt.Y("weight:Q", title="mean gate weight"),
-        color=expert_color("expert", names),
-        tooltip=[alt.Tooltip("feature:N"), alt.Tooltip("value:Q", format=".3g"), alt.Tooltip("expert:N"),
-                 alt.Tooltip("weight:Q", title="mean gate weight", format=".3f")],
-    ).properties(width=SMALL + 20, height=130).facet(
-        facet=alt.Facet("feature:N", sort=features, title=None), columns=columns,
-    ).resolve_scale(x="independent")
+    return (
+        alt.Chart(frame)
+        .mark_line(point=alt.OverlayMarkDef(size=14))
+        .encode(
+            x=alt.X("value:Q", title=None, scale=alt.Scale(zero=False, nice=False)),
+            y=alt.Y("weight:Q", title="mean gate weight"),
+            color=expert_color("expert", names),
+            tooltip=[
+                alt.Tooltip("feature:N"),
+                alt.Tooltip("value:Q", format=".3g"),
+                alt.Tooltip("expert:N"),
+                alt.Tooltip("weight:Q", title="mean gate weight", format=".3f"),
+            ],
+        )
+        .properties(width=SMALL + 20, height=130)
+        .facet(
+            facet=alt.Facet("feature:N", sort=features, title=None),
+            columns=columns,
+        )
+        .resolve_scale(x="independent")
+    )

@@ -7,6 +7,7 @@ Each :class:`LiveChart` names its builder, the function giving the builder's fra
 :func:`kamoe_viz.charts.export.frames_spec` names them) and its shape; tests/test_timeline_charts.py checks that a
 kept spec refilled with new data equals the spec built from that data.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -37,12 +38,17 @@ def _plane(frame: pd.DataFrame, points: pd.DataFrame | None, **options: Any) -> 
     labels = tuple(tuple(sorted(frame[c].unique())) for c in values if c in frame)
     kind = None if points is None or not len(points) else str(points["target"].dtype)
     bounds = tuple(float(v) for c in ("x", "y") for v in (frame[c].min(), frame[c].max())) if len(frame) else ()
-    return (tuple(frame.columns), tuple(sorted(frame.attrs.items())), labels, kind, bounds,
-            tuple(sorted(options.items())))
+    return (
+        tuple(frame.columns),
+        tuple(sorted(frame.attrs.items())),
+        labels,
+        kind,
+        bounds,
+        tuple(sorted(options.items())),
+    )
 
 
-def _story(metrics: pd.DataFrame, settle: int | None = None, current: int | None = None,
-           **options: Any) -> Hashable:
+def _story(metrics: pd.DataFrame, settle: int | None = None, current: int | None = None, **options: Any) -> Hashable:
     keep = tuple(m for m in tc.STORY_METRICS if m in metrics and metrics[m].notna().any())
     return keep, settle is not None, current is not None, tuple(sorted(options.items()))
 
@@ -50,8 +56,9 @@ def _story(metrics: pd.DataFrame, settle: int | None = None, current: int | None
 LIVE_CHARTS: dict[str, LiveChart] = {
     "region": LiveChart(tc.region_map_chart, tc.region_map_data, _plane),
     "prediction": LiveChart(tc.prediction_map_chart, tc.prediction_map_data, _plane),
-    "load": LiveChart(tc.load_bars_chart, tc.load_bars_data,
-                      lambda load, **options: (len(load), tuple(sorted(options.items())))),
+    "load": LiveChart(
+        tc.load_bars_chart, tc.load_bars_data, lambda load, **options: (len(load), tuple(sorted(options.items())))
+    ),
     "histogram": LiveChart(tc.histogram_chart, tc.histogram_data, lambda weights: np.shape(weights)[-1]),
     "story": LiveChart(tc.story_metrics_chart, tc.story_metrics_data, _story),
     "loss": LiveChart(ct.loss_chart, ct.loss_data, ct.loss_shape),

@@ -1,6 +1,7 @@
 """Charts of a training timeline: the Playground views (region map beside the prediction map, load bars, weight
 histograms) for one snapshot, and the whole story (load per expert over epochs, NMI and routing entropy over
 epochs with the settle epoch marked). Frames come from :class:`kamoe_viz.training.timeline.Timeline`."""
+
 from __future__ import annotations
 
 import math
@@ -37,16 +38,28 @@ def data_points(dataset: Dataset, max_rows: int = 600) -> pd.DataFrame:
 
 
 def _points(points: pd.DataFrame, x_title: str, y_title: str, categorical: bool) -> alt.Chart:
-    shape = alt.Shape("target:N", title="class", legend=alt.Legend(orient="bottom")) if categorical \
-        else alt.value("circle")
-    return alt.Chart(points).mark_point(size=20, filled=True, color="#222222", opacity=0.6).encode(
-        x=alt.X("x:Q", title=x_title), y=alt.Y("y:Q", title=y_title), shape=shape,
-        tooltip=[alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("y:Q", format=".3g"),
-                 alt.Tooltip("target:N" if categorical else "target:Q")])
+    shape = (
+        alt.Shape("target:N", title="class", legend=alt.Legend(orient="bottom")) if categorical else alt.value("circle")
+    )
+    return (
+        alt.Chart(points)
+        .mark_point(size=20, filled=True, color="#222222", opacity=0.6)
+        .encode(
+            x=alt.X("x:Q", title=x_title),
+            y=alt.Y("y:Q", title=y_title),
+            shape=shape,
+            tooltip=[
+                alt.Tooltip("x:Q", format=".3g"),
+                alt.Tooltip("y:Q", format=".3g"),
+                alt.Tooltip("target:N" if categorical else "target:Q"),
+            ],
+        )
+    )
 
 
-def region_map_chart(region: pd.DataFrame, points: pd.DataFrame | None, size: int = 260,
-                     title: str = "Winning expert") -> alt.LayerChart:
+def region_map_chart(
+    region: pd.DataFrame, points: pd.DataFrame | None, size: int = 260, title: str = "Winning expert"
+) -> alt.LayerChart:
     """The plane coloured by the winning expert, opacity = its weight, data on top (Gates page's chart)."""
     x_title, y_title = region.attrs.get("x_name", "x"), region.attrs.get("y_name", "y")
     frames = region_map_data(region, points)
@@ -73,22 +86,47 @@ def prediction_map_chart(frame: pd.DataFrame, points: pd.DataFrame | None, size:
     cells = prediction_map_data(frame, points)[0]
     x_title, y_title = frame.attrs.get("x_name", "x"), frame.attrs.get("y_name", "y")
     dx, dy = square_domains(cells)  # the same axes as the region map beside it
-    enc = {"x": alt.X("x_lo:Q", title=x_title, scale=alt.Scale(domain=dx, nice=False)), "x2": "x_hi:Q",
-           "y": alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(domain=dy, nice=False)), "y2": "y_hi:Q"}
+    enc = {
+        "x": alt.X("x_lo:Q", title=x_title, scale=alt.Scale(domain=dx, nice=False)),
+        "x2": "x_hi:Q",
+        "y": alt.Y("y_lo:Q", title=y_title, scale=alt.Scale(domain=dy, nice=False)),
+        "y2": "y_hi:Q",
+    }
     if "predicted" in cells:
-        heat = alt.Chart(cells).mark_rect(clip=True, strokeWidth=SEAM_STROKE).encode(
-            **enc, color=alt.Color("predicted:N", scale=alt.Scale(range=PREDICTED_CLASS_COLORS),
-                                   title="predicted class", legend=alt.Legend(orient="top")),
-            stroke=alt.Stroke("predicted:N", scale=alt.Scale(range=PREDICTED_CLASS_COLORS), legend=None),
-            opacity=alt.Opacity("probability:Q", scale=alt.Scale(domain=[0.5, 1], range=[0.15, 0.85]), legend=None),
-            strokeOpacity=alt.StrokeOpacity("probability:Q", scale=alt.Scale(domain=[0.5, 1], range=[0.15, 0.85]),
-                                            legend=None),
-            tooltip=[alt.Tooltip("predicted:N"), alt.Tooltip("probability:Q", format=".2f")])
+        heat = (
+            alt.Chart(cells)
+            .mark_rect(clip=True, strokeWidth=SEAM_STROKE)
+            .encode(
+                **enc,
+                color=alt.Color(
+                    "predicted:N",
+                    scale=alt.Scale(range=PREDICTED_CLASS_COLORS),
+                    title="predicted class",
+                    legend=alt.Legend(orient="top"),
+                ),
+                stroke=alt.Stroke("predicted:N", scale=alt.Scale(range=PREDICTED_CLASS_COLORS), legend=None),
+                opacity=alt.Opacity("probability:Q", scale=alt.Scale(domain=[0.5, 1], range=[0.15, 0.85]), legend=None),
+                strokeOpacity=alt.StrokeOpacity(
+                    "probability:Q", scale=alt.Scale(domain=[0.5, 1], range=[0.15, 0.85]), legend=None
+                ),
+                tooltip=[alt.Tooltip("predicted:N"), alt.Tooltip("probability:Q", format=".2f")],
+            )
+        )
     else:
-        heat = alt.Chart(cells).mark_rect(clip=True).encode(
-            **enc, color=alt.Color("prediction:Q", scale=alt.Scale(scheme=HEAT_SCHEME), title="prediction",
-                                   legend=alt.Legend(orient="top")),
-            tooltip=[alt.Tooltip("prediction:Q", format=".3g")])
+        heat = (
+            alt.Chart(cells)
+            .mark_rect(clip=True)
+            .encode(
+                **enc,
+                color=alt.Color(
+                    "prediction:Q",
+                    scale=alt.Scale(scheme=HEAT_SCHEME),
+                    title="prediction",
+                    legend=alt.Legend(orient="top"),
+                ),
+                tooltip=[alt.Tooltip("prediction:Q", format=".3g")],
+            )
+        )
     layers = [heat]
     if points is not None and len(points):
         layers.append(_points(points, x_title, y_title, "predicted" in cells))
@@ -115,38 +153,46 @@ def load_bars_chart(load: list[float], width: int = 260, title: str = "Load per 
     """Each expert's load (top-1 share) now, as bars with the balanced share 1/E as a rule."""
     names = expert_names(len(load))
     frame, even = load_bars_data(load)
-    bars = alt.Chart(frame).mark_bar().encode(
-        x=alt.X("expert:N", sort=names, title=None, axis=alt.Axis(labelAngle=0 if len(load) <= 4 else -90)),
-        y=alt.Y("load:Q", scale=alt.Scale(domain=[0, 1]), title="load (top-1 share)"),
-        color=expert_color("expert", names, legend=False), tooltip=[alt.Tooltip("expert:N"),
-                                                                   alt.Tooltip("load:Q", format=".2f")])
-    rule = alt.Chart(even).mark_rule(
-        strokeDash=[4, 3], color="#555555").encode(y="even:Q")
+    bars = (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("expert:N", sort=names, title=None, axis=alt.Axis(labelAngle=0 if len(load) <= 4 else -90)),
+            y=alt.Y("load:Q", scale=alt.Scale(domain=[0, 1]), title="load (top-1 share)"),
+            color=expert_color("expert", names, legend=False),
+            tooltip=[alt.Tooltip("expert:N"), alt.Tooltip("load:Q", format=".2f")],
+        )
+    )
+    rule = alt.Chart(even).mark_rule(strokeDash=[4, 3], color="#555555").encode(y="even:Q")
     return layered(bars, rule).properties(width=width, height=160, title=title)
 
 
 def load_bars_data(load: list[float], **_: Any) -> list[pd.DataFrame]:
-    return [pd.DataFrame({"expert": expert_names(len(load)), "load": load}),
-            pd.DataFrame({"even": [1.0 / max(1, len(load))]})]
+    return [
+        pd.DataFrame({"expert": expert_names(len(load)), "load": load}),
+        pd.DataFrame({"even": [1.0 / max(1, len(load))]}),
+    ]
 
 
 def histogram_data(weights: np.ndarray, **_: Any) -> list[pd.DataFrame]:
     return [weights_long(weights)]
 
 
-def sequence_weights_frame(weights: np.ndarray, regimes: np.ndarray | None = None,
-                           regime_names: list[str] | None = None) -> pd.DataFrame:
+def sequence_weights_frame(
+    weights: np.ndarray, regimes: np.ndarray | None = None, regime_names: list[str] | None = None
+) -> pd.DataFrame:
     """For sequence probes (windows in time order): t, expert, weight (last step for per-step gates), regime."""
     w = np.asarray(weights)
     w = w[:, -1] if w.ndim == 3 else w
     n, e = w.shape
-    frame = pd.DataFrame({"t": np.repeat(np.arange(n), e), "expert": np.tile(expert_names(e), n),
-                          "weight": w.ravel()})
+    frame = pd.DataFrame({"t": np.repeat(np.arange(n), e), "expert": np.tile(expert_names(e), n), "weight": w.ravel()})
     if regimes is not None:
         reg = np.asarray(regimes)[:n]
         reg = reg[:, -1] if reg.ndim == 2 else reg
-        labels = [regime_names[int(r)] if regime_names and 0 <= int(r) < len(regime_names) else f"regime {int(r)}"
-                  for r in reg]
+        labels = [
+            regime_names[int(r)] if regime_names and 0 <= int(r) < len(regime_names) else f"regime {int(r)}"
+            for r in reg
+        ]
         frame["regime"] = np.repeat(labels, e)
     return frame
 
@@ -158,8 +204,11 @@ def _rule_frame(epoch: int, label: str) -> pd.DataFrame:
 def _epoch_rule(epoch: int | None, label: str, color: str = "#d62728") -> list[alt.Chart]:
     if epoch is None:
         return []
-    return [alt.Chart(_rule_frame(epoch, label)).mark_rule(color=color, strokeDash=[5, 3]).encode(
-        x="epoch:Q", tooltip=[alt.Tooltip("label:N", title=""), alt.Tooltip("epoch:Q")])]
+    return [
+        alt.Chart(_rule_frame(epoch, label))
+        .mark_rule(color=color, strokeDash=[5, 3])
+        .encode(x="epoch:Q", tooltip=[alt.Tooltip("label:N", title=""), alt.Tooltip("epoch:Q")])
+    ]
 
 
 def _epoch_axis(epochs: tuple[int, int] | None) -> alt.X:
@@ -169,42 +218,78 @@ def _epoch_axis(epochs: tuple[int, int] | None) -> alt.X:
     return alt.X("epoch:Q", title="epoch", scale=scale)
 
 
-def load_area_chart(loads: pd.DataFrame, settle: int | None = None, current: int | None = None,
-                    width: int = 560, epochs: tuple[int, int] | None = None) -> alt.LayerChart:
+def load_area_chart(
+    loads: pd.DataFrame,
+    settle: int | None = None,
+    current: int | None = None,
+    width: int = 560,
+    epochs: tuple[int, int] | None = None,
+) -> alt.LayerChart:
     """Load per expert over epochs as a stacked area (shares sum to 1), settle and current epoch marked."""
     names = sorted(loads["expert"].unique(), key=lambda s: int(s.rsplit(" ", 1)[-1])) if len(loads) else []
-    area = alt.Chart(loads).mark_area(opacity=0.85, interpolate="step-after").encode(
-        x=_epoch_axis(epochs), y=alt.Y("load:Q", stack="zero", title="load (top-1 share)",
-                                                  scale=alt.Scale(domain=[0, 1])),
-        color=expert_color("expert", names), order=alt.Order("expert:N"),
-        tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("expert:N"), alt.Tooltip("load:Q", format=".2f")])
+    area = (
+        alt.Chart(loads)
+        .mark_area(opacity=0.85, interpolate="step-after")
+        .encode(
+            x=_epoch_axis(epochs),
+            y=alt.Y("load:Q", stack="zero", title="load (top-1 share)", scale=alt.Scale(domain=[0, 1])),
+            color=expert_color("expert", names),
+            order=alt.Order("expert:N"),
+            tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("expert:N"), alt.Tooltip("load:Q", format=".2f")],
+        )
+    )
     layers = [area, *_epoch_rule(settle, "settled"), *_epoch_rule(current, "shown", "#333333")]
     return layered(*layers).properties(width=width, height=180, title="Load per expert over epochs")
 
 
-def story_metrics_chart(metrics: pd.DataFrame, settle: int | None = None, current: int | None = None,
-                        width: int = 560, epochs: tuple[int, int] | None = None) -> alt.LayerChart:
+def story_metrics_chart(
+    metrics: pd.DataFrame,
+    settle: int | None = None,
+    current: int | None = None,
+    width: int = 560,
+    epochs: tuple[int, int] | None = None,
+) -> alt.LayerChart:
     """NMI against the regimes (when known) and routing entropy over epochs, settle and current epoch marked."""
     long, *_ = story_metrics_data(metrics, settle, current)
-    lines = alt.Chart(long).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
-        x=_epoch_axis(epochs), y=alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("metric:N", title=None, legend=alt.Legend(orient="bottom")),
-        tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("metric:N"), alt.Tooltip("value:Q", format=".3f")])
+    lines = (
+        alt.Chart(long)
+        .mark_line(point=alt.OverlayMarkDef(size=12))
+        .encode(
+            x=_epoch_axis(epochs),
+            y=alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("metric:N", title=None, legend=alt.Legend(orient="bottom")),
+            tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("metric:N"), alt.Tooltip("value:Q", format=".3f")],
+        )
+    )
     layers = [lines, *_epoch_rule(settle, "settled"), *_epoch_rule(current, "shown", "#333333")]
     return layered(*layers).properties(width=width, height=180, title="Specialisation over epochs")
 
 
-def story_metrics_data(metrics: pd.DataFrame, settle: int | None = None, current: int | None = None,
-                       **_: Any) -> list[pd.DataFrame]:
+def story_metrics_data(
+    metrics: pd.DataFrame, settle: int | None = None, current: int | None = None, **_: Any
+) -> list[pd.DataFrame]:
     keep = [m for m in STORY_METRICS if m in metrics and metrics[m].notna().any()]
     long = metrics.melt(id_vars=["epoch"], value_vars=keep, var_name="metric", value_name="value").dropna()
     long["metric"] = long["metric"].map(ROUTING_METRIC_LABELS)
     return [long, *(_rule_frame(e, label) for e, label in ((settle, "settled"), (current, "shown")) if e is not None)]
 
 
-__all__ = ["data_points", "histogram_chart", "histogram_data", "load_area_chart", "load_bars_chart", "load_bars_data",
-           "prediction_map_chart", "prediction_map_data", "region_map_chart", "region_map_data",
-           "sequence_weights_frame", "story_metrics_chart", "story_metrics_data", "weights_long"]
+__all__ = [
+    "data_points",
+    "histogram_chart",
+    "histogram_data",
+    "load_area_chart",
+    "load_bars_chart",
+    "load_bars_data",
+    "prediction_map_chart",
+    "prediction_map_data",
+    "region_map_chart",
+    "region_map_data",
+    "sequence_weights_frame",
+    "story_metrics_chart",
+    "story_metrics_data",
+    "weights_long",
+]
 
 
 def regime_share_frame(weights: np.ndarray, regimes: np.ndarray | None) -> pd.DataFrame:
@@ -228,21 +313,32 @@ def regime_share_frame(weights: np.ndarray, regimes: np.ndarray | None) -> pd.Da
 
 def regime_share_chart(frame: pd.DataFrame, title: str = "Which expert takes which regime") -> alt.LayerChart:
     base = alt.Chart(frame).encode(x=alt.X("expert:N", title=None), y=alt.Y("regime:N", title=None))
-    heat = base.mark_rect().encode(color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]),
-                                                   title="share of the regime's rows"),
-                                   tooltip=["regime:N", "expert:N", alt.Tooltip("share:Q", format=".0%")])
-    text = base.mark_text().encode(text=alt.Text("share:Q", format=".0%"),
-                                   color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
+    heat = base.mark_rect().encode(
+        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="share of the regime's rows"),
+        tooltip=["regime:N", "expert:N", alt.Tooltip("share:Q", format=".0%")],
+    )
+    text = base.mark_text().encode(
+        text=alt.Text("share:Q", format=".0%"),
+        color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")),
+    )
     return layered(heat, text).properties(width=alt.Step(70), height=alt.Step(32), title=title)
 
 
 def spline_curves_chart(frame: pd.DataFrame, columns: int = 4, title: str | None = None) -> alt.FacetChart:
     """The GRKAN gate's spline curves phi(x) in one snapshot, one small panel per edge."""
-    chart = alt.Chart(frame).mark_line(strokeWidth=2).encode(
-        x=alt.X("x:Q", title=None), y=alt.Y("total:Q", title="φ(x)"), color=alt.Color("layer:N", title=None),
-        tooltip=[alt.Tooltip("edge:N"), alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("total:Q", format=".3g")],
-    ).properties(width=130, height=90).facet(facet=alt.Facet("edge:N", title=None), columns=columns) \
+    chart = (
+        alt.Chart(frame)
+        .mark_line(strokeWidth=2)
+        .encode(
+            x=alt.X("x:Q", title=None),
+            y=alt.Y("total:Q", title="φ(x)"),
+            color=alt.Color("layer:N", title=None),
+            tooltip=[alt.Tooltip("edge:N"), alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("total:Q", format=".3g")],
+        )
+        .properties(width=130, height=90)
+        .facet(facet=alt.Facet("edge:N", title=None), columns=columns)
         .resolve_scale(x="independent", y="independent")
+    )
     return chart if title is None else chart.properties(title=title)
 
 
@@ -255,8 +351,11 @@ def frame_chart(timeline: Any, snap: Any, points: pd.DataFrame | None = None) ->
     parts.append(load_bars_chart(snap.metrics["load"], width=200))
     nmi = snap.metrics.get("nmi")
     subtitle = f"NMI vs regimes {nmi:.2f}" if isinstance(nmi, float) and math.isfinite(nmi) else ""
-    return alt.hconcat(*parts).resolve_scale(color="independent").properties(
-        title=alt.Title(f"Epoch {snap.epoch}", subtitle=subtitle))
+    return (
+        alt.hconcat(*parts)
+        .resolve_scale(color="independent")
+        .properties(title=alt.Title(f"Epoch {snap.epoch}", subtitle=subtitle))
+    )
 
 
 __all__ += ["frame_chart", "regime_share_chart", "regime_share_frame", "spline_curves_chart"]

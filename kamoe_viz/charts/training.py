@@ -3,6 +3,7 @@
 Pure functions: tidy pandas DataFrames in, ``alt.Chart`` out (plus the small helpers that build those frames
 from training records and datasets). No Streamlit, no torch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -17,12 +18,14 @@ from kamoe_viz.charts.theme import CLASS_SCHEME, SPLIT_COLORS, expert_color, exp
 # One sentence per output activation, shown next to the load numbers: how "load" is defined for each.
 LOAD_DEFINITIONS = {
     "softmax": "Softmax weights sum to 1 for every input, so an expert's load is its mean gate weight "
-               "(the share of the mixture it carries).",
+    "(the share of the mixture it carries).",
     "sigmoid": "Sigmoid weights are independent numbers in (0, 1) and need not sum to 1, so an expert's load is "
-               "its mean weight divided by the sum of all experts' mean weights (its share of the total weight).",
+    "its mean weight divided by the sum of all experts' mean weights (its share of the total weight).",
 }
-TOP_K_NOTE = "With top-k routing, the weights of experts outside an input's k largest are set to 0 before the load " \
-             "is computed, so an expert that is never picked has load 0."
+TOP_K_NOTE = (
+    "With top-k routing, the weights of experts outside an input's k largest are set to 0 before the load "
+    "is computed, so an expert that is never picked has load 0."
+)
 
 
 # ----- frames ---------------------------------------------------------------------------------------------------
@@ -31,8 +34,9 @@ def history_frame(records: Iterable[Any]) -> pd.DataFrame:
     if isinstance(records, pd.DataFrame):
         wide = records
     else:
-        rows = [{"epoch": int(r.epoch), "train_loss": float(r.train_loss), "val_loss": float(r.val_loss)}
-                for r in records]
+        rows = [
+            {"epoch": int(r.epoch), "train_loss": float(r.train_loss), "val_loss": float(r.val_loss)} for r in records
+        ]
         wide = pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss"])
     long = wide.melt(id_vars="epoch", value_vars=["train_loss", "val_loss"], var_name="split", value_name="loss")
     long["split"] = long["split"].map({"train_loss": "train", "val_loss": "validation"})
@@ -49,11 +53,13 @@ def gate_weight_frame(gate_weights: np.ndarray, expert_names: Sequence[str] | No
         raise ValueError(f"gate_weights must be (n, E) or (n, T, E), got shape {weights.shape}")
     n, e = weights.shape
     names = list(expert_names) if expert_names is not None else [f"expert {i}" for i in range(e)]
-    return pd.DataFrame({
-        "row": np.repeat(np.arange(n), e),
-        "expert": np.tile(np.asarray(names, dtype=object), n),
-        "weight": weights.reshape(-1),
-    })
+    return pd.DataFrame(
+        {
+            "row": np.repeat(np.arange(n), e),
+            "expert": np.tile(np.asarray(names, dtype=object), n),
+            "weight": weights.reshape(-1),
+        }
+    )
 
 
 def expert_load(gate_weights: np.ndarray, activation: str) -> np.ndarray:
@@ -80,9 +86,16 @@ def load_history_frame(records: Iterable[Any], activation: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["epoch", "expert", "load"])
 
 
-def preview_frame(X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], target_name: str,
-                  class_names: Sequence[str] | None = None, regimes: np.ndarray | None = None,
-                  regime_names: Sequence[str] | None = None, limit: int = 200) -> pd.DataFrame:
+def preview_frame(
+    X: np.ndarray,
+    y: np.ndarray,
+    feature_names: Sequence[str],
+    target_name: str,
+    class_names: Sequence[str] | None = None,
+    regimes: np.ndarray | None = None,
+    regime_names: Sequence[str] | None = None,
+    limit: int = 200,
+) -> pd.DataFrame:
     """Rows of a split for display: features (last time step for windows), target, regime when known."""
     X = np.asarray(X)[:limit]
     y = np.asarray(y)[:limit]
@@ -104,14 +117,18 @@ def preview_frame(X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], ta
 
 
 # ----- charts ---------------------------------------------------------------------------------------------------
-def loss_chart(history: pd.DataFrame, best_epoch: int | None = None, log_scale: bool = True,
-               height: int = 240) -> alt.Chart:
+def loss_chart(
+    history: pd.DataFrame, best_epoch: int | None = None, log_scale: bool = True, height: int = 240
+) -> alt.Chart:
     """Train and validation loss per epoch (long frame from :func:`history_frame`); a rule marks the best epoch."""
     positive = bool(len(history)) and bool((history["loss"] > 0).all())
     y_scale = alt.Scale(type="log", nice=False, padding=8) if (log_scale and positive) else alt.Scale(zero=False)
-    color = alt.Color("split:N", title=None,
-                      scale=alt.Scale(domain=list(SPLIT_COLORS), range=list(SPLIT_COLORS.values())),
-                      legend=alt.Legend(orient="top", direction="vertical"))  # one per line: fits a narrow column
+    color = alt.Color(
+        "split:N",
+        title=None,
+        scale=alt.Scale(domain=list(SPLIT_COLORS), range=list(SPLIT_COLORS.values())),
+        legend=alt.Legend(orient="top", direction="vertical"),
+    )  # one per line: fits a narrow column
     base = alt.Chart(history).encode(
         x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("loss:Q", title="loss" + (" (log scale)" if log_scale and positive else ""), scale=y_scale),
@@ -124,7 +141,8 @@ def loss_chart(history: pd.DataFrame, best_epoch: int | None = None, log_scale: 
         marker = alt.Chart(frames[1])
         rule = marker.mark_rule(strokeDash=[4, 4], color="gray").encode(x="epoch:Q", tooltip=["label:N"])
         label = marker.mark_text(align="left", baseline="top", dx=4, dy=4, color="gray", fontSize=11).encode(
-            x="epoch:Q", y=alt.value(0), text="label:N")  # the line says what it is, without hovering
+            x="epoch:Q", y=alt.value(0), text="label:N"
+        )  # the line says what it is, without hovering
         chart = layered(chart, rule, label)
     return chart.properties(height=height, title="Loss")
 
@@ -135,8 +153,9 @@ def loss_data(history: pd.DataFrame, best_epoch: int | None = None, **_: Any) ->
     return [history, marker] if best_epoch is not None and len(history) else [history]
 
 
-def loss_shape(history: pd.DataFrame, best_epoch: int | None = None, log_scale: bool = True,
-               height: int = 240) -> tuple[Any, ...]:
+def loss_shape(
+    history: pd.DataFrame, best_epoch: int | None = None, log_scale: bool = True, height: int = 240
+) -> tuple[Any, ...]:
     """What in :func:`loss_chart` is fixed apart from its frames."""
     positive = bool(len(history)) and bool((history["loss"] > 0).all())
     return positive, len(history) <= 60, best_epoch is not None and bool(len(history)), log_scale, height
@@ -152,40 +171,64 @@ def chart_height(kind: str, n_experts: int = 1) -> int:
 def gate_distribution_chart(frame: pd.DataFrame, height: int = 240, bins: int = 20) -> alt.Chart:
     """Histogram of gate weights per expert (tidy frame from :func:`gate_weight_frame`), weights on [0, 1]."""
     n_experts = int(frame["expert"].nunique()) if len(frame) else 1
-    return alt.Chart(frame).mark_bar(opacity=0.85).encode(
-        x=alt.X("weight:Q", bin=alt.Bin(extent=[0, 1], maxbins=bins), title="gate weight",
-                scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y("count():Q", title="inputs"),
-        color=expert_color("expert", list(frame["expert"].unique()), legend=False),
-        # expert names above each row (not beside it), so the chart fits a narrow column
-        row=alt.Row("expert:N", title=None, header=alt.Header(labelOrient="top", labelAnchor="start",
-                                                              labelPadding=2)),
-        tooltip=["expert:N", alt.Tooltip("count():Q", title="inputs")],
-    ).properties(height=max(30, height // max(1, n_experts)), width=160,
-                 title="Gate weights on validation inputs")
+    return (
+        alt.Chart(frame)
+        .mark_bar(opacity=0.85)
+        .encode(
+            x=alt.X(
+                "weight:Q",
+                bin=alt.Bin(extent=[0, 1], maxbins=bins),
+                title="gate weight",
+                scale=alt.Scale(domain=[0, 1]),
+            ),
+            y=alt.Y("count():Q", title="inputs"),
+            color=expert_color("expert", list(frame["expert"].unique()), legend=False),
+            # expert names above each row (not beside it), so the chart fits a narrow column
+            row=alt.Row(
+                "expert:N", title=None, header=alt.Header(labelOrient="top", labelAnchor="start", labelPadding=2)
+            ),
+            tooltip=["expert:N", alt.Tooltip("count():Q", title="inputs")],
+        )
+        .properties(height=max(30, height // max(1, n_experts)), width=160, title="Gate weights on validation inputs")
+    )
 
 
 def load_chart(frame: pd.DataFrame, height: int = 240) -> alt.Chart:
     """Each expert's load per epoch (frame from :func:`load_history_frame`), stacked to 1."""
-    return alt.Chart(frame).mark_area(opacity=0.85).encode(
-        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
-        y=alt.Y("load:Q", title="load (share)", stack="normalize", axis=alt.Axis(format="%")),
-        # legend below, one expert per line: beside the plot it ate a narrow column's whole width (the area
-        # vanished at 1000 px), in one row on top several experts overflowed it
-        color=alt.Color("expert:N", scale=expert_scale(list(frame["expert"].unique())),
-                        legend=alt.Legend(orient="bottom", columns=1, title=None)),
-        tooltip=["epoch:Q", "expert:N", alt.Tooltip("load:Q", format=".1%")],
-    ).properties(height=height, title="Expert load over training")
+    return (
+        alt.Chart(frame)
+        .mark_area(opacity=0.85)
+        .encode(
+            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("load:Q", title="load (share)", stack="normalize", axis=alt.Axis(format="%")),
+            # legend below, one expert per line: beside the plot it ate a narrow column's whole width (the area
+            # vanished at 1000 px), in one row on top several experts overflowed it
+            color=alt.Color(
+                "expert:N",
+                scale=expert_scale(list(frame["expert"].unique())),
+                legend=alt.Legend(orient="bottom", columns=1, title=None),
+            ),
+            tooltip=["epoch:Q", "expert:N", alt.Tooltip("load:Q", format=".1%")],
+        )
+        .properties(height=height, title="Expert load over training")
+    )
 
 
-def scatter_2d_chart(frame: pd.DataFrame, x: str, y: str, color: str, nominal: bool,
-                     height: int = 320) -> alt.Chart:
+def scatter_2d_chart(frame: pd.DataFrame, x: str, y: str, color: str, nominal: bool, height: int = 320) -> alt.Chart:
     """Scatter of a 2-D dataset's inputs, coloured by class / regime (nominal) or by target value."""
-    encoding = alt.Color(f"{color}:N", scale=alt.Scale(scheme=CLASS_SCHEME)) if nominal else \
-        alt.Color(f"{color}:Q", scale=alt.Scale(scheme="viridis"))
-    return alt.Chart(frame).mark_circle(size=22, opacity=0.75).encode(
-        x=alt.X(f"{x}:Q", scale=alt.Scale(zero=False)),
-        y=alt.Y(f"{y}:Q", scale=alt.Scale(zero=False)),
-        color=encoding,
-        tooltip=[alt.Tooltip(f"{x}:Q", format=".3g"), alt.Tooltip(f"{y}:Q", format=".3g"), f"{color}"],
-    ).properties(height=height)
+    encoding = (
+        alt.Color(f"{color}:N", scale=alt.Scale(scheme=CLASS_SCHEME))
+        if nominal
+        else alt.Color(f"{color}:Q", scale=alt.Scale(scheme="viridis"))
+    )
+    return (
+        alt.Chart(frame)
+        .mark_circle(size=22, opacity=0.75)
+        .encode(
+            x=alt.X(f"{x}:Q", scale=alt.Scale(zero=False)),
+            y=alt.Y(f"{y}:Q", scale=alt.Scale(zero=False)),
+            color=encoding,
+            tooltip=[alt.Tooltip(f"{x}:Q", format=".3g"), alt.Tooltip(f"{y}:Q", format=".3g"), f"{color}"],
+        )
+        .properties(height=height)
+    )

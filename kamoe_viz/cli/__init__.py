@@ -3,6 +3,7 @@
 Any invalid input ends with exit status 2 and one line on stderr naming the problem (no traceback). Set
 ``KAMOE_DEBUG=1`` to see the traceback of an unexpected error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,15 +37,15 @@ def _error_line(exc: BaseException) -> str:
 
         flag = FLAGS.get(exc.field) or ("--option" if str(exc.field).startswith("data.options.") else None)
         if flag and text.startswith(f"{exc.field}:"):
-            text = f"{flag} ({exc.field}):" + text[len(exc.field) + 1:]
+            text = f"{flag} ({exc.field}):" + text[len(exc.field) + 1 :]
     return text
 
 
 def _first_sentence(text: str) -> str:
     text = _one_line(text)
     for i, ch in enumerate(text):
-        if ch == "." and (i + 1 == len(text) or text[i + 1] == " ") and not text[max(0, i - 2):i].isdigit():
-            return text[:i + 1]
+        if ch == "." and (i + 1 == len(text) or text[i + 1] == " ") and not text[max(0, i - 2) : i].isdigit():
+            return text[: i + 1]
     return text
 
 
@@ -56,11 +57,27 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     if args.json:
         rows = []
         for info in infos:
-            rows.append({"name": info.name, "title": info.title, "task": info.task, "description": info.description,
-                         "is_sequence": info.is_sequence, "needs_download": info.needs_download,
-                         "options": {k: {"type": o.type, "default": o.default, "min": o.min, "max": o.max,
-                                         "choices": list(o.choices) if o.choices else None, "help": o.help}
-                                     for k, o in info.options.items()}})
+            rows.append(
+                {
+                    "name": info.name,
+                    "title": info.title,
+                    "task": info.task,
+                    "description": info.description,
+                    "is_sequence": info.is_sequence,
+                    "needs_download": info.needs_download,
+                    "options": {
+                        k: {
+                            "type": o.type,
+                            "default": o.default,
+                            "min": o.min,
+                            "max": o.max,
+                            "choices": list(o.choices) if o.choices else None,
+                            "help": o.help,
+                        }
+                        for k, o in info.options.items()
+                    },
+                }
+            )
         print(json.dumps(rows))
         return 0
     width = max(len(i.name) for i in infos)
@@ -80,8 +97,20 @@ def cmd_presets(args: argparse.Namespace) -> int:
     from kamoe_viz.presets import PRESET_LIST
 
     if args.json:
-        print(json.dumps([{"name": p.name, "title": p.title, "dataset": p.dataset, "caption": p.caption,
-                           "claims": [c.describe() for c in p.claims]} for p in PRESET_LIST]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": p.name,
+                        "title": p.title,
+                        "dataset": p.dataset,
+                        "caption": p.caption,
+                        "claims": [c.describe() for c in p.claims],
+                    }
+                    for p in PRESET_LIST
+                ]
+            )
+        )
         return 0
     for p in PRESET_LIST:
         print(f"{p.name:14s} {p.title} ({p.dataset})")
@@ -103,8 +132,9 @@ def cmd_native(args: argparse.Namespace) -> int:
 def build_parser(prog: str = "python -m kamoe_viz") -> argparse.ArgumentParser:
     from kamoe_viz.cli import app, train
 
-    parser = OneLineParser(prog=prog,
-                           description="KAMoE Explorer: train mixtures of experts and look inside their gates.")
+    parser = OneLineParser(
+        prog=prog, description="KAMoE Explorer: train mixtures of experts and look inside their gates."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train.add_command(sub)
     d = sub.add_parser("datasets", help="list the built-in datasets")
@@ -164,8 +194,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m kamoe_viz") -> in
     except Exception as exc:  # a bug, not bad input: still one line unless debugging
         if os.environ.get("KAMOE_DEBUG"):
             raise
-        print(f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (set KAMOE_DEBUG=1 for the traceback)",
-              file=sys.stderr)
+        print(
+            f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (set KAMOE_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

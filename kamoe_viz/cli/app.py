@@ -5,6 +5,7 @@ From a checkout the app is the repository's ``app.py``; from an installed packag
 reads as the script-level config. Further options go to ``streamlit run`` unchanged, e.g.
 ``kamoe-viz app --server.port 8600``. The library does not import streamlit: this only starts it as a program.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,12 @@ def app_script() -> Path:
             shipped = Path(location) / "streamlit_app" / "app.py"
             if shipped.is_file():
                 return shipped
-    raise ValidationError("app", str(checkout), "a checkout with app.py, or an installed kamoe-viz package "
-                                                "(pip install kamoe-viz) that ships kamoe_viz_app/streamlit_app")
+    raise ValidationError(
+        "app",
+        str(checkout),
+        "a checkout with app.py, or an installed kamoe-viz package "
+        "(pip install kamoe-viz) that ships kamoe_viz_app/streamlit_app",
+    )
 
 
 def streamlit_command(options: list[str]) -> list[str]:
@@ -46,8 +51,10 @@ def run_app(options: list[str]) -> int:
     """Start Streamlit in place of this process (so a signal to this pid stops the server), or as a child on
     systems without exec."""
     if any(o in ("-h", "--help") for o in options):
-        print(f"usage: kamoe-viz app [STREAMLIT OPTIONS]\n\n{HELP}.\nStreamlit's own options: "
-              "python -m streamlit run --help")
+        print(
+            f"usage: kamoe-viz app [STREAMLIT OPTIONS]\n\n{HELP}.\nStreamlit's own options: "
+            "python -m streamlit run --help"
+        )
         return 0
     if importlib.util.find_spec("streamlit") is None:
         raise ValidationError("app", "streamlit", "installed streamlit (pip install kamoe-viz)")

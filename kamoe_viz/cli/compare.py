@@ -7,6 +7,7 @@
 
 Invalid input ends with exit status 2 and a one-line message on stderr naming the problem.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,30 +44,54 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     """
     model, train = ModelConfig(), TrainConfig()
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", default=None, metavar="NAME", help="built-in dataset (default: regimes); "
-                                                                     "see `python -m kamoe_viz datasets`")
+    data.add_argument(
+        "--dataset",
+        default=None,
+        metavar="NAME",
+        help="built-in dataset (default: regimes); see `python -m kamoe_viz datasets`",
+    )
     data.add_argument("--csv", default=None, metavar="PATH", help="train on your own CSV instead of --dataset")
     data.add_argument("--target", default=None, metavar="COLUMN", help="the column of --csv to predict")
     data.add_argument("--features", default=None, metavar="A,B,...", help="feature columns of --csv (default: all)")
-    data.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                      help="dataset option, repeatable (e.g. --option noise=0.2)")
-    data.add_argument("--data-seed", type=int, default=0, metavar="N",
-                      help="seed of the train/val/test split (the same for every run unless --vary-split)")
+    data.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dataset option, repeatable (e.g. --option noise=0.2)",
+    )
+    data.add_argument(
+        "--data-seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the train/val/test split (the same for every run unless --vary-split)",
+    )
     m = parser.add_argument_group("model")
     m.add_argument("--expert", choices=EXPERT_TYPES, default=model.expert)
     m.add_argument("--experts", type=int, default=model.n_experts, metavar="N", help="number of experts")
-    m.add_argument("--hidden", default=",".join(map(str, model.expert_hidden)), metavar="W[,W...]",
-                   help="expert layer widths (default %(default)s)")
+    m.add_argument(
+        "--hidden",
+        default=",".join(map(str, model.expert_hidden)),
+        metavar="W[,W...]",
+        help="expert layer widths (default %(default)s)",
+    )
     m.add_argument("--gate-activation", choices=GATE_ACTIVATIONS, default=model.gate_activation)
     m.add_argument("--return-sequences", action="store_true", help="LSTM/GRU experts predict every time step")
     t = parser.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=default_epochs, metavar="N", help="at most N epochs per run "
-                                                                                  "(default %(default)s)")
+    t.add_argument(
+        "--epochs", type=int, default=default_epochs, metavar="N", help="at most N epochs per run (default %(default)s)"
+    )
     t.add_argument("--batch-size", type=int, default=train.batch_size, metavar="N")
     t.add_argument("--lr", type=float, default=train.lr, metavar="X", help="learning rate (default %(default)g)")
     t.add_argument("--weight-decay", type=float, default=train.weight_decay, metavar="X")
-    t.add_argument("--patience", type=int, default=train.early_stopping, metavar="N",
-                   help="early-stopping patience in epochs, 0 = off (default %(default)s)")
+    t.add_argument(
+        "--patience",
+        type=int,
+        default=train.early_stopping,
+        metavar="N",
+        help="early-stopping patience in epochs, 0 = off (default %(default)s)",
+    )
     t.add_argument("--max-grad-norm", type=float, default=train.max_grad_norm, metavar="X")
     t.add_argument("--seed", type=int, default=0, metavar="N", help="first training seed (default 0)")
     t.add_argument("--device", choices=DEVICES, default="cpu", help="default cpu (runs are small and parallel)")
@@ -149,26 +174,49 @@ def cmd_compare(args: argparse.Namespace) -> int:
     tracking.check(args)  # a bad --mlflow / --tensorboard fails before any run
     configure_cpu_threads()  # runs in this process (--jobs 1); workers set their own
     tune_allocator()
-    result = compare.run(base, gates=args.gates, seeds=_seeds(args.seeds), include_standard=not args.no_standard,
-                         jobs=args.jobs, on_progress=None if args.quiet else _progress_printer(),
-                         vary_split=args.vary_split, engine=args.engine, address=args.address,
-                         batch=not args.no_batch, results_path=args.out, routings=args.routings)
+    result = compare.run(
+        base,
+        gates=args.gates,
+        seeds=_seeds(args.seeds),
+        include_standard=not args.no_standard,
+        jobs=args.jobs,
+        on_progress=None if args.quiet else _progress_printer(),
+        vary_split=args.vary_split,
+        engine=args.engine,
+        address=args.address,
+        batch=not args.no_batch,
+        results_path=args.out,
+        routings=args.routings,
+    )
     tracking.log_compare(args, result)
     t = result.table
     split = "a new split per seed" if args.vary_split else f"fixed split (data seed {base.data.seed})"
-    where = (f"Ray ({args.address or 'a private local cluster'})" if args.engine == "ray"
-             else f"{result.jobs} job(s)")
+    where = f"Ray ({args.address or 'a private local cluster'})" if args.engine == "ray" else f"{result.jobs} job(s)"
     resumed = result.extra.get("resumed", 0)
-    print(f"\n{base.data.name}: {len(t)} runs, {split}, training seeds {result.seeds}, "
-          f"{result.wall_seconds:.1f} s on {where}" + (f"; {resumed} taken from {args.out}" if resumed else ""))
-    cols = ["variant", "seed", "test_metric", "epochs_run", "best_epoch", "train_seconds", "params",
-            "stopped_reason", "gate_entropy", "regime_nmi", "min_load", "load_cv", "max_violation"]
+    print(
+        f"\n{base.data.name}: {len(t)} runs, {split}, training seeds {result.seeds}, "
+        f"{result.wall_seconds:.1f} s on {where}" + (f"; {resumed} taken from {args.out}" if resumed else "")
+    )
+    cols = [
+        "variant",
+        "seed",
+        "test_metric",
+        "epochs_run",
+        "best_epoch",
+        "train_seconds",
+        "params",
+        "stopped_reason",
+        "gate_entropy",
+        "regime_nmi",
+        "min_load",
+        "load_cv",
+        "max_violation",
+    ]
     print("\nRuns (" + result.metric_label + " on the test split):")
     print(_fmt_table(t[[c for c in cols if c in t.columns]]))
     summ = result.summary.merge(result.cost(), on="variant")
     print("\nPer variant:")
-    print(_fmt_table(summ[["variant", "n", "mean", "std", "ci_low", "ci_high", "params", "train_seconds",
-                           "diverged"]]))
+    print(_fmt_table(summ[["variant", "n", "mean", "std", "ci_low", "ci_high", "params", "train_seconds", "diverged"]]))
     if len(result.stats):
         print("\nPaired comparisons (by seed):")
         for line in result.stats["verdict"]:
@@ -191,20 +239,33 @@ def _cmd_tune(args: argparse.Namespace, base: RunConfig) -> int:
     """compare --tune: the grid of --tune-* values (and --gates when several) searched on Ray Tune with ASHA."""
     from kamoe_viz.compare.tuning import parse_values, tune_search
 
-    space = {axis: parse_values(axis, getattr(args, f"tune_{axis}")) for axis in ("lr", "width", "grid")
-             if getattr(args, f"tune_{axis}")}
+    space = {
+        axis: parse_values(axis, getattr(args, f"tune_{axis}"))
+        for axis in ("lr", "width", "grid")
+        if getattr(args, f"tune_{axis}")
+    }
     gates = [g.strip() for g in str(args.gates or "").split(",") if g.strip()]
     if len(gates) > 1:
         space["gate"] = gates
     elif gates:
         base.model.gate = gates[0]
     seeds = _seeds(args.seeds)
-    res = tune_search(base, space, seeds=seeds, address=args.address, cpus=args.jobs if args.jobs > 1 else None,
-                      grace_period=args.tune_grace)
-    print(f"\n{base.data.name}: {len(res.table)} trials x {res.table['seeds'].iloc[0]} seeds on Ray Tune "
-          f"(ASHA, grace {args.tune_grace} epochs), {res.wall_seconds:.1f} s")
-    print(f"Trials, best first (val_loss: mean over the seeds; test_metric: mean {res.metric_label} on the test "
-          "split, for trials that ran to the end):")
+    res = tune_search(
+        base,
+        space,
+        seeds=seeds,
+        address=args.address,
+        cpus=args.jobs if args.jobs > 1 else None,
+        grace_period=args.tune_grace,
+    )
+    print(
+        f"\n{base.data.name}: {len(res.table)} trials x {res.table['seeds'].iloc[0]} seeds on Ray Tune "
+        f"(ASHA, grace {args.tune_grace} epochs), {res.wall_seconds:.1f} s"
+    )
+    print(
+        f"Trials, best first (val_loss: mean over the seeds; test_metric: mean {res.metric_label} on the test "
+        "split, for trials that ran to the end):"
+    )
     print(_fmt_table(res.table))
     print(f"\nBest: {', '.join(f'{k}={v}' for k, v in res.best.items())}")
     if args.out:
@@ -223,20 +284,35 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str] | None = None) -> in
     tune_allocator()
     progress = None if args.quiet else _progress_printer()
     out_dir = check_folder(args.out_dir)  # a bad folder fails now, not after every run has trained
-    sweep = dict(engine=args.engine, address=args.address, batch=not args.no_batch,
-                 results_path=str(out_dir / f"{args.protocol}_runs.csv"))
+    sweep = dict(
+        engine=args.engine,
+        address=args.address,
+        batch=not args.no_batch,
+        results_path=str(out_dir / f"{args.protocol}_runs.csv"),
+    )
     if args.protocol == "california":
         rep = rp.reproduce_california(
-            full=args.full, seeds=_seeds(args.seeds), jobs=args.jobs, on_progress=progress, **sweep,
+            full=args.full,
+            seeds=_seeds(args.seeds),
+            jobs=args.jobs,
+            on_progress=progress,
+            **sweep,
             experts=[e.strip() for e in args.experts.split(",")] if args.experts else ("mlp", "kan"),
             layers=_int_list(args.layers, "--layers") if args.layers else None,
-            widths=_int_list(args.widths, "--widths") if args.widths else None, max_epochs=args.max_epochs)
+            widths=_int_list(args.widths, "--widths") if args.widths else None,
+            max_epochs=args.max_epochs,
+        )
     else:
         rep = rp.reproduce_sequential(
             datasets=[d.strip() for d in args.datasets.split(",")] if args.datasets else None,
             experts=[e.strip() for e in args.experts.split(",")] if args.experts else ("lstm", "gru"),
-            seeds=_seeds(args.seeds), jobs=args.jobs, hidden=args.hidden, max_epochs=args.max_epochs or 100,
-            on_progress=progress, **sweep)
+            seeds=_seeds(args.seeds),
+            jobs=args.jobs,
+            hidden=args.hidden,
+            max_epochs=args.max_epochs or 100,
+            on_progress=progress,
+            **sweep,
+        )
     text = rep.markdown(_command_line(argv))
     (out_dir / f"{rep.name}.md").write_text(text, encoding="utf-8")
     print(text)
@@ -247,60 +323,95 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str] | None = None) -> in
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     from kamoe_viz.compare.engines import ENGINES
 
-    parser.add_argument("--engine", choices=ENGINES, default="local",
-                        help="local: this process or --jobs processes; ray: a Ray cluster (default %(default)s)")
-    parser.add_argument("--address", default=None, metavar="HOST:PORT",
-                        help="--engine ray: the head node to join, or 'auto' for the one running here (default: "
-                             "a private cluster of --jobs CPUs, all cores when --jobs is 1, stopped at the end)")
-    parser.add_argument("--no-batch", action="store_true",
-                        help="train every seed on its own (default: the seeds of one configuration together as "
-                             "one batched model where supported)")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local: this process or --jobs processes; ray: a Ray cluster (default %(default)s)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        metavar="HOST:PORT",
+        help="--engine ray: the head node to join, or 'auto' for the one running here (default: "
+        "a private cluster of --jobs CPUs, all cores when --jobs is 1, stopped at the end)",
+    )
+    parser.add_argument(
+        "--no-batch",
+        action="store_true",
+        help="train every seed on its own (default: the seeds of one configuration together as "
+        "one batched model where supported)",
+    )
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `compare` and `reproduce` (each sets ``func``; `reproduce` takes ``(args, argv)``)."""
     p = subparsers.add_parser(
-        "compare", help="train gates side by side over several seeds and test the differences",
+        "compare",
+        help="train gates side by side over several seeds and test the differences",
         description="Train the same data, split, experts and training settings with each gate (and the plain "
-                    "single-expert model) for several training seeds; print the runs, per-gate summary and paired "
-                    "statistics. The data split stays fixed; the seed varies initialisation and shuffling.")
+        "single-expert model) for several training seeds; print the runs, per-gate summary and paired "
+        "statistics. The data split stays fixed; the seed varies initialisation and shuffling.",
+    )
     p.add_argument("--gates", default="linear,grn,grkan", help="comma-separated gates (default: all three)")
-    p.add_argument("--routings", default=None, metavar="A,B",
-                   help="also vary the router: each gate runs with each of these (e.g. dense,switch,sigmoid_bias; "
-                        "variants named gate/router); default: the --routing of every run")
+    p.add_argument(
+        "--routings",
+        default=None,
+        metavar="A,B",
+        help="also vary the router: each gate runs with each of these (e.g. dense,switch,sigmoid_bias; "
+        "variants named gate/router); default: the --routing of every run",
+    )
     p.add_argument("--seeds", default="5", help="number of seeds (N -> 0..N-1) or a list like 0,3,7 (default 5)")
     p.add_argument("--no-standard", action="store_true", help="leave out the single-expert baseline")
     p.add_argument("--vary-split", action="store_true", help="also draw a new data split for each seed")
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1)")
-    p.add_argument("--out", default=None, metavar="CSV",
-                   help="write one row per gate and seed to this CSV as each run finishes; running the same "
-                        "command again skips the runs already in it (resume)")
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="CSV",
+        help="write one row per gate and seed to this CSV as each run finishes; running the same "
+        "command again skips the runs already in it (resume)",
+    )
     add_engine_options(p)
     tg = p.add_argument_group("search (Ray Tune)")
-    tg.add_argument("--tune", action="store_true",
-                    help="grid search on Ray Tune with ASHA early stopping instead of a comparison: each trial "
-                         "is one setting x the --seeds, trained batched (needs ray; --address as --engine ray)")
+    tg.add_argument(
+        "--tune",
+        action="store_true",
+        help="grid search on Ray Tune with ASHA early stopping instead of a comparison: each trial "
+        "is one setting x the --seeds, trained batched (needs ray; --address as --engine ray)",
+    )
     tg.add_argument("--tune-lr", default=None, metavar="A,B", help="learning rates to search, e.g. 1e-3,1e-2")
     tg.add_argument("--tune-width", default=None, metavar="A,B", help="expert widths, e.g. 16,32 (32x32: 2 layers)")
     tg.add_argument("--tune-grid", default=None, metavar="A,B", help="KAN grid sizes, e.g. 3,5")
-    tg.add_argument("--tune-grace", type=int, default=2, metavar="N",
-                    help="epochs every trial runs before ASHA may stop it (default %(default)s)")
+    tg.add_argument(
+        "--tune-grace",
+        type=int,
+        default=2,
+        metavar="N",
+        help="epochs every trial runs before ASHA may stop it (default %(default)s)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_run_options(p, default_epochs=COMPARE_DEFAULT_EPOCHS)
     tracking.add_options(p)
     p.set_defaults(func=cmd_compare)
 
     r = subparsers.add_parser(
-        "reproduce", help="run the paper's experiments (california, sequential) and write a markdown report",
+        "reproduce",
+        help="run the paper's experiments (california, sequential) and write a markdown report",
         description="california: MLP and KAN experts; standard vs MoE (GRN gate) vs KAMoE (GRKAN gate); "
-                    "Adam 1e-3, batch 128, early stopping; 5 seeds; reduced grid by default, the reference's 32 "
-                    "configurations with --full. sequential: LSTM and GRU experts on the sequence datasets.")
+        "Adam 1e-3, batch 128, early stopping; 5 seeds; reduced grid by default, the reference's 32 "
+        "configurations with --full. sequential: LSTM and GRU experts on the sequence datasets.",
+    )
     r.add_argument("protocol", choices=["california", "sequential"])
     r.add_argument("--full", action="store_true", help="california: all 4 depths x 8 widths (slow: hours)")
     r.add_argument("--seeds", default="5", help="number of seeds or a list (default 5)")
     r.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1)")
-    r.add_argument("--out-dir", default="results", help="where to write <protocol>.md and <protocol>_runs.csv "
-                   "(rows are written as runs finish; the same command again resumes from that CSV)")
+    r.add_argument(
+        "--out-dir",
+        default="results",
+        help="where to write <protocol>.md and <protocol>_runs.csv "
+        "(rows are written as runs finish; the same command again resumes from that CSV)",
+    )
     add_engine_options(r)
     r.add_argument("--experts", default=None, help="california: mlp,kan (default); sequential: lstm,gru (default)")
     r.add_argument("--layers", default=None, help="california: expert depths, e.g. 1,2")

@@ -1,4 +1,5 @@
 """`--mlflow` and `--tensorboard DIR` for `train` and `compare` (see :mod:`kamoe_viz.tracking`)."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,13 +18,24 @@ EXPERIMENT = "kamoe-viz"
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("experiment tracking (pip install 'kamoe-viz[tracking]')")
-    g.add_argument("--mlflow", action="store_true",
-                   help="log settings, per-epoch losses, routing metrics and per-expert load to MLflow "
-                        "($MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)")
-    g.add_argument("--mlflow-experiment", default=EXPERIMENT, metavar="NAME",
-                   help="MLflow experiment (default %(default)s; created when missing)")
-    g.add_argument("--tensorboard", default=None, metavar="DIR",
-                   help="write the same as TensorBoard event files under DIR/<run name>")
+    g.add_argument(
+        "--mlflow",
+        action="store_true",
+        help="log settings, per-epoch losses, routing metrics and per-expert load to MLflow "
+        "($MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)",
+    )
+    g.add_argument(
+        "--mlflow-experiment",
+        default=EXPERIMENT,
+        metavar="NAME",
+        help="MLflow experiment (default %(default)s; created when missing)",
+    )
+    g.add_argument(
+        "--tensorboard",
+        default=None,
+        metavar="DIR",
+        help="write the same as TensorBoard event files under DIR/<run name>",
+    )
 
 
 def wanted(args: argparse.Namespace) -> bool:
@@ -60,8 +72,13 @@ def open_for_train(args: argparse.Namespace, config: RunConfig) -> Tracker | Non
     _check(args)
     from kamoe_viz.tracking import Tracker, config_params
 
-    return Tracker.open(config_params(config), train_run_name(config), mlflow=bool(args.mlflow),
-                        tensorboard=args.tensorboard, experiment=args.mlflow_experiment)
+    return Tracker.open(
+        config_params(config),
+        train_run_name(config),
+        mlflow=bool(args.mlflow),
+        tensorboard=args.tensorboard,
+        experiment=args.mlflow_experiment,
+    )
 
 
 def finish_train(tracker: Tracker | None, run: TrainedRun) -> None:
@@ -87,5 +104,4 @@ def log_compare(args: argparse.Namespace, result: Any) -> None:
         return
     from kamoe_viz.tracking import log_comparison
 
-    log_comparison(result, mlflow=bool(args.mlflow), tensorboard=args.tensorboard,
-                   experiment=args.mlflow_experiment)
+    log_comparison(result, mlflow=bool(args.mlflow), tensorboard=args.tensorboard, experiment=args.mlflow_experiment)

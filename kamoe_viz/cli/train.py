@@ -7,6 +7,7 @@ Exit status: 0 trained, 2 invalid input (one line on stderr), 3 training diverge
 are still printed, then ``error: Training diverged in epoch N ...`` on stderr),
 130 interrupted before the first epoch finished (an interrupt later stops training and reports the best epoch).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,11 +38,13 @@ EXIT_DIVERGED = 3
 
 def add_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "train", help="train one model and print its test metrics",
+        "train",
+        help="train one model and print its test metrics",
         description="Train a mixture of experts (or the plain single-expert network with --kind standard) on a "
-                    "built-in dataset or your CSV, and print its test metrics.",
+        "built-in dataset or your CSV, and print its test metrics.",
         epilog="Exit status: 0 trained; 2 invalid input; 3 training diverged (metrics of the best weights before "
-               "the divergence are still printed).")
+        "the divergence are still printed).",
+    )
     add_arguments(p)
     p.set_defaults(func=cmd_train)
     return p
@@ -63,9 +66,11 @@ class ProgressBar:
     def __call__(self, info: EpochInfo) -> None:
         filled = int(self.width * min(1.0, info.epoch / self.total))
         bar = "#" * filled + "." * (self.width - filled)
-        text = (f"[{bar}] epoch {info.epoch}/{self.total}  train {info.train_loss:.4f}  val {info.val_loss:.4f}  "
-                f"best {info.best_epoch}  lr {info.lr:.2g}  {_secs(info.seconds_elapsed)}, "
-                f"<= {_secs(info.eta_seconds)} left")
+        text = (
+            f"[{bar}] epoch {info.epoch}/{self.total}  train {info.train_loss:.4f}  val {info.val_loss:.4f}  "
+            f"best {info.best_epoch}  lr {info.lr:.2g}  {_secs(info.seconds_elapsed)}, "
+            f"<= {_secs(info.eta_seconds)} left"
+        )
         if self.tty:
             self.stream.write("\r\033[K" + text)
         elif info.epoch % self.every == 0 or info.epoch == 1:
@@ -100,8 +105,9 @@ def _timeline(args: argparse.Namespace, model: KAMoE, dataset: Dataset, config: 
     from kamoe_viz.training.timeline import Timeline
 
     try:
-        return Timeline.create(model, dataset, config.train.epochs, args.snapshot_every,
-                               batch_size=config.train.batch_size)
+        return Timeline.create(
+            model, dataset, config.train.epochs, args.snapshot_every, batch_size=config.train.batch_size
+        )
     except ValidationError as err:
         raise ValidationError("--snapshot-every", args.snapshot_every, err.allowed) from None
 
@@ -110,10 +116,12 @@ def _callbacks(bar: EpochCallback | None, timeline: Timeline | None, model: KAMo
     record = timeline.callback(model) if timeline is not None else None
     if record is None:
         return bar
+
     def on_epoch(info: EpochInfo) -> None:
         if bar is not None:
             bar(info)
         record(info)
+
     return on_epoch
 
 
@@ -126,8 +134,9 @@ def cap_threads(threads: int | None) -> int | None:
     """--threads above this machine's cores is lowered to the core count, with a warning on stderr."""
     cores = os.cpu_count() or 1
     if threads is not None and threads > cores:
-        print(f"warning: --threads {threads} is more than this machine's {cores} cores; using {cores}.",
-              file=sys.stderr)
+        print(
+            f"warning: --threads {threads} is more than this machine's {cores} cores; using {cores}.", file=sys.stderr
+        )
         return cores
     return threads
 
@@ -164,8 +173,9 @@ def _train(args: argparse.Namespace, config: RunConfig) -> int:
     timeline = _timeline(args, model, dataset, config)
     tracker = tracking.open_for_train(args, config)  # None without --mlflow / --tensorboard
     on_epoch = bar if tracker is None else tracker.epoch_logger(dataset, config.train.batch_size, then=bar)
-    trainer = Trainer(model, dataset, config.train, on_epoch=_callbacks(on_epoch, timeline, model),
-                      raise_on_divergence=True)
+    trainer = Trainer(
+        model, dataset, config.train, on_epoch=_callbacks(on_epoch, timeline, model), raise_on_divergence=True
+    )
     interrupted, diverged = False, None
     try:
         while not trainer.done:
@@ -200,14 +210,21 @@ def _train(args: argparse.Namespace, config: RunConfig) -> int:
 def _report(run: TrainedRun, total_seconds: float, interrupted: bool, as_json: bool) -> None:
     result, config, ds = run.result, run.config, run.dataset
     m = result.metrics
-    what = "standard network" if config.model.kind == "standard" else \
-        f"{config.model.n_experts} {config.model.expert} experts, {config.model.gate} gate"
+    what = (
+        "standard network"
+        if config.model.kind == "standard"
+        else f"{config.model.n_experts} {config.model.expert} experts, {config.model.gate} gate"
+    )
     main = ["r2", "rmse", "mae"] if ds.task == "regression" else ["accuracy", "log_loss"]
     sizes = ds.sizes()
-    print(f"{ds.name}: {ds.task}, {sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test rows; "
-          f"{what}; {result.params:,} parameters; device {result.device}")
-    print(f"stopped: {result.stopped_reason}{' (interrupted)' if interrupted else ''} after {result.epochs_run} "
-          f"epochs, {best_epoch_text(result.best_epoch)}, {result.seconds:.1f} s training")
+    print(
+        f"{ds.name}: {ds.task}, {sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test rows; "
+        f"{what}; {result.params:,} parameters; device {result.device}"
+    )
+    print(
+        f"stopped: {result.stopped_reason}{' (interrupted)' if interrupted else ''} after {result.epochs_run} "
+        f"epochs, {best_epoch_text(result.best_epoch)}, {result.seconds:.1f} s training"
+    )
     from kamoe_viz.presets import run_epoch_cap_notice
 
     notice = None if interrupted else run_epoch_cap_notice(result, run.config)
@@ -221,12 +238,24 @@ def _report(run: TrainedRun, total_seconds: float, interrupted: bool, as_json: b
         print(f"saved as run {run.run_id}")
     if as_json:
         record = {k: _json_value(v) for k, v in m.items()}
-        record.update(params=result.params, epochs=result.epochs_run, best_epoch=result.best_epoch,
-                      stopped_reason=result.stopped_reason, seconds=round(result.seconds, 3),
-                      total_seconds=round(total_seconds, 3), device=result.device, dataset=ds.name, task=ds.task,
-                      kind=config.model.kind, gate=config.model.gate if config.model.kind == "moe" else None,
-                      expert=config.model.expert, n_experts=config.model.n_experts, seed=config.train.seed,
-                      message=result.message, run_id=run.run_id,
-                      routing=config.model.routing if config.model.kind == "moe" else None)
+        record.update(
+            params=result.params,
+            epochs=result.epochs_run,
+            best_epoch=result.best_epoch,
+            stopped_reason=result.stopped_reason,
+            seconds=round(result.seconds, 3),
+            total_seconds=round(total_seconds, 3),
+            device=result.device,
+            dataset=ds.name,
+            task=ds.task,
+            kind=config.model.kind,
+            gate=config.model.gate if config.model.kind == "moe" else None,
+            expert=config.model.expert,
+            n_experts=config.model.n_experts,
+            seed=config.train.seed,
+            message=result.message,
+            run_id=run.run_id,
+            routing=config.model.routing if config.model.kind == "moe" else None,
+        )
         record.update({k: _json_value(v) for k, v in routing_report(run).items()})
         print(json.dumps(record))

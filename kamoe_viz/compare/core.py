@@ -4,6 +4,7 @@ The data split stays fixed (``data.seed``) and the *training* seed varies (initi
 the seeds pair up across variants: seed s of GRKAN is compared with seed s of GRN. With ``vary_split=True`` each
 seed also draws its own split (``data.seed = seed``); pairs still share their split.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,9 +34,31 @@ MAX_SEEDS = 50
 MAX_RUNS = 2000
 VARIANT_ORDER = ("standard", "linear", "grn", "grkan")
 
-TABLE_COLUMNS = ["variant", "kind", "gate", "expert", "n_experts", "seed", "data_seed", "dataset", "metric",
-                 "test_metric", "train_seconds", "params", "epochs_run", "best_epoch", "stopped_reason", "diverged",
-                 "message", "gate_entropy", "regime_nmi", "routing", *ROUTING_COLUMNS, "device", RUN_KEY]
+TABLE_COLUMNS = [
+    "variant",
+    "kind",
+    "gate",
+    "expert",
+    "n_experts",
+    "seed",
+    "data_seed",
+    "dataset",
+    "metric",
+    "test_metric",
+    "train_seconds",
+    "params",
+    "epochs_run",
+    "best_epoch",
+    "stopped_reason",
+    "diverged",
+    "message",
+    "gate_entropy",
+    "regime_nmi",
+    "routing",
+    *ROUTING_COLUMNS,
+    "device",
+    RUN_KEY,
+]
 
 
 @dataclass
@@ -81,8 +104,12 @@ class ComparisonResult:
         """Per variant: parameters, mean training seconds and epochs, runs that diverged."""
         t = self.table
         out = t.groupby("variant", sort=False).agg(
-            params=("params", "median"), train_seconds=("train_seconds", "mean"),
-            epochs_run=("epochs_run", "mean"), diverged=("diverged", "sum"), runs=("seed", "count"))
+            params=("params", "median"),
+            train_seconds=("train_seconds", "mean"),
+            epochs_run=("epochs_run", "mean"),
+            diverged=("diverged", "sum"),
+            runs=("seed", "count"),
+        )
         return out.reset_index()
 
     def routing_means(self) -> pd.DataFrame:
@@ -166,10 +193,16 @@ def variant_config(base: RunConfig, variant: str, seed: int, vary_split: bool = 
     return cfg.validate()
 
 
-def plan(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "grkan"),
-         seeds: int | Sequence[int] = 5, include_standard: bool = True, vary_split: bool = False,
-         labels: dict[str, Any] | None = None, start_index: int = 0,
-         routings: Iterable[str] | str | None = None) -> list[RunSpec]:
+def plan(
+    base_config: RunConfig,
+    gates: Iterable[str] | str = ("linear", "grn", "grkan"),
+    seeds: int | Sequence[int] = 5,
+    include_standard: bool = True,
+    vary_split: bool = False,
+    labels: dict[str, Any] | None = None,
+    start_index: int = 0,
+    routings: Iterable[str] | str | None = None,
+) -> list[RunSpec]:
     """The runs of a comparison, seed-major (all variants of seed 0, then seed 1...) so early stops are balanced.
     With ``routings``, each gate runs with each router (variants 'gate/router')."""
     base = copy.deepcopy(base_config).validate()
@@ -184,8 +217,15 @@ def plan(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", 
     specs: list[RunSpec] = []
     for seed in seed_list:
         for variant in variants:
-            specs.append(RunSpec(start_index + len(specs), variant, seed,
-                                 variant_config(base, variant, seed, vary_split), dict(labels or {})))
+            specs.append(
+                RunSpec(
+                    start_index + len(specs),
+                    variant,
+                    seed,
+                    variant_config(base, variant, seed, vary_split),
+                    dict(labels or {}),
+                )
+            )
     if len(specs) > MAX_RUNS:
         raise ValidationError("runs", len(specs), f"a comparison may have at most {MAX_RUNS} runs")
     return specs
@@ -197,16 +237,25 @@ def check_compatible(specs: list[RunSpec], datasets: dict[str, Dataset]) -> None
 
     seen = set()
     for spec in specs:
-        key = (data_key(spec.config), spec.config.model.kind, spec.config.model.gate, spec.config.model.routing,
-               spec.config.model.expert, spec.config.model.expert_hidden)
+        key = (
+            data_key(spec.config),
+            spec.config.model.kind,
+            spec.config.model.gate,
+            spec.config.model.routing,
+            spec.config.model.expert,
+            spec.config.model.expert_hidden,
+        )
         if key in seen:
             continue
         seen.add(key)
         ds = datasets[data_key(spec.config)]
         if spec.config.model.expert in SEQUENTIAL_EXPERTS and not ds.is_sequence:
-            raise ValidationError("model.expert", spec.config.model.expert,
-                                  f"LSTM/GRU experts need a sequential dataset; {ds.name!r} is tabular "
-                                  "(choose mlp or kan, or a series dataset)")
+            raise ValidationError(
+                "model.expert",
+                spec.config.model.expert,
+                f"LSTM/GRU experts need a sequential dataset; {ds.name!r} is tabular "
+                "(choose mlp or kan, or a series dataset)",
+            )
         build_model(copy.deepcopy(spec.config.model), ds)
 
 
@@ -228,10 +277,19 @@ def check_jobs(jobs: int) -> int:
     return int(jobs)
 
 
-def run_specs(specs: list[RunSpec], *, jobs: int = 1, on_progress: Callable[[Progress], None] | None = None,
-              sample_rows: int = GATE_SAMPLE_ROWS, datasets: dict[str, Dataset] | None = None,
-              engine: str = "local", address: str | None = None, batch: bool = True,
-              results: ResultsFile | None = None, seeds_per_task: int | None = None) -> list[RunOutcome]:
+def run_specs(
+    specs: list[RunSpec],
+    *,
+    jobs: int = 1,
+    on_progress: Callable[[Progress], None] | None = None,
+    sample_rows: int = GATE_SAMPLE_ROWS,
+    datasets: dict[str, Dataset] | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    batch: bool = True,
+    results: ResultsFile | None = None,
+    seeds_per_task: int | None = None,
+) -> list[RunOutcome]:
     """Load data, check every variant builds, then train the specs on ``engine`` (see
     :mod:`kamoe_viz.compare.engines`). With ``results``, runs already in that file are taken from it, not trained
     again, and each run's row is written to it as soon as it finishes. Outcomes come back in spec order."""
@@ -252,9 +310,15 @@ def run_specs(specs: list[RunSpec], *, jobs: int = 1, on_progress: Callable[[Pro
     if results is not None:
         results.resumed = len(outcomes)
     if outcomes and on_progress:
-        on_progress(Progress(len(outcomes), total, len(outcomes) / total,
-                             f"{len(outcomes)} run(s) already in {results.path if results else ''}; skipped",
-                             milestone=True))
+        on_progress(
+            Progress(
+                len(outcomes),
+                total,
+                len(outcomes) / total,
+                f"{len(outcomes)} run(s) already in {results.path if results else ''}; skipped",
+                milestone=True,
+            )
+        )
 
     def on_done(out: RunOutcome) -> None:
         outcomes[out.index] = out
@@ -275,16 +339,22 @@ def run_specs(specs: list[RunSpec], *, jobs: int = 1, on_progress: Callable[[Pro
             epochs = max(1, spec.config.train.epochs)
             within = min(1.0, getattr(info, "epoch", 0) / epochs)
             done = len(outcomes)
-            on_progress(Progress(done, total, (done + within) / total,
-                                 f"{spec.variant} seed {spec.seed}: epoch {getattr(info, 'epoch', '?')}"))
+            on_progress(
+                Progress(
+                    done,
+                    total,
+                    (done + within) / total,
+                    f"{spec.variant} seed {spec.seed}: epoch {getattr(info, 'epoch', '?')}",
+                )
+            )
 
     if todo:
         per_task = seeds_per_task or (engines.MAX_SEEDS_PER_TASK if batch else 1)
         tasks = engines.split_tasks(todo, per_task)
-        with engines.engine_context(engine, jobs=jobs if engine == "local" or jobs > 1 else None,
-                                    address=address) as eng:
-            eng.run(tasks, dict(datasets), on_done, sample_rows=sample_rows, batch=batch,
-                    on_epoch=on_epoch)
+        with engines.engine_context(
+            engine, jobs=jobs if engine == "local" or jobs > 1 else None, address=address
+        ) as eng:
+            eng.run(tasks, dict(datasets), on_done, sample_rows=sample_rows, batch=batch, on_epoch=on_epoch)
     return [outcomes[s.index] for s in specs]
 
 
@@ -299,8 +369,12 @@ def assemble(outcomes: list[RunOutcome]) -> tuple[pd.DataFrame, pd.DataFrame, pd
     table = pd.DataFrame(rows)
     front = [c for c in TABLE_COLUMNS if c in table.columns]
     label_cols = [c for c in table.columns if c not in front]
-    table = table[front[:4] + [c for c in label_cols if not c.startswith(("test_", "val_"))] + front[4:]
-                  + sorted(c for c in label_cols if c.startswith(("test_", "val_")))]
+    table = table[
+        front[:4]
+        + [c for c in label_cols if not c.startswith(("test_", "val_"))]
+        + front[4:]
+        + sorted(c for c in label_cols if c.startswith(("test_", "val_")))
+    ]
     hist = []
     samples = []
     for o in outcomes:
@@ -314,16 +388,24 @@ def assemble(outcomes: list[RunOutcome]) -> tuple[pd.DataFrame, pd.DataFrame, pd
         if o.gate_weights is not None:
             w = np.asarray(o.gate_weights)
             n, e = w.shape
-            s = pd.DataFrame({"row": np.repeat(np.arange(n), e), "expert": np.tile(np.arange(e), n),
-                              "weight": w.reshape(-1).astype(float)})
+            s = pd.DataFrame(
+                {
+                    "row": np.repeat(np.arange(n), e),
+                    "expert": np.tile(np.arange(e), n),
+                    "weight": w.reshape(-1).astype(float),
+                }
+            )
             if o.regimes is not None and len(o.regimes) >= n:
                 s["regime"] = np.repeat(np.asarray(o.regimes)[:n], e)
             for k, v in keys.items():
                 s.insert(0, k, v)
             samples.append(s)
     histories = pd.concat(hist, ignore_index=True) if hist else pd.DataFrame(columns=["variant", "seed", "epoch"])
-    gate_samples = (pd.concat(samples, ignore_index=True) if samples
-                    else pd.DataFrame(columns=["variant", "seed", "row", "expert", "weight"]))
+    gate_samples = (
+        pd.concat(samples, ignore_index=True)
+        if samples
+        else pd.DataFrame(columns=["variant", "seed", "row", "expert", "weight"])
+    )
     return table, histories, gate_samples
 
 
@@ -348,24 +430,38 @@ def routing_verdict(table: pd.DataFrame, variants: Sequence[str]) -> str:
     nmi = means["regime_nmi"].dropna()
     if len(nmi):
         best = nmi.idxmax()
-        parts.append(f"Experts match the regimes best with {best} (mean NMI {nmi[best]:.2f}, min load "
-                     f"{means.loc[best, 'min_load']:.2f}).")
+        parts.append(
+            f"Experts match the regimes best with {best} (mean NMI {nmi[best]:.2f}, min load "
+            f"{means.loc[best, 'min_load']:.2f})."
+        )
     collapsed = [v for v in means.index if means.loc[v, "min_load"] < COLLAPSED_MIN_LOAD]
     if collapsed:
-        parts.append(f"Routing collapsed (an expert wins < {COLLAPSED_MIN_LOAD:.0%} of the rows on average) with "
-                     f"{', '.join(collapsed)}.")
+        parts.append(
+            f"Routing collapsed (an expert wins < {COLLAPSED_MIN_LOAD:.0%} of the rows on average) with "
+            f"{', '.join(collapsed)}."
+        )
     elif not len(nmi):
         most = means["load_cv"].idxmin()
         parts.append(f"The most balanced routing is {most} (load CV {means.loc[most, 'load_cv']:.2f}).")
     return (" " + " ".join(parts)) if parts else ""
 
 
-def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "grkan"),
-        seeds: int | Sequence[int] = 5, include_standard: bool = True, jobs: int = 1,
-        on_progress: Callable[[Progress], None] | None = None, *, vary_split: bool = False,
-        sample_rows: int = GATE_SAMPLE_ROWS, engine: str = "local", address: str | None = None,
-        batch: bool = True, results_path: str | None = None,
-        routings: Iterable[str] | str | None = None) -> ComparisonResult:
+def run(
+    base_config: RunConfig,
+    gates: Iterable[str] | str = ("linear", "grn", "grkan"),
+    seeds: int | Sequence[int] = 5,
+    include_standard: bool = True,
+    jobs: int = 1,
+    on_progress: Callable[[Progress], None] | None = None,
+    *,
+    vary_split: bool = False,
+    sample_rows: int = GATE_SAMPLE_ROWS,
+    engine: str = "local",
+    address: str | None = None,
+    batch: bool = True,
+    results_path: str | None = None,
+    routings: Iterable[str] | str | None = None,
+) -> ComparisonResult:
     """Train every variant with every seed and compare them (see the module docstring for what varies).
 
     ``engine``/``address``: where the runs train (:mod:`kamoe_viz.compare.engines`); ``batch``: seeds of one
@@ -375,8 +471,16 @@ def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "
     t0 = time.perf_counter()
     specs = plan(base_config, gates, seeds, include_standard, vary_split, routings=routings)
     results = ResultsFile(results_path) if results_path else None
-    outcomes = run_specs(specs, jobs=jobs, on_progress=on_progress, sample_rows=sample_rows, engine=engine,
-                         address=address, batch=batch, results=results)
+    outcomes = run_specs(
+        specs,
+        jobs=jobs,
+        on_progress=on_progress,
+        sample_rows=sample_rows,
+        engine=engine,
+        address=address,
+        batch=batch,
+        results=results,
+    )
     table, histories, gate_samples = assemble(outcomes)
     gate_samples, matching_note = matching.align_gate_samples(gate_samples, shared_rows=not vary_split)
     ran = stats_rows(table)
@@ -399,11 +503,26 @@ def run(base_config: RunConfig, gates: Iterable[str] | str = ("linear", "grn", "
     if n_err:
         line += f" {n_err} run(s) failed (error rows; re-run the same command to retry them)."
     return ComparisonResult(
-        table=table, histories=histories, gate_samples=gate_samples, stats=pair_stats, summary=summ,
-        expert_matching=matching_note, epoch_cap=cap_note or "",
-        verdict=line, metric=metric, config=copy.deepcopy(base_config).validate().to_dict(),
-        seeds=sorted({s.seed for s in specs}, key=[s.seed for s in specs].index), variants=variants,
-        vary_split=vary_split, jobs=check_jobs(jobs), wall_seconds=time.perf_counter() - t0, started=started,
-        extra={"engine": engine, "address": address, "batch": batch,
-               "resumed": results.resumed if results is not None else 0},
+        table=table,
+        histories=histories,
+        gate_samples=gate_samples,
+        stats=pair_stats,
+        summary=summ,
+        expert_matching=matching_note,
+        epoch_cap=cap_note or "",
+        verdict=line,
+        metric=metric,
+        config=copy.deepcopy(base_config).validate().to_dict(),
+        seeds=sorted({s.seed for s in specs}, key=[s.seed for s in specs].index),
+        variants=variants,
+        vary_split=vary_split,
+        jobs=check_jobs(jobs),
+        wall_seconds=time.perf_counter() - t0,
+        started=started,
+        extra={
+            "engine": engine,
+            "address": address,
+            "batch": batch,
+            "resumed": results.resumed if results is not None else 0,
+        },
     )

@@ -11,6 +11,7 @@ on, workers at niceness 0) and stops when it ends; ``"auto"`` joins the cluster 
 ``HOST:PORT`` joins that cluster's GCS (started with ``ray start --head``). Each task asks for 1 CPU. Ray is an
 optional dependency, imported only here and only when the Ray engine is used.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,11 +62,16 @@ def split_tasks(specs: list[RunSpec], seeds_per_task: int) -> list[list[RunSpec]
     for spec in specs:
         groups.setdefault(task_key(spec), []).append(spec)
     size = max(1, int(seeds_per_task))
-    return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
+    return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 
-def execute_task(specs: list[RunSpec], dataset: Dataset | None = None, sample_rows: int = GATE_SAMPLE_ROWS,
-                 batch: bool = True, on_epoch: EpochCallback | None = None) -> list[RunOutcome]:
+def execute_task(
+    specs: list[RunSpec],
+    dataset: Dataset | None = None,
+    sample_rows: int = GATE_SAMPLE_ROWS,
+    batch: bool = True,
+    on_epoch: EpochCallback | None = None,
+) -> list[RunOutcome]:
     """Train one task's seeds (together when ``batch`` and the configuration allows it) and measure each; a seed
     that raises becomes an error row, and so does every seed of a batched task that raises."""
     if batch and len(specs) > 1 and batched_reason(specs[0]) is None:
@@ -105,8 +111,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()[:500]
 
 
-def _task_outcomes(task: list[RunSpec], result: Callable[[], list[RunOutcome]],
-                   datasets: dict[str, Dataset]) -> list[RunOutcome]:
+def _task_outcomes(
+    task: list[RunSpec], result: Callable[[], list[RunOutcome]], datasets: dict[str, Dataset]
+) -> list[RunOutcome]:
     """The outcomes of a finished task (``result()``: the future's or Ray object's value); a task that failed as a
     whole (a worker process killed, a Ray worker that died twice) gives an error outcome for each of its runs."""
     try:
@@ -124,9 +131,16 @@ class Engine(Protocol):
     name: str
     workers: int
 
-    def run(self, tasks: list[list[RunSpec]], datasets: dict[str, Dataset], on_outcome: OutcomeCallback, *,
-            sample_rows: int = GATE_SAMPLE_ROWS, batch: bool = True,
-            on_epoch: EpochCallback | None = None) -> None: ...
+    def run(
+        self,
+        tasks: list[list[RunSpec]],
+        datasets: dict[str, Dataset],
+        on_outcome: OutcomeCallback,
+        *,
+        sample_rows: int = GATE_SAMPLE_ROWS,
+        batch: bool = True,
+        on_epoch: EpochCallback | None = None,
+    ) -> None: ...
 
     def close(self) -> None: ...
 
@@ -139,16 +153,25 @@ class LocalEngine:
     def __init__(self, jobs: int = 1) -> None:
         self.workers = max(1, int(jobs))
 
-    def run(self, tasks: list[list[RunSpec]], datasets: dict[str, Dataset], on_outcome: OutcomeCallback, *,
-            sample_rows: int = GATE_SAMPLE_ROWS, batch: bool = True, on_epoch: EpochCallback | None = None) -> None:
+    def run(
+        self,
+        tasks: list[list[RunSpec]],
+        datasets: dict[str, Dataset],
+        on_outcome: OutcomeCallback,
+        *,
+        sample_rows: int = GATE_SAMPLE_ROWS,
+        batch: bool = True,
+        on_epoch: EpochCallback | None = None,
+    ) -> None:
         if self.workers <= 1 or len(tasks) <= 1:
             for task in tasks:
                 for out in execute_task(task, datasets.get(data_key(task[0].config)), sample_rows, batch, on_epoch):
                     on_outcome(out)
             return
         ctx = get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), mp_context=ctx,
-                                 initializer=_init_worker, initargs=(datasets,)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(self.workers, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(datasets,)
+        ) as pool:
             pending = {pool.submit(_task_in_worker, task, sample_rows, batch): task for task in tasks}
             try:
                 while pending:
@@ -204,13 +227,17 @@ class RayEngine:
         try:
             import ray
         except ImportError:  # pragma: no cover - ray is in requirements-dev.txt
-            raise ValidationError("engine", "ray", "needs the ray package: pip install 'ray[default]==2.60.*'",
-                                  "or use --engine local") from None
+            raise ValidationError(
+                "engine", "ray", "needs the ray package: pip install 'ray[default]==2.60.*'", "or use --engine local"
+            ) from None
         self._ray = ray
         self.address = check_address(address)
         if ray.is_initialized():
-            raise ValidationError("engine", "ray", "this process is already connected to a Ray cluster; "
-                                  "a sweep opens and closes its own connection")
+            raise ValidationError(
+                "engine",
+                "ray",
+                "this process is already connected to a Ray cluster; a sweep opens and closes its own connection",
+            )
         if self.address is None:
             # a private cluster's raylet and workers inherit this environment: the package importable, ordinary
             # priority (Ray's default niceness 15 starves them on a shared box), no usage stats
@@ -219,14 +246,28 @@ class RayEngine:
                 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_repo_root(), path) if p)
             os.environ.setdefault("RAY_worker_niceness", "0")
             cpus = max(1, int(num_cpus or (os.cpu_count() or 1)))
-            ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-                     _node_ip_address="127.0.0.1", configure_logging=False)
+            ray.init(
+                address="local",
+                num_cpus=cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                _node_ip_address="127.0.0.1",
+                configure_logging=False,
+            )
         else:
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
-    def run(self, tasks: list[list[RunSpec]], datasets: dict[str, Dataset], on_outcome: OutcomeCallback, *,
-            sample_rows: int = GATE_SAMPLE_ROWS, batch: bool = True, on_epoch: EpochCallback | None = None) -> None:
+    def run(
+        self,
+        tasks: list[list[RunSpec]],
+        datasets: dict[str, Dataset],
+        on_outcome: OutcomeCallback,
+        *,
+        sample_rows: int = GATE_SAMPLE_ROWS,
+        batch: bool = True,
+        on_epoch: EpochCallback | None = None,
+    ) -> None:
         ray = self._ray
         remote = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=False)(_ray_task)
         refs = {key: ray.put(ds) for key, ds in datasets.items()}  # each split travels once
@@ -296,6 +337,19 @@ def engine_context(name: str, *, jobs: int | None = None, address: str | None = 
         engine.close()
 
 
-__all__ = ["ENGINES", "MAX_SEEDS_PER_TASK", "RAY_ADDRESS_ENV", "Engine", "LocalEngine", "RayEngine", "check_address",
-           "check_engine", "engine_context", "execute_task", "make_engine", "server_ray_address", "split_tasks",
-           "task_key"]
+__all__ = [
+    "ENGINES",
+    "MAX_SEEDS_PER_TASK",
+    "RAY_ADDRESS_ENV",
+    "Engine",
+    "LocalEngine",
+    "RayEngine",
+    "check_address",
+    "check_engine",
+    "engine_context",
+    "execute_task",
+    "make_engine",
+    "server_ray_address",
+    "split_tasks",
+    "task_key",
+]

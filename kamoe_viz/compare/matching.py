@@ -55,8 +55,10 @@ def align_gate_samples(gate_samples: pd.DataFrame, shared_rows: bool) -> tuple[p
         return gate_samples, ""  # one seed per variant: nothing is pooled
     has_regimes = "regime" in gate_samples.columns and gate_samples["regime"].notna().all()
     if not shared_rows and not has_regimes:
-        return gate_samples, ("Experts are numbered as each seed drew them (no common test rows or regimes to "
-                              "match them on), so 'expert k' pooled over seeds mixes unrelated experts.")
+        return gate_samples, (
+            "Experts are numbered as each seed drew them (no common test rows or regimes to "
+            "match them on), so 'expert k' pooled over seeds mixes unrelated experts."
+        )
     by_regime = not shared_rows
     out = gate_samples.copy()
     out[SEED_EXPERT] = out["expert"]
@@ -75,8 +77,10 @@ def align_gate_samples(gate_samples: pd.DataFrame, shared_rows: bool) -> tuple[p
             out.loc[mask, "expert"] = out.loc[mask, SEED_EXPERT].map(mapping)
             moved += int((labels != np.arange(len(labels))).any())
     how = MATCHED_BY_ROWS if shared_rows else MATCHED_BY_REGIMES
-    return out, (f"Experts are matched across seeds before pooling (Hungarian matching to the first seed on their "
-                 f"{how}): expert numbering is arbitrary per seed; {moved} run(s) were renumbered.")
+    return out, (
+        f"Experts are matched across seeds before pooling (Hungarian matching to the first seed on their "
+        f"{how}): expert numbering is arbitrary per seed; {moved} run(s) were renumbered."
+    )
 
 
 __all__ = ["MATCHED_BY_REGIMES", "MATCHED_BY_ROWS", "SEED_EXPERT", "align_gate_samples", "match_experts"]

@@ -10,6 +10,7 @@ Differences that remain by design (reported with the table): the reference stack
 its own gate) while our KAMoE has one gate over experts of the given depth; it trains up to 1000 epochs while our
 default caps epochs (see ``DEFAULT_MAX_EPOCHS``); it is Keras on JAX, we are PyTorch.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,14 @@ from kamoe_viz.errors import ValidationError
 from kamoe_viz.labels import EXPERT_LABELS, PAPER_VARIANT_LABELS
 
 REFERENCE_CSV = Path(__file__).with_name("reference_california.csv")
-REFERENCE_MEANS = {("mlp", "standard"): 0.772, ("mlp", "grn"): 0.783, ("mlp", "grkan"): 0.784,
-                   ("kan", "standard"): 0.675, ("kan", "grn"): 0.763, ("kan", "grkan"): 0.764}
+REFERENCE_MEANS = {
+    ("mlp", "standard"): 0.772,
+    ("mlp", "grn"): 0.783,
+    ("mlp", "grkan"): 0.784,
+    ("kan", "standard"): 0.675,
+    ("kan", "grn"): 0.763,
+    ("kan", "grkan"): 0.764,
+}
 FULL_LAYERS = (1, 2, 3, 4)
 FULL_WIDTHS = (5, 10, 25, 50, 100, 200, 400, 800)
 REDUCED_LAYERS = (1, 2)
@@ -47,15 +54,31 @@ def reference_table() -> pd.DataFrame:
     return pd.read_csv(REFERENCE_CSV, comment="#")
 
 
-def california_config(expert: str, layers: int, width: int, *, max_epochs: int = DEFAULT_MAX_EPOCHS,
-                      device: str = "cpu") -> RunConfig:
+def california_config(
+    expert: str, layers: int, width: int, *, max_epochs: int = DEFAULT_MAX_EPOCHS, device: str = "cpu"
+) -> RunConfig:
     """The reference's training protocol for one grid cell (the variant and seed are set by the planner)."""
     return RunConfig(
         data=DataConfig(name="california", seed=42, test_fraction=0.2, val_fraction=0.2),
-        model=ModelConfig(kind="moe", gate="grkan", gate_activation="sigmoid", n_experts=3, expert=expert,
-                          expert_hidden=tuple([int(width)] * int(layers))),
-        train=TrainConfig(epochs=max_epochs, batch_size=128, lr=1e-3, early_stopping=10, lr_patience=5,
-                          lr_factor=0.25, min_lr=2.5e-5, seed=0, device=device),
+        model=ModelConfig(
+            kind="moe",
+            gate="grkan",
+            gate_activation="sigmoid",
+            n_experts=3,
+            expert=expert,
+            expert_hidden=tuple([int(width)] * int(layers)),
+        ),
+        train=TrainConfig(
+            epochs=max_epochs,
+            batch_size=128,
+            lr=1e-3,
+            early_stopping=10,
+            lr_patience=5,
+            lr_factor=0.25,
+            min_lr=2.5e-5,
+            seed=0,
+            device=device,
+        ),
     ).validate()
 
 
@@ -77,8 +100,14 @@ class Reproduction:
         return render_markdown(self, command)
 
 
-def _grid_specs(expert_list: Sequence[str], layers: Sequence[int], widths: Sequence[int], seeds: list[int],
-                make_config: Callable[[str, int, int], RunConfig], gates=("grn", "grkan")) -> list[RunSpec]:
+def _grid_specs(
+    expert_list: Sequence[str],
+    layers: Sequence[int],
+    widths: Sequence[int],
+    seeds: list[int],
+    make_config: Callable[[str, int, int], RunConfig],
+    gates=("grn", "grkan"),
+) -> list[RunSpec]:
     specs: list[RunSpec] = []
     for expert in expert_list:
         for n_layers in layers:
@@ -90,12 +119,27 @@ def _grid_specs(expert_list: Sequence[str], layers: Sequence[int], widths: Seque
     return specs
 
 
-def _sweep(specs: list[RunSpec], jobs: int, on_progress: Callable[[Progress], None] | None, engine: str,
-           address: str | None, batch: bool, results_path: str | None) -> pd.DataFrame:
+def _sweep(
+    specs: list[RunSpec],
+    jobs: int,
+    on_progress: Callable[[Progress], None] | None,
+    engine: str,
+    address: str | None,
+    batch: bool,
+    results_path: str | None,
+) -> pd.DataFrame:
     """Train the protocol's runs (resuming from and streaming into ``results_path``) and return their table."""
     results = ResultsFile(results_path) if results_path else None
-    outcomes = run_specs(specs, jobs=jobs, on_progress=on_progress, sample_rows=64, engine=engine,
-                         address=address, batch=batch, results=results)
+    outcomes = run_specs(
+        specs,
+        jobs=jobs,
+        on_progress=on_progress,
+        sample_rows=64,
+        engine=engine,
+        address=address,
+        batch=batch,
+        results=results,
+    )
     table, _, _ = assemble(outcomes)
     if results is not None:
         results.write_table(table)
@@ -117,11 +161,15 @@ def summarise(table: pd.DataFrame, group: list[str]) -> tuple[pd.DataFrame, pd.D
     t = table.copy()
     config_cols = [c for c in ("layers", "width") if c in t.columns]
     t["pair"] = t[config_cols + ["seed"]].astype(str).agg("/".join, axis=1) if config_cols else t["seed"].astype(str)
-    summ = (t.groupby(group + ["variant"], sort=False)["test_metric"]
-            .agg(mean="mean", std="std", n="count").reset_index())
+    summ = (
+        t.groupby(group + ["variant"], sort=False)["test_metric"].agg(mean="mean", std="std", n="count").reset_index()
+    )
     summ["diverged"] = t.groupby(group + ["variant"], sort=False)["diverged"].sum().to_numpy()
-    per_config = (t.groupby(group + config_cols + ["variant"], sort=False)["test_metric"]
-                  .agg(mean="mean", std="std", n="count").reset_index())
+    per_config = (
+        t.groupby(group + config_cols + ["variant"], sort=False)["test_metric"]
+        .agg(mean="mean", std="std", n="count")
+        .reset_index()
+    )
     pair_rows = []
     for key, sub in t.groupby(group, sort=False):
         key = key if isinstance(key, tuple) else (key,)
@@ -135,12 +183,21 @@ def summarise(table: pd.DataFrame, group: list[str]) -> tuple[pd.DataFrame, pd.D
     return summ, per_config, pairs
 
 
-def reproduce_california(*, full: bool = False, seeds: int | Sequence[int] = 5, jobs: int = 1,
-                         experts: Sequence[str] = ("mlp", "kan"), layers: Sequence[int] | None = None,
-                         widths: Sequence[int] | None = None, max_epochs: int | None = None,
-                         on_progress: Callable[[Progress], None] | None = None, engine: str = "local",
-                         address: str | None = None, batch: bool = True,
-                         results_path: str | None = None) -> Reproduction:
+def reproduce_california(
+    *,
+    full: bool = False,
+    seeds: int | Sequence[int] = 5,
+    jobs: int = 1,
+    experts: Sequence[str] = ("mlp", "kan"),
+    layers: Sequence[int] | None = None,
+    widths: Sequence[int] | None = None,
+    max_epochs: int | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    batch: bool = True,
+    results_path: str | None = None,
+) -> Reproduction:
     """Run the California protocol; ``full`` = the reference's 32 configurations per expert type."""
     for e in experts:
         if e not in ("mlp", "kan"):
@@ -151,8 +208,9 @@ def reproduce_california(*, full: bool = False, seeds: int | Sequence[int] = 5, 
     seed_list = normalise_seeds(seeds)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    specs = _grid_specs(list(experts), layers, widths, seed_list,
-                        lambda e, n, w: california_config(e, n, w, max_epochs=epochs))
+    specs = _grid_specs(
+        list(experts), layers, widths, seed_list, lambda e, n, w: california_config(e, n, w, max_epochs=epochs)
+    )
     table = _sweep(specs, jobs, on_progress, engine, address, batch, results_path)
     summ, per_config, pairs = summarise(table, ["expert"])
     ref = reference_table()
@@ -163,20 +221,31 @@ def reproduce_california(*, full: bool = False, seeds: int | Sequence[int] = 5, 
     summ["difference_same_grid"] = summ["mean"] - summ["reference_same_grid"]
     per_config = per_config.merge(ref, on=["expert", "layers", "width", "variant"], how="left")
     per_config = per_config.rename(columns={"r2_mean": "reference"})
-    settings = {"grid": "full" if full else "reduced", "experts": list(experts), "layers": layers,
-                "widths": widths, "seeds": seed_list, "max_epochs": epochs, "jobs": int(jobs), "runs": len(specs)}
+    settings = {
+        "grid": "full" if full else "reduced",
+        "experts": list(experts),
+        "layers": layers,
+        "widths": widths,
+        "seeds": seed_list,
+        "max_epochs": epochs,
+        "jobs": int(jobs),
+        "runs": len(specs),
+    }
     notes = _standard_notes(epochs)
-    return Reproduction("california", table, summ, per_config, pairs, settings, time.perf_counter() - t0,
-                        started, notes)
+    return Reproduction(
+        "california", table, summ, per_config, pairs, settings, time.perf_counter() - t0, started, notes
+    )
 
 
 def _standard_notes(epochs: int) -> list[str]:
-    notes = ["The reference stacks one mixture per layer (each layer has its own gate); our model has one gate "
-             "over experts of the given depth, so multi-layer configurations are not the same architecture.",
-             "Test split: 20% with seed 42 as the reference; validation: a random 20% of the rest (the reference "
-             "takes Keras' last 20%, unshuffled). Features are standardised on the training split.",
-             f"At most {epochs} epochs (the reference allows 1000); early stopping (patience 10) ends runs first "
-             "unless the table's epochs column says otherwise."]
+    notes = [
+        "The reference stacks one mixture per layer (each layer has its own gate); our model has one gate "
+        "over experts of the given depth, so multi-layer configurations are not the same architecture.",
+        "Test split: 20% with seed 42 as the reference; validation: a random 20% of the rest (the reference "
+        "takes Keras' last 20%, unshuffled). Features are standardised on the training split.",
+        f"At most {epochs} epochs (the reference allows 1000); early stopping (patience 10) ends runs first "
+        "unless the table's epochs column says otherwise.",
+    ]
     return notes
 
 
@@ -184,15 +253,25 @@ def sequential_datasets() -> list[str]:
     """Sequence datasets of the registry that need no download (the synthetic series and the real ones)."""
     from kamoe_viz.data import list_datasets
 
-    return [d.name for d in list_datasets() if getattr(d, "is_sequence", False)
-            and not getattr(d, "needs_download", False)]
+    return [
+        d.name for d in list_datasets() if getattr(d, "is_sequence", False) and not getattr(d, "needs_download", False)
+    ]
 
 
-def reproduce_sequential(*, datasets: Sequence[str] | None = None, experts: Sequence[str] = ("lstm", "gru"),
-                         seeds: int | Sequence[int] = 5, jobs: int = 1, hidden: int = 32, max_epochs: int = 100,
-                         on_progress: Callable[[Progress], None] | None = None, engine: str = "local",
-                         address: str | None = None, batch: bool = True,
-                         results_path: str | None = None) -> Reproduction:
+def reproduce_sequential(
+    *,
+    datasets: Sequence[str] | None = None,
+    experts: Sequence[str] = ("lstm", "gru"),
+    seeds: int | Sequence[int] = 5,
+    jobs: int = 1,
+    hidden: int = 32,
+    max_epochs: int = 100,
+    on_progress: Callable[[Progress], None] | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    batch: bool = True,
+    results_path: str | None = None,
+) -> Reproduction:
     """Standard vs MoE (GRN) vs KAMoE (GRKAN) with LSTM and GRU experts on the sequence datasets."""
     names = list(datasets) if datasets else sequential_datasets()
     if not names:
@@ -206,20 +285,45 @@ def reproduce_sequential(*, datasets: Sequence[str] | None = None, experts: Sequ
     specs: list[RunSpec] = []
     for name in names:
         for expert in experts:
-            base = RunConfig(data=DataConfig(name=name, seed=0),
-                             model=ModelConfig(kind="moe", expert=expert, expert_hidden=(int(hidden),), n_experts=3),
-                             train=TrainConfig(epochs=int(max_epochs), batch_size=128, lr=1e-3, early_stopping=10,
-                                               lr_patience=5, seed=seed_list[0], device="cpu")).validate()
-            specs += plan(base, ("grn", "grkan"), seed_list, include_standard=True, labels={"series": name},
-                          start_index=len(specs))
+            base = RunConfig(
+                data=DataConfig(name=name, seed=0),
+                model=ModelConfig(kind="moe", expert=expert, expert_hidden=(int(hidden),), n_experts=3),
+                train=TrainConfig(
+                    epochs=int(max_epochs),
+                    batch_size=128,
+                    lr=1e-3,
+                    early_stopping=10,
+                    lr_patience=5,
+                    seed=seed_list[0],
+                    device="cpu",
+                ),
+            ).validate()
+            specs += plan(
+                base,
+                ("grn", "grkan"),
+                seed_list,
+                include_standard=True,
+                labels={"series": name},
+                start_index=len(specs),
+            )
     table = _sweep(specs, jobs, on_progress, engine, address, batch, results_path)
     summ, per_config, pairs = summarise(table, ["series", "expert"])
-    settings = {"datasets": names, "experts": list(experts), "seeds": seed_list, "hidden": hidden,
-                "max_epochs": max_epochs, "jobs": int(jobs), "runs": len(specs)}
-    notes = ["The paper's sequential task predicts crypto-currency trading volume; that data is not public, so "
-             "this protocol uses the synthetic regime-switching series and real series that ship offline."]
-    return Reproduction("sequential", table, summ, per_config, pairs, settings, time.perf_counter() - t0,
-                        started, notes)
+    settings = {
+        "datasets": names,
+        "experts": list(experts),
+        "seeds": seed_list,
+        "hidden": hidden,
+        "max_epochs": max_epochs,
+        "jobs": int(jobs),
+        "runs": len(specs),
+    }
+    notes = [
+        "The paper's sequential task predicts crypto-currency trading volume; that data is not public, so "
+        "this protocol uses the synthetic regime-switching series and real series that ship offline."
+    ]
+    return Reproduction(
+        "sequential", table, summ, per_config, pairs, settings, time.perf_counter() - t0, started, notes
+    )
 
 
 def machine_description() -> str:
@@ -234,8 +338,10 @@ def machine_description() -> str:
                     break
     except OSError:
         pass
-    return (f"{cpu}, {cpu_count()} cores available, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, torch {torch.__version__} (CPU threads {torch.get_num_threads()})")
+    return (
+        f"{cpu}, {cpu_count()} cores available, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, torch {torch.__version__} (CPU threads {torch.get_num_threads()})"
+    )
 
 
 def _pm(mean: float, std: float) -> str:
@@ -251,14 +357,22 @@ def render_markdown(rep: Reproduction, command: str = "") -> str:
     minutes = rep.wall_seconds / 60
     if command:
         lines.append(f"Command: `{command}`  ")
-    lines += [f"Date (UTC): {rep.started[:10]} · wall time {minutes:.1f} min · {s['runs']} runs · "
-              f"jobs {s['jobs']}  ", f"Machine: {machine_description()}", ""]
+    lines += [
+        f"Date (UTC): {rep.started[:10]} · wall time {minutes:.1f} min · {s['runs']} runs · jobs {s['jobs']}  ",
+        f"Machine: {machine_description()}",
+        "",
+    ]
     if rep.name == "california":
-        lines += [f"Grid ({s['grid']}): layers {s['layers']} × widths {s['widths']} × seeds {s['seeds']}; "
-                  f"Adam 1e-3, batch 128, early stopping 10, at most {s['max_epochs']} epochs.", ""]
-        lines += ["| Experts | Variant | Ours: mean ± std R² (all runs) | Reference, same configurations | "
-                  "Ours − reference | Reference, all 32 | Runs (diverged) |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"Grid ({s['grid']}): layers {s['layers']} × widths {s['widths']} × seeds {s['seeds']}; "
+            f"Adam 1e-3, batch 128, early stopping 10, at most {s['max_epochs']} epochs.",
+            "",
+        ]
+        lines += [
+            "| Experts | Variant | Ours: mean ± std R² (all runs) | Reference, same configurations | "
+            "Ours − reference | Reference, all 32 | Runs (diverged) |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for _, r in rep.summary.iterrows():
             lines.append(
                 f"| {EXPERT_LABELS.get(r.expert, r.expert)} | {PAPER_VARIANT_LABELS.get(r.variant, r.variant)} | "
@@ -266,20 +380,33 @@ def render_markdown(rep: Reproduction, command: str = "") -> str:
                 f"{r.difference_same_grid:+.3f} | {r.reference_all_32:.3f} | {int(r.n)} "
                 f"({int(r.diverged)}) |"
             )
-        lines += ["", "Per configuration (mean ± std over seeds; reference = the notebook's mean over its 5 runs):",
-                  "", "| Experts | Layers | Width | Variant | Ours | Reference |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Per configuration (mean ± std over seeds; reference = the notebook's mean over its 5 runs):",
+            "",
+            "| Experts | Layers | Width | Variant | Ours | Reference |",
+            "|---|---|---|---|---|---|",
+        ]
         for _, r in rep.per_config.iterrows():
-            lines.append(f"| {EXPERT_LABELS.get(r.expert, r.expert)} | {r.layers} | {r.width} | "
-                         f"{PAPER_VARIANT_LABELS.get(r.variant, r.variant)} | {_pm(r['mean'], r['std'])} | "
-                         f"{r.reference:.3f} |")
+            lines.append(
+                f"| {EXPERT_LABELS.get(r.expert, r.expert)} | {r.layers} | {r.width} | "
+                f"{PAPER_VARIANT_LABELS.get(r.variant, r.variant)} | {_pm(r['mean'], r['std'])} | "
+                f"{r.reference:.3f} |"
+            )
     else:
-        lines += [f"Series {s['datasets']}, experts {s['experts']}, hidden {s['hidden']}, seeds {s['seeds']}, "
-                  f"at most {s['max_epochs']} epochs.", "",
-                  "| Series | Experts | Variant | Mean ± std test R² | Runs (diverged) |", "|---|---|---|---|---|"]
+        lines += [
+            f"Series {s['datasets']}, experts {s['experts']}, hidden {s['hidden']}, seeds {s['seeds']}, "
+            f"at most {s['max_epochs']} epochs.",
+            "",
+            "| Series | Experts | Variant | Mean ± std test R² | Runs (diverged) |",
+            "|---|---|---|---|---|",
+        ]
         for _, r in rep.summary.iterrows():
-            lines.append(f"| {r.series} | {EXPERT_LABELS.get(r.expert, r.expert)} | "
-                         f"{PAPER_VARIANT_LABELS.get(r.variant, r.variant)} | {_pm(r['mean'], r['std'])} | {int(r.n)} "
-                         f"({int(r.diverged)}) |")
+            lines.append(
+                f"| {r.series} | {EXPERT_LABELS.get(r.expert, r.expert)} | "
+                f"{PAPER_VARIANT_LABELS.get(r.variant, r.variant)} | {_pm(r['mean'], r['std'])} | {int(r.n)} "
+                f"({int(r.diverged)}) |"
+            )
     if len(rep.pairs):
         lines += ["", "Paired tests (pairs share configuration and seed):", ""]
         group_cols = [c for c in ("series", "expert") if c in rep.pairs.columns]
@@ -296,6 +423,15 @@ def environment_csv_hint() -> str:
     return f"KAMOE_CALIFORNIA_CSV={path}" if path else "scikit-learn fetcher (cached)"
 
 
-__all__ = ["DEFAULT_MAX_EPOCHS", "REFERENCE_MEANS", "Reproduction", "california_config", "machine_description",
-           "reference_table", "render_markdown", "reproduce_california", "reproduce_sequential",
-           "sequential_datasets"]
+__all__ = [
+    "DEFAULT_MAX_EPOCHS",
+    "REFERENCE_MEANS",
+    "Reproduction",
+    "california_config",
+    "machine_description",
+    "reference_table",
+    "render_markdown",
+    "reproduce_california",
+    "reproduce_sequential",
+    "sequential_datasets",
+]

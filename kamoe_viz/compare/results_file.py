@@ -6,6 +6,7 @@ old one, so a driver killed at any moment leaves the previous complete file, nev
 already in the file with a result. Rows that say ``error`` (a task that failed) are run again; rows of other
 settings already in the file are kept, after this sweep's rows.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -75,11 +76,17 @@ class ResultsFile:
             try:
                 old = pd.read_csv(self.path)
             except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-                raise ValidationError("--out", str(path), f"is not a results CSV this tool wrote ({err}); "
-                                      "choose another file or remove it") from None
+                raise ValidationError(
+                    "--out",
+                    str(path),
+                    f"is not a results CSV this tool wrote ({err}); choose another file or remove it",
+                ) from None
             if RUN_KEY not in old.columns:
-                raise ValidationError("--out", str(path), f"has no {RUN_KEY} column, so it cannot be resumed; "
-                                      "choose another file or remove it")
+                raise ValidationError(
+                    "--out",
+                    str(path),
+                    f"has no {RUN_KEY} column, so it cannot be resumed; choose another file or remove it",
+                )
             for rec in old.to_dict("records"):
                 if _valid_key(rec.get(RUN_KEY)):
                     if isinstance(rec.get("message"), float):  # an empty message reads back as NaN

@@ -12,6 +12,7 @@ The cluster is the Ray engine's (:class:`~kamoe_viz.compare.engines.RayEngine`):
 address, else the one at ``address``; it is always shut down when the search ends. Tune's own files go to a
 temporary folder that is removed afterwards (the result is the returned table).
 """
+
 from __future__ import annotations
 
 import copy
@@ -65,10 +66,15 @@ def parse_values(axis: str, text: str | None) -> list[Any]:
         else:
             values = parts
     except ValueError:
-        raise ValidationError(f"--tune-{axis}", text, {"lr": "must be learning rates in (0, 1), e.g. 1e-3,1e-2",
-                                                       "width": "must be positive widths, e.g. 16,32 or 32x32",
-                                                       "grid": "must be positive KAN grid sizes, e.g. 3,5"}.get(
-            axis, "must be names separated by commas")) from None
+        raise ValidationError(
+            f"--tune-{axis}",
+            text,
+            {
+                "lr": "must be learning rates in (0, 1), e.g. 1e-3,1e-2",
+                "width": "must be positive widths, e.g. 16,32 or 32x32",
+                "grid": "must be positive KAN grid sizes, e.g. 3,5",
+            }.get(axis, "must be names separated by commas"),
+        ) from None
     return values
 
 
@@ -115,12 +121,15 @@ def _trial(params: dict[str, Any]) -> None:
     else:
         runs = [train_run(c, dataset=ds) for c in configs]
     metric = _primary_metric(ds.task)
-    tune.report({METRIC: _mean([r.result.history["val_loss"].iloc[-1] if len(r.result.history) else math.nan
-                                for r in runs]),
-                 "epoch": max(epochs, max(r.result.epochs_run for r in runs)),
-                 "best_val_loss": _mean([float(r.result.metrics.get("val_loss", math.nan)) for r in runs]),
-                 "test_metric": _mean([float(r.result.metrics.get(metric, math.nan)) for r in runs]),
-                 "kamoe_final": 1})
+    tune.report(
+        {
+            METRIC: _mean([r.result.history["val_loss"].iloc[-1] if len(r.result.history) else math.nan for r in runs]),
+            "epoch": max(epochs, max(r.result.epochs_run for r in runs)),
+            "best_val_loss": _mean([float(r.result.metrics.get("val_loss", math.nan)) for r in runs]),
+            "test_metric": _mean([float(r.result.metrics.get(metric, math.nan)) for r in runs]),
+            "kamoe_final": 1,
+        }
+    )
 
 
 def _mean(values: list[float]) -> float:
@@ -128,9 +137,16 @@ def _mean(values: list[float]) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
-def tune_search(base: RunConfig, space: dict[str, list[Any]], *, seeds: int | list[int] = 3,
-                address: str | None = None, cpus: int | None = None, grace_period: int = DEFAULT_GRACE,
-                reuse_actors: bool = True) -> TuneResult:
+def tune_search(
+    base: RunConfig,
+    space: dict[str, list[Any]],
+    *,
+    seeds: int | list[int] = 3,
+    address: str | None = None,
+    cpus: int | None = None,
+    grace_period: int = DEFAULT_GRACE,
+    reuse_actors: bool = True,
+) -> TuneResult:
     """Grid search over ``space`` (axis -> values, axes of :data:`TUNE_AXES`) with ASHA on the mean validation loss
     of each trial's seeds (``seeds``: a count from ``base.train.seed``, or the seeds)."""
     import time
@@ -158,26 +174,36 @@ def tune_search(base: RunConfig, space: dict[str, list[Any]], *, seeds: int | li
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler
 
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=base.train.epochs,
-                                  grace_period=grace, reduction_factor=REDUCTION_FACTOR)
-        param_space: dict[str, Any] = {axis: tune.grid_search([_show(axis, v) for v in values])
-                                       for axis, values in space.items()}
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=base.train.epochs,
+            grace_period=grace,
+            reduction_factor=REDUCTION_FACTOR,
+        )
+        param_space: dict[str, Any] = {
+            axis: tune.grid_search([_show(axis, v) for v in values]) for axis, values in space.items()
+        }
         param_space.update(base=json.dumps(base.to_dict()), seeds=seed_list)
-        tuner = tune.Tuner(tune.with_resources(_trial, {"cpu": 1}), param_space=param_space,
-                           tune_config=tune.TuneConfig(metric=METRIC, mode="min", scheduler=scheduler,
-                                                       reuse_actors=reuse_actors),
-                           run_config=tune.RunConfig(storage_path=storage, name="kamoe", verbose=0))
+        tuner = tune.Tuner(
+            tune.with_resources(_trial, {"cpu": 1}),
+            param_space=param_space,
+            tune_config=tune.TuneConfig(metric=METRIC, mode="min", scheduler=scheduler, reuse_actors=reuse_actors),
+            run_config=tune.RunConfig(storage_path=storage, name="kamoe", verbose=0),
+        )
         grid = tuner.fit()
         rows = []
         for i in range(len(grid)):  # ResultGrid is indexable, not typed as iterable
             res = grid[i]
             cfg, m = res.config or {}, res.metrics or {}
             row: dict[str, Any] = {axis: _show(axis, cfg.get(axis)) for axis in space}
-            row.update(epochs=int(m.get("epoch", 0) or 0), val_loss=float(m.get(METRIC, math.nan)),
-                       best_val_loss=float(m.get("best_val_loss", math.nan)),
-                       test_metric=float(m.get("test_metric", math.nan)),
-                       stopped="completed" if m.get("kamoe_final") else ("error" if res.error else "asha"),
-                       seeds=len(seed_list))
+            row.update(
+                epochs=int(m.get("epoch", 0) or 0),
+                val_loss=float(m.get(METRIC, math.nan)),
+                best_val_loss=float(m.get("best_val_loss", math.nan)),
+                test_metric=float(m.get("test_metric", math.nan)),
+                stopped="completed" if m.get("kamoe_final") else ("error" if res.error else "asha"),
+                seeds=len(seed_list),
+            )
             if res.error:
                 row["message"] = str(res.error).strip().splitlines()[-1][:300] if str(res.error).strip() else "error"
             rows.append(row)

@@ -8,6 +8,7 @@ Parallel runs use processes (``spawn``), never threads: PyTorch on CPU already u
 runs sharing those threads only fight. Each worker uses one torch thread (``KAMOE_THREADS`` overrides): these
 small models train fastest that way, see :func:`kamoe_viz.training.configure_cpu_threads`.
 """
+
 from __future__ import annotations
 
 import json
@@ -109,12 +110,18 @@ def base_row(spec: RunSpec, ds: Dataset) -> dict[str, Any]:
     """The columns of a run's row that are known before it trains (what it is, not how it did)."""
     model_cfg = spec.config.model
     return {
-        "variant": spec.variant, "kind": model_cfg.kind,
+        "variant": spec.variant,
+        "kind": model_cfg.kind,
         "gate": model_cfg.gate if model_cfg.kind == "moe" else "none",
-        "expert": model_cfg.expert, "n_experts": 1 if model_cfg.kind == "standard" else model_cfg.n_experts,
+        "expert": model_cfg.expert,
+        "n_experts": 1 if model_cfg.kind == "standard" else model_cfg.n_experts,
         "routing": model_cfg.routing if model_cfg.kind == "moe" else "none",
-        **spec.labels, "seed": spec.seed, "data_seed": spec.config.data.seed, "dataset": ds.name,
-        "metric": _primary_metric(ds.task), "test_metric": float("nan"),
+        **spec.labels,
+        "seed": spec.seed,
+        "data_seed": spec.config.data.seed,
+        "dataset": ds.name,
+        "metric": _primary_metric(ds.task),
+        "test_metric": float("nan"),
         RUN_KEY: run_key(spec.variant, spec.labels, spec.config.to_dict()),
     }
 
@@ -122,9 +129,19 @@ def base_row(spec: RunSpec, ds: Dataset) -> dict[str, Any]:
 def error_outcome(spec: RunSpec, ds: Dataset, message: str) -> RunOutcome:
     """A run that could not finish (a worker died, an unexpected exception): a row saying so, never a crash."""
     row = base_row(spec, ds)
-    row.update(train_seconds=float("nan"), params=float("nan"), epochs_run=float("nan"), best_epoch=float("nan"),
-               stopped_reason="error", diverged=False, message=message, gate_entropy=float("nan"),
-               regime_nmi=float("nan"), device="", **dict.fromkeys(ROUTING_COLUMNS, float("nan")))
+    row.update(
+        train_seconds=float("nan"),
+        params=float("nan"),
+        epochs_run=float("nan"),
+        best_epoch=float("nan"),
+        stopped_reason="error",
+        diverged=False,
+        message=message,
+        gate_entropy=float("nan"),
+        regime_nmi=float("nan"),
+        device="",
+        **dict.fromkeys(ROUTING_COLUMNS, float("nan")),
+    )
     return RunOutcome(spec.index, row, pd.DataFrame(columns=["epoch", "train_loss", "val_loss"]), None)
 
 
@@ -136,8 +153,12 @@ def routing_columns(weights: np.ndarray | None) -> dict[str, float]:
     return {k: float(summary[k]) for k in ROUTING_COLUMNS}
 
 
-def execute(spec: RunSpec, dataset: Dataset | None = None, on_epoch: Callable[[EpochInfo], None] | None = None,
-            sample_rows: int = GATE_SAMPLE_ROWS) -> RunOutcome:
+def execute(
+    spec: RunSpec,
+    dataset: Dataset | None = None,
+    on_epoch: Callable[[EpochInfo], None] | None = None,
+    sample_rows: int = GATE_SAMPLE_ROWS,
+) -> RunOutcome:
     """Train one spec and measure it. A diverged run comes back flagged, with its message, never dropped."""
     from kamoe_viz.training import train_run
 
@@ -147,16 +168,30 @@ def execute(spec: RunSpec, dataset: Dataset | None = None, on_epoch: Callable[[E
     try:
         trained = train_run(spec.config, dataset=ds, on_epoch=on_epoch)
     except TrainingDivergedError as exc:  # the trainer may raise instead of returning a 'diverged' result
-        row.update(train_seconds=time.perf_counter() - started, params=float("nan"), epochs_run=float("nan"),
-                   best_epoch=float("nan"), stopped_reason="diverged", diverged=True, message=str(exc),
-                   gate_entropy=float("nan"), regime_nmi=float("nan"), device="",
-                   **dict.fromkeys(ROUTING_COLUMNS, float("nan")))
+        row.update(
+            train_seconds=time.perf_counter() - started,
+            params=float("nan"),
+            epochs_run=float("nan"),
+            best_epoch=float("nan"),
+            stopped_reason="diverged",
+            diverged=True,
+            message=str(exc),
+            gate_entropy=float("nan"),
+            regime_nmi=float("nan"),
+            device="",
+            **dict.fromkeys(ROUTING_COLUMNS, float("nan")),
+        )
         return RunOutcome(spec.index, row, pd.DataFrame(columns=["epoch", "train_loss", "val_loss"]), None)
     return measure(spec, ds, trained, sample_rows, row)
 
 
-def measure(spec: RunSpec, ds: Dataset, trained: TrainedRun, sample_rows: int = GATE_SAMPLE_ROWS,
-            row: dict[str, Any] | None = None) -> RunOutcome:
+def measure(
+    spec: RunSpec,
+    ds: Dataset,
+    trained: TrainedRun,
+    sample_rows: int = GATE_SAMPLE_ROWS,
+    row: dict[str, Any] | None = None,
+) -> RunOutcome:
     """The outcome of a trained run (alone or one seed of a batched task): metrics, gate sample, routing."""
     from kamoe_viz.training import predict
 
@@ -175,12 +210,17 @@ def measure(spec: RunSpec, ds: Dataset, trained: TrainedRun, sample_rows: int = 
     regimes = ds.regimes_test[:sample_rows] if ds.regimes_test is not None else None
     reason = str(result.stopped_reason)
     row.update(
-        train_seconds=float(result.seconds), params=int(result.params), epochs_run=int(result.epochs_run),
+        train_seconds=float(result.seconds),
+        params=int(result.params),
+        epochs_run=int(result.epochs_run),
         best_epoch=int(result.best_epoch) if result.best_epoch is not None else float("nan"),
-        stopped_reason=reason, diverged=reason == "diverged", message=result.message or "",
+        stopped_reason=reason,
+        diverged=reason == "diverged",
+        message=result.message or "",
         gate_entropy=gate_entropy(weights) if weights is not None else float("nan"),
         regime_nmi=regime_agreement(weights, regimes) if weights is not None else float("nan"),
-        **routing_columns(weights), device=str(result.device),
+        **routing_columns(weights),
+        device=str(result.device),
     )
     history = result.history.copy() if result.history is not None else pd.DataFrame()
     return RunOutcome(spec.index, row, history, weights, None if regimes is None else np.asarray(regimes).reshape(-1))

@@ -1,4 +1,5 @@
 """The one shape every dataset takes once loaded: split, scaled float32 arrays plus what is known about them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -2,6 +2,7 @@
 
 Every refusal is a :class:`~kamoe_viz.errors.DataError` naming the column (or file), the bad value and what to do.
 """
+
 from __future__ import annotations
 
 import csv as csv_module
@@ -36,8 +37,12 @@ def _read_bytes(source: str | os.PathLike | bytes | IO[Any], max_bytes: int) -> 
             raise DataError("csv_path", str(source), "must be an existing CSV file")
         size = path.stat().st_size
         if size > max_bytes:
-            raise DataError(path.name, f"{size:,} bytes", f"must be at most {max_bytes:,} bytes",
-                            "Use a smaller sample of the rows, or raise KAMOE_MAX_UPLOAD_MB.")
+            raise DataError(
+                path.name,
+                f"{size:,} bytes",
+                f"must be at most {max_bytes:,} bytes",
+                "Use a smaller sample of the rows, or raise KAMOE_MAX_UPLOAD_MB.",
+            )
         try:
             raw, label = path.read_bytes(), path.name
         except OSError as error:
@@ -47,31 +52,48 @@ def _read_bytes(source: str | os.PathLike | bytes | IO[Any], max_bytes: int) -> 
         try:
             raw = source.read(max_bytes + 1)  # never more than the cap (+1 to notice a bigger file)
         except (OSError, ValueError) as error:  # closed or unreadable stream
-            raise DataError(label, "an unreadable file", f"could not be read ({type(error).__name__}: {error})") \
-                from error
+            raise DataError(
+                label, "an unreadable file", f"could not be read ({type(error).__name__}: {error})"
+            ) from error
         if isinstance(raw, str):
             raw = raw.encode("utf-8")
         if not isinstance(raw, (bytes, bytearray)):
             raise DataError(label, type(raw).__name__, "reading the file must give bytes or text")
         if len(raw) > max_bytes:
-            raise DataError(label, f"more than {max_bytes:,} bytes", f"must be at most {max_bytes:,} bytes",
-                            "Use a smaller sample of the rows, or raise KAMOE_MAX_UPLOAD_MB.")
+            raise DataError(
+                label,
+                f"more than {max_bytes:,} bytes",
+                f"must be at most {max_bytes:,} bytes",
+                "Use a smaller sample of the rows, or raise KAMOE_MAX_UPLOAD_MB.",
+            )
     else:
         raise DataError("csv", type(source).__name__, "must be a file path, bytes or a file-like object")
     if len(raw) > max_bytes:
-        raise DataError(label, f"{len(raw):,} bytes", f"must be at most {max_bytes:,} bytes",
-                        "Use a smaller sample of the rows, or raise KAMOE_MAX_UPLOAD_MB.")
+        raise DataError(
+            label,
+            f"{len(raw):,} bytes",
+            f"must be at most {max_bytes:,} bytes",
+            "Use a smaller sample of the rows, or raise KAMOE_MAX_UPLOAD_MB.",
+        )
     return raw, label
 
 
-_UNICODE_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"),
-                 (b"\xfe\xff", "utf-16"))
+_UNICODE_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
 _CONTROL = frozenset(chr(c) for c in [*range(9), 11, 12, *range(14, 32), *range(0x7F, 0xA0)])
 
 
 def _binary(label: str) -> DataError:
-    return DataError(label, "binary content", "must be a text CSV file (this looks like a binary file: "
-                     "a spreadsheet, an image or a zip?)", "Save it as CSV (UTF-8) and upload again.")
+    return DataError(
+        label,
+        "binary content",
+        "must be a text CSV file (this looks like a binary file: a spreadsheet, an image or a zip?)",
+        "Save it as CSV (UTF-8) and upload again.",
+    )
 
 
 def _decode(raw: bytes, label: str) -> str:
@@ -107,14 +129,17 @@ _DECIMAL_COMMA = re.compile(r"(?:^|;)\s*-?\d+,\d+\s*(?:;|$)", re.MULTILINE)
 
 def _parse(text: str, delimiter: str, decimal: str, label: str) -> pd.DataFrame:
     try:
-        return pd.read_csv(io.StringIO(text), sep=delimiter, skipinitialspace=True, low_memory=False,
-                           decimal=decimal)
+        return pd.read_csv(io.StringIO(text), sep=delimiter, skipinitialspace=True, low_memory=False, decimal=decimal)
     except pd.errors.EmptyDataError as error:  # before ValueError: it is one
         raise DataError(label, "no columns", "must have a header row and at least one data row") from error
     except (pd.errors.ParserError, ValueError, csv_module.Error) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(label, "malformed CSV", f"must be a rectangular table ({first_line[:160]})",
-                        "Check quoting and that every row has as many fields as the header.") from error
+        raise DataError(
+            label,
+            "malformed CSV",
+            f"must be a rectangular table ({first_line[:160]})",
+            "Check quoting and that every row has as many fields as the header.",
+        ) from error
 
 
 def _check_row_lengths(text: str, delimiter: str, n_header: int, label: str) -> None:
@@ -124,10 +149,13 @@ def _check_row_lengths(text: str, delimiter: str, n_header: int, label: str) -> 
         next(reader)
         for row in reader:
             if len(row) > n_header and any(field.strip() for field in row[n_header:]):
-                raise DataError(label, f"line {reader.line_num} with {len(row)} fields",
-                                f"must be a rectangular table (line {reader.line_num} has {len(row)} fields under "
-                                f"a header of {n_header})",
-                                "Check for a missing column name or a delimiter inside unquoted values.")
+                raise DataError(
+                    label,
+                    f"line {reader.line_num} with {len(row)} fields",
+                    f"must be a rectangular table (line {reader.line_num} has {len(row)} fields under "
+                    f"a header of {n_header})",
+                    "Check for a missing column name or a delimiter inside unquoted values.",
+                )
     except csv_module.Error:  # quoting problems are reported by the parser with its own message
         return
 
@@ -157,13 +185,18 @@ def read_csv_table(source: str | os.PathLike | bytes | IO[Any], max_bytes: int =
         raise DataError(label, "an unreadable header", f"must start with a header row ({error})") from error
     header = [h.strip() for h in header]
     if len(header) > MAX_READ_COLUMNS:
-        raise DataError(label, f"{len(header)} columns", f"must have at most {MAX_READ_COLUMNS} columns",
-                        "Keep the columns you need.")
+        raise DataError(
+            label,
+            f"{len(header)} columns",
+            f"must have at most {MAX_READ_COLUMNS} columns",
+            "Keep the columns you need.",
+        )
     seen: set[str] = set()
     for name in header:
         if name and name in seen:
-            raise DataError(f"column {name!r}", "appears twice in the header", "column names must be unique",
-                            "Rename one of them.")
+            raise DataError(
+                f"column {name!r}", "appears twice in the header", "column names must be unique", "Rename one of them."
+            )
         seen.add(name)
     _check_row_lengths(text, delimiter, len(header), label)
     frame = _parse(text, delimiter, ".", label)
@@ -176,12 +209,19 @@ def read_csv_table(source: str | os.PathLike | bytes | IO[Any], max_bytes: int =
             frame = european
     index = frame.index
     if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
-        raise DataError(label, f"rows with {len(header) + 1} fields under a header of {len(header)}",
-                        "must be a rectangular table (every row as many fields as the header)",
-                        "Check for a missing column name or a delimiter inside unquoted values.")
+        raise DataError(
+            label,
+            f"rows with {len(header) + 1} fields under a header of {len(header)}",
+            "must be a rectangular table (every row as many fields as the header)",
+            "Check for a missing column name or a delimiter inside unquoted values.",
+        )
     if frame.shape[1] != len(header):
-        raise DataError(label, f"{frame.shape[1]} columns but {len(header)} names in the header",
-                        "must be a rectangular table", "Check the quoting of the header row.")
+        raise DataError(
+            label,
+            f"{frame.shape[1]} columns but {len(header)} names in the header",
+            "must be a rectangular table",
+            "Check the quoting of the header row.",
+        )
     keep = []
     for position, name in enumerate(header):
         if name:
@@ -208,18 +248,29 @@ def numeric_column(frame: pd.DataFrame, column: str) -> np.ndarray:
         bad &= series.astype(str).str.strip().ne("")
     if bad.any():
         example = series[bad].iloc[0]
-        raise DataError(f"column {column!r}", example, f"must be numeric ({int(bad.sum())} non-numeric value(s), "
-                        f"first in row {int(np.flatnonzero(bad.to_numpy())[0]) + 1})",
-                        "Remove the column from the features or encode it as numbers.")
+        raise DataError(
+            f"column {column!r}",
+            example,
+            f"must be numeric ({int(bad.sum())} non-numeric value(s), "
+            f"first in row {int(np.flatnonzero(bad.to_numpy())[0]) + 1})",
+            "Remove the column from the features or encode it as numbers.",
+        )
     values = converted.to_numpy(dtype=np.float64)
     missing = ~np.isfinite(values)
     if missing.any():
-        raise DataError(f"column {column!r}", f"{int(missing.sum())} empty, NaN or infinite value(s)",
-                        f"must have none (first in row {int(np.flatnonzero(missing)[0]) + 1})",
-                        "Drop or fill those rows before uploading.")
+        raise DataError(
+            f"column {column!r}",
+            f"{int(missing.sum())} empty, NaN or infinite value(s)",
+            f"must have none (first in row {int(np.flatnonzero(missing)[0]) + 1})",
+            "Drop or fill those rows before uploading.",
+        )
     if np.abs(values).max() > MAX_ABS_VALUE:
-        raise DataError(f"column {column!r}", float(np.abs(values).max()), f"values must be at most {MAX_ABS_VALUE:g} "
-                        "in absolute value", "Rescale the column (e.g. to thousands or a log scale).")
+        raise DataError(
+            f"column {column!r}",
+            float(np.abs(values).max()),
+            f"values must be at most {MAX_ABS_VALUE:g} in absolute value",
+            "Rescale the column (e.g. to thousands or a log scale).",
+        )
     return values
 
 
@@ -228,8 +279,12 @@ def _infer_task(target: pd.Series) -> str:
     if numeric.isna().any() and target.notna().all():
         return "classification"
     values = numeric.dropna().to_numpy()
-    if len(values) and np.all(np.isfinite(values)) and np.all(values == np.round(values)) \
-            and len(np.unique(values)) <= 20:
+    if (
+        len(values)
+        and np.all(np.isfinite(values))
+        and np.all(values == np.round(values))
+        and len(np.unique(values)) <= 20
+    ):
         return "classification"
     return "regression"
 
@@ -244,9 +299,18 @@ def _class_labels(target: pd.Series) -> tuple[np.ndarray, list[str]]:
     return labels, [str(u) for u in uniques]
 
 
-def dataset_from_frame(frame: pd.DataFrame, target: str, features: list[str] | tuple[str, ...] | None = None, *,
-                       name: str = "csv", seed: int = 0, test_fraction: float = 0.2, val_fraction: float = 0.2,
-                       task: str | None = None, source: str = "uploaded CSV") -> Dataset:
+def dataset_from_frame(
+    frame: pd.DataFrame,
+    target: str,
+    features: list[str] | tuple[str, ...] | None = None,
+    *,
+    name: str = "csv",
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.2,
+    task: str | None = None,
+    source: str = "uploaded CSV",
+) -> Dataset:
     """Validate a table and turn it into a split, scaled :class:`Dataset`."""
     if not isinstance(frame, pd.DataFrame):
         raise DataError("table", type(frame).__name__, "must be a pandas DataFrame (read a CSV with read_csv_table)")
@@ -271,8 +335,9 @@ def dataset_from_frame(frame: pd.DataFrame, target: str, features: list[str] | t
     if len(set(features)) != len(features):
         raise DataError("features", features, "must not list a column twice")
     if len(features) > MAX_FEATURES:
-        raise DataError("features", f"{len(features)} columns", f"must be at most {MAX_FEATURES}",
-                        "Pick the columns you need.")
+        raise DataError(
+            "features", f"{len(features)} columns", f"must be at most {MAX_FEATURES}", "Pick the columns you need."
+        )
     if len(frame) < MIN_ROWS:
         raise DataError("rows", len(frame), f"need at least {MIN_ROWS} rows to split into train/validation/test")
     if task not in (None, "regression", "classification"):
@@ -280,32 +345,55 @@ def dataset_from_frame(frame: pd.DataFrame, target: str, features: list[str] | t
     X = np.column_stack([numeric_column(frame, f) for f in features])
     for j, feature in enumerate(features):
         if np.ptp(X[:, j]) == 0:
-            raise DataError(f"column {feature!r}", float(X[0, j]), "is constant (the same value in every row)",
-                            "Remove it from the features: it carries no information.")
+            raise DataError(
+                f"column {feature!r}",
+                float(X[0, j]),
+                "is constant (the same value in every row)",
+                "Remove it from the features: it carries no information.",
+            )
     target_series = frame[target]
     if target_series.isna().any():
-        raise DataError(f"target column {target!r}", f"{int(target_series.isna().sum())} empty value(s)",
-                        "must have none", "Drop those rows before uploading.")
+        raise DataError(
+            f"target column {target!r}",
+            f"{int(target_series.isna().sum())} empty value(s)",
+            "must have none",
+            "Drop those rows before uploading.",
+        )
     task = task or _infer_task(target_series)
     class_names = None
     if task == "classification":
         labels, uniques = _class_labels(target_series)
         if len(uniques) < 2:
-            raise DataError(f"target column {target!r}", uniques[0] if len(uniques) else None,
-                            "needs at least two classes for classification")
+            raise DataError(
+                f"target column {target!r}",
+                uniques[0] if len(uniques) else None,
+                "needs at least two classes for classification",
+            )
         if len(uniques) > MAX_CLASSES:
-            raise DataError(f"target column {target!r}", f"{len(uniques)} classes",
-                            f"classification allows at most {MAX_CLASSES}",
-                            "Choose regression for a numeric target (on the command line: --option task=regression).")
+            raise DataError(
+                f"target column {target!r}",
+                f"{len(uniques)} classes",
+                f"classification allows at most {MAX_CLASSES}",
+                "Choose regression for a numeric target (on the command line: --option task=regression).",
+            )
         y, class_names = labels, [str(u) for u in uniques]
     else:
         y = numeric_column(frame, target)
         if np.ptp(y) == 0:
             raise DataError(f"target column {target!r}", float(y[0]), "is constant; there is nothing to predict")
     return build_tabular(
-        name=name, task=task, X=X, y=y, feature_names=features, target_name=target, seed=seed,
-        test_fraction=test_fraction, val_fraction=val_fraction,
+        name=name,
+        task=task,
+        X=X,
+        y=y,
+        feature_names=features,
+        target_name=target,
+        seed=seed,
+        test_fraction=test_fraction,
+        val_fraction=val_fraction,
         description=f"Your CSV: {len(frame):,} rows, {len(features)} features, target {target!r} ({task}).",
-        source=source, class_names=class_names,
-        regimes=y if task == "classification" else None, regime_names=class_names,
+        source=source,
+        class_names=class_names,
+        regimes=y if task == "classification" else None,
+        regime_names=class_names,
     )

@@ -1,4 +1,5 @@
 """The one list of datasets, their options (with defaults and ranges) and ``load_dataset``."""
+
 from __future__ import annotations
 
 import math
@@ -43,9 +44,12 @@ class DatasetInfo:
     is_2d: bool = False
 
     def __post_init__(self) -> None:
-        named = {key: spec if spec.name == key and spec.label else
-                 replace(spec, name=key, label=spec.label or key.replace("_", " ").capitalize())
-                 for key, spec in self.options.items()}
+        named = {
+            key: spec
+            if spec.name == key and spec.label
+            else replace(spec, name=key, label=spec.label or key.replace("_", " ").capitalize())
+            for key, spec in self.options.items()
+        }
         object.__setattr__(self, "options", named)
 
     @property
@@ -63,60 +67,144 @@ def _noise(default: float, what: str = "Standard deviation of the Gaussian noise
 
 
 def _window(default: int) -> dict[str, OptionSpec]:
-    return {"window": OptionSpec("int", default, 2, 128, help="Time steps the model sees (T)."),
-            "horizon": OptionSpec("int", 1, 1, 24, help="How many steps after the window the target lies.")}
+    return {
+        "window": OptionSpec("int", default, 2, 128, help="Time steps the model sees (T)."),
+        "horizon": OptionSpec("int", 1, 1, 24, help="How many steps after the window the target lies."),
+    }
 
 
 _REGISTRY: dict[str, DatasetInfo] = {
-    info.name: info for info in [
-        DatasetInfo("regimes", "Regimes (synthetic, default)", "regression",
-                    DESCRIPTIONS["regimes"],
-                    synthetic.regimes, has_regimes=True,
-                    options={"n_samples": _n_samples(3000),
-                             "n_regimes": OptionSpec("int", 3, 2, 6, help="Number of regimes (sectors)."),
-                             "n_features": OptionSpec("int", 4, 4, 10, help="Inputs; those beyond x3 are noise."),
-                             "noise": _noise(0.1)}),
-        DatasetInfo("moons", "Moons (2-D)", "classification", DESCRIPTIONS["moons"], synthetic.moons,
-                    has_regimes=True, is_2d=True, options={"n_samples": _n_samples(), "noise": _noise(0.2)}),
-        DatasetInfo("xor", "XOR (2-D)", "classification", DESCRIPTIONS["xor"],
-                    synthetic.xor, has_regimes=True, is_2d=True,
-                    options={"n_samples": _n_samples(), "noise": _noise(0.1)}),
-        DatasetInfo("spiral", "Spiral (2-D)", "classification", DESCRIPTIONS["spiral"],
-                    synthetic.spiral, has_regimes=True, is_2d=True,
-                    options={"n_samples": _n_samples(), "noise": _noise(0.2, "Angular noise."),
-                             "n_classes": OptionSpec("int", 2, 2, 5, help="Number of arms.")}),
-        DatasetInfo("blobs", "Gaussian blobs (2-D)", "classification", DESCRIPTIONS["blobs"],
-                    synthetic.blobs, has_regimes=True, is_2d=True,
-                    options={"n_samples": _n_samples(), "noise": _noise(1.0, "Blob standard deviation."),
-                             "centers": OptionSpec("int", 4, 2, 8, help="Number of blobs (classes).")}),
-        DatasetInfo("california", "California Housing", "regression",
-                    DESCRIPTIONS["california"],
-                    tabular.california, needs_download=True,
-                    options={"csv_path": OptionSpec("str", None, help="Optional local CSV with scikit-learn's "
-                                                                      "California columns.")}),
-        DatasetInfo("diabetes", "Diabetes", "regression", DESCRIPTIONS["diabetes"],
-                    tabular.diabetes),
-        DatasetInfo("wine", "Wine", "classification", DESCRIPTIONS["wine"],
-                    tabular.wine, has_regimes=True),
-        DatasetInfo("breast_cancer", "Breast cancer", "classification", DESCRIPTIONS["breast_cancer"],
-                    tabular.breast_cancer, has_regimes=True),
-        DatasetInfo("regime_series", "Regime-switching series (synthetic)", "regression",
-                    DESCRIPTIONS["regime_series"],
-                    sequences.regime_series, is_sequence=True, has_regimes=True,
-                    options={"length": OptionSpec("int", 3000, 300, 50_000, help="Series length.", step=100),
-                             "n_regimes": OptionSpec("int", 3, 2, 4, help="Number of regimes."),
-                             "persistence": OptionSpec("float", 0.97, 0.5, 0.999,
-                                                       help="Probability of staying in a regime.", step=0.01),
-                             "noise": _noise(0.1), **_window(16)}),
-        DatasetInfo("sunspots", "Sunspots (yearly)", "regression",
-                    DESCRIPTIONS["sunspots"], sequences.sunspots,
-                    is_sequence=True, options=_window(12)),
-        DatasetInfo("co2", "Mauna Loa CO2 (weekly)", "regression",
-                    DESCRIPTIONS["co2"], sequences.co2, is_sequence=True,
-                    options={**_window(52), "target": OptionSpec(
-                        "choice", "change", choices=("change", "level"), label="Predict",
-                        help="change: the week-to-week change (stationary; the default). level: the CO2 level "
-                             "itself, whose rising trend puts the test weeks outside the training range.")}),
+    info.name: info
+    for info in [
+        DatasetInfo(
+            "regimes",
+            "Regimes (synthetic, default)",
+            "regression",
+            DESCRIPTIONS["regimes"],
+            synthetic.regimes,
+            has_regimes=True,
+            options={
+                "n_samples": _n_samples(3000),
+                "n_regimes": OptionSpec("int", 3, 2, 6, help="Number of regimes (sectors)."),
+                "n_features": OptionSpec("int", 4, 4, 10, help="Inputs; those beyond x3 are noise."),
+                "noise": _noise(0.1),
+            },
+        ),
+        DatasetInfo(
+            "moons",
+            "Moons (2-D)",
+            "classification",
+            DESCRIPTIONS["moons"],
+            synthetic.moons,
+            has_regimes=True,
+            is_2d=True,
+            options={"n_samples": _n_samples(), "noise": _noise(0.2)},
+        ),
+        DatasetInfo(
+            "xor",
+            "XOR (2-D)",
+            "classification",
+            DESCRIPTIONS["xor"],
+            synthetic.xor,
+            has_regimes=True,
+            is_2d=True,
+            options={"n_samples": _n_samples(), "noise": _noise(0.1)},
+        ),
+        DatasetInfo(
+            "spiral",
+            "Spiral (2-D)",
+            "classification",
+            DESCRIPTIONS["spiral"],
+            synthetic.spiral,
+            has_regimes=True,
+            is_2d=True,
+            options={
+                "n_samples": _n_samples(),
+                "noise": _noise(0.2, "Angular noise."),
+                "n_classes": OptionSpec("int", 2, 2, 5, help="Number of arms."),
+            },
+        ),
+        DatasetInfo(
+            "blobs",
+            "Gaussian blobs (2-D)",
+            "classification",
+            DESCRIPTIONS["blobs"],
+            synthetic.blobs,
+            has_regimes=True,
+            is_2d=True,
+            options={
+                "n_samples": _n_samples(),
+                "noise": _noise(1.0, "Blob standard deviation."),
+                "centers": OptionSpec("int", 4, 2, 8, help="Number of blobs (classes)."),
+            },
+        ),
+        DatasetInfo(
+            "california",
+            "California Housing",
+            "regression",
+            DESCRIPTIONS["california"],
+            tabular.california,
+            needs_download=True,
+            options={
+                "csv_path": OptionSpec("str", None, help="Optional local CSV with scikit-learn's California columns.")
+            },
+        ),
+        DatasetInfo("diabetes", "Diabetes", "regression", DESCRIPTIONS["diabetes"], tabular.diabetes),
+        DatasetInfo("wine", "Wine", "classification", DESCRIPTIONS["wine"], tabular.wine, has_regimes=True),
+        DatasetInfo(
+            "breast_cancer",
+            "Breast cancer",
+            "classification",
+            DESCRIPTIONS["breast_cancer"],
+            tabular.breast_cancer,
+            has_regimes=True,
+        ),
+        DatasetInfo(
+            "regime_series",
+            "Regime-switching series (synthetic)",
+            "regression",
+            DESCRIPTIONS["regime_series"],
+            sequences.regime_series,
+            is_sequence=True,
+            has_regimes=True,
+            options={
+                "length": OptionSpec("int", 3000, 300, 50_000, help="Series length.", step=100),
+                "n_regimes": OptionSpec("int", 3, 2, 4, help="Number of regimes."),
+                "persistence": OptionSpec(
+                    "float", 0.97, 0.5, 0.999, help="Probability of staying in a regime.", step=0.01
+                ),
+                "noise": _noise(0.1),
+                **_window(16),
+            },
+        ),
+        DatasetInfo(
+            "sunspots",
+            "Sunspots (yearly)",
+            "regression",
+            DESCRIPTIONS["sunspots"],
+            sequences.sunspots,
+            is_sequence=True,
+            options=_window(12),
+        ),
+        DatasetInfo(
+            "co2",
+            "Mauna Loa CO2 (weekly)",
+            "regression",
+            DESCRIPTIONS["co2"],
+            sequences.co2,
+            is_sequence=True,
+            options={
+                **_window(52),
+                "target": OptionSpec(
+                    "choice",
+                    "change",
+                    choices=("change", "level"),
+                    label="Predict",
+                    help="change: the week-to-week change (stationary; the default). level: the CO2 level "
+                    "itself, whose rising trend puts the test weeks outside the training range.",
+                ),
+            },
+        ),
     ]
 }
 
@@ -130,8 +218,9 @@ def dataset_info(name: str) -> DatasetInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValidationError("data.name", name, f"must be one of {', '.join(_REGISTRY)} (or csv with a csv_path "
-                              "and target)") from None
+        raise ValidationError(
+            "data.name", name, f"must be one of {', '.join(_REGISTRY)} (or csv with a csv_path and target)"
+        ) from None
 
 
 def _is_finite(value: numbers.Real) -> bool:
@@ -216,8 +305,12 @@ def load_dataset(config: DataConfig) -> Dataset:
     options = validate_options(info, config.options)
     dataset = info.loader(**split, **options)
     if dataset.is_sequence and dataset.X_train.shape[0] < 10:
-        raise DataError("data.options", options, "leave too few training windows (fewer than 10)",
-                        "Use a shorter window or horizon, or a longer series.")
+        raise DataError(
+            "data.options",
+            options,
+            "leave too few training windows (fewer than 10)",
+            "Use a shorter window or horizon, or a longer series.",
+        )
     return dataset
 
 
@@ -228,8 +321,12 @@ def check_csv_options(options: dict[str, Any]) -> None:
     """A CSV dataset takes only ``task``; any other option is refused by name (it was silently ignored)."""
     for key, value in options.items():
         if key not in CSV_OPTIONS:
-            raise ValidationError(f"data.options.{key}", value, "is not an option of a CSV dataset; allowed: task "
-                                  "(regression or classification, e.g. --option task=regression)")
+            raise ValidationError(
+                f"data.options.{key}",
+                value,
+                "is not an option of a CSV dataset; allowed: task "
+                "(regression or classification, e.g. --option task=regression)",
+            )
         if value not in CSV_OPTIONS[key]:
             raise ValidationError(f"data.options.{key}", value, f"must be one of {', '.join(CSV_OPTIONS[key])}")
 
@@ -240,8 +337,13 @@ def dataset_from_frame_config(frame, config: DataConfig) -> Dataset:
     if config.target is None:
         raise ValidationError("data.target", None, "is required for a CSV dataset: the column to predict")
     return csv.dataset_from_frame(
-        frame, config.target, list(config.features) if config.features else None,
-        name=Path(config.csv_path).stem if config.csv_path else "csv", seed=config.seed,
-        test_fraction=config.test_fraction, val_fraction=config.val_fraction,
-        source=f"CSV file {config.csv_path}", task=config.options.get("task"),
+        frame,
+        config.target,
+        list(config.features) if config.features else None,
+        name=Path(config.csv_path).stem if config.csv_path else "csv",
+        seed=config.seed,
+        test_fraction=config.test_fraction,
+        val_fraction=config.val_fraction,
+        source=f"CSV file {config.csv_path}",
+        task=config.options.get("task"),
     )

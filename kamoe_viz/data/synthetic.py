@@ -1,4 +1,5 @@
 """Generated datasets with known structure: the default regime regression and the 2-D teaching sets."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,17 @@ _REGIME_FUNCTIONS = (
 )
 
 
-def regimes(*, seed: int, test_fraction: float, val_fraction: float, n_samples: int = 3000, n_regimes: int = 3,
-            n_features: int = 4, noise: float = 0.1, **_: object) -> Dataset:
+def regimes(
+    *,
+    seed: int,
+    test_fraction: float,
+    val_fraction: float,
+    n_samples: int = 3000,
+    n_regimes: int = 3,
+    n_features: int = 4,
+    noise: float = 0.1,
+    **_: object,
+) -> Dataset:
     """The default: the angle of (x0, x1) picks one of K sectors; each sector has its own function of x2, x3."""
     rng = np.random.default_rng(1000 + seed)
     X = rng.uniform(-2.0, 2.0, size=(n_samples, n_features))
@@ -37,36 +47,77 @@ def regimes(*, seed: int, test_fraction: float, val_fraction: float, n_samples: 
         "row is known, so you can check whether each expert takes one regime. No download needed."
     )
     return build_tabular(
-        name="regimes", task="regression", X=X, y=y, feature_names=[f"x{i}" for i in range(n_features)],
-        target_name="y", seed=seed, test_fraction=test_fraction, val_fraction=val_fraction,
-        description=description, source="generated (kamoe_viz.data.synthetic.regimes)", regimes=regime,
+        name="regimes",
+        task="regression",
+        X=X,
+        y=y,
+        feature_names=[f"x{i}" for i in range(n_features)],
+        target_name="y",
+        seed=seed,
+        test_fraction=test_fraction,
+        val_fraction=val_fraction,
+        description=description,
+        source="generated (kamoe_viz.data.synthetic.regimes)",
+        regimes=regime,
         regime_names=names,
         options=dict(n_samples=n_samples, n_regimes=n_regimes, n_features=n_features, noise=noise),
     )
 
 
-def _classification_2d(name: str, X: np.ndarray, y: np.ndarray, regimes: np.ndarray, regime_names: list[str],
-                       class_names: list[str], description: str, seed: int, test_fraction: float,
-                       val_fraction: float, options: dict) -> Dataset:
+def _classification_2d(
+    name: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    regimes: np.ndarray,
+    regime_names: list[str],
+    class_names: list[str],
+    description: str,
+    seed: int,
+    test_fraction: float,
+    val_fraction: float,
+    options: dict,
+) -> Dataset:
     return build_tabular(
-        name=name, task="classification", X=X, y=y, feature_names=["x1", "x2"], target_name="class",
-        seed=seed, test_fraction=test_fraction, val_fraction=val_fraction, description=description,
-        source=f"generated (kamoe_viz.data.synthetic.{name})", class_names=class_names, regimes=regimes,
-        regime_names=regime_names, options=options,
+        name=name,
+        task="classification",
+        X=X,
+        y=y,
+        feature_names=["x1", "x2"],
+        target_name="class",
+        seed=seed,
+        test_fraction=test_fraction,
+        val_fraction=val_fraction,
+        description=description,
+        source=f"generated (kamoe_viz.data.synthetic.{name})",
+        class_names=class_names,
+        regimes=regimes,
+        regime_names=regime_names,
+        options=options,
     )
 
 
-def moons(*, seed: int, test_fraction: float, val_fraction: float, n_samples: int = 1000, noise: float = 0.2,
-          **_: object) -> Dataset:
+def moons(
+    *, seed: int, test_fraction: float, val_fraction: float, n_samples: int = 1000, noise: float = 0.2, **_: object
+) -> Dataset:
     X, y = make_moons(n_samples=n_samples, noise=noise, random_state=seed)
     return _classification_2d(
-        "moons", X, y, y, ["upper moon", "lower moon"], ["upper moon", "lower moon"],
-        "Two interleaving half-moons (2-D classification). Regime = moon.", seed, test_fraction, val_fraction,
-        dict(n_samples=n_samples, noise=noise))
+        "moons",
+        X,
+        y,
+        y,
+        ["upper moon", "lower moon"],
+        ["upper moon", "lower moon"],
+        "Two interleaving half-moons (2-D classification). Regime = moon.",
+        seed,
+        test_fraction,
+        val_fraction,
+        dict(n_samples=n_samples, noise=noise),
+    )
 
 
-def xor(*, seed: int, test_fraction: float, val_fraction: float, n_samples: int = 1000, noise: float = 0.1,
-        **_: object) -> Dataset:
+def xor(
+    *, seed: int, test_fraction: float, val_fraction: float, n_samples: int = 1000, noise: float = 0.1, **_: object
+) -> Dataset:
     rng = np.random.default_rng(seed)
     clean = rng.uniform(-1.0, 1.0, size=(n_samples, 2))
     quadrant = (clean[:, 0] < 0).astype(int) * 2 + (clean[:, 1] < 0).astype(int)
@@ -88,8 +139,16 @@ def xor(*, seed: int, test_fraction: float, val_fraction: float, n_samples: int 
     )
 
 
-def spiral(*, seed: int, test_fraction: float, val_fraction: float, n_samples: int = 1000, noise: float = 0.2,
-           n_classes: int = 2, **_: object) -> Dataset:
+def spiral(
+    *,
+    seed: int,
+    test_fraction: float,
+    val_fraction: float,
+    n_samples: int = 1000,
+    noise: float = 0.2,
+    n_classes: int = 2,
+    **_: object,
+) -> Dataset:
     rng = np.random.default_rng(seed)
     per = np.full(n_classes, n_samples // n_classes)
     per[: n_samples - per.sum()] += 1
@@ -102,17 +161,44 @@ def spiral(*, seed: int, test_fraction: float, val_fraction: float, n_samples: i
     X, y = np.concatenate(points), np.concatenate(labels)
     names = [f"arm {c}" for c in range(n_classes)]
     return _classification_2d(
-        "spiral", X, y, y, names, names,
+        "spiral",
+        X,
+        y,
+        y,
+        names,
+        names,
         f"{n_classes} interleaved spiral arms (2-D classification): hard for a linear gate. Regime = arm.",
-        seed, test_fraction, val_fraction, dict(n_samples=n_samples, noise=noise, n_classes=n_classes))
+        seed,
+        test_fraction,
+        val_fraction,
+        dict(n_samples=n_samples, noise=noise, n_classes=n_classes),
+    )
 
 
-def blobs(*, seed: int, test_fraction: float, val_fraction: float, n_samples: int = 1000, noise: float = 1.0,
-          centers: int = 4, **_: object) -> Dataset:
-    X, blob = make_blobs(n_samples=n_samples, centers=centers, cluster_std=noise, random_state=seed,
-                         center_box=(-8.0, 8.0))
+def blobs(
+    *,
+    seed: int,
+    test_fraction: float,
+    val_fraction: float,
+    n_samples: int = 1000,
+    noise: float = 1.0,
+    centers: int = 4,
+    **_: object,
+) -> Dataset:
+    X, blob = make_blobs(
+        n_samples=n_samples, centers=centers, cluster_std=noise, random_state=seed, center_box=(-8.0, 8.0)
+    )
     names = [f"blob {c}" for c in range(centers)]
     return _classification_2d(
-        "blobs", X, blob, blob, names, names,
+        "blobs",
+        X,
+        blob,
+        blob,
+        names,
+        names,
         f"{centers} Gaussian blobs (2-D classification); noise is the blobs' standard deviation. Regime = blob.",
-        seed, test_fraction, val_fraction, dict(n_samples=n_samples, noise=noise, centers=centers))
+        seed,
+        test_fraction,
+        val_fraction,
+        dict(n_samples=n_samples, noise=noise, centers=centers),
+    )

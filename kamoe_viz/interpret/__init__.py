@@ -6,6 +6,7 @@
 - :mod:`.experts`: winning experts vs true regimes (contingency, NMI/ARI), per-expert error, ablation
 - :mod:`.attribution`: Captum Integrated Gradients and Feature Ablation for gate weights and the prediction
 """
+
 from kamoe_viz.interpret import attribution, experts, gates, splines, symbolic
 
 __all__ = ["attribution", "experts", "gates", "splines", "symbolic"]

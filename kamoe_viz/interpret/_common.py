@@ -3,6 +3,7 @@
 Everything here works on a trained :class:`~kamoe_viz.nn.moe.KAMoE` and a :class:`~kamoe_viz.data.base.Dataset`
 through their public interface only (``model(x)``, ``model.gate_weights(x)``, ``model.kan_layers()``...).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,8 +45,9 @@ def reference_indices(n_rows: int, max_rows: int | None, seed: int = 0) -> np.nd
     return np.sort(rng.choice(n_rows, size=max_rows, replace=False))
 
 
-def reference_set(dataset: Dataset, split: str = "train", max_rows: int | None = DEFAULT_REFERENCE_ROWS,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+def reference_set(
+    dataset: Dataset, split: str = "train", max_rows: int | None = DEFAULT_REFERENCE_ROWS, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """(X, y, regimes, row indices) of a fixed subsample of a split (same rows every call for the same seed)."""
     X, y, regimes = dataset.split(check_split(split))
     idx = reference_indices(len(X), max_rows, seed)
@@ -81,7 +83,7 @@ def forward_numpy(model: torch.nn.Module, X: np.ndarray, batch_size: int = 4096)
     preds, weights, outs = [], [], []
     try:
         for start in range(0, len(X), batch_size):
-            out = model(to_tensor(model, X[start:start + batch_size]))
+            out = model(to_tensor(model, X[start : start + batch_size]))
             preds.append(out.prediction.cpu().numpy())
             weights.append(out.gate_weights.cpu().numpy())
             outs.append(out.expert_outputs.cpu().numpy())
@@ -98,8 +100,10 @@ def gate_weights_numpy(model: KAMoE, X: np.ndarray, batch_size: int = 8192) -> n
     was_training = model.training
     model.eval()
     try:
-        parts = [model.gate_weights(to_tensor(model, X[s:s + batch_size])).cpu().numpy()
-                 for s in range(0, len(X), batch_size)]
+        parts = [
+            model.gate_weights(to_tensor(model, X[s : s + batch_size])).cpu().numpy()
+            for s in range(0, len(X), batch_size)
+        ]
     finally:
         model.train(was_training)
     return np.concatenate(parts)
@@ -108,7 +112,7 @@ def gate_weights_numpy(model: KAMoE, X: np.ndarray, batch_size: int = 8192) -> n
 def flatten_time(array: np.ndarray, trailing: int) -> np.ndarray:
     """Merge every leading axis but the last ``trailing`` ones: (N, T, E) -> (N*T, E)."""
     array = np.asarray(array)
-    return array.reshape((-1,) + array.shape[array.ndim - trailing:])
+    return array.reshape((-1,) + array.shape[array.ndim - trailing :])
 
 
 def rows_of(regimes: np.ndarray | None, n_rows: int) -> np.ndarray | None:

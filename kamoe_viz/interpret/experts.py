@@ -5,6 +5,7 @@ output through the model's shared head (``MoEOutput.expert_outputs``); the model
 ``sum_e w_e (out_e - b) + b`` with b the head's bias, which is what the ablation recomputes with one weight
 removed.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -33,12 +34,13 @@ if TYPE_CHECKING:
 ABLATION_MODES = {
     "zeroed": "expert k's gate weight set to 0, the other weights unchanged",
     "renormalised": "expert k's weight set to 0 and the remaining weights divided by their sum so they again sum "
-                    "to 1 (softmax gates only; rows routed only to expert k keep its weight at 0)",
+    "to 1 (softmax gates only; rows routed only to expert k keep its weight at 0)",
 }
 
 
-def _labels(dataset: Dataset, regimes: np.ndarray | None, y: np.ndarray, n_rows: int) -> tuple[np.ndarray | None, list,
-                                                                                          str]:
+def _labels(
+    dataset: Dataset, regimes: np.ndarray | None, y: np.ndarray, n_rows: int
+) -> tuple[np.ndarray | None, list, str]:
     """Ground truth to compare routing with: regimes when known, else classes; (labels, names, kind)."""
     reg = rows_of(regimes, n_rows)
     if reg is not None and np.any(np.asarray(reg) >= 0):
@@ -120,9 +122,12 @@ def agreement(table: pd.DataFrame) -> dict[str, float]:
     truth, winner = known["truth"].to_numpy(), known["winner"].to_numpy()
     counts = pd.crosstab(truth, winner).to_numpy()
     rows, cols = linear_sum_assignment(-counts)
-    return {"nmi": float(normalized_mutual_info_score(truth, winner)),
-            "ari": float(adjusted_rand_score(truth, winner)),
-            "matched_accuracy": float(counts[rows, cols].sum() / counts.sum()), "rows": len(known)}
+    return {
+        "nmi": float(normalized_mutual_info_score(truth, winner)),
+        "ari": float(adjusted_rand_score(truth, winner)),
+        "matched_accuracy": float(counts[rows, cols].sum() / counts.sum()),
+        "rows": len(known),
+    }
 
 
 def _metrics(dataset: Dataset, table: pd.DataFrame, column: str, mask: np.ndarray) -> dict[str, float]:
@@ -131,8 +136,10 @@ def _metrics(dataset: Dataset, table: pd.DataFrame, column: str, mask: np.ndarra
         prob = np.clip(sub[column].to_numpy(dtype=np.float64), 1e-12, 1)
         return {"log_loss": float(-np.mean(np.log(prob))) if len(sub) else float("nan")}
     err = sub[column].to_numpy(dtype=np.float64) - sub["target"].to_numpy(dtype=np.float64)
-    return {"rmse": float(np.sqrt(np.mean(err ** 2))) if len(sub) else float("nan"),
-            "mae": float(np.mean(np.abs(err))) if len(sub) else float("nan")}
+    return {
+        "rmse": float(np.sqrt(np.mean(err**2))) if len(sub) else float("nan"),
+        "mae": float(np.mean(np.abs(err))) if len(sub) else float("nan"),
+    }
 
 
 def expert_errors(dataset: Dataset, table: pd.DataFrame) -> pd.DataFrame:
@@ -146,10 +153,16 @@ def expert_errors(dataset: Dataset, table: pd.DataFrame) -> pd.DataFrame:
     for k in range(e):
         won = table["winner"].to_numpy() == k
         col = f"expert {k} output"
-        rows.append({"expert": f"expert {k}", "rows_won": int(won.sum()), "share_won": float(won.mean()),
-                     f"{metric}_on_won_rows": _metrics(dataset, table, col, won)[metric],
-                     f"{metric}_on_all_rows": _metrics(dataset, table, col, everything)[metric],
-                     f"mixture_{metric}_on_won_rows": _metrics(dataset, table, "prediction", won)[metric]})
+        rows.append(
+            {
+                "expert": f"expert {k}",
+                "rows_won": int(won.sum()),
+                "share_won": float(won.mean()),
+                f"{metric}_on_won_rows": _metrics(dataset, table, col, won)[metric],
+                f"{metric}_on_all_rows": _metrics(dataset, table, col, everything)[metric],
+                f"mixture_{metric}_on_won_rows": _metrics(dataset, table, "prediction", won)[metric],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -158,10 +171,19 @@ def expert_vs_target(table: pd.DataFrame, max_points: int = 1500, seed: int = 0)
     if len(table) > max_points:
         table = table.sample(n=max_points, random_state=seed)
     e = table.attrs.get("n_experts", int(table["winner"].max()) + 1)
-    frames = [pd.DataFrame({"row": table["row"].to_numpy(), "expert": f"expert {k}",
-                            "target": table["target"].to_numpy(), "output": table[f"expert {k} output"].to_numpy(),
-                            "weight": table[f"expert {k} weight"].to_numpy(),
-                            "won": table["winner"].to_numpy() == k}) for k in range(e)]
+    frames = [
+        pd.DataFrame(
+            {
+                "row": table["row"].to_numpy(),
+                "expert": f"expert {k}",
+                "target": table["target"].to_numpy(),
+                "output": table[f"expert {k} output"].to_numpy(),
+                "weight": table[f"expert {k} weight"].to_numpy(),
+                "won": table["winner"].to_numpy() == k,
+            }
+        )
+        for k in range(e)
+    ]
     return pd.concat(frames, ignore_index=True)
 
 

@@ -12,6 +12,7 @@ Definitions (shown in the app next to the numbers):
 - **dead expert**: wins (almost) no row (top-1 share < 1%) and carries a tiny share (< 0.1 / E).
 - **always-on expert**: wins at least 99% of the rows, or (sigmoid) its weight is above 0.9 on 95% of them.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -42,21 +43,24 @@ DEAD_SHARE_FACTOR = 0.1
 ALWAYS_ON_TOP1 = 0.99
 LOAD_DEFINITIONS = {
     "softmax": "Softmax gate: each row's weights sum to 1, so an expert's mean weight is its share of the routing "
-               "(load). Top-1 share = fraction of rows where the expert has the largest weight.",
+    "(load). Top-1 share = fraction of rows where the expert has the largest weight.",
     "sigmoid": "Sigmoid gate: each weight is an independent number in (0, 1) and a row's weights need not sum to "
-               "1. Shown: mean weight, normalised share (mean weight / sum of mean weights) and top-1 share "
-               "(fraction of rows where the expert has the largest weight).",
+    "1. Shown: mean weight, normalised share (mean weight / sum of mean weights) and top-1 share "
+    "(fraction of rows where the expert has the largest weight).",
 }
-ENTROPY_DEFINITION = ("Routing entropy: entropy of each row's weights (normalised to sum 1) divided by log(number of "
-                      "experts), averaged over rows. 0 = every row goes to one expert, 1 = every row is split evenly.")
+ENTROPY_DEFINITION = (
+    "Routing entropy: entropy of each row's weights (normalised to sum 1) divided by log(number of "
+    "experts), averaged over rows. 0 = every row goes to one expert, 1 = every row is split evenly."
+)
 
 
 def _activation(model: KAMoE) -> str:
     return "sigmoid" if model.gate is None else model.config.gate_activation
 
 
-def gate_weights_frame(model: KAMoE, dataset: Dataset, split: str = "train",
-                       max_rows: int | None = DEFAULT_REFERENCE_ROWS) -> pd.DataFrame:
+def gate_weights_frame(
+    model: KAMoE, dataset: Dataset, split: str = "train", max_rows: int | None = DEFAULT_REFERENCE_ROWS
+) -> pd.DataFrame:
     """Wide frame: one row per input (per time step for sequence gates) with each expert's weight, the winner,
     the winning weight and the true regime where known."""
     X, _, regimes, idx = reference_set(dataset, split, max_rows)
@@ -98,9 +102,20 @@ def load_table(weights: np.ndarray, activation: str) -> pd.DataFrame:
     if activation == "sigmoid":
         always = always | (q05 > 0.9)
     status = np.where(dead, "dead", np.where(always, "always on", "active"))
-    return pd.DataFrame({"expert": expert_names(e), "mean_weight": mean, "normalised_share": share,
-                         "top1_share": top1, "weight_p05": q05, "weight_median": q50, "weight_p95": q95,
-                         "dead": dead, "always_on": always, "status": status})
+    return pd.DataFrame(
+        {
+            "expert": expert_names(e),
+            "mean_weight": mean,
+            "normalised_share": share,
+            "top1_share": top1,
+            "weight_p05": q05,
+            "weight_median": q50,
+            "weight_p95": q95,
+            "dead": dead,
+            "always_on": always,
+            "status": status,
+        }
+    )
 
 
 def routing_entropy(weights: np.ndarray) -> np.ndarray:
@@ -108,8 +123,9 @@ def routing_entropy(weights: np.ndarray) -> np.ndarray:
     return row_entropy(flatten_time(np.asarray(weights, dtype=np.float64), 1))
 
 
-def gate_summary(model: KAMoE, dataset: Dataset, split: str = "train",
-                 max_rows: int | None = DEFAULT_REFERENCE_ROWS) -> dict[str, Any]:
+def gate_summary(
+    model: KAMoE, dataset: Dataset, split: str = "train", max_rows: int | None = DEFAULT_REFERENCE_ROWS
+) -> dict[str, Any]:
     """Headline numbers: activation, mean routing entropy, entropy of the load (balance), flagged experts."""
     wide = gate_weights_frame(model, dataset, split, max_rows)
     w = wide[[c for c in wide.columns if c.startswith("expert ")]].to_numpy()
@@ -118,16 +134,22 @@ def gate_summary(model: KAMoE, dataset: Dataset, split: str = "train",
     share = loads["normalised_share"].to_numpy()
     e = len(share)
     balance = float(-(share[share > 0] * np.log(share[share > 0])).sum() / np.log(e)) if e > 1 else 0.0
-    return {"activation": act, "n_experts": e, "rows": len(w),
-            "mean_routing_entropy": float(routing_entropy(w).mean()),
-            "load_balance_entropy": balance,
-            "dead": [str(x) for x in loads.loc[loads["dead"], "expert"]],
-            "always_on": [str(x) for x in loads.loc[loads["always_on"], "expert"]],
-            "load_definition": LOAD_DEFINITIONS[act], "entropy_definition": ENTROPY_DEFINITION}
+    return {
+        "activation": act,
+        "n_experts": e,
+        "rows": len(w),
+        "mean_routing_entropy": float(routing_entropy(w).mean()),
+        "load_balance_entropy": balance,
+        "dead": [str(x) for x in loads.loc[loads["dead"], "expert"]],
+        "always_on": [str(x) for x in loads.loc[loads["always_on"], "expert"]],
+        "load_definition": LOAD_DEFINITIONS[act],
+        "entropy_definition": ENTROPY_DEFINITION,
+    }
 
 
-def region_grid(dataset: Dataset, features: tuple[int, int] = (0, 1), resolution: int = 60,
-                margin: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def region_grid(
+    dataset: Dataset, features: tuple[int, int] = (0, 1), resolution: int = 60, margin: float = 0.05
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The cells of a region map: (model inputs (cells, F) float32, x axis, y axis in raw units). The features
     not on the axes are held at their training mean (a slice when there are more than two)."""
     if dataset.is_sequence:
@@ -152,24 +174,37 @@ def region_grid(dataset: Dataset, features: tuple[int, int] = (0, 1), resolution
     return cells.astype(np.float32), axes[0], axes[1]
 
 
-def region_frame(weights: np.ndarray, x_axis: np.ndarray, y_axis: np.ndarray, x_name: str = "x",
-                 y_name: str = "y") -> pd.DataFrame:
+def region_frame(
+    weights: np.ndarray, x_axis: np.ndarray, y_axis: np.ndarray, x_name: str = "x", y_name: str = "y"
+) -> pd.DataFrame:
     """The long frame of :func:`region_map` from gate weights (cells, E) on the cells of :func:`region_grid`."""
     gx, gy = np.meshgrid(x_axis, y_axis)
     e = weights.shape[1]
     names = expert_names(e)
-    frame = pd.DataFrame({"x": np.repeat(gx.ravel(), e), "y": np.repeat(gy.ravel(), e),
-                          "expert": np.tile(names, gx.size), "weight": weights.ravel()})
+    frame = pd.DataFrame(
+        {
+            "x": np.repeat(gx.ravel(), e),
+            "y": np.repeat(gy.ravel(), e),
+            "expert": np.tile(names, gx.size),
+            "weight": weights.ravel(),
+        }
+    )
     frame["winner"] = np.repeat(np.asarray(names, dtype=object)[weights.argmax(axis=1)], e)
     frame["winning_weight"] = np.repeat(weights.max(axis=1), e)
-    frame.attrs.update({"x_name": x_name, "y_name": y_name,
-                        "step_x": float(x_axis[1] - x_axis[0]) if len(x_axis) > 1 else 1.0,
-                        "step_y": float(y_axis[1] - y_axis[0]) if len(y_axis) > 1 else 1.0})
+    frame.attrs.update(
+        {
+            "x_name": x_name,
+            "y_name": y_name,
+            "step_x": float(x_axis[1] - x_axis[0]) if len(x_axis) > 1 else 1.0,
+            "step_y": float(y_axis[1] - y_axis[0]) if len(y_axis) > 1 else 1.0,
+        }
+    )
     return frame
 
 
-def region_map(model: KAMoE, dataset: Dataset, features: tuple[int, int] = (0, 1), resolution: int = 60,
-               margin: float = 0.05) -> pd.DataFrame:
+def region_map(
+    model: KAMoE, dataset: Dataset, features: tuple[int, int] = (0, 1), resolution: int = 60, margin: float = 0.05
+) -> pd.DataFrame:
     """Gate weights on a grid over the plane of two features, in the data's original units.
 
     For 2-D data this is the whole input space; with more features the others are held at their training mean
@@ -181,15 +216,23 @@ def region_map(model: KAMoE, dataset: Dataset, features: tuple[int, int] = (0, 1
     return region_frame(weights, x_axis, y_axis, feats[int(features[0])], feats[int(features[1])])
 
 
-def region_points(model: KAMoE, dataset: Dataset, features: tuple[int, int] = (0, 1), split: str = "train",
-                  max_rows: int = 1500) -> pd.DataFrame:
+def region_points(
+    model: KAMoE, dataset: Dataset, features: tuple[int, int] = (0, 1), split: str = "train", max_rows: int = 1500
+) -> pd.DataFrame:
     """The data on top of a region map: raw x, y, winning expert, target and regime where known."""
     X, y, regimes, idx = reference_set(dataset, split, max_rows)
     weights = gate_weights_numpy(model, X)
     raw = dataset.unscale_X(X)
     names = np.asarray(expert_names(weights.shape[1]), dtype=object)
-    frame = pd.DataFrame({"row": idx, "x": raw[:, features[0]], "y": raw[:, features[1]],
-                          "winner": names[weights.argmax(axis=1)], "winning_weight": weights.max(axis=1)})
+    frame = pd.DataFrame(
+        {
+            "row": idx,
+            "x": raw[:, features[0]],
+            "y": raw[:, features[1]],
+            "winner": names[weights.argmax(axis=1)],
+            "winning_weight": weights.max(axis=1),
+        }
+    )
     if dataset.task == "classification":
         labels = np.asarray(y).reshape(-1)
         classes = dataset.class_names or [str(c) for c in range(dataset.n_outputs)]
@@ -224,8 +267,9 @@ def gates_over_time(model: KAMoE, dataset: Dataset, split: str = "test", max_ste
     if weights.ndim == 3:
         weights = weights[:, -1]
     e = weights.shape[1]
-    frame = pd.DataFrame({"t": np.repeat(np.arange(n), e), "expert": np.tile(expert_names(e), n),
-                          "weight": weights.ravel()})
+    frame = pd.DataFrame(
+        {"t": np.repeat(np.arange(n), e), "expert": np.tile(expert_names(e), n), "weight": weights.ravel()}
+    )
     if regimes is not None:
         reg = np.asarray(regimes)[:n]
         reg = reg[:, -1] if reg.ndim == 2 else reg
@@ -233,8 +277,13 @@ def gates_over_time(model: KAMoE, dataset: Dataset, split: str = "test", max_ste
     return frame
 
 
-def partial_dependence(model: KAMoE, dataset: Dataset, n_values: int = 20, max_rows: int = 300,
-                       quantiles: tuple[float, float] = (0.02, 0.98)) -> pd.DataFrame:
+def partial_dependence(
+    model: KAMoE,
+    dataset: Dataset,
+    n_values: int = 20,
+    max_rows: int = 300,
+    quantiles: tuple[float, float] = (0.02, 0.98),
+) -> pd.DataFrame:
     """Mean gate weight of each expert as one feature is set to each of ``n_values`` values (between the given
     training quantiles) on a reference subsample, all other features as they are (classic partial dependence).
 
@@ -255,8 +304,16 @@ def partial_dependence(model: KAMoE, dataset: Dataset, n_values: int = 20, max_r
         weights = flatten_time(weights, 1) if weights.ndim == 3 else weights
         mean = weights.reshape(len(values), -1, weights.shape[-1]).mean(axis=1)  # (V, E)
         e = mean.shape[1]
-        frames.append(pd.DataFrame({"feature": name, "value": np.repeat(values, e),
-                                    "expert": np.tile(expert_names(e), len(values)), "weight": mean.ravel()}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "feature": name,
+                    "value": np.repeat(values, e),
+                    "expert": np.tile(expert_names(e), len(values)),
+                    "weight": mean.ravel(),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -285,15 +342,21 @@ def specialisation_hint(nmi: float, train: TrainConfig) -> str | None:
     regimes, no hint). The advice follows what was measured on ``regimes`` (scripts/specialisation_findings.md)."""
     if not np.isfinite(nmi) or nmi >= SPECIALISED_NMI:
         return None
-    shared = f"The experts share the regimes (NMI {nmi:.2f} against the true regimes; {SPECIALISED_NMI:g} or more " \
-             "means each expert takes one)."
+    shared = (
+        f"The experts share the regimes (NMI {nmi:.2f} against the true regimes; {SPECIALISED_NMI:g} or more "
+        "means each expert takes one)."
+    )
     if train.objective == "mse":
-        return (f"{shared} This run was trained on the MSE of the mixed prediction, which does not reward sending "
-                "a row to the expert that predicts it best. Train on the mixture likelihood (Objective: "
-                "likelihood, with a faster gate) as the Three regimes preset does, or open the MSE objective "
-                "preset to compare the two.")
+        return (
+            f"{shared} This run was trained on the MSE of the mixed prediction, which does not reward sending "
+            "a row to the expert that predicts it best. Train on the mixture likelihood (Objective: "
+            "likelihood, with a faster gate) as the Three regimes preset does, or open the MSE objective "
+            "preset to compare the two."
+        )
     if train.restarts <= 1:
-        return (f"{shared} With the likelihood objective this usually means a regime boundary settled in the wrong "
-                "place for this initialisation: try restarts (e.g. 8 restarts of 40 epochs, as the Three regimes "
-                "preset does) or another seed.")
+        return (
+            f"{shared} With the likelihood objective this usually means a regime boundary settled in the wrong "
+            "place for this initialisation: try restarts (e.g. 8 restarts of 40 epochs, as the Three regimes "
+            "preset does) or another seed."
+        )
     return f"{shared} Try another seed, more restarts, or a longer training."

@@ -5,6 +5,7 @@ to get the input each KAN layer actually sees (``model.kan_layer_inputs``). Edge
 **mean |phi_ij(x_i)| over that reference set** (the edge's average contribution to output j, in the units of the
 layer's output), as in pykan's edge scores.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,8 +31,10 @@ if TYPE_CHECKING:
     from kamoe_viz.data.base import Dataset
     from kamoe_viz.nn.moe import KAMoE
 
-IMPORTANCE_DEFINITION = ("Edge importance = mean |φ(x)| over the training data (the reference set): how much the "
-                         "edge adds to its output on average, in the units of the layer's output.")
+IMPORTANCE_DEFINITION = (
+    "Edge importance = mean |φ(x)| over the training data (the reference set): how much the "
+    "edge adds to its output on average, in the units of the layer's output."
+)
 OUTSIDE_GRID_WARNING = 0.10  # warn when more than this fraction of an input's data lies outside the spline grid
 
 
@@ -47,8 +50,9 @@ def _ref(model: KAMoE, layer: str):
     raise ValidationError("layer", layer, f"must be one of the model's KAN layers: {', '.join(names) or 'none'}")
 
 
-def layer_inputs(model: KAMoE, dataset: Dataset, split: str = "train", max_rows: int | None = DEFAULT_REFERENCE_ROWS,
-                 seed: int = 0) -> dict[str, np.ndarray]:
+def layer_inputs(
+    model: KAMoE, dataset: Dataset, split: str = "train", max_rows: int | None = DEFAULT_REFERENCE_ROWS, seed: int = 0
+) -> dict[str, np.ndarray]:
     """What each KAN layer sees on the reference set: {layer name: (N, in) array}."""
     X, _, _, _ = reference_set(dataset, split, max_rows, seed)
     was_training = model.training
@@ -56,7 +60,7 @@ def layer_inputs(model: KAMoE, dataset: Dataset, split: str = "train", max_rows:
     try:
         parts: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(X), 2048):
-            for name, value in model.kan_layer_inputs(to_tensor(model, X[start:start + 2048])).items():
+            for name, value in model.kan_layer_inputs(to_tensor(model, X[start : start + 2048])).items():
                 parts.setdefault(name, []).append(value.cpu().numpy())
     finally:
         model.train(was_training)
@@ -79,8 +83,10 @@ def _names(model: KAMoE, dataset: Dataset, ref) -> tuple[list[str], list[str]]:
         outputs = [f"{letter}{j // group}·n{j % group}" for j in range(layer.out_features)]
         return inputs, outputs
     prefix = f"{_letter(ref)}{ref.expert}"
-    return ([f"{prefix}·n{i}" for i in range(layer.in_features)],
-            [f"{prefix}·{ref.name.split('.')[-1]}·n{j}" for j in range(layer.out_features)])
+    return (
+        [f"{prefix}·n{i}" for i in range(layer.in_features)],
+        [f"{prefix}·{ref.name.split('.')[-1]}·n{j}" for j in range(layer.out_features)],
+    )
 
 
 def _letter(ref) -> str:
@@ -108,20 +114,51 @@ def kan_layer_table(model: KAMoE, dataset: Dataset) -> pd.DataFrame:
         layer = ref.layer
         part = _part(ref)
         expert = -1 if ref.expert is None or ref.shared else ref.expert
-        rows.append({"layer": ref.name, "part": part, "expert": expert,
-                     "inputs": layer.in_features, "outputs": layer.out_features,
-                     "edges": layer.in_features * layer.out_features, "grid_size": layer.grid_size,
-                     "spline_order": layer.spline_order, "base": layer.base_activation_name,
-                     "input_kind": "gate hidden units h = ReLU(Dense(x))" if ref.name == "gate.kan1" else
-                     ("input features (standardised × input scale)" if ref.expert is None and part != "gate"
-                      else "outputs of the previous KAN layer")})
-    return pd.DataFrame(rows, columns=["layer", "part", "expert", "inputs", "outputs", "edges", "grid_size",
-                                       "spline_order", "base", "input_kind"])
+        rows.append(
+            {
+                "layer": ref.name,
+                "part": part,
+                "expert": expert,
+                "inputs": layer.in_features,
+                "outputs": layer.out_features,
+                "edges": layer.in_features * layer.out_features,
+                "grid_size": layer.grid_size,
+                "spline_order": layer.spline_order,
+                "base": layer.base_activation_name,
+                "input_kind": "gate hidden units h = ReLU(Dense(x))"
+                if ref.name == "gate.kan1"
+                else (
+                    "input features (standardised × input scale)"
+                    if ref.expert is None and part != "gate"
+                    else "outputs of the previous KAN layer"
+                ),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "layer",
+            "part",
+            "expert",
+            "inputs",
+            "outputs",
+            "edges",
+            "grid_size",
+            "spline_order",
+            "base",
+            "input_kind",
+        ],
+    )
 
 
 @torch.no_grad()
-def edge_importance(model: KAMoE, dataset: Dataset, inputs: dict[str, np.ndarray] | None = None,
-                    max_rows: int | None = DEFAULT_REFERENCE_ROWS, chunk: int = 256) -> pd.DataFrame:
+def edge_importance(
+    model: KAMoE,
+    dataset: Dataset,
+    inputs: dict[str, np.ndarray] | None = None,
+    max_rows: int | None = DEFAULT_REFERENCE_ROWS,
+    chunk: int = 256,
+) -> pd.DataFrame:
     """Mean |phi_ij|, mean |base part| and mean |spline part| of every edge of every KAN layer, over the
     reference set; ``relative`` is importance / the layer's largest importance (1 = the layer's top edge)."""
     if inputs is None:
@@ -133,28 +170,45 @@ def edge_importance(model: KAMoE, dataset: Dataset, inputs: dict[str, np.ndarray
         totals = torch.zeros(layer.out_features, layer.in_features, dtype=torch.float64)
         bases, splines = totals.clone(), totals.clone()
         for start in range(0, len(x), chunk):
-            curves = layer.edge_functions(x[start:start + chunk])
+            curves = layer.edge_functions(x[start : start + chunk])
             totals += curves.total.abs().sum(0).double().cpu()
             bases += curves.base.abs().sum(0).double().cpu()
             splines += curves.spline.abs().sum(0).double().cpu()
         n = max(len(x), 1)
         out_idx, in_idx = np.meshgrid(np.arange(layer.out_features), np.arange(layer.in_features), indexing="ij")
         in_names, out_names = _names(model, dataset, ref)
-        frame = pd.DataFrame({
-            "layer": ref.name, "input": in_idx.ravel(), "output": out_idx.ravel(),
-            "input_name": np.asarray(in_names, dtype=object)[in_idx.ravel()],
-            "output_name": np.asarray(out_names, dtype=object)[out_idx.ravel()],
-            "expert": _edge_expert(ref, out_idx.ravel()),
-            "importance": (totals / n).numpy().ravel(), "base_importance": (bases / n).numpy().ravel(),
-            "spline_importance": (splines / n).numpy().ravel(),
-        })
+        frame = pd.DataFrame(
+            {
+                "layer": ref.name,
+                "input": in_idx.ravel(),
+                "output": out_idx.ravel(),
+                "input_name": np.asarray(in_names, dtype=object)[in_idx.ravel()],
+                "output_name": np.asarray(out_names, dtype=object)[out_idx.ravel()],
+                "expert": _edge_expert(ref, out_idx.ravel()),
+                "importance": (totals / n).numpy().ravel(),
+                "base_importance": (bases / n).numpy().ravel(),
+                "spline_importance": (splines / n).numpy().ravel(),
+            }
+        )
         frame["edge"] = frame["input_name"] + " → " + frame["output_name"]
         top = frame["importance"].max()
         frame["relative"] = frame["importance"] / top if top > 0 else 0.0
         frame["rank"] = frame["importance"].rank(ascending=False, method="first").astype(int)
         frames.append(frame)
-    columns = ["layer", "edge", "input", "output", "input_name", "output_name", "expert", "importance",
-               "base_importance", "spline_importance", "relative", "rank"]
+    columns = [
+        "layer",
+        "edge",
+        "input",
+        "output",
+        "input_name",
+        "output_name",
+        "expert",
+        "importance",
+        "base_importance",
+        "spline_importance",
+        "relative",
+        "rank",
+    ]
     if not frames:
         return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)[columns].sort_values(["layer", "rank"], ignore_index=True)
@@ -187,8 +241,14 @@ def _grid_bounds(layer) -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.no_grad()
-def edge_curves(model: KAMoE, dataset: Dataset, layer: str, edges: list[tuple[int, int]] | None = None,
-                inputs: dict[str, np.ndarray] | None = None, n_points: int = 80) -> pd.DataFrame:
+def edge_curves(
+    model: KAMoE,
+    dataset: Dataset,
+    layer: str,
+    edges: list[tuple[int, int]] | None = None,
+    inputs: dict[str, np.ndarray] | None = None,
+    n_points: int = 80,
+) -> pd.DataFrame:
     """phi_ij on ``n_points`` equally spaced x over each input's data range (padded 5%), split into base and
     spline parts (total = base + spline). ``edges`` as (input, output) pairs; all edges of the layer when None."""
     ref = _ref(model, layer)
@@ -213,10 +273,19 @@ def edge_curves(model: KAMoE, dataset: Dataset, layer: str, edges: list[tuple[in
     in_names, out_names = _names(model, dataset, ref)
     frames = []
     for i, j in edges:
-        frames.append(pd.DataFrame({
-            "layer": layer, "edge": f"{in_names[i]} → {out_names[j]}", "input": i, "output": j,
-            "x": grid[:, i], "base": base[:, j, i], "spline": spline[:, j, i],
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "layer": layer,
+                    "edge": f"{in_names[i]} → {out_names[j]}",
+                    "input": i,
+                    "output": j,
+                    "x": grid[:, i],
+                    "base": base[:, j, i],
+                    "spline": spline[:, j, i],
+                }
+            )
+        )
     columns = ["layer", "edge", "input", "output", "x", "base", "spline", "total"]
     if not frames:
         return pd.DataFrame(columns=columns)
@@ -232,14 +301,24 @@ def knot_table(model: KAMoE, layer: str, input_indices: list[int] | None = None)
     knots = kan.knots().cpu().numpy()
     k = kan.spline_order
     chosen = range(kan.in_features) if input_indices is None else input_indices
-    rows = [{"layer": layer, "input": i, "knot": m, "position": float(knots[i, m]),
-             "active": bool(k <= m <= knots.shape[1] - k - 1)} for i in chosen for m in range(knots.shape[1])]
+    rows = [
+        {
+            "layer": layer,
+            "input": i,
+            "knot": m,
+            "position": float(knots[i, m]),
+            "active": bool(k <= m <= knots.shape[1] - k - 1),
+        }
+        for i in chosen
+        for m in range(knots.shape[1])
+    ]
     return pd.DataFrame(rows, columns=["layer", "input", "knot", "position", "active"])
 
 
 @torch.no_grad()
-def grid_coverage_table(model: KAMoE, dataset: Dataset, inputs: dict[str, np.ndarray] | None = None,
-                        threshold: float = OUTSIDE_GRID_WARNING) -> pd.DataFrame:
+def grid_coverage_table(
+    model: KAMoE, dataset: Dataset, inputs: dict[str, np.ndarray] | None = None, threshold: float = OUTSIDE_GRID_WARNING
+) -> pd.DataFrame:
     """Per layer input: grid range, data range and the fraction of reference data outside the grid
     (where the spline part is 0 and only the base function acts); ``warn`` when above ``threshold``."""
     if inputs is None:
@@ -252,18 +331,43 @@ def grid_coverage_table(model: KAMoE, dataset: Dataset, inputs: dict[str, np.nda
         lows, highs = _grid_bounds(kan)
         in_names, _ = _names(model, dataset, ref)
         outside = 1.0 - inside.cpu().numpy().astype(np.float64)
-        frames.append(pd.DataFrame({
-            "layer": ref.name, "input": np.arange(kan.in_features), "input_name": in_names,
-            "grid_low": lows, "grid_high": highs, "data_low": data.min(axis=0), "data_high": data.max(axis=0),
-            "outside_fraction": outside, "warn": outside > threshold,
-        }))
-    columns = ["layer", "input", "input_name", "grid_low", "grid_high", "data_low", "data_high",
-               "outside_fraction", "warn"]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "layer": ref.name,
+                    "input": np.arange(kan.in_features),
+                    "input_name": in_names,
+                    "grid_low": lows,
+                    "grid_high": highs,
+                    "data_low": data.min(axis=0),
+                    "data_high": data.max(axis=0),
+                    "outside_fraction": outside,
+                    "warn": outside > threshold,
+                }
+            )
+        )
+    columns = [
+        "layer",
+        "input",
+        "input_name",
+        "grid_low",
+        "grid_high",
+        "data_low",
+        "data_high",
+        "outside_fraction",
+        "warn",
+    ]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def input_histograms(model: KAMoE, dataset: Dataset, layer: str, input_indices: list[int] | None = None,
-                     inputs: dict[str, np.ndarray] | None = None, bins: int = 30) -> pd.DataFrame:
+def input_histograms(
+    model: KAMoE,
+    dataset: Dataset,
+    layer: str,
+    input_indices: list[int] | None = None,
+    inputs: dict[str, np.ndarray] | None = None,
+    bins: int = 30,
+) -> pd.DataFrame:
     """Histogram of each input's reference data over the same range as :func:`edge_curves` draws."""
     kan = _ref(model, layer).layer
     if inputs is None:
@@ -277,8 +381,16 @@ def input_histograms(model: KAMoE, dataset: Dataset, layer: str, input_indices: 
         counts, edges_ = np.histogram(data[:, i], bins=bins, range=(lo, hi))
         total = max(counts.sum(), 1)
         for c, a, b in zip(counts, edges_[:-1], edges_[1:]):
-            rows.append({"layer": layer, "input": i, "bin_start": float(a), "bin_end": float(b),
-                         "count": int(c), "fraction": c / total})
+            rows.append(
+                {
+                    "layer": layer,
+                    "input": i,
+                    "bin_start": float(a),
+                    "bin_end": float(b),
+                    "count": int(c),
+                    "fraction": c / total,
+                }
+            )
     return pd.DataFrame(rows, columns=["layer", "input", "bin_start", "bin_end", "count", "fraction"])
 
 
@@ -293,8 +405,14 @@ def _losses(model: KAMoE, dataset: Dataset, max_rows: int) -> dict[str, float]:
     return out
 
 
-def update_grids(model: KAMoE, dataset: Dataset, layers: list[str] | None = None, inplace: bool = False,
-                 max_rows: int = 5000, eval_rows: int = 5000) -> tuple[Any, pd.DataFrame]:
+def update_grids(
+    model: KAMoE,
+    dataset: Dataset,
+    layers: list[str] | None = None,
+    inplace: bool = False,
+    max_rows: int = 5000,
+    eval_rows: int = 5000,
+) -> tuple[Any, pd.DataFrame]:
     """Move each KAN layer's grid onto the training data (``KANLinear.update_grid``, which refits the spline
     coefficients so the functions are kept on the data), gate first; returns (model, report).
 
@@ -320,7 +438,8 @@ def update_grids(model: KAMoE, dataset: Dataset, layers: list[str] | None = None
             seen = target.kan_layer_inputs(to_tensor(target, X))[name]
         _ref(target, name).layer.update_grid(seen)
     after = _losses(target, dataset, eval_rows)
-    report = pd.DataFrame({"metric": list(before), "before": list(before.values()),
-                           "after": [after[k] for k in before]})
+    report = pd.DataFrame(
+        {"metric": list(before), "before": list(before.values()), "after": [after[k] for k in before]}
+    )
     report["change"] = report["after"] - report["before"]
     return target, report

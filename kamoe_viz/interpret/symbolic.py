@@ -5,6 +5,7 @@ No expression parsing or eval: the library is a fixed table of numpy functions. 
 for every (b, c) (variable projection). x is standardised first for stable numerics; the reported formula is in
 the original x.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -32,8 +33,8 @@ def _exp(u: np.ndarray) -> np.ndarray:
 # name -> (function, how it is written with the inner expression in place of {u}, needs inner params)
 LIBRARY: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str, bool]] = {
     "x": (lambda u: u, "{u}", False),
-    "x^2": (lambda u: u ** 2, "({u})²", True),
-    "x^3": (lambda u: u ** 3, "({u})³", True),
+    "x^2": (lambda u: u**2, "({u})²", True),
+    "x^3": (lambda u: u**3, "({u})³", True),
     "exp": (_exp, "exp({u})", True),
     "log": (_log, "log({u})", True),
     "sin": (np.sin, "sin({u})", True),
@@ -96,8 +97,9 @@ def _fit_one(name: str, xs: np.ndarray, y: np.ndarray) -> tuple[float, float, fl
     for sse0, b0, c0 in starts[:3]:
         if not np.isfinite(sse0):
             continue
-        result = minimize(sse_of, np.array([b0, c0]), method="Nelder-Mead",
-                          options={"xatol": 1e-6, "fatol": 1e-10, "maxiter": 400})
+        result = minimize(
+            sse_of, np.array([b0, c0]), method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-10, "maxiter": 400}
+        )
         value = float(result.fun) if np.isfinite(result.fun) else sse0
         params = result.x if np.isfinite(result.fun) and result.fun <= sse0 else np.array([b0, c0])
         if min(value, sse0) < best[0]:
@@ -137,16 +139,23 @@ def fit_symbolic(x: np.ndarray, y: np.ndarray, candidates: tuple[str, ...] = CAN
         c = c_s - b_s * mean / std if valid else np.nan
         if name == "x" and valid:  # a·(x - mean)/std + d  ->  (a/std)·x + (d - a·mean/std)
             a, d, b, c = a / std, d - a * mean / std, 1.0, 0.0
-        rows.append({
-            "candidate": name,
-            "r2": (1.0 - sse / sst) if (valid and sst > 1e-24) else np.nan,
-            "rmse": float(np.sqrt(sse / len(y))) if valid else np.nan,
-            "a": a, "b": b, "c": c, "d": d, "valid": valid,
-            "formula": formula(name, a, b, c, d) if valid else f"{name}: the data lie outside its domain",
-        })
+        rows.append(
+            {
+                "candidate": name,
+                "r2": (1.0 - sse / sst) if (valid and sst > 1e-24) else np.nan,
+                "rmse": float(np.sqrt(sse / len(y))) if valid else np.nan,
+                "a": a,
+                "b": b,
+                "c": c,
+                "d": d,
+                "valid": valid,
+                "formula": formula(name, a, b, c, d) if valid else f"{name}: the data lie outside its domain",
+            }
+        )
     frame = pd.DataFrame(rows)
-    return frame.sort_values(["valid", "r2", "rmse"], ascending=[False, False, True], na_position="last",
-                             ignore_index=True)
+    return frame.sort_values(
+        ["valid", "r2", "rmse"], ascending=[False, False, True], na_position="last", ignore_index=True
+    )
 
 
 def evaluate_fit(row: Any, x: np.ndarray) -> np.ndarray:
@@ -158,8 +167,9 @@ def evaluate_fit(row: Any, x: np.ndarray) -> np.ndarray:
         return row["a"] * func(inner) + row["d"]
 
 
-def edge_symbolic_fit(curves: pd.DataFrame, part: str = "total",
-                      candidates: tuple[str, ...] = CANDIDATES) -> pd.DataFrame:
+def edge_symbolic_fit(
+    curves: pd.DataFrame, part: str = "total", candidates: tuple[str, ...] = CANDIDATES
+) -> pd.DataFrame:
     """:func:`fit_symbolic` on one edge's curve from :func:`~kamoe_viz.interpret.splines.edge_curves`."""
     if part not in ("total", "base", "spline"):
         raise ValidationError("part", part, "must be total, base or spline")

@@ -4,6 +4,7 @@ All experts of a bank read the same input, so their first layers are fused into 
 MLPs, one basis evaluation + one matmul for E KANs); deeper MLP layers run as one batched matmul over experts.
 Recurrent experts (LSTM, GRU) run one cuDNN/MKL kernel each.
 """
+
 from __future__ import annotations
 
 import math
@@ -66,10 +67,13 @@ class KANExperts(nn.Module):
         self.n_experts = n_experts
         self.hidden = tuple(hidden)
         self.first = KANLinear(in_features, n_experts * hidden[0], **kan_options)
-        self.deeper = nn.ModuleList(
-            nn.ModuleList(KANLinear(a, b, **kan_options) for a, b in pairwise(hidden))
-            for _ in range(n_experts)
-        ) if len(hidden) > 1 else nn.ModuleList()
+        self.deeper = (
+            nn.ModuleList(
+                nn.ModuleList(KANLinear(a, b, **kan_options) for a, b in pairwise(hidden)) for _ in range(n_experts)
+            )
+            if len(hidden) > 1
+            else nn.ModuleList()
+        )
 
     @property
     def out_features(self) -> int:
@@ -102,8 +106,9 @@ class KANExperts(nn.Module):
 class RecurrentExperts(nn.Module):
     """E LSTMs or GRUs (stacked for several widths); (B, T, F) -> last step (B, E, H) or every step (B, T, E, H)."""
 
-    def __init__(self, in_features: int, n_experts: int, hidden: tuple[int, ...], cell: str,
-                 return_sequences: bool = False) -> None:
+    def __init__(
+        self, in_features: int, n_experts: int, hidden: tuple[int, ...], cell: str, return_sequences: bool = False
+    ) -> None:
         super().__init__()
         rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.n_experts = n_experts
@@ -131,8 +136,15 @@ class RecurrentExperts(nn.Module):
 ExpertBank = MLPExperts | KANExperts | RecurrentExperts
 
 
-def build_experts(kind: str, in_features: int, n_experts: int, hidden: tuple[int, ...], *,
-                  return_sequences: bool = False, **kan_options: Unpack[KanOptions]) -> ExpertBank:
+def build_experts(
+    kind: str,
+    in_features: int,
+    n_experts: int,
+    hidden: tuple[int, ...],
+    *,
+    return_sequences: bool = False,
+    **kan_options: Unpack[KanOptions],
+) -> ExpertBank:
     if kind == "mlp":
         return MLPExperts(in_features, n_experts, hidden)
     if kind == "kan":

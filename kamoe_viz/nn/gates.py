@@ -11,6 +11,7 @@
 Every layer is called as a module, so forward hooks on it fire (the GRKAN gate's fused native path, which bypasses
 the modules, is used only while no hook is registered on the gate or its layers).
 """
+
 from __future__ import annotations
 
 import math
@@ -112,14 +113,35 @@ class GRNGate(_GatedResidual):
 class GRKANGate(_GatedResidual):
     family = "grkan"
 
-    def __init__(self, in_features: int, n_experts: int, dropout: float = 0.0, grid_size: int = 3,
-                 spline_order: int = 3, grid_range: tuple[float, float] = (-1.0, 1.0),
-                 second_base: str = "relu") -> None:
+    def __init__(
+        self,
+        in_features: int,
+        n_experts: int,
+        dropout: float = 0.0,
+        grid_size: int = 3,
+        spline_order: int = 3,
+        grid_range: tuple[float, float] = (-1.0, 1.0),
+        second_base: str = "relu",
+    ) -> None:
         super().__init__(in_features, n_experts, dropout)
-        self.kan1 = KANLinear(in_features, n_experts, grid_size=grid_size, spline_order=spline_order,
-                              grid_range=grid_range, base_activation="elu", bias=False)
-        self.kan2 = KANLinear(n_experts, n_experts, grid_size=grid_size, spline_order=spline_order,
-                              grid_range=grid_range, base_activation=second_base, bias=False)
+        self.kan1 = KANLinear(
+            in_features,
+            n_experts,
+            grid_size=grid_size,
+            spline_order=spline_order,
+            grid_range=grid_range,
+            base_activation="elu",
+            bias=False,
+        )
+        self.kan2 = KANLinear(
+            n_experts,
+            n_experts,
+            grid_size=grid_size,
+            spline_order=spline_order,
+            grid_range=grid_range,
+            base_activation=second_base,
+            bias=False,
+        )
 
     def hidden_layers(self, h: torch.Tensor) -> torch.Tensor:
         return self.kan2(self.kan1(h))
@@ -141,8 +163,13 @@ GATE_OPTIONS: dict[str, tuple[str, ...]] = {
 
 def gate_options(config) -> dict[str, object]:
     """The options of ``config.gate``'s family, read from a ModelConfig."""
-    values = {"dropout": config.dropout, "grid_size": config.kan_grid, "spline_order": config.kan_order,
-              "grid_range": config.kan_range, "second_base": config.grkan_second_base}
+    values = {
+        "dropout": config.dropout,
+        "grid_size": config.kan_grid,
+        "spline_order": config.kan_order,
+        "grid_range": config.kan_range,
+        "second_base": config.grkan_second_base,
+    }
     return {name: values[name] for name in GATE_OPTIONS[config.gate]}
 
 
@@ -155,8 +182,11 @@ def build_gate(family: str, in_features: int, n_experts: int, **options: object)
     unknown = sorted(set(options) - set(GATE_OPTIONS[family]))
     if unknown:
         allowed = ", ".join(GATE_OPTIONS[family]) or "none"
-        raise ValidationError(f"gate option {unknown[0]}", options[unknown[0]],
-                              f"is not an option of the {family} gate (its options: {allowed})")
+        raise ValidationError(
+            f"gate option {unknown[0]}",
+            options[unknown[0]],
+            f"is not an option of the {family} gate (its options: {allowed})",
+        )
     return cls(in_features, n_experts, **options)
 
 

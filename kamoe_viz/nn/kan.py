@@ -11,6 +11,7 @@ and on GPUs, in :class:`~kamoe_viz.nn.spline_ops.UniformKANFunction`, where the 
 matmul. Both give the same outputs and gradients to float rounding (tests/test_native_kan.py). With the fast paths
 off (:func:`kamoe_viz.nn.fast.enabled`) the layer is plain PyTorch ops: basis matrix, one linear, autograd.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,8 +57,9 @@ def base_activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
         raise ValueError(f"base activation must be one of {', '.join(_BASE_ACTIVATIONS)}, got {name!r}") from None
 
 
-def uniform_knots(low: float, high: float, grid_size: int, spline_order: int,
-                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def uniform_knots(
+    low: float, high: float, grid_size: int, spline_order: int, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """grid_size + 2*order + 1 equally spaced knots covering [low, high] with ``order`` extra on each side
     (computed in float64, then rounded once to ``dtype``)."""
     h = (high - low) / grid_size
@@ -79,8 +81,9 @@ def bspline_basis_recursive(x: torch.Tensor, knots: torch.Tensor, spline_order: 
     return bases
 
 
-def bspline_basis_uniform(x: torch.Tensor, first_knot: torch.Tensor, step: torch.Tensor, n_basis: int,
-                          spline_order: int) -> torch.Tensor:
+def bspline_basis_uniform(
+    x: torch.Tensor, first_knot: torch.Tensor, step: torch.Tensor, n_basis: int, spline_order: int
+) -> torch.Tensor:
     """Closed-form basis for uniform knots t_m = first_knot + m * step (per input): (N, in) -> (N, in, n_basis).
 
     Only the k+1 nonzero functions per input are evaluated, from the polynomial pieces of the cardinal B-spline
@@ -160,8 +163,13 @@ class KANLinear(nn.Module):
         on the flag."""
         grid, flag = self.grid, self.grid_is_uniform
         cached = self.__dict__.get("_knot_cache")
-        if (cached is None or cached[0] is not grid or cached[1] != grid._version or cached[2] is not flag
-                or cached[3] != flag._version):
+        if (
+            cached is None
+            or cached[0] is not grid
+            or cached[1] != grid._version
+            or cached[2] is not flag
+            or cached[3] != flag._version
+        ):
             value = None
             if bool(flag):
                 step = grid[:, 1] - grid[:, 0]
@@ -174,14 +182,23 @@ class KANLinear(nn.Module):
 
     def _native_kernel(self, flat: torch.Tensor):
         """The C kernel when it is built and applies to this call (CPU float32), else None."""
-        if not native.supports(flat, self.base_weight, self.spline_weight, self.spline_order,
-                               self.base_activation_name):
+        if not native.supports(
+            flat, self.base_weight, self.spline_weight, self.spline_order, self.base_activation_name
+        ):
             return None
         return native.active()
 
     def _fused(self, flat: torch.Tensor, knots: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return UniformKANFunction.apply(flat, self.base_weight, self.spline_weight, self.bias, knots[0], knots[1],
-                                        self.spline_order, self.base_activation_name)
+        return UniformKANFunction.apply(
+            flat,
+            self.base_weight,
+            self.spline_weight,
+            self.bias,
+            knots[0],
+            knots[1],
+            self.spline_order,
+            self.base_activation_name,
+        )
 
     def b_splines(self, x: torch.Tensor) -> torch.Tensor:
         """B-spline basis of a 2-D input (N, in) -> (N, in, n_basis)."""
@@ -199,8 +216,17 @@ class KANLinear(nn.Module):
         if (
             kernel is not None and knots is not None
         ):  # one pass over the rows, no intermediate matrices: no chunking needed
-            out = native.NativeKANFunction.apply(kernel, flat, self.base_weight, self.spline_weight, self.bias,
-                                                 knots[0], knots[1], self.spline_order, self.base_activation_name)
+            out = native.NativeKANFunction.apply(
+                kernel,
+                flat,
+                self.base_weight,
+                self.spline_weight,
+                self.bias,
+                knots[0],
+                knots[1],
+                self.spline_order,
+                self.base_activation_name,
+            )
         elif knots is not None and flat.device.type in _FUSED_DEVICES and fast.enabled():
             if not torch.is_grad_enabled() and flat.shape[0] > _INFERENCE_CHUNK:
                 # inference on many rows (evaluation, plots): in chunks, so the padded feature rows of all rows
@@ -253,8 +279,7 @@ class KANLinear(nn.Module):
         span = (high - low).clamp(min=1e-3)
         low, high = low - margin * span, high + margin * span
         step = (high - low) / self.grid_size
-        steps = torch.arange(-self.spline_order, self.grid_size + self.spline_order + 1, dtype=x.dtype,
-                             device=x.device)
+        steps = torch.arange(-self.spline_order, self.grid_size + self.spline_order + 1, dtype=x.dtype, device=x.device)
         new_grid = low.unsqueeze(1) + steps.unsqueeze(0) * step.unsqueeze(1)
         old_grid = self.grid.clone()
         self.grid.copy_(new_grid)

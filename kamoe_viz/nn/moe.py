@@ -12,6 +12,7 @@ Since the head is linear, y = P (sum_e w_e z_e) + b = sum_e w_e * P z_e + b with
 prediction = sum_e w_e (expert_outputs_e - b) + b. With shared experts, expert_outputs_e = P (z_e + sum_s z_s) + b
 (each routed expert's prediction together with the shared ones) and the identity holds when the weights sum to 1.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Protocol, cast
@@ -58,8 +59,11 @@ class KAMoE(nn.Module):
         self.n_experts = 1 if self.is_standard else config.n_experts
         recurrent = config.expert in SEQUENTIAL_EXPERTS
         if recurrent and not self.is_sequence:
-            raise ValidationError("model.expert", config.expert, "LSTM/GRU experts need a sequential dataset; "
-                                  "choose mlp or kan for tabular data")
+            raise ValidationError(
+                "model.expert",
+                config.expert,
+                "LSTM/GRU experts need a sequential dataset; choose mlp or kan for tabular data",
+            )
         if config.return_sequences and not recurrent:
             raise ValidationError("model.return_sequences", True, "needs LSTM or GRU experts")
         # Non-recurrent experts on windows see the flattened window, as the reference does.
@@ -71,15 +75,28 @@ class KAMoE(nn.Module):
             grid_range=config.kan_range,
             base_activation=config.kan_base,
         )
-        self.input_scale = nn.Parameter(torch.ones(n_features)) if (config.input_scaling and not self.is_standard) \
-            else None
-        self.experts = build_experts(config.expert, expert_in, self.n_experts, config.expert_hidden,
-                                     return_sequences=config.return_sequences, **kan_options)
+        self.input_scale = (
+            nn.Parameter(torch.ones(n_features)) if (config.input_scaling and not self.is_standard) else None
+        )
+        self.experts = build_experts(
+            config.expert,
+            expert_in,
+            self.n_experts,
+            config.expert_hidden,
+            return_sequences=config.return_sequences,
+            **kan_options,
+        )
         width = self.experts.out_features
         self.shared: nn.Module | None = None
         if config.shared_experts and not self.is_standard:
-            self.shared = build_experts(config.expert, expert_in, config.shared_experts, config.expert_hidden,
-                                        return_sequences=config.return_sequences, **kan_options)
+            self.shared = build_experts(
+                config.expert,
+                expert_in,
+                config.shared_experts,
+                config.expert_hidden,
+                return_sequences=config.return_sequences,
+                **kan_options,
+            )
         self.gate_input: nn.Linear | None = None
         self.gate: Gate | None = None
         self.router: Router | None = None

@@ -12,6 +12,7 @@ Every router returns a :class:`RouterOutput` (weights, logits, aux); ``aux`` may
 Only ``expert_choice`` makes a row's weights depend on the other rows of its batch at inference; switch drops
 overflowing rows in training only, so a trained model's predictions never depend on batch composition otherwise.
 """
+
 from __future__ import annotations
 
 import math
@@ -74,8 +75,9 @@ class DenseRouter(Router):
     def __init__(self, n_experts: int, gate_activation: str = "sigmoid") -> None:
         super().__init__(n_experts)
         if gate_activation not in GATE_ACTIVATIONS:
-            raise ValidationError("model.gate_activation", gate_activation, f"must be one of "
-                                  f"{', '.join(GATE_ACTIVATIONS)}")
+            raise ValidationError(
+                "model.gate_activation", gate_activation, f"must be one of {', '.join(GATE_ACTIVATIONS)}"
+            )
         self.activation = gate_activation
 
     def forward(self, logits: torch.Tensor) -> RouterOutput:
@@ -91,8 +93,9 @@ class TopKRouter(Router):
         if not 1 <= top_k <= n_experts:
             raise ValidationError("model.top_k", top_k, f"must be from 1 to the number of experts ({n_experts})")
         if gate_activation not in GATE_ACTIVATIONS:
-            raise ValidationError("model.gate_activation", gate_activation, f"must be one of "
-                                  f"{', '.join(GATE_ACTIVATIONS)}")
+            raise ValidationError(
+                "model.gate_activation", gate_activation, f"must be one of {', '.join(GATE_ACTIVATIONS)}"
+            )
         self.top_k, self.activation = top_k, gate_activation
 
     def forward(self, logits: torch.Tensor) -> RouterOutput:
@@ -217,8 +220,13 @@ class ReLURouter(Router):
 
 
 ROUTER_CLASSES: dict[str, type[Router]] = {
-    "dense": DenseRouter, "topk": TopKRouter, "noisy_topk": NoisyTopKRouter, "switch": SwitchRouter,
-    "expert_choice": ExpertChoiceRouter, "sigmoid_bias": SigmoidBiasRouter, "relu": ReLURouter,
+    "dense": DenseRouter,
+    "topk": TopKRouter,
+    "noisy_topk": NoisyTopKRouter,
+    "switch": SwitchRouter,
+    "expert_choice": ExpertChoiceRouter,
+    "sigmoid_bias": SigmoidBiasRouter,
+    "relu": ReLURouter,
 }
 assert tuple(ROUTER_CLASSES) == ROUTINGS
 
@@ -231,8 +239,11 @@ def build_router(name: str, n_experts: int, **options: object) -> Router:
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         allowed = ", ".join(spec.options) or "none"
-        raise ValidationError(f"router option {unknown[0]}", options[unknown[0]],
-                              f"is not an option of the {name} router (its options: {allowed})")
+        raise ValidationError(
+            f"router option {unknown[0]}",
+            options[unknown[0]],
+            f"is not an option of the {name} router (its options: {allowed})",
+        )
     return ROUTER_CLASSES[name](n_experts, **options)
 
 
@@ -265,5 +276,16 @@ def z_loss(out: RouterOutput) -> torch.Tensor:
     return torch.logsumexp(logits, dim=-1).square().mean()
 
 
-__all__ = ["ROUTERS", "ROUTER_CLASSES", "SHARED_EXPERTS_DEFINITION", "Router", "RouterOutput", "RouterSpec",
-           "balance_loss", "build_router", "capacity", "router_options", "z_loss"]
+__all__ = [
+    "ROUTERS",
+    "ROUTER_CLASSES",
+    "SHARED_EXPERTS_DEFINITION",
+    "Router",
+    "RouterOutput",
+    "RouterSpec",
+    "balance_loss",
+    "build_router",
+    "capacity",
+    "router_options",
+    "z_loss",
+]

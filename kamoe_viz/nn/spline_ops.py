@@ -9,6 +9,7 @@ float64. A basis evaluation is then one floor, a power table u^0..u^k, one small
 one small matmul for the P_r'(u) and a sum. Autograd over the old truncated-power formula recorded ~30 elementwise
 ops per layer; the fused function does the whole layer in ~12 forward and ~8 backward ops.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,8 +89,15 @@ def layout(order: int, in_features: int, n_basis: int, like: torch.Tensor) -> _L
     return found
 
 
-def local_basis(x: torch.Tensor, shift: torch.Tensor, inv_step: torch.Tensor, lay: _Layout, row_width: int,
-                first_column: int, with_derivative: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def local_basis(
+    x: torch.Tensor,
+    shift: torch.Tensor,
+    inv_step: torch.Tensor,
+    lay: _Layout,
+    row_width: int,
+    first_column: int,
+    with_derivative: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The k+1 nonzero basis values per input of a 2-D x (N, in), piece-major (k+1, N, in) so that every op runs
     on long contiguous rows (PyTorch's CPU kernels are slow on a trailing dimension of size k+1).
 
@@ -109,20 +117,22 @@ def local_basis(x: torch.Tensor, shift: torch.Tensor, inv_step: torch.Tensor, la
     rows = 2 * (k + 1) if with_derivative else k + 1
     table = torch.addmm(lay.constant[:rows], lay.linear[:rows], powers.view(k, -1)).view(rows, *u.shape)
     index = torch.add(lay.offsets(x.shape[0], row_width, first_column), whole)
-    return index, table[: k + 1], (table[k + 1:] if with_derivative else None)
+    return index, table[: k + 1], (table[k + 1 :] if with_derivative else None)
 
 
-def dense_basis(x: torch.Tensor, first_knot: torch.Tensor, step: torch.Tensor, n_basis: int,
-                order: int) -> torch.Tensor:
+def dense_basis(
+    x: torch.Tensor, first_knot: torch.Tensor, step: torch.Tensor, n_basis: int, order: int
+) -> torch.Tensor:
     """Dense basis (N, in, n_basis) of a 2-D x on uniform knots t_m = first_knot + m * step (per input)."""
     n, in_features = x.shape
     lay = layout(order, in_features, n_basis, x)
     inv_step = 1.0 / step
-    index, values, _ = local_basis(x, 1.0 - first_knot * inv_step, inv_step, lay, in_features * lay.block, 0,
-                                   with_derivative=False)
+    index, values, _ = local_basis(
+        x, 1.0 - first_knot * inv_step, inv_step, lay, in_features * lay.block, 0, with_derivative=False
+    )
     padded = x.new_zeros(n, in_features, lay.block)
     padded.view(-1).put_(index, values)
-    return padded[:, :, lay.pad:lay.pad + n_basis].contiguous()
+    return padded[:, :, lay.pad : lay.pad + n_basis].contiguous()
 
 
 def _base(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -148,8 +158,9 @@ def _base_derivative(name: str, x: torch.Tensor, value: torch.Tensor) -> torch.T
     return torch.ones_like(x)
 
 
-def uniform_kan_forward(x, base_weight, spline_weight, bias, shift, inv_step, order: int, base: str,
-                        need_x: bool = True):
+def uniform_kan_forward(
+    x, base_weight, spline_weight, bias, shift, inv_step, order: int, base: str, need_x: bool = True
+):
     """out = [base(x), B(x)] @ [base_weight, spline_weight]^T (+ bias) for x (N, in) on a uniform grid, and the
     state :func:`uniform_kan_backward` needs (a tuple of tensors and the layout)."""
     n, in_features = x.shape
@@ -182,7 +193,8 @@ def uniform_kan_backward(state, grad_out, need_x: bool = True, need_weights: boo
         grad_weight = torch.mm(grad_out.t(), features)
         grad_base = grad_weight[:, :in_features]
         grad_spline = grad_weight[:, in_features:].view(weight.shape[0], in_features, lay.block)[
-            :, :, lay.pad:lay.pad + lay.n_basis]
+            :, :, lay.pad : lay.pad + lay.n_basis
+        ]
     if need_x:
         index, derivative, inv_step, base_derivative = saved[2:]
         grad_features = torch.mm(grad_out, weight)
@@ -200,8 +212,9 @@ class UniformKANFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, base_weight, spline_weight, bias, shift, inv_step, order: int, base: str):
-        out, (saved, lay) = uniform_kan_forward(x, base_weight, spline_weight, bias, shift, inv_step, order, base,
-                                                ctx.needs_input_grad[0])
+        out, (saved, lay) = uniform_kan_forward(
+            x, base_weight, spline_weight, bias, shift, inv_step, order, base, ctx.needs_input_grad[0]
+        )
         ctx.save_for_backward(*saved)
         ctx.lay = lay
         return out

@@ -12,6 +12,7 @@ dense or top-k router (sigmoid or softmax), input scaling, windows flattened for
 :func:`unsupported_reason` names what is not (recurrent experts, other routers, shared experts); those train one seed
 at a time.
 """
+
 from __future__ import annotations
 
 from typing import cast
@@ -61,8 +62,12 @@ class StackedNativeKAN(torch.autograd.Function):
     @staticmethod
     def forward(ctx, lib, x, base_weight, spline_weight, shift, inv_step, order: int, base: str):
         x = x.contiguous()
-        out = torch.stack([native.kan_forward(lib, x[s], base_weight[s], spline_weight[s], None, shift, inv_step,
-                                              order, base) for s in range(x.shape[0])])
+        out = torch.stack(
+            [
+                native.kan_forward(lib, x[s], base_weight[s], spline_weight[s], None, shift, inv_step, order, base)
+                for s in range(x.shape[0])
+            ]
+        )
         ctx.save_for_backward(x, base_weight, spline_weight, shift, inv_step)
         ctx.lib, ctx.order, ctx.base = lib, order, base
         return out
@@ -72,11 +77,32 @@ class StackedNativeKAN(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, base_weight, spline_weight, shift, inv_step = ctx.saved_tensors
         need_x = ctx.needs_input_grad[1]
-        grads = [native.kan_backward(ctx.lib, x[s], base_weight[s], spline_weight[s], shift, inv_step, ctx.order,
-                                     ctx.base, grad_out[s], need_x=need_x) for s in range(x.shape[0])]
+        grads = [
+            native.kan_backward(
+                ctx.lib,
+                x[s],
+                base_weight[s],
+                spline_weight[s],
+                shift,
+                inv_step,
+                ctx.order,
+                ctx.base,
+                grad_out[s],
+                need_x=need_x,
+            )
+            for s in range(x.shape[0])
+        ]
         grad_x = torch.stack([g[0] for g in grads]) if need_x else None
-        return (None, grad_x, torch.stack([g[1] for g in grads]), torch.stack([g[2] for g in grads]), None, None,
-                None, None)
+        return (
+            None,
+            grad_x,
+            torch.stack([g[1] for g in grads]),
+            torch.stack([g[2] for g in grads]),
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 def _kan(layer: KANLinear, x: torch.Tensor, base_weight: torch.Tensor, spline_weight: torch.Tensor) -> torch.Tensor:
@@ -85,10 +111,14 @@ def _kan(layer: KANLinear, x: torch.Tensor, base_weight: torch.Tensor, spline_we
     flat = x.reshape(S * B, n_in)
     knots = layer._uniform_knots()
     lib = native.active() if knots is not None else None
-    if knots is not None and lib is not None and native.supports(flat, base_weight, spline_weight, layer.spline_order,
-                                           layer.base_activation_name):
-        return StackedNativeKAN.apply(lib, x, base_weight, spline_weight, knots[0], knots[1], layer.spline_order,
-                                      layer.base_activation_name)
+    if (
+        knots is not None
+        and lib is not None
+        and native.supports(flat, base_weight, spline_weight, layer.spline_order, layer.base_activation_name)
+    ):
+        return StackedNativeKAN.apply(
+            lib, x, base_weight, spline_weight, knots[0], knots[1], layer.spline_order, layer.base_activation_name
+        )
     if knots is not None and flat.device.type in ("cpu", "cuda"):
         basis = dense_basis(flat, knots[2], knots[3], layer.n_basis, layer.spline_order)
     else:
@@ -137,15 +167,19 @@ def _gate_logits(model: KAMoE, p: dict[str, torch.Tensor], h: torch.Tensor) -> t
     if not isinstance(gate, (GRNGate, GRKANGate)):
         raise TypeError(f"no stacked forward for a {family} gate")
     if family == "grn":
-        eta = _linear(F.elu(_linear(h, p["gate.dense1.weight"], p["gate.dense1.bias"])),
-                      p["gate.dense2.weight"], p["gate.dense2.bias"])
+        eta = _linear(
+            F.elu(_linear(h, p["gate.dense1.weight"], p["gate.dense1.bias"])),
+            p["gate.dense2.weight"],
+            p["gate.dense2.bias"],
+        )
     else:
         if not isinstance(gate, GRKANGate):
             raise TypeError(f"no stacked forward for a {family} gate")
         a = _kan(gate.kan1, h, p["gate.kan1.base_weight"], p["gate.kan1.spline_weight"])
         eta = _kan(gate.kan2, a, p["gate.kan2.base_weight"], p["gate.kan2.spline_weight"])
     z = _linear(h, p["gate.skip.weight"], p["gate.skip.bias"]) + F.glu(
-        _linear(eta, p["gate.glu.proj.weight"], p["gate.glu.proj.bias"]), dim=-1)
+        _linear(eta, p["gate.glu.proj.weight"], p["gate.glu.proj.bias"]), dim=-1
+    )
     return _norm(z, p["gate.norm.weight"], p["gate.norm.bias"], gate.norm.eps)
 
 
@@ -156,8 +190,9 @@ def _route(router: Router | None, logits: torch.Tensor) -> torch.Tensor:
     return router(logits).weights
 
 
-def stacked_forward(model: KAMoE, p: dict[str, torch.Tensor], x: torch.Tensor,
-                    n_seeds: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def stacked_forward(
+    model: KAMoE, p: dict[str, torch.Tensor], x: torch.Tensor, n_seeds: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(prediction (S, B, O), routing weights (S, B, E), gate logits or None) of S stacked parameter sets on x
     (S, B, F) or shared (B, F)."""
     S = n_seeds or next(iter(p.values())).shape[0]

@@ -1,5 +1,6 @@
 """Saved runs: :class:`RunStore` keeps each trained run (config, safetensors weights, metrics, history, dataset)
 in its own folder, written atomically, and moves runs in and out as one checked .zip file."""
+
 from kamoe_viz.runstore.fileformat import FORMAT_VERSION, MIGRATIONS, check_run_id
 from kamoe_viz.runstore.store import ENV_ROOT, LIST_COLUMNS, RunStore
 

@@ -5,6 +5,7 @@ the history is CSV. Decoding checks every member's structure: the config through
 dataset arrays against their description, and the weights key by key and shape by shape against the model that
 ``build_model`` makes from the config, then runs the model once on a few rows.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,8 +52,9 @@ def dataset_fingerprint(dataset: Dataset) -> dict[str, str]:
     return out
 
 
-def encode(run: TrainedRun, csv: bytes | None = None,
-           max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES) -> dict[str, bytes]:
+def encode(
+    run: TrainedRun, csv: bytes | None = None, max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES
+) -> dict[str, bytes]:
     """Members (all but the manifest) of a TrainedRun."""
     from safetensors.numpy import save as save_numpy
     from safetensors.torch import save as save_torch
@@ -126,8 +128,9 @@ def decode_dataset_meta(members: Mapping[str, bytes], where: str) -> dict[str, A
     if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1):
         raise RunFileError(f"{where}: dataset.json field 'seq_len' must be null or a positive integer.")
     if len(meta["feature_names"]) != meta["n_features"]:
-        raise RunFileError(f"{where}: dataset.json lists {len(meta['feature_names'])} feature names for "
-                           f"{meta['n_features']} features.")
+        raise RunFileError(
+            f"{where}: dataset.json lists {len(meta['feature_names'])} feature names for {meta['n_features']} features."
+        )
     if not isinstance(meta.get("fingerprint"), dict):
         raise RunFileError(f"{where}: dataset.json has no fingerprint of the data.")
     return meta
@@ -170,14 +173,18 @@ def decode_stored_dataset(members: Mapping[str, bytes], meta: Mapping[str, Any],
     try:
         array_fields: dict[str, Any] = dict(arrays)
         dataset = Dataset(**_dataset_kwargs(meta), **array_fields)
-        ok = (dataset.n_features == meta["n_features"] and dataset.n_outputs == meta["n_outputs"]
-              and dataset.seq_len == meta["seq_len"]
-              and all(len(dataset.split(s)[0]) == len(dataset.split(s)[1]) for s in ("train", "val", "test")))
+        ok = (
+            dataset.n_features == meta["n_features"]
+            and dataset.n_outputs == meta["n_outputs"]
+            and dataset.seq_len == meta["seq_len"]
+            and all(len(dataset.split(s)[0]) == len(dataset.split(s)[1]) for s in ("train", "val", "test"))
+        )
     except (TypeError, ValueError, IndexError) as exc:
         raise RunFileError(f"{where}: dataset.safetensors does not match dataset.json ({exc}).") from None
     if not ok or dataset_fingerprint(dataset) != meta["fingerprint"]:
-        raise RunFileError(f"{where}: dataset.safetensors does not match the shapes and fingerprint recorded in "
-                           "dataset.json.")
+        raise RunFileError(
+            f"{where}: dataset.safetensors does not match the shapes and fingerprint recorded in dataset.json."
+        )
     return dataset
 
 
@@ -185,8 +192,11 @@ def decode_stored_dataset(members: Mapping[str, bytes], meta: Mapping[str, Any],
 def file_paths(config: RunConfig) -> list[str]:
     """The settings of ``config`` that name a file (``data.csv_path``, a dataset option such as ``csv_path``)."""
     found = ["data.csv_path"] if config.data.csv_path else []
-    found += [f"data.options.{key}" for key, value in sorted(config.data.options.items())
-              if "path" in str(key).lower() and value]
+    found += [
+        f"data.options.{key}"
+        for key, value in sorted(config.data.options.items())
+        if "path" in str(key).lower() and value
+    ]
     return found
 
 
@@ -213,18 +223,22 @@ def check_self_contained(members: Mapping[str, bytes], where: str) -> None:
     config = decode_config(members, where)
     paths = file_paths(config)
     if paths:
-        raise RunFileError(f"{where}: config.json names a file ({', '.join(paths)}); a run file carries its data "
-                           "and never points at a file on the server. Export the run again from the Runs page "
-                           "(exported runs carry their data and no file paths).")
+        raise RunFileError(
+            f"{where}: config.json names a file ({', '.join(paths)}); a run file carries its data "
+            "and never points at a file on the server. Export the run again from the Runs page "
+            "(exported runs carry their data and no file paths)."
+        )
     built_in = {info.name for info in list_datasets()}
-    if ("dataset.safetensors" not in members and "data.csv" not in members
-            and config.data.name not in built_in):
-        raise RunFileError(f"{where}: the run carries no dataset (neither dataset.safetensors nor data.csv) and "
-                           f"{config.data.name!r} is not a built-in dataset that could regenerate it.")
+    if "dataset.safetensors" not in members and "data.csv" not in members and config.data.name not in built_in:
+        raise RunFileError(
+            f"{where}: the run carries no dataset (neither dataset.safetensors nor data.csv) and "
+            f"{config.data.name!r} is not a built-in dataset that could regenerate it."
+        )
 
 
-def rebuild_dataset(config: RunConfig, meta: Mapping[str, Any], csv: bytes | None, csv_path: Path | None,
-                    where: str) -> Dataset:
+def rebuild_dataset(
+    config: RunConfig, meta: Mapping[str, Any], csv: bytes | None, csv_path: Path | None, where: str
+) -> Dataset:
     """Rebuild with the dataset's loader (from the stored CSV copy for uploaded data) and check it is the same data.
 
     Used when a run was too large to store its arrays. An uploaded CSV (config has a target but no csv_path) goes
@@ -239,12 +253,21 @@ def rebuild_dataset(config: RunConfig, meta: Mapping[str, Any], csv: bytes | Non
             frame = data_module.read_csv_table(csv, max_bytes=len(csv) + 1)
             features = list(data_config.features or meta["feature_names"])
             dataset = data_module.dataset_from_frame(
-                frame, data_config.target, features, name=meta["name"], seed=data_config.seed,
-                test_fraction=data_config.test_fraction, val_fraction=data_config.val_fraction, task=meta["task"])
+                frame,
+                data_config.target,
+                features,
+                name=meta["name"],
+                seed=data_config.seed,
+                test_fraction=data_config.test_fraction,
+                val_fraction=data_config.val_fraction,
+                task=meta["task"],
+            )
         else:
             if from_file and csv_path is None:  # loading never opens a file outside the run's folder
-                raise RunFileError(f"{where}: the run's dataset was read from a CSV file that is not stored in the "
-                                   "run (data.csv is missing); it cannot be rebuilt from the run alone.")
+                raise RunFileError(
+                    f"{where}: the run's dataset was read from a CSV file that is not stored in the "
+                    "run (data.csv is missing); it cannot be rebuilt from the run alone."
+                )
             if csv_path is not None and from_file:
                 if data_config.csv_path:
                     data_config.csv_path = str(csv_path)
@@ -254,15 +277,19 @@ def rebuild_dataset(config: RunConfig, meta: Mapping[str, Any], csv: bytes | Non
                 dataset = data_module.load_dataset(data_config)
             except (KamoeError, OSError) as exc:  # may name the server's own files (KAMOE_CALIFORNIA_CSV): log it
                 _log.warning("%s: dataset %r could not be regenerated: %s", where, config.data.name, exc)
-                raise RunFileError(f"{where}: the dataset {config.data.name!r} could not be regenerated on this "
-                                   "server (the server log has the details).") from None
+                raise RunFileError(
+                    f"{where}: the dataset {config.data.name!r} could not be regenerated on this "
+                    "server (the server log has the details)."
+                ) from None
     except KamoeError as exc:
         raise RunFileError(f"{where}: the dataset {config.data.name!r} could not be rebuilt: {exc}") from exc
     except OSError as exc:
         raise RunFileError(f"{where}: the dataset {config.data.name!r} could not be rebuilt ({exc}).") from None
     if dataset_fingerprint(dataset) != meta["fingerprint"]:
-        raise RunFileError(f"{where}: the dataset {config.data.name!r} rebuilt today differs from the data this "
-                           "run was trained on (fingerprints differ); the saved weights would not match it.")
+        raise RunFileError(
+            f"{where}: the dataset {config.data.name!r} rebuilt today differs from the data this "
+            "run was trained on (fingerprints differ); the saved weights would not match it."
+        )
     return dataset
 
 
@@ -279,21 +306,29 @@ def check_weights(model: KAMoE, members: Mapping[str, bytes], where: str) -> dic
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         detail = (f"missing {', '.join(missing[:3])}" if missing else "") + (
-            ("; " if missing and unexpected else "") + f"unexpected {', '.join(unexpected[:3])}" if unexpected else "")
+            ("; " if missing and unexpected else "") + f"unexpected {', '.join(unexpected[:3])}" if unexpected else ""
+        )
         raise RunFileError(f"{where}: weights.safetensors does not fit the model built from config.json ({detail}).")
     for key, tensor in expected.items():
         got = tensors[key]
         if tuple(got.shape) != tuple(tensor.shape) or got.dtype != tensor.dtype:
             raise RunFileError(
                 f"{where}: weights.safetensors tensor {key} has shape {tuple(got.shape)} ({got.dtype}) but the model "
-                f"built from config.json needs {tuple(tensor.shape)} ({tensor.dtype}).")
+                f"built from config.json needs {tuple(tensor.shape)} ({tensor.dtype})."
+            )
     return tensors
 
 
 _NONE = type(None)
 _RESULT_FIELDS: dict[str, tuple[type, ...]] = {
-    "best_epoch": (int, _NONE), "epochs_run": (int, _NONE), "params": (int, _NONE), "seconds": (int, float, _NONE),
-    "stopped_reason": (str, _NONE), "message": (str, _NONE), "device": (str, _NONE)}
+    "best_epoch": (int, _NONE),
+    "epochs_run": (int, _NONE),
+    "params": (int, _NONE),
+    "seconds": (int, float, _NONE),
+    "stopped_reason": (str, _NONE),
+    "message": (str, _NONE),
+    "device": (str, _NONE),
+}
 
 
 def decode_result(members: Mapping[str, bytes], where: str) -> TrainResult:
@@ -335,8 +370,7 @@ def decode_result(members: Mapping[str, bytes], where: str) -> TrainResult:
     return TrainResult(**kwargs)
 
 
-def decode(members: Mapping[str, bytes], where: str, *, run_id: str | None,
-           csv_path: Path | None = None) -> TrainedRun:
+def decode(members: Mapping[str, bytes], where: str, *, run_id: str | None, csv_path: Path | None = None) -> TrainedRun:
     """A TrainedRun from verified members (the manifest's hashes already checked)."""
     import torch
 

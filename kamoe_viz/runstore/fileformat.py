@@ -4,6 +4,7 @@ A run is a small set of named members (bytes). ``format.json`` is the manifest: 
 version, creation time, the user's name and notes, and the sha256 and size of every other member. Nothing here
 imports torch; decoding the members into a model lives in :mod:`kamoe_viz.runstore.codec`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,14 @@ MAX_JSON_BYTES = 16 * 1024**2
 MAX_NAME_CHARS = 120
 MAX_NOTES_CHARS = 10_000
 
-_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"%PDF": "a PDF document",
-          b"\x1f\x8b": "a gzip file", b"\x93NUMPY": "a NumPy .npy file", b"\x89HDF": "an HDF5 file"}
+_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"%PDF": "a PDF document",
+    b"\x1f\x8b": "a gzip file",
+    b"\x93NUMPY": "a NumPy .npy file",
+    b"\x89HDF": "an HDF5 file",
+}
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 
 
@@ -47,8 +54,11 @@ def new_run_id(now: datetime | None = None) -> str:
 def check_run_id(run_id: Any) -> str:
     """A run id is a folder name under the runs root: letters, digits, '-' and '_' only (no dots, no separators)."""
     if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
-        raise ValidationError("run_id", run_id, "must be 1 to 80 letters, digits, '-' or '_' (no dots, slashes or "
-                              "spaces), e.g. 20250131-142501-3fa9c2")
+        raise ValidationError(
+            "run_id",
+            run_id,
+            "must be 1 to 80 letters, digits, '-' or '_' (no dots, slashes or spaces), e.g. 20250131-142501-3fa9c2",
+        )
     return run_id
 
 
@@ -62,8 +72,9 @@ def clean_text(field: str, value: Any, max_chars: int, *, single_line: bool) -> 
     allowed_ws = "" if single_line else "\n\t"
     bad = [c for c in value if (unicodedata.category(c).startswith("C") and c not in allowed_ws)]
     if bad:
-        raise ValidationError(field, value, "must not contain control characters"
-                              + ("" if not single_line else " or line breaks"))
+        raise ValidationError(
+            field, value, "must not contain control characters" + ("" if not single_line else " or line breaks")
+        )
     if len(value) > max_chars:
         raise ValidationError(field, value, f"must be at most {max_chars} characters (got {len(value)})")
     return value
@@ -108,8 +119,16 @@ def sha256(data: bytes) -> str:
 
 
 # ----- manifest -----------------------------------------------------------------------------------------------------
-def build_manifest(members: Mapping[str, bytes], *, run_id: str, name: str, notes: str, created: str,
-                   library_version: str, imported: str = "") -> dict[str, Any]:
+def build_manifest(
+    members: Mapping[str, bytes],
+    *,
+    run_id: str,
+    name: str,
+    notes: str,
+    created: str,
+    library_version: str,
+    imported: str = "",
+) -> dict[str, Any]:
     """``imported``: when this copy was imported from a run file (empty for a run trained here)."""
     extra = {"imported": imported} if imported else {}
     return {
@@ -134,8 +153,9 @@ MIGRATIONS: dict[int, Any] = {}
 def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
     """Structure and version of a parsed ``format.json``; raises RunFileError saying what is wrong."""
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise RunFileError(f"{where}: {MANIFEST} does not describe a KAMoE Explorer run "
-                           f"(expected \"format\": \"{FORMAT_NAME}\").")
+        raise RunFileError(
+            f'{where}: {MANIFEST} does not describe a KAMoE Explorer run (expected "format": "{FORMAT_NAME}").'
+        )
     version = manifest.get("format_version")
     made_by = manifest.get("library_version", "unknown")
     if isinstance(version, bool) or not isinstance(version, int):
@@ -143,21 +163,28 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
     if version > FORMAT_VERSION:
         raise RunFileError(
             f"{where}: run file format version {version} was written by KAMoE Explorer {made_by}; this version "
-            f"reads formats up to {FORMAT_VERSION}. Upgrade KAMoE Explorer to load it.")
+            f"reads formats up to {FORMAT_VERSION}. Upgrade KAMoE Explorer to load it."
+        )
     if version < FORMAT_VERSION and version not in MIGRATIONS:
         raise RunFileError(
             f"{where}: run file format version {version} (KAMoE Explorer {made_by}) is older than any format "
             f"this version can read (it migrates versions {sorted(MIGRATIONS) or 'none'} and reads "
-            f"{FORMAT_VERSION}); retrain the run from its config.json.")
+            f"{FORMAT_VERSION}); retrain the run from its config.json."
+        )
     files = manifest.get("files")
     if not isinstance(files, dict):
         raise RunFileError(f"{where}: {MANIFEST} has no 'files' table of member hashes.")
     for member, entry in files.items():
         if member not in ALL_MEMBERS or member == MANIFEST:
-            raise RunFileError(f"{where}: {MANIFEST} lists unexpected member {member!r}; allowed: "
-                               f"{', '.join(ALL_MEMBERS[1:])}.")
-        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
-                and isinstance(entry.get("size"), int) and not isinstance(entry.get("size"), bool)):
+            raise RunFileError(
+                f"{where}: {MANIFEST} lists unexpected member {member!r}; allowed: {', '.join(ALL_MEMBERS[1:])}."
+            )
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("sha256"), str)
+            and isinstance(entry.get("size"), int)
+            and not isinstance(entry.get("size"), bool)
+        ):
             raise RunFileError(f"{where}: {MANIFEST} entry for {member} needs a sha256 text and an integer size.")
     missing = [m for m in REQUIRED_MEMBERS if m not in files]
     if missing:
@@ -186,11 +213,14 @@ def verify_members(manifest: Mapping[str, Any], members: Mapping[str, bytes], wh
             raise RunFileError(f"{where}: member {member} is missing (the file is incomplete).")
         data = members[member]
         if len(data) != entry["size"]:
-            raise RunFileError(f"{where}: member {member} has {len(data)} bytes but {MANIFEST} records "
-                               f"{entry['size']}; the file was truncated or edited.")
+            raise RunFileError(
+                f"{where}: member {member} has {len(data)} bytes but {MANIFEST} records "
+                f"{entry['size']}; the file was truncated or edited."
+            )
         if sha256(data) != entry["sha256"]:
-            raise RunFileError(f"{where}: member {member} does not match its sha256 in {MANIFEST}; "
-                               "the file was edited or damaged.")
+            raise RunFileError(
+                f"{where}: member {member} does not match its sha256 in {MANIFEST}; the file was edited or damaged."
+            )
 
 
 # ----- zip ----------------------------------------------------------------------------------------------------------
@@ -210,8 +240,9 @@ def write_zip(prefix: str, members: Mapping[str, bytes]) -> bytes:
 def _member_name(raw: str, where: str) -> tuple[str, str]:
     """Split a zip entry into (folder prefix, member); refuse anything that could point outside the run."""
     if "\\" in raw or raw.startswith("/") or re.match(r"^[A-Za-z]:", raw) or "\x00" in raw:
-        raise RunFileError(f"{where}: entry {raw!r} has an absolute or Windows path; run files hold only "
-                           "plain member names.")
+        raise RunFileError(
+            f"{where}: entry {raw!r} has an absolute or Windows path; run files hold only plain member names."
+        )
     parts = raw.rstrip("/").split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise RunFileError(f"{where}: entry {raw!r} contains '.', '..' or an empty path part.")
@@ -230,8 +261,10 @@ def read_zip(data: bytes, where: str, max_bytes: int = DEFAULT_MAX_RUN_BYTES) ->
     if len(data) > max_bytes:
         raise RunFileError(f"{where}: {len(data)} bytes is larger than the {max_bytes} bytes allowed for a run.")
     if data[:1] == b"\x80":  # pickle protocol 2+ (old torch.save files too)
-        raise RunFileError(f"{where}: this looks like a pickle or torch .pt file; KAMoE Explorer never unpickles "
-                           "files. Export runs from the Runs page (a .zip with safetensors weights).")
+        raise RunFileError(
+            f"{where}: this looks like a pickle or torch .pt file; KAMoE Explorer never unpickles "
+            "files. Export runs from the Runs page (a .zip with safetensors weights)."
+        )
     if not data.startswith(b"PK"):
         kind = next((f" (it looks like {name})" for magic, name in _MAGIC.items() if data.startswith(magic)), "")
         raise RunFileError(f"{where}: not a zip file{kind}. A run file is the .zip downloaded from the Runs page.")
@@ -251,23 +284,30 @@ def read_zip(data: bytes, where: str, max_bytes: int = DEFAULT_MAX_RUN_BYTES) ->
             continue
         prefixes.add(prefix)
         if member.endswith((".pkl", ".pickle")):
-            raise RunFileError(f"{where}: this is a PyTorch checkpoint or other pickle archive ({info.filename}); "
-                               "KAMoE Explorer never unpickles files. Use a run .zip exported from the Runs page.")
+            raise RunFileError(
+                f"{where}: this is a PyTorch checkpoint or other pickle archive ({info.filename}); "
+                "KAMoE Explorer never unpickles files. Use a run .zip exported from the Runs page."
+            )
         if member not in ALL_MEMBERS:
-            raise RunFileError(f"{where}: unexpected member {info.filename!r}; a run holds only "
-                               f"{', '.join(ALL_MEMBERS)}. This is not a KAMoE Explorer run file.")
+            raise RunFileError(
+                f"{where}: unexpected member {info.filename!r}; a run holds only "
+                f"{', '.join(ALL_MEMBERS)}. This is not a KAMoE Explorer run file."
+            )
         if member in chosen:
             raise RunFileError(f"{where}: member {member} appears twice.")
         if info.flag_bits & 0x1:
             raise RunFileError(f"{where}: member {member} is encrypted; run files are never encrypted.")
         total += info.file_size
         if total > max_bytes:
-            raise RunFileError(f"{where}: the unpacked run would exceed {max_bytes} bytes; refused (zip bomb "
-                               "guard, configurable with RunStore(max_run_bytes=...)).")
+            raise RunFileError(
+                f"{where}: the unpacked run would exceed {max_bytes} bytes; refused (zip bomb "
+                "guard, configurable with RunStore(max_run_bytes=...))."
+            )
         chosen[member] = info
     if len(prefixes) > 1:
-        raise RunFileError(f"{where}: members sit in several folders ({', '.join(sorted(prefixes))}); "
-                           "a run file holds one run.")
+        raise RunFileError(
+            f"{where}: members sit in several folders ({', '.join(sorted(prefixes))}); a run file holds one run."
+        )
     if MANIFEST not in chosen:
         raise RunFileError(f"{where}: no {MANIFEST} inside; this is not a KAMoE Explorer run file.")
     members: dict[str, bytes] = {}
@@ -276,8 +316,9 @@ def read_zip(data: bytes, where: str, max_bytes: int = DEFAULT_MAX_RUN_BYTES) ->
             with zf.open(info) as handle:
                 content = handle.read(info.file_size + 1)
         except Exception as exc:  # bad CRC, zlib errors, unsupported compression, damaged headers
-            raise RunFileError(f"{where}: member {member} cannot be read ({type(exc).__name__}: {exc}); the file "
-                               "is damaged.") from None
+            raise RunFileError(
+                f"{where}: member {member} cannot be read ({type(exc).__name__}: {exc}); the file is damaged."
+            ) from None
         if len(content) != info.file_size:
             raise RunFileError(f"{where}: member {member} does not have its declared size; the file is damaged.")
         members[member] = content

@@ -1,4 +1,5 @@
 """Files and folders of the run store on disk: fsync, exclusive writes, and removal of only what the store wrote."""
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,9 @@ def pid_alive(pid: int) -> bool:
 def is_member_file(path: Path) -> bool:
     """A file the store writes inside a run folder: a member, or a manifest copy of an interrupted rename."""
     name = path.name
-    return (name in ALL_MEMBERS or name.startswith(f"{MANIFEST}{TMP_PREFIX}")) and path.is_file() \
-        and not path.is_symlink()
+    return (
+        (name in ALL_MEMBERS or name.startswith(f"{MANIFEST}{TMP_PREFIX}")) and path.is_file() and not path.is_symlink()
+    )
 
 
 def remove_known(folder: Path) -> bool:

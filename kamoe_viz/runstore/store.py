@@ -5,6 +5,7 @@ into ``<root>/.tmp-<pid>-<token>/`` (each file fsynced, the manifest last) and r
 step, so a crash leaves either the complete run or no run, never half of one; leftover temp folders of dead
 processes are removed when a store is next opened. Deletion renames the folder away before removing it.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,8 +57,25 @@ if TYPE_CHECKING:
     from kamoe_viz.training.results import TrainedRun
 
 ENV_ROOT = "KAMOE_RUNS_DIR"
-LIST_COLUMNS = ["run_id", "name", "created", "dataset", "task", "gate", "expert", "n_experts", "metric", "value",
-                "epochs", "params", "device", "stopped_reason", "notes", "imported", "error"]
+LIST_COLUMNS = [
+    "run_id",
+    "name",
+    "created",
+    "dataset",
+    "task",
+    "gate",
+    "expert",
+    "n_experts",
+    "metric",
+    "value",
+    "epochs",
+    "params",
+    "device",
+    "stopped_reason",
+    "notes",
+    "imported",
+    "error",
+]
 _MAIN_METRICS = ("r2", "accuracy", "rmse", "log_loss")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 
@@ -75,15 +93,22 @@ def display_filename(filename: Any) -> str:
 class RunStore:
     """Saved runs under ``root`` (argument, else env ``KAMOE_RUNS_DIR``, else ``./runs``)."""
 
-    def __init__(self, root: str | os.PathLike | None = None, *, max_run_bytes: int = DEFAULT_MAX_RUN_BYTES,
-                 max_dataset_bytes: int = codec.DEFAULT_MAX_DATASET_BYTES, stale_seconds: float = 24 * 3600) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        *,
+        max_run_bytes: int = DEFAULT_MAX_RUN_BYTES,
+        max_dataset_bytes: int = codec.DEFAULT_MAX_DATASET_BYTES,
+        stale_seconds: float = 24 * 3600,
+    ) -> None:
         root = root if root is not None else (os.environ.get(ENV_ROOT) or "runs")
         self.root = Path(root).expanduser().resolve()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise RunFileError(f"runs folder {self.root} cannot be created ({exc}); set {ENV_ROOT} to a "
-                               "writable folder.") from None
+            raise RunFileError(
+                f"runs folder {self.root} cannot be created ({exc}); set {ENV_ROOT} to a writable folder."
+            ) from None
         self.max_run_bytes = int(max_run_bytes)
         self.max_dataset_bytes = int(max_dataset_bytes)
         self.stale_seconds = stale_seconds
@@ -152,8 +177,9 @@ class RunStore:
             self.root.mkdir(parents=True, exist_ok=True)
             tmp.mkdir()
         except OSError as exc:
-            raise RunFileError(f"the run could not be saved in {self.root} ({exc}); no saved run was changed.") \
-                from None
+            raise RunFileError(
+                f"the run could not be saved in {self.root} ({exc}); no saved run was changed."
+            ) from None
         try:
             for member in ALL_MEMBERS:
                 if member in members:
@@ -184,8 +210,9 @@ class RunStore:
             raise RunFileError(f"could not find a free run id in {self.root}.")
         except OSError as exc:  # disk full, permissions, folder removed: the half-written copy goes, nothing else
             shutil.rmtree(tmp, ignore_errors=True)
-            raise RunFileError(f"the run could not be saved in {self.root} ({exc}); no saved run was changed.") \
-                from None
+            raise RunFileError(
+                f"the run could not be saved in {self.root} ({exc}); no saved run was changed."
+            ) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -203,13 +230,17 @@ class RunStore:
         try:
             members = codec.encode(run, csv, self.max_dataset_bytes)
         except (AttributeError, TypeError, ValueError) as exc:
-            raise ValidationError("run", type(run).__name__, "must be a kamoe_viz.training.TrainedRun with config, "
-                                  f"dataset, model and result ({exc})") from None
+            raise ValidationError(
+                "run",
+                type(run).__name__,
+                f"must be a kamoe_viz.training.TrainedRun with config, dataset, model and result ({exc})",
+            ) from None
         total = sum(len(v) for v in members.values())
         if total > self.max_run_bytes:
             raise RunFileError(f"this run needs {total} bytes, more than the {self.max_run_bytes} allowed per run.")
-        run_id = self._commit(members, {"name": name or self._default_name(run), "notes": notes,
-                                        "created": utc_now_text()}, None)
+        run_id = self._commit(
+            members, {"name": name or self._default_name(run), "notes": notes, "created": utc_now_text()}, None
+        )
         if getattr(run, "run_id", "x") is None:
             run.run_id = run_id
         return run_id
@@ -260,12 +291,16 @@ class RunStore:
         try:
             self._read_manifest(path)
         except RunFileError:
-            raise RunFileError(f"folder {run_id} has no valid run marker ({MANIFEST}), so it is not a run saved by "
-                               "KAMoE Explorer; it was left as it is (remove it by hand if you are sure).") from None
+            raise RunFileError(
+                f"folder {run_id} has no valid run marker ({MANIFEST}), so it is not a run saved by "
+                "KAMoE Explorer; it was left as it is (remove it by hand if you are sure)."
+            ) from None
         foreign = sorted(p.name for p in path.iterdir() if not is_member_file(p))
         if foreign:
-            raise RunFileError(f"run {run_id} also holds {len(foreign)} item(s) the run store did not write (e.g. "
-                               f"{foreign[0]!r}); it was left as it is (remove it by hand if you are sure).")
+            raise RunFileError(
+                f"run {run_id} also holds {len(foreign)} item(s) the run store did not write (e.g. "
+                f"{foreign[0]!r}); it was left as it is (remove it by hand if you are sure)."
+            )
         trash = self.root / f"{TRASH_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         os.rename(path, trash)  # the run disappears from listings in one step
         fsync_dir(self.root)
@@ -292,8 +327,9 @@ class RunStore:
                 if not file.is_file():
                     raise RunFileError(f"{where}: member {member} is missing.")
                 if file.stat().st_size > self.max_run_bytes:
-                    raise RunFileError(f"{where}: member {member} is larger than the {self.max_run_bytes} bytes "
-                                       "allowed.")
+                    raise RunFileError(
+                        f"{where}: member {member} is larger than the {self.max_run_bytes} bytes allowed."
+                    )
                 members[member] = file.read_bytes()
             except OSError as exc:
                 raise RunFileError(f"{where}: member {member} cannot be read ({exc}).") from None
@@ -327,8 +363,12 @@ class RunStore:
         try:
             row["created"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(path.stat().st_mtime))
             manifest = self._read_manifest(path)
-            row.update(name=manifest.get("name", ""), notes=manifest.get("notes", ""),
-                       created=manifest.get("created") or row["created"], imported=manifest.get("imported") or None)
+            row.update(
+                name=manifest.get("name", ""),
+                notes=manifest.get("notes", ""),
+                created=manifest.get("created") or row["created"],
+                imported=manifest.get("imported") or None,
+            )
             small: dict[str, bytes] = {}
             for member, entry in manifest["files"].items():
                 file = path / member
@@ -345,12 +385,19 @@ class RunStore:
             metrics = stored.get("metrics") or {}
             metric = next((m for m in _MAIN_METRICS if m in metrics), None)
             m = config.model
-            row.update(dataset=config.data.name, task=meta.get("task") if isinstance(meta, dict) else None,
-                       gate="none (standard)" if m.kind == "standard" else m.gate, expert=m.expert,
-                       n_experts=1 if m.kind == "standard" else m.n_experts, metric=metric,
-                       value=metrics.get(metric) if metric else None, epochs=stored.get("epochs_run"),
-                       params=stored.get("params"), device=stored.get("device"),
-                       stopped_reason=stored.get("stopped_reason"))
+            row.update(
+                dataset=config.data.name,
+                task=meta.get("task") if isinstance(meta, dict) else None,
+                gate="none (standard)" if m.kind == "standard" else m.gate,
+                expert=m.expert,
+                n_experts=1 if m.kind == "standard" else m.n_experts,
+                metric=metric,
+                value=metrics.get(metric) if metric else None,
+                epochs=stored.get("epochs_run"),
+                params=stored.get("params"),
+                device=stored.get("device"),
+                stopped_reason=stored.get("stopped_reason"),
+            )
         except (KamoeError, OSError, ValueError, TypeError, AttributeError) as exc:
             row["error"] = str(exc) or type(exc).__name__
         return row
@@ -362,8 +409,13 @@ class RunStore:
         manifest, members = self._read_members(path)
         members = dict(members)
         members["config.json"] = codec.without_paths(members["config.json"], f"run {path.name}")
-        manifest = dict(manifest, files={**manifest["files"], "config.json": {
-            "sha256": sha256(members["config.json"]), "size": len(members["config.json"])}})
+        manifest = dict(
+            manifest,
+            files={
+                **manifest["files"],
+                "config.json": {"sha256": sha256(members["config.json"]), "size": len(members["config.json"])},
+            },
+        )
         members[MANIFEST] = dump_json(manifest)
         return write_zip(path.name, members)
 
@@ -410,5 +462,6 @@ class RunStore:
             wanted = None
         stored_created = manifest.get("created")
         created = stored_created if isinstance(stored_created, str) else utc_now_text()
-        return self._commit(members, {"name": name, "notes": notes, "created": created[:40],
-                                      "imported": utc_now_text()}, wanted)
+        return self._commit(
+            members, {"name": name, "notes": notes, "created": created[:40], "imported": utc_now_text()}, wanted
+        )

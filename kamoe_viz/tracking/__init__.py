@@ -8,8 +8,17 @@ MLflow and/or TensorBoard (optional extras: ``pip install 'kamoe-viz[tracking]'`
 
 Neither mlflow nor tensorboard is imported unless asked for.
 """
+
 from kamoe_viz.tracking.core import LOAD_TAG, Sink, Tracker, config_params, epoch_metrics, finite_metrics, load_metrics
 from kamoe_viz.tracking.export import log_comparison
 
-__all__ = ["LOAD_TAG", "Sink", "Tracker", "config_params", "epoch_metrics", "finite_metrics", "load_metrics",
-           "log_comparison"]
+__all__ = [
+    "LOAD_TAG",
+    "Sink",
+    "Tracker",
+    "config_params",
+    "epoch_metrics",
+    "finite_metrics",
+    "load_metrics",
+    "log_comparison",
+]

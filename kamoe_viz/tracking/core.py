@@ -1,4 +1,5 @@
 """The tracker: one set of calls fanned out to the chosen sinks (MLflow, TensorBoard)."""
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,19 @@ if TYPE_CHECKING:
 
 LOAD_TAG = "routing/load"  # the per-expert load histogram (and, in MLflow, routing/load/expert_<e> series)
 ROUTING_PREFIX = "routing/"
-ROUTING_SCALARS = ("load_cv", "max_violation", "max_violation_batch", "gini", "min_load", "max_load",
-                   "routing_entropy", "dropped_fraction", "nmi", "ari", "mutual_information")
+ROUTING_SCALARS = (
+    "load_cv",
+    "max_violation",
+    "max_violation_batch",
+    "gini",
+    "min_load",
+    "max_load",
+    "routing_entropy",
+    "dropped_fraction",
+    "nmi",
+    "ari",
+    "mutual_information",
+)
 
 
 class Sink(Protocol):
@@ -80,17 +92,25 @@ class Tracker:
         self.sinks = list(sinks)
 
     @classmethod
-    def open(cls, params: Mapping[str, str], run_name: str, *, mlflow: bool = False,
-             tensorboard: str | None = None, experiment: str = "kamoe-viz",
-             parent: Tracker | None = None) -> Tracker:
+    def open(
+        cls,
+        params: Mapping[str, str],
+        run_name: str,
+        *,
+        mlflow: bool = False,
+        tensorboard: str | None = None,
+        experiment: str = "kamoe-viz",
+        parent: Tracker | None = None,
+    ) -> Tracker:
         """Start a run in each chosen store (MLflow: ``MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``;
         TensorBoard: ``tensorboard/<run_name>``) and log ``params``. A ``parent`` nests MLflow runs."""
         from kamoe_viz.tracking import sinks
 
         chosen: list[Sink] = []
         if mlflow:
-            parent_id = next((s.run_id for s in (parent.sinks if parent else []) if isinstance(s, sinks.MlflowSink)),
-                             None)
+            parent_id = next(
+                (s.run_id for s in (parent.sinks if parent else []) if isinstance(s, sinks.MlflowSink)), None
+            )
             chosen.append(sinks.MlflowSink(run_name, experiment=experiment, parent_run_id=parent_id))
         if tensorboard:
             chosen.append(sinks.TensorBoardSink(tensorboard, run_name))
@@ -121,8 +141,12 @@ class Tracker:
         for sink in self.sinks:
             sink.log_load(summary["load"], step)
 
-    def epoch_logger(self, dataset: Dataset | None = None, batch_size: int | None = None,
-                     then: Callable[[EpochInfo], Any] | None = None) -> Callable[[EpochInfo], Any]:
+    def epoch_logger(
+        self,
+        dataset: Dataset | None = None,
+        batch_size: int | None = None,
+        then: Callable[[EpochInfo], Any] | None = None,
+    ) -> Callable[[EpochInfo], Any]:
         """An ``on_epoch`` callback: losses and learning rate, and routing metrics of the validation subset the
         trainer hands over (its first rows, whose regimes are known when the dataset has them); ``then`` is called
         after (e.g. the progress bar) and its answer returned."""
@@ -132,8 +156,7 @@ class Tracker:
             self.log_metrics(epoch_metrics(info), info.epoch)
             if info.gate_weights is not None:
                 rows = len(info.gate_weights)
-                self.log_routing(info.gate_weights, info.epoch, None if regimes is None else regimes[:rows],
-                                 batch_size)
+                self.log_routing(info.gate_weights, info.epoch, None if regimes is None else regimes[:rows], batch_size)
             return then(info) if then is not None else None
 
         return log

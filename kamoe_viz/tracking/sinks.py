@@ -1,4 +1,5 @@
 """The two stores: MLflow (through its client, no global active run) and TensorBoard (torch's SummaryWriter)."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,13 @@ def mlflow_uri() -> str:
 class MlflowSink:
     """One MLflow run in experiment ``experiment`` (created when missing), optionally nested under a parent run."""
 
-    def __init__(self, run_name: str, experiment: str = "kamoe-viz", parent_run_id: str | None = None,
-                 tracking_uri: str | None = None) -> None:
+    def __init__(
+        self,
+        run_name: str,
+        experiment: str = "kamoe-viz",
+        parent_run_id: str | None = None,
+        tracking_uri: str | None = None,
+    ) -> None:
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
@@ -40,7 +46,7 @@ class MlflowSink:
 
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):  # MLflow's batch limit
-            self.client.log_batch(self.run_id, params=items[start:start + 100])
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         import time
@@ -50,7 +56,7 @@ class MlflowSink:
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
         for start in range(0, len(items), 1000):
-            self.client.log_batch(self.run_id, metrics=items[start:start + 1000])
+            self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
 
     def log_load(self, load: Sequence[float], step: int) -> None:
         """Per-expert load as the series ``routing/load/expert_<e>`` (MLflow has no histogram type); the last
@@ -63,8 +69,11 @@ class MlflowSink:
     def close(self, status: str) -> None:
         last = getattr(self, "_last_load", None)
         if last is not None:
-            self.client.log_text(self.run_id, json.dumps({"step": last[0], "expert": list(range(len(last[1]))),
-                                                          "load": last[1]}), "routing_load.json")
+            self.client.log_text(
+                self.run_id,
+                json.dumps({"step": last[0], "expert": list(range(len(last[1]))), "load": last[1]}),
+                "routing_load.json",
+            )
         self.client.set_terminated(self.run_id, status=status)
 
 
@@ -100,9 +109,16 @@ class TensorBoardSink:
             return
         index = range(len(counts))
         self.writer.add_histogram_raw(
-            LOAD_TAG, min=0.0, max=float(len(counts) - 1), num=sum(counts),
-            sum=sum(i * c for i, c in zip(index, counts)), sum_squares=sum(i * i * c for i, c in zip(index, counts)),
-            bucket_limits=[i + 0.5 for i in index], bucket_counts=counts, global_step=int(step))
+            LOAD_TAG,
+            min=0.0,
+            max=float(len(counts) - 1),
+            num=sum(counts),
+            sum=sum(i * c for i, c in zip(index, counts)),
+            sum_squares=sum(i * i * c for i, c in zip(index, counts)),
+            bucket_limits=[i + 0.5 for i in index],
+            bucket_counts=counts,
+            global_step=int(step),
+        )
 
     def close(self, status: str) -> None:
         self.writer.add_text("status", status, 0)

@@ -5,6 +5,7 @@ Adam with MSE (regression) or cross-entropy (classification), early stopping wit
 reduction, optional gradient clipping, a divergence guard that stops cleanly with advice, and device selection
 (``auto`` = CUDA, else MPS, else CPU).
 """
+
 from kamoe_viz.training.devices import available_devices, configure_cpu_threads, resolve_device, tune_allocator
 from kamoe_viz.training.evaluation import evaluate, predict
 from kamoe_viz.training.pipeline import baseline_config, train_run

@@ -11,6 +11,7 @@ ordinary :class:`~kamoe_viz.training.TrainedRun` objects (models on the CPU, bes
 training each seed alone to float tolerance (tests/test_batched.py): the single-run trainer's closed-form
 gradients and C kernels give the same values as autograd to rounding, not bit for bit.
 """
+
 from __future__ import annotations
 
 import copy
@@ -104,8 +105,9 @@ class _SeedState:
         return self.schedule.best_val
 
 
-def train_batched(configs: Sequence[RunConfig], dataset: Dataset | None = None,
-                  on_epoch: BatchEpochCallback | None = None) -> list[TrainedRun]:
+def train_batched(
+    configs: Sequence[RunConfig], dataset: Dataset | None = None, on_epoch: BatchEpochCallback | None = None
+) -> list[TrainedRun]:
     """Train configurations that differ only in ``train.seed`` as one stacked model; one TrainedRun per seed.
     ``on_epoch(epoch, val_losses, finished)`` after every epoch: each seed's latest validation loss (a seed that
     has stopped keeps its last) and whether every seed has now stopped, e.g. to report a trial's progress to a
@@ -165,8 +167,9 @@ class _Stack:
         self._index()
 
     def _index(self) -> None:
-        rows = [torch.arange(self.S, device=self.flat.device).repeat_interleave(self.shapes[n].numel())
-                for n in self.names]
+        rows = [
+            torch.arange(self.S, device=self.flat.device).repeat_interleave(self.shapes[n].numel()) for n in self.names
+        ]
         self.seed_of = torch.cat(rows)
         self.grad = torch.zeros_like(self.flat)
         self.p, self.g = self.views(self.flat), self.views(self.grad)
@@ -175,7 +178,7 @@ class _Stack:
         out, offset = {}, 0
         for n in self.names:
             k = self.S * self.shapes[n].numel()
-            out[n] = flat[offset:offset + k].view(self.S, *self.shapes[n])
+            out[n] = flat[offset : offset + k].view(self.S, *self.shapes[n])
             offset += k
         return out
 
@@ -209,20 +212,39 @@ class _Stack:
         if scale is not None:
             grad = grad * scale[self.seed_of]
         self.steps += 1
-        torch._fused_adam_([self.flat], [grad], [self.exp_avg], [self.exp_avg_sq], [], [self.steps[:1]], lr=lr,
-                           beta1=BETAS[0], beta2=BETAS[1], weight_decay=weight_decay, eps=EPS, amsgrad=False,
-                           maximize=False)
+        torch._fused_adam_(
+            [self.flat],
+            [grad],
+            [self.exp_avg],
+            [self.exp_avg_sq],
+            [],
+            [self.steps[:1]],
+            lr=lr,
+            beta1=BETAS[0],
+            beta2=BETAS[1],
+            weight_decay=weight_decay,
+            eps=EPS,
+            amsgrad=False,
+            maximize=False,
+        )
 
     @torch.no_grad()
-    def adam(self, grad: torch.Tensor, lrs: torch.Tensor, keep: torch.Tensor, scale: torch.Tensor | None,
-             weight_decay: float) -> None:
+    def adam(
+        self, grad: torch.Tensor, lrs: torch.Tensor, keep: torch.Tensor, scale: torch.Tensor | None, weight_decay: float
+    ) -> None:
         """Adam with L2 weight decay (torch.optim.Adam's arithmetic), per seed: its own step count, learning rate
         and clipping factor; a seed with ``keep == 0`` stays exactly as it was."""
         beta1, beta2 = BETAS
         self.steps += keep
         t = self.steps.clamp(min=1.0)
-        per_seed = torch.stack([keep, lrs / (1 - beta1 ** t) * keep, (1 - beta2 ** t).sqrt(),
-                                scale if scale is not None else torch.ones_like(keep)])
+        per_seed = torch.stack(
+            [
+                keep,
+                lrs / (1 - beta1**t) * keep,
+                (1 - beta2**t).sqrt(),
+                scale if scale is not None else torch.ones_like(keep),
+            ]
+        )
         k, step_size, bias2_sqrt, factor = per_seed[:, self.seed_of]
         g = torch.where(k > 0, grad * factor, torch.zeros_like(grad))  # non-finite gradients never enter moments
         if weight_decay:
@@ -233,8 +255,14 @@ class _Stack:
         self.flat.addcdiv_(self.exp_avg * step_size, denom, value=-1.0)
 
 
-def _fit(models: list[KAMoE], configs: list[RunConfig], dataset: Dataset, device: torch.device,
-         seeds: list[_SeedState], on_epoch: BatchEpochCallback | None = None) -> None:
+def _fit(
+    models: list[KAMoE],
+    configs: list[RunConfig],
+    dataset: Dataset,
+    device: torch.device,
+    seeds: list[_SeedState],
+    on_epoch: BatchEpochCallback | None = None,
+) -> None:
     cfg = configs[0].train
     task = dataset.task
     template = models[0].to(device)
@@ -250,14 +278,14 @@ def _fit(models: list[KAMoE], configs: list[RunConfig], dataset: Dataset, device
         Xv, yv = input_tensor(dataset.X_val, device), target_tensor(task, dataset.y_val, device)
     else:
         Xv, yv = X, y
-    stack = _Stack({n: torch.stack([dict(m.named_parameters())[n].detach().to(device) for m in models])
-                    for n in names})
+    stack = _Stack({n: torch.stack([dict(m.named_parameters())[n].detach().to(device) for m in models]) for n in names})
     active = list(range(len(models)))  # seed positions still training, in stack order
     plain = not fast.enabled()  # KAMOE_FAST=0: modules and autograd, as the Trainer then does
     lib = native.library() if device.type == "cpu" and not plain else None  # the KAN path for the whole sweep
     with native.use(lib is not None):
-        _loop(template, cfg, task, stack, seeds, active, X, y, Xv, yv, _direct_path(template, task, names, lib),
-              on_epoch)
+        _loop(
+            template, cfg, task, stack, seeds, active, X, y, Xv, yv, _direct_path(template, task, names, lib), on_epoch
+        )
 
 
 def _direct_path(model: KAMoE, task: str, names: list[str], lib: Any) -> StackedGradients | None:
@@ -270,9 +298,20 @@ def _direct_path(model: KAMoE, task: str, names: list[str], lib: Any) -> Stacked
     return direct if direct.names == set(names) else None
 
 
-def _loop(template: KAMoE, cfg: TrainConfig, task: str, stack: _Stack, seeds: list[_SeedState],
-          active: list[int], X: torch.Tensor, y: torch.Tensor, Xv: torch.Tensor, yv: torch.Tensor,
-          direct: StackedGradients | None, on_epoch: BatchEpochCallback | None = None) -> None:
+def _loop(
+    template: KAMoE,
+    cfg: TrainConfig,
+    task: str,
+    stack: _Stack,
+    seeds: list[_SeedState],
+    active: list[int],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    Xv: torch.Tensor,
+    yv: torch.Tensor,
+    direct: StackedGradients | None,
+    on_epoch: BatchEpochCallback | None = None,
+) -> None:
     """Epochs until every seed has stopped; each seed's best weights land in its ``best_state``."""
     device = X.device
     clip = float(cfg.max_grad_norm)
@@ -292,7 +331,7 @@ def _loop(template: KAMoE, cfg: TrainConfig, task: str, stack: _Stack, seeds: li
         total = torch.zeros(len(active), device=device)
         alive = torch.ones(len(active), dtype=torch.bool, device=device)
         for start in range(0, n_rows, cfg.batch_size):
-            xb, yb = Xs[:, start:start + cfg.batch_size], ys[:, start:start + cfg.batch_size]
+            xb, yb = Xs[:, start : start + cfg.batch_size], ys[:, start : start + cfg.batch_size]
             if direct is not None:  # closed form, written into stack.grad
                 losses, grad = direct.step(stack.p, stack.g, xb, yb), stack.grad
             else:
@@ -307,8 +346,16 @@ def _loop(template: KAMoE, cfg: TrainConfig, task: str, stack: _Stack, seeds: li
             if bool(bad.any()):  # the Trainer stops a run at its first bad step, before taking it
                 for j in bad.nonzero().flatten().tolist():
                     st = seeds[active[j]]
-                    st.message = divergence_message(st.epoch + 1, float(losses[j].detach()), float(norm[j]), None,
-                                                    st.best_epoch, st.best_val, st.lr, clip)
+                    st.message = divergence_message(
+                        st.epoch + 1,
+                        float(losses[j].detach()),
+                        float(norm[j]),
+                        None,
+                        st.best_epoch,
+                        st.best_val,
+                        st.lr,
+                        clip,
+                    )
                     st.stopped_reason = "diverged"
                 alive = alive & ok
                 all_alive = False
@@ -322,8 +369,10 @@ def _loop(template: KAMoE, cfg: TrainConfig, task: str, stack: _Stack, seeds: li
             template.eval()
             pred, weights, logits = stacked_forward(template, stack.p, Xv, stack.S)
             val = _per_seed_loss(task, pred, yv.unsqueeze(0).expand(pred.shape[0], *yv.shape))
-            aux = [_aux(weights[j], logits[j]) if logits is not None else dict.fromkeys(AUX_LOSSES, math.nan)
-                   for j in range(stack.S)]
+            aux = [
+                _aux(weights[j], logits[j]) if logits is not None else dict.fromkeys(AUX_LOSSES, math.nan)
+                for j in range(stack.S)
+            ]
             template.train()
         elapsed = (time.perf_counter() - started) / len(active)
         train_losses, val_losses, alive_host = (total / n_rows).tolist(), val.tolist(), alive.tolist()
@@ -334,19 +383,31 @@ def _loop(template: KAMoE, cfg: TrainConfig, task: str, stack: _Stack, seeds: li
             if not alive_host[j]:
                 continue
             if not math.isfinite(val_losses[j]):
-                st.message = divergence_message(st.epoch + 1, val_losses[j], None, "validation loss",
-                                                st.best_epoch, st.best_val, st.lr, clip)
+                st.message = divergence_message(
+                    st.epoch + 1, val_losses[j], None, "validation loss", st.best_epoch, st.best_val, st.lr, clip
+                )
                 st.stopped_reason = "diverged"
                 continue
             st.epoch += 1
             lr_used = st.lr
             improved[j] = _after_epoch(st, val_losses[j])
-            st.rows.append({"epoch": st.epoch, "train_loss": train_losses[j], "val_loss": val_losses[j],
-                            "lr": lr_used, "seconds": st.seconds, **aux[j]})
+            st.rows.append(
+                {
+                    "epoch": st.epoch,
+                    "train_loss": train_losses[j],
+                    "val_loss": val_losses[j],
+                    "lr": lr_used,
+                    "seconds": st.seconds,
+                    **aux[j],
+                }
+            )
         epoch += 1
         if on_epoch is not None:
-            on_epoch(epoch, [st.rows[-1]["val_loss"] if st.rows else math.nan for st in seeds],
-                     all(st.stopped_reason is not None for st in seeds))
+            on_epoch(
+                epoch,
+                [st.rows[-1]["val_loss"] if st.rows else math.nan for st in seeds],
+                all(st.stopped_reason is not None for st in seeds),
+            )
         if any(improved):
             stack.mark_best(torch.tensor(improved, device=device))
         keep_pos = [j for j, i in enumerate(active) if seeds[i].stopped_reason is None]
@@ -369,8 +430,9 @@ def _per_seed_loss(task: str, pred: torch.Tensor, target: torch.Tensor) -> torch
     """task_loss of each seed: (S, B, ...) predictions and targets -> (S,)."""
     S = pred.shape[0]
     if task == "classification":
-        return F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1),
-                               reduction="none").view(S, -1).mean(1)
+        return (
+            F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), reduction="none").view(S, -1).mean(1)
+        )
     return (pred - target).square().reshape(S, -1).mean(1)
 
 
@@ -401,9 +463,17 @@ def _finish(model: KAMoE, dataset: Dataset, st: _SeedState, device: torch.device
     metrics = {**test, **{f"val_{k}": v for k, v in val.items()}, "params": params}
     model.cpu().eval()
     st.seconds += time.perf_counter() - started
-    return TrainResult(history=pd.DataFrame(st.rows, columns=HISTORY_COLUMNS), metrics=metrics,
-                       best_epoch=st.best_epoch, epochs_run=st.epoch, stopped_reason=st.stopped_reason or "completed",
-                       message=st.message, seconds=st.seconds, device=str(device), params=params)
+    return TrainResult(
+        history=pd.DataFrame(st.rows, columns=HISTORY_COLUMNS),
+        metrics=metrics,
+        best_epoch=st.best_epoch,
+        epochs_run=st.epoch,
+        stopped_reason=st.stopped_reason or "completed",
+        message=st.message,
+        seconds=st.seconds,
+        device=str(device),
+        params=params,
+    )
 
 
 __all__ = ["train_batched", "unsupported_reason"]

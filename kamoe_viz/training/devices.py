@@ -1,4 +1,5 @@
 """Which torch device a run uses (``auto`` picks CUDA, then Apple MPS, then the CPU) and how many CPU threads."""
+
 from __future__ import annotations
 
 import ctypes
@@ -92,8 +93,9 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     if name not in DEVICES:
         raise ValidationError("train.device", name, f"must be one of {', '.join(DEVICES)}")
     if name not in present:
-        raise ValidationError("train.device", name, f"is not available on this machine; available: auto, "
-                              f"{', '.join(present)}")
+        raise ValidationError(
+            "train.device", name, f"is not available on this machine; available: auto, {', '.join(present)}"
+        )
     return torch.device(name)
 
 
@@ -113,7 +115,9 @@ def tune_allocator() -> bool:
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return all(libc.mallopt(option, value) == 1 for option, value in (
-            (_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 256 << 20), (_M_TOP_PAD, 16 << 20)))
+        return all(
+            libc.mallopt(option, value) == 1
+            for option, value in ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 256 << 20), (_M_TOP_PAD, 16 << 20))
+        )
     except (OSError, AttributeError):  # not glibc
         return False

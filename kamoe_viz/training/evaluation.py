@@ -1,4 +1,5 @@
 """Loss, batched inference and scores: shared by the trainer, ``evaluate`` and ``predict``."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -54,8 +55,9 @@ def check_input(model: KAMoE, X: np.ndarray, field: str = "X") -> None:
 
 
 @torch.no_grad()
-def batched_outputs(model: torch.nn.Module, X: torch.Tensor, batch_size: int = EVAL_BATCH,
-                    fields: tuple[str, ...] = ("prediction",)) -> dict[str, Any]:
+def batched_outputs(
+    model: torch.nn.Module, X: torch.Tensor, batch_size: int = EVAL_BATCH, fields: tuple[str, ...] = ("prediction",)
+) -> dict[str, Any]:
     """Named model outputs for every row of X (already on the model's device), in eval mode, batch by batch.
     The field ``aux`` gives a dict of the scalar auxiliary outputs (balance loss, ...), averaged over the batches
     weighted by their rows."""
@@ -66,7 +68,7 @@ def batched_outputs(model: torch.nn.Module, X: torch.Tensor, batch_size: int = E
         parts: dict[str, list[torch.Tensor]] = {f: [] for f in tensors}
         aux_sums: dict[str, torch.Tensor] = {}
         for start in range(0, X.shape[0], batch_size):
-            xb = X[start:start + batch_size]
+            xb = X[start : start + batch_size]
             out = model(xb)
             for f in tensors:
                 parts[f].append(getattr(out, f))
@@ -98,12 +100,12 @@ def scores(dataset: Dataset, output: np.ndarray, y: np.ndarray) -> dict[str, flo
     """Task metrics of a model output against scaled targets (regression scored in original units)."""
     if dataset.task == "classification":
         return M.classification_scores(y, output)
-    return M.regression_scores(dataset.unscale_y(np.asarray(y, dtype=np.float64)),
-                               dataset.unscale_y(np.asarray(output, dtype=np.float64)))
+    return M.regression_scores(
+        dataset.unscale_y(np.asarray(y, dtype=np.float64)), dataset.unscale_y(np.asarray(output, dtype=np.float64))
+    )
 
 
-def evaluate(model: KAMoE, dataset: Dataset, split: str = "test",
-             batch_size: int = EVAL_BATCH) -> dict[str, float]:
+def evaluate(model: KAMoE, dataset: Dataset, split: str = "test", batch_size: int = EVAL_BATCH) -> dict[str, float]:
     """Metrics of ``model`` on one split: ``r2``, ``rmse``, ``mae`` (original units) or ``accuracy``, ``log_loss``;
     plus ``loss`` (the training loss on that split)."""
     if split not in SPLITS:
@@ -121,8 +123,16 @@ def evaluate(model: KAMoE, dataset: Dataset, split: str = "test",
     return result
 
 
-ROUTING_JSON_KEYS = ("nmi", "load", "load_cv", "max_violation", "gini", "min_load", "routing_entropy",
-                     "dropped_fraction")
+ROUTING_JSON_KEYS = (
+    "nmi",
+    "load",
+    "load_cv",
+    "max_violation",
+    "gini",
+    "min_load",
+    "routing_entropy",
+    "dropped_fraction",
+)
 
 
 def routing_report(run: TrainedRun) -> dict[str, Any]:

@@ -9,6 +9,7 @@ keeping what it learned, so abandoned sessions do not hold a core.
 Models are built exactly as :func:`kamoe_viz.training.train_run` builds them (seeded by ``train.seed``), so a run
 trained here matches the same settings trained from the command line.
 """
+
 from __future__ import annotations
 
 import threading
@@ -79,8 +80,11 @@ def make_stage(kind: str, config: RunConfig, dataset: Dataset) -> Stage:
     model = build_model(config.model, dataset)
     trainer = Trainer(model, dataset, config.train)  # with train.restarts, this picks the initialisation first
     # the timeline's epoch-0 snapshot is of the weights training starts from, so it is taken after that choice
-    timeline = Timeline.create(model, dataset, config.train.epochs, batch_size=config.train.batch_size) \
-        if kind == MAIN else None
+    timeline = (
+        Timeline.create(model, dataset, config.train.epochs, batch_size=config.train.batch_size)
+        if kind == MAIN
+        else None
+    )
     if timeline is not None:
         trainer.on_epoch = timeline.callback(model)
     return Stage(kind, config, model, trainer, timeline=timeline)
@@ -110,8 +114,14 @@ class LiveJob:
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, config: RunConfig, dataset: Dataset, with_baseline: bool = True, store: RunStore | None = None,
-              csv: bytes | None = None) -> LiveJob:
+    def start(
+        cls,
+        config: RunConfig,
+        dataset: Dataset,
+        with_baseline: bool = True,
+        store: RunStore | None = None,
+        csv: bytes | None = None,
+    ) -> LiveJob:
         from kamoe_viz.training import baseline_config
 
         stages = [make_stage(MAIN, config, dataset)]
@@ -124,8 +134,9 @@ class LiveJob:
         """A job that trains only the plain baseline of an existing run."""
         from kamoe_viz.training import baseline_config
 
-        return cls(dataset=run.dataset, stages=[make_stage(BASELINE, baseline_config(run.config), run.dataset)],
-                   run=run)
+        return cls(
+            dataset=run.dataset, stages=[make_stage(BASELINE, baseline_config(run.config), run.dataset)], run=run
+        )
 
     @property
     def stage(self) -> Stage | None:
@@ -204,10 +215,15 @@ class LiveJob:
         model = stage.config.model if stage.kind == MAIN else self.stages[0].config.model
         what = "mixture" if stage.kind == MAIN else "plain baseline"
         done = stage.epochs[-1].epoch if stage.epochs else 0
-        gate = "no gate" if model.kind == "standard" else \
-            f"{model.gate.upper() if model.gate != 'linear' else 'linear'} gate"
-        return (f"{self.dataset.name} · {gate} · {model.n_experts} × {model.expert.upper()} · {what} epoch "
-                f"{done}/{stage.total_epochs}")
+        gate = (
+            "no gate"
+            if model.kind == "standard"
+            else f"{model.gate.upper() if model.gate != 'linear' else 'linear'} gate"
+        )
+        return (
+            f"{self.dataset.name} · {gate} · {model.n_experts} × {model.expert.upper()} · {what} epoch "
+            f"{done}/{stage.total_epochs}"
+        )
 
     def _push(self, events: list[str]) -> None:
         with self._lock:
@@ -244,19 +260,23 @@ class LiveJob:
             raise RuntimeError(f"the {stage.kind} stage has finished; its model was released")
         if stage.timeline is not None:  # the last epoch trained, before finish() restores the best weights
             last = stage.epochs[-1] if stage.epochs else None
-            stage.timeline.finalize(model, trainer.epoch, last.train_loss if last else None,
-                                    last.val_loss if last else None)
+            stage.timeline.finalize(
+                model, trainer.epoch, last.train_loss if last else None, last.val_loss if last else None
+            )
         result = trainer.finish()
         if stage.kind == MAIN:
             model.cpu().eval()
-            self.run = TrainedRun(config=stage.config, dataset=self.dataset, model=model, result=result,
-                                  timeline=stage.timeline)
+            self.run = TrainedRun(
+                config=stage.config, dataset=self.dataset, model=model, result=result, timeline=stage.timeline
+            )
             if self.store is not None:
                 try:
                     self.store.save(self.run, csv=self.csv)
                 except (KamoeError, OSError) as err:
-                    self.notes.append(f"The run could not be saved to {getattr(self.store, 'root', 'the runs folder')}:"
-                                      f" {err} It stays open in this session.")
+                    self.notes.append(
+                        f"The run could not be saved to {getattr(self.store, 'root', 'the runs folder')}:"
+                        f" {err} It stays open in this session."
+                    )
             if result.stopped_reason in ("stopped", "diverged"):
                 self.stages = self.stages[: self.index + 1]  # no baseline after a stop or a divergence
         else:

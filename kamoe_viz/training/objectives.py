@@ -17,6 +17,7 @@ Adam with the gate's own learning rate.
 - ``train.balance_loss`` * the Switch auxiliary loss and ``train.z_loss`` * the router z-loss are added to either
   (:func:`kamoe_viz.nn.routers.balance_loss`, :func:`~kamoe_viz.nn.routers.z_loss`).
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,13 @@ AUX_LOSSES = ("balance_loss", "z_loss")  # MoEOutput.aux keys the trainer weight
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def mixture_nll(task: str, weights: torch.Tensor, expert_outputs: torch.Tensor, target: torch.Tensor,
-                log_sigma: torch.Tensor | None = None) -> torch.Tensor:
+def mixture_nll(
+    task: str,
+    weights: torch.Tensor,
+    expert_outputs: torch.Tensor,
+    target: torch.Tensor,
+    log_sigma: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mean negative log-likelihood of the mixture over the rows (and time steps) that some expert took.
 
     weights (..., E); expert_outputs (..., O, E); target (..., O) for regression, (...) class labels otherwise."""
@@ -63,8 +69,9 @@ class Objective(nn.Module):
         super().__init__()
         self.kind, self.task = config.objective, task
         self.set_weights(config)
-        self.log_sigma = nn.Parameter(torch.zeros(())) if (self.kind == "likelihood" and task != "classification") \
-            else None
+        self.log_sigma = (
+            nn.Parameter(torch.zeros(())) if (self.kind == "likelihood" and task != "classification") else None
+        )
 
     def set_weights(self, config: TrainConfig) -> None:
         """The auxiliary losses' weights (those above 0) from ``config``; may change between epochs."""
@@ -74,8 +81,9 @@ class Objective(nn.Module):
         """The objective without the auxiliary losses: what ``train_loss`` and ``val_loss`` report."""
         if self.kind == "likelihood" and out.gate_weights.shape[-1] > 1:
             probs = getattr(out, "gate_probs", None)
-            return mixture_nll(self.task, out.gate_weights if probs is None else probs, out.expert_outputs, target,
-                               self.log_sigma)
+            return mixture_nll(
+                self.task, out.gate_weights if probs is None else probs, out.expert_outputs, target, self.log_sigma
+            )
         return task_loss(self.task, out.prediction, target)
 
     def forward(self, out: Any, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,5 +153,13 @@ def build_optimizer(model: nn.Module, extra: list[nn.Parameter], config: TrainCo
     return GroupedAdam([(rest, config.lr), (routing, config.lr * config.gate_lr_scale)], config.weight_decay)
 
 
-__all__ = ["AUX_LOSSES", "GroupedAdam", "Objective", "OutputFields", "build_optimizer", "mixes_normalised",
-           "mixture_nll", "prepare_model"]
+__all__ = [
+    "AUX_LOSSES",
+    "GroupedAdam",
+    "Objective",
+    "OutputFields",
+    "build_optimizer",
+    "mixes_normalised",
+    "mixture_nll",
+    "prepare_model",
+]

@@ -1,4 +1,5 @@
 """From settings to a trained run: load the data, seed, build the model, fit; and the plain baseline's settings."""
+
 from __future__ import annotations
 
 import copy

@@ -8,6 +8,7 @@ settings and batch order, and then trains the run from the initial weights of th
 lowest; the run is then exactly what training from that initialisation gives. The search costs
 R * restart_epochs extra epochs; the choice uses the validation split only (never test).
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,8 +38,10 @@ def restarts_notice(config: TrainConfig) -> str | None:
     if config.restarts <= 1:
         return None
     epochs = min(config.restart_epochs, config.epochs)
-    return (f"Trying {config.restarts} initialisations for {epochs} epochs each (restarts); the one with the "
-            "lowest validation loss then trains…")
+    return (
+        f"Trying {config.restarts} initialisations for {epochs} epochs each (restarts); the one with the "
+        "lowest validation loss then trains…"
+    )
 
 
 def choose_initialisation(model: KAMoE, dataset: Dataset, config: TrainConfig) -> tuple[list[float], int, float]:

@@ -1,4 +1,5 @@
 """What training hands back: one record per epoch, the final result, and a trained run (config + data + model)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -72,8 +73,10 @@ def sweep_epoch_cap_notice(reasons: list[str], epochs_run: list[int], train_conf
     capped = sum(r == "completed" and int(e) >= train_config.epochs for r, e in zip(reasons, epochs_run, strict=True))
     if not patience or not capped:
         return None
-    return (f"{capped} of {len(reasons)} runs stopped at the epoch cap ({train_config.epochs} epochs), not by early "
-            f"stopping (patience {patience}): their validation loss may still be improving; more epochs may help.")
+    return (
+        f"{capped} of {len(reasons)} runs stopped at the epoch cap ({train_config.epochs} epochs), not by early "
+        f"stopping (patience {patience}): their validation loss may still be improving; more epochs may help."
+    )
 
 
 def epoch_cap_notice(result: TrainResult, train_config: TrainConfig) -> str | None:
@@ -82,5 +85,7 @@ def epoch_cap_notice(result: TrainResult, train_config: TrainConfig) -> str | No
     patience = getattr(train_config, "early_stopping", 0)
     if result.stopped_reason != "completed" or not patience or result.epochs_run < train_config.epochs:
         return None
-    return (f"Training stopped at the epoch cap ({train_config.epochs} epochs), not by early stopping (patience "
-            f"{patience}): the validation loss may still be improving; more epochs may help.")
+    return (
+        f"Training stopped at the epoch cap ({train_config.epochs} epochs), not by early stopping (patience "
+        f"{patience}): the validation loss may still be improving; more epochs may help."
+    )

@@ -4,6 +4,7 @@ Keras semantics (``EarlyStopping`` with ``restore_best_weights``, ``ReduceLROnPl
 :class:`kamoe_viz.training.Trainer` and the batched multi-seed training (:mod:`kamoe_viz.training.batched`), so
 both stop and lower the learning rate in the same epochs.
 """
+
 from __future__ import annotations
 
 import math

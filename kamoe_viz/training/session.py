@@ -9,6 +9,7 @@ Settings that may change mid-run (:data:`LIVE_SETTINGS`: the learning rate, the 
 next epoch on; every other setting fixes the model's shape or its data and is locked until Reset
 (:data:`LOCK_REASON`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,13 +25,14 @@ if TYPE_CHECKING:
     from kamoe_viz.data.base import Dataset
 
 # label -> (epochs per tick or None for as many as fit in REAL_TIME_BUDGET, seconds between ticks)
-SPEEDS: dict[str, tuple[int | None, float]] = {"real time": (None, 0.3), "1 epoch/s": (1, 1.0),
-                                               "5 epochs/s": (1, 0.2)}
+SPEEDS: dict[str, tuple[int | None, float]] = {"real time": (None, 0.3), "1 epoch/s": (1, 1.0), "5 epochs/s": (1, 0.2)}
 DEFAULT_SPEED = "5 epochs/s"
 REAL_TIME_BUDGET = 0.25  # seconds of training per tick at "real time"
 LIVE_SETTINGS = ("lr", "balance_loss")  # train.* fields that may change between epochs
-LOCK_REASON = ("Locked while a model exists: this setting fixes the model's shape or the data it trains on. "
-               "Press Reset (or Train) to start over with a new value.")
+LOCK_REASON = (
+    "Locked while a model exists: this setting fixes the model's shape or the data it trains on. "
+    "Press Reset (or Train) to start over with a new value."
+)
 FIXED_DATA_REASON = "New data resamples generated datasets only; this dataset is fixed (real data or a file)."
 
 
@@ -85,8 +87,13 @@ class TrainingSession:
         torch.manual_seed(self.config.train.seed)
         self.model = build_model(self.config.model, self.dataset)
         self.trainer = Trainer(self.model, self.dataset, self.config.train)
-        self.timeline = Timeline.create(self.model, self.dataset, self.config.train.epochs, self.snapshot_every,
-                                        batch_size=self.config.train.batch_size)
+        self.timeline = Timeline.create(
+            self.model,
+            self.dataset,
+            self.config.train.epochs,
+            self.snapshot_every,
+            batch_size=self.config.train.batch_size,
+        )
         self.epochs: list[EpochInfo] = []
         self.playing = False
         self.run = None
@@ -195,15 +202,21 @@ class TrainingSession:
         if self.run is not None:
             return self.run
         last = self.last
-        self.timeline.finalize(self.model, self.epoch, last.train_loss if last else None,
-                               last.val_loss if last else None)
+        self.timeline.finalize(
+            self.model, self.epoch, last.train_loss if last else None, last.val_loss if last else None
+        )
         self._live = self.timeline.snapshots[-1]
         self.trainer.stop()
         result = self.trainer.finish()
         self.model.cpu().eval()
         self.playing = False
-        self.run = TrainedRun(config=copy.deepcopy(self.config), dataset=self.dataset, model=self.model,
-                              result=result, timeline=self.timeline)
+        self.run = TrainedRun(
+            config=copy.deepcopy(self.config),
+            dataset=self.dataset,
+            model=self.model,
+            result=result,
+            timeline=self.timeline,
+        )
         return self.run
 
     # ----- what the live view draws -----------------------------------------------------------------------------------
@@ -216,8 +229,9 @@ class TrainingSession:
             self._live = snaps[-1]
         else:
             last = self.last
-            self._live = self.timeline.capture(self.model, self.epoch, last.train_loss if last else None,
-                                               last.val_loss if last else None)
+            self._live = self.timeline.capture(
+                self.model, self.epoch, last.train_loss if last else None, last.val_loss if last else None
+            )
         return self._live
 
     def _train(self, n: int) -> list[EpochInfo]:
@@ -235,5 +249,13 @@ class TrainingSession:
         return infos
 
 
-__all__ = ["DEFAULT_SPEED", "FIXED_DATA_REASON", "LIVE_SETTINGS", "LOCK_REASON", "SPEEDS", "TrainingSession",
-           "is_generated", "live_changes"]
+__all__ = [
+    "DEFAULT_SPEED",
+    "FIXED_DATA_REASON",
+    "LIVE_SETTINGS",
+    "LOCK_REASON",
+    "SPEEDS",
+    "TrainingSession",
+    "is_generated",
+    "live_changes",
+]

@@ -13,6 +13,7 @@ With the fast paths off (``KAMOE_FAST=0``, ``train --no-fast``, or :func:`kamoe_
 step is plain PyTorch: modules, autograd and ``torch.optim.Adam``. tests/test_training_step.py checks that both
 train alike.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -53,13 +54,12 @@ def flat_gradients(params: list[torch.nn.Parameter]) -> torch.Tensor | None:
     flat = torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device)
     offset = 0
     for p in params:
-        p.grad = flat[offset:offset + p.numel()].view_as(p)
+        p.grad = flat[offset : offset + p.numel()].view_as(p)
         offset += p.numel()
     return flat
 
 
-def plain_optimizer(model: torch.nn.Module, extra: list[torch.nn.Parameter],
-                    config: TrainConfig) -> torch.optim.Adam:
+def plain_optimizer(model: torch.nn.Module, extra: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Adam:
     """``torch.optim.Adam`` with the parameter groups of :func:`~kamoe_viz.training.objectives.build_optimizer`
     (the routing parameters at lr * gate_lr_scale)."""
     params = [p for p in model.parameters() if p.requires_grad] + list(extra)
@@ -77,8 +77,9 @@ class Stepper:
     (task loss, gradient norm, ok) as tensors. When ok is False (a non-finite loss or gradient, or an exploding
     norm with clipping off) the update was not taken and the weights are unchanged."""
 
-    def __init__(self, model: KAMoE, objective: Objective, config: TrainConfig, task: str,
-                 device: torch.device) -> None:
+    def __init__(
+        self, model: KAMoE, objective: Objective, config: TrainConfig, task: str, device: torch.device
+    ) -> None:
         self.model, self.objective, self.config, self.task, self.device = model, objective, config, task, device
         self.fast = fast.enabled()
         # KAN layers' path for the whole run (the C kernel if built now), so a build finishing mid-run never
@@ -86,13 +87,15 @@ class Stepper:
         self.kernel: ctypes.CDLL | None = native.library() if self.fast else None
         extra = list(objective.parameters())
         self.optimizer: FastAdam | GroupedAdam | torch.optim.Adam = (
-            build_optimizer(model, extra, config) if self.fast else plain_optimizer(model, extra, config))
+            build_optimizer(model, extra, config) if self.fast else plain_optimizer(model, extra, config)
+        )
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         # CPU only: CUDA steps may be captured in graphs, which keep their own gradient buffers
         self._flat_grad = flat_gradients(self.params) if self.fast and device.type == "cpu" else None
         router = getattr(model, "router", None)
-        self._router_update = getattr(router, "after_step", None) if getattr(router, "updates_after_step", False) \
-            else None
+        self._router_update = (
+            getattr(router, "after_step", None) if getattr(router, "updates_after_step", False) else None
+        )
         self._graphed: GraphedStep | None = None
         self.use_graphs = self.fast and graphs_enabled(device) and bool(getattr(self.optimizer, "fused", False))
         self.graph_error: str | None = None  # why CUDA graphs were turned off for this run, if they were
@@ -110,8 +113,13 @@ class Stepper:
         self.gradient_path_reason = reason
         aux = {name: float(getattr(config, name)) for name in AUX_LOSSES}
         likelihood = config.objective == "likelihood"
-        self.direct = None if reason is not None else DirectGradients(
-            self.model, self.task, self.kernel, aux, likelihood=likelihood, log_sigma=self.objective.log_sigma)
+        self.direct = (
+            None
+            if reason is not None
+            else DirectGradients(
+                self.model, self.task, self.kernel, aux, likelihood=likelihood, log_sigma=self.objective.log_sigma
+            )
+        )
         self.gradient_path = "direct" if self.direct is not None else "autograd"
         self._graphed = None  # a captured step holds the old loss weights
 

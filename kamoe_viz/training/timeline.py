@@ -12,6 +12,7 @@ where routing forms), or every N epochs when asked; never more than :data:`MAX_S
 A timeline is stored in a saved run as ``timeline.json`` (schedule, losses, metrics, axes) and
 ``timeline.safetensors`` (the arrays): the same safe format as the run itself, no pickle.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -39,10 +40,20 @@ REGION_RESOLUTION = 60  # cells per axis of a snapshot's region map
 SPLINE_POINTS = 40  # x values per GRKAN gate spline curve
 SETTLE_AGREEMENT = 0.95  # routing has settled once every later snapshot's winners agree this much with the last
 MEMBERS = ("timeline.json", "timeline.safetensors")
-SCALAR_METRICS = ("nmi", "routing_entropy", "load_cv", "max_violation", "gini", "min_load", "max_load",
-                  "dropped_fraction")
-SETTLE_DEFINITION = (f"Settle epoch: the first snapshot from which every later snapshot routes at least "
-                     f"{SETTLE_AGREEMENT:.0%} of the probe rows to the same expert as the last one.")
+SCALAR_METRICS = (
+    "nmi",
+    "routing_entropy",
+    "load_cv",
+    "max_violation",
+    "gini",
+    "min_load",
+    "max_load",
+    "dropped_fraction",
+)
+SETTLE_DEFINITION = (
+    f"Settle epoch: the first snapshot from which every later snapshot routes at least "
+    f"{SETTLE_AGREEMENT:.0%} of the probe rows to the same expert as the last one."
+)
 
 
 def snapshot_schedule(total_epochs: int, every: int | None = None, max_snapshots: int = MAX_SNAPSHOTS) -> list[int]:
@@ -76,11 +87,18 @@ def snapshot_metrics(weights: np.ndarray, regimes: np.ndarray | None) -> dict[st
     """The routing metrics a snapshot keeps: those of ``routing_summary`` that the timeline charts (ARI and
     mutual information are left out: each costs a millisecond, and the story charts show NMI)."""
     load = rm.expert_load(weights)
-    return {"load": [float(v) for v in load], "mean_weight": [float(v) for v in rm.mean_weight(weights)],
-            "load_cv": rm.load_cv(load), "max_violation": rm.max_violation(load), "gini": rm.gini(load),
-            "min_load": float(load.min()), "max_load": float(load.max()),
-            "routing_entropy": rm.routing_entropy(weights), "dropped_fraction": rm.dropped_fraction(weights),
-            "nmi": rm.regime_nmi(weights, regimes)}
+    return {
+        "load": [float(v) for v in load],
+        "mean_weight": [float(v) for v in rm.mean_weight(weights)],
+        "load_cv": rm.load_cv(load),
+        "max_violation": rm.max_violation(load),
+        "gini": rm.gini(load),
+        "min_load": float(load.min()),
+        "max_load": float(load.max()),
+        "routing_entropy": rm.routing_entropy(weights),
+        "dropped_fraction": rm.dropped_fraction(weights),
+        "nmi": rm.regime_nmi(weights, regimes),
+    }
 
 
 @dataclass
@@ -106,10 +124,21 @@ class Timeline:
     """Snapshots of one training run. Build with :meth:`create` (takes the epoch-0 snapshot), then call
     :meth:`record` after each epoch (or use :meth:`callback` as a Trainer ``on_epoch``)."""
 
-    def __init__(self, *, planned: list[int], n_experts: int, task: str, activation: str, probe_regimes: Any,
-                 region_axes: tuple[np.ndarray, np.ndarray] | None = None, axis_names: tuple[str, str] = ("x", "y"),
-                 spline_x: dict[str, np.ndarray] | None = None, class_names: list[str] | None = None,
-                 max_snapshots: int = MAX_SNAPSHOTS, batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        planned: list[int],
+        n_experts: int,
+        task: str,
+        activation: str,
+        probe_regimes: Any,
+        region_axes: tuple[np.ndarray, np.ndarray] | None = None,
+        axis_names: tuple[str, str] = ("x", "y"),
+        spline_x: dict[str, np.ndarray] | None = None,
+        class_names: list[str] | None = None,
+        max_snapshots: int = MAX_SNAPSHOTS,
+        batch_size: int | None = None,
+    ) -> None:
         self.planned = list(planned)
         self.n_experts = int(n_experts)
         self.task = task
@@ -131,9 +160,16 @@ class Timeline:
 
     # ----- building -------------------------------------------------------------------------------------------------
     @classmethod
-    def create(cls, model: KAMoE, dataset: Dataset, total_epochs: int, every: int | None = None,
-               max_snapshots: int = MAX_SNAPSHOTS, batch_size: int | None = None,
-               region_resolution: int = REGION_RESOLUTION) -> Timeline:
+    def create(
+        cls,
+        model: KAMoE,
+        dataset: Dataset,
+        total_epochs: int,
+        every: int | None = None,
+        max_snapshots: int = MAX_SNAPSHOTS,
+        batch_size: int | None = None,
+        region_resolution: int = REGION_RESOLUTION,
+    ) -> Timeline:
         """A timeline for training ``model`` on ``dataset`` for ``total_epochs``, with the epoch-0 snapshot taken."""
         from kamoe_viz.interpret._common import feature_names, reference_indices
         from kamoe_viz.interpret.gates import region_grid
@@ -154,10 +190,19 @@ class Timeline:
             pad = 0.05 * (hi - lo)
             spline_x[ref.name] = np.linspace(lo - pad, hi + pad, SPLINE_POINTS).astype(np.float32)  # (P, in)
         activation = "sigmoid" if getattr(model, "gate", None) is None else model.config.gate_activation
-        timeline = cls(planned=planned, n_experts=model.n_experts, task=dataset.task, activation=activation,
-                       probe_regimes=None if regimes is None else np.asarray(regimes)[idx], region_axes=axes,
-                       axis_names=names, spline_x=spline_x, class_names=list(dataset.class_names or []) or None,
-                       max_snapshots=max_snapshots, batch_size=batch_size)
+        timeline = cls(
+            planned=planned,
+            n_experts=model.n_experts,
+            task=dataset.task,
+            activation=activation,
+            probe_regimes=None if regimes is None else np.asarray(regimes)[idx],
+            region_axes=axes,
+            axis_names=names,
+            spline_x=spline_x,
+            class_names=list(dataset.class_names or []) or None,
+            max_snapshots=max_snapshots,
+            batch_size=batch_size,
+        )
         timeline._probe_X = np.ascontiguousarray(X[idx])
         timeline._cells = cells
         timeline._dataset = dataset
@@ -182,8 +227,9 @@ class Timeline:
         return cached
 
     @torch.no_grad()
-    def capture(self, model: KAMoE, epoch: int, train_loss: float | None = None,
-                val_loss: float | None = None) -> Snapshot:
+    def capture(
+        self, model: KAMoE, epoch: int, train_loss: float | None = None, val_loss: float | None = None
+    ) -> Snapshot:
         """A snapshot of ``model`` now, without keeping it (the live view draws these). One forward pass over the
         probe and the grid together, unless the router's weights depend on the other rows of the batch."""
         from kamoe_viz.interpret._common import flatten_time, rows_of
@@ -209,8 +255,11 @@ class Timeline:
                 if self.task == "classification":
                     prediction = torch.softmax(pred, dim=-1).cpu().numpy()
                 else:
-                    prediction = self._dataset.unscale_y(pred.cpu().numpy().astype(np.float64)).reshape(
-                        len(self._cells), -1)[:, -1:].astype(np.float32)
+                    prediction = (
+                        self._dataset.unscale_y(pred.cpu().numpy().astype(np.float64))
+                        .reshape(len(self._cells), -1)[:, -1:]
+                        .astype(np.float32)
+                    )
             splines = {}
             for ref in _gate_kan_layers(model):
                 x = self.spline_x.get(ref.name)
@@ -221,11 +270,25 @@ class Timeline:
             model.train(was_training)
         flat = flatten_time(weights, 1)
         metrics = snapshot_metrics(flat, rows_of(self.probe_regimes, len(flat)))
-        return Snapshot(epoch=int(epoch), train_loss=train_loss, val_loss=val_loss, weights=weights,
-                        metrics=metrics, region=region, prediction=prediction, splines=splines)
+        return Snapshot(
+            epoch=int(epoch),
+            train_loss=train_loss,
+            val_loss=val_loss,
+            weights=weights,
+            metrics=metrics,
+            region=region,
+            prediction=prediction,
+            splines=splines,
+        )
 
-    def record(self, model: KAMoE, epoch: int, train_loss: float | None = None, val_loss: float | None = None,
-               force: bool = False) -> Snapshot | None:
+    def record(
+        self,
+        model: KAMoE,
+        epoch: int,
+        train_loss: float | None = None,
+        val_loss: float | None = None,
+        force: bool = False,
+    ) -> Snapshot | None:
         """Take and keep a snapshot if ``epoch`` is scheduled (or ``force``, while there is room); else None."""
         if self.snapshots and self.snapshots[-1].epoch == epoch:
             return None
@@ -241,12 +304,15 @@ class Timeline:
 
     def callback(self, model: KAMoE) -> Callable[[EpochInfo], None]:
         """An ``on_epoch`` for :class:`kamoe_viz.training.Trainer` that records scheduled epochs (never stops)."""
+
         def on_epoch(info: EpochInfo) -> None:
             self.record(model, info.epoch, info.train_loss, info.val_loss)
+
         return on_epoch
 
-    def finalize(self, model: KAMoE, epoch: int, train_loss: float | None = None,
-                 val_loss: float | None = None) -> None:
+    def finalize(
+        self, model: KAMoE, epoch: int, train_loss: float | None = None, val_loss: float | None = None
+    ) -> None:
         """Record the last epoch trained (early stopping may end a run off the schedule); drop the training data."""
         if self._probe_X is not None and (not self.snapshots or self.snapshots[-1].epoch < epoch):
             if self.full:
@@ -275,8 +341,15 @@ class Timeline:
 
     def metrics_frame(self) -> pd.DataFrame:
         """One row per snapshot: epoch, train_loss, val_loss and every scalar routing metric."""
-        rows = [{"epoch": s.epoch, "train_loss": s.train_loss, "val_loss": s.val_loss,
-                 **{k: s.metrics.get(k) for k in SCALAR_METRICS}} for s in self.snapshots]
+        rows = [
+            {
+                "epoch": s.epoch,
+                "train_loss": s.train_loss,
+                "val_loss": s.val_loss,
+                **{k: s.metrics.get(k) for k in SCALAR_METRICS},
+            }
+            for s in self.snapshots
+        ]
         return pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss", *SCALAR_METRICS]).astype(float)
 
     def load_frame(self) -> pd.DataFrame:
@@ -320,8 +393,14 @@ class Timeline:
         else:
             frame["prediction"] = snap.prediction[:, 0]
         x_axis, y_axis = self.region_axes
-        frame.attrs.update({"x_name": self.axis_names[0], "y_name": self.axis_names[1],
-                            "step_x": float(x_axis[1] - x_axis[0]), "step_y": float(y_axis[1] - y_axis[0])})
+        frame.attrs.update(
+            {
+                "x_name": self.axis_names[0],
+                "y_name": self.axis_names[1],
+                "step_x": float(x_axis[1] - x_axis[0]),
+                "step_y": float(y_axis[1] - y_axis[0]),
+            }
+        )
         return frame
 
     def spline_frame(self, snap: Snapshot, top: int | None = None) -> pd.DataFrame:
@@ -331,9 +410,12 @@ class Timeline:
         every epoch, so panels stay in place while scrubbing)."""
         keep: set[tuple[str, int, int]] | None = None
         if top is not None and self.snapshots:
-            spans = [(float(np.ptp(values[:, j, i])), layer, j, i)
-                     for layer, values in self.snapshots[-1].splines.items()
-                     for j in range(values.shape[1]) for i in range(values.shape[2])]
+            spans = [
+                (float(np.ptp(values[:, j, i])), layer, j, i)
+                for layer, values in self.snapshots[-1].splines.items()
+                for j in range(values.shape[1])
+                for i in range(values.shape[2])
+            ]
             keep = {(layer, j, i) for _, layer, j, i in sorted(spans, reverse=True)[:top]}
         frames = []
         for layer, values in snap.splines.items():
@@ -343,8 +425,18 @@ class Timeline:
                 for i in range(n_in):
                     if keep is not None and (layer, j, i) not in keep:
                         continue
-                    frames.append(pd.DataFrame({"layer": layer, "edge": gate_kan_edge(layer, i, j), "input": i,
-                                                "output": j, "x": x[:, i], "total": values[:, j, i]}))
+                    frames.append(
+                        pd.DataFrame(
+                            {
+                                "layer": layer,
+                                "edge": gate_kan_edge(layer, i, j),
+                                "input": i,
+                                "output": j,
+                                "x": x[:, i],
+                                "total": values[:, j, i],
+                            }
+                        )
+                    )
         columns = ["layer", "edge", "input", "output", "x", "total"]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
@@ -363,5 +455,15 @@ class Timeline:
         return from_members(members, where)
 
 
-__all__ = ["MAX_SNAPSHOTS", "MEMBERS", "PROBE_ROWS", "REGION_RESOLUTION", "SCALAR_METRICS", "SETTLE_DEFINITION",
-           "Snapshot", "Timeline", "snapshot_metrics", "snapshot_schedule"]
+__all__ = [
+    "MAX_SNAPSHOTS",
+    "MEMBERS",
+    "PROBE_ROWS",
+    "REGION_RESOLUTION",
+    "SCALAR_METRICS",
+    "SETTLE_DEFINITION",
+    "Snapshot",
+    "Timeline",
+    "snapshot_metrics",
+    "snapshot_schedule",
+]

@@ -5,6 +5,7 @@ gathers the split once in that order and slices contiguous batches (no DataLoade
 :class:`Trainer` runs a few epochs at a time so the app can train in short bursts between reruns while the optimiser
 state lives on; :func:`fit` is the plain loop over it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,8 +45,16 @@ GATE_SUBSET_ROWS = 512  # validation rows whose gate weights every EpochInfo car
 EpochCallback = Callable[[EpochInfo], Any]
 
 
-def divergence_message(epoch: int, loss: float, norm: float | None, what: str | None, best_epoch: int | None,
-                       best_val: float, lr: float, clip: float) -> str:
+def divergence_message(
+    epoch: int,
+    loss: float,
+    norm: float | None,
+    what: str | None,
+    best_epoch: int | None,
+    best_val: float,
+    lr: float,
+    clip: float,
+) -> str:
     """What went wrong in a diverged run, which weights were kept, and what to change."""
     if what is None:
         if not math.isfinite(loss):
@@ -56,12 +65,20 @@ def divergence_message(epoch: int, loss: float, norm: float | None, what: str | 
             what = f"gradient norm exploded to {norm:.3g} (limit {GRAD_NORM_LIMIT:g})"
     else:
         what = f"{what} became {loss}"
-    kept = (f"the weights of epoch {best_epoch} (validation loss {best_val:.4g})"
-            if best_epoch is not None else "the initial weights (no epoch had finished)")
-    clipping = ("enable gradient clipping (train.max_grad_norm, e.g. 1.0)" if clip <= 0 else
-                f"clip gradients harder (train.max_grad_norm, currently {clip:g})")
-    return (f"Training diverged in epoch {epoch}: the {what}. Kept {kept}. Lower the learning rate "
-            f"(currently {lr:g}), scale the inputs, or {clipping}.")
+    kept = (
+        f"the weights of epoch {best_epoch} (validation loss {best_val:.4g})"
+        if best_epoch is not None
+        else "the initial weights (no epoch had finished)"
+    )
+    clipping = (
+        "enable gradient clipping (train.max_grad_norm, e.g. 1.0)"
+        if clip <= 0
+        else f"clip gradients harder (train.max_grad_norm, currently {clip:g})"
+    )
+    return (
+        f"Training diverged in epoch {epoch}: the {what}. Kept {kept}. Lower the learning rate "
+        f"(currently {lr:g}), scale the inputs, or {clipping}."
+    )
 
 
 class Trainer:
@@ -73,8 +90,14 @@ class Trainer:
     scores them on the validation and test splits and returns the :class:`TrainResult`.
     """
 
-    def __init__(self, model: KAMoE, dataset: Dataset, train_config: TrainConfig,
-                 on_epoch: EpochCallback | None = None, raise_on_divergence: bool = False) -> None:
+    def __init__(
+        self,
+        model: KAMoE,
+        dataset: Dataset,
+        train_config: TrainConfig,
+        on_epoch: EpochCallback | None = None,
+        raise_on_divergence: bool = False,
+    ) -> None:
         self.config = dataclasses.replace(train_config).validate()
         self.device = resolve_device(self.config.device)
         self.dataset = dataset
@@ -93,8 +116,9 @@ class Trainer:
             self._Xv, self._yv = self._X, self._y
         self._check_output_shape()
         # train.restarts > 1: the initialisation that looks best after a few epochs (kamoe_viz.training.restarts)
-        self.restart_losses, self.restart_chosen, restart_seconds = choose_initialisation(self.model, dataset,
-                                                                                          self.config)
+        self.restart_losses, self.restart_chosen, restart_seconds = choose_initialisation(
+            self.model, dataset, self.config
+        )
         self.objective = Objective(self.config, self.task).to(self.device)
         # the optimiser, the gradient path and the other speed-ups are chosen there, once for the run
         self.stepper = Stepper(self.model, self.objective, self.config, self.task, self.device)
@@ -118,7 +142,7 @@ class Trainer:
 
     @property
     def gradient_path(self) -> str:
-        """"direct" (closed-form gradients) or "autograd"; ``gradient_path_reason`` says why not direct."""
+        """ "direct" (closed-form gradients) or "autograd"; ``gradient_path_reason`` says why not direct."""
         return self.stepper.gradient_path
 
     @property
@@ -194,21 +218,28 @@ class Trainer:
         if self.task == "classification":
             n_classes = self.dataset.n_outputs
             if out.shape[-1] != n_classes or out.shape[:-1] != y.shape:
-                raise ValidationError("model", f"output of shape {tuple(out.shape)}",
-                                      f"must give {n_classes} class scores per row for labels of shape "
-                                      f"{tuple(y.shape)}")
+                raise ValidationError(
+                    "model",
+                    f"output of shape {tuple(out.shape)}",
+                    f"must give {n_classes} class scores per row for labels of shape {tuple(y.shape)}",
+                )
             return
         if out.shape == y.shape:
             return
         if y.dim() == 3 and out.dim() == 2:
-            raise ValidationError("model.return_sequences", False, "must be true for this dataset: its targets "
-                                  "are sequences (one value per time step)", "Use LSTM or GRU experts with "
-                                  "return_sequences on.")
+            raise ValidationError(
+                "model.return_sequences",
+                False,
+                "must be true for this dataset: its targets are sequences (one value per time step)",
+                "Use LSTM or GRU experts with return_sequences on.",
+            )
         if y.dim() == 2 and out.dim() == 3:
-            raise ValidationError("model.return_sequences", True, "must be false for this dataset: it has one "
-                                  "target per window")
-        raise ValidationError("model", f"output of shape {tuple(out.shape)}",
-                              f"must match the targets' shape {tuple(y.shape)}")
+            raise ValidationError(
+                "model.return_sequences", True, "must be false for this dataset: it has one target per window"
+            )
+        raise ValidationError(
+            "model", f"output of shape {tuple(out.shape)}", f"must match the targets' shape {tuple(y.shape)}"
+        )
 
     # ----- training -------------------------------------------------------------------------------------------------
     def run_epochs(self, n: int = 1) -> list[EpochInfo]:
@@ -238,7 +269,7 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         self.model.train()
         for start in range(0, n, cfg.batch_size):
-            xb, yb = X[start:start + cfg.batch_size], y[start:start + cfg.batch_size]
+            xb, yb = X[start : start + cfg.batch_size], y[start : start + cfg.batch_size]
             loss, norm, ok = self.stepper(xb, yb)
             if not bool(ok):  # one host sync per batch; no step was taken: the weights stay finite
                 self._diverge(self.epoch + 1, float(loss), float(norm))
@@ -254,13 +285,28 @@ class Trainer:
         self.epoch += 1
         self._after_epoch(val_loss)
         self.seconds += time.perf_counter() - started
-        self.rows.append({"epoch": self.epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
-                          "seconds": self.seconds, **aux})
+        self.rows.append(
+            {
+                "epoch": self.epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "lr": lr,
+                "seconds": self.seconds,
+                **aux,
+            }
+        )
         left = 0 if self.done else cfg.epochs - self.epoch
-        return EpochInfo(epoch=self.epoch, train_loss=train_loss, val_loss=val_loss, lr=lr,
-                         seconds_elapsed=self.seconds, eta_seconds=self.seconds / self.epoch * left,
-                         best_epoch=self.best_epoch,
-                         gate_weights=gate_weights, epochs_total=cfg.epochs)
+        return EpochInfo(
+            epoch=self.epoch,
+            train_loss=train_loss,
+            val_loss=val_loss,
+            lr=lr,
+            seconds_elapsed=self.seconds,
+            eta_seconds=self.seconds / self.epoch * left,
+            best_epoch=self.best_epoch,
+            gate_weights=gate_weights,
+            epochs_total=cfg.epochs,
+        )
 
     def _validate(self) -> tuple[float, np.ndarray, dict[str, float]]:
         """Validation loss (eval mode, whole split), the gate weights of its first rows and the unweighted balance
@@ -287,8 +333,9 @@ class Trainer:
     def _diverge(self, epoch: int, loss: float, norm: float | None, what: str | None = None) -> None:
         """Stop: the weights are left at the last finite step; ``finish()`` restores the best ones. With
         ``raise_on_divergence`` the :class:`~kamoe_viz.errors.TrainingDivergedError` is raised from here."""
-        self.message = divergence_message(epoch, loss, norm, what, self.best_epoch, self.best_val, self.lr,
-                                          self.config.max_grad_norm)
+        self.message = divergence_message(
+            epoch, loss, norm, what, self.best_epoch, self.best_val, self.lr, self.config.max_grad_norm
+        )
         self.stopped_reason = "diverged"
         self.error = TrainingDivergedError(self.message, epoch=epoch, best_epoch=self.best_epoch)
         if self.raise_on_divergence:
@@ -305,8 +352,9 @@ class Trainer:
     def _finish(self) -> TrainResult:
         started = time.perf_counter()
         if self.stopped_reason is None:
-            self.stopped_reason = "completed" if self.epoch >= self.config.epochs and not self._stop_requested \
-                else "stopped"
+            self.stopped_reason = (
+                "completed" if self.epoch >= self.config.epochs and not self._stop_requested else "stopped"
+            )
         self.model.load_state_dict(self._best_state)
         self.model.eval()
         test = evaluate(self.model, self.dataset, "test")
@@ -315,16 +363,29 @@ class Trainer:
         params = int(sum(p.numel() for p in self.model.parameters() if p.requires_grad))
         metrics = {**test, **{f"val_{k}": v for k, v in val.items()}, "params": params}
         self.seconds += time.perf_counter() - started
-        self._result = TrainResult(history=self.history(), metrics=metrics, best_epoch=self.best_epoch,
-                                   epochs_run=self.epoch, stopped_reason=self.stopped_reason, message=self.message,
-                                   seconds=self.seconds, device=str(self.device), params=params)
+        self._result = TrainResult(
+            history=self.history(),
+            metrics=metrics,
+            best_epoch=self.best_epoch,
+            epochs_run=self.epoch,
+            stopped_reason=self.stopped_reason,
+            message=self.message,
+            seconds=self.seconds,
+            device=str(self.device),
+            params=params,
+        )
         self._X = self._y = self._Xv = self._yv = torch.empty(0)  # release the device copies of the data
         self._best_state = {}
         return self._result
 
 
-def fit(model: KAMoE, dataset: Dataset, train_config: TrainConfig, on_epoch: EpochCallback | None = None,
-        should_stop: Callable[[], bool] | None = None) -> TrainResult:
+def fit(
+    model: KAMoE,
+    dataset: Dataset,
+    train_config: TrainConfig,
+    on_epoch: EpochCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
     """Train to the end (epochs, early stopping, divergence, or ``should_stop()`` / ``on_epoch`` returning False).
 
     A diverged run is returned, not raised: ``stopped_reason == 'diverged'``, ``message`` holds the advice and the
@@ -336,4 +397,3 @@ def fit(model: KAMoE, dataset: Dataset, train_config: TrainConfig, on_epoch: Epo
         if should_stop is not None and should_stop():
             trainer.stop()
     return trainer.finish()
-

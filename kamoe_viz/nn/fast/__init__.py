@@ -11,6 +11,7 @@ environment (``train --no-fast``), or :func:`plain_autograd` around the code, tu
 layers run as PyTorch ops, gradients come from autograd, the optimiser is ``torch.optim.Adam``. What each buys,
 measured: README.md in this folder.
 """
+
 from __future__ import annotations
 
 import contextlib

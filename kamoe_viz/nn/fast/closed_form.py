@@ -5,6 +5,7 @@ Used by :mod:`kamoe_viz.nn.fast.direct_grad` (whole training steps without autog
 fused autograd function (:mod:`kamoe_viz.nn.fast.fused_gate`). Each equals autograd's gradient to float
 tolerance (tests/test_direct_grad.py).
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,8 +21,15 @@ def grad_buffer(p: torch.Tensor) -> torch.Tensor:
     return grad
 
 
-def linear_grads(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, grad_weight=None, grad_bias=None,
-                 need_input: bool = True, bias: bool = True):
+def linear_grads(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    grad_weight=None,
+    grad_bias=None,
+    need_input: bool = True,
+    bias: bool = True,
+):
     """(dL/dx, dL/dW, dL/db) of y = x W^T + b for 2-D x; the weight gradients are written into ``grad_weight`` and
     ``grad_bias`` when given. dL/dx may be a transposed view.
 
@@ -40,8 +48,9 @@ def linear_grads(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, 
     return grad_x, grad_weight, grad_bias
 
 
-def linear_backward(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                    need_input: bool = True) -> torch.Tensor | None:
+def linear_backward(
+    grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, need_input: bool = True
+) -> torch.Tensor | None:
     """Writes the parameter gradients of y = x W^T + b into their ``.grad``; returns dL/dx if needed."""
     grad_bias = None if bias is None else grad_buffer(bias)
     return linear_grads(grad_out, x, weight, grad_buffer(weight), grad_bias, need_input, bias is not None)[0]
@@ -62,14 +71,16 @@ def residual_tail(h, eta, glu_weight, glu_bias, skip_weight, skip_bias, norm_wei
     return logits, (projected, z, mean, rstd)
 
 
-def residual_tail_backward(grad_logits, h, eta, saved, glu_weight, skip_weight, norm_weight, norm_bias,
-                           out: tuple | None = None):
+def residual_tail_backward(
+    grad_logits, h, eta, saved, glu_weight, skip_weight, norm_weight, norm_bias, out: tuple | None = None
+):
     """(dL/dh through the skip layer, dL/deta, the six weight gradients) of :func:`residual_tail`; with ``out``
     (glu weight, glu bias, skip weight, skip bias, norm weight, norm bias) the weight gradients are written there."""
     projected, z, mean, rstd = saved
     out = out or (None,) * 6
     grad_z, grad_norm_w, grad_norm_b = torch.ops.aten.native_layer_norm_backward(
-        grad_logits.contiguous(), z, [z.shape[-1]], mean, rstd, norm_weight, norm_bias, [True, True, True])
+        grad_logits.contiguous(), z, [z.shape[-1]], mean, rstd, norm_weight, norm_bias, [True, True, True]
+    )
     if out[4] is not None:
         grad_norm_w, grad_norm_b = out[4].copy_(grad_norm_w), out[5].copy_(grad_norm_b)
     grad_h, grad_skip_w, grad_skip_b = linear_grads(grad_z, h, skip_weight, out[2], out[3])

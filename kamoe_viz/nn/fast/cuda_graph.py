@@ -13,6 +13,7 @@ Opt-in (``KAMOE_CUDA_GRAPHS=1``): the eager CUDA path has been run on an H100; t
 (``tests/test_cuda.py``: graphed training equals eager training, capture failure falls back, divergence is caught)
 that have not yet run on a GPU, so it stays off by default until they have.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,14 @@ class GraphedStep:
     steps run on a copy of the batch and are undone, so capturing never trains the model on extra steps.
     """
 
-    def __init__(self, step_fn: StepFunction, xb: torch.Tensor, yb: torch.Tensor, state: Sequence[torch.Tensor],
-                 tag: object = None) -> None:
+    def __init__(
+        self,
+        step_fn: StepFunction,
+        xb: torch.Tensor,
+        yb: torch.Tensor,
+        state: Sequence[torch.Tensor],
+        tag: object = None,
+    ) -> None:
         self.tag = tag
         self.rows = xb.shape[0]
         self._x = xb.detach().clone()

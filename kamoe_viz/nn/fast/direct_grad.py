@@ -15,6 +15,7 @@ backward formulas live in :mod:`kamoe_viz.nn.fast.closed_form` and :mod:`kamoe_v
 else (recurrent experts, active dropout, hooks on a layer) is left to autograd: :func:`unsupported_reason` says why;
 so is a batch while a KAN layer's grid is not uniform.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,13 @@ SWITCH_ENV = "KAMOE_DIRECT_GRADIENTS"  # "0": always autograd (to compare, or to
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)  # as in training.objectives.mixture_nll (the equality is tested)
 # how each router's full probabilities (RouterOutput.probs, what the likelihood scores) follow from the logits, where
 # the likelihood's gradient is written out: "activation": the router's own sigmoid or softmax
-_PROBS_IN_CLOSED_FORM = {"dense": "activation", "topk": "activation", "switch": "softmax",
-                         "expert_choice": "softmax", "sigmoid_bias": "sigmoid"}
+_PROBS_IN_CLOSED_FORM = {
+    "dense": "activation",
+    "topk": "activation",
+    "switch": "softmax",
+    "expert_choice": "softmax",
+    "sigmoid_bias": "sigmoid",
+}
 
 
 # ----- what the direct path covers ----------------------------------------------------------------------------------
@@ -73,8 +79,9 @@ def unsupported_reason(model, task: str, lib) -> str | None:
             return "a LayerNorm without affine weights"
     for ref in model.kan_layers():  # on the kernel where it applies, else on the PyTorch path's functions
         layer = ref.layer
-        if lib is not None and not native.supports(layer.base_weight, layer.base_weight, layer.spline_weight,
-                                                   layer.spline_order, layer.base_activation_name):
+        if lib is not None and not native.supports(
+            layer.base_weight, layer.base_weight, layer.spline_weight, layer.spline_order, layer.base_activation_name
+        ):
             return f"KAN layer {ref.name} (spline order {layer.spline_order}, {layer.base_activation_name} base)"
     return None
 
@@ -87,8 +94,15 @@ class DirectGradients:
     The model's parameters are looked up once here (module attribute access is slow Python); training updates
     them in place, so they stay the same tensors."""
 
-    def __init__(self, model, task: str, lib, aux_weights: dict[str, float] | None = None,
-                 likelihood: bool = False, log_sigma: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        model,
+        task: str,
+        lib,
+        aux_weights: dict[str, float] | None = None,
+        likelihood: bool = False,
+        log_sigma: torch.Tensor | None = None,
+    ) -> None:
         """``aux_weights``: weights of the routers' auxiliary losses (``balance_loss``, ``z_loss``) added to the
         loss; a router other than dense, or an auxiliary loss, runs on a small autograd graph of its own (logits ->
         weights and losses), the rest of the model stays in closed form."""
@@ -129,8 +143,10 @@ class DirectGradients:
                 self.tail = (glu.weight, glu.bias, skip.weight, skip.bias, norm.weight, norm.bias)
                 self.norm_eps = norm.eps
                 if gate.family == "grn":
-                    self.dense1, self.dense2 = (gate.dense1.weight, gate.dense1.bias), (gate.dense2.weight,
-                                                                                        gate.dense2.bias)
+                    self.dense1, self.dense2 = (
+                        (gate.dense1.weight, gate.dense1.bias),
+                        (gate.dense2.weight, gate.dense2.bias),
+                    )
                 else:
                     self.kan1, self.kan2 = gate.kan1, gate.kan2
 
@@ -300,8 +316,9 @@ class DirectGradients:
             probs = routed.weights if routed.probs is None else routed.probs
             loss = mixture_nll(self.task, probs, leaf_outputs.transpose(1, 2), y, self.log_sigma)
             grads = torch.autograd.grad(loss, [leaf_logits, leaf_outputs, *own], allow_unused=True)
-        grad_logits, grad_outputs = (g if g is not None else torch.zeros_like(t)
-                                     for g, t in zip(grads[:2], (logits, outputs)))
+        grad_logits, grad_outputs = (
+            g if g is not None else torch.zeros_like(t) for g, t in zip(grads[:2], (logits, outputs))
+        )
         for p, g in zip(own, grads[2:]):
             if g is None:
                 grad_buffer(p).zero_()
@@ -334,8 +351,9 @@ class DirectGradients:
             grad.scatter_add_(1, labels.unsqueeze(1), grad.new_full((labels.shape[0], 1), -1.0))
             return loss, grad.div_(labels.shape[0]).view_as(prediction)
         if prediction.shape != y.shape:  # Trainer checks this up front; autograd's loss would broadcast
-            raise ValueError(f"prediction of shape {tuple(prediction.shape)} and targets of shape {tuple(y.shape)} "
-                             "differ")
+            raise ValueError(
+                f"prediction of shape {tuple(prediction.shape)} and targets of shape {tuple(y.shape)} differ"
+            )
         diff = (prediction - y).reshape(-1)
         loss = torch.dot(diff, diff).div_(diff.shape[0])
         return loss, diff.mul_(2.0 / diff.shape[0]).view_as(prediction)
@@ -359,8 +377,9 @@ class DirectGradients:
             return present(linear_backward(grad_logits, h, *self.dense), "dL/dh of the linear gate")
         pre, a, eta, tail = saved
         glu_w, _, skip_w, _, norm_w, norm_b = self.tail
-        grad_h, grad_eta, _ = residual_tail_backward(grad_logits, h, eta, tail, glu_w, skip_w, norm_w, norm_b,
-                                                     tuple(grad_buffer(p) for p in self.tail))
+        grad_h, grad_eta, _ = residual_tail_backward(
+            grad_logits, h, eta, tail, glu_w, skip_w, norm_w, norm_b, tuple(grad_buffer(p) for p in self.tail)
+        )
         if self.gate_family == "grn":
             grad_a = linear_backward(grad_eta, a, *self.dense2)
             grad_pre = torch.ops.aten.elu_backward(grad_a, 1.0, 1, 1.0, False, pre)

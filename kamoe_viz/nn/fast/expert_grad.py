@@ -3,6 +3,7 @@
 (always-on) experts: both are the same kind of module (:func:`kamoe_viz.nn.experts.build_experts`) and see the same
 input x~; only how their hidden outputs are mixed differs, which the caller handles.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,15 +21,34 @@ def kan_forward(lib: Any, layer: Any, x: torch.Tensor, knots: Knots, need_input:
     """(output, state for :func:`kan_backward`): the native kernel when the run has it, else the PyTorch path."""
     shift, inv_step = knots[layer][:2]
     if lib is None:
-        return uniform_kan_forward(x, layer.base_weight, layer.spline_weight, layer.bias, shift, inv_step,
-                                   layer.spline_order, layer.base_activation_name, need_input)
-    out = native.kan_forward(lib, x, layer.base_weight, layer.spline_weight, layer.bias, shift, inv_step,
-                             layer.spline_order, layer.base_activation_name)
+        return uniform_kan_forward(
+            x,
+            layer.base_weight,
+            layer.spline_weight,
+            layer.bias,
+            shift,
+            inv_step,
+            layer.spline_order,
+            layer.base_activation_name,
+            need_input,
+        )
+    out = native.kan_forward(
+        lib,
+        x,
+        layer.base_weight,
+        layer.spline_weight,
+        layer.bias,
+        shift,
+        inv_step,
+        layer.spline_order,
+        layer.base_activation_name,
+    )
     return out, x
 
 
-def kan_backward(lib: Any, layer: Any, state: Any, grad_out: torch.Tensor, knots: Knots,
-                 need_input: bool = True) -> torch.Tensor | None:
+def kan_backward(
+    lib: Any, layer: Any, state: Any, grad_out: torch.Tensor, knots: Knots, need_input: bool = True
+) -> torch.Tensor | None:
     """Writes the layer's parameter gradients; returns dL/dx if needed."""
     grad_base, grad_spline = grad_buffer(layer.base_weight), grad_buffer(layer.spline_weight)
     if lib is None:
@@ -38,8 +58,19 @@ def kan_backward(lib: Any, layer: Any, state: Any, grad_out: torch.Tensor, knots
     else:
         shift, inv_step = knots[layer][:2]
         grad_x, _, _ = native.kan_backward(
-            lib, state, layer.base_weight, layer.spline_weight, shift, inv_step, layer.spline_order,
-            layer.base_activation_name, grad_out, need_input, True, weight_grads=(grad_base, grad_spline))
+            lib,
+            state,
+            layer.base_weight,
+            layer.spline_weight,
+            shift,
+            inv_step,
+            layer.spline_order,
+            layer.base_activation_name,
+            grad_out,
+            need_input,
+            True,
+            weight_grads=(grad_base, grad_spline),
+        )
     if layer.bias is not None:
         torch.sum(grad_out, 0, out=grad_buffer(layer.bias))
     return grad_x

@@ -12,6 +12,7 @@ background thread and carries on with the PyTorch path. A training run picks its
 kernel off;
 so does ``KAMOE_FAST=0`` (every fast path off, :mod:`kamoe_viz.nn.fast`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -89,8 +90,13 @@ def _cpu_signature() -> str:
 
 def _library_path(flags: list[str]) -> Path:
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(flags).encode(), platform.machine().encode(),
-                 _cpu_signature().encode(), sys.platform.encode()):
+    for part in (
+        SOURCE.read_bytes(),
+        " ".join(flags).encode(),
+        platform.machine().encode(),
+        _cpu_signature().encode(),
+        sys.platform.encode(),
+    ):
         digest.update(part)
     return cache_dir() / f"kan_kernel-{digest.hexdigest()[:16]}.so"
 
@@ -120,8 +126,12 @@ def _compile() -> tuple[Path | None, str]:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(suffix=".so", dir=target.parent)
             os.close(fd)
-            done = subprocess.run([compiler, *flags, "-shared", "-fPIC", str(SOURCE), "-o", temp],
-                                  capture_output=True, text=True, timeout=300)
+            done = subprocess.run(
+                [compiler, *flags, "-shared", "-fPIC", str(SOURCE), "-o", temp],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             if done.returncode == 0:
                 os.replace(temp, target)  # atomic: processes building at once never load half a file
                 return target, ""
@@ -220,6 +230,7 @@ def active() -> ctypes.CDLL | None:
 def _tables(order: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Piece coefficients P_r(u) = sum_p coef[r, p] u^p and their u-derivatives, float32 (k+1, k+1)."""
     from kamoe_viz.nn.spline_ops import _piece_coefficients
+
     coef = torch.tensor(_piece_coefficients(order), dtype=torch.float64)
     dcoef = torch.zeros_like(coef)
     dcoef[:, :order] = coef[:, 1:] * torch.arange(1, order + 1, dtype=torch.float64)
@@ -228,8 +239,14 @@ def _tables(order: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def supports(x: torch.Tensor, base_weight: torch.Tensor, spline_weight: torch.Tensor, order: int, base: str) -> bool:
     """Whether the kernel computes this layer call: CPU float32 with contiguous weights, order <= 7."""
-    return (x.device.type == "cpu" and x.dtype == base_weight.dtype == spline_weight.dtype == torch.float32
-            and base_weight.is_contiguous() and spline_weight.is_contiguous() and 0 <= order < 8 and base in BASES)
+    return (
+        x.device.type == "cpu"
+        and x.dtype == base_weight.dtype == spline_weight.dtype == torch.float32
+        and base_weight.is_contiguous()
+        and spline_weight.is_contiguous()
+        and 0 <= order < 8
+        and base in BASES
+    )
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
@@ -248,14 +265,43 @@ def kan_forward(lib, x, base_weight, spline_weight, bias, shift, inv_step, order
     out_features, _, n_basis = spline_weight.shape
     coef, dcoef = _tables(order)
     out = x.new_empty(n, out_features)
-    _check(lib.kan_forward(n, in_features, out_features, n_basis, order, BASES[base], float(n_basis + order + 1),
-                           x.data_ptr(), shift.data_ptr(), inv_step.data_ptr(), base_weight.data_ptr(),
-                           spline_weight.data_ptr(), _ptr(bias), coef.data_ptr(), dcoef.data_ptr(), out.data_ptr()))
+    _check(
+        lib.kan_forward(
+            n,
+            in_features,
+            out_features,
+            n_basis,
+            order,
+            BASES[base],
+            float(n_basis + order + 1),
+            x.data_ptr(),
+            shift.data_ptr(),
+            inv_step.data_ptr(),
+            base_weight.data_ptr(),
+            spline_weight.data_ptr(),
+            _ptr(bias),
+            coef.data_ptr(),
+            dcoef.data_ptr(),
+            out.data_ptr(),
+        )
+    )
     return out
 
 
-def kan_backward(lib, x, base_weight, spline_weight, shift, inv_step, order: int, base: str, grad_out,
-                 need_x: bool = True, need_weights: bool = True, weight_grads: tuple | None = None):
+def kan_backward(
+    lib,
+    x,
+    base_weight,
+    spline_weight,
+    shift,
+    inv_step,
+    order: int,
+    base: str,
+    grad_out,
+    need_x: bool = True,
+    need_weights: bool = True,
+    weight_grads: tuple | None = None,
+):
     """(grad_x, grad_base_weight, grad_spline_weight) of a KAN layer for a contiguous grad_out (N, out); the ones
     not needed are None. ``weight_grads``: (grad_base, grad_spline) tensors to overwrite with the weight gradients,
     e.g. the parameters' ``.grad`` (the kernel writes into them directly when they are contiguous float32)."""
@@ -272,10 +318,28 @@ def kan_backward(lib, x, base_weight, spline_weight, shift, inv_step, order: int
         n, in_features = x.shape
         out_features, _, n_basis = spline_weight.shape
         coef, dcoef = _tables(order)
-        _check(lib.kan_backward(n, in_features, out_features, n_basis, order, BASES[base],
-                                float(n_basis + order + 1), x.data_ptr(), shift.data_ptr(), inv_step.data_ptr(),
-                                base_weight.data_ptr(), spline_weight.data_ptr(), coef.data_ptr(), dcoef.data_ptr(),
-                                grad_out.data_ptr(), _ptr(grad_x), _ptr(grad_base), _ptr(grad_spline)))
+        _check(
+            lib.kan_backward(
+                n,
+                in_features,
+                out_features,
+                n_basis,
+                order,
+                BASES[base],
+                float(n_basis + order + 1),
+                x.data_ptr(),
+                shift.data_ptr(),
+                inv_step.data_ptr(),
+                base_weight.data_ptr(),
+                spline_weight.data_ptr(),
+                coef.data_ptr(),
+                dcoef.data_ptr(),
+                grad_out.data_ptr(),
+                _ptr(grad_x),
+                _ptr(grad_base),
+                _ptr(grad_spline),
+            )
+        )
     if targets is not None and not in_place:
         grad_base, grad_spline = targets[0].copy_(grad_base), targets[1].copy_(grad_spline)
     return grad_x, grad_base, grad_spline
@@ -298,7 +362,18 @@ class NativeKANFunction(torch.autograd.Function):
         x, base_weight, spline_weight, shift, inv_step = ctx.saved_tensors
         needs = ctx.needs_input_grad  # (lib, x, base_weight, spline_weight, bias, ...)
         grad_out = grad_out.contiguous()
-        grad_x, grad_base, grad_spline = kan_backward(ctx.lib, x, base_weight, spline_weight, shift, inv_step,
-                                                      ctx.order, ctx.base, grad_out, needs[1], needs[2] or needs[3])
+        grad_x, grad_base, grad_spline = kan_backward(
+            ctx.lib,
+            x,
+            base_weight,
+            spline_weight,
+            shift,
+            inv_step,
+            ctx.order,
+            ctx.base,
+            grad_out,
+            needs[1],
+            needs[2] or needs[3],
+        )
         grad_bias = grad_out.sum(0) if needs[4] else None
         return None, grad_x, grad_base, grad_spline, grad_bias, None, None, None, None

@@ -10,6 +10,7 @@ It is not a ``torch.optim.Optimizer`` subclass (that base class is what imports 
 training loop uses: ``param_groups`` (with a mutable ``"lr"``), ``zero_grad``, ``step``, ``state_dict`` and
 ``load_state_dict``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -66,8 +67,7 @@ class FastAdam:
         return [*self.exp_avg, *self.exp_avg_sq, self.step_count, self.skipped_steps]
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None,
-             skip: torch.Tensor | None = None) -> float | None:
+    def step(self, closure: Callable[[], float] | None = None, skip: torch.Tensor | None = None) -> float | None:
         """One Adam update of every parameter that has a gradient.
 
         ``skip``: a 0-d float tensor on the device, 1.0 to leave the weights and moments as they are (decided on the
@@ -106,9 +106,22 @@ class FastAdam:
             self.step_count += 1
         if self.fused:
             try:
-                torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], self._steps[: len(params)], lr=lr,
-                                   beta1=beta1, beta2=beta2, weight_decay=weight_decay, eps=eps, amsgrad=False,
-                                   maximize=False, found_inf=found_inf)
+                torch._fused_adam_(
+                    params,
+                    grads,
+                    exp_avg,
+                    exp_avg_sq,
+                    [],
+                    self._steps[: len(params)],
+                    lr=lr,
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=weight_decay,
+                    eps=eps,
+                    amsgrad=False,
+                    maximize=False,
+                    found_inf=found_inf,
+                )
                 return loss
             except (RuntimeError, NotImplementedError):  # device without the fused kernel: use the plain one
                 self.fused = False
@@ -124,8 +137,8 @@ class FastAdam:
         torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
         torch._foreach_mul_(exp_avg_sq, beta2)
         torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - beta2)
-        bias1 = 1 - beta1 ** step
-        bias2_sqrt = (1 - beta2 ** step) ** 0.5
+        bias1 = 1 - beta1**step
+        bias2_sqrt = (1 - beta2**step) ** 0.5
         denom = torch._foreach_sqrt(exp_avg_sq)
         torch._foreach_div_(denom, bias2_sqrt)
         torch._foreach_add_(denom, eps)
@@ -134,13 +147,18 @@ class FastAdam:
     # ----- checkpoints ----------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
-        return {"step": float(self.step_count), "exp_avg": [t.clone() for t in self.exp_avg],
-                "exp_avg_sq": [t.clone() for t in self.exp_avg_sq], "group": group}
+        return {
+            "step": float(self.step_count),
+            "exp_avg": [t.clone() for t in self.exp_avg],
+            "exp_avg_sq": [t.clone() for t in self.exp_avg_sq],
+            "group": group,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if len(state["exp_avg"]) != len(self.params):
-            raise ValueError(f"optimizer state has {len(state['exp_avg'])} parameters, this optimizer "
-                             f"{len(self.params)}")
+            raise ValueError(
+                f"optimizer state has {len(state['exp_avg'])} parameters, this optimizer {len(self.params)}"
+            )
         self.step_count.fill_(float(state["step"]))
         for dst, src in zip(self.exp_avg + self.exp_avg_sq, list(state["exp_avg"]) + list(state["exp_avg_sq"])):
             dst.copy_(src)

@@ -15,6 +15,7 @@ native kernel when the run has it, else on the PyTorch path's functions (both wr
 buffer's views). The values equal autograd's to rounding (tests/test_batched.py compares each seed with training
 it alone).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -70,8 +71,9 @@ def _linear_weights(grad_out: torch.Tensor, x: torch.Tensor, gw: torch.Tensor, g
         torch.sum(grad_out, 1, out=gb)
 
 
-def _linear_backward(grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, gw: torch.Tensor,
-                     gb: torch.Tensor | None) -> torch.Tensor:
+def _linear_backward(
+    grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, gw: torch.Tensor, gb: torch.Tensor | None
+) -> torch.Tensor:
     """:func:`_linear_weights`, and returns dL/dx."""
     _linear_weights(grad_out, x, gw, gb)
     return _input_grad(grad_out, w)
@@ -112,8 +114,13 @@ class StackedGradients:
         self.kan: dict[str, tuple[Any, torch.Tensor, torch.Tensor, bool]] = {}
         for name, layer in layers.items():
             shift, inv_step = layer._uniform_knots()[:2]
-            use_lib = lib is not None and native.supports(layer.base_weight, layer.base_weight, layer.spline_weight,
-                                                           layer.spline_order, layer.base_activation_name)
+            use_lib = lib is not None and native.supports(
+                layer.base_weight,
+                layer.base_weight,
+                layer.spline_weight,
+                layer.spline_order,
+                layer.base_activation_name,
+            )
             self.kan[name] = (layer, shift, inv_step, use_lib)
         if self.gate in ("grn", "grkan"):
             self.eps = float(gate.norm.eps)
@@ -144,8 +151,12 @@ class StackedGradients:
         order, base = layer.spline_order, layer.base_activation_name
         if use_lib:
             x = x.contiguous()
-            out = torch.stack([native.kan_forward(self.lib, x[s], bw[s], sw[s], None, shift, inv_step, order, base)
-                               for s in range(x.shape[0])])
+            out = torch.stack(
+                [
+                    native.kan_forward(self.lib, x[s], bw[s], sw[s], None, shift, inv_step, order, base)
+                    for s in range(x.shape[0])
+                ]
+            )
             return out, x
         outs, states = [], []
         for s in range(x.shape[0]):
@@ -154,8 +165,9 @@ class StackedGradients:
             states.append(st)
         return torch.stack(outs), states
 
-    def _kan_backward(self, name: str, p: Params, g: Params, state, grad_out: torch.Tensor,
-                      need_input: bool = True) -> torch.Tensor | None:
+    def _kan_backward(
+        self, name: str, p: Params, g: Params, state, grad_out: torch.Tensor, need_input: bool = True
+    ) -> torch.Tensor | None:
         layer, shift, inv_step, use_lib = self.kan[name]
         bw, sw = p[name + ".base_weight"], p[name + ".spline_weight"]
         gbw, gsw = g[name + ".base_weight"], g[name + ".spline_weight"]
@@ -163,9 +175,20 @@ class StackedGradients:
         grads = []
         for s in range(grad_out.shape[0]):
             if use_lib:
-                gx, _, _ = native.kan_backward(self.lib, state[s], bw[s], sw[s], shift, inv_step, layer.spline_order,
-                                               layer.base_activation_name, grad_out[s], need_input, True,
-                                               weight_grads=(gbw[s], gsw[s]))
+                gx, _, _ = native.kan_backward(
+                    self.lib,
+                    state[s],
+                    bw[s],
+                    sw[s],
+                    shift,
+                    inv_step,
+                    layer.spline_order,
+                    layer.base_activation_name,
+                    grad_out[s],
+                    need_input,
+                    True,
+                    weight_grads=(gbw[s], gsw[s]),
+                )
             else:
                 gx, gb_, gs_, _ = uniform_kan_backward(state[s], grad_out[s], need_input)
                 gbw[s].copy_(gb_)
@@ -247,8 +270,9 @@ class StackedGradients:
             grad.scatter_add_(1, labels.unsqueeze(1), grad.new_full((labels.shape[0], 1), -1.0))
             return per_row.mean(1), grad.div_(per_row.shape[1]).view_as(prediction)
         if prediction.shape != y.shape:
-            raise ValueError(f"prediction of shape {tuple(prediction.shape)} and targets of shape {tuple(y.shape)} "
-                             "differ")
+            raise ValueError(
+                f"prediction of shape {tuple(prediction.shape)} and targets of shape {tuple(y.shape)} differ"
+            )
         diff = (prediction - y).reshape(S, -1)
         n = diff.shape[1]
         losses = torch.linalg.vecdot(diff, diff).div_(n)
@@ -266,13 +290,15 @@ class StackedGradients:
         layers = [z]
         for i in range(self.depth):
             w, b = p[f"experts.weights.{i}"], p[f"experts.biases.{i}"]  # (S, E, in, out), (S, E, 1, out)
-            layers.append(torch.baddbmm(b.reshape(S * self.E, 1, -1), layers[-1],
-                                        w.reshape(S * self.E, *w.shape[2:])).relu_())
+            layers.append(
+                torch.baddbmm(b.reshape(S * self.E, 1, -1), layers[-1], w.reshape(S * self.E, *w.shape[2:])).relu_()
+            )
         out = layers[-1].view(S, self.E, B, -1).permute(0, 2, 1, 3)
         return out, (first, layers)
 
-    def _experts_backward(self, p: Params, g: Params, grad_hidden: torch.Tensor, xs: torch.Tensor, saved,
-                          need_x: bool) -> torch.Tensor | None:
+    def _experts_backward(
+        self, p: Params, g: Params, grad_hidden: torch.Tensor, xs: torch.Tensor, saved, need_x: bool
+    ) -> torch.Tensor | None:
         S, B = xs.shape[:2]
         first, state = saved
         if self.expert == "kan":
@@ -312,24 +338,29 @@ class StackedGradients:
 
     def _gate_backward(self, p: Params, g: Params, grad_logits: torch.Tensor, h: torch.Tensor, saved) -> torch.Tensor:
         if self.gate == "linear":
-            return _linear_backward(grad_logits, h, p["gate.dense.weight"], g["gate.dense.weight"],
-                                    g["gate.dense.bias"])
+            return _linear_backward(
+                grad_logits, h, p["gate.dense.weight"], g["gate.dense.weight"], g["gate.dense.bias"]
+            )
         first, a, eta, projected, z, normed, mean, rstd = saved
         torch.sum(grad_logits * normed, 1, out=g["gate.norm.weight"])
         torch.sum(grad_logits, 1, out=g["gate.norm.bias"])
         grad_normed = (grad_logits * p["gate.norm.weight"].unsqueeze(1)).contiguous()
-        grad_z = torch.ops.aten.native_layer_norm_backward(grad_normed, z, [z.shape[-1]], mean, rstd, None, None,
-                                                            [True, False, False])[0]
+        grad_z = torch.ops.aten.native_layer_norm_backward(
+            grad_normed, z, [z.shape[-1]], mean, rstd, None, None, [True, False, False]
+        )[0]
         grad_h = _linear_backward(grad_z, h, p["gate.skip.weight"], g["gate.skip.weight"], g["gate.skip.bias"])
         grad_projected = torch.ops.aten.glu_backward(grad_z, projected, -1)
-        grad_eta = _linear_backward(grad_projected, eta, p["gate.glu.proj.weight"], g["gate.glu.proj.weight"],
-                                    g["gate.glu.proj.bias"])
+        grad_eta = _linear_backward(
+            grad_projected, eta, p["gate.glu.proj.weight"], g["gate.glu.proj.weight"], g["gate.glu.proj.bias"]
+        )
         if self.gate == "grn":
-            grad_a = _linear_backward(grad_eta, a, p["gate.dense2.weight"], g["gate.dense2.weight"],
-                                      g["gate.dense2.bias"])
+            grad_a = _linear_backward(
+                grad_eta, a, p["gate.dense2.weight"], g["gate.dense2.weight"], g["gate.dense2.bias"]
+            )
             grad_pre = torch.ops.aten.elu_backward(grad_a, 1.0, 1, 1.0, False, first)
-            return grad_h.add_(_linear_backward(grad_pre, h, p["gate.dense1.weight"], g["gate.dense1.weight"],
-                                                g["gate.dense1.bias"]))
+            return grad_h.add_(
+                _linear_backward(grad_pre, h, p["gate.dense1.weight"], g["gate.dense1.weight"], g["gate.dense1.bias"])
+            )
         grad_a_kan = self._kan_backward("gate.kan2", p, g, a, grad_eta)
         grad_h_kan = self._kan_backward("gate.kan1", p, g, first, present(grad_a_kan, "dL/da of the GRKAN gate"))
         return grad_h.add_(present(grad_h_kan, "dL/dh of the GRKAN gate"))
