@@ -44,7 +44,7 @@ def child(spec: dict) -> dict:
     os.environ["KAMOE_THREADS"] = str(spec["threads"])
     sys.path.insert(0, str(ROOT))
     from kamoe_viz import compare
-    from kamoe_viz.cli.compare import config_from_args
+    from kamoe_viz.cli.sweep_args import config_from_args
     from kamoe_viz.training import configure_cpu_threads, tune_allocator
 
     configure_cpu_threads()

@@ -20,7 +20,7 @@ from kamoe_viz.charts import compare as cc
 from kamoe_viz.charts import training as ct
 from kamoe_viz.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.data import load_dataset
-from kamoe_viz.interpret import gates, splines
+from kamoe_viz.interpret import gates, grids, splines
 from kamoe_viz.routing_metrics import routing_summary
 from kamoe_viz.training import train_run
 
@@ -66,7 +66,7 @@ importance = splines.edge_importance(model, dataset, inputs)
 layer_importance = importance[importance["layer"] == layer]
 top = layer_importance.nsmallest(8, "rank")
 edges = list(zip(top["input"].astype(int), top["output"].astype(int)))
-coverage = splines.grid_coverage_table(model, dataset, inputs)
+coverage = grids.grid_coverage_table(model, dataset, inputs)
 frame = ch.edge_frame(
     splines.edge_curves(model, dataset, layer, edges, inputs),
     layer_importance,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kamoe_viz.errors import ValidationError
+from kamoe_viz.link_values import decode_field, decode_scalar, encode_value
 from kamoe_viz.routing_specs import ROUTERS
 
 GATE_FAMILIES = ("linear", "grn", "grkan")
@@ -324,9 +325,9 @@ class RunConfig:
                 if key == "options":
                     for opt, opt_value in sorted(value.items()):
                         if opt not in _NOT_IN_LINKS:
-                            params[f"{section}.options.{opt}"] = _encode(opt_value)
+                            params[f"{section}.options.{opt}"] = encode_value(opt_value)
                 elif value != default[section][key]:
-                    params[f"{section}.{key}"] = _encode(value)
+                    params[f"{section}.{key}"] = encode_value(value)
         return params
 
     @classmethod
@@ -347,7 +348,7 @@ class RunConfig:
                     "Upload the CSV on the Train page instead.",
                 )
             if parts[1] == "options" and section == "data" and len(parts) == 3:
-                raw["data"].setdefault("options", {})[parts[2]] = _decode_scalar(str(text))
+                raw["data"].setdefault("options", {})[parts[2]] = decode_scalar(str(text))
                 continue
             if len(parts) != 2:
                 raise ValidationError(f"link parameter {key}", text, "is not a known setting")
@@ -356,48 +357,5 @@ class RunConfig:
             if name not in fields or name == "options":
                 raise ValidationError(f"link parameter {key}", text, "is not a known setting")
             default_value = getattr(getattr(defaults, section), name)
-            raw[section][name] = _decode(f"{section}.{name}", str(text), default_value, name)
+            raw[section][name] = decode_field(f"{section}.{name}", str(text), default_value, name)
         return cls.from_dict(raw)
-
-
-def _encode(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ",".join(_encode(v) for v in value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    return str(value)
-
-
-def _decode_scalar(text: str) -> Any:
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _decode(field_name: str, text: str, default: Any, name: str) -> Any:
-    if name in ("csv_path", "target"):
-        return text or None
-    if name == "features":
-        return tuple(p for p in text.split(",") if p) or None
-    if isinstance(default, bool):
-        if text.lower() not in ("true", "false"):
-            raise ValidationError(field_name, text, "must be true or false")
-        return text.lower() == "true"
-    if isinstance(default, tuple):
-        parts = [p for p in text.split(",") if p.strip()]
-        values = [_decode_scalar(p) for p in parts]
-        return tuple(values)
-    if isinstance(default, (int, float)):
-        value = _decode_scalar(text)
-        if isinstance(value, str):
-            raise ValidationError(field_name, text, "must be a number")
-        return value
-    return text

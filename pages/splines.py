@@ -8,6 +8,7 @@ import streamlit as st
 from kamoe_viz import charts as ch
 from kamoe_viz.charts.splines import EDGE_PICK
 from kamoe_viz.errors import KamoeError
+from kamoe_viz.interpret import grids as gr
 from kamoe_viz.interpret import splines as sp
 from kamoe_viz.interpret import symbolic as sym
 from kamoe_viz_app import entry
@@ -72,7 +73,7 @@ if (layers["part"] == "gate").any():
     tl_ui.timeline_section(run, "splines", tl_ui.draw_splines)
 
 importance = cached(run, "spline_importance", lambda: sp.edge_importance(model, data, inputs))
-coverage = cached(run, "spline_coverage", lambda: sp.grid_coverage_table(model, data, inputs))
+coverage = cached(run, "spline_coverage", lambda: gr.grid_coverage_table(model, data, inputs))
 
 
 def _blank_shared(frame):
@@ -113,14 +114,14 @@ if len(outside):
     )
     st.warning(
         f"Across all KAN layers of this model, {len(outside)} layer input(s) have more than "
-        f"{sp.OUTSIDE_GRID_WARNING:.0%} of the training data outside the spline grid, where only the base "
+        f"{gr.OUTSIDE_GRID_WARNING:.0%} of the training data outside the spline grid, where only the base "
         f"function acts (layer/input): {listing}. {here} A grid update (all layers) moves each grid onto the "
         "data and refits the spline coefficients to keep the learned functions.",
         icon="⚠️",
     )
     if st.button("Update grid (on a copy of the model)", icon=":material/grid_on:", key="spl_update"):
         try:
-            new_model, report = sp.update_grids(model, data)
+            new_model, report = gr.update_grids(model, data)
             st.session_state["_spl_grid_update"] = (id(run), new_model, report)
         except KamoeError as err:
             st.error(f"Grid update: {esc(err)}")
@@ -138,7 +139,7 @@ if pending and pending[0] == id(run):
         st.session_state.pop("_spl_grid_update", None)
         st.rerun()
 with st.expander("Grid coverage per input", icon=":material/fit_screen:"), guarded("Grid coverage"):
-    show_chart(run, f"grid_coverage_{layer}", lambda: ch.coverage_chart(layer_cov, sp.OUTSIDE_GRID_WARNING))
+    show_chart(run, f"grid_coverage_{layer}", lambda: ch.coverage_chart(layer_cov, gr.OUTSIDE_GRID_WARNING))
     show_table(layer_cov, f"grid_coverage_{layer}")
 
 # ----- importance and small multiples ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from interpret_helpers import tiny_model
 
 from kamoe_viz import charts as ch
-from kamoe_viz.interpret import attribution, experts, gates, splines, symbolic
+from kamoe_viz.interpret import attribution, experts, gates, grids, splines, symbolic
 
 
 def _spec(chart) -> dict:
@@ -55,7 +55,7 @@ def test_edge_small_multiples_and_detail(kan_model):
     top = li.nsmallest(6, "rank")
     edges = list(zip(top["input"], top["output"]))
     curves = splines.edge_curves(model, data, layer, edges, inputs, n_points=30)
-    cov = splines.grid_coverage_table(model, data, inputs)
+    cov = grids.grid_coverage_table(model, data, inputs)
     knots = splines.knot_table(model, layer)
     hist = splines.input_histograms(model, data, layer, inputs=inputs)
     frame = ch.edge_frame(curves, li, knots, cov[cov["layer"] == layer], hist, parts=("total", "base", "spline"))

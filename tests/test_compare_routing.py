@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kamoe_viz import compare
-from kamoe_viz.compare.core import routing_verdict
+from kamoe_viz.compare.tables import routing_verdict
 from kamoe_viz.compare.worker import ROUTING_COLUMNS
 from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import ValidationError

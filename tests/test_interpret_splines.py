@@ -9,6 +9,7 @@ import torch
 from interpret_helpers import tiny_model
 
 from kamoe_viz.errors import GridUpdateError, ValidationError
+from kamoe_viz.interpret import grids as gr
 from kamoe_viz.interpret import splines as sp
 
 CASES = [
@@ -91,7 +92,7 @@ def test_input_importance_sums_edges(trained):
 
 def test_knots_and_grid_coverage(trained):
     model, data, inputs = trained
-    coverage = sp.grid_coverage_table(model, data, inputs, threshold=0.1)
+    coverage = gr.grid_coverage_table(model, data, inputs, threshold=0.1)
     for ref in model.kan_layers():
         layer = ref.layer
         knots = sp.knot_table(model, ref.name)
@@ -118,7 +119,7 @@ def test_histograms_count_every_reference_row(trained):
 def test_grid_update_on_a_copy_covers_the_data_and_reports(trained):
     model, data, _ = trained
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    updated, report = sp.update_grids(model, data)
+    updated, report = gr.update_grids(model, data)
     assert updated is not model
     for key, value in model.state_dict().items():  # the given model is untouched
         assert torch.equal(value, before[key]), key
@@ -126,14 +127,14 @@ def test_grid_update_on_a_copy_covers_the_data_and_reports(trained):
     assert np.isfinite(report[["before", "after"]].to_numpy()).all()
     assert np.allclose(report["change"], report["after"] - report["before"])
     first = updated.kan_layers()[0].name  # the first layer's inputs do not move with the update
-    cover = sp.grid_coverage_table(updated, data, sp.layer_inputs(updated, data, max_rows=5000))
+    cover = gr.grid_coverage_table(updated, data, sp.layer_inputs(updated, data, max_rows=5000))
     assert cover.loc[cover["layer"] == first, "outside_fraction"].max() < 0.01
 
 
 def test_grid_update_refuses_models_without_splines():
     model, data = tiny_model("linear", "mlp", "softmax")
     with pytest.raises(GridUpdateError, match="no KAN layers"):
-        sp.update_grids(model, data)
+        gr.update_grids(model, data)
     assert sp.edge_importance(model, data).empty
 
 

@@ -20,103 +20,18 @@ from typing import Any
 import pandas as pd
 
 from kamoe_viz.cli import tracking
-from kamoe_viz.config import DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, ModelConfig, RunConfig, TrainConfig
+from kamoe_viz.cli.sweep_args import (
+    COMPARE_DEFAULT_EPOCHS,
+    add_engine_options,
+    add_run_options,
+    config_from_args,
+    int_list,
+    seeds_arg,
+)
+from kamoe_viz.config import RunConfig
 from kamoe_viz.errors import ValidationError
 
-COMPARE_DEFAULT_EPOCHS = TrainConfig().epochs  # one set of defaults: train, compare and the pages share config's
-
-
-# ----- run options: the same names as `train`, parsed by train's own config_from_args ---------------------------------
-def _int_list(text: str, field: str) -> list[int]:
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
-    try:
-        return [int(p) for p in parts]
-    except ValueError:
-        raise ValidationError(field, text, "must be integers separated by commas, e.g. 1,2") from None
-
-
-def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> None:
-    """Dataset, model and training options with the names and meaning of `python -m kamoe_viz train`.
-
-    The gate and the model kind are what a comparison varies, so `--gate`/`--kind` are not offered; `--seed` is the
-    first training seed. Parsing goes through :func:`kamoe_viz.cli.train_args.config_from_args`, so both commands read
-    their options the same way.
-    """
-    model, train = ModelConfig(), TrainConfig()
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--dataset",
-        default=None,
-        metavar="NAME",
-        help="built-in dataset (default: regimes); see `python -m kamoe_viz datasets`",
-    )
-    data.add_argument("--csv", default=None, metavar="PATH", help="train on your own CSV instead of --dataset")
-    data.add_argument("--target", default=None, metavar="COLUMN", help="the column of --csv to predict")
-    data.add_argument("--features", default=None, metavar="A,B,...", help="feature columns of --csv (default: all)")
-    data.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dataset option, repeatable (e.g. --option noise=0.2)",
-    )
-    data.add_argument(
-        "--data-seed",
-        type=int,
-        default=0,
-        metavar="N",
-        help="seed of the train/val/test split (the same for every run unless --vary-split)",
-    )
-    m = parser.add_argument_group("model")
-    m.add_argument("--expert", choices=EXPERT_TYPES, default=model.expert)
-    m.add_argument("--experts", type=int, default=model.n_experts, metavar="N", help="number of experts")
-    m.add_argument(
-        "--hidden",
-        default=",".join(map(str, model.expert_hidden)),
-        metavar="W[,W...]",
-        help="expert layer widths (default %(default)s)",
-    )
-    m.add_argument("--gate-activation", choices=GATE_ACTIVATIONS, default=model.gate_activation)
-    m.add_argument("--return-sequences", action="store_true", help="LSTM/GRU experts predict every time step")
-    t = parser.add_argument_group("training")
-    t.add_argument(
-        "--epochs", type=int, default=default_epochs, metavar="N", help="at most N epochs per run (default %(default)s)"
-    )
-    t.add_argument("--batch-size", type=int, default=train.batch_size, metavar="N")
-    t.add_argument("--lr", type=float, default=train.lr, metavar="X", help="learning rate (default %(default)g)")
-    t.add_argument("--weight-decay", type=float, default=train.weight_decay, metavar="X")
-    t.add_argument(
-        "--patience",
-        type=int,
-        default=train.early_stopping,
-        metavar="N",
-        help="early-stopping patience in epochs, 0 = off (default %(default)s)",
-    )
-    t.add_argument("--max-grad-norm", type=float, default=train.max_grad_norm, metavar="X")
-    t.add_argument("--seed", type=int, default=0, metavar="N", help="first training seed (default 0)")
-    t.add_argument("--device", choices=DEVICES, default="cpu", help="default cpu (runs are small and parallel)")
-    from kamoe_viz.cli.train_args import add_routing_arguments
-
-    add_routing_arguments(m, t)
-    parser.set_defaults(kind="moe", gate="grkan")
-
-
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The base RunConfig of a comparison (validated), read exactly as `train` reads it."""
-    from kamoe_viz.cli.train_args import config_from_args as train_config
-
-    return train_config(args)
-
-
 # ----- helpers ----------------------------------------------------------------------------------------------------
-def _seeds(text: str) -> int | list[int]:
-    """'5' -> 5 seeds (0..4); '0,3,7' -> those seeds."""
-    values = _int_list(text, "--seeds")
-    if len(values) == 1 and "," not in str(text):
-        return values[0]
-    return values
-
-
 BAR_WIDTH = 20
 
 
@@ -177,7 +92,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result = compare.run(
         base,
         gates=args.gates,
-        seeds=_seeds(args.seeds),
+        seeds=seeds_arg(args.seeds),
         include_standard=not args.no_standard,
         jobs=args.jobs,
         on_progress=None if args.quiet else _progress_printer(),
@@ -249,7 +164,7 @@ def _cmd_tune(args: argparse.Namespace, base: RunConfig) -> int:
         space["gate"] = gates
     elif gates:
         base.model.gate = gates[0]
-    seeds = _seeds(args.seeds)
+    seeds = seeds_arg(args.seeds)
     res = tune_search(
         base,
         space,
@@ -293,20 +208,20 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str] | None = None) -> in
     if args.protocol == "california":
         rep = rp.reproduce_california(
             full=args.full,
-            seeds=_seeds(args.seeds),
+            seeds=seeds_arg(args.seeds),
             jobs=args.jobs,
             on_progress=progress,
             **sweep,
             experts=[e.strip() for e in args.experts.split(",")] if args.experts else ("mlp", "kan"),
-            layers=_int_list(args.layers, "--layers") if args.layers else None,
-            widths=_int_list(args.widths, "--widths") if args.widths else None,
+            layers=int_list(args.layers, "--layers") if args.layers else None,
+            widths=int_list(args.widths, "--widths") if args.widths else None,
             max_epochs=args.max_epochs,
         )
     else:
         rep = rp.reproduce_sequential(
             datasets=[d.strip() for d in args.datasets.split(",")] if args.datasets else None,
             experts=[e.strip() for e in args.experts.split(",")] if args.experts else ("lstm", "gru"),
-            seeds=_seeds(args.seeds),
+            seeds=seeds_arg(args.seeds),
             jobs=args.jobs,
             hidden=args.hidden,
             max_epochs=args.max_epochs or 100,
@@ -318,30 +233,6 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str] | None = None) -> in
     print(text)
     print(f"Wrote {out_dir / (rep.name + '.md')} and {out_dir / (rep.name + '_runs.csv')}")
     return 0
-
-
-def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    from kamoe_viz.compare.engines import ENGINES
-
-    parser.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default="local",
-        help="local: this process or --jobs processes; ray: a Ray cluster (default %(default)s)",
-    )
-    parser.add_argument(
-        "--address",
-        default=None,
-        metavar="HOST:PORT",
-        help="--engine ray: the head node to join, or 'auto' for the one running here (default: "
-        "a private cluster of --jobs CPUs, all cores when --jobs is 1, stopped at the end)",
-    )
-    parser.add_argument(
-        "--no-batch",
-        action="store_true",
-        help="train every seed on its own (default: the seeds of one configuration together as "
-        "one batched model where supported)",
-    )
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

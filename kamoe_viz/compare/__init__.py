@@ -5,7 +5,6 @@
 """
 
 from kamoe_viz.compare.core import (
-    ComparisonResult,
     Progress,
     normalise_gates,
     normalise_seeds,
@@ -20,6 +19,7 @@ from kamoe_viz.compare.reproduce import (
     reproduce_california,
     reproduce_sequential,
 )
+from kamoe_viz.compare.tables import ComparisonResult
 from kamoe_viz.compare.worker import RunSpec, cpu_count, gate_entropy, regime_agreement
 
 __all__ = [

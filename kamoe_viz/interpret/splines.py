@@ -1,4 +1,5 @@
-"""Every KAN edge phi_ij of a model: curves, knots, grid ranges, data distribution, importance, grid coverage.
+"""Every KAN edge phi_ij of a model: curves, knots, grid ranges, data distribution, importance (grid coverage
+and grid updates are in :mod:`kamoe_viz.interpret.grids`).
 
 The reference set is a fixed subsample of the training split (same rows on every call), pushed through the model
 to get the input each KAN layer actually sees (``model.kan_layer_inputs``). Edge importance is
@@ -8,21 +9,17 @@ layer's output), as in pykan's edge scores.
 
 from __future__ import annotations
 
-import copy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 
-from kamoe_viz.errors import GridUpdateError, ValidationError
+from kamoe_viz.errors import ValidationError
 from kamoe_viz.interpret._common import (
     DEFAULT_REFERENCE_ROWS,
     feature_names,
-    forward_numpy,
-    model_loss,
     reference_set,
-    task_metrics,
     to_tensor,
 )
 from kamoe_viz.labels import gate_kan_units
@@ -35,14 +32,13 @@ IMPORTANCE_DEFINITION = (
     "Edge importance = mean |φ(x)| over the training data (the reference set): how much the "
     "edge adds to its output on average, in the units of the layer's output."
 )
-OUTSIDE_GRID_WARNING = 0.10  # warn when more than this fraction of an input's data lies outside the spline grid
 
 
 def kan_layer_names(model: KAMoE) -> list[str]:
     return [ref.name for ref in model.kan_layers()]
 
 
-def _ref(model: KAMoE, layer: str):
+def kan_layer_ref(model: KAMoE, layer: str):
     for ref in model.kan_layers():
         if ref.name == layer:
             return ref
@@ -67,7 +63,7 @@ def layer_inputs(
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
-def _names(model: KAMoE, dataset: Dataset, ref) -> tuple[list[str], list[str]]:
+def unit_names(model: KAMoE, dataset: Dataset, ref) -> tuple[list[str], list[str]]:
     """Readable names of a layer's inputs and outputs."""
     layer = ref.layer
     if ref.name in ("gate.kan1", "gate.kan2"):
@@ -176,7 +172,7 @@ def edge_importance(
             splines += curves.spline.abs().sum(0).double().cpu()
         n = max(len(x), 1)
         out_idx, in_idx = np.meshgrid(np.arange(layer.out_features), np.arange(layer.in_features), indexing="ij")
-        in_names, out_names = _names(model, dataset, ref)
+        in_names, out_names = unit_names(model, dataset, ref)
         frame = pd.DataFrame(
             {
                 "layer": ref.name,
@@ -235,7 +231,7 @@ def _span(values: np.ndarray, grid_low: float, grid_high: float, pad: float = 0.
     return low - pad * width, high + pad * width
 
 
-def _grid_bounds(layer) -> tuple[np.ndarray, np.ndarray]:
+def grid_bounds(layer) -> tuple[np.ndarray, np.ndarray]:
     knots = layer.knots().cpu().numpy()
     return knots[:, layer.spline_order], knots[:, -layer.spline_order - 1]
 
@@ -251,7 +247,7 @@ def edge_curves(
 ) -> pd.DataFrame:
     """phi_ij on ``n_points`` equally spaced x over each input's data range (padded 5%), split into base and
     spline parts (total = base + spline). ``edges`` as (input, output) pairs; all edges of the layer when None."""
-    ref = _ref(model, layer)
+    ref = kan_layer_ref(model, layer)
     kan = ref.layer
     if inputs is None:
         inputs = layer_inputs(model, dataset)
@@ -262,7 +258,7 @@ def edge_curves(
     for i, j in edges:
         if not (0 <= i < kan.in_features and 0 <= j < kan.out_features):
             raise ValidationError("edge", (i, j), f"must be (input < {kan.in_features}, output < {kan.out_features})")
-    lows, highs = _grid_bounds(kan)
+    lows, highs = grid_bounds(kan)
     used_inputs = sorted({i for i, _ in edges})
     grid = np.zeros((n_points, kan.in_features))
     for i in used_inputs:
@@ -270,7 +266,7 @@ def edge_curves(
         grid[:, i] = np.linspace(lo, hi, n_points)
     curves = kan.edge_functions(torch.as_tensor(grid, dtype=kan.base_weight.dtype, device=kan.base_weight.device))
     base, spline = curves.base.cpu().numpy(), curves.spline.cpu().numpy()
-    in_names, out_names = _names(model, dataset, ref)
+    in_names, out_names = unit_names(model, dataset, ref)
     frames = []
     for i, j in edges:
         frames.append(
@@ -297,7 +293,7 @@ def edge_curves(
 def knot_table(model: KAMoE, layer: str, input_indices: list[int] | None = None) -> pd.DataFrame:
     """Knot positions per input; ``active`` marks the knots bounding the grid range (the others are the
     order-many extra knots on each side that B-splines need)."""
-    kan = _ref(model, layer).layer
+    kan = kan_layer_ref(model, layer).layer
     knots = kan.knots().cpu().numpy()
     k = kan.spline_order
     chosen = range(kan.in_features) if input_indices is None else input_indices
@@ -315,51 +311,6 @@ def knot_table(model: KAMoE, layer: str, input_indices: list[int] | None = None)
     return pd.DataFrame(rows, columns=["layer", "input", "knot", "position", "active"])
 
 
-@torch.no_grad()
-def grid_coverage_table(
-    model: KAMoE, dataset: Dataset, inputs: dict[str, np.ndarray] | None = None, threshold: float = OUTSIDE_GRID_WARNING
-) -> pd.DataFrame:
-    """Per layer input: grid range, data range and the fraction of reference data outside the grid
-    (where the spline part is 0 and only the base function acts); ``warn`` when above ``threshold``."""
-    if inputs is None:
-        inputs = layer_inputs(model, dataset)
-    frames = []
-    for ref in model.kan_layers():
-        kan = ref.layer
-        data = inputs[ref.name]
-        inside = kan.grid_coverage(torch.as_tensor(data, dtype=kan.grid.dtype, device=kan.grid.device))
-        lows, highs = _grid_bounds(kan)
-        in_names, _ = _names(model, dataset, ref)
-        outside = 1.0 - inside.cpu().numpy().astype(np.float64)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "layer": ref.name,
-                    "input": np.arange(kan.in_features),
-                    "input_name": in_names,
-                    "grid_low": lows,
-                    "grid_high": highs,
-                    "data_low": data.min(axis=0),
-                    "data_high": data.max(axis=0),
-                    "outside_fraction": outside,
-                    "warn": outside > threshold,
-                }
-            )
-        )
-    columns = [
-        "layer",
-        "input",
-        "input_name",
-        "grid_low",
-        "grid_high",
-        "data_low",
-        "data_high",
-        "outside_fraction",
-        "warn",
-    ]
-    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
-
-
 def input_histograms(
     model: KAMoE,
     dataset: Dataset,
@@ -369,11 +320,11 @@ def input_histograms(
     bins: int = 30,
 ) -> pd.DataFrame:
     """Histogram of each input's reference data over the same range as :func:`edge_curves` draws."""
-    kan = _ref(model, layer).layer
+    kan = kan_layer_ref(model, layer).layer
     if inputs is None:
         inputs = layer_inputs(model, dataset)
     data = inputs[layer]
-    lows, highs = _grid_bounds(kan)
+    lows, highs = grid_bounds(kan)
     rows = []
     chosen = range(kan.in_features) if input_indices is None else input_indices
     for i in chosen:
@@ -392,54 +343,3 @@ def input_histograms(
                 }
             )
     return pd.DataFrame(rows, columns=["layer", "input", "bin_start", "bin_end", "count", "fraction"])
-
-
-def _losses(model: KAMoE, dataset: Dataset, max_rows: int) -> dict[str, float]:
-    out = {}
-    for split in ("train", "val"):
-        X, y, _, _ = reference_set(dataset, split, max_rows)
-        pred = forward_numpy(model, X).prediction
-        out[f"{split}_loss"] = model_loss(dataset, pred, y)
-        for key, value in task_metrics(dataset, pred, y).items():
-            out[f"{split}_{key}"] = value
-    return out
-
-
-def update_grids(
-    model: KAMoE,
-    dataset: Dataset,
-    layers: list[str] | None = None,
-    inplace: bool = False,
-    max_rows: int = 5000,
-    eval_rows: int = 5000,
-) -> tuple[Any, pd.DataFrame]:
-    """Move each KAN layer's grid onto the training data (``KANLinear.update_grid``, which refits the spline
-    coefficients so the functions are kept on the data), gate first; returns (model, report).
-
-    The report has one row per metric with its value before and after (loss = the training loss on scaled
-    targets; train and validation splits). With ``inplace=False`` a copy is updated and the given model is
-    untouched. Raises :class:`GridUpdateError` when the model has no KAN layer or a refit fails.
-    """
-    names = kan_layer_names(model)
-    if not names:
-        raise GridUpdateError("this model has no KAN layers (GRKAN gate or KAN experts), so it has no grid")
-    chosen = names if layers is None else list(layers)
-    for name in chosen:
-        if name not in names:
-            raise ValidationError("layer", name, f"must be one of {', '.join(names)}")
-    target = model if inplace else copy.deepcopy(model)
-    before = _losses(target, dataset, eval_rows)
-    X, _, _, _ = reference_set(dataset, "train", max_rows, seed=1)
-    target.eval()
-    for name in names:  # in model order, so later layers see the already-updated earlier ones
-        if name not in chosen:
-            continue
-        with torch.no_grad():
-            seen = target.kan_layer_inputs(to_tensor(target, X))[name]
-        _ref(target, name).layer.update_grid(seen)
-    after = _losses(target, dataset, eval_rows)
-    report = pd.DataFrame(
-        {"metric": list(before), "before": list(before.values()), "after": [after[k] for k in before]}
-    )
-    report["change"] = report["after"] - report["before"]
-    return target, report

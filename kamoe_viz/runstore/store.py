@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from kamoe_viz import __version__
-from kamoe_viz.errors import KamoeError, RunFileError, ValidationError
-from kamoe_viz.runstore import codec
+from kamoe_viz.errors import RunFileError, ValidationError
+from kamoe_viz.runstore import codec, portable
 from kamoe_viz.runstore.fileformat import (
     ALL_MEMBERS,
     DEFAULT_MAX_RUN_BYTES,
@@ -52,31 +52,12 @@ from kamoe_viz.runstore.folders import (
     stale_manifest_copies,
 )
 from kamoe_viz.runstore.folders import write_file as _write_file  # tests replace it to simulate a full disk
+from kamoe_viz.runstore.listing import LIST_COLUMNS, read_manifest, summary_row
 
 if TYPE_CHECKING:
     from kamoe_viz.training.results import TrainedRun
 
 ENV_ROOT = "KAMOE_RUNS_DIR"
-LIST_COLUMNS = [
-    "run_id",
-    "name",
-    "created",
-    "dataset",
-    "task",
-    "gate",
-    "expert",
-    "n_experts",
-    "metric",
-    "value",
-    "epochs",
-    "params",
-    "device",
-    "stopped_reason",
-    "notes",
-    "imported",
-    "error",
-]
-_MAIN_METRICS = ("r2", "accuracy", "rmse", "log_loss")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 
 # Called with each member's name right after it is written during a save; tests use it to crash a save midway.
@@ -268,7 +249,7 @@ class RunStore:
     def rename(self, run_id: str, name: str | None = None, notes: str | None = None) -> None:
         """Change a run's name and/or notes (None leaves that field as it is); one atomic replace of the manifest."""
         path = self._existing(run_id)
-        manifest = self._read_manifest(path)
+        manifest = read_manifest(path)
         if name is not None:
             manifest["name"] = clean_text("run name", name, MAX_NAME_CHARS, single_line=True)
         if notes is not None:
@@ -289,7 +270,7 @@ class RunStore:
         """
         path = self._existing(run_id)
         try:
-            self._read_manifest(path)
+            read_manifest(path)
         except RunFileError:
             raise RunFileError(
                 f"folder {run_id} has no valid run marker ({MANIFEST}), so it is not a run saved by "
@@ -307,19 +288,9 @@ class RunStore:
         remove_known(trash)
 
     # ----- reading --------------------------------------------------------------------------------------------------
-    def _read_manifest(self, path: Path) -> dict[str, Any]:
-        where = f"run {path.name}"
-        try:
-            data = (path / MANIFEST).read_bytes()
-        except FileNotFoundError:
-            raise RunFileError(f"{where}: {MANIFEST} is missing; the folder is not a complete run.") from None
-        except OSError as exc:
-            raise RunFileError(f"{where}: {MANIFEST} cannot be read ({exc}).") from None
-        return check_manifest(load_json(MANIFEST, data, where), where)
-
     def _read_members(self, path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
         where = f"run {path.name}"
-        manifest = self._read_manifest(path)
+        manifest = read_manifest(path)
         members: dict[str, bytes] = {}
         for member in manifest["files"]:
             file = path / member
@@ -338,7 +309,7 @@ class RunStore:
 
     def info(self, run_id: str) -> dict[str, Any]:
         """The run's manifest: name, notes, created, versions, member hashes."""
-        return self._read_manifest(self._existing(run_id))
+        return read_manifest(self._existing(run_id))
 
     def load(self, run_id: str) -> TrainedRun:
         """The stored TrainedRun (model on CPU in eval mode) with its history and metrics as a TrainResult."""
@@ -349,58 +320,11 @@ class RunStore:
 
     def list_runs(self) -> pd.DataFrame:
         """One row per run, newest first; a damaged run gets a row with its problem in ``error``."""
-        rows = [self._summary(run_id) for run_id in self.run_ids()]
+        rows = [summary_row(self.root, run_id) for run_id in self.run_ids()]
         frame = pd.DataFrame(rows, columns=LIST_COLUMNS)
         if len(frame):
             frame = frame.sort_values(["created", "run_id"], ascending=False, kind="stable").reset_index(drop=True)
         return frame
-
-    def _summary(self, run_id: str) -> dict[str, Any]:
-        path = self.root / run_id
-        row: dict[str, Any] = dict.fromkeys(LIST_COLUMNS)
-        row["run_id"] = run_id
-        where = f"run {run_id}"
-        try:
-            row["created"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(path.stat().st_mtime))
-            manifest = self._read_manifest(path)
-            row.update(
-                name=manifest.get("name", ""),
-                notes=manifest.get("notes", ""),
-                created=manifest.get("created") or row["created"],
-                imported=manifest.get("imported") or None,
-            )
-            small: dict[str, bytes] = {}
-            for member, entry in manifest["files"].items():
-                file = path / member
-                if not file.is_file() or file.stat().st_size != entry["size"]:
-                    raise RunFileError(f"member {member} is missing or has the wrong size")
-                if member.endswith(".json"):
-                    small[member] = file.read_bytes()
-            verify_members({"files": {m: manifest["files"][m] for m in small}}, small, where)
-            config = codec.decode_config(small, where)
-            meta = load_json("dataset.json", small["dataset.json"], where)
-            stored = load_json("metrics.json", small["metrics.json"], where)
-            if not isinstance(stored, dict) or not isinstance(stored.get("metrics", {}), dict):
-                raise RunFileError(f"{where}: metrics.json must be an object with a 'metrics' table")
-            metrics = stored.get("metrics") or {}
-            metric = next((m for m in _MAIN_METRICS if m in metrics), None)
-            m = config.model
-            row.update(
-                dataset=config.data.name,
-                task=meta.get("task") if isinstance(meta, dict) else None,
-                gate="none (standard)" if m.kind == "standard" else m.gate,
-                expert=m.expert,
-                n_experts=1 if m.kind == "standard" else m.n_experts,
-                metric=metric,
-                value=metrics.get(metric) if metric else None,
-                epochs=stored.get("epochs_run"),
-                params=stored.get("params"),
-                device=stored.get("device"),
-                stopped_reason=stored.get("stopped_reason"),
-            )
-        except (KamoeError, OSError, ValueError, TypeError, AttributeError) as exc:
-            row["error"] = str(exc) or type(exc).__name__
-        return row
 
     # ----- files in and out -----------------------------------------------------------------------------------------
     def export_bytes(self, run_id: str) -> bytes:
@@ -408,7 +332,7 @@ class RunStore:
         path = self._existing(run_id)
         manifest, members = self._read_members(path)
         members = dict(members)
-        members["config.json"] = codec.without_paths(members["config.json"], f"run {path.name}")
+        members["config.json"] = portable.without_paths(members["config.json"], f"run {path.name}")
         manifest = dict(
             manifest,
             files={
@@ -429,7 +353,7 @@ class RunStore:
         wanted = {m: sha256(members[m]) for m in keys if m in members}
         for run_id in self.run_ids():
             try:
-                files = self._read_manifest(self.root / run_id)["files"]
+                files = read_manifest(self.root / run_id)["files"]
             except RunFileError:
                 continue
             if all(files.get(m, {}).get("sha256") == h for m, h in wanted.items()):
@@ -450,7 +374,7 @@ class RunStore:
             notes = clean_text("run notes", manifest.get("notes", ""), MAX_NOTES_CHARS, single_line=False)
         except ValidationError as exc:
             raise RunFileError(f"{where}: {MANIFEST} {exc}") from None
-        codec.check_self_contained(members, where)
+        portable.check_self_contained(members, where)
         codec.check_importable(members, where)
         same = self.find_same(members)
         if same is not None:  # the same run again: no second copy in the listing

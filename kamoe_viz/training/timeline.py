@@ -25,7 +25,8 @@ import torch
 
 from kamoe_viz import routing_metrics as rm
 from kamoe_viz.errors import ValidationError
-from kamoe_viz.labels import gate_kan_edge
+from kamoe_viz.training import timeline_frames
+from kamoe_viz.training.timeline_frames import SCALAR_METRICS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,16 +41,6 @@ REGION_RESOLUTION = 60  # cells per axis of a snapshot's region map
 SPLINE_POINTS = 40  # x values per GRKAN gate spline curve
 SETTLE_AGREEMENT = 0.95  # routing has settled once every later snapshot's winners agree this much with the last
 MEMBERS = ("timeline.json", "timeline.safetensors")
-SCALAR_METRICS = (
-    "nmi",
-    "routing_entropy",
-    "load_cv",
-    "max_violation",
-    "gini",
-    "min_load",
-    "max_load",
-    "dropped_fraction",
-)
 SETTLE_DEFINITION = (
     f"Settle epoch: the first snapshot from which every later snapshot routes at least "
     f"{SETTLE_AGREEMENT:.0%} of the probe rows to the same expert as the last one."
@@ -340,25 +331,12 @@ class Timeline:
         return best
 
     def metrics_frame(self) -> pd.DataFrame:
-        """One row per snapshot: epoch, train_loss, val_loss and every scalar routing metric."""
-        rows = [
-            {
-                "epoch": s.epoch,
-                "train_loss": s.train_loss,
-                "val_loss": s.val_loss,
-                **{k: s.metrics.get(k) for k in SCALAR_METRICS},
-            }
-            for s in self.snapshots
-        ]
-        return pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss", *SCALAR_METRICS]).astype(float)
+        """One row per snapshot: epoch, losses and every scalar routing metric."""
+        return timeline_frames.metrics_frame(self)
 
     def load_frame(self) -> pd.DataFrame:
-        """Long frame epoch, expert, load (top-1 share on the probe set), for a stacked area over epochs."""
-        from kamoe_viz.interpret._common import expert_names
-
-        names = expert_names(self.n_experts)
-        rows = [(s.epoch, names[e], float(v)) for s in self.snapshots for e, v in enumerate(s.metrics["load"])]
-        return pd.DataFrame(rows, columns=["epoch", "expert", "load"])
+        """Long frame epoch, expert, load (top-1 share on the probe set)."""
+        return timeline_frames.load_frame(self)
 
     def settle_epoch(self) -> int | None:
         """See :data:`SETTLE_DEFINITION`; None with fewer than two snapshots."""
@@ -373,72 +351,16 @@ class Timeline:
         return settled
 
     def region_frame(self, snap: Snapshot) -> pd.DataFrame | None:
-        """The snapshot's region map as :func:`kamoe_viz.interpret.gates.region_map` returns it (None if not 2-D)."""
-        from kamoe_viz.interpret.gates import region_frame
-
-        if snap.region is None or self.region_axes is None:
-            return None
-        return region_frame(snap.region, *self.region_axes, *self.axis_names)
+        """The snapshot's region map (None if not 2-D)."""
+        return timeline_frames.region_frame(self, snap)
 
     def prediction_frame(self, snap: Snapshot) -> pd.DataFrame | None:
-        """Grid cells x, y with the predicted class and its probability (classification) or the prediction."""
-        if snap.prediction is None or self.region_axes is None:
-            return None
-        gx, gy = np.meshgrid(*self.region_axes)
-        frame = pd.DataFrame({"x": gx.ravel(), "y": gy.ravel()})
-        if self.task == "classification":
-            names = self.class_names or [str(c) for c in range(snap.prediction.shape[1])]
-            frame["predicted"] = np.asarray(names, dtype=object)[snap.prediction.argmax(axis=1)]
-            frame["probability"] = snap.prediction.max(axis=1)
-        else:
-            frame["prediction"] = snap.prediction[:, 0]
-        x_axis, y_axis = self.region_axes
-        frame.attrs.update(
-            {
-                "x_name": self.axis_names[0],
-                "y_name": self.axis_names[1],
-                "step_x": float(x_axis[1] - x_axis[0]),
-                "step_y": float(y_axis[1] - y_axis[0]),
-            }
-        )
-        return frame
+        """Grid cells x, y with the prediction (None if not 2-D)."""
+        return timeline_frames.prediction_frame(self, snap)
 
     def spline_frame(self, snap: Snapshot, top: int | None = None) -> pd.DataFrame:
-        """Long frame layer, edge, input, output, x, total of the gate's spline curves in the snapshot.
-
-        ``top`` keeps the ``top`` edges whose curve spans the widest range in the last snapshot (the same edges at
-        every epoch, so panels stay in place while scrubbing)."""
-        keep: set[tuple[str, int, int]] | None = None
-        if top is not None and self.snapshots:
-            spans = [
-                (float(np.ptp(values[:, j, i])), layer, j, i)
-                for layer, values in self.snapshots[-1].splines.items()
-                for j in range(values.shape[1])
-                for i in range(values.shape[2])
-            ]
-            keep = {(layer, j, i) for _, layer, j, i in sorted(spans, reverse=True)[:top]}
-        frames = []
-        for layer, values in snap.splines.items():
-            x = self.spline_x[layer]
-            _, n_out, n_in = values.shape
-            for j in range(n_out):
-                for i in range(n_in):
-                    if keep is not None and (layer, j, i) not in keep:
-                        continue
-                    frames.append(
-                        pd.DataFrame(
-                            {
-                                "layer": layer,
-                                "edge": gate_kan_edge(layer, i, j),
-                                "input": i,
-                                "output": j,
-                                "x": x[:, i],
-                                "total": values[:, j, i],
-                            }
-                        )
-                    )
-        columns = ["layer", "edge", "input", "output", "x", "total"]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+        """The gate's spline curves in the snapshot (``top``: widest edges of the last one)."""
+        return timeline_frames.spline_frame(self, snap, top)
 
     # ----- storage (kamoe_viz.training.timeline_store) -----------------------------------------------------------
     def to_members(self) -> dict[str, bytes]:
