@@ -185,3 +185,16 @@ def check_training(config: RunConfig, dataset: Dataset, environ: Mapping[str, st
         min(config.train.batch_size, rows),
         environ,
     )
+
+
+def check_buildable(config: RunConfig, dataset: Dataset, environ: Mapping[str, str] = os.environ) -> Cost:
+    """:func:`check_training`, then the model built on PyTorch's meta device (shapes only, no memory), so that
+    combinations the layers refuse are reported before training; the Train page's preflight."""
+    import torch
+
+    from kamoe_viz.nn import build_model
+
+    cost = check_training(config, dataset, environ)
+    with torch.device("meta"):
+        build_model(config.model, dataset)
+    return cost

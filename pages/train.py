@@ -32,21 +32,16 @@ def _apply_preset(preset_key: str) -> None:
 
 
 def _preflight(config: RunConfig, dataset) -> tuple[str | None, str | None]:
-    """Size (by arithmetic, within the server's budget) and impossible combinations (a build on PyTorch's meta
-    device, which allocates no memory) once per setting; (parameter text, error)."""
+    """Size within the server's budget and impossible combinations (:func:`kamoe_viz.budget.check_buildable`), once
+    per setting; (parameter text, error)."""
     key = (config.to_json(), dataset.n_features, dataset.n_outputs, dataset.seq_len)
     cached = st.session_state.get("_preflight")
     if cached and cached[0] == key:
         return cached[1]
-    import torch
-
-    from kamoe_viz.budget import check_training
-    from kamoe_viz.nn import build_model
+    from kamoe_viz.budget import check_buildable
 
     try:
-        cost = check_training(config, dataset)
-        with torch.device("meta"):
-            build_model(config.model, dataset)
+        cost = check_buildable(config, dataset)
         outcome = (f"{cost.params:,} parameters, of which the gate has {cost.gate_params:,}", None)
     except KamoeError as err:
         outcome = (None, str(err))

@@ -14,6 +14,8 @@ fi
 bash scripts/setup.sh dev
 echo "ruff check"
 .venv/bin/ruff check .
+echo "ruff format --check"
+.venv/bin/ruff format --check .
 echo "mypy"
 .venv/bin/python -m mypy
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"

@@ -93,6 +93,20 @@ def test_an_oversized_model_is_refused_by_name_and_the_limit_can_be_raised() -> 
         budget.limits({budget.ENV_MAX_PARAMS: "lots"})
 
 
+def test_the_preflight_builds_on_the_meta_device_and_refuses_what_is_over_the_budget() -> None:
+    """check_buildable (the Train page's preflight) returns check_training's cost once the model's shapes are built,
+    and refuses an oversized setting by name (before building it: HUGE would take 19 GB)."""
+    from kamoe_viz.data import load_dataset
+
+    config = RunConfig()
+    dataset = load_dataset(config.data)
+    cost = budget.check_buildable(config, dataset, environ={})
+    assert cost == budget.check_training(config, dataset, environ={}) and cost.params > 0
+    huge = RunConfig.from_dict({"model": HUGE})
+    with pytest.raises(ValidationError, match="KAMOE_MAX_PARAMS"):
+        budget.check_buildable(huge, dataset, environ={})
+
+
 def _limit_memory() -> None:  # so that a regression fails here instead of exhausting the machine
     resource.setrlimit(resource.RLIMIT_AS, (6 * 1024**3, 6 * 1024**3))
 
