@@ -4,7 +4,7 @@ Configuration: 16,512 x 8 standardised California Housing rows (bench_train.py's
 (3 experts Dense(100, relu), gate Dense(100, relu) -> GRKAN, head Dense(1)); Adam 1e-3; batch 128;
 ``kamoe_viz.training.Trainer`` as the app and CLI use it (validation pass included). Only the routing setting
 changes between variants. Every router and the balance/z losses train on the closed-form gradient path
-(kamoe_viz.nn.fast.direct_grad; noisy_topk and relu as a small autograd graph from the logits), shared experts and
+(kamoe_viz.nn.fast.direct_grad, noisy_topk's noise layer included), shared experts and
 the likelihood objective too. Two ratios are printed: against dense as it trains by default, and
 against dense forced onto autograd (KAMOE_DIRECT_GRADIENTS=0). "dense (plain)" is dense with every fast path off
 (KAMOE_FAST=0: no C kernel, autograd, torch.optim.Adam).

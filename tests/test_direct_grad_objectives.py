@@ -26,6 +26,7 @@ kernel = pytest.fixture(params=["kernel", "pytorch"])(kernel_choice)
         ("topk", 1, "softmax"),
         ("topk", 2, "softmax"),
         ("topk", 2, "sigmoid"),
+        ("noisy_topk", 1, "softmax"),
         ("noisy_topk", 2, "softmax"),
         ("switch", 0, "softmax"),
         ("expert_choice", 0, "softmax"),
@@ -42,6 +43,10 @@ def test_every_router_and_the_aux_losses_in_closed_form_equal_autograd(kernel, r
     model = build_model(
         ModelConfig(expert_hidden=(6,), routing=routing, gate_activation=activation, top_k=top_k, n_experts=4), data
     )
+    if routing == "noisy_topk":  # a trained noise layer (it starts at zero, which would hide its share of dL/dlogits)
+        with torch.no_grad():
+            model.router.noise.weight.normal_(0, 0.5)
+            model.router.noise.bias.normal_(0, 0.5)
     weights = {"balance_loss": 0.3, "z_loss": 0.05}
     x, y = torch.as_tensor(data.X_train[:40]), torch.as_tensor(data.y_train[:40])
     model.train()

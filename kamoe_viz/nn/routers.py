@@ -55,13 +55,13 @@ class Router(nn.Module):
         """Called by the trainer after each optimiser step that was taken."""
 
 
-def _keep_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+def keep_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Exactly k True per row at the k largest scores (ties broken by index, not by keeping every tied one)."""
     kept = scores.topk(k, dim=-1).indices
     return torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, kept, True)
 
 
-def _topk_softmax(logits: torch.Tensor, keep: torch.Tensor, k: int) -> torch.Tensor:
+def topk_softmax(logits: torch.Tensor, keep: torch.Tensor, k: int) -> torch.Tensor:
     """Softmax over the kept logits (renormalised); for k = 1 the full softmax probability of the kept expert, since
     the renormalised weight would be exactly 1 and the gate would get no gradient from the loss."""
     if k == 1:
@@ -99,11 +99,11 @@ class TopKRouter(Router):
         self.top_k, self.activation = top_k, gate_activation
 
     def forward(self, logits: torch.Tensor) -> RouterOutput:
-        keep = _keep_mask(logits, self.top_k)
+        keep = keep_mask(logits, self.top_k)
         if self.activation == "sigmoid":
             affinity = torch.sigmoid(logits)
             return RouterOutput(affinity * keep, logits, {}, _normalised(affinity))
-        return RouterOutput(_topk_softmax(logits, keep, self.top_k), logits, {}, torch.softmax(logits, dim=-1))
+        return RouterOutput(topk_softmax(logits, keep, self.top_k), logits, {}, torch.softmax(logits, dim=-1))
 
 
 class NoisyTopKRouter(Router):
@@ -125,8 +125,8 @@ class NoisyTopKRouter(Router):
         if self.training:
             scale = F.softplus(self.noise(logits))
             scores = logits + torch.randn_like(logits) * scale
-        keep = _keep_mask(scores, self.top_k)
-        return RouterOutput(_topk_softmax(scores, keep, self.top_k), logits, {}, torch.softmax(scores, dim=-1))
+        keep = keep_mask(scores, self.top_k)
+        return RouterOutput(topk_softmax(scores, keep, self.top_k), logits, {}, torch.softmax(scores, dim=-1))
 
 
 def capacity(capacity_factor: float, tokens: int, n_experts: int) -> int:
@@ -143,7 +143,7 @@ class SwitchRouter(Router):
 
     def forward(self, logits: torch.Tensor) -> RouterOutput:
         probs = torch.softmax(logits, dim=-1)
-        keep = _keep_mask(probs, 1)
+        keep = keep_mask(probs, 1)
         aux: dict[str, torch.Tensor] = {}
         if self.training:  # capacity in training only: inference must not depend on the batch
             flat = keep.reshape(-1, self.n_experts)
@@ -196,7 +196,7 @@ class SigmoidBiasRouter(Router):
 
     def forward(self, logits: torch.Tensor) -> RouterOutput:
         affinity = torch.sigmoid(logits)
-        keep = _keep_mask(affinity + self.bias, self.top_k)
+        keep = keep_mask(affinity + self.bias, self.top_k)
         selected = affinity * keep
         if self.top_k > 1:
             selected = selected / selected.sum(-1, keepdim=True).clamp_min(1e-12)

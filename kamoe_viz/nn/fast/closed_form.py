@@ -113,6 +113,34 @@ def router_logit_grad(router, logits: torch.Tensor, weights: torch.Tensor, grad_
     return torch._softmax_backward_data(grad_weights * kept, probs, -1, probs.dtype)
 
 
+def noisy_topk_forward(router, logits: torch.Tensor):
+    """(weights, saved) of :class:`~kamoe_viz.nn.routers.NoisyTopKRouter` in training, drawing the noise exactly as
+    its forward does: scores = logits + eps * softplus(logits W^T + b), top-k softmax of the scores. (B, E) logits."""
+    from kamoe_viz.nn.routers import keep_mask, topk_softmax
+
+    pre = torch.addmm(router.noise.bias, logits, router.noise.weight.t())
+    noise = torch.randn_like(logits) if router.training else torch.zeros_like(logits)  # no noise at inference
+    scores = torch.addcmul(logits, noise, F.softplus(pre))
+    keep = keep_mask(scores, router.top_k)
+    weights = topk_softmax(scores, keep, router.top_k)
+    return weights, (logits, pre, noise, scores, keep)
+
+
+def noisy_topk_backward(router, saved, weights: torch.Tensor, grad_weights: torch.Tensor) -> torch.Tensor:
+    """dL/dlogits of :func:`noisy_topk_forward`; writes the noise layer's weight and bias gradients. The scores'
+    gradient is the top-k softmax's (as :func:`router_logit_grad`); d softplus(z)/dz = sigmoid(z)."""
+    logits, pre, noise, scores, keep = saved
+    if router.top_k > 1:
+        grad_scores = torch._softmax_backward_data(grad_weights, weights, -1, weights.dtype)
+    else:
+        probs = torch.softmax(scores, -1)
+        grad_scores = torch._softmax_backward_data(grad_weights * keep, probs, -1, probs.dtype)
+    grad_pre = grad_scores * noise * torch.sigmoid(pre)
+    torch.mm(grad_pre.t(), logits, out=grad_buffer(router.noise.weight))
+    torch.sum(grad_pre, 0, out=grad_buffer(router.noise.bias))
+    return grad_scores.addmm_(grad_pre, router.noise.weight)
+
+
 def aux_loss_gradient(logits: torch.Tensor, weights: torch.Tensor, aux_weights: dict[str, float]) -> torch.Tensor:
     """d/dlogits of the weighted auxiliary losses of :mod:`kamoe_viz.nn.routers` for (N, E) logits, in closed form:
     balance E * sum_i f_i P_i with f (the top-1 shares of the weights) constant: dL/dP_ni = E f_i / N through the

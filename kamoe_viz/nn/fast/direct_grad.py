@@ -31,6 +31,8 @@ from kamoe_viz.nn.fast.closed_form import (
     aux_loss_gradient,
     grad_buffer,
     linear_backward,
+    noisy_topk_backward,
+    noisy_topk_forward,
     present,
     residual_tail,
     residual_tail_backward,
@@ -131,9 +133,10 @@ class DirectGradients:
             self.gate_input = (model.gate_input.weight, model.gate_input.bias)
             self.router = model.router
             self.aux_weights = {k: float(v) for k, v in (aux_weights or {}).items() if v > 0}
-            # routers with parameters or noise (noisy_topk) run as a small autograd graph from the logits; the
-            # others in closed form (router_logit_grad)
-            self.router_graph = self.router.name not in CLOSED_FORM_ROUTERS
+            # noisy top-k (noise layer and Gaussian noise) and the routers without parameters in closed form
+            # (noisy_topk_forward/backward, router_logit_grad); any other router as a small autograd graph
+            self.noisy = self.router.name == "noisy_topk"
+            self.router_graph = self.router.name not in CLOSED_FORM_ROUTERS and not self.noisy
             self.router_params = [p for p in self.router.parameters() if p.requires_grad]
             self.sigmoid = getattr(self.router, "activation", "") == "sigmoid"
             if gate.family == "linear":
@@ -208,6 +211,8 @@ class DirectGradients:
         if self.router_graph:
             leaf, routed = self._route(logits)
             weights = routed.weights.detach()
+        elif self.noisy:
+            weights, noisy_saved = noisy_topk_forward(self.router, logits)
         elif self.router.name != "dense":
             weights = self.router(logits).weights
         else:
@@ -222,6 +227,8 @@ class DirectGradients:
         grad_hidden = weights.unsqueeze(2) * grad_mixed
         if self.router_graph:
             grad_logits = self._route_backward(leaf, routed.weights, grad_weights)
+        elif self.noisy:
+            grad_logits = noisy_topk_backward(self.router, noisy_saved, weights, grad_weights)
         elif self.router.name != "dense":
             grad_logits = router_logit_grad(self.router, logits, weights, grad_weights)
         elif self.sigmoid:
