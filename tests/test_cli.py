@@ -66,7 +66,8 @@ def test_train_json_last_line(capsys: pytest.CaptureFixture) -> None:
     assert record["epochs"] == 3 and record["gate"] == "grkan" and record["device"] == "cpu"
     assert record["dataset"] == "regimes" and record["stopped_reason"] == "completed" and record["seed"] == 1
     assert isinstance(record["params"], int) and record["params"] > 0 and record["seconds"] > 0
-    assert "test:" in out and "r2" in out
+    assert json.loads(out) == record  # stdout is the JSON object alone (pipe it to jq), the summary on stderr
+    assert "test:" in err and "r2" in err
     # the same seed again: the same numbers
     code, out2, _ = run_cli(capsys, "train", "--epochs", "3", "--seed", "1", "--json", *TINY)
     again = last_json(out2)
@@ -214,7 +215,7 @@ def test_save_stores_the_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     code, out, err = run_cli(capsys, "train", "--epochs", "2", "--save", "--runs-dir", str(tmp_path), "--json", *TINY)
     assert code == 0, err
     run_id = last_json(out)["run_id"]
-    assert run_id and f"saved as run {run_id}" in out
+    assert run_id and f"saved as run {run_id}" in err
     loaded = RunStore(tmp_path).load(run_id)
     assert loaded.result.epochs_run == 2 and loaded.config.model.n_experts == 2
 

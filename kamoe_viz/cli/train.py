@@ -1,4 +1,5 @@
-"""`train`: train one model from the command line, print its test metrics (and one JSON line with ``--json``).
+"""`train`: train one model from the command line, print its test metrics (with ``--json``: one JSON
+object on stdout, the summary on stderr).
 
     python -m kamoe_viz train --dataset california --gate grkan --expert mlp --experts 3 --epochs 200 --seed 0 --json
     python -m kamoe_viz train --csv data.csv --target price --features area,rooms --epochs 50
@@ -215,27 +216,30 @@ def _report(run: TrainedRun, total_seconds: float, interrupted: bool, as_json: b
         if config.model.kind == "standard"
         else f"{config.model.n_experts} {config.model.expert} experts, {config.model.gate} gate"
     )
+    human = sys.stderr if as_json else sys.stdout  # --json: stdout holds only the JSON object
     main = ["r2", "rmse", "mae"] if ds.task == "regression" else ["accuracy", "log_loss"]
     sizes = ds.sizes()
     print(
         f"{ds.name}: {ds.task}, {sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test rows; "
-        f"{what}; {result.params:,} parameters; device {result.device}"
+        f"{what}; {result.params:,} parameters; device {result.device}",
+        file=human,
     )
     print(
         f"stopped: {result.stopped_reason}{' (interrupted)' if interrupted else ''} after {result.epochs_run} "
-        f"epochs, {best_epoch_text(result.best_epoch)}, {result.seconds:.1f} s training"
+        f"epochs, {best_epoch_text(result.best_epoch)}, {result.seconds:.1f} s training",
+        file=human,
     )
     from kamoe_viz.presets import run_epoch_cap_notice
 
     notice = None if interrupted else run_epoch_cap_notice(result, run.config)
     if notice:
-        print(f"note: {notice}")
-    print("test:       " + "  ".join(f"{k} {m[k]:.4f}" for k in main if k in m))
-    print("validation: " + "  ".join(f"{k} {m['val_' + k]:.4f}" for k in main if "val_" + k in m))
+        print(f"note: {notice}", file=human)
+    print("test:       " + "  ".join(f"{k} {m[k]:.4f}" for k in main if k in m), file=human)
+    print("validation: " + "  ".join(f"{k} {m['val_' + k]:.4f}" for k in main if "val_" + k in m), file=human)
     if result.message and result.stopped_reason != "diverged":  # a divergence ends the command as its error
         print(f"warning: {result.message}", file=sys.stderr)
     if run.run_id:
-        print(f"saved as run {run.run_id}")
+        print(f"saved as run {run.run_id}", file=human)
     if as_json:
         record = {k: _json_value(v) for k, v in m.items()}
         record.update(
