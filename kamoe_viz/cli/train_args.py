@@ -154,7 +154,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="start from a preset (see `python -m kamoe_viz presets`); flags you give still win",
     )
     o = p.add_argument_group("output")
-    o.add_argument("--json", action="store_true", help="end with one JSON line of metrics and run facts")
+    o.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object of metrics and run facts on stdout (the summary goes to stderr)",
+    )
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     o.add_argument(
         "--snapshot-every",
