@@ -212,6 +212,14 @@ PRESET_LIST: tuple[Preset, ...] = (
 PRESETS: dict[str, Preset] = {p.name: p for p in PRESET_LIST}
 
 
+OPENING_PRESET = "regimes"  # what the app opens with: the first click shows experts taking one regime each
+
+
+def opening_config() -> RunConfig:
+    """The settings the app opens with (:data:`OPENING_PRESET`, seed 0)."""
+    return preset_config(OPENING_PRESET)
+
+
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValidationError(

@@ -22,6 +22,9 @@ LINK_LOADED = "_link_loaded"
 LINK_WARNINGS = "_link_warnings"
 PREFIX = "w."  # widget keys: "w.model.gate", "w.data.options.regimes.noise", ...
 PRESENT = "present"  # link parameter of presentation mode (?present=1): not a setting, kept beside them
+# a link whose settings are all the library's defaults (RunConfig()) says so, since an address with no settings at
+# all opens the app's opening preset (kamoe_viz.presets.OPENING_PRESET)
+DEFAULTS = "defaults"
 
 
 def presenting() -> bool:
@@ -42,7 +45,7 @@ def config_from_link(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]:
 
 
 def _parse_link(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]:
-    remaining = {str(k): str(v) for k, v in params.items() if str(k) != PRESENT}
+    remaining = {str(k): str(v) for k, v in params.items() if str(k) not in (PRESENT, DEFAULTS)}
     warnings: list[str] = []
     for _ in range(len(remaining) + 1):
         try:
@@ -72,14 +75,28 @@ def _param_for_error(err: ValidationError, params: Mapping[str, str]) -> str | N
 
 
 def link_query(config: RunConfig) -> str:
-    """The query string of a link that restores ``config`` ("" for the defaults)."""
-    return urlencode(config.to_query_params())
+    """The query string of a link that restores ``config``."""
+    return urlencode(_link_params(config))
+
+
+def _link_params(config: RunConfig) -> dict[str, str]:
+    return config.to_query_params() or {DEFAULTS: "1"}
+
+
+def opening_config() -> RunConfig:
+    """What a session without settings in its address starts with: the opening preset, so the first click shows
+    experts specialising (the library's defaults are the paper's reference model, which does not)."""
+    from kamoe_viz.presets import opening_config as preset_opening
+
+    return preset_opening()
 
 
 def master() -> RunConfig:
     """The session's current settings (validated); the link's on the first visit of the session."""
     if not st.session_state.get(LINK_LOADED):
-        config, warnings = config_from_link(st.query_params.to_dict())
+        params = st.query_params.to_dict()
+        settings = {k: v for k, v in params.items() if k != PRESENT}
+        config, warnings = config_from_link(params) if settings else (opening_config(), [])
         st.session_state[MASTER] = config.to_dict()
         st.session_state[LINK_WARNINGS] = warnings
         st.session_state[LINK_LOADED] = True
@@ -101,7 +118,7 @@ def set_master(config: RunConfig | dict[str, Any], reseed: bool = False) -> None
 
 def sync_link(config: RunConfig) -> None:
     """Mirror ``config`` into the browser URL (only when it changed, to avoid needless reruns)."""
-    params = config.to_query_params()
+    params = _link_params(config)
     if presenting():
         params[PRESENT] = "1"
     if st.query_params.to_dict() != params:

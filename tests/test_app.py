@@ -25,15 +25,31 @@ def test_every_page_renders_without_a_run(page):
         assert any("No model trained yet" in i.value for i in at.info), f"{page} does not say what to do first"
 
 
-def test_train_page_opens_on_the_default_dataset_with_the_reference_settings():
+def test_train_page_opens_on_the_opening_preset_and_a_defaults_link_on_the_reference_settings():
+    """No settings in the address: the Three regimes preset (whose claims are tested), so the first Train click
+    shows experts specialising; ``?defaults=1`` (what a link of the library defaults carries): the reference."""
+    from kamoe_viz.presets import OPENING_PRESET, preset_config
+
+    opening = preset_config(OPENING_PRESET)
     at = new_app()
     no_exception(at)
-    assert at.selectbox(key="w.data.name").value == "regimes"
+    assert at.selectbox(key="w.data.name").value == opening.data.name == "regimes"
     assert at.segmented_control(key="w.model.gate").value == "grkan"
-    assert at.text_input(key="w.model.expert_hidden").value == "100"
+    assert at.text_input(key="w.model.expert_hidden").value == ",".join(map(str, opening.model.expert_hidden))
+    assert at.segmented_control(key="w.train.objective").value == "likelihood"
+    assert at.number_input(key="w.train.restarts").value == opening.train.restarts
+    # the address bar holds the opening settings, so a copied address restores them
+    restored = RunConfig.from_query_params(dict(at.query_params))
+    assert (restored.data.name, restored.model, restored.train) == (opening.data.name, opening.model, opening.train)
     train = [b for b in at.button if b.label == "Train"][0]
     assert not train.disabled
     assert not at.error, [e.value for e in at.error]
+
+    reference = new_app({"defaults": "1"})
+    no_exception(reference)
+    assert reference.text_input(key="w.model.expert_hidden").value == "100"
+    assert reference.segmented_control(key="w.train.objective").value == "mse"
+    assert not reference.warning, [w.value for w in reference.warning]
 
 
 def test_a_link_restores_the_configuration():
