@@ -37,7 +37,11 @@ def test_cli_train_and_compare_share_configs_defaults() -> None:
     ],
 )
 def test_pages_start_from_configs_defaults(page: str, keys: tuple[str, ...]) -> None:
-    at = AppTest.from_file(_app_support.APP, default_timeout=120).switch_page(page).run()
+    """The widgets take the config's defaults (the Train page with ?defaults=1: without settings in the address it
+    opens the opening preset, tests/test_app.py)."""
+    at = AppTest.from_file(_app_support.APP, default_timeout=120)
+    at.query_params["defaults"] = "1"
+    at = at.switch_page(page).run()
     assert not at.exception
     values = tuple(at.session_state[k] for k in keys)
     assert values == (WIDTHS, TRAIN.epochs, TRAIN.lr, TRAIN.early_stopping)

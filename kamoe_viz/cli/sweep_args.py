@@ -28,29 +28,10 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     their options the same way.
     """
     model, train = ModelConfig(), TrainConfig()
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--dataset",
-        default=None,
-        metavar="NAME",
-        help="built-in dataset (default: regimes); see `python -m kamoe_viz datasets`",
-    )
-    data.add_argument("--csv", default=None, metavar="PATH", help="train on your own CSV instead of --dataset")
-    data.add_argument("--target", default=None, metavar="COLUMN", help="the column of --csv to predict")
-    data.add_argument("--features", default=None, metavar="A,B,...", help="feature columns of --csv (default: all)")
-    data.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dataset option, repeatable (e.g. --option noise=0.2)",
-    )
-    data.add_argument(
-        "--data-seed",
-        type=int,
-        default=0,
-        metavar="N",
-        help="seed of the train/val/test split (the same for every run unless --vary-split)",
+    from kamoe_viz.cli.train_args import add_data_arguments, add_routing_arguments
+
+    add_data_arguments(
+        parser, split_help="seed of the train/val/test split (the same for every run unless --vary-split)"
     )
     m = parser.add_argument_group("model")
     m.add_argument("--expert", choices=EXPERT_TYPES, default=model.expert)
@@ -80,8 +61,6 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     t.add_argument("--max-grad-norm", type=float, default=train.max_grad_norm, metavar="X")
     t.add_argument("--seed", type=int, default=0, metavar="N", help="first training seed (default 0)")
     t.add_argument("--device", choices=DEVICES, default="cpu", help="default cpu (runs are small and parallel)")
-    from kamoe_viz.cli.train_args import add_routing_arguments
-
     add_routing_arguments(m, t)
     parser.set_defaults(kind="moe", gate="grkan")
 

@@ -68,10 +68,9 @@ def _defaults() -> tuple[ModelConfig, TrainConfig]:
     return ModelConfig(), TrainConfig()
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Every option of ``train``, in its groups (data, model, training, output)."""
-    model, train = _defaults()
-    data = p.add_argument_group("data")
+def add_data_arguments(parser: argparse.ArgumentParser, *, split_help: str) -> None:
+    """The data options of `train` and `compare`: the same names and meaning in both."""
+    data = parser.add_argument_group("data")
     data.add_argument(
         "--dataset",
         default=None,
@@ -93,7 +92,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="dataset option, repeatable (e.g. --option noise=0.2)",
     )
-    data.add_argument("--data-seed", type=int, default=0, metavar="N", help="seed of the train/val/test split")
+    data.add_argument("--data-seed", type=int, default=0, metavar="N", help=split_help)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Every option of ``train``, in its groups (data, model, training, output)."""
+    model, train = _defaults()
+    add_data_arguments(p, split_help="seed of the train/val/test split")
     m = p.add_argument_group("model")
     m.add_argument(
         "--kind", choices=MODEL_KINDS, default=model.kind, help="moe (default) or standard (one expert, no gate)"
