@@ -143,20 +143,24 @@ def noisy_topk_backward(router, saved, weights: torch.Tensor, grad_weights: torc
 
 def aux_loss_gradient(logits: torch.Tensor, weights: torch.Tensor, aux_weights: dict[str, float]) -> torch.Tensor:
     """d/dlogits of the weighted auxiliary losses of :mod:`kamoe_viz.nn.routers` for (N, E) logits, in closed form:
-    balance E * sum_i f_i P_i with f (the top-1 shares of the weights) constant: dL/dP_ni = E f_i / N through the
-    softmax; z-loss mean_n lse_n^2: dL/dlogits_n = 2 lse_n / N * softmax(logits_n)."""
+    balance E * sum_i f_i P_i with f (the top-1 shares of the weights) constant: dL/dP_ni = c_i = a E f_i / N, so
+    through the softmax p_n * (c - p_n . c); z-loss mean_n lse_n^2: dL/dlogits_n = 2 b lse_n / N * p_n. Both in one
+    expression, p * (c - p c + 2 b lse / N), since a small step is bound by the number of ops."""
     rows, n_experts = logits.shape
     probs = torch.softmax(logits, -1)
-    grad = torch.zeros_like(logits)
-    weight = aux_weights.get("balance_loss", 0.0)
-    if weight > 0 and rows:
-        routed = (weights > 0).any(-1, keepdim=True)
-        top1 = F.one_hot(weights.argmax(-1), n_experts).to(probs.dtype) * routed
-        f = top1.sum(0) / routed.sum().clamp_min(1)
-        grad_probs = (weight * n_experts / rows) * f.expand_as(probs)
-        grad += torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
-    weight = aux_weights.get("z_loss", 0.0)
-    if weight > 0 and rows:
-        lse = torch.logsumexp(logits, -1, keepdim=True)
-        grad += probs * lse * (2.0 * weight / rows)
-    return grad
+    balance, z = aux_weights.get("balance_loss", 0.0), aux_weights.get("z_loss", 0.0)
+    if not rows or (balance <= 0 and z <= 0):
+        return torch.zeros_like(logits)
+    inner = None
+    if balance > 0:
+        routed = (weights > 0).any(-1).to(probs.dtype)
+        counts = torch.zeros(n_experts, dtype=probs.dtype, device=probs.device).index_add_(
+            0, weights.argmax(-1), routed
+        )
+        c = counts.mul_(balance * n_experts / rows / routed.sum().clamp_min(1))
+        inner = (c - torch.mv(probs, c).unsqueeze(-1)).expand_as(probs)
+    if z > 0:
+        lse = torch.logsumexp(logits, -1, keepdim=True).mul_(2.0 * z / rows)
+        inner = lse if inner is None else inner + lse
+    assert inner is not None
+    return probs * inner
