@@ -29,6 +29,19 @@ def test_the_best_epoch_line_has_a_visible_label() -> None:
     assert "text" in marks
 
 
+def test_a_late_best_epoch_label_sits_left_of_its_line_inside_the_chart() -> None:
+    """Right of a line near the right edge the label was cut off ('best epoch 9' of 'best epoch 96')."""
+    epochs = list(range(1, 101))
+    history = pd.DataFrame({"epoch": epochs, "split": "train", "loss": [1.0 / e for e in epochs]})
+
+    def text_mark(best: int) -> dict:
+        spec = loss_chart(history, best_epoch=best).to_dict()
+        return next(m for m in _find(spec, "mark") if isinstance(m, dict) and m.get("type") == "text")
+
+    assert (text_mark(96)["align"], text_mark(96)["dx"]) == ("right", -4)
+    assert (text_mark(10)["align"], text_mark(10)["dx"]) == ("left", 4)
+
+
 def test_region_maps_have_equal_axis_spans() -> None:
     xs, ys = np.linspace(-3, 3, 7), np.linspace(-1, 1, 5)  # a wide plane, as the spiral's or moons' can be
     rows = [

@@ -140,11 +140,20 @@ def loss_chart(
     if len(frames) > 1:
         marker = alt.Chart(frames[1])
         rule = marker.mark_rule(strokeDash=[4, 4], color="gray").encode(x="epoch:Q", tooltip=["label:N"])
-        label = marker.mark_text(align="left", baseline="top", dx=4, dy=4, color="gray", fontSize=11).encode(
-            x="epoch:Q", y=alt.value(0), text="label:N"
-        )  # the line says what it is, without hovering
+        right = _label_on_left(history, best_epoch)  # in the right half the text goes left of the line, inside
+        label = marker.mark_text(
+            align="right" if right else "left", baseline="top", dx=-4 if right else 4, dy=4, color="gray", fontSize=11
+        ).encode(x="epoch:Q", y=alt.value(0), text="label:N")  # the line says what it is, without hovering
         chart = layered(chart, rule, label)
     return chart.properties(height=height, title="Loss")
+
+
+def _label_on_left(history: pd.DataFrame, best_epoch: int | None) -> bool:
+    """Whether the best-epoch label goes left of its line (the line is in the right half of the epochs)."""
+    if best_epoch is None or not len(history):
+        return False
+    low, high = float(history["epoch"].min()), float(history["epoch"].max())
+    return best_epoch > (low + high) / 2
 
 
 def loss_data(history: pd.DataFrame, best_epoch: int | None = None, **_: Any) -> list[pd.DataFrame]:
@@ -158,7 +167,8 @@ def loss_shape(
 ) -> tuple[Any, ...]:
     """What in :func:`loss_chart` is fixed apart from its frames."""
     positive = bool(len(history)) and bool((history["loss"] > 0).all())
-    return positive, len(history) <= 60, best_epoch is not None and bool(len(history)), log_scale, height
+    marked = best_epoch is not None and bool(len(history))
+    return positive, len(history) <= 60, marked, _label_on_left(history, best_epoch), log_scale, height
 
 
 def chart_height(kind: str, n_experts: int = 1) -> int:
