@@ -83,19 +83,15 @@ def _link_params(config: RunConfig) -> dict[str, str]:
     return config.to_query_params() or {DEFAULTS: "1"}
 
 
-def opening_config() -> RunConfig:
-    """What a session without settings in its address starts with: the opening preset, so the first click shows
-    experts specialising (the library's defaults are the paper's reference model, which does not)."""
-    from kamoe_viz.presets import opening_config as preset_opening
-
-    return preset_opening()
-
-
 def master() -> RunConfig:
     """The session's current settings (validated); the link's on the first visit of the session."""
     if not st.session_state.get(LINK_LOADED):
+        from kamoe_viz.presets import opening_config
+
         params = st.query_params.to_dict()
         settings = {k: v for k, v in params.items() if k != PRESENT}
+        # no settings in the address: the opening preset, so the first click shows experts specialising (the
+        # library's defaults are the paper's reference model, which does not)
         config, warnings = config_from_link(params) if settings else (opening_config(), [])
         st.session_state[MASTER] = config.to_dict()
         st.session_state[LINK_WARNINGS] = warnings

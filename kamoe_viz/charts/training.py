@@ -140,9 +140,14 @@ def loss_chart(
     if len(frames) > 1:
         marker = alt.Chart(frames[1])
         rule = marker.mark_rule(strokeDash=[4, 4], color="gray").encode(x="epoch:Q", tooltip=["label:N"])
-        right = _label_on_left(history, best_epoch)  # in the right half the text goes left of the line, inside
+        on_left = _label_on_left(history, best_epoch)  # in the right half the text goes left of the line, inside
         label = marker.mark_text(
-            align="right" if right else "left", baseline="top", dx=-4 if right else 4, dy=4, color="gray", fontSize=11
+            align="right" if on_left else "left",
+            baseline="top",
+            dx=-4 if on_left else 4,
+            dy=4,
+            color="gray",
+            fontSize=11,
         ).encode(x="epoch:Q", y=alt.value(0), text="label:N")  # the line says what it is, without hovering
         chart = layered(chart, rule, label)
     return chart.properties(height=height, title="Loss")

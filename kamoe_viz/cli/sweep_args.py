@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from kamoe_viz.config import DEVICES, EXPERT_TYPES, GATE_ACTIVATIONS, ModelConfig, RunConfig, TrainConfig
+from kamoe_viz.config import DEVICES, GATE_ACTIVATIONS, ModelConfig, RunConfig, TrainConfig
 from kamoe_viz.errors import ValidationError
 
 COMPARE_DEFAULT_EPOCHS = TrainConfig().epochs  # one set of defaults: train, compare and the pages share config's
@@ -27,38 +27,25 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_epochs: int) -> 
     first training seed. Parsing goes through :func:`kamoe_viz.cli.train_args.config_from_args`, so both commands read
     their options the same way.
     """
-    model, train = ModelConfig(), TrainConfig()
-    from kamoe_viz.cli.train_args import add_data_arguments, add_routing_arguments
+    from kamoe_viz.cli.train_args import (
+        add_data_arguments,
+        add_expert_arguments,
+        add_optimiser_arguments,
+        add_routing_arguments,
+    )
 
+    model = ModelConfig()
     add_data_arguments(
         parser, split_help="seed of the train/val/test split (the same for every run unless --vary-split)"
     )
     m = parser.add_argument_group("model")
-    m.add_argument("--expert", choices=EXPERT_TYPES, default=model.expert)
-    m.add_argument("--experts", type=int, default=model.n_experts, metavar="N", help="number of experts")
-    m.add_argument(
-        "--hidden",
-        default=",".join(map(str, model.expert_hidden)),
-        metavar="W[,W...]",
-        help="expert layer widths (default %(default)s)",
-    )
+    add_expert_arguments(m)
     m.add_argument("--gate-activation", choices=GATE_ACTIVATIONS, default=model.gate_activation)
-    m.add_argument("--return-sequences", action="store_true", help="LSTM/GRU experts predict every time step")
     t = parser.add_argument_group("training")
     t.add_argument(
         "--epochs", type=int, default=default_epochs, metavar="N", help="at most N epochs per run (default %(default)s)"
     )
-    t.add_argument("--batch-size", type=int, default=train.batch_size, metavar="N")
-    t.add_argument("--lr", type=float, default=train.lr, metavar="X", help="learning rate (default %(default)g)")
-    t.add_argument("--weight-decay", type=float, default=train.weight_decay, metavar="X")
-    t.add_argument(
-        "--patience",
-        type=int,
-        default=train.early_stopping,
-        metavar="N",
-        help="early-stopping patience in epochs, 0 = off (default %(default)s)",
-    )
-    t.add_argument("--max-grad-norm", type=float, default=train.max_grad_norm, metavar="X")
+    add_optimiser_arguments(t)
     t.add_argument("--seed", type=int, default=0, metavar="N", help="first training seed (default 0)")
     t.add_argument("--device", choices=DEVICES, default="cpu", help="default cpu (runs are small and parallel)")
     add_routing_arguments(m, t)

@@ -95,6 +95,42 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, split_help: str) -> N
     data.add_argument("--data-seed", type=int, default=0, metavar="N", help=split_help)
 
 
+def add_expert_arguments(group: argparse._ArgumentGroup) -> None:
+    """The experts' options of `train` and `compare`."""
+    model = ModelConfig()
+    group.add_argument("--expert", choices=EXPERT_TYPES, default=model.expert)
+    group.add_argument("--experts", type=int, default=model.n_experts, metavar="N", help="number of experts")
+    group.add_argument(
+        "--hidden",
+        default=",".join(map(str, model.expert_hidden)),
+        metavar="W[,W...]",
+        help="expert layer widths (default %(default)s)",
+    )
+    group.add_argument("--return-sequences", action="store_true", help="LSTM/GRU experts predict every time step")
+
+
+def add_optimiser_arguments(group: argparse._ArgumentGroup) -> None:
+    """Batch, learning rate, weight decay, early stopping and clipping options of `train` and `compare`."""
+    train = TrainConfig()
+    group.add_argument("--batch-size", type=int, default=train.batch_size, metavar="N")
+    group.add_argument("--lr", type=float, default=train.lr, metavar="X", help="learning rate (default %(default)g)")
+    group.add_argument("--weight-decay", type=float, default=train.weight_decay, metavar="X")
+    group.add_argument(
+        "--patience",
+        type=int,
+        default=train.early_stopping,
+        metavar="N",
+        help="early-stopping patience in epochs, 0 = off (default %(default)s)",
+    )
+    group.add_argument(
+        "--max-grad-norm",
+        type=float,
+        default=train.max_grad_norm,
+        metavar="X",
+        help="clip the gradient norm to X (0 = off)",
+    )
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Every option of ``train``, in its groups (data, model, training, output)."""
     model, train = _defaults()
@@ -107,33 +143,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--gate-activation", choices=GATE_ACTIVATIONS, default=model.gate_activation)
     t = p.add_argument_group("training")
     add_routing_arguments(m, t)
-    m.add_argument("--expert", choices=EXPERT_TYPES, default=model.expert)
-    m.add_argument("--experts", type=int, default=model.n_experts, metavar="N", help="number of experts")
-    m.add_argument(
-        "--hidden",
-        default=",".join(map(str, model.expert_hidden)),
-        metavar="W[,W...]",
-        help="expert layer widths (default %(default)s)",
-    )
-    m.add_argument("--return-sequences", action="store_true", help="LSTM/GRU experts predict every time step")
+    add_expert_arguments(m)
     t.add_argument("--epochs", type=int, default=train.epochs, metavar="N")
-    t.add_argument("--batch-size", type=int, default=train.batch_size, metavar="N")
-    t.add_argument("--lr", type=float, default=train.lr, metavar="X", help="learning rate (default %(default)g)")
-    t.add_argument("--weight-decay", type=float, default=train.weight_decay, metavar="X")
-    t.add_argument(
-        "--patience",
-        type=int,
-        default=train.early_stopping,
-        metavar="N",
-        help="early-stopping patience in epochs, 0 = off (default %(default)s)",
-    )
-    t.add_argument(
-        "--max-grad-norm",
-        type=float,
-        default=train.max_grad_norm,
-        metavar="X",
-        help="clip the gradient norm to X (0 = off)",
-    )
+    add_optimiser_arguments(t)
     t.add_argument("--seed", type=int, default=train.seed, metavar="N", help="seed of initialisation and shuffling")
     t.add_argument("--device", choices=DEVICES, default=train.device)
     t.add_argument(

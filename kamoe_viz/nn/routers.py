@@ -120,11 +120,15 @@ class NoisyTopKRouter(Router):
         nn.init.zeros_(self.noise.weight)
         nn.init.zeros_(self.noise.bias)
 
+    def noisy_scores(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(scores, pre-softplus noise scale W_noise logits + b, the N(0, 1) draw) in training: the one definition
+        of the noise, which the closed-form step (:func:`kamoe_viz.nn.fast.closed_form.noisy_topk_forward`) reuses."""
+        pre = self.noise(logits)
+        noise = torch.randn_like(logits)
+        return logits + noise * F.softplus(pre), pre, noise
+
     def forward(self, logits: torch.Tensor) -> RouterOutput:
-        scores = logits
-        if self.training:
-            scale = F.softplus(self.noise(logits))
-            scores = logits + torch.randn_like(logits) * scale
+        scores = self.noisy_scores(logits)[0] if self.training else logits
         keep = keep_mask(scores, self.top_k)
         return RouterOutput(topk_softmax(scores, keep, self.top_k), logits, {}, torch.softmax(scores, dim=-1))
 

@@ -114,13 +114,15 @@ def router_logit_grad(router, logits: torch.Tensor, weights: torch.Tensor, grad_
 
 
 def noisy_topk_forward(router, logits: torch.Tensor):
-    """(weights, saved) of :class:`~kamoe_viz.nn.routers.NoisyTopKRouter` in training, drawing the noise exactly as
-    its forward does: scores = logits + eps * softplus(logits W^T + b), top-k softmax of the scores. (B, E) logits."""
+    """(weights, saved) of :class:`~kamoe_viz.nn.routers.NoisyTopKRouter` in training: its own
+    :meth:`~kamoe_viz.nn.routers.NoisyTopKRouter.noisy_scores` (scores = logits + eps * softplus(logits W^T + b)),
+    then the top-k softmax of the scores. (B, E) logits."""
     from kamoe_viz.nn.routers import keep_mask, topk_softmax
 
-    pre = torch.addmm(router.noise.bias, logits, router.noise.weight.t())
-    noise = torch.randn_like(logits) if router.training else torch.zeros_like(logits)  # no noise at inference
-    scores = torch.addcmul(logits, noise, F.softplus(pre))
+    if router.training:
+        scores, pre, noise = router.noisy_scores(logits)
+    else:  # no noise at inference: the noise layer gets no gradient
+        scores, pre, noise = logits, logits, torch.zeros_like(logits)
     keep = keep_mask(scores, router.top_k)
     weights = topk_softmax(scores, keep, router.top_k)
     return weights, (logits, pre, noise, scores, keep)
