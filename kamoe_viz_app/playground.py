@@ -41,10 +41,28 @@ POINTS = "_playground_points"  # (dataset id, data points frame)
 MAP_SIZE = 190  # px per live map: two maps with their axes fit half the Train page's right column at 1400 px
 SPECS = "_playground_specs"  # LiveSpecs: the live charts' kept specs
 TRANSPORT = ("Play", "Pause", "Step", "Reset", "New data")
+END_HERE = "End here"  # a paused model becomes the current run now, without training to the last epoch
 
 
 def session() -> TrainingSession | None:
     return st.session_state.get(SESSION)
+
+
+def follow_current_run() -> None:
+    """Keep one model in front of the user: a playground that is not training shows the current run.
+
+    A session played to its end, or none, gives way to the current run when that run is another one (trained with
+    the one-click Train, picked in the sidebar, reloaded from the Runs page): the panel then reads ``Epoch N / M ·
+    finished`` with that run's views, and Play or Step start a new model from epoch 0, as after any finished
+    session. A run without a timeline (saved before timelines) leaves the panel empty. A session in the middle of
+    its training is never replaced here."""
+    s, run = session(), state.current_run()
+    if s is not None and (not s.done or s.run is run):
+        return
+    if run is not None and getattr(run, "timeline", None) is not None and run.timeline.snapshots:
+        st.session_state[SESSION] = TrainingSession.of_run(run)
+    else:
+        st.session_state.pop(SESSION, None)
 
 
 def playing() -> bool:
@@ -96,6 +114,10 @@ def _act(action: str, config: RunConfig, dataset: Dataset) -> None:
         if s is not None:
             s.pause()
         return
+    if action == END_HERE:
+        if s is not None and not s.done:
+            _finished(s)
+        return
     if action == "Reset":
         s = _ensure(config, dataset)
         if s is not None and s.epoch:
@@ -126,6 +148,7 @@ def _act(action: str, config: RunConfig, dataset: Dataset) -> None:
 
 def controls(config: RunConfig | None, dataset: Dataset, ready: bool, busy: bool) -> None:
     """The transport buttons, the speed and the live area."""
+    follow_current_run()
     s = session()
     playing = s is not None and s.playing
     off = busy or not ready
@@ -162,7 +185,19 @@ def controls(config: RunConfig | None, dataset: Dataset, ready: bool, busy: bool
             args=(label, config, dataset),
             width="stretch",
         )
-    st.segmented_control(
+    speed_col, end_col = st.columns([3, 1], vertical_alignment="bottom")
+    mid_run = s is not None and not s.done and s.epoch > 0
+    end_col.button(
+        END_HERE,
+        key="pg_end_here",
+        icon=":material/flag:",
+        disabled=off or playing or not mid_run,
+        help=why or _end_here_help(playing, mid_run),
+        on_click=_act,
+        args=(END_HERE, config, dataset),
+        width="stretch",
+    )
+    speed_col.segmented_control(
         "Speed",
         list(SPEEDS),
         default=DEFAULT_SPEED,
@@ -170,9 +205,25 @@ def controls(config: RunConfig | None, dataset: Dataset, ready: bool, busy: bool
         help="How fast Play trains: as fast as the machine goes (real time), or one epoch per second "
         "or five per second to narrate.",
     )
+    if mid_run:
+        st.caption(
+            "Settings that fix the model or its data are locked until Reset; the learning rate and the balance "
+            "loss weight stay open and apply from the next epoch."
+        )
     if st.session_state.get(ERROR):
         st.error(st.session_state[ERROR], icon=":material/error:")
     live_area(config)
+
+
+def _end_here_help(playing: bool, mid_run: bool) -> str:
+    if playing:
+        return "Pause first, then end training at the epoch reached."
+    if mid_run:
+        return (
+            "End training at this epoch: the model (its best weights so far) becomes the current run and is "
+            "saved, with its timeline up to here, for the Gates, Splines and Experts pages."
+        )
+    return "Available once a model is paused part-way (Step, or Play then Pause)."
 
 
 def live_area(config: RunConfig | None) -> None:
@@ -195,6 +246,11 @@ def live_area(config: RunConfig | None) -> None:
                 st.rerun(scope="app")  # buttons and settings change with the state
         total = current.total_epochs if current is not None else (config.train.epochs if config else 0)
         st.markdown(f"**{current.status_line() if current is not None else f'Epoch 0 / {total}'}**")
+        if current is not None and current.done:
+            st.caption(
+                "This is the current run at its last epoch. Play or Step start a new model from epoch 0 with the "
+                "settings on the left; the current run stays on the Runs page."
+            )
         if current is None:
             st.caption(
                 f"Play, Pause and Step train the model in front of you; the views below redraw every epoch. "

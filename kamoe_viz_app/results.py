@@ -9,14 +9,15 @@ import streamlit as st
 
 from kamoe_viz.charts import training as ct
 from kamoe_viz.config import RunConfig
-from kamoe_viz.labels import METRIC_LABELS
-from kamoe_viz.presets import run_epoch_cap_notice
+from kamoe_viz.labels import METRIC_LABELS, ROUTING_METRIC_LABELS
+from kamoe_viz.presets import preset_of, run_epoch_cap_notice
 from kamoe_viz_app import config_state as cfg
 from kamoe_viz_app import state
 from kamoe_viz_app import train_live as live
 from kamoe_viz_app.safe import esc
 
 HIGHER_IS_BETTER = {"r2", "accuracy"}
+ROUTING_SHOWN = ("nmi", "min_load", "max_load", "routing_entropy")  # the routing metrics next to the scores
 
 
 def share_link(config: RunConfig) -> None:
@@ -72,6 +73,34 @@ def _metrics_table(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> 
     return pd.DataFrame(rows)
 
 
+def _routing_table(report: dict[str, Any]) -> pd.DataFrame:
+    rows = [
+        {"routing (test set)": ROUTING_METRIC_LABELS[key], "value": float(report[key])}
+        for key in ROUTING_SHOWN
+        if isinstance(report.get(key), (int, float))
+    ]
+    return pd.DataFrame(rows)
+
+
+def _claims_text(run: Any, values: dict[str, Any]) -> str | None:
+    """What the run's preset promises over seeds, each claim beside this run's value (one seed)."""
+    preset = preset_of(run.config)
+    if preset is None or not preset.claims:
+        return None
+    parts = []
+    for claim in preset.claims:
+        value = values.get(claim.metric)
+        mine = f" (this run: {value:.3g})" if isinstance(value, (int, float)) else ""
+        parts.append(f"{claim.describe()}{mine}")
+    return f"The {preset.title} preset is tested to give: " + "; ".join(parts) + "."
+
+
+def _routing_report(run: Any) -> dict[str, Any]:
+    from kamoe_viz.training.evaluation import routing_report
+
+    return routing_report(run)
+
+
 def _val_gate_weights(run: Any):
     from kamoe_viz.training import predict
 
@@ -102,7 +131,19 @@ def current_run_results() -> None:
     if notice:
         st.info(notice, icon=":material/timer:")
     baseline = live.baseline_metrics(run)
-    st.dataframe(_metrics_table(result.metrics, baseline), hide_index=True, width="content")
+    report = state.run_cached(run, "routing_report", lambda: _routing_report(run))
+    scores, routing = st.columns([3, 2])
+    scores.dataframe(_metrics_table(result.metrics, baseline), hide_index=True, width="content")
+    if report:
+        routing.dataframe(
+            _routing_table(report),
+            hide_index=True,
+            width="content",
+            column_config={"value": st.column_config.NumberColumn(format="%.3f")},
+        )
+    claims = _claims_text(run, {**result.metrics, **report})
+    if claims:
+        st.caption(claims)
     if live.busy():
         st.caption("The plain baseline is training; its scores appear here when it is done.")
     elif (

@@ -226,6 +226,8 @@ def render_sidebar() -> None:
                 else "No model yet: train one on the Train page or reload a saved run."
             )
         else:
+            if playground_in_progress():
+                st.caption(PLAYGROUND_NOTE)
             info = describe_run(run)
             lines = [
                 f"**Dataset** {esc(info['dataset'])}",

@@ -57,6 +57,7 @@ def start(config: RunConfig, dataset: Dataset, with_baseline: bool, csv: bytes |
         return str(err)
     except Exception as err:  # a setting the library did not foresee: message, not a crash
         return f"Could not build the model: {type(err).__name__}: {err}"
+    st.session_state.pop(state.PLAYGROUND_SESSION, None)  # the new model takes the playground's place
     _begin(new)
     return None
 

@@ -154,7 +154,9 @@ with right:
         icon=":material/play_arrow:",
         disabled=busy or not ready or pg.playing(),
         width="stretch",
-        help=None if ready else "Fix the messages above first.",
+        help="Train a new model to its last epoch in one go (it replaces the model in the playground below)."
+        if ready
+        else "Fix the messages above first.",
     )
     with_baseline = c2.checkbox(
         "Also train a plain baseline",
@@ -186,7 +188,10 @@ with right:
     # results show as soon as the mixture is done, while its baseline may still be training
     job = live.job()
     has_results = state.current_run() is not None and (not busy or job.run is state.current_run())
-    if has_results:
+    if has_results and state.playground_in_progress():  # one model in front: the one being stepped through
+        with st.expander("Results of the current run (the playground's model replaces it when its training ends)"):
+            results.current_run_results()
+    elif has_results:
         results.current_run_results()
     if dataset is not None:
         if busy or has_results:

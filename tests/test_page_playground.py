@@ -152,3 +152,47 @@ def test_while_the_playground_trains_the_sidebar_and_other_pages_say_so():
     no_exception(at, "Gates while the playground trains")
     text = " ".join(i.value for i in at.info)
     assert PLAYGROUND_NOTE in text and "No model trained yet" not in text
+
+
+def test_after_one_click_train_the_playground_shows_that_run_and_play_starts_a_new_one():
+    """One model in front of the user: a finished Train run is what the panel shows (not 'Epoch 0'); Play or
+    Step then start a new model whose results replace the old ones only when it ends."""
+    from _app_support import train_until_done
+
+    at = new_app(dict(MOONS, **{"train.epochs": "3"}))
+    at.checkbox(key="with_baseline").uncheck().run()
+    train_until_done(at)
+    run = at.session_state["current_run"]
+    assert status(at).startswith("**Epoch 3 / 3") and "finished" in status(at), status(at)
+    assert at.session_state[SESSION].run is run  # the panel's session is the Train run, finished
+    titles = " ".join(str(c.proto.spec) for c in charts(at))
+    assert "Winning expert" in titles, "the Train run's region map is not in the panel"
+    shown = " ".join(d.value.to_string() for d in at.dataframe)
+    assert "NMI vs regimes" in shown and "min load" in shown  # the routing metrics beside the scores
+    button(at, "Step").click().run()
+    no_exception(at, "Step after Train")
+    assert status(at).startswith("**Epoch 1 / 3"), status(at)
+    assert at.session_state["current_run"] is run  # the old run stays current until the new one ends...
+    assert any("playground's model replaces it" in e.label for e in at.expander)  # ...and says so
+    assert any("step by step in the playground" in c.value for c in at.sidebar.caption)
+    end = button(at, "End here")
+    assert not end.disabled
+    end.click().run()
+    no_exception(at, "End here")
+    ended = at.session_state["current_run"]
+    assert ended is not run and ended.result.epochs_run == 1 and ended.run_id
+    assert ended.timeline is not None and ended.timeline.epochs[-1] == 1
+    assert "finished" in status(at) or "stopped" in status(at), status(at)
+    assert not [n for n in at.number_input if n.label == "Experts"][0].disabled  # unlocked again
+
+
+def test_train_replaces_a_paused_playground_model():
+    from _app_support import train_until_done
+
+    at = new_app(dict(MOONS, **{"train.epochs": "3"}))
+    at.checkbox(key="with_baseline").uncheck().run()
+    button(at, "Step").click().run()
+    assert status(at).startswith("**Epoch 1 / 3")
+    train_until_done(at)
+    assert status(at).startswith("**Epoch 3 / 3"), status(at)
+    assert at.session_state[SESSION].run is at.session_state["current_run"]

@@ -48,6 +48,21 @@ def is_generated(dataset_name: str) -> bool:
     return info.loader.__module__.endswith(".synthetic") or info.loader is sequences.regime_series
 
 
+def epochs_of(run: TrainedRun) -> list[EpochInfo]:
+    """The epoch records of a finished run, rebuilt from its history (best epoch so far, as training saw it)."""
+    history = run.result.history
+    total, best, best_loss, infos = int(run.config.train.epochs), None, float("inf"), []
+    for row in history.itertuples(index=False):
+        val = float(row.val_loss)
+        if val < best_loss:
+            best, best_loss = int(row.epoch), val
+        elapsed = float(getattr(row, "seconds", 0.0) or 0.0)
+        infos.append(
+            EpochInfo(int(row.epoch), float(row.train_loss), val, float(row.lr), elapsed, 0.0, best, epochs_total=total)
+        )
+    return infos
+
+
 def live_changes(old: RunConfig, new: RunConfig) -> tuple[dict[str, Any], list[str]]:
     """What differs between two configs: ({live train setting: new value}, [locked dotted names])."""
     a, b = old.to_dict(), new.to_dict()
@@ -77,6 +92,25 @@ class TrainingSession:
         self.playing = False
         self.run: TrainedRun | None = None
         self._build()
+
+    @classmethod
+    def of_run(cls, run: TrainedRun) -> TrainingSession:
+        """A finished session showing ``run`` (trained with one click, or reloaded) as if it had been played to its
+        end: its epochs, its timeline's last snapshot. Play, Step and Reset start a new model from epoch 0, exactly
+        as they do after a session played to its end. ``run`` must have a timeline."""
+        if run.timeline is None or not run.timeline.snapshots:
+            raise ValidationError("run.timeline", None, "is needed to show a run in the playground")
+        self = cls.__new__(cls)
+        self.config = copy.deepcopy(run.config)
+        self.dataset = run.dataset
+        self.snapshot_every = None
+        self.playing = False
+        self.model = run.model
+        self.timeline = run.timeline
+        self.epochs = epochs_of(run)
+        self.run = run
+        self._live = run.timeline.snapshots[-1]
+        return self
 
     def _build(self) -> None:
         import torch
@@ -256,6 +290,7 @@ __all__ = [
     "LOCK_REASON",
     "SPEEDS",
     "TrainingSession",
+    "epochs_of",
     "is_generated",
     "live_changes",
 ]
