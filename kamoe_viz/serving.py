@@ -55,6 +55,16 @@ def runs_dir(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(environ.get(ENV_RUNS_DIR) or DEFAULT_RUNS_DIR)
 
 
+def runs_dir_label(environ: Mapping[str, str] = os.environ) -> str:
+    """How pages name the runs folder: relative to the server's working folder when inside it, else in full (the
+    folder whoever started the server chose, so they can find the saved runs)."""
+    folder = runs_dir(environ).expanduser().resolve()
+    try:
+        return str(folder.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(folder)
+
+
 def debug(environ: Mapping[str, str] = os.environ) -> bool:
     """Developers' switch: error details (tracebacks) shown in the page as well as in the server log."""
     return (environ.get(ENV_DEBUG) or "").strip().lower() not in ("", "0", "false", "no")

@@ -255,6 +255,6 @@ def render_sidebar() -> None:
                 args=(others,),
             )
         st.caption(
-            f"Finished runs are saved in the server's runs folder `{runs_dir().name}` "
+            f"Finished runs are saved in the server's runs folder `{serving.runs_dir_label()}` "
             "(chosen when the server starts: --runs-dir or KAMOE_RUNS_DIR)."
         )

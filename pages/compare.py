@@ -15,8 +15,9 @@ from kamoe_viz.charts import compare as cc
 from kamoe_viz.compare import cpu_count
 from kamoe_viz.compare import run as run_comparison
 from kamoe_viz.compare.engines import RAY_ADDRESS_ENV, server_ray_address
-from kamoe_viz.config import EXPERT_TYPES, GATE_FAMILIES, MAX_EPOCHS, DataConfig, ModelConfig, RunConfig, TrainConfig
-from kamoe_viz.errors import KamoeError, ValidationError
+from kamoe_viz.compare.form import comparison_config, recipe_changes
+from kamoe_viz.config import EXPERT_TYPES, GATE_FAMILIES, MAX_EPOCHS, RunConfig
+from kamoe_viz.errors import KamoeError
 from kamoe_viz.labels import EXPERT_LABELS, GATE_LABELS, ROUTING_METRIC_LABELS, in_variant_labels, variant_label
 from kamoe_viz.routing_metrics import ROUTING_METRIC_DEFINITIONS
 from kamoe_viz.routing_specs import ROUTERS
@@ -26,6 +27,7 @@ from kamoe_viz_app.data_section import dataset_infos
 from kamoe_viz_app.interpret_ui import readable_columns
 from kamoe_viz_app.routing_settings import ROUTER_HELP
 from kamoe_viz_app.safe import esc, unexpected
+from kamoe_viz_app.train_settings import FIELD_LABELS
 
 entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 
@@ -45,23 +47,12 @@ RUN_COLUMNS = [
     "min_load",
     "message",
 ]  # stopped_reason says "diverged" too
-MODEL, TRAIN = ModelConfig(), TrainConfig()  # the defaults of Train and the CLI (one definition, in config)
 
 
 def _default(key: str, value: Any) -> str:
     if K + key not in st.session_state:
         st.session_state[K + key] = value
     return K + key
-
-
-def _widths(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(p) for p in str(text).replace(";", ",").split(",") if p.strip())
-    except ValueError:
-        widths = ()
-    if not widths:
-        raise ValidationError("expert layer widths", text, "must be widths separated by commas, e.g. 16 or 32,16")
-    return widths
 
 
 def server_ray_address_text() -> str:
@@ -107,7 +98,7 @@ def settings_form(base: RunConfig) -> dict[str, Any] | None:
             help="Each seed changes the initialisation and the batch order. More seeds give "
             "the paired test more power.",
         )
-        epochs = c2.number_input("Epochs (at most)", 1, MAX_EPOCHS, key=_default("epochs", TRAIN.epochs), step=5)
+        epochs = c2.number_input("Epochs (at most)", 1, MAX_EPOCHS, key=_default("epochs", base.train.epochs), step=5)
         expert = c3.selectbox(
             "Experts",
             list(EXPERT_TYPES),
@@ -119,14 +110,16 @@ def settings_form(base: RunConfig) -> dict[str, Any] | None:
         c1, c2, c3, c4 = st.columns(4)
         hidden = c1.text_input(
             "Expert layer widths",
-            key=_default("hidden", ",".join(map(str, MODEL.expert_hidden))),
+            key=_default("hidden", ",".join(map(str, base.model.expert_hidden))),
             help="e.g. 16 or 32,16",
         )
         lr = c2.select_slider(
-            "Learning rate", sorted({1e-4, 3e-4, 1e-3, 3e-3, 1e-2, TRAIN.lr}), key=_default("lr", TRAIN.lr)
+            "Learning rate",
+            sorted({1e-4, 3e-4, 1e-3, 3e-3, 1e-2, base.train.lr}),
+            key=_default("lr", base.train.lr),
         )
         patience = c3.number_input(
-            "Early stopping (epochs, 0 = off)", 0, 200, key=_default("patience", TRAIN.early_stopping)
+            "Early stopping (epochs, 0 = off)", 0, 200, key=_default("patience", base.train.early_stopping)
         )
         jobs = c4.number_input(
             "Parallel processes",
@@ -147,6 +140,19 @@ def settings_form(base: RunConfig) -> dict[str, Any] | None:
             format_func=lambda name: ROUTERS[name].title,
             help="Each gate also runs with each chosen router (variants gate/router); none = dense routing as on "
             "the Train page. " + ROUTER_HELP,
+        )
+        changes = recipe_changes(base.train)
+        recipe = bool(changes) and st.checkbox(
+            "Train as on the Train page: "
+            + ", ".join(
+                f"{FIELD_LABELS['train.' + k].lower()} {v:g}"
+                if isinstance(v, float)
+                else f"{FIELD_LABELS['train.' + k].lower()} {v}"
+                for k, v in changes.items()
+            ),
+            key=_default("recipe", True),
+            help="Off: every variant trains with the library's reference recipe (task loss, one initialisation, "
+            "no auxiliary losses), as `python -m kamoe_viz compare` does without options.",
         )
         vary = st.checkbox(
             "Also draw a new train/validation/test split for each seed",
@@ -170,35 +176,8 @@ def settings_form(base: RunConfig) -> dict[str, Any] | None:
         jobs=int(jobs),
         vary=bool(vary),
         routings=list(routings),
+        recipe=bool(recipe),
     )
-
-
-def build_config(base: RunConfig, s: dict[str, Any]) -> RunConfig:
-    options = dict(base.data.options) if base.data.name == s["dataset"] else {}
-    data = DataConfig(
-        name=s["dataset"],
-        options=options,
-        seed=base.data.seed,
-        test_fraction=base.data.test_fraction,
-        val_fraction=base.data.val_fraction,
-    )
-    model = ModelConfig(
-        kind="moe",
-        gate="grkan",
-        gate_activation=base.model.gate_activation,
-        n_experts=s["n_experts"],
-        expert=s["expert"],
-        expert_hidden=_widths(s["hidden"]),
-    )
-    train = TrainConfig(
-        epochs=s["epochs"],
-        batch_size=base.train.batch_size,
-        lr=s["lr"],
-        early_stopping=s["patience"],
-        seed=0,
-        device="cpu",
-    )
-    return RunConfig(data=data, model=model, train=train).validate()
 
 
 def run_now(base: RunConfig, s: dict[str, Any]) -> None:
@@ -206,7 +185,10 @@ def run_now(base: RunConfig, s: dict[str, Any]) -> None:
         st.error("gates: got none; choose at least one gate (or the plain model).")
         return
     try:
-        config = build_config(base, s)
+        config = comparison_config(
+            base,
+            **{k: s[k] for k in ("dataset", "n_experts", "expert", "hidden", "epochs", "lr", "patience", "recipe")},
+        )
     except KamoeError as err:
         st.error(esc(err))
         return
@@ -282,7 +264,9 @@ def show_result(res: Any) -> None:
             "mean": st.column_config.NumberColumn(f"mean {label}", format="%.4f"),
             "std": st.column_config.NumberColumn("std", format="%.4f"),
             "ci_low": st.column_config.NumberColumn("95% CI low", format="%.4f"),
-            "ci_high": st.column_config.NumberColumn("95% CI high", format="%.4f"),
+            "ci_high": st.column_config.NumberColumn(
+                "95% CI high", format="%.4f", help="Clipped to what the metric can reach (R² and accuracy: at most 1)."
+            ),
             "sem": None,
             "min": None,
             "max": None,
@@ -356,7 +340,7 @@ def show_result(res: Any) -> None:
             "epochs_run": st.column_config.NumberColumn("epochs"),
             "best_epoch": st.column_config.NumberColumn("best"),
             "stopped_reason": st.column_config.Column("stopped by"),
-            "train_seconds": st.column_config.NumberColumn("s", format="%.1f", help="training seconds"),
+            "train_seconds": st.column_config.NumberColumn("s", format="%.2f", help="training seconds"),
             "regime_nmi": st.column_config.NumberColumn(ROUTING_METRIC_LABELS["nmi"], format="%.2f"),
             "min_load": st.column_config.NumberColumn(ROUTING_METRIC_LABELS["min_load"], format="%.2f"),
         },
@@ -376,8 +360,8 @@ st.markdown(
     "Does a GRKAN gate beat a GRN or a linear gate **here**? Each gate trains on the same data, split, "
     "experts and settings, once per seed; the seed changes the initialisation and the batch order "
     "(the data split stays fixed unless you ask for a new one per seed). Runs are then compared in pairs "
-    "that share a seed. With the Train page's defaults (3 seeds) it takes about half a minute; the command "
-    "line (`python -m kamoe_viz compare`) runs bigger sweeps."
+    "that share a seed. The form starts from the Train page's dataset, experts and schedule; the progress bar "
+    "says how far it is, and the command line (`python -m kamoe_viz compare`) runs bigger sweeps."
 )
 base_config = master()
 chosen = settings_form(base_config)

@@ -117,7 +117,7 @@ st.caption(
 with guarded("Ablation"):
     abl = cached(run, f"experts_ablation:{split}", lambda: ex.ablation(model, data, split))
     show_chart(run, f"ablation_{split}", lambda: ch.ablation_chart(abl))
-    show_table(abl, f"ablation_{split}")
+    show_table(abl.drop(columns="harm"), f"ablation_{split}")  # the chart's "worse by"; the table has the change
 
 with st.expander("Winning expert of every row", icon=":material/table_rows:"):
     show_table(table, f"routing_{split}", height=300)

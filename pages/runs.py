@@ -64,7 +64,7 @@ def _text(value) -> str:
 st.title("Saved runs")
 folder = state.runs_dir()
 st.caption(
-    f"Every finished training is saved in the server's runs folder `{folder.name}` (settings, weights as "
+    f"Every finished training is saved in the server's runs folder `{serving.runs_dir_label()}` (settings, weights as "
     "safetensors, metrics, loss history). Open one to explore it on the other pages, download it as a single "
     ".zip file, or upload a file someone shared. The folder is chosen when the server starts (--runs-dir or "
     "KAMOE_RUNS_DIR)."

@@ -79,3 +79,20 @@ def test_cli_bad_input_exits_2_with_one_line(argv, needle, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and "\n" not in err and "Traceback" not in err
+
+
+def test_a_comparison_config_keeps_the_training_recipe_only_when_asked():
+    from kamoe_viz.compare.form import comparison_config, recipe_changes
+    from kamoe_viz.presets import preset_config
+
+    base = preset_config("regimes")
+    assert recipe_changes(base.train)["objective"] == "likelihood"
+    assert recipe_changes(RunConfig().train) == {}
+    form = dict(dataset="regimes", n_experts=3, expert="mlp", hidden="8", epochs=5, lr=3e-3, patience=0)
+    kept = comparison_config(base, recipe=True, **form)
+    plain = comparison_config(base, recipe=False, **form)
+    assert kept.train.objective == "likelihood" and kept.train.restarts == 8 and kept.train.epochs == 5
+    assert plain.train.objective == "mse" and plain.train.restarts == 1 and plain.train.gate_lr_scale == 1.0
+    assert kept.model.gate_activation == base.model.gate_activation and kept.model.expert_hidden == (8,)
+    with pytest.raises(ValidationError, match="expert layer widths"):
+        comparison_config(base, recipe=False, **{**form, "hidden": "eight"})

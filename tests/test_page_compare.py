@@ -9,9 +9,10 @@ from streamlit.testing.v1 import AppTest
 PAGE = "pages/compare.py"
 
 
-def open_compare(timeout: float = 240) -> AppTest:
+def open_compare(timeout: float = 240, **link: str) -> AppTest:
     at = AppTest.from_file(_app_support.APP, default_timeout=timeout)
     at.query_params["data.options.n_samples"] = "300"  # the Train page's (linked) dataset options are reused
+    at.query_params.update(link)
     return at.switch_page(PAGE).run()
 
 
@@ -38,6 +39,7 @@ def test_tiny_comparison_end_to_end():
     result = at.session_state["compare_result"]
     assert len(result.table) == 6 and set(result.table["variant"]) == {"standard", "linear", "grkan"}
     assert result.table["epochs_run"].max() <= 2
+    assert result.config["train"]["objective"] == "mse" and result.config["train"]["restarts"] == 1  # recipe off
     verdicts = [m.value for m in at.info] + [m.value for m in at.success]
     from kamoe_viz.labels import in_variant_labels
 
@@ -67,3 +69,32 @@ def test_bad_settings_show_a_message_and_keep_the_page():
     at.checkbox(key="cmp.standard").set_value(False)
     at.button(key="cmp.run").click().run()
     assert not at.exception and any("choose at least one gate" in e.value for e in at.error)
+
+
+def test_the_form_starts_from_the_train_page_and_offers_its_training_recipe():
+    """A Train page with its own recipe (as the presets have) offers it, on by default; a run with it trains every
+    variant with that objective, gate learning rate and restarts. Without one there is nothing to offer."""
+    assert not [c for c in open_compare().checkbox if c.key == "cmp.recipe"]
+    recipe_link = {
+        "train.objective": "likelihood",
+        "train.gate_lr_scale": "5",
+        "train.restarts": "2",
+        "train.restart_epochs": "2",
+        "train.epochs": "7",
+    }
+    at = open_compare(**recipe_link)
+    clean(at, "first view")
+    recipe = at.checkbox(key="cmp.recipe")
+    assert recipe.value and "training objective likelihood" in recipe.label and "restarts 2" in recipe.label
+    assert at.number_input(key="cmp.epochs").value == 7  # the Train page's schedule, not the library default
+    intro = " ".join(m.value for m in at.markdown)
+    assert "Train page's defaults" not in intro and "starts from the Train page" in intro
+    set_tiny(at, gates=("linear",))
+    at.button(key="cmp.run").click().run()
+    clean(at, "with the recipe")
+    train = at.session_state["compare_result"].config["train"]
+    assert train["objective"] == "likelihood" and train["gate_lr_scale"] == 5.0 and train["restarts"] == 2
+    at.checkbox(key="cmp.recipe").uncheck()
+    at.button(key="cmp.run").click().run()
+    train = at.session_state["compare_result"].config["train"]
+    assert train["objective"] == "mse" and train["restarts"] == 1

@@ -76,6 +76,14 @@ def test_server_flags_choose_the_runs_folder_and_limits() -> None:
     assert serving.runs_dir({}) == Path("runs") and not serving.debug({serving.ENV_DEBUG: "0"})
 
 
+def test_pages_name_the_runs_folder_the_server_really_uses(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert serving.runs_dir_label({}) == "runs"
+    assert serving.runs_dir_label({serving.ENV_RUNS_DIR: str(tmp_path / "a" / "b")}) == str(Path("a") / "b")
+    elsewhere = tmp_path.parent / "elsewhere-runs"
+    assert serving.runs_dir_label({serving.ENV_RUNS_DIR: str(elsewhere)}) == str(elsewhere.resolve())
+
+
 @pytest.mark.parametrize("content", [b"[1, 2]", b'{"metrics": [1]}', b'{"metrics": "x"}'])
 def test_a_malformed_metrics_member_is_listed_with_a_plain_message(tmp_path: Path, content: bytes) -> None:
     import json
