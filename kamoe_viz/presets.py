@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kamoe_viz.config import RunConfig
-from kamoe_viz.errors import ValidationError
+from kamoe_viz.errors import KamoeError, ValidationError
 
 if TYPE_CHECKING:
     from kamoe_viz.training.results import TrainResult
@@ -242,6 +242,14 @@ def _settings(config: RunConfig) -> dict[str, Any]:
     raw = config.to_dict()
     for section, key in (("data", "seed"), ("train", "seed"), ("train", "device")):
         raw[section].pop(key, None)
+    try:  # options at their defaults are the same settings, whether written out (as the app does) or not
+        from kamoe_viz.data.registry import dataset_info, validate_options
+
+        info = dataset_info(config.data.name)
+        defaults = {key: spec.default for key, spec in info.options.items()}
+        raw["data"]["options"] = {**defaults, **validate_options(info, dict(config.data.options))}
+    except KamoeError:
+        pass  # an uploaded file or unknown dataset: compared as written
     return raw
 
 

@@ -161,6 +161,14 @@ def show_table(
     csv_download(frame, name, where)
 
 
+def show_text_table(frame: pd.DataFrame, name: str, number_format: str = "{:.4g}") -> None:
+    """A short table whose text columns wrap instead of being cut (e.g. a metric's definition), numbers in
+    ``number_format``, and its CSV download."""
+    numbers = {c: number_format for c in frame.columns if pd.api.types.is_float_dtype(frame[c])}
+    st.table(frame.style.format(numbers).hide(axis="index"))
+    csv_download(frame, name)
+
+
 def csv_download(frame: pd.DataFrame, name: str, where: Any = None, label: str = "CSV") -> None:
     where = where or st
     where.download_button(

@@ -162,13 +162,6 @@ def controls(config: RunConfig | None, dataset: Dataset, ready: bool, busy: bool
         "Reset": "Re-initialise the model with the same seed (same data, current settings).",
         "New data": "Draw the dataset again with the next data seed, then reset.",
     }
-    icons = {
-        "Play": ":material/play_arrow:",
-        "Pause": ":material/pause:",
-        "Step": ":material/skip_next:",
-        "Reset": ":material/restart_alt:",
-        "New data": ":material/shuffle:",
-    }
     generated = config is not None and is_generated(config.data.name)
     for col, label in zip(cols, TRANSPORT):
         disabled = off or (label == "Play" and playing) or (label == "Pause" and not playing)
@@ -178,7 +171,6 @@ def controls(config: RunConfig | None, dataset: Dataset, ready: bool, busy: bool
         col.button(
             label,
             key=f"pg_{label.replace(' ', '_').lower()}",
-            icon=icons[label],
             disabled=disabled,
             help=help_text,
             on_click=_act,
@@ -294,7 +286,7 @@ def live_show(where: Any, name: str, *args: Any, **kwargs: Any) -> None:
         for key, frame in spec["datasets"].items()
     }
     if name in STRETCHED:
-        spec = {**spec, "width": "container", "autosize": {"type": "fit-x", "contains": "padding"}}
+        spec = tl_ui.stretched(spec)
     where.vega_lite_chart(spec, width="stretch" if name in STRETCHED else "content")
 
 

@@ -132,10 +132,9 @@ def current_run_results() -> None:
         st.info(notice, icon=":material/timer:")
     baseline = live.baseline_metrics(run)
     report = state.run_cached(run, "routing_report", lambda: _routing_report(run))
-    scores, routing = st.columns([3, 2])
-    scores.dataframe(_metrics_table(result.metrics, baseline), hide_index=True, width="content")
+    st.dataframe(_metrics_table(result.metrics, baseline), hide_index=True, width="content")
     if report:
-        routing.dataframe(
+        st.dataframe(
             _routing_table(report),
             hide_index=True,
             width="content",

@@ -23,12 +23,19 @@ NO_TIMELINE = (
 )
 
 
-def show(where: Any, chart: Any) -> None:
-    """A chart at its designed size, its data sent as frames (:func:`kamoe_viz.charts.export.frames_spec`: no JSON
-    records, no schema check; tests/test_timeline_charts.py validates every builder)."""
+def stretched(spec: dict[str, Any]) -> dict[str, Any]:
+    """A single-view spec that fills its column's width, axes and legend inside it."""
+    return {**spec, "width": "container", "autosize": {"type": "fit-x", "contains": "padding"}}
+
+
+def show(where: Any, chart: Any, stretch: bool = False) -> None:
+    """A chart at its designed size (``stretch``: as wide as its column, axes and legend included), its data sent
+    as frames (:func:`kamoe_viz.charts.export.frames_spec`: no JSON records, no schema check;
+    tests/test_timeline_charts.py validates every builder)."""
     from kamoe_viz.charts.export import frames_spec
 
-    where.vega_lite_chart(frames_spec(chart), width="content")
+    spec = stretched(frames_spec(chart)) if stretch else frames_spec(chart)
+    where.vega_lite_chart(spec, width="stretch" if stretch else "content")
 
 
 def _keys(page: str) -> tuple[str, str]:
@@ -129,8 +136,8 @@ def story_charts(timeline: Any, current: int) -> None:
     left, right = st.columns(2)
     recorded = timeline.epochs
     epochs = (min(recorded), max(recorded)) if recorded else None  # both charts on the same epoch axis
-    show(left, tc.load_area_chart(timeline.load_frame(), settle, current, width=420, epochs=epochs))
-    show(right, tc.story_metrics_chart(timeline.metrics_frame(), settle, current, width=420, epochs=epochs))
+    show(left, tc.load_area_chart(timeline.load_frame(), settle, current, epochs=epochs), stretch=True)
+    show(right, tc.story_metrics_chart(timeline.metrics_frame(), settle, current, epochs=epochs), stretch=True)
 
 
 def export(run: Any, page: str) -> None:
@@ -191,8 +198,9 @@ def draw_splines(timeline: Any, snap: Snapshot) -> None:
         st.caption("The timeline keeps the GRKAN gate's spline curves; this run's gate has none.")
         return
     st.caption(
-        f"The {frame['edge'].nunique()} gate edges whose curves span the widest range at the last snapshot; "
-        "every edge is in the ranked view below."
+        f"The {frame['edge'].nunique()} gate edges whose curves span the widest range at the last snapshot, each "
+        "drawn over its spline grid (where the spline part acts; outside it only the base function does). The "
+        "ranked view below draws every edge over the range of the data it sees, and says how much lies outside."
     )
     show(st, tc.spline_curves_chart(frame, title=f"Gate splines φ(x) at epoch {snap.epoch}"))
 

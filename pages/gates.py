@@ -9,7 +9,16 @@ from kamoe_viz import routing_metrics as rm
 from kamoe_viz.interpret import gates as gt
 from kamoe_viz_app import entry
 from kamoe_viz_app import timeline_ui as tl_ui
-from kamoe_viz_app.interpret_ui import REFERENCE_ROWS, cached, gate_label, guarded, page_start, show_chart, show_table
+from kamoe_viz_app.interpret_ui import (
+    REFERENCE_ROWS,
+    cached,
+    gate_label,
+    guarded,
+    page_start,
+    show_chart,
+    show_table,
+    show_text_table,
+)
 
 entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 
@@ -89,7 +98,7 @@ routing = cached(
         run.config.train.batch_size,
     ),
 )
-show_table(rm.routing_metrics_table(routing), f"routing_metrics_{split}")
+show_text_table(rm.routing_metrics_table(routing), f"routing_metrics_{split}")
 hint = gt.specialisation_hint(routing["nmi"], run.config.train)
 if hint:
     st.info(hint, icon=":material/lightbulb:")

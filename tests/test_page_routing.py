@@ -90,7 +90,7 @@ def test_gates_page_shows_the_routing_metrics_with_their_definitions():
     at = open_page("pages/gates.py", run)
     assert_clean(at)
     assert any(s.value == "Routing metrics" for s in at.subheader)
-    table = next(df.value for df in at.dataframe if "definition" in df.value.columns)
+    table = next(t.value for t in at.table if "definition" in t.value.columns)  # a table whose text wraps
     assert set(table["definition"]) <= set(ROUTING_METRIC_DEFINITIONS.values())
     assert "NMI vs regimes" in set(table["metric"])  # the toy data know their regimes
     # the same rows as the library's summary: Gates and Compare read one definition

@@ -101,3 +101,16 @@ def test_a_preset_run_at_its_epoch_cap_says_its_claims_hold_for_that_budget():
     assert "claims" not in (run_epoch_cap_notice(TrainResult(epochs_run=200), longer) or "")
     assert run_epoch_cap_notice(TrainResult(epochs_run=12, stopped_reason="early_stopping"), collapse) is None
     assert claims_budget_note(preset_config("series")) is None  # no claims, nothing to protect
+
+
+def test_a_preset_is_recognised_with_its_dataset_options_written_out():
+    """The Train page writes every dataset option out (at its default); that is still the preset."""
+    from kamoe_viz.config import RunConfig
+    from kamoe_viz.data.registry import dataset_info
+    from kamoe_viz.presets import preset_of
+
+    raw = preset_config("regimes").to_dict()
+    raw["data"]["options"] = {key: spec.default for key, spec in dataset_info("regimes").options.items()}
+    assert raw["data"]["options"] and preset_of(RunConfig.from_dict(raw)) is PRESETS["regimes"]
+    raw["data"]["options"]["noise"] = 0.3
+    assert preset_of(RunConfig.from_dict(raw)) is None  # a changed option is another setting

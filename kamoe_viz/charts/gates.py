@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -11,23 +13,34 @@ from kamoe_viz.charts.theme import HEAT_SCHEME, REGIME_SCHEME, SMALL, WIDE, expe
 LOAD_LABELS = {"mean_weight": "mean weight", "normalised_share": "normalised share", "top1_share": "top-1 share"}
 
 
-def weight_histogram_chart(weights: pd.DataFrame, bins: int = 25, wrap: int | None = None) -> alt.Chart:
-    """Per expert, the histogram of its gate weight over the rows (long frame: expert, weight); ``wrap``: at most
-    this many experts side by side, the rest on further rows (for a narrow column)."""
+def weight_histogram_chart(
+    weights: pd.DataFrame, bins: int = 25, wrap: int | None = None, stacked: bool = False
+) -> alt.Chart:
+    """Per expert, the histogram of its gate weight over the rows (long frame: expert, weight). Side by side by
+    default; ``wrap``: at most this many side by side, the rest on further rows; ``stacked``: one above the other
+    on a shared weight axis, each named above its bars (for a narrow column)."""
     names = list(weights["expert"].unique())
-    facet = (
-        alt.Facet("expert:N", title=None, sort=names, columns=wrap)
-        if wrap
-        else alt.Column("expert:N", title=None, sort=names)
-    )
+    if stacked:
+        facet: dict[str, Any] = {
+            "row": alt.Row(
+                "expert:N",
+                title=None,
+                sort=names,
+                header=alt.Header(labelOrient="top", labelAnchor="start", labelPadding=1),
+            )
+        }
+    elif wrap:
+        facet = {"facet": alt.Facet("expert:N", title=None, sort=names, columns=wrap)}
+    else:
+        facet = {"column": alt.Column("expert:N", title=None, sort=names)}
     return (
         alt.Chart(weights)
         .mark_bar(opacity=0.85)
         .encode(
             x=alt.X("weight:Q", bin=alt.Bin(maxbins=bins, extent=[0, 1]), title="gate weight"),
-            y=alt.Y("count():Q", title="rows"),
+            y=alt.Y("count():Q", title="rows", axis=alt.Axis(tickCount=2) if stacked else alt.Undefined),
             color=expert_color("expert", names, legend=False),
-            **({"facet": facet} if wrap else {"column": facet}),
+            **facet,
             tooltip=[
                 alt.Tooltip("expert:N"),
                 alt.Tooltip("weight:Q", bin=alt.Bin(maxbins=bins, extent=[0, 1]), title="weight bin"),

@@ -145,8 +145,11 @@ def weights_long(weights: np.ndarray) -> pd.DataFrame:
 
 
 def histogram_chart(weights: np.ndarray) -> alt.Chart:
-    """Gate-weight histograms sized for half of the Train page's panel: two experts per row."""
-    return weight_histogram_chart(weights_long(weights), wrap=2).properties(width=90, height=100)
+    """Gate-weight histograms sized for half of the Train page's panel: one expert above the other."""
+    n_experts = int(np.shape(weights)[-1])
+    return weight_histogram_chart(weights_long(weights), stacked=True).properties(
+        width=200, height=max(22, 150 // max(1, n_experts) - 14)
+    )
 
 
 def load_bars_chart(load: list[float], width: int = 260, title: str = "Load per expert") -> alt.LayerChart:
@@ -257,7 +260,7 @@ def story_metrics_chart(
         .encode(
             x=_epoch_axis(epochs),
             y=alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("metric:N", title=None, legend=alt.Legend(orient="bottom")),
+            color=alt.Color("metric:N", title=None, legend=alt.Legend(orient="bottom", direction="vertical")),
             tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("metric:N"), alt.Tooltip("value:Q", format=".3f")],
         )
     )
@@ -332,8 +335,14 @@ def spline_curves_chart(frame: pd.DataFrame, columns: int = 4, title: str | None
         .encode(
             x=alt.X("x:Q", title=None),
             y=alt.Y("total:Q", title="φ(x)"),
-            color=alt.Color("layer:N", title=None),
-            tooltip=[alt.Tooltip("edge:N"), alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("total:Q", format=".3g")],
+            # the panel titles name the layer ("h10 → kan1·0"), so the colour needs no legend beside the panels
+            color=alt.Color("layer:N", title=None, legend=None),
+            tooltip=[
+                alt.Tooltip("layer:N"),
+                alt.Tooltip("edge:N"),
+                alt.Tooltip("x:Q", format=".3g"),
+                alt.Tooltip("total:Q", format=".3g"),
+            ],
         )
         .properties(width=130, height=90)
         .facet(facet=alt.Facet("edge:N", title=None), columns=columns)

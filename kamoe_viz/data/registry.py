@@ -245,7 +245,8 @@ def _same(value: Any, choice: Any) -> bool:
 
 
 def validate_options(info: DatasetInfo, options: dict[str, Any]) -> dict[str, Any]:
-    """Check options against the dataset's spec; returns them with defaults filled in."""
+    """Check options against the dataset's spec; returns them with their types normalised (options not given stay
+    out: the loader applies their defaults)."""
     if not isinstance(options, dict):
         raise ValidationError("data.options", options, "must be a mapping of option name to value")
     clean: dict[str, Any] = {}
