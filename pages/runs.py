@@ -16,7 +16,19 @@ entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 CONFIRM = "_confirm_delete"
 PICK = "runs_pick"
 VALUE_LABELS = {**GATE_LABELS, **EXPERT_LABELS}
-# what tells runs apart first (they fit the page's width); the rest is reached by scrolling, the name pinned
+# what tells runs apart first (they fit the page's width); "Every column" adds the rest
+FIRST_COLUMNS = [
+    "name",
+    "dataset",
+    "gate",
+    "expert",
+    "n_experts",
+    "metric",
+    "value",
+    "epochs",
+    "stopped_reason",
+    "created",
+]
 TABLE_COLUMNS = [
     "name",
     "dataset",
@@ -142,13 +154,20 @@ shown = shown.assign(
 )
 if "created" in shown:  # 2026-12-03T19:05:29+00:00 -> 2026-12-03 19:05 (UTC)
     shown = shown.assign(created=shown["created"].map(lambda v: str(v)[:16].replace("T", " ") if v else v))
+every = st.toggle(
+    "Every column",
+    value=False,
+    key="runs_all_columns",
+    help="Off: the columns that tell runs apart. On: also the device, run id, notes and import details; scroll "
+    "the table sideways.",
+)
 st.dataframe(
     shown,
     hide_index=True,
     width="stretch",
     key="runs_table",
+    column_order=None if every else [c for c in FIRST_COLUMNS if c in shown.columns],
     column_config={
-        "name": st.column_config.Column("name", pinned=True),
         "value": st.column_config.NumberColumn("test score", format="%.4f"),
         "metric": "metric",
         "n_experts": "experts",

@@ -125,7 +125,7 @@ def expert_vs_target_chart(
                 .mark_circle(size=14, opacity=0.6)
                 .encode(
                     x=alt.X("target:Q", title="target", scale=alt.Scale(zero=False)),
-                    y=alt.Y("output:Q", title="expert's prediction", scale=alt.Scale(zero=False)),
+                    y=alt.Y("output:Q", title="prediction", scale=alt.Scale(zero=False)),
                     color=color,
                     order=alt.Order("won:N"),
                     tooltip=tooltip,
