@@ -13,6 +13,7 @@ from kamoe_viz_app.interpret_ui import REFERENCE_ROWS, cached, guarded, page_sta
 entry.ensure(__file__)  # drawn inside the app (see kamoe_viz_app/entry.py)
 
 GLOBAL_ROWS = 400
+IG_STEPS, IG_MAX_STEPS = 64, 512  # Integrated Gradients: steps to start with, and the most it doubles to
 
 run = page_start(
     "Attribution",
@@ -46,7 +47,14 @@ attributions, deltas = cached(
     run,
     f"attr_global:{baseline}",
     lambda: at.global_attributions(
-        model, data, targets=targets, baseline=baseline, split="test", max_rows=GLOBAL_ROWS, n_steps=64
+        model,
+        data,
+        targets=targets,
+        baseline=baseline,
+        split="test",
+        max_rows=GLOBAL_ROWS,
+        n_steps=IG_STEPS,
+        max_steps=IG_MAX_STEPS,
     ),
     spinner="Computing attributions (once per model and baseline)…",
 )
@@ -54,15 +62,17 @@ attributions, deltas = cached(
 # ----- global -----------------------------------------------------------------------------------------------------
 st.subheader("Global: mean |attribution| over test rows")
 st.caption(
-    f"Averaged over a fixed sample of up to {GLOBAL_ROWS} test rows. Integrated Gradients uses 64 steps "
-    "(trapezoid rule); its convergence delta (how far the attributions' sum is from f(x) − f(baseline)) is "
-    "in the table below: small compared with the output change means the path integral has converged."
+    f"Averaged over a fixed sample of up to {GLOBAL_ROWS} test rows. Integrated Gradients uses {IG_STEPS} steps "
+    f"(trapezoid rule), doubled up to {IG_MAX_STEPS} while its convergence delta (how far the attributions' sum "
+    f"is from f(x) − f(baseline)) exceeds {at.CONVERGED_DELTA:.0%} of the output change; the table below has "
+    "the delta and the steps used."
 )
-loose = deltas[deltas["relative_delta"] > 0.05]
+loose = deltas[deltas["relative_delta"] > at.CONVERGED_DELTA]
 if len(loose):
     st.warning(
-        "Integrated Gradients has not fully converged for " + ", ".join(loose["target"]) + " (mean |delta| "
-        "above 5% of the mean output change): read those bars as approximate.",
+        "Integrated Gradients has not fully converged for " + ", ".join(loose["target"]) + f" even with "
+        f"{IG_MAX_STEPS} steps (mean |delta| above {at.CONVERGED_DELTA:.0%} of the mean output change): read "
+        "those bars as approximate.",
         icon="⚠️",
     )
 layers = cached(run, "spline_layers", lambda: sp.kan_layer_table(model, data))

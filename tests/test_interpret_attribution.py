@@ -72,6 +72,19 @@ def test_global_attributions_cover_every_target_and_method():
     assert (deltas["rows"] == 30).all()
 
 
+def test_integrated_gradients_take_more_steps_until_they_converge():
+    """With too few steps to start with, each target's steps grow (never past max_steps) until the delta is within
+    CONVERGED_DELTA of the output change; without max_steps they stay as asked."""
+    model, data = tiny_model("grkan", "mlp", "softmax", "classification")
+    _, coarse = at.global_attributions(model, data, max_rows=30, n_steps=2, methods=("ig",))
+    assert (coarse["steps"] == 2).all() and (coarse["relative_delta"] > at.CONVERGED_DELTA).any(), coarse
+    _, fine = at.global_attributions(model, data, max_rows=30, n_steps=2, methods=("ig",), max_steps=256)
+    assert (fine["steps"] <= 256).all() and (fine["steps"] > 2).any()
+    done = fine["relative_delta"] <= at.CONVERGED_DELTA
+    assert (done | (fine["steps"] == 256)).all(), fine
+    assert (fine["relative_delta"] <= coarse["relative_delta"] + 1e-9).all()
+
+
 def test_sequence_attributions_sum_over_time_per_feature():
     model, data = tiny_model("linear", "kan", "sigmoid", "regression", True)
     frame = at.row_attributions(model, data, 0, "test", "mean", targets=["prediction"])

@@ -13,6 +13,7 @@ For sequence windows a feature's attribution is summed over the window's time st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,9 @@ NOT_SPLINES_NOTE = (
     "Captum attributions explain the whole model's output per input feature; they are not the "
     "spline importances (mean |φ(x)| of single KAN edges) of the Splines page."
 )
+
+
+CONVERGED_DELTA = 0.05  # IG has converged when its mean |delta| is at most this share of the mean output change
 
 
 def attribution_targets(model: KAMoE) -> list[str]:
@@ -151,6 +155,12 @@ def _per_feature(attr: np.ndarray) -> np.ndarray:
     return attr.sum(axis=1) if attr.ndim == 3 else attr
 
 
+def _relative_delta(res: dict[str, Any]) -> float:
+    """Mean |IG convergence delta| over the mean |f(x) - f(baseline)|: 0 = the path integral is exact."""
+    gap = np.abs(res["f_x"] - res["f_baseline"])
+    return float(np.abs(res["delta"]).mean() / max(gap.mean(), 1e-12))
+
+
 def global_attributions(
     model: KAMoE,
     dataset: Dataset,
@@ -160,18 +170,28 @@ def global_attributions(
     max_rows: int = 400,
     n_steps: int = 64,
     methods: tuple[str, ...] = ("ig", "ablation"),
+    max_steps: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean |attribution| (and mean signed attribution) per feature, target and method over a fixed subsample.
 
     Returns (attributions, deltas): attributions has target, method, feature, mean_abs, mean, share (mean_abs
     over the sum for that target and method); deltas has per target the mean and max |convergence delta| of IG and
-    the mean |f(x) - f(baseline)| it should be compared with (``relative_delta`` = their ratio).
+    the mean |f(x) - f(baseline)| it should be compared with (``relative_delta`` = their ratio), and ``steps``.
+
+    ``max_steps``: while IG's relative delta is above :data:`CONVERGED_DELTA`, take more steps, up to this many
+    (a sharply routing gate switches within a short stretch of the path, which a coarse grid of steps misses).
     """
     X, _, _, _ = reference_set(dataset, check_split(split), max_rows, seed=3)
     feats = feature_names(dataset)
     rows, deltas = [], []
     for target in targets or attribution_targets(model):
-        res = _attribute(model, dataset, X, target, baseline, n_steps, methods)
+        steps = n_steps
+        res = _attribute(model, dataset, X, target, baseline, steps, methods)
+        while "ig" in methods and max_steps and steps < max_steps and _relative_delta(res) > CONVERGED_DELTA:
+            # the delta falls about as 1/steps on a sharp path: go straight to the steps that should be enough
+            wanted = steps * _relative_delta(res) / CONVERGED_DELTA
+            steps = min(max_steps, max(2 * steps, 2 ** math.ceil(math.log2(wanted))))
+            res = {**res, **_attribute(model, dataset, X, target, baseline, steps, ("ig",))}
         for method in methods:
             per = _per_feature(res[method])
             mean_abs = np.abs(per).mean(axis=0)
@@ -195,13 +215,22 @@ def global_attributions(
                     "mean_abs_delta": float(np.abs(res["delta"]).mean()),
                     "max_abs_delta": float(np.abs(res["delta"]).max()),
                     "mean_abs_output_change": float(gap.mean()),
-                    "relative_delta": float(np.abs(res["delta"]).mean() / max(gap.mean(), 1e-12)),
+                    "relative_delta": _relative_delta(res),
+                    "steps": steps,
                     "rows": len(X),
                 }
             )
     return pd.DataFrame(rows), pd.DataFrame(
         deltas,
-        columns=["target", "mean_abs_delta", "max_abs_delta", "mean_abs_output_change", "relative_delta", "rows"],
+        columns=[
+            "target",
+            "mean_abs_delta",
+            "max_abs_delta",
+            "mean_abs_output_change",
+            "relative_delta",
+            "steps",
+            "rows",
+        ],
     )
 
 
