@@ -73,7 +73,7 @@ def playing() -> bool:
 def locked() -> str | None:
     """Why model and data settings are locked now (a model is being trained step by step), or None."""
     s = session()
-    return LOCK_REASON if s is not None and not s.done and s.epoch > 0 else None
+    return LOCK_REASON if s is not None and s.in_progress else None
 
 
 def _ensure(config: RunConfig, dataset: Dataset) -> TrainingSession | None:
@@ -178,7 +178,7 @@ def controls(config: RunConfig | None, dataset: Dataset, ready: bool, busy: bool
             width="stretch",
         )
     speed_col, end_col = st.columns([3, 1], vertical_alignment="bottom")
-    mid_run = s is not None and not s.done and s.epoch > 0
+    mid_run = s is not None and s.in_progress
     end_col.button(
         END_HERE,
         key="pg_end_here",

@@ -35,7 +35,7 @@ PLAYGROUND_NOTE = (
 def playground_in_progress() -> bool:
     """Whether the playground holds a model that has started training and not finished."""
     s = st.session_state.get(PLAYGROUND_SESSION)
-    return s is not None and not s.done and s.epoch > 0
+    return s is not None and s.in_progress
 
 
 # ----- current run -----------------------------------------------------------------------------------------------

@@ -145,9 +145,7 @@ def settings_form(base: RunConfig) -> dict[str, Any] | None:
         recipe = bool(changes) and st.checkbox(
             "Train as on the Train page: "
             + ", ".join(
-                f"{FIELD_LABELS['train.' + k].lower()} {v:g}"
-                if isinstance(v, float)
-                else f"{FIELD_LABELS['train.' + k].lower()} {v}"
+                f"{FIELD_LABELS['train.' + k].lower()} {format(v, 'g') if isinstance(v, float) else v}"
                 for k, v in changes.items()
             ),
             key=_default("recipe", True),

@@ -29,23 +29,7 @@ FIRST_COLUMNS = [
     "stopped_reason",
     "created",
 ]
-TABLE_COLUMNS = [
-    "name",
-    "dataset",
-    "gate",
-    "expert",
-    "n_experts",
-    "metric",
-    "value",
-    "epochs",
-    "stopped_reason",
-    "created",
-    "device",
-    "run_id",
-    "notes",
-    "imported",
-    "error",
-]
+TABLE_COLUMNS = [*FIRST_COLUMNS, "device", "run_id", "notes", "imported", "error"]
 IMPORTED = "_imported_files"  # upload file ids already imported in this session (no double import on rerun)
 
 

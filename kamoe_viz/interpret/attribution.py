@@ -187,11 +187,13 @@ def global_attributions(
     for target in targets or attribution_targets(model):
         steps = n_steps
         res = _attribute(model, dataset, X, target, baseline, steps, methods)
-        while "ig" in methods and max_steps and steps < max_steps and _relative_delta(res) > CONVERGED_DELTA:
+        relative = _relative_delta(res) if "ig" in methods else 0.0
+        while max_steps and steps < max_steps and relative > CONVERGED_DELTA:
             # the delta falls about as 1/steps on a sharp path: go straight to the steps that should be enough
-            wanted = steps * _relative_delta(res) / CONVERGED_DELTA
+            wanted = steps * relative / CONVERGED_DELTA
             steps = min(max_steps, max(2 * steps, 2 ** math.ceil(math.log2(wanted))))
             res = {**res, **_attribute(model, dataset, X, target, baseline, steps, ("ig",))}
+            relative = _relative_delta(res)
         for method in methods:
             per = _per_feature(res[method])
             mean_abs = np.abs(per).mean(axis=0)
@@ -215,7 +217,7 @@ def global_attributions(
                     "mean_abs_delta": float(np.abs(res["delta"]).mean()),
                     "max_abs_delta": float(np.abs(res["delta"]).max()),
                     "mean_abs_output_change": float(gap.mean()),
-                    "relative_delta": _relative_delta(res),
+                    "relative_delta": relative,
                     "steps": steps,
                     "rows": len(X),
                 }

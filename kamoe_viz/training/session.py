@@ -147,6 +147,11 @@ class TrainingSession:
         return self.run is not None
 
     @property
+    def in_progress(self) -> bool:
+        """Started (at least one epoch) and not finished: the model whose settings are locked until Reset."""
+        return self.epoch > 0 and not self.done
+
+    @property
     def last(self) -> EpochInfo | None:
         return self.epochs[-1] if self.epochs else None
 
