@@ -56,13 +56,13 @@ def runs_dir(environ: Mapping[str, str] = os.environ) -> Path:
 
 
 def runs_dir_label(environ: Mapping[str, str] = os.environ) -> str:
-    """How pages name the runs folder: relative to the server's working folder when inside it, else in full (the
-    folder whoever started the server chose, so they can find the saved runs)."""
+    """How pages name the runs folder: relative to the server's working folder when inside it, else by its name
+    alone (a visitor never sees where on the server it lies; whoever started the server chose it and knows)."""
     folder = runs_dir(environ).expanduser().resolve()
     try:
         return str(folder.relative_to(Path.cwd().resolve()))
     except ValueError:
-        return str(folder)
+        return folder.name
 
 
 def debug(environ: Mapping[str, str] = os.environ) -> bool:
